@@ -1,0 +1,59 @@
+// Shared by every kernel and the binding: error helpers and the Tensor view.
+// Kernels never exit or abort: bad arguments throw std::invalid_argument (ValueError in Python),
+// wrong types throw fc::TypeError (TypeError), failed runtime calls std::runtime_error.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fc {
+
+using Shape = std::vector<int64_t>;
+
+struct TypeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename... Args>
+std::string str(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+
+inline std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << '(';
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << (s.size() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+#define FC_CHECK(cond, ...) \
+  do { if (!(cond)) throw std::invalid_argument(::fc::str(__VA_ARGS__)); } while (0)
+
+enum class DType { f32, f64 };
+enum class Device { cpu, cuda };
+
+inline const char* dtype_name(DType t) { return t == DType::f32 ? "float32" : "float64"; }
+
+// A borrowed, C-contiguous array: the binding builds it from a NumPy buffer or a CUDA array
+// interface after checking dtype and contiguity; C++ never owns array memory.
+struct Tensor {
+  void* ptr = nullptr;
+  DType dtype = DType::f32;
+  Device device = Device::cpu;
+  Shape shape;
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  template <typename T> T* data() const { return static_cast<T*>(ptr); }
+};
+
+}  // namespace fc

@@ -1,0 +1,181 @@
+// conv2d on the CPU: im2col + one GEMM per (image, block of output rows, group), and a 1x1 path
+// that hands the input to the GEMM directly. OpenMP splits the (image, row block) items; each
+// thread owns an im2col workspace of at most kColBudgetBytes (or one output row) and calls the
+// single-threaded BLAS. Weight gradients go to per-thread accumulators that are summed in a
+// fixed order, so results depend on the thread count but never on timing.
+#include "conv.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "blas.h"
+#include "cpu/parallel.h"
+
+namespace fc {
+namespace {
+
+// Output rows are processed in blocks: small enough for the workspace budget, and numerous
+// enough that N * count feeds every thread even for batch 1.
+struct RowBlocks {
+  int64_t rows, count;
+};
+
+RowBlocks row_blocks(const Conv2dGeom& g, int64_t bytes_per_row, int threads) {
+  int64_t rows = bytes_per_row > 0 ? std::max<int64_t>(1, kColBudgetBytes / bytes_per_row) : g.P;
+  rows = std::min(rows, g.P);
+  if (g.N * ceil_div(g.P, rows) < threads) {
+    rows = std::min(rows, ceil_div(g.P, ceil_div(threads, std::max<int64_t>(g.N, 1))));
+  }
+  return {rows, ceil_div(g.P, rows)};
+}
+
+template <typename T>
+std::unique_ptr<T[]> workspace(int64_t n) {
+  return std::unique_ptr<T[]>(n > 0 ? new T[n] : nullptr);
+}
+
+template <typename T>
+void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g) {
+  const bool direct = g.direct_1x1();
+  const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS(), CgRS = Cg * RS, PQ = g.PQ(), HW = g.HW();
+  // Items are (image, group, channel chunk): col2im of a chunk writes only its own channels,
+  // so threads never touch the same pixels even when one image is split.
+  int64_t chunk = Cg;
+  if (g.N * g.groups < max_threads()) {
+    chunk = ceil_div(Cg, ceil_div(max_threads(), g.N * g.groups));
+  }
+  const int64_t chunks = ceil_div(Cg, chunk);
+  const int64_t rows = std::clamp<int64_t>(
+      kColBudgetBytes / std::max<int64_t>(1, chunk * RS * g.Q * int64_t(sizeof(T))), 1, g.P);
+  const int64_t items = g.N * g.groups * chunks;
+#pragma omp parallel
+  {
+    auto dcol = workspace<T>(direct ? 0 : chunk * RS * rows * g.Q);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t n = i / (g.groups * chunks), gi = (i / chunks) % g.groups, ch = i % chunks;
+      const int64_t c0 = gi * Cg + ch * chunk, c1 = std::min(gi * Cg + Cg, c0 + chunk), nc = c1 - c0;
+      const T* dy = dout + (n * g.K + gi * Kg) * PQ;
+      const T* w = weight + gi * Kg * CgRS + (c0 - gi * Cg) * RS;
+      T* dx = dinp + n * g.C * HW;
+      if (direct) {
+        // dx[c0:c1, HW] = W_g[Kg, c0:c1]^T · dy[Kg, HW]
+        blas::gemm(true, false, nc, PQ, Kg, T(1), w, CgRS, dy, PQ, T(0), dx + c0 * HW, HW);
+        continue;
+      }
+      std::fill(dx + c0 * HW, dx + c1 * HW, T(0));
+      for (int64_t p0 = 0; p0 < g.P; p0 += rows) {
+        const int64_t p1 = std::min(g.P, p0 + rows), L = (p1 - p0) * g.Q;
+        // dcol[(c0:c1)*R*S, L] = W_g[Kg, (c0:c1)*R*S]^T · dy[Kg, p0*Q : p1*Q]
+        blas::gemm(true, false, nc * RS, L, Kg, T(1), w, CgRS, dy + p0 * g.Q, PQ, T(0), dcol.get(), L);
+        col2im_cpu(dx, dcol.get(), g, c0, c1, p0, p1);
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g) {
+  const bool direct = g.direct_1x1();
+  const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), CRS = g.C * g.RS(), PQ = g.PQ();
+  const int64_t wsize = g.K * CgRS;
+  const int threads = max_threads();
+  const RowBlocks b = row_blocks(g, direct ? 0 : CRS * g.Q * int64_t(sizeof(T)), threads);
+  const int64_t items = g.N * b.count;
+  auto acc = workspace<T>(threads * wsize);
+  int used = 1;
+#pragma omp parallel
+  {
+#pragma omp single
+    used = team_size();
+    T* mine = acc.get() + thread_id() * wsize;
+    std::fill(mine, mine + wsize, T(0));
+    auto col = workspace<T>(direct ? 0 : CRS * b.rows * g.Q);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t n = i / b.count, p0 = (i % b.count) * b.rows, p1 = std::min(g.P, p0 + b.rows);
+      const int64_t L = (p1 - p0) * g.Q;
+      const T* x = inp + n * g.C * g.HW();
+      const T* cols = direct ? x + p0 * g.Q : col.get();
+      const int64_t ld_col = direct ? g.HW() : L;
+      if (!direct) im2col_cpu(col.get(), x, g, 0, g.C, p0, p1);
+      const T* dy = dout + n * g.K * PQ + p0 * g.Q;
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        // dW_g[Kg, Cg*R*S] += dy_g[Kg, L] · col_g[Cg*R*S, L]^T
+        blas::gemm(false, true, Kg, CgRS, L, T(1), dy + gi * Kg * PQ, PQ, cols + gi * CgRS * ld_col,
+                   ld_col, T(1), mine + gi * Kg * CgRS, CgRS);
+      }
+    }
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t e = 0; e < wsize; ++e) {
+    T s = dweight[e];
+    for (int t = 0; t < used; ++t) s += acc[t * wsize + e];
+    dweight[e] = s;
+  }
+}
+
+template <typename T>
+void backward_bias(T* dbias, const T* dout, const Conv2dGeom& g) {
+  const int64_t PQ = g.PQ();
+  // Sums of N*P*Q terms: accumulate in double so float32 keeps its precision.
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < g.K; ++k) {
+    double s = 0;
+    for (int64_t n = 0; n < g.N; ++n) {
+      const T* d = dout + (n * g.K + k) * PQ;
+      for (int64_t j = 0; j < PQ; ++j) s += d[j];
+    }
+    dbias[k] += T(s);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
+  const bool direct = g.direct_1x1();
+  const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), CRS = g.C * g.RS(), PQ = g.PQ();
+  const RowBlocks b = row_blocks(g, direct ? 0 : CRS * g.Q * int64_t(sizeof(T)), max_threads());
+  const int64_t items = g.N * b.count;
+#pragma omp parallel
+  {
+    auto col = workspace<T>(direct ? 0 : CRS * b.rows * g.Q);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t n = i / b.count, p0 = (i % b.count) * b.rows, p1 = std::min(g.P, p0 + b.rows);
+      const int64_t L = (p1 - p0) * g.Q;
+      const T* x = inp + n * g.C * g.HW();
+      const T* cols = direct ? x + p0 * g.Q : col.get();
+      const int64_t ld_col = direct ? g.HW() : L;
+      if (!direct) im2col_cpu(col.get(), x, g, 0, g.C, p0, p1);
+      T* y = out + n * g.K * PQ + p0 * g.Q;
+      if (bias) {
+        for (int64_t k = 0; k < g.K; ++k) std::fill(y + k * PQ, y + k * PQ + L, bias[k]);
+      }
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        // y_g[Kg, L] = W_g[Kg, Cg*R*S] · col_g[Cg*R*S, L] (+ y_g, preloaded with the bias)
+        blas::gemm(false, false, Kg, L, CgRS, T(1), weight + gi * Kg * CgRS, CgRS,
+                   cols + gi * CgRS * ld_col, ld_col, bias ? T(1) : T(0), y + gi * Kg * PQ, PQ);
+      }
+    }
+  }
+}
+
+template <typename T>
+void conv2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                         const T* weight, const Conv2dGeom& g) {
+  if (dinp) backward_data(dinp, dout, weight, g);
+  if (dweight) backward_weight(dweight, dout, inp, g);
+  if (dbias) backward_bias(dbias, dout, g);
+}
+
+#define FC_INSTANTIATE(T)                                                                   \
+  template void conv2d_forward_cpu<T>(T*, const T*, const T*, const T*, const Conv2dGeom&); \
+  template void conv2d_backward_cpu<T>(T*, T*, T*, const T*, const T*, const T*,            \
+                                       const Conv2dGeom&);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+#undef FC_INSTANTIATE
+
+}  // namespace fc

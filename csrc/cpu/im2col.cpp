@@ -1,0 +1,108 @@
+// im2col and its adjoint col2im, and the whole-batch unfold/fold built on them.
+// Both walk the same index map col[(c, r, s), (p, q)] <-> inp[c, p*sh - pt + r*dh, q*sw - pl + s*dw];
+// for each (c, r, s) the valid q form one interval, so rows copy (or add) in contiguous runs.
+#include "conv.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace fc {
+namespace {
+
+// Valid output columns [lo, hi) for kernel column s: 0 <= q*sw + off < W.
+inline void valid_cols(const Conv2dGeom& g, int64_t s, int64_t& off, int64_t& lo, int64_t& hi) {
+  off = s * g.dil_w - g.pad_l;
+  lo = off >= 0 ? 0 : (-off + g.stride_w - 1) / g.stride_w;
+  hi = g.W - 1 - off < 0 ? 0 : std::min(g.Q, (g.W - 1 - off) / g.stride_w + 1);
+  lo = std::min(lo, hi);
+}
+
+}  // namespace
+
+template <typename T>
+void im2col_cpu(T* col, const T* inp, const Conv2dGeom& g, int64_t c0, int64_t c1, int64_t p0,
+                int64_t p1) {
+  const int64_t Q = g.Q, sw = g.stride_w;
+  for (int64_t c = c0; c < c1; ++c) {
+    const T* plane = inp + c * g.HW();
+    for (int64_t r = 0; r < g.R; ++r) {
+      for (int64_t s = 0; s < g.S; ++s) {
+        int64_t off, lo, hi;
+        valid_cols(g, s, off, lo, hi);
+        T* dst = col + (((c - c0) * g.R + r) * g.S + s) * (p1 - p0) * Q;
+        for (int64_t p = p0; p < p1; ++p, dst += Q) {
+          const int64_t h = p * g.stride_h - g.pad_t + r * g.dil_h;
+          if (h < 0 || h >= g.H) {
+            std::fill(dst, dst + Q, T(0));
+            continue;
+          }
+          const T* src = plane + h * g.W + off;
+          std::fill(dst, dst + lo, T(0));
+          if (sw == 1) {
+            std::memcpy(dst + lo, src + lo, sizeof(T) * (hi - lo));
+          } else {
+            for (int64_t q = lo; q < hi; ++q) dst[q] = src[q * sw];
+          }
+          std::fill(dst + hi, dst + Q, T(0));
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void col2im_cpu(T* inp, const T* col, const Conv2dGeom& g, int64_t c0, int64_t c1, int64_t p0,
+                int64_t p1) {
+  const int64_t Q = g.Q, sw = g.stride_w;
+  for (int64_t c = c0; c < c1; ++c) {
+    T* plane = inp + c * g.HW();
+    for (int64_t r = 0; r < g.R; ++r) {
+      for (int64_t s = 0; s < g.S; ++s) {
+        int64_t off, lo, hi;
+        valid_cols(g, s, off, lo, hi);
+        const T* src = col + (((c - c0) * g.R + r) * g.S + s) * (p1 - p0) * Q;
+        for (int64_t p = p0; p < p1; ++p, src += Q) {
+          const int64_t h = p * g.stride_h - g.pad_t + r * g.dil_h;
+          if (h < 0 || h >= g.H) continue;
+          T* dst = plane + h * g.W + off;
+          for (int64_t q = lo; q < hi; ++q) dst[q * sw] += src[q];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void unfold_cpu(T* col, const T* inp, const Conv2dGeom& g) {
+  const int64_t L = g.PQ(), items = g.N * g.C;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t n = i / g.C, c = i % g.C;
+    im2col_cpu(col + (n * g.C + c) * g.RS() * L, inp + n * g.C * g.HW(), g, c, c + 1, 0, g.P);
+  }
+}
+
+template <typename T>
+void fold_cpu(T* out, const T* col, const Conv2dGeom& g) {
+  const int64_t L = g.PQ(), items = g.N * g.C;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t n = i / g.C, c = i % g.C;
+    T* img = out + n * g.C * g.HW();
+    std::fill(img + c * g.HW(), img + (c + 1) * g.HW(), T(0));
+    col2im_cpu(img, col + (n * g.C + c) * g.RS() * L, g, c, c + 1, 0, g.P);
+  }
+}
+
+#define FC_INSTANTIATE(T)                                                                     \
+  template void im2col_cpu<T>(T*, const T*, const Conv2dGeom&, int64_t, int64_t, int64_t,     \
+                              int64_t);                                                       \
+  template void col2im_cpu<T>(T*, const T*, const Conv2dGeom&, int64_t, int64_t, int64_t,     \
+                              int64_t);                                                       \
+  template void unfold_cpu<T>(T*, const T*, const Conv2dGeom&);                               \
+  template void fold_cpu<T>(T*, const T*, const Conv2dGeom&);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+#undef FC_INSTANTIATE
+
+}  // namespace fc

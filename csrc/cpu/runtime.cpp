@@ -1,0 +1,88 @@
+// Thread control and the build/CPU facts behind fastconv.info().
+#include "runtime.h"
+
+#include "blas.h"
+#include "common.h"
+#include "cpu/parallel.h"
+
+namespace fc {
+
+void set_num_threads(int n) {
+  FC_CHECK(n >= 1, "set_num_threads: n must be a positive integer, got ", n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+  blas::set_threads(1);
+}
+
+int get_num_threads() { return max_threads(); }
+
+std::string openmp_version() {
+#ifdef _OPENMP
+  return std::to_string(_OPENMP);
+#else
+  return "";
+#endif
+}
+
+std::string simd_compiled() {
+  std::string s;
+  auto add = [&s](const char* f) { s += s.empty() ? f : std::string(" ") + f; };
+#if defined(__AVX512F__)
+  add("AVX512F");
+#endif
+#if defined(__AVX2__)
+  add("AVX2");
+#endif
+#if defined(__FMA__)
+  add("FMA");
+#endif
+#if defined(__AVX__)
+  add("AVX");
+#endif
+#if defined(__SSE4_2__)
+  add("SSE4.2");
+#endif
+#if defined(__SSE2__)
+  add("SSE2");
+#endif
+#if defined(__ARM_NEON)
+  add("NEON");
+#endif
+  return s.empty() ? "none" : s;
+}
+
+std::string simd_cpu() {
+#if defined(__x86_64__) || defined(__i386__)
+  std::string s;
+  __builtin_cpu_init();
+  auto add = [&s](const char* f) { s += s.empty() ? f : std::string(" ") + f; };
+  if (__builtin_cpu_supports("avx512f")) add("AVX512F");
+  if (__builtin_cpu_supports("avx2")) add("AVX2");
+  if (__builtin_cpu_supports("fma")) add("FMA");
+  if (__builtin_cpu_supports("avx")) add("AVX");
+  if (__builtin_cpu_supports("sse4.2")) add("SSE4.2");
+  return s.empty() ? "SSE2" : s;
+#else
+  return simd_compiled();
+#endif
+}
+
+std::string compiler() {
+#if defined(__clang__)
+  return str("clang ", __clang_major__, '.', __clang_minor__, '.', __clang_patchlevel__);
+#elif defined(__GNUC__)
+  return str("gcc ", __GNUC__, '.', __GNUC_MINOR__, '.', __GNUC_PATCHLEVEL__);
+#else
+  return "unknown";
+#endif
+}
+
+#ifndef FC_CUDA
+bool cuda_built() { return false; }
+std::string cuda_archs() { return ""; }
+std::string cuda_version() { return ""; }
+std::string cuda_device() { return "none (built without CUDA)"; }
+#endif
+
+}  // namespace fc

@@ -1,0 +1,92 @@
+// Output sizes and every shape rule of the sliding-window ops (see geometry.h).
+#include "geometry.h"
+
+#include <climits>
+
+namespace fc {
+namespace {
+
+std::string pair_str(int64_t a, int64_t b) { return str('(', a, ", ", b, ')'); }
+
+// Output rows/cols with PyTorch's formula; rejects sizes below 1 and sizes BLAS cannot index.
+void finish(const char* op, Conv2dGeom& g) {
+  FC_CHECK(g.stride_h > 0 && g.stride_w > 0, op, ": stride must be positive, got ",
+           pair_str(g.stride_h, g.stride_w));
+  FC_CHECK(g.dil_h > 0 && g.dil_w > 0, op, ": dilation must be positive, got ",
+           pair_str(g.dil_h, g.dil_w));
+  FC_CHECK(g.pad_t >= 0 && g.pad_b >= 0 && g.pad_l >= 0 && g.pad_r >= 0, op,
+           ": padding must be non-negative, got ", pair_str(g.pad_t, g.pad_l));
+  const int64_t eff_r = g.dil_h * (g.R - 1) + 1, eff_s = g.dil_w * (g.S - 1) + 1;
+  const int64_t span_h = g.H + g.pad_t + g.pad_b - eff_r, span_w = g.W + g.pad_l + g.pad_r - eff_s;
+  g.P = span_h < 0 ? 0 : span_h / g.stride_h + 1;
+  g.Q = span_w < 0 ? 0 : span_w / g.stride_w + 1;
+  FC_CHECK(g.P >= 1 && g.Q >= 1, op, ": output size would be ", pair_str(g.P, g.Q),
+           " for input ", pair_str(g.H, g.W), " with kernel ", pair_str(g.R, g.S),
+           ", padding (top ", g.pad_t, ", bottom ", g.pad_b, ", left ", g.pad_l, ", right ",
+           g.pad_r, "), dilation ", pair_str(g.dil_h, g.dil_w), " and stride ",
+           pair_str(g.stride_h, g.stride_w), "; it must be at least 1: pad the input or use a "
+           "smaller kernel");
+  FC_CHECK(g.PQ() < INT_MAX && g.HW() < INT_MAX && g.C * g.RS() < INT_MAX, op,
+           ": input ", shape_str(g.in_shape()), " is too large for 32-bit BLAS indices");
+}
+
+}  // namespace
+
+Conv2dGeom conv2d_geom(const char* op, const Shape& input, const Shape& weight, Pair stride,
+                       PadMode mode, Pair padding, Pair dilation, int64_t groups) {
+  FC_CHECK(input.size() == 4, op, ": input must be 4-D (N, C, H, W), got shape ",
+           shape_str(input));
+  FC_CHECK(weight.size() == 4, op, ": weight must be 4-D (K, C/groups, R, S), got shape ",
+           shape_str(weight));
+  FC_CHECK(groups >= 1, op, ": groups must be a positive integer, got ", groups);
+  Conv2dGeom g;
+  g.N = input[0]; g.C = input[1]; g.H = input[2]; g.W = input[3];
+  g.K = weight[0]; g.R = weight[2]; g.S = weight[3]; g.groups = groups;
+  FC_CHECK(g.C >= 1 && g.H >= 1 && g.W >= 1, op,
+           ": input must have at least one channel, row and column, got shape ", shape_str(input));
+  FC_CHECK(g.K >= 1 && weight[1] >= 1 && g.R >= 1 && g.S >= 1, op,
+           ": weight must have no empty dimension, got shape ", shape_str(weight));
+  FC_CHECK(g.C % groups == 0, op, ": groups=", groups, " must divide the input channels, but input ",
+           shape_str(input), " has ", g.C);
+  FC_CHECK(g.K % groups == 0, op, ": groups=", groups,
+           " must divide the output channels, but weight ", shape_str(weight), " has ", g.K);
+  FC_CHECK(weight[1] * groups == g.C, op, ": weight ", shape_str(weight), " with groups=", groups,
+           " expects input with ", weight[1] * groups, " channels (weight.shape[1] * groups), got input ",
+           shape_str(input));
+  g.stride_h = stride[0]; g.stride_w = stride[1];
+  g.dil_h = dilation[0]; g.dil_w = dilation[1];
+  if (mode == PadMode::same) {
+    FC_CHECK(g.stride_h == 1 && g.stride_w == 1, op,
+             ": padding='same' needs stride 1 (as in PyTorch), got stride ",
+             pair_str(g.stride_h, g.stride_w));
+    FC_CHECK(g.dil_h > 0 && g.dil_w > 0, op, ": dilation must be positive, got ",
+             pair_str(g.dil_h, g.dil_w));
+    // Total padding dil*(k-1); PyTorch puts the odd one at the bottom/right.
+    const int64_t th = g.dil_h * (g.R - 1), tw = g.dil_w * (g.S - 1);
+    g.pad_t = th / 2; g.pad_b = th - th / 2;
+    g.pad_l = tw / 2; g.pad_r = tw - tw / 2;
+  } else if (mode == PadMode::explicit_) {
+    g.pad_t = g.pad_b = padding[0];
+    g.pad_l = g.pad_r = padding[1];
+  }
+  finish(op, g);
+  return g;
+}
+
+Conv2dGeom window_geom(const char* op, int64_t N, int64_t C, int64_t H, int64_t W, Pair kernel,
+                       Pair stride, Pair padding, Pair dilation) {
+  FC_CHECK(kernel[0] >= 1 && kernel[1] >= 1, op, ": kernel_size must be positive, got ",
+           pair_str(kernel[0], kernel[1]));
+  FC_CHECK(N >= 0 && C >= 1 && H >= 1 && W >= 1, op, ": empty spatial or channel size, got (N, C, H, W) = ",
+           shape_str({N, C, H, W}));
+  Conv2dGeom g;
+  g.N = N; g.C = C; g.H = H; g.W = W; g.R = kernel[0]; g.S = kernel[1];
+  g.stride_h = stride[0]; g.stride_w = stride[1];
+  g.dil_h = dilation[0]; g.dil_w = dilation[1];
+  g.pad_t = g.pad_b = padding[0];
+  g.pad_l = g.pad_r = padding[1];
+  finish(op, g);
+  return g;
+}
+
+}  // namespace fc

@@ -1,0 +1,8 @@
+"""fastconv: hand-written CPU (im2col + BLAS) and CUDA kernels for CNNs, PyTorch-shaped."""
+
+from . import functional
+from ._runtime import _version, get_num_threads, info, set_num_threads
+
+__version__ = _version()
+
+__all__ = ["functional", "info", "set_num_threads", "get_num_threads", "__version__"]

@@ -1,0 +1,34 @@
+"""Threads and build information."""
+
+import numbers
+from importlib import metadata
+
+from ._loader import _C
+
+
+def _version():
+    try:
+        return metadata.version("fastconv")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def set_num_threads(n):
+    """Set the threads fastconv's kernels use (OpenMP); the BLAS runs single-threaded inside
+    each of them, so the two never oversubscribe the cores."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    _C.set_num_threads(int(n))
+
+
+def get_num_threads():
+    """The number of threads fastconv's kernels use."""
+    return _C.get_num_threads()
+
+
+def info():
+    """Version, BLAS, threads, OpenMP, SIMD and CUDA facts of this build, as a dict."""
+    d = {"version": _version(), "num_threads": get_num_threads()}
+    d.update(_C.build_info())
+    d["blas_threads"] = 1
+    return d

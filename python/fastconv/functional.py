@@ -1,0 +1,140 @@
+"""One thin function per kernel, with torch.nn.functional's names, arguments and defaults.
+
+Each function normalises its arguments, asks the extension for the geometry (which validates
+shapes and computes output sizes), allocates the outputs and calls the kernel. Arrays that
+are not C-contiguous are copied first; everything else is checked once, in the extension.
+"""
+
+import numbers
+
+import numpy as np
+
+from ._loader import _C
+
+__all__ = ["conv2d", "conv2d_backward", "unfold", "fold"]
+
+
+def _contiguous(x):
+    return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
+
+
+def _int(value, name, op):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    return int(value)
+
+
+def _pair(value, name, op):
+    """An int or a pair of ints -> (h, w)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        return (_int(value[0], name, op), _int(value[1], name, op))
+    try:
+        v = _int(value, name, op)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+    return (v, v)
+
+
+def _padding(value, op):
+    """padding -> (mode, (h, w)) with mode 'explicit', 'valid' or 'same'."""
+    if isinstance(value, str):
+        if value not in ("valid", "same"):
+            raise ValueError(
+                f"{op}: padding must be 'valid', 'same', an int or a pair of ints, got {value!r}")
+        return value, (0, 0)
+    return "explicit", _pair(value, "padding", op)
+
+
+def _conv2d_geometry(op, input, weight, stride, padding, dilation, groups):
+    mode, pad = _padding(padding, op)
+    return _C.conv2d_geometry(op, input, weight, _pair(stride, "stride", op), mode, pad,
+                              _pair(dilation, "dilation", op), _int(groups, "groups", op))
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation), as torch.nn.functional.conv2d.
+
+    input (N, C, H, W), weight (K, C/groups, R, S), bias (K,) or None -> (N, K, P, Q), with
+    float32 or float64 throughout. stride, padding and dilation are an int or an (h, w) pair;
+    padding may also be "valid" (none) or "same" (stride 1 only; an even effective kernel pads
+    one more row/column at the bottom/right, as PyTorch does).
+    """
+    input, weight, bias = _contiguous(input), _contiguous(weight), _contiguous(bias)
+    g = _conv2d_geometry("conv2d", input, weight, stride, padding, dilation, groups)
+    out = np.empty(g.out_shape, dtype=input.dtype)
+    _C.conv2d_forward(out, input, weight, bias, g)
+    return out
+
+
+def _mask(output_mask):
+    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
+            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
+        raise TypeError(
+            f"conv2d_backward: output_mask must be a sequence of 3 bools, got {output_mask!r}")
+    return tuple(bool(m) for m in output_mask)
+
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
+                    output_mask=(True, True, True), *, grad_weight=None, grad_bias=None):
+    """Gradients of conv2d with respect to its input, weight and bias.
+
+    Takes the arguments conv2d took (every form of stride/padding/dilation) and
+    grad_output (N, K, P, Q); returns (grad_input, grad_weight, grad_bias), None where
+    output_mask is False. grad_input is always a new array. When grad_weight (K, C/groups, R, S)
+    or grad_bias (K,) arrays are passed, the gradients are accumulated into them (+=) and they
+    are returned: that is how a layer adds into its parameters' .grad without a temporary.
+    """
+    need_input, need_weight, need_bias = _mask(output_mask)
+    op = "conv2d_backward"
+    grad_output, input, weight = _contiguous(grad_output), _contiguous(input), _contiguous(weight)
+    g = _conv2d_geometry(op, input, weight, stride, padding, dilation, groups)
+    dinp = np.empty(g.in_shape, dtype=input.dtype) if need_input else None
+    dweight = dbias = None
+    if need_weight:
+        dweight = np.zeros(g.weight_shape, dtype=input.dtype) if grad_weight is None else grad_weight
+    if need_bias:
+        dbias = np.zeros((g.K,), dtype=input.dtype) if grad_bias is None else grad_bias
+    _C.conv2d_backward(dinp, dweight, dbias, grad_output, input, weight, g)
+    return dinp, dweight, dbias
+
+
+def _window_geometry(op, shape, kernel_size, dilation, padding, stride):
+    return _C.window_geometry(op, *shape, _pair(kernel_size, "kernel_size", op),
+                              _pair(stride, "stride", op), _pair(padding, "padding", op),
+                              _pair(dilation, "dilation", op))
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """im2col, as torch.nn.functional.unfold: (N, C, H, W) -> (N, C*R*S, P*Q)."""
+    input = _contiguous(input)
+    if not isinstance(input, np.ndarray) or input.ndim != 4:
+        raise ValueError(f"unfold: input must be a 4-D array (N, C, H, W), got "
+                         f"{getattr(input, 'shape', type(input).__name__)}")
+    g = _window_geometry("unfold", input.shape, kernel_size, dilation, padding, stride)
+    out = np.empty((g.N, g.C * g.R * g.S, g.P * g.Q), dtype=input.dtype)
+    _C.unfold(out, input, g)
+    return out
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """col2im, as torch.nn.functional.fold: (N, C*R*S, L) -> (N, C, H, W), overlaps summed."""
+    input = _contiguous(input)
+    op = "fold"
+    if not isinstance(input, np.ndarray) or input.ndim != 3:
+        raise ValueError(f"fold: input must be a 3-D array (N, C*R*S, L), got "
+                         f"{getattr(input, 'shape', type(input).__name__)}")
+    R, S = _pair(kernel_size, "kernel_size", op)
+    H, W = _pair(output_size, "output_size", op)
+    if R < 1 or S < 1 or input.shape[1] % (R * S) != 0:
+        raise ValueError(f"fold: input.shape[1] = {input.shape[1]} must be divisible by the "
+                         f"kernel area {R}*{S}")
+    g = _window_geometry(op, (input.shape[0], input.shape[1] // (R * S), H, W), (R, S),
+                         dilation, padding, stride)
+    if input.shape[2] != g.P * g.Q:
+        raise ValueError(f"fold: input.shape[2] = {input.shape[2]} must equal the number of "
+                         f"sliding blocks {g.P}*{g.Q} = {g.P * g.Q} for output_size {(H, W)}")
+    out = np.empty(g.in_shape, dtype=input.dtype)
+    _C.fold(out, input, g)
+    return out

@@ -1,0 +1,147 @@
+"""Shared test helpers: tolerance comparison, random data, the shape table.
+
+Must never import fastconv (test_reference.py imports it indirectly).
+"""
+
+import math
+
+import numpy as np
+
+from reference import pair, resolve_padding, conv_output_size
+
+
+def assert_close(actual, expected, rtol, atol=0.0, what=""):
+    """Fail unless |actual - expected| <= rtol * max|expected| + atol everywhere.
+
+    Fails on any NaN/inf in ``actual`` and on shape mismatch; on failure reports
+    the maximum error, its index, the values there and how many elements are out
+    of tolerance.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    pre = f"{what}: " if what else ""
+    assert actual.shape == expected.shape, (
+        f"{pre}shape mismatch: actual {actual.shape} vs expected {expected.shape}")
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{pre}{int(bad.sum())} non-finite element(s) in result, first at index "
+            f"{idx}: {a[idx]!r} (expected {e[idx]!r})")
+    if a.size == 0:
+        return
+    scale = float(np.max(np.abs(e)))
+    tol = rtol * scale + atol
+    err = np.abs(a - e)
+    imax = np.unravel_index(int(np.argmax(err)), err.shape)
+    emax = float(err[imax])
+    if emax > tol:
+        nbad = int((err > tol).sum())
+        raise AssertionError(
+            f"{pre}max abs error {emax:.3e} at index {tuple(int(i) for i in imax)} "
+            f"(actual {a[imax]!r}, expected {e[imax]!r}); tolerance {tol:.3e} = "
+            f"rtol {rtol:.1e} * max|expected| {scale:.3e} + atol {atol:.1e}; "
+            f"{nbad}/{err.size} elements out of tolerance; "
+            f"relative max error {emax / scale if scale else float('inf'):.3e}")
+
+
+def rtol_for(dtype, reduction_len=1):
+    """Relative (to max|ref|) tolerance for a result reducing over reduction_len terms.
+
+    float64: 1e-10.  float32: 1e-5, grown like sqrt(L) only beyond L=1000 terms
+    (rounding error of an L-term float32 sum relative to the largest of many
+    such sums grows at most ~sqrt(L)); a single missing/extra product term is a
+    relative error of ~1/(4 sqrt(L)), always far above this tolerance.
+    """
+    if np.dtype(dtype) == np.float64:
+        return 1e-10
+    return 1e-5 * max(1.0, math.sqrt(reduction_len / 1000.0))
+
+
+def rand(rng, shape, dtype):
+    """Standard normal values, generated in float64 then cast (so float32
+    inputs are exactly representable and the reference sees the same values)."""
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# Shape table.  Each case: N, C, H, W, K, R, S and conv arguments.
+# ---------------------------------------------------------------------------
+
+def _case(id, N, C, H, W, K, R, S, stride=1, padding=0, dilation=1, groups=1):
+    return dict(id=id, N=N, C=C, H=H, W=W, K=K, R=R, S=S, stride=stride,
+                padding=padding, dilation=dilation, groups=groups)
+
+
+CASES = [
+    _case("basic_3x3_pad1", 2, 3, 8, 8, 4, 3, 3, padding=1),
+    _case("batch1", 1, 2, 7, 9, 3, 3, 3),
+    _case("odd_nonsquare_3x5_on_13x17", 2, 3, 13, 17, 5, 3, 5),
+    _case("nonsquare_pad_pair", 2, 3, 13, 17, 4, 3, 5, padding=(1, 2)),
+    _case("stride3_not_dividing", 2, 3, 10, 10, 4, 3, 3, stride=3),
+    _case("stride_2_3", 2, 4, 11, 13, 5, 3, 2, stride=(2, 3), padding=(1, 0)),
+    _case("pad_larger_than_half_kernel", 2, 2, 6, 7, 3, 3, 3, padding=2),
+    _case("pad_3_2_on_3x3", 2, 2, 5, 6, 3, 3, 3, padding=(3, 2), stride=2),
+    _case("dilation2", 2, 3, 12, 12, 4, 3, 3, padding=2, dilation=2),
+    _case("dilation_2_3", 2, 3, 14, 15, 4, 3, 3, stride=(1, 2), padding=(1, 2),
+          dilation=(2, 3)),
+    _case("groups2", 2, 4, 9, 9, 6, 3, 3, padding=1, groups=2),
+    _case("groups3_stride2", 2, 6, 8, 10, 9, 3, 2, stride=2, groups=3),
+    _case("depthwise", 2, 5, 10, 10, 5, 3, 3, padding=1, groups=5),
+    _case("depthwise_mult2", 2, 4, 9, 11, 8, 3, 3, stride=2, padding=1, groups=4),
+    _case("1x1_fast_path", 2, 8, 7, 9, 6, 1, 1),
+    _case("1x1_stride2", 2, 5, 9, 8, 4, 1, 1, stride=2),
+    _case("1x1_pad1", 2, 5, 6, 6, 3, 1, 1, padding=1),
+    _case("kernel_larger_than_input_padded", 2, 2, 3, 4, 3, 5, 5, padding=2),
+    _case("kernel_equals_input", 2, 3, 5, 4, 2, 5, 4),
+    _case("same_odd_kernel", 2, 3, 9, 10, 4, 3, 3, padding="same"),
+    _case("same_even_kernel", 2, 3, 8, 9, 4, 4, 2, padding="same"),
+    _case("same_dilated_odd_total", 2, 3, 10, 11, 4, 2, 3, padding="same",
+          dilation=(3, 2)),
+    _case("same_dilated_groups", 2, 4, 9, 9, 4, 3, 4, padding="same", dilation=2,
+          groups=2),
+    _case("valid", 2, 3, 8, 7, 2, 3, 3, padding="valid"),
+    _case("many_channels_64_48", 2, 64, 10, 10, 48, 3, 3, padding=1),
+    _case("batch8_28x28", 8, 3, 28, 28, 8, 5, 5, padding=2),
+    _case("combo_groups_stride_dil", 3, 6, 15, 13, 4, 3, 3, stride=(2, 1),
+          padding=(2, 1), dilation=(1, 2), groups=2),
+]
+
+CASE_IDS = [c["id"] for c in CASES]
+CASES_BY_ID = {c["id"]: c for c in CASES}
+
+
+def conv_args(case):
+    return dict(stride=case["stride"], padding=case["padding"],
+                dilation=case["dilation"], groups=case["groups"])
+
+
+def out_hw(case):
+    pad4 = resolve_padding(case["padding"], (case["R"], case["S"]),
+                           case["dilation"], case["stride"])
+    return conv_output_size(case["H"], case["W"], (case["R"], case["S"]),
+                            case["stride"], pad4, case["dilation"])
+
+
+def make_data(case, dtype, seed, bias=True):
+    """(x, w, b, grad_output) for a case; b is None when bias=False."""
+    rng = np.random.default_rng(seed)
+    N, C, H, W, K, R, S, g = (case[k] for k in "N C H W K R S groups".split())
+    P, Q = out_hw(case)
+    x = rand(rng, (N, C, H, W), dtype)
+    w = rand(rng, (K, C // g, R, S), dtype)
+    b = rand(rng, (K,), dtype) if bias else None
+    dout = rand(rng, (N, K, P, Q), dtype)
+    return x, w, b, dout
+
+
+def reduction_lengths(case):
+    """Number of summed terms for (forward/grad_input-ish, grad_weight/bias)."""
+    P, Q = out_hw(case)
+    g = case["groups"]
+    fwd = (case["C"] // g) * case["R"] * case["S"]
+    dx = (case["K"] // g) * case["R"] * case["S"]
+    dw = case["N"] * P * Q
+    return fwd, dx, dw
