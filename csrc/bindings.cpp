@@ -18,7 +18,10 @@ using namespace fc;
 
 namespace {
 
-std::string type_name(py::handle obj) { return py::str(py::type::of(obj).attr("__name__")); }
+std::string type_name(py::handle obj) {
+  py::handle t = py::type::of(obj);
+  return std::string(py::str(t.attr("__module__"))) + "." + std::string(py::str(t.attr("__qualname__")));
+}
 
 Tensor view(py::handle obj, const char* op, const char* name, bool writable = false) {
   if (!py::isinstance<py::array>(obj)) {

@@ -18,6 +18,16 @@ def _contiguous(x):
     return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
 
 
+def _array(x, ndim, layout, name, op):
+    """x as a C-contiguous ndarray of `ndim` dimensions; dtypes are checked by the kernel."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__module__}."
+                        f"{type(x).__qualname__}")
+    if x.ndim != ndim:
+        raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
 def _int(value, name, op):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {value!r}")
@@ -108,10 +118,7 @@ def _window_geometry(op, shape, kernel_size, dilation, padding, stride):
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """im2col, as torch.nn.functional.unfold: (N, C, H, W) -> (N, C*R*S, P*Q)."""
-    input = _contiguous(input)
-    if not isinstance(input, np.ndarray) or input.ndim != 4:
-        raise ValueError(f"unfold: input must be a 4-D array (N, C, H, W), got "
-                         f"{getattr(input, 'shape', type(input).__name__)}")
+    input = _array(input, 4, "(N, C, H, W)", "input", "unfold")
     g = _window_geometry("unfold", input.shape, kernel_size, dilation, padding, stride)
     out = np.empty((g.N, g.C * g.R * g.S, g.P * g.Q), dtype=input.dtype)
     _C.unfold(out, input, g)
@@ -120,11 +127,8 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """col2im, as torch.nn.functional.fold: (N, C*R*S, L) -> (N, C, H, W), overlaps summed."""
-    input = _contiguous(input)
     op = "fold"
-    if not isinstance(input, np.ndarray) or input.ndim != 3:
-        raise ValueError(f"fold: input must be a 3-D array (N, C*R*S, L), got "
-                         f"{getattr(input, 'shape', type(input).__name__)}")
+    input = _array(input, 3, "(N, C*R*S, L)", "input", op)
     R, S = _pair(kernel_size, "kernel_size", op)
     H, W = _pair(output_size, "output_size", op)
     if R < 1 or S < 1 or input.shape[1] % (R * S) != 0:

@@ -1,0 +1,83 @@
+"""Threads, info() and the `fastconv info` command."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.functional as F
+
+INFO_KEYS = {"version", "blas", "num_threads", "openmp", "simd", "cuda_built", "cuda_archs",
+             "cuda_device"}
+
+
+def test_info_has_the_documented_keys():
+    d = fastconv.info()
+    assert INFO_KEYS <= set(d), INFO_KEYS - set(d)
+    assert d["version"] == fastconv.__version__
+    assert d["num_threads"] == fastconv.get_num_threads() >= 1
+    assert isinstance(d["cuda_built"], bool)
+    assert "openblas" in d["blas"].lower() or "blas" in d["blas"].lower()
+
+
+def test_info_command_prints_every_key():
+    out = subprocess.run([sys.executable, "-m", "fastconv.cli", "info"], capture_output=True,
+                         text=True, check=True).stdout
+    for key in INFO_KEYS:
+        assert key in out
+
+
+def test_set_num_threads_round_trips_and_validates():
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)
+        assert fastconv.get_num_threads() == 1
+        fastconv.set_num_threads(3)
+        assert fastconv.get_num_threads() == 3
+        with pytest.raises(ValueError, match="n must be a positive"):
+            fastconv.set_num_threads(0)
+        with pytest.raises(TypeError, match="n must be an int"):
+            fastconv.set_num_threads(1.5)
+    finally:
+        fastconv.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_results_are_repeatable_for_a_thread_count(threads):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 6, 17, 13), dtype=np.float32)
+    w = rng.standard_normal((8, 3, 3, 3), dtype=np.float32)
+    dy = rng.standard_normal((3, 8, 9, 7), dtype=np.float32)
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(threads)
+        runs = [(F.conv2d(x, w, stride=2, padding=1, groups=2),
+                 *F.conv2d_backward(dy, x, w, stride=2, padding=1, groups=2)) for _ in range(3)]
+    finally:
+        fastconv.set_num_threads(before)
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_conv2d_workspace_stays_bounded_for_a_200_mib_input():
+    """A 207 MiB input with a 3x3 kernel: peak memory is input + output + a bounded workspace,
+    not a multi-GiB im2col buffer (which would be 9x the input)."""
+    code = """
+import resource, numpy as np, fastconv.functional as F
+x = np.ones((1, 4, 3600, 3600), dtype=np.float32)
+w = np.ones((4, 4, 3, 3), dtype=np.float32)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+y = F.conv2d(x, w, padding=1)
+dx, dw, db = F.conv2d_backward(y, x, w, padding=1)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert y[0, 0, 1, 1] == 36 and y[0, 0, 0, 0] == 16
+print((peak - base) * 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    grown = int(out.stdout.strip())
+    arrays = 2 * 4 * 3600 * 3600 * 4  # y and dx (grad_output is y itself)
+    assert grown < arrays + (256 << 20), f"peak grew by {grown / 2**20:.0f} MiB"
