@@ -18,20 +18,42 @@ namespace {
 // enough that N * count feeds every thread even for batch 1.
 struct RowBlocks {
   int64_t rows, count;
+  int64_t workspace;  // im2col elements per thread; 0 on the 1x1 path
 };
 
-RowBlocks row_blocks(const Conv2dGeom& g, int64_t bytes_per_row, int threads) {
+template <typename T>
+RowBlocks row_blocks(const Conv2dGeom& g, int threads) {
+  const int64_t bytes_per_row = g.direct_1x1() ? 0 : g.C * g.RS() * g.Q * int64_t(sizeof(T));
   int64_t rows = bytes_per_row > 0 ? std::max<int64_t>(1, kColBudgetBytes / bytes_per_row) : g.P;
   rows = std::min(rows, g.P);
   if (g.N * ceil_div(g.P, rows) < threads) {
     rows = std::min(rows, ceil_div(g.P, ceil_div(threads, std::max<int64_t>(g.N, 1))));
   }
-  return {rows, ceil_div(g.P, rows)};
+  return {rows, ceil_div(g.P, rows), bytes_per_row / int64_t(sizeof(T)) * rows};
 }
 
 template <typename T>
 std::unique_ptr<T[]> workspace(int64_t n) {
   return std::unique_ptr<T[]>(n > 0 ? new T[n] : nullptr);
+}
+
+// The columns of work item i (image n, output rows [p0, p1)) for forward and weight-gradient:
+// the input itself on the 1x1 path, else im2col into the thread's workspace.
+template <typename T>
+struct ColBlock {
+  int64_t n, p0, L;  // image, first output row, columns (output pixels) in the block
+  const T* cols;     // [C*R*S, L] with row stride ld
+  int64_t ld;
+};
+
+template <typename T>
+ColBlock<T> col_block(int64_t i, const RowBlocks& b, const T* inp, T* col, const Conv2dGeom& g) {
+  const int64_t n = i / b.count, p0 = (i % b.count) * b.rows, p1 = std::min(g.P, p0 + b.rows);
+  const int64_t L = (p1 - p0) * g.Q;
+  const T* x = inp + n * g.C * g.HW();
+  if (g.direct_1x1()) return {n, p0, L, x + p0 * g.Q, g.HW()};
+  im2col_cpu(col, x, g, 0, g.C, p0, p1);
+  return {n, p0, L, col, L};
 }
 
 template <typename T>
@@ -76,11 +98,10 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
 
 template <typename T>
 void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g) {
-  const bool direct = g.direct_1x1();
-  const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), CRS = g.C * g.RS(), PQ = g.PQ();
+  const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const int64_t wsize = g.K * CgRS;
   const int threads = max_threads();
-  const RowBlocks b = row_blocks(g, direct ? 0 : CRS * g.Q * int64_t(sizeof(T)), threads);
+  const RowBlocks b = row_blocks<T>(g, threads);
   const int64_t items = g.N * b.count;
   auto acc = workspace<T>(threads * wsize);
   int used = 1;
@@ -90,20 +111,15 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
     used = team_size();
     T* mine = acc.get() + thread_id() * wsize;
     std::fill(mine, mine + wsize, T(0));
-    auto col = workspace<T>(direct ? 0 : CRS * b.rows * g.Q);
+    auto col = workspace<T>(b.workspace);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
-      const int64_t n = i / b.count, p0 = (i % b.count) * b.rows, p1 = std::min(g.P, p0 + b.rows);
-      const int64_t L = (p1 - p0) * g.Q;
-      const T* x = inp + n * g.C * g.HW();
-      const T* cols = direct ? x + p0 * g.Q : col.get();
-      const int64_t ld_col = direct ? g.HW() : L;
-      if (!direct) im2col_cpu(col.get(), x, g, 0, g.C, p0, p1);
-      const T* dy = dout + n * g.K * PQ + p0 * g.Q;
+      const ColBlock<T> c = col_block(i, b, inp, col.get(), g);
+      const T* dy = dout + c.n * g.K * PQ + c.p0 * g.Q;
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         // dW_g[Kg, Cg*R*S] += dy_g[Kg, L] · col_g[Cg*R*S, L]^T
-        blas::gemm(false, true, Kg, CgRS, L, T(1), dy + gi * Kg * PQ, PQ, cols + gi * CgRS * ld_col,
-                   ld_col, T(1), mine + gi * Kg * CgRS, CgRS);
+        blas::gemm(false, true, Kg, CgRS, c.L, T(1), dy + gi * Kg * PQ, PQ, c.cols + gi * CgRS * c.ld,
+                   c.ld, T(1), mine + gi * Kg * CgRS, CgRS);
       }
     }
   }
@@ -134,29 +150,23 @@ void backward_bias(T* dbias, const T* dout, const Conv2dGeom& g) {
 
 template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
-  const bool direct = g.direct_1x1();
-  const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), CRS = g.C * g.RS(), PQ = g.PQ();
-  const RowBlocks b = row_blocks(g, direct ? 0 : CRS * g.Q * int64_t(sizeof(T)), max_threads());
+  const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
+  const RowBlocks b = row_blocks<T>(g, max_threads());
   const int64_t items = g.N * b.count;
 #pragma omp parallel
   {
-    auto col = workspace<T>(direct ? 0 : CRS * b.rows * g.Q);
+    auto col = workspace<T>(b.workspace);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
-      const int64_t n = i / b.count, p0 = (i % b.count) * b.rows, p1 = std::min(g.P, p0 + b.rows);
-      const int64_t L = (p1 - p0) * g.Q;
-      const T* x = inp + n * g.C * g.HW();
-      const T* cols = direct ? x + p0 * g.Q : col.get();
-      const int64_t ld_col = direct ? g.HW() : L;
-      if (!direct) im2col_cpu(col.get(), x, g, 0, g.C, p0, p1);
-      T* y = out + n * g.K * PQ + p0 * g.Q;
+      const ColBlock<T> c = col_block(i, b, inp, col.get(), g);
+      T* y = out + c.n * g.K * PQ + c.p0 * g.Q;
       if (bias) {
-        for (int64_t k = 0; k < g.K; ++k) std::fill(y + k * PQ, y + k * PQ + L, bias[k]);
+        for (int64_t k = 0; k < g.K; ++k) std::fill(y + k * PQ, y + k * PQ + c.L, bias[k]);
       }
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         // y_g[Kg, L] = W_g[Kg, Cg*R*S] · col_g[Cg*R*S, L] (+ y_g, preloaded with the bias)
-        blas::gemm(false, false, Kg, L, CgRS, T(1), weight + gi * Kg * CgRS, CgRS,
-                   cols + gi * CgRS * ld_col, ld_col, bias ? T(1) : T(0), y + gi * Kg * PQ, PQ);
+        blas::gemm(false, false, Kg, c.L, CgRS, T(1), weight + gi * Kg * CgRS, CgRS,
+                   c.cols + gi * CgRS * c.ld, c.ld, bias ? T(1) : T(0), y + gi * Kg * PQ, PQ);
       }
     }
   }
