@@ -46,3 +46,12 @@ def sgemm_ceiling(n=2048):
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
     med, _, _ = timeit(lambda: a @ b, warmup=1, repeats=5)
     return 2 * n**3 / med / 1e9
+
+
+def copy_bandwidth(nbytes=256 << 20):
+    """GB/s of a large NumPy copy (read + write counted): the machine's practical memory ceiling
+    for memory-bound kernels, which read their input and write their output."""
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    med, _, _ = timeit(lambda: np.copyto(dst, src), warmup=1, repeats=5)
+    return 2 * nbytes / med / 1e9

@@ -35,10 +35,17 @@ inline std::string shape_str(const Shape& s) {
 #define FC_CHECK(cond, ...) \
   do { if (!(cond)) throw std::invalid_argument(::fc::str(__VA_ARGS__)); } while (0)
 
-enum class DType { f32, f64 };
+enum class DType { f32, f64, i64, u8 };
 enum class Device { cpu, cuda };
 
-inline const char* dtype_name(DType t) { return t == DType::f32 ? "float32" : "float64"; }
+inline const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::i64: return "int64";
+    default: return "uint8";
+  }
+}
 
 // A borrowed, C-contiguous array: the binding builds it from a NumPy buffer or a CUDA array
 // interface after checking dtype and contiguity; C++ never owns array memory.

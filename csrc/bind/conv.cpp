@@ -1,77 +1,11 @@
-// The only file that includes pybind11. Each op reads its arrays into Tensor views, checks
-// their types, dtypes and shapes against the geometry once, releases the GIL and calls the
-// kernel for the arrays' dtype. Outputs are allocated by Python and passed in.
-#include <pybind11/pybind11.h>
-#include <pybind11/numpy.h>
-#include <pybind11/stl.h>
+// Bindings of the convolution family: geometry, conv2d forward/backward, unfold/fold.
+#include "bind/binding.h"
 
-#include <optional>
-
-#include "blas.h"
-#include "common.h"
 #include "conv.h"
 #include "geometry.h"
-#include "runtime.h"
 
-namespace py = pybind11;
-using namespace fc;
-
+namespace fc::bind {
 namespace {
-
-std::string type_name(py::handle obj) {
-  py::handle t = py::type::of(obj);
-  return std::string(py::str(t.attr("__module__"))) + "." + std::string(py::str(t.attr("__qualname__")));
-}
-
-Tensor view(py::handle obj, const char* op, const char* name, bool writable = false) {
-  if (!py::isinstance<py::array>(obj)) {
-    throw TypeError(str(op, ": ", name, " must be a numpy.ndarray, got ", type_name(obj)));
-  }
-  auto a = py::reinterpret_borrow<py::array>(obj);
-  Tensor t;
-  if (a.dtype().equal(py::dtype::of<float>())) {
-    t.dtype = DType::f32;
-  } else if (a.dtype().equal(py::dtype::of<double>())) {
-    t.dtype = DType::f64;
-  } else {
-    throw TypeError(str(op, ": ", name, " must be float32 or float64, got ",
-                        std::string(py::str(a.dtype()))));
-  }
-  FC_CHECK(a.flags() & py::array::c_style, op, ": ", name, " must be C-contiguous");
-  FC_CHECK(!writable || a.writeable(), op, ": ", name, " must be writable");
-  t.ptr = const_cast<void*>(a.data());
-  t.shape.assign(a.shape(), a.shape() + a.ndim());
-  return t;
-}
-
-std::optional<Tensor> view_or_none(py::handle obj, const char* op, const char* name,
-                                   bool writable = false) {
-  if (obj.is_none()) return std::nullopt;
-  return view(obj, op, name, writable);
-}
-
-void same_dtype(const Tensor& t, const Tensor& ref, const char* op, const char* name,
-                const char* ref_name) {
-  if (t.dtype != ref.dtype) {
-    throw TypeError(str(op, ": ", name, " has dtype ", dtype_name(t.dtype), " but ", ref_name,
-                        " has ", dtype_name(ref.dtype), "; pass arrays of one dtype"));
-  }
-}
-
-void expect_shape(const Tensor& t, const Shape& s, const char* op, const char* name) {
-  FC_CHECK(t.shape == s, op, ": ", name, " must have shape ", shape_str(s), ", got ",
-           shape_str(t.shape));
-}
-
-// Runs f(T{}) with T the C++ type of dtype.
-template <typename F>
-void dispatch(DType dt, F&& f) {
-  if (dt == DType::f32) f(float{});
-  else f(double{});
-}
-
-template <typename T>
-T* ptr(const std::optional<Tensor>& t) { return t ? t->data<T>() : nullptr; }
 
 PadMode pad_mode(const std::string& s) {
   if (s == "same") return PadMode::same;
@@ -162,36 +96,9 @@ void fold(py::handle out_, py::handle input, const Conv2dGeom& g) {
   });
 }
 
-py::dict build_info() {
-  py::dict d;
-  d["blas"] = blas::name();
-  d["blas_core"] = blas::core();
-  d["openmp"] = openmp_version().empty() ? py::object(py::none()) : py::object(py::str(openmp_version()));
-  d["simd"] = simd_compiled();
-  d["cpu_simd"] = simd_cpu();
-  d["compiler"] = compiler();
-  d["cuda_built"] = cuda_built();
-  d["cuda_version"] = cuda_built() ? py::object(py::str(cuda_version())) : py::object(py::none());
-  d["cuda_archs"] = cuda_archs();
-  d["cuda_device"] = cuda_device();
-  d["workspace_bytes_per_thread"] = kColBudgetBytes;
-  return d;
-}
-
 }  // namespace
 
-PYBIND11_MODULE(_C, m) {
-  m.doc() = "fastconv kernels (C++/CUDA); use fastconv.functional, not this module";
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
-    }
-  });
-  // fastconv's only threading layer is OpenMP; the BLAS runs single-threaded inside it.
-  blas::set_threads(1);
-
+void bind_conv(py::module_& m) {
   py::class_<Conv2dGeom>(m, "Conv2dGeom")
       .def_readonly("N", &Conv2dGeom::N).def_readonly("C", &Conv2dGeom::C)
       .def_readonly("H", &Conv2dGeom::H).def_readonly("W", &Conv2dGeom::W)
@@ -221,7 +128,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("conv2d_backward", &conv2d_backward);
   m.def("unfold", &unfold);
   m.def("fold", &fold);
-  m.def("set_num_threads", &set_num_threads);
-  m.def("get_num_threads", &get_num_threads);
-  m.def("build_info", &build_info);
 }
+
+}  // namespace fc::bind

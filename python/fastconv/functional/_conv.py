@@ -1,66 +1,17 @@
-"""One thin function per kernel, with torch.nn.functional's names, arguments and defaults.
-
-Each function normalises its arguments, asks the extension for the geometry (which validates
-shapes and computes output sizes), allocates the outputs and calls the kernel. Arrays that
-are not C-contiguous are copied first; everything else is checked once, in the extension.
-"""
-
-import numbers
+"""Convolution: conv2d and its backward, unfold (im2col) and fold (col2im)."""
 
 import numpy as np
 
-from ._loader import _C
+from .._loader import _C
+from ._args import as_array, contiguous, as_int, as_pair, conv_padding
 
 __all__ = ["conv2d", "conv2d_backward", "unfold", "fold"]
 
 
-def _contiguous(x):
-    return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
-
-
-def _array(x, ndim, layout, name, op):
-    """x as a C-contiguous ndarray of `ndim` dimensions; dtypes are checked by the kernel."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__module__}."
-                        f"{type(x).__qualname__}")
-    if x.ndim != ndim:
-        raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {x.shape}")
-    return np.ascontiguousarray(x)
-
-
-def _int(value, name, op):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
-    return int(value)
-
-
-def _pair(value, name, op):
-    """An int or a pair of ints -> (h, w)."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-        return (_int(value[0], name, op), _int(value[1], name, op))
-    try:
-        v = _int(value, name, op)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
-    return (v, v)
-
-
-def _padding(value, op):
-    """padding -> (mode, (h, w)) with mode 'explicit', 'valid' or 'same'."""
-    if isinstance(value, str):
-        if value not in ("valid", "same"):
-            raise ValueError(
-                f"{op}: padding must be 'valid', 'same', an int or a pair of ints, got {value!r}")
-        return value, (0, 0)
-    return "explicit", _pair(value, "padding", op)
-
-
 def _conv2d_geometry(op, input, weight, stride, padding, dilation, groups):
-    mode, pad = _padding(padding, op)
-    return _C.conv2d_geometry(op, input, weight, _pair(stride, "stride", op), mode, pad,
-                              _pair(dilation, "dilation", op), _int(groups, "groups", op))
+    mode, pad = conv_padding(padding, op)
+    return _C.conv2d_geometry(op, input, weight, as_pair(stride, "stride", op), mode, pad,
+                              as_pair(dilation, "dilation", op), as_int(groups, "groups", op))
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -71,7 +22,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     padding may also be "valid" (none) or "same" (stride 1 only; an even effective kernel pads
     one more row/column at the bottom/right, as PyTorch does).
     """
-    input, weight, bias = _contiguous(input), _contiguous(weight), _contiguous(bias)
+    input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
     g = _conv2d_geometry("conv2d", input, weight, stride, padding, dilation, groups)
     out = np.empty(g.out_shape, dtype=input.dtype)
     _C.conv2d_forward(out, input, weight, bias, g)
@@ -98,7 +49,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     """
     need_input, need_weight, need_bias = _mask(output_mask)
     op = "conv2d_backward"
-    grad_output, input, weight = _contiguous(grad_output), _contiguous(input), _contiguous(weight)
+    grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
     g = _conv2d_geometry(op, input, weight, stride, padding, dilation, groups)
     dinp = np.empty(g.in_shape, dtype=input.dtype) if need_input else None
     dweight = dbias = None
@@ -111,14 +62,14 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
 
 
 def _window_geometry(op, shape, kernel_size, dilation, padding, stride):
-    return _C.window_geometry(op, *shape, _pair(kernel_size, "kernel_size", op),
-                              _pair(stride, "stride", op), _pair(padding, "padding", op),
-                              _pair(dilation, "dilation", op))
+    return _C.window_geometry(op, *shape, as_pair(kernel_size, "kernel_size", op),
+                              as_pair(stride, "stride", op), as_pair(padding, "padding", op),
+                              as_pair(dilation, "dilation", op))
 
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """im2col, as torch.nn.functional.unfold: (N, C, H, W) -> (N, C*R*S, P*Q)."""
-    input = _array(input, 4, "(N, C, H, W)", "input", "unfold")
+    input = as_array(input, 4, "(N, C, H, W)", "input", "unfold")
     g = _window_geometry("unfold", input.shape, kernel_size, dilation, padding, stride)
     out = np.empty((g.N, g.C * g.R * g.S, g.P * g.Q), dtype=input.dtype)
     _C.unfold(out, input, g)
@@ -128,9 +79,9 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """col2im, as torch.nn.functional.fold: (N, C*R*S, L) -> (N, C, H, W), overlaps summed."""
     op = "fold"
-    input = _array(input, 3, "(N, C*R*S, L)", "input", op)
-    R, S = _pair(kernel_size, "kernel_size", op)
-    H, W = _pair(output_size, "output_size", op)
+    input = as_array(input, 3, "(N, C*R*S, L)", "input", op)
+    R, S = as_pair(kernel_size, "kernel_size", op)
+    H, W = as_pair(output_size, "output_size", op)
     if R < 1 or S < 1 or input.shape[1] % (R * S) != 0:
         raise ValueError(f"fold: input.shape[1] = {input.shape[1]} must be divisible by the "
                          f"kernel area {R}*{S}")

@@ -1,0 +1,54 @@
+// Shared by the binding files (csrc/bind/*.cpp, the only files that include pybind11): read a
+// Python array into a Tensor view, check dtype/shape once, dispatch on dtype. Kernel headers
+// never see pybind11.
+#pragma once
+
+#include <pybind11/pybind11.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <initializer_list>
+#include <optional>
+
+#include "common.h"
+
+namespace fc::bind {
+
+namespace py = pybind11;
+
+// Which element types an argument accepts: the float types by default; index and mask
+// arrays name their own.
+enum Accept : unsigned { kFloat = 1u, kInt64 = 2u, kUInt8 = 4u };
+
+std::string type_name(py::handle obj);
+
+Tensor view(py::handle obj, const char* op, const char* name, bool writable = false,
+            unsigned accept = kFloat);
+
+inline std::optional<Tensor> view_or_none(py::handle obj, const char* op, const char* name,
+                                          bool writable = false, unsigned accept = kFloat) {
+  if (obj.is_none()) return std::nullopt;
+  return view(obj, op, name, writable, accept);
+}
+
+void same_dtype(const Tensor& t, const Tensor& ref, const char* op, const char* name,
+                const char* ref_name);
+
+void expect_shape(const Tensor& t, const Shape& s, const char* op, const char* name);
+
+// Runs f(T{}) with T the C++ float type of dtype.
+template <typename F>
+void dispatch(DType dt, F&& f) {
+  if (dt == DType::f32) f(float{});
+  else if (dt == DType::f64) f(double{});
+  else throw std::invalid_argument("dispatch: not a float dtype");
+}
+
+template <typename T>
+T* ptr(const std::optional<Tensor>& t) { return t ? t->data<T>() : nullptr; }
+
+// One registration function per op family, called from the module definition.
+void bind_runtime(py::module_& m);
+void bind_conv(py::module_& m);
+
+}  // namespace fc::bind
