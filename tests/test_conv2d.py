@@ -393,3 +393,17 @@ def test_conv2d_unfold_matches_conv():
     P, Q = out_hw(case)
     via = np.einsum("kj,njl->nkl", w.reshape(case["K"], -1), cols).reshape(case["N"], case["K"], P, Q)
     assert_close(via, conv2d_ref(x, w, None, **conv_args(case)), 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_empty_batch(dtype):
+    """N = 0 is a valid batch (PyTorch accepts it): empty outputs, zero parameter gradients."""
+    x = np.zeros((0, 4, 9, 7), dtype=dtype)
+    w = np.ones((6, 2, 3, 3), dtype=dtype)
+    y = F.conv2d(x, w, stride=2, padding=1, groups=2)
+    assert y.shape == (0, 6, 5, 4) and y.dtype == dtype
+    dx, dw, db = F.conv2d_backward(np.zeros(y.shape, dtype=dtype), x, w, stride=2, padding=1,
+                                   groups=2)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dw, np.zeros_like(w))
+    np.testing.assert_array_equal(db, np.zeros(6, dtype=dtype))

@@ -150,6 +150,7 @@ void backward_bias(T* dbias, const T* dout, const Conv2dGeom& g) {
 
 template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
+  if (g.N == 0) return;
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const RowBlocks b = row_blocks<T>(g, max_threads());
   const int64_t items = g.N * b.count;
@@ -175,6 +176,7 @@ void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, co
 template <typename T>
 void conv2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                          const T* weight, const Conv2dGeom& g) {
+  if (g.N == 0) return;  // an empty batch: nothing to write, nothing to accumulate
   if (dinp) backward_data(dinp, dout, weight, g);
   if (dweight) backward_weight(dweight, dout, inp, g);
   if (dbias) backward_bias(dbias, dout, g);
