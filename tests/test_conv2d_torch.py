@@ -132,3 +132,37 @@ def test_conv2d_torch_unfold_fold(geom, dtype):
     assert out.dtype == dtype
     RS = int(np.prod(np.broadcast_to(ks, (2,))))
     assert_close(out, ref_fold, rtol_for(dtype, RS), what="fold vs torch")
+
+
+def test_conv2d_random_geometries_match_torch():
+    """150 seeded random geometries (groups, non-square kernels, strides, dilation, int/pair/
+    'same'/'valid' padding): where torch accepts, forward and all gradients agree to 1e-12;
+    where torch rejects, fastconv raises ValueError."""
+    rng = np.random.default_rng(123)
+    checked = 0
+    while checked < 150:
+        g = int(rng.choice([1, 1, 2, 3]))
+        C, K = g * int(rng.integers(1, 4)), g * int(rng.integers(1, 4))
+        R, S, H, W = (int(v) for v in rng.integers([1, 1, 1, 1], [6, 6, 14, 14]))
+        N = int(rng.integers(1, 4))
+        stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        mode = int(rng.integers(0, 4))
+        padding = {0: "same", 1: "valid"}.get(mode, (int(rng.integers(0, 4)), int(rng.integers(0, 4))))
+        if padding == "same":
+            stride = (1, 1)
+        args = (stride, padding, dilation, g)
+        x, w, b = (rng.standard_normal(s) for s in ((N, C, H, W), (K, C // g, R, S), (K,)))
+        xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        try:
+            yt = torch.nn.functional.conv2d(xt, wt, bt, *args)
+        except RuntimeError:
+            with pytest.raises(ValueError):
+                F.conv2d(x, w, b, *args)
+            continue
+        checked += 1
+        G = rng.standard_normal(tuple(yt.shape))
+        expected = (yt, *torch.autograd.grad(yt, (xt, wt, bt), torch.tensor(G)))
+        actual = (F.conv2d(x, w, b, *args), *F.conv2d_backward(G, x, w, *args))
+        for name, a, t in zip(("output", "grad_input", "grad_weight", "grad_bias"), actual, expected):
+            assert_close(a, t.detach().numpy(), 1e-12, what=f"{name} {x.shape} {w.shape} {args}")
