@@ -1,0 +1,39 @@
+"""Parameter: a trainable array and the gradient that backward passes accumulate into it."""
+
+import numpy as np
+
+
+class Parameter:
+    """A trainable array.
+
+    ``data`` holds the values (float32 or float64, C-contiguous); ``grad`` is None until a
+    backward pass accumulates into it (layers add, optimizers read, ``zero_grad`` clears);
+    ``requires_grad=False`` freezes it: layers skip its gradient work and optimizers skip it.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad")
+
+    def __init__(self, data, requires_grad=True):
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"Parameter: data must be a numpy.ndarray, got {type(data).__name__}")
+        if data.dtype not in (np.float32, np.float64):
+            raise TypeError(f"Parameter: data must be float32 or float64, got {data.dtype}")
+        self.data = np.ascontiguousarray(data)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def __repr__(self):
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"

@@ -1,0 +1,122 @@
+"""The Optimizer base: parameter groups, per-parameter state, zero_grad, state_dict."""
+
+import copy
+
+import numpy as np
+
+from ..nn.parameter import Parameter
+
+
+class Optimizer:
+    """Holds parameter groups (dicts with "params" and hyperparameters) and per-parameter
+    state, as torch.optim.Optimizer does. Subclasses implement ``_update(p, group, state)``,
+    which calls one fused kernel for one parameter."""
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.state = {}
+        self.param_groups = []
+        if isinstance(params, Parameter):
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of Parameters "
+                            "or of dicts, got a single Parameter")
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, group):
+        name = type(self).__name__
+        if not isinstance(group, dict):
+            raise TypeError(f"{name}: a parameter group must be a dict, got {type(group).__name__}")
+        group = dict(group)
+        params = group.get("params")
+        params = [params] if isinstance(params, Parameter) else list(params or ())
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{name} can only optimize fastconv.nn.Parameter objects, got "
+                                f"{type(p).__name__}")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
+            raise ValueError(f"{name}: a parameter appears in more than one group")
+        group["params"] = params
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group):
+        """Reject invalid hyperparameters with torch's rules (subclasses extend)."""
+        if group["lr"] < 0:
+            raise ValueError(f"Invalid learning rate: {group['lr']}")
+        if group.get("weight_decay", 0) < 0:
+            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
+        if group.get("eps", 0) < 0:
+            raise ValueError(f"Invalid epsilon value: {group['eps']}")
+
+    def zero_grad(self, set_to_none=True):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient and is not frozen."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None or not p.requires_grad:
+                    continue
+                if p.grad.shape != p.data.shape or p.grad.dtype != p.data.dtype:
+                    raise ValueError(f"{type(self).__name__}: gradient {p.grad.shape} "
+                                     f"{p.grad.dtype} does not match parameter {p.data.shape} "
+                                     f"{p.data.dtype}")
+                self._update(p, group, self.state.setdefault(p, {}))
+        return loss
+
+    def _update(self, p, group, state):
+        raise NotImplementedError
+
+    @staticmethod
+    def _zeros(p):
+        return np.zeros_like(p.data)
+
+    def state_dict(self):
+        """torch's layout: {"state": {index: {...}}, "param_groups": [{..., "params": [index]}]},
+        parameters numbered in group order; arrays are copies."""
+        index, groups, state = {}, [], {}
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                packed["params"].append(index[id(p)])
+                if p in self.state:
+                    state[index[id(p)]] = copy.deepcopy(self.state[p])
+            groups.append(packed)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        name = type(self).__name__
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: {len(groups)} parameter groups given, "
+                             f"this optimizer has {len(self.param_groups)}")
+        for saved, group in zip(groups, self.param_groups):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"{name}.load_state_dict: a group of {len(saved['params'])} "
+                                 f"parameters given for one of {len(group['params'])}")
+        self.state = {}
+        for saved, group in zip(groups, self.param_groups):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+            for i, p in zip(saved["params"], group["params"]):
+                if i in state_dict["state"]:
+                    self.state[p] = {k: (np.array(v, dtype=p.data.dtype) if isinstance(v, np.ndarray)
+                                         else copy.deepcopy(v))
+                                     for k, v in state_dict["state"][i].items()}

@@ -1,0 +1,201 @@
+"""Optimizers and schedulers against the float64 reference (tests/reference_optim.py)."""
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import optim
+from fastconv.nn import Parameter
+
+import reference_optim as ref
+from _util import assert_close
+
+SHAPES = [(7, 3), (5,), (2, 3, 4, 5)]
+
+CONFIGS = [
+    ("SGD", ref.sgd, dict(lr=0.1)),
+    ("SGD", ref.sgd, dict(lr=0.05, momentum=0.9)),
+    ("SGD", ref.sgd, dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=1e-2)),
+    ("SGD", ref.sgd, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)),
+    ("SGD", ref.sgd, dict(lr=0.05, momentum=0.5, maximize=True)),
+    ("Adagrad", ref.adagrad, dict(lr=0.1)),
+    ("Adagrad", ref.adagrad, dict(lr=0.1, lr_decay=0.01, weight_decay=1e-2,
+                                  initial_accumulator_value=0.1)),
+    ("RMSprop", ref.rmsprop, dict(lr=0.01)),
+    ("RMSprop", ref.rmsprop, dict(lr=0.01, momentum=0.9, weight_decay=1e-2)),
+    ("RMSprop", ref.rmsprop, dict(lr=0.01, centered=True, alpha=0.9)),
+    ("RMSprop", ref.rmsprop, dict(lr=0.01, centered=True, momentum=0.5, maximize=True)),
+    ("Adam", ref.adam, dict(lr=0.01)),
+    ("Adam", ref.adam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=1e-2)),
+    ("Adam", ref.adam, dict(lr=0.01, amsgrad=True, eps=1e-6)),
+    ("AdamW", ref.adamw, dict(lr=0.01)),
+    ("AdamW", ref.adamw, dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+]
+IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, _, kw in CONFIGS]
+
+
+def grads(rng, shapes, steps):
+    return [[rng.standard_normal(s) for s in shapes] for _ in range(steps)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,reference,kw", CONFIGS, ids=IDS)
+def test_optim_matches_reference_over_20_steps(name, reference, kw, dtype):
+    rng = np.random.default_rng(3)
+    init = [rng.standard_normal(s) for s in SHAPES]
+    params = [Parameter(a.astype(dtype)) for a in init]
+    opt = getattr(optim, name)(params, **kw)
+    expected, states = [a.copy() for a in init], [{} for _ in SHAPES]
+    for step_grads in grads(rng, SHAPES, 20):
+        for p, g in zip(params, step_grads):
+            p.grad = g.astype(dtype)
+        opt.step()
+        expected = [reference(e, g.astype(dtype).astype(np.float64), s, **kw)
+                    for e, g, s in zip(expected, step_grads, states)]
+    for p, e in zip(params, expected):
+        assert p.data.dtype == dtype
+        assert_close(p.data, e, 1e-11 if dtype == np.float64 else 2e-5, what=name)
+
+
+def test_optim_skips_frozen_and_gradless_parameters():
+    rng = np.random.default_rng(0)
+    frozen = Parameter(rng.standard_normal((4, 3)), requires_grad=False)
+    gradless = Parameter(rng.standard_normal(5))
+    live = Parameter(rng.standard_normal(6))
+    before = (frozen.data.copy(), gradless.data.copy(), live.data.copy())
+    opt = optim.Adam([frozen, gradless, live], lr=0.1)
+    frozen.grad = rng.standard_normal((4, 3))
+    for _ in range(5):
+        live.grad = rng.standard_normal(6)
+        opt.step()
+    np.testing.assert_array_equal(frozen.data, before[0])
+    np.testing.assert_array_equal(gradless.data, before[1])
+    assert not np.array_equal(live.data, before[2])
+    assert frozen not in opt.state and gradless not in opt.state
+
+
+def test_optim_param_groups_use_their_own_hyperparameters():
+    a, b = Parameter(np.ones(3)), Parameter(np.ones(3))
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    a.grad = np.ones(3)
+    b.grad = np.ones(3)
+    opt.step()
+    np.testing.assert_allclose(a.data, 0.9)
+    np.testing.assert_allclose(b.data, 0.5)
+
+
+@pytest.mark.parametrize("name,reference,kw", CONFIGS[1::2], ids=IDS[1::2])
+def test_optim_state_dict_round_trip_continues_identically(name, reference, kw):
+    rng = np.random.default_rng(5)
+    init = [rng.standard_normal(s) for s in SHAPES]
+    history = grads(rng, SHAPES, 10)
+    a = [Parameter(x.copy()) for x in init]
+    opt_a = getattr(optim, name)(a, **kw)
+    for gs in history[:5]:
+        for p, g in zip(a, gs):
+            p.grad = g
+        opt_a.step()
+    b = [Parameter(p.data.copy()) for p in a]
+    opt_b = getattr(optim, name)(b, **kw)
+    opt_b.load_state_dict(opt_a.state_dict())
+    for gs in history[5:]:
+        for pa, pb, g in zip(a, b, gs):
+            pa.grad, pb.grad = g, g.copy()
+        opt_a.step()
+        opt_b.step()
+    for pa, pb in zip(a, b):
+        np.testing.assert_array_equal(pa.data, pb.data)
+
+
+def test_optim_zero_grad():
+    p = Parameter(np.ones(3))
+    opt = optim.SGD([p], lr=0.1)
+    p.grad = np.ones(3)
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(p.grad, 0)
+    opt.zero_grad()
+    assert p.grad is None
+
+
+def test_optim_results_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(9)
+    init, g = rng.standard_normal(100_003), rng.standard_normal(100_003)
+    results = []
+    before = fc.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fc.set_num_threads(threads)
+            p = Parameter(init.copy())
+            p.grad = g
+            opt = optim.Adam([p], lr=0.01, amsgrad=True)
+            for _ in range(3):
+                opt.step()
+            results.append(p.data)
+    finally:
+        fc.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: optim.SGD(p, lr=-1), "learning rate"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.1), "momentum"),
+    (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "Nesterov"),
+    (lambda p: optim.Adam(p, betas=(1.0, 0.9)), "beta parameter at index 0"),
+    (lambda p: optim.Adam(p, eps=-1), "epsilon"),
+    (lambda p: optim.RMSprop(p, alpha=-0.5), "alpha"),
+    (lambda p: optim.Adagrad(p, lr_decay=-1), "lr_decay"),
+    (lambda p: optim.AdamW(p, weight_decay=-1), "weight_decay"),
+    (lambda p: optim.SGD([], lr=0.1), "empty parameter list"),
+])
+def test_optim_rejects_bad_hyperparameters(make, match):
+    with pytest.raises(ValueError, match=match):
+        make([Parameter(np.ones(2))])
+
+
+def test_optim_rejects_non_parameters_and_mismatched_gradients():
+    with pytest.raises(TypeError, match="Parameter"):
+        optim.SGD([np.ones(3)], lr=0.1)
+    p = Parameter(np.ones(3))
+    with pytest.raises(ValueError, match="more than one group"):
+        optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
+    opt = optim.SGD([p], lr=0.1)
+    p.grad = np.ones(4)
+    with pytest.raises(ValueError, match="does not match"):
+        opt.step()
+    p.grad = np.ones(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="does not match"):
+        opt.step()
+
+
+def _lrs(make_scheduler, epochs=25, metrics=None):
+    p = Parameter(np.ones(1))
+    opt = optim.SGD([{"params": [p]}, {"params": [Parameter(np.ones(1))], "lr": 0.5}], lr=0.1)
+    sched = make_scheduler(opt)
+    out = []
+    for epoch in range(epochs):
+        opt.step()
+        sched.step() if metrics is None else sched.step(metrics[epoch])
+        out.append(sched.get_last_lr())
+    return np.array(out)
+
+
+def test_lr_schedulers_follow_their_closed_forms():
+    e = np.arange(1, 26)[:, None]
+    base = np.array([[0.1, 0.5]])
+    sched = optim.lr_scheduler
+    assert_close(_lrs(lambda o: sched.StepLR(o, 7, gamma=0.5)), base * 0.5 ** (e // 7), 1e-14)
+    assert_close(_lrs(lambda o: sched.MultiStepLR(o, [3, 10, 10, 20], gamma=0.1)),
+                 base * 0.1 ** ((e >= 3) + 2 * (e >= 10) + (e >= 20)), 1e-14)
+    assert_close(_lrs(lambda o: sched.ExponentialLR(o, 0.9)), base * 0.9 ** e, 1e-13)
+    assert_close(_lrs(lambda o: sched.LambdaLR(o, lambda k: 1 / (1 + k))), base / (1 + e), 1e-14)
+
+
+def test_reduce_lr_on_plateau_waits_for_patience_then_cools_down():
+    metrics = [1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    lrs = _lrs(lambda o: optim.lr_scheduler.ReduceLROnPlateau(o, factor=0.5, patience=2,
+                                                               cooldown=1, min_lr=0.03),
+               epochs=len(metrics), metrics=metrics)[:, 0]
+    # Bad epochs after the best (0.9 at epoch 2): reduce when more than 2 in a row, then skip
+    # one epoch of counting (cooldown), never below min_lr.
+    np.testing.assert_allclose(lrs, [0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.03, 0.03,
+                                     0.03, 0.03])
