@@ -1,0 +1,70 @@
+"""Containers and shape-only layers: Sequential, Identity, Flatten."""
+
+from .module import Module
+
+
+class Sequential(Module):
+    """Runs its children in order; backward runs them in reverse (composition, no tape)."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
+            setattr(self, str(i), m)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, dout):
+        for m in reversed(self._modules.values()):
+            dout = m.backward(dout)
+        return dout
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+    def backward(self, dout):
+        return dout
+
+
+class Flatten(Module):
+    """Flattens dims start_dim..end_dim into one, as torch.nn.Flatten (default: all but N)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def forward(self, x):
+        self._shape = x.shape
+        start = self.start_dim % x.ndim
+        end = self.end_dim % x.ndim
+        if start > end:
+            raise ValueError(f"{self._name()}: start_dim comes after end_dim for input of shape "
+                             f"{x.shape}")
+        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
+
+    def backward(self, dout):
+        return dout.reshape(self._shape)

@@ -1,0 +1,197 @@
+"""Module: the explicit forward/backward layer API (Torch7-shaped, no autograd tape).
+
+``forward(x)`` returns y and keeps what backward needs; ``backward(dy)`` returns dx and
+accumulates into the parameters' ``.grad``. Parameters and sub-modules assigned as attributes
+are registered in assignment order, which fixes the order of ``parameters()`` and the
+PyTorch-style keys of ``state_dict()`` ("features.0.weight", "bn.running_mean", ...).
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .parameter import Parameter
+
+
+class Module:
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                                 "before assigning attributes")
+        for registry in (self._parameters, self._modules, self._buffers):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """A non-trainable array saved in state_dict (batch-norm running statistics)."""
+        object.__setattr__(self, name, array)
+        self._buffers[name] = True
+
+    # -- computation --------------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} has no forward")
+
+    def backward(self, dout):
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # -- traversal ----------------------------------------------------------------------
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix="", recurse=True):
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_prefix, module in modules:
+            for name, p in module._parameters.items():
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
+
+    def parameters(self, recurse=True):
+        return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def named_buffers(self, prefix=""):
+        for mod_prefix, module in self.named_modules(prefix):
+            for name in module._buffers:
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), getattr(module, name)
+
+    # -- modes and gradients ------------------------------------------------------------
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    def freeze(self):
+        """Stop training these parameters (requires_grad=False): backward skips their gradient
+        work and optimizers skip them. Batch-norm statistics still follow train()/eval()."""
+        for p in self.parameters():
+            p.requires_grad = False
+        return self
+
+    def unfreeze(self):
+        for p in self.parameters():
+            p.requires_grad = True
+        return self
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self):
+        """Copies of every parameter and buffer under PyTorch's key names."""
+        out = OrderedDict()
+        for prefix, module in self.named_modules():
+            for name, p in module._parameters.items():
+                out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
+            for name in module._buffers:
+                out[f"{prefix}.{name}" if prefix else name] = np.array(getattr(module, name))
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays (NumPy, or anything np.asarray takes: converted PyTorch tensors) into
+        this module's parameters and buffers, cast to their dtype. strict=True requires the
+        same keys; shapes must always match. Returns (missing_keys, unexpected_keys)."""
+        targets = OrderedDict()
+        for prefix, module in self.named_modules():
+            for name in list(module._parameters) + list(module._buffers):
+                targets[f"{prefix}.{name}" if prefix else name] = (module, name)
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
+                           f"unexpected keys {unexpected}")
+        for key, (module, name) in targets.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            current = getattr(module, name)
+            current = current.data if isinstance(current, Parameter) else current
+            if value.shape != np.shape(current):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: {key} has shape "
+                                 f"{value.shape}, expected {np.shape(current)}")
+            if isinstance(current, np.ndarray):
+                current[...] = value
+            else:
+                module.register_buffer(name, value.astype(np.asarray(current).dtype))
+        return missing, unexpected
+
+    def to(self, dtype):
+        """Cast every floating parameter and buffer to float32 or float64 (gradients are
+        dropped). Devices other than the CPU arrive with the CUDA backend."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, "
+                            f"got {dtype}")
+        for module in self.modules():
+            for p in module._parameters.values():
+                p.data = p.data.astype(dtype)
+                p.grad = None
+            for name in module._buffers:
+                value = getattr(module, name)
+                if np.issubdtype(np.asarray(value).dtype, np.floating):
+                    object.__setattr__(module, name, np.asarray(value).astype(dtype))
+        return self
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
+    # -- display ------------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def __repr__(self):
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._modules:
+            own = self.num_parameters()
+            return head + ")" + (f"  # {own:,} parameters" if own else "")
+        lines = [head]
+        for name, child in self._modules.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + f"\n)  # {self.num_parameters():,} parameters"
+
+    def _expect(self, x, ndim, what):
+        """Reject inputs that are not arrays of `ndim` dimensions, naming this layer."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray input, got "
+                            f"{type(x).__module__}.{type(x).__qualname__}")
+        if x.ndim != ndim:
+            raise ValueError(f"{self._name()} expected {ndim}-D input {what}, got {x.shape}")
+
+    def _name(self):
+        return f"{type(self).__name__}({self.extra_repr()})"

@@ -1,0 +1,153 @@
+"""The Module API: registration, traversal, state_dict, freezing, dtype, Conv2d, init."""
+
+import math
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import nn
+
+from reference import conv2d_backward_ref, conv2d_ref
+from _util import assert_close
+
+
+def small_net(dtype=np.float64):
+    fc.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Identity(),
+                         nn.Conv2d(4, 6, (3, 2), stride=2, groups=2, bias=False),
+                         nn.Flatten()).to(dtype)
+
+
+def test_module_registers_parameters_and_children_in_order():
+    net = small_net()
+    assert [n for n, _ in net.named_parameters()] == ["0.weight", "0.bias", "2.weight"]
+    assert list(net.state_dict()) == ["0.weight", "0.bias", "2.weight"]
+    assert [n for n, _ in net.named_modules()] == ["", "0", "1", "2", "3"]
+    assert len(list(net.children())) == 4 and len(net) == 4
+    assert net.num_parameters() == 4 * 3 * 9 + 4 + 6 * 2 * 6
+
+
+def test_module_forward_backward_compose_like_the_reference():
+    net = small_net()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 7, 6))
+    c0, c2 = net[0], net[2]
+    h = conv2d_ref(x, c0.weight.data, c0.bias.data, 1, 1, 1, 1)
+    y = conv2d_ref(h, c2.weight.data, None, 2, 0, 1, 2)
+    out = net(x)
+    assert_close(out, y.reshape(2, -1), 1e-12)
+    g = rng.standard_normal(out.shape)
+    dx = net.backward(g)
+    dh, dw2, _ = conv2d_backward_ref(g.reshape(y.shape), h, c2.weight.data, 2, 0, 1, 2)
+    dx_ref, dw0, db0 = conv2d_backward_ref(dh, x, c0.weight.data, 1, 1, 1, 1)
+    for actual, expected in [(dx, dx_ref), (c0.weight.grad, dw0), (c0.bias.grad, db0),
+                             (c2.weight.grad, dw2)]:
+        assert_close(actual, expected, 1e-12)
+    net.backward(g)  # a second backward accumulates
+    assert_close(c0.weight.grad, 2 * dw0, 1e-12)
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_module_state_dict_round_trips_exactly():
+    a, b = small_net(), small_net()
+    for p in b.parameters():
+        p.data[...] = 0
+    b.load_state_dict(a.state_dict())
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb
+        np.testing.assert_array_equal(va, vb)
+
+
+def test_module_load_state_dict_checks_keys_and_shapes():
+    net = small_net()
+    sd = net.state_dict()
+    del sd["0.bias"]
+    with pytest.raises(KeyError, match="0.bias"):
+        net.load_state_dict(sd)
+    assert net.load_state_dict(sd, strict=False) == (["0.bias"], [])
+    sd = net.state_dict()
+    sd["0.weight"] = np.zeros((4, 3, 3, 2))
+    with pytest.raises(ValueError, match="0.weight"):
+        net.load_state_dict(sd)
+
+
+def test_module_freeze_keeps_parameters_bit_identical():
+    net = small_net()
+    net[0].freeze()
+    frozen = {k: v.copy() for k, v in net.state_dict().items() if k.startswith("0.")}
+    opt = fc.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        out = net(rng.standard_normal((2, 3, 7, 6)))
+        net.backward(rng.standard_normal(out.shape))
+        opt.step()
+        opt.zero_grad()
+    assert net[0].weight.grad is None and net[0].bias.grad is None
+    for k, v in frozen.items():
+        np.testing.assert_array_equal(net.state_dict()[k], v)
+    assert not np.array_equal(net.state_dict()["2.weight"], small_net().state_dict()["2.weight"])
+    net.unfreeze()
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_module_to_changes_dtype_and_train_eval_recurse():
+    net = small_net(np.float32)
+    assert all(p.dtype == np.float32 for p in net.parameters())
+    net.double()
+    assert all(p.dtype == np.float64 for p in net.parameters())
+    with pytest.raises(TypeError, match="float32 or float64"):
+        net.to(np.int32)
+    net.eval()
+    assert not any(m.training for m in net.modules())
+    net.train()
+    assert all(m.training for m in net.modules())
+
+
+def test_conv2d_layer_rejects_wrong_input_naming_the_layer():
+    conv = nn.Conv2d(1, 16, 5, padding=2)
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 16, .*expected input with 1 channels, "
+                                         r"got \(8, 3, 28, 28\)"):
+        conv(np.zeros((8, 3, 28, 28), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 16.*4-D"):
+        conv(np.zeros((3, 28, 28), dtype=np.float32))
+    with pytest.raises(ValueError, match="groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+
+
+def test_conv2d_default_init_uses_torchs_bounds():
+    conv = nn.Conv2d(8, 32, 3, generator=np.random.default_rng(0))
+    bound = 1 / math.sqrt(8 * 9)
+    w, b = conv.weight.data, conv.bias.data
+    assert w.dtype == np.float32 and np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    # U(-bound, bound) has standard deviation bound / sqrt(3); 2304 samples pin it to ~3%.
+    assert abs(w.std() / (bound / math.sqrt(3)) - 1) < 0.06
+
+
+@pytest.mark.parametrize("fn,shape,expected_std", [
+    (lambda t, g: nn.init.xavier_uniform_(t, generator=g), (64, 32, 3, 3),
+     math.sqrt(2 / (32 * 9 + 64 * 9))),
+    (lambda t, g: nn.init.xavier_normal_(t, gain=2.0, generator=g), (300, 200),
+     2 * math.sqrt(2 / 500)),
+    (lambda t, g: nn.init.kaiming_uniform_(t, nonlinearity="relu", generator=g), (64, 32, 3, 3),
+     math.sqrt(2 / (32 * 9))),
+    (lambda t, g: nn.init.kaiming_normal_(t, mode="fan_out", nonlinearity="relu", generator=g),
+     (64, 32, 3, 3), math.sqrt(2 / (64 * 9))),
+])
+def test_init_functions_have_the_documented_spread(fn, shape, expected_std):
+    a = np.zeros(shape)
+    fn(a, np.random.default_rng(4))
+    assert abs(a.mean()) < 4 * expected_std / math.sqrt(a.size)
+    assert abs(a.std() / expected_std - 1) < 0.05
+
+
+def test_init_is_reproducible_with_manual_seed():
+    fc.manual_seed(123)
+    a = nn.Conv2d(3, 4, 3).weight.data.copy()
+    fc.manual_seed(123)
+    np.testing.assert_array_equal(nn.Conv2d(3, 4, 3).weight.data, a)
+    nn.init.constant_(a, 0.5)
+    assert (a == 0.5).all()
+    with pytest.raises(ValueError, match="nonlinearity"):
+        nn.init.calculate_gain("swish")
