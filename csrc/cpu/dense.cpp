@@ -85,6 +85,8 @@ void linear_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
 template <typename T>
 void conv_transpose2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias,
                                   const Conv2dGeom& g) {
+  // An empty batch has nothing to write (and conv2d's work split divides by N).
+  if (g.N == 0) return;
   // out is the equivalent conv2d's input gradient for grad_output = inp.
   conv2d_backward_cpu<T>(out, nullptr, nullptr, inp, nullptr, weight, g);
   if (!bias) return;
@@ -100,6 +102,8 @@ void conv_transpose2d_forward_cpu(T* out, const T* inp, const T* weight, const T
 template <typename T>
 void conv_transpose2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                    const T* weight, const Conv2dGeom& g) {
+  // An empty batch adds nothing to dweight and dbias, and dx is empty.
+  if (g.N == 0) return;
   // dx is the equivalent conv2d's forward of dy.
   if (dinp) conv2d_forward_cpu<T>(dinp, dout, weight, nullptr, g);
   // dW[C_in, C_out/groups, R, S] += the equivalent conv2d's weight gradient, whose input is dy
