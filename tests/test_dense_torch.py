@@ -165,3 +165,24 @@ def test_conv_transpose2d_torch_nan_inf(case_id):
     ref = TF.conv_transpose2d(_t(x), _t(w), _t(b), a["stride"], a["padding"],
                               a["output_padding"], a["groups"], a["dilation"]).numpy()
     assert_close_nonfinite(F.conv_transpose2d(x, w, b, **a), ref, 1e-10, what="forward vs torch")
+
+
+@pytest.mark.parametrize("kw", [dict(output_padding=1), dict(output_padding=2, stride=2),
+                                dict(output_padding=(2, 0), stride=2, dilation=2),
+                                dict(padding=(0, 4)), dict(groups=3)],
+                         ids=["op1_s1", "op2_s2", "op2_s2_d2", "output_below_one", "groups3"])
+def test_conv_transpose2d_torch_rejects_what_fastconv_rejects(kw):
+    x = np.zeros((2, 4, 5, 5))
+    w = np.zeros((4, 3, 3, 3))
+    with pytest.raises(RuntimeError):
+        TF.conv_transpose2d(_t(x), _t(w), None, **kw)
+    with pytest.raises(ValueError):
+        F.conv_transpose2d(x, w, None, **kw)
+
+
+def test_conv_transpose2d_torch_accepts_output_padding_below_dilation():
+    x = np.ones((1, 2, 3, 3))
+    w = np.ones((2, 2, 2, 2))
+    kw = dict(stride=1, output_padding=1, dilation=2)
+    ref = TF.conv_transpose2d(_t(x), _t(w), None, **kw).numpy()
+    assert_close(F.conv_transpose2d(x, w, None, **kw), ref, 0.0)
