@@ -128,7 +128,7 @@ def test_linear_backward(case, dtype):
     _check_linear_backward(got, dout, x, w, dtype)
 
 
-@pytest.mark.parametrize("threads", [1, 3, 4])
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("case_id", ["rows_split_remainder", "cols_split_remainder", "3d"])
 def test_linear_thread_counts(case_id, threads):
     """The GEMM split across threads covers every row/column once, whatever the remainder."""

@@ -33,6 +33,14 @@ LinearDims linear_dims(const char* op, const Tensor& x, const Tensor& w) {
   return d;
 }
 
+// A gradient array, when given, has the input's dtype and the shape of what it is the gradient of.
+void check_grad(const std::optional<Tensor>& grad, const Tensor& x, const Shape& shape,
+                const char* op, const char* name) {
+  if (!grad) return;
+  same_dtype(*grad, x, op, name, "input");
+  expect_shape(*grad, shape, op, name);
+}
+
 py::tuple linear_out_shape(const std::string& op, py::handle input, py::handle weight) {
   Tensor x = view(input, op.c_str(), "input"), w = view(weight, op.c_str(), "weight");
   same_dtype(w, x, op.c_str(), "weight", "input");
@@ -73,9 +81,9 @@ void linear_backward(py::handle dinp_, py::handle dweight_, py::handle dbias_, p
   FC_CHECK(dout.shape == d.out, op, ": grad_output must have shape ", shape_str(d.out),
            " (the linear output for input ", shape_str(x.shape), " and weight ",
            shape_str(w.shape), "), got ", shape_str(dout.shape));
-  if (dinp) { same_dtype(*dinp, x, op, "grad_input", "input"); expect_shape(*dinp, x.shape, op, "grad_input"); }
-  if (dw) { same_dtype(*dw, x, op, "grad_weight", "input"); expect_shape(*dw, w.shape, op, "grad_weight"); }
-  if (db) { same_dtype(*db, x, op, "grad_bias", "input"); expect_shape(*db, {d.OUT}, op, "grad_bias"); }
+  check_grad(dinp, x, x.shape, op, "grad_input");
+  check_grad(dw, x, w.shape, op, "grad_weight");
+  check_grad(db, x, {d.OUT}, op, "grad_bias");
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -132,9 +140,9 @@ void conv_transpose2d_backward(py::handle dinp_, py::handle dweight_, py::handle
            shape_str(g.in_shape()),
            " (the conv_transpose2d output for this input, weight and geometry), got ",
            shape_str(dout.shape));
-  if (dinp) { same_dtype(*dinp, x, op, "grad_input", "input"); expect_shape(*dinp, g.out_shape(), op, "grad_input"); }
-  if (dw) { same_dtype(*dw, x, op, "grad_weight", "input"); expect_shape(*dw, g.weight_shape(), op, "grad_weight"); }
-  if (db) { same_dtype(*db, x, op, "grad_bias", "input"); expect_shape(*db, {g.C}, op, "grad_bias"); }
+  check_grad(dinp, x, g.out_shape(), op, "grad_input");
+  check_grad(dw, x, g.weight_shape(), op, "grad_weight");
+  check_grad(db, x, {g.C}, op, "grad_bias");
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);

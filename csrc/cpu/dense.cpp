@@ -60,8 +60,8 @@ void linear_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, in
 #pragma omp parallel for schedule(static) if (M * OUT >= kParallelMinElems)
     for (int64_t m = 0; m < M; ++m) std::copy(bias, bias + OUT, out + m * OUT);
   }
-  // out[M, OUT] = x[M, IN] · W[OUT, IN]^T (+ out, preloaded with the bias): W is stored as
-  // op(B)^T, so B is transposed.
+  // out[M, OUT] = x[M, IN] · W[OUT, IN]^T (+ out, preloaded with the bias); the row-major W is
+  // the transpose of the [IN, OUT] operand, hence trans_b.
   blas::gemm_parallel(false, true, int(M), int(OUT), int(IN), T(1), inp, int(IN), weight, int(IN),
                       bias ? T(1) : T(0), out, int(OUT));
 }
