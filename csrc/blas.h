@@ -13,6 +13,17 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, double alpha, const double* A,
           int lda, const double* B, int ldb, double beta, double* C, int ldc);
 
+// The same product split across fastconv's OpenMP threads, for a GEMM called from outside any
+// parallel region: row blocks of C, or column blocks when C has more columns than rows. Small
+// products and calls from inside a parallel region run as one gemm. Empty sizes are allowed
+// (K = 0 gives C = beta * C). Each element of C is computed by one call, so results depend on
+// the thread count but never on timing.
+void gemm_parallel(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                   int lda, const float* B, int ldb, float beta, float* C, int ldc);
+void gemm_parallel(bool trans_a, bool trans_b, int M, int N, int K, double alpha,
+                   const double* A, int lda, const double* B, int ldb, double beta, double* C,
+                   int ldc);
+
 void set_threads(int n);
 std::string name();
 std::string core();

@@ -73,6 +73,62 @@ Conv2dGeom conv2d_geom(const char* op, const Shape& input, const Shape& weight, 
   return g;
 }
 
+Conv2dGeom conv_transpose2d_geom(const char* op, const Shape& input, const Shape& weight,
+                                 Pair stride, Pair padding, Pair output_padding, Pair dilation,
+                                 int64_t groups) {
+  FC_CHECK(input.size() == 4, op, ": input must be 4-D (N, C_in, H, W), got shape ",
+           shape_str(input));
+  FC_CHECK(weight.size() == 4, op, ": weight must be 4-D (C_in, C_out/groups, R, S), got shape ",
+           shape_str(weight));
+  FC_CHECK(groups >= 1, op, ": groups must be a positive integer, got ", groups);
+  FC_CHECK(input[1] >= 1 && input[2] >= 1 && input[3] >= 1, op,
+           ": input must have at least one channel, row and column, got shape ", shape_str(input));
+  FC_CHECK(weight[0] >= 1 && weight[1] >= 1 && weight[2] >= 1 && weight[3] >= 1, op,
+           ": weight must have no empty dimension, got shape ", shape_str(weight));
+  FC_CHECK(input[1] % groups == 0, op, ": groups=", groups,
+           " must divide the input channels, but input ", shape_str(input), " has ", input[1]);
+  FC_CHECK(weight[0] == input[1], op, ": weight ", shape_str(weight),
+           " expects input with weight.shape[0] = ", weight[0], " channels, got input ",
+           shape_str(input));
+  FC_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ",
+           pair_str(stride[0], stride[1]));
+  FC_CHECK(dilation[0] > 0 && dilation[1] > 0, op, ": dilation must be positive, got ",
+           pair_str(dilation[0], dilation[1]));
+  FC_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ",
+           pair_str(padding[0], padding[1]));
+  FC_CHECK(output_padding[0] >= 0 && output_padding[1] >= 0, op,
+           ": output_padding must be non-negative, got ",
+           pair_str(output_padding[0], output_padding[1]));
+  for (int i = 0; i < 2; ++i) {
+    FC_CHECK(output_padding[i] < stride[i] || output_padding[i] < dilation[i], op,
+             ": output_padding must be smaller than either stride or dilation (as in PyTorch), got "
+             "output_padding ", pair_str(output_padding[0], output_padding[1]), ", stride ",
+             pair_str(stride[0], stride[1]), " and dilation ", pair_str(dilation[0], dilation[1]));
+  }
+  Conv2dGeom g;
+  g.N = input[0]; g.K = input[1]; g.C = weight[1] * groups;
+  g.R = weight[2]; g.S = weight[3]; g.groups = groups;
+  g.stride_h = stride[0]; g.stride_w = stride[1];
+  g.dil_h = dilation[0]; g.dil_w = dilation[1];
+  g.pad_t = g.pad_b = padding[0];
+  g.pad_l = g.pad_r = padding[1];
+  g.H = (input[2] - 1) * g.stride_h - 2 * g.pad_t + g.dil_h * (g.R - 1) + output_padding[0] + 1;
+  g.W = (input[3] - 1) * g.stride_w - 2 * g.pad_l + g.dil_w * (g.S - 1) + output_padding[1] + 1;
+  FC_CHECK(g.H >= 1 && g.W >= 1, op, ": output size would be ", pair_str(g.H, g.W),
+           " for input ", pair_str(input[2], input[3]), " with kernel ", pair_str(g.R, g.S),
+           ", stride ", pair_str(g.stride_h, g.stride_w), ", padding ",
+           pair_str(g.pad_t, g.pad_l), ", output_padding ",
+           pair_str(output_padding[0], output_padding[1]), " and dilation ",
+           pair_str(g.dil_h, g.dil_w), "; it must be at least 1: use less padding");
+  finish(op, g);
+  // The windows of the equivalent conv2d are the input pixels. finish() counts extra rows
+  // (columns) when output_padding >= stride, which only dilation permits: those output rows lie
+  // past every window, so the count is set, not computed.
+  g.P = input[2];
+  g.Q = input[3];
+  return g;
+}
+
 Conv2dGeom window_geom(const char* op, int64_t N, int64_t C, int64_t H, int64_t W, Pair kernel,
                        Pair stride, Pair padding, Pair dilation) {
   FC_CHECK(kernel[0] >= 1 && kernel[1] >= 1, op, ": kernel_size must be positive, got ",

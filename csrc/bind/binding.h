@@ -51,5 +51,6 @@ T* ptr(const std::optional<Tensor>& t) { return t ? t->data<T>() : nullptr; }
 void bind_runtime(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_dense(py::module_& m);
 
 }  // namespace fc::bind

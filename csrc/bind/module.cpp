@@ -96,4 +96,5 @@ PYBIND11_MODULE(_C, m) {
   fc::bind::bind_runtime(m);
   fc::bind::bind_conv(m);
   fc::bind::bind_optim(m);
+  fc::bind::bind_dense(m);
 }

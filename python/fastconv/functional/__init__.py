@@ -7,5 +7,7 @@ Backward functions are named <op>_backward and take grad_output first.
 """
 
 from ._conv import conv2d, conv2d_backward, fold, unfold
+from ._dense import conv_transpose2d, conv_transpose2d_backward, linear, linear_backward
 
-__all__ = ["conv2d", "conv2d_backward", "unfold", "fold"]
+__all__ = ["conv2d", "conv2d_backward", "unfold", "fold", "linear", "linear_backward",
+           "conv_transpose2d", "conv_transpose2d_backward"]

@@ -1,0 +1,34 @@
+// Dense family: linear (a GEMM split across threads) and conv_transpose2d (the conv2d kernels
+// with the roles of input and output swapped; its geometry is the equivalent conv2d's).
+// Contract: outputs and input gradients are written; parameter gradients are accumulated (+=);
+// a null gradient pointer means "not needed" and skips that work. M is the product of the
+// input's leading dimensions; IN and OUT are in_features and out_features.
+#pragma once
+
+#include <cstdint>
+
+#include "geometry.h"
+
+namespace fc {
+
+// out[M, OUT] = inp[M, IN] · weight[OUT, IN]^T + bias[OUT] (bias may be null).
+template <typename T>
+void linear_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, int64_t M,
+                        int64_t IN, int64_t OUT);
+// dinp[M, IN] written; dweight[OUT, IN] and dbias[OUT] accumulated over all M rows.
+template <typename T>
+void linear_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                         const T* weight, int64_t M, int64_t IN, int64_t OUT);
+
+// out[N, C_out, H_out, W_out] = conv_transpose(inp[N, C_in, H_in, W_in],
+// weight[C_in, C_out/groups, R, S]) + bias[C_out] (bias may be null); g from conv_transpose2d_geom.
+template <typename T>
+void conv_transpose2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias,
+                                  const Conv2dGeom& g);
+// dinp[N, C_in, H_in, W_in] written; dweight[C_in, C_out/groups, R, S] and dbias[C_out]
+// accumulated; dout[N, C_out, H_out, W_out].
+template <typename T>
+void conv_transpose2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                   const T* weight, const Conv2dGeom& g);
+
+}  // namespace fc

@@ -1,0 +1,124 @@
+"""Dense ops: linear and conv_transpose2d, with their backward functions.
+
+conv_transpose2d is computed on the equivalent conv2d, whose geometry the extension returns:
+that geometry's in_shape is the transposed conv's output shape and its out_shape the
+transposed conv's input shape.
+"""
+
+import numpy as np
+
+from .._loader import _C
+from ._args import as_int, as_pair
+
+__all__ = ["linear", "linear_backward", "conv_transpose2d", "conv_transpose2d_backward"]
+
+
+def _contiguous(x):
+    """x, copied only when it is an ndarray that is not C-contiguous (0-d arrays stay 0-d,
+    unlike np.ascontiguousarray, so the extension sees the shape the caller passed)."""
+    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:
+        return np.ascontiguousarray(x)
+    return x
+
+
+def _mask(output_mask, op):
+    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
+            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
+        raise TypeError(f"{op}: output_mask must be a sequence of 3 bools, got {output_mask!r}")
+    return tuple(bool(m) for m in output_mask)
+
+
+def _param_grads(need_weight, need_bias, weight_shape, bias_shape, dtype, grad_weight,
+                 grad_bias):
+    """Zeroed gradient arrays, or the caller's arrays to accumulate into."""
+    dweight = dbias = None
+    if need_weight:
+        dweight = np.zeros(weight_shape, dtype=dtype) if grad_weight is None else grad_weight
+    if need_bias:
+        dbias = np.zeros(bias_shape, dtype=dtype) if grad_bias is None else grad_bias
+    return dweight, dbias
+
+
+def linear(input, weight, bias=None):
+    """y = input · weight^T + bias, as torch.nn.functional.linear.
+
+    input (*, in_features) with any number of leading dimensions (1-D included), weight
+    (out_features, in_features), bias (out_features,) or None -> (*, out_features), float32 or
+    float64 throughout. Unlike torch, weight must be 2-D and bias 1-D.
+    """
+    input, weight, bias = _contiguous(input), _contiguous(weight), _contiguous(bias)
+    shape = _C.linear_out_shape("linear", input, weight)
+    out = np.empty(shape, dtype=input.dtype)
+    _C.linear_forward(out, input, weight, bias)
+    return out
+
+
+def linear_backward(grad_output, input, weight, output_mask=(True, True, True), *,
+                    grad_weight=None, grad_bias=None):
+    """Gradients of linear with respect to its input, weight and bias.
+
+    Takes grad_output (*, out_features) and the input and weight linear took; returns
+    (grad_input, grad_weight, grad_bias), None where output_mask is False. grad_input is always
+    a new array; grad_weight and grad_bias sum over every leading dimension. When grad_weight
+    (out_features, in_features) or grad_bias (out_features,) arrays are passed, the gradients
+    are accumulated into them (+=) and they are returned.
+    """
+    op = "linear_backward"
+    need_input, need_weight, need_bias = _mask(output_mask, op)
+    grad_output, input, weight = _contiguous(grad_output), _contiguous(input), _contiguous(weight)
+    shape = _C.linear_out_shape(op, input, weight)
+    dinp = np.empty(input.shape, dtype=input.dtype) if need_input else None
+    dweight, dbias = _param_grads(need_weight, need_bias, weight.shape, (shape[-1],), input.dtype,
+                                  grad_weight, grad_bias)
+    _C.linear_backward(dinp, dweight, dbias, grad_output, input, weight)
+    return dinp, dweight, dbias
+
+
+def _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
+                               dilation):
+    return _C.conv_transpose2d_geometry(
+        op, input, weight, as_pair(stride, "stride", op), as_pair(padding, "padding", op),
+        as_pair(output_padding, "output_padding", op), as_pair(dilation, "dilation", op),
+        as_int(groups, "groups", op))
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """2-D transposed convolution, as torch.nn.functional.conv_transpose2d.
+
+    input (N, C_in, H, W), weight (C_in, C_out/groups, R, S), bias (C_out,) or None ->
+    (N, C_out, H_out, W_out) with H_out = (H - 1)*stride - 2*padding + dilation*(R - 1) +
+    output_padding + 1 (W_out alike); float32 or float64 throughout. stride, padding,
+    output_padding and dilation are an int or an (h, w) pair; output_padding adds rows/columns
+    at the bottom/right and must be smaller than stride or dilation. Unlike torch, input must
+    be 4-D (no unbatched 3-D input), as for conv2d.
+    """
+    op = "conv_transpose2d"
+    input, weight, bias = _contiguous(input), _contiguous(weight), _contiguous(bias)
+    g = _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
+                                   dilation)
+    out = np.empty(g.in_shape, dtype=input.dtype)
+    _C.conv_transpose2d_forward(out, input, weight, bias, g)
+    return out
+
+
+def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0,
+                              groups=1, dilation=1, output_mask=(True, True, True), *,
+                              grad_weight=None, grad_bias=None):
+    """Gradients of conv_transpose2d with respect to its input, weight and bias.
+
+    Takes grad_output (N, C_out, H_out, W_out) and the arguments conv_transpose2d took;
+    returns (grad_input, grad_weight, grad_bias), None where output_mask is False. grad_input
+    is always a new array. When grad_weight (C_in, C_out/groups, R, S) or grad_bias (C_out,)
+    arrays are passed, the gradients are accumulated into them (+=) and they are returned.
+    """
+    op = "conv_transpose2d_backward"
+    need_input, need_weight, need_bias = _mask(output_mask, op)
+    grad_output, input, weight = _contiguous(grad_output), _contiguous(input), _contiguous(weight)
+    g = _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
+                                   dilation)
+    dinp = np.empty(g.out_shape, dtype=input.dtype) if need_input else None
+    dweight, dbias = _param_grads(need_weight, need_bias, g.weight_shape, (g.C,), input.dtype,
+                                  grad_weight, grad_bias)
+    _C.conv_transpose2d_backward(dinp, dweight, dbias, grad_output, input, weight, g)
+    return dinp, dweight, dbias
