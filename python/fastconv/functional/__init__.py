@@ -7,5 +7,8 @@ Backward functions are named <op>_backward and take grad_output first.
 """
 
 from ._conv import conv2d, conv2d_backward, fold, unfold
+from ._norm import (batch_norm, batch_norm_backward, dropout, dropout_backward,
+                    local_response_norm, local_response_norm_backward)
 
-__all__ = ["conv2d", "conv2d_backward", "unfold", "fold"]
+__all__ = ["conv2d", "conv2d_backward", "unfold", "fold", "batch_norm", "batch_norm_backward",
+           "local_response_norm", "local_response_norm_backward", "dropout", "dropout_backward"]
