@@ -189,7 +189,8 @@ def test_batch_norm_large_mean_float32(training):
 def test_batch_norm_backward_output_mask_and_accumulation():
     x, rm, rv, w, b, dy = _bn_data((3, 4, 6), np.float64, 18)
     _, sm, si = F.batch_norm(x, rm, rv, w, b, True, return_stats=True)
-    dx_ref, dw_ref, db_ref = batch_norm_backward_ref(dy, x, w, *batch_norm_ref(x, rm, rv, w, b, True)[1:3], True)
+    mean, invstd = batch_norm_ref(x, rm, rv, w, b, True)[1:3]
+    dx_ref, dw_ref, db_ref = batch_norm_backward_ref(dy, x, w, mean, invstd, True)
     for mask in [(True, False, False), (False, True, False), (False, False, True),
                  (False, False, False)]:
         got = F.batch_norm_backward(dy, x, w, sm, si, True, output_mask=mask)

@@ -109,7 +109,8 @@ def test_batch_norm_torch_running_stats_after_several_steps():
 
 def test_batch_norm_torch_bias_without_weight():
     rng = np.random.default_rng(41)
-    x, b, dy = rng.standard_normal((3, 4, 5)), rng.standard_normal(4), rng.standard_normal((3, 4, 5))
+    x, dy = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 4, 5))
+    b = rng.standard_normal(4)
     xt, bt = _t(x, True), _t(b, True)
     out = TF.batch_norm(xt, None, None, None, bt, training=True)
     gx, gb = torch.autograd.grad(out, (xt, bt), _t(dy))

@@ -69,9 +69,9 @@ void batch_norm_forward(py::handle out_, py::handle save_mean_, py::handle save_
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    batch_norm_forward_cpu<T>(out.data<T>(), save_mean.data<T>(), save_invstd.data<T>(), ptr<T>(rm),
-                              ptr<T>(rv), x.data<T>(), ptr<T>(w), ptr<T>(b), d.N, d.C, d.S, training,
-                              momentum, eps);
+    batch_norm_forward_cpu<T>(out.data<T>(), save_mean.data<T>(), save_invstd.data<T>(),
+                              ptr<T>(rm), ptr<T>(rv), x.data<T>(), ptr<T>(w), ptr<T>(b), d.N, d.C,
+                              d.S, training, momentum, eps);
   });
 }
 

@@ -1,7 +1,8 @@
 // Normalisation and dropout on the CPU. Batch-norm statistics are reduced over fixed chunks of
 // each channel's N*S elements (in double, kLanes partial sums per run) and the chunks are then
 // combined in index order, so the result depends on the shape alone; elementwise passes run over
-// (n, c) planes. Dropout hashes (seed, element index) with SplitMix64, a counter-based generator
+// (n, c) planes. local_response_norm works per element in double over blocks of kCols
+// positions of one image. Dropout hashes (seed, element index) with SplitMix64, a counter-based generator
 // that a CUDA twin can evaluate per element and that gives the same mask for any thread count.
 #include "norm.h"
 
@@ -74,7 +75,8 @@ struct Chunks {
 
 // y = ((x - mh) - ml) * a + b over every (n, c) plane.
 template <typename T>
-void apply_affine(T* out, const T* inp, const ChannelAffine<T>& f, int64_t N, int64_t C, int64_t S) {
+void apply_affine(T* out, const T* inp, const ChannelAffine<T>& f, int64_t N, int64_t C,
+                  int64_t S) {
 #pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
   for (int64_t pl = 0; pl < N * C; ++pl) {
     const int64_t c = pl % C;
@@ -196,7 +198,8 @@ double pow_beta(double den, double beta) {
 template <typename T>
 void window_sq_sum(double* acc, const T* inp, int64_t n, int64_t c, int64_t s0, int64_t len,
                    int64_t C, int64_t S, int64_t size) {
-  const int64_t lo = std::max<int64_t>(0, c - size / 2), hi = std::min(C - 1, c + (size - 1) / 2);
+  const int64_t lo = std::max<int64_t>(0, c - size / 2);
+  const int64_t hi = std::min(C - 1, c + (size - 1) / 2);
   std::fill(acc, acc + len, 0.0);
   for (int64_t j = lo; j <= hi; ++j) {
     const T* x = inp + (n * C + j) * S + s0;
@@ -254,7 +257,8 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
         }
       }
       for (int64_t c = 0; c < C; ++c) {
-        const int64_t lo = std::max<int64_t>(0, c - (size - 1) / 2), hi = std::min(C - 1, c + size / 2);
+        const int64_t lo = std::max<int64_t>(0, c - (size - 1) / 2);
+        const int64_t hi = std::min(C - 1, c + size / 2);
         std::fill(acc, acc + len, 0.0);
         for (int64_t j = lo; j <= hi; ++j) {
           const double* tj = &t[j * kCols];
@@ -302,9 +306,12 @@ void batch_norm_forward_cpu(T* out, T* save_mean, T* save_invstd, T* running_mea
     for (int64_t c = 0; c < C; ++c) {
       invstd[c] = 1.0 / std::sqrt(var[c] + eps);
       // PyTorch's update, term order included; the running variance is the unbiased one.
-      if (running_mean) running_mean[c] = T(momentum * mean[c] + (1 - momentum) * double(running_mean[c]));
+      if (running_mean) {
+        running_mean[c] = T(momentum * mean[c] + (1 - momentum) * double(running_mean[c]));
+      }
       if (running_var) {
-        running_var[c] = T(momentum * (var[c] * NS / (NS - 1)) + (1 - momentum) * double(running_var[c]));
+        const double unbiased = var[c] * NS / (NS - 1);
+        running_var[c] = T(momentum * unbiased + (1 - momentum) * double(running_var[c]));
       }
     }
   } else {
@@ -340,7 +347,9 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     if (!dinp) return;
     // dx = dy * weight * invstd: the running statistics are constants.
     std::vector<T> g(C);
-    for (int64_t c = 0; c < C; ++c) g[c] = T((weight ? double(weight[c]) : 1.0) * double(save_invstd[c]));
+    for (int64_t c = 0; c < C; ++c) {
+      g[c] = T((weight ? double(weight[c]) : 1.0) * double(save_invstd[c]));
+    }
 #pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
     for (int64_t pl = 0; pl < N * C; ++pl) {
       const T gc = g[pl % C];
@@ -389,7 +398,8 @@ void local_response_norm_forward_cpu(T* out, const T* inp, int64_t N, int64_t C,
 
 template <typename T>
 void local_response_norm_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C,
-                                      int64_t S, int64_t size, double alpha, double beta, double k) {
+                                      int64_t S, int64_t size, double alpha, double beta,
+                                      double k) {
   if (beta == 0.75) lrn_backward<true>(dinp, dout, inp, N, C, S, size, alpha, beta, k);
   else lrn_backward<false>(dinp, dout, inp, N, C, S, size, alpha, beta, k);
 }
