@@ -1,8 +1,8 @@
 // Normalisation and dropout on the CPU. Batch-norm statistics are reduced over fixed chunks of
 // each channel's N*S elements (in double, kLanes partial sums per run) and the chunks are then
 // combined in index order, so the result depends on the shape alone; elementwise passes run over
-// (n, c) planes. local_response_norm works per element in double over blocks of kCols
-// positions of one image. Dropout hashes (seed, element index) with SplitMix64, a counter-based generator
+// (n, c) planes. local_response_norm works per element in double over blocks of kCols positions
+// of one image. Dropout hashes (seed, element index) with SplitMix64, a counter-based generator
 // that a CUDA twin can evaluate per element and that gives the same mask for any thread count.
 #include "norm.h"
 
