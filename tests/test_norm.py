@@ -498,3 +498,25 @@ def test_dropout_errors(kw, exc, match):
 def test_dropout_backward_errors(mask, p, exc, match):
     with pytest.raises(exc, match=match):
         F.dropout_backward(np.ones((2, 3)), mask, p)
+
+
+def test_norm_results_independent_of_thread_count():
+    """Statistics are reduced over fixed chunks in a fixed order: bit-identical for 1 and 2
+    threads (shapes large enough for the parallel loops)."""
+    x, rm, rv, w, b, dy = _bn_data((3, 4, 100, 121), np.float32, 31)
+    xl = x[:, :, :60].copy()  # 72600 elements: above the parallel threshold
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            rm1, rv1 = rm.copy(), rv.copy()
+            out, sm, si = F.batch_norm(x, rm1, rv1, w, b, True, return_stats=True)
+            grads = F.batch_norm_backward(dy, x, w, sm, si, True)
+            lrn = F.local_response_norm(xl, 3)
+            lrn_dx = F.local_response_norm_backward(xl, xl, 3)
+            results.append((out, sm, si, rm1, rv1) + grads + (lrn, lrn_dx))
+    finally:
+        fastconv.set_num_threads(before)
+    for a, b1 in zip(*results):
+        assert np.array_equal(a, b1)
