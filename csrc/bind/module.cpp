@@ -97,4 +97,5 @@ PYBIND11_MODULE(_C, m) {
   fc::bind::bind_conv(m);
   fc::bind::bind_optim(m);
   fc::bind::bind_dense(m);
+  fc::bind::bind_norm(m);
 }

@@ -1,0 +1,194 @@
+// Bindings of the normalisation family: batch_norm, local_response_norm and dropout, forward and
+// backward. Input (N, C, *) is seen by the kernels as (N, C, S), S the product of the rest.
+#include "bind/binding.h"
+
+#include "norm.h"
+
+namespace fc::bind {
+namespace {
+
+struct NCS {
+  int64_t N, C, S;
+};
+
+NCS ncs(const Tensor& x, size_t min_ndim, const char* op, const char* layout) {
+  FC_CHECK(x.shape.size() >= min_ndim, op, ": input must be ", layout, ", got shape ",
+           shape_str(x.shape));
+  int64_t S = 1;
+  for (size_t i = 2; i < x.shape.size(); ++i) S *= x.shape[i];
+  return {x.shape[0], x.shape[1], S};
+}
+
+// t is a float array of x's dtype and of shape s: x's own, or (C,) for a per-channel vector.
+void like(const Tensor& t, const Tensor& x, const Shape& s, const char* op, const char* name) {
+  same_dtype(t, x, op, name, "input");
+  FC_CHECK(t.shape == s, op, ": ", name, " must have shape ", shape_str(s), " for input of shape ",
+           shape_str(x.shape), ", got ", shape_str(t.shape));
+}
+
+void channel_vector(const std::optional<Tensor>& t, const Tensor& x, int64_t C, const char* op,
+                    const char* name) {
+  if (t) like(*t, x, {C}, op, name);
+}
+
+void check_p(double p, const char* op) {
+  FC_CHECK(p >= 0 && p <= 1, op, ": p (the probability of an element to be zeroed) must be "
+           "between 0 and 1, got ", p);
+}
+
+void batch_norm_forward(py::handle out_, py::handle save_mean_, py::handle save_invstd_,
+                        py::handle running_mean_, py::handle running_var_, py::handle input,
+                        py::handle weight_, py::handle bias_, bool training, double momentum,
+                        double eps) {
+  const char* op = "batch_norm";
+  Tensor x = view(input, op, "input");
+  const NCS d = ncs(x, 2, op, "(N, C) or (N, C, *)");
+  Tensor out = view(out_, op, "out", true);
+  Tensor save_mean = view(save_mean_, op, "save_mean", true);
+  Tensor save_invstd = view(save_invstd_, op, "save_invstd", true);
+  auto rm = view_or_none(running_mean_, op, "running_mean", training);
+  auto rv = view_or_none(running_var_, op, "running_var", training);
+  auto w = view_or_none(weight_, op, "weight"), b = view_or_none(bias_, op, "bias");
+  like(out, x, x.shape, op, "out");
+  channel_vector(save_mean, x, d.C, op, "save_mean");
+  channel_vector(save_invstd, x, d.C, op, "save_invstd");
+  channel_vector(rm, x, d.C, op, "running_mean");
+  channel_vector(rv, x, d.C, op, "running_var");
+  channel_vector(w, x, d.C, op, "weight");
+  channel_vector(b, x, d.C, op, "bias");
+  FC_CHECK(rm.has_value() == rv.has_value(), op, ": running_mean and running_var must both be "
+           "None or neither be None, got ", rm ? "running_var" : "running_mean", "=None");
+  if (training) {
+    FC_CHECK(d.N * d.S > 1, op, ": expected more than 1 value per channel when training, got "
+             "input of shape ", shape_str(x.shape));
+    FC_CHECK(eps > 0, op, ": eps must be positive when training, got ", eps);
+  } else {
+    FC_CHECK(rm, op, ": running_mean and running_var are required when training=False, got None");
+    FC_CHECK(eps >= 0, op, ": eps must be non-negative, got ", eps);
+  }
+  py::gil_scoped_release nogil;
+  dispatch(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    batch_norm_forward_cpu<T>(out.data<T>(), save_mean.data<T>(), save_invstd.data<T>(),
+                              ptr<T>(rm), ptr<T>(rv), x.data<T>(), ptr<T>(w), ptr<T>(b), d.N, d.C,
+                              d.S, training, momentum, eps);
+  });
+}
+
+void batch_norm_backward(py::handle dinp_, py::handle dweight_, py::handle dbias_, py::handle dout_,
+                         py::handle input, py::handle weight_, py::handle save_mean_,
+                         py::handle save_invstd_, bool training) {
+  const char* op = "batch_norm_backward";
+  Tensor x = view(input, op, "input");
+  const NCS d = ncs(x, 2, op, "(N, C) or (N, C, *)");
+  Tensor dout = view(dout_, op, "grad_output");
+  Tensor save_mean = view(save_mean_, op, "save_mean");
+  Tensor save_invstd = view(save_invstd_, op, "save_invstd");
+  auto w = view_or_none(weight_, op, "weight");
+  auto dinp = view_or_none(dinp_, op, "grad_input", true);
+  auto dw = view_or_none(dweight_, op, "grad_weight", true);
+  auto db = view_or_none(dbias_, op, "grad_bias", true);
+  like(dout, x, x.shape, op, "grad_output");
+  channel_vector(save_mean, x, d.C, op, "save_mean");
+  channel_vector(save_invstd, x, d.C, op, "save_invstd");
+  channel_vector(w, x, d.C, op, "weight");
+  if (dinp) like(*dinp, x, x.shape, op, "grad_input");
+  channel_vector(dw, x, d.C, op, "grad_weight");
+  channel_vector(db, x, d.C, op, "grad_bias");
+  if (training) {
+    FC_CHECK(d.N * d.S > 1, op, ": expected more than 1 value per channel when training, got "
+             "input of shape ", shape_str(x.shape));
+  }
+  py::gil_scoped_release nogil;
+  dispatch(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    batch_norm_backward_cpu<T>(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
+                               ptr<T>(w), save_mean.data<T>(), save_invstd.data<T>(), d.N, d.C,
+                               d.S, training);
+  });
+}
+
+NCS lrn_check(const Tensor& x, int64_t size, const char* op) {
+  const NCS d = ncs(x, 3, op, "3-D or more, (N, C, *)");
+  FC_CHECK(size >= 1, op, ": size must be at least 1, got ", size);
+  return d;
+}
+
+void local_response_norm_forward(py::handle out_, py::handle input, int64_t size, double alpha,
+                                 double beta, double k) {
+  const char* op = "local_response_norm";
+  Tensor x = view(input, op, "input"), out = view(out_, op, "out", true);
+  const NCS d = lrn_check(x, size, op);
+  like(out, x, x.shape, op, "out");
+  py::gil_scoped_release nogil;
+  dispatch(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    local_response_norm_forward_cpu<T>(out.data<T>(), x.data<T>(), d.N, d.C, d.S, size, alpha,
+                                       beta, k);
+  });
+}
+
+void local_response_norm_backward(py::handle dinp_, py::handle dout_, py::handle input,
+                                  int64_t size, double alpha, double beta, double k) {
+  const char* op = "local_response_norm_backward";
+  Tensor x = view(input, op, "input"), dout = view(dout_, op, "grad_output");
+  Tensor dinp = view(dinp_, op, "grad_input", true);
+  const NCS d = lrn_check(x, size, op);
+  like(dout, x, x.shape, op, "grad_output");
+  like(dinp, x, x.shape, op, "grad_input");
+  py::gil_scoped_release nogil;
+  dispatch(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    local_response_norm_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), d.N, d.C,
+                                        d.S, size, alpha, beta, k);
+  });
+}
+
+void dropout_forward(py::handle out_, py::handle mask_, py::handle input, double p, bool training,
+                     uint64_t seed) {
+  const char* op = "dropout";
+  Tensor x = view(input, op, "input"), out = view(out_, op, "out", true);
+  auto mask = view_or_none(mask_, op, "mask", true, kUInt8);
+  check_p(p, op);
+  like(out, x, x.shape, op, "out");
+  if (mask) {
+    FC_CHECK(mask->shape == x.shape, op, ": mask must have shape ", shape_str(x.shape),
+             " (the shape of input), got ", shape_str(mask->shape));
+  }
+  py::gil_scoped_release nogil;
+  dispatch(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    // Evaluation mode is dropout with p = 0: every element kept and scaled by exactly 1.
+    dropout_forward_cpu<T>(out.data<T>(), mask ? mask->data<uint8_t>() : nullptr, x.data<T>(),
+                           x.numel(), training ? p : 0.0, seed);
+  });
+}
+
+void dropout_backward(py::handle dinp_, py::handle dout_, py::handle mask_, double p) {
+  const char* op = "dropout_backward";
+  Tensor dout = view(dout_, op, "grad_output"), dinp = view(dinp_, op, "grad_input", true);
+  Tensor mask = view(mask_, op, "mask", false, kUInt8);
+  check_p(p, op);
+  FC_CHECK(mask.shape == dout.shape, op, ": mask must have shape ", shape_str(dout.shape),
+           " (the shape of grad_output), got ", shape_str(mask.shape));
+  same_dtype(dinp, dout, op, "grad_input", "grad_output");
+  expect_shape(dinp, dout.shape, op, "grad_input");
+  py::gil_scoped_release nogil;
+  dispatch(dout.dtype, [&](auto t) {
+    using T = decltype(t);
+    dropout_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), mask.data<uint8_t>(), dout.numel(), p);
+  });
+}
+
+}  // namespace
+
+void bind_norm(py::module_& m) {
+  m.def("batch_norm_forward", &batch_norm_forward);
+  m.def("batch_norm_backward", &batch_norm_backward);
+  m.def("local_response_norm_forward", &local_response_norm_forward);
+  m.def("local_response_norm_backward", &local_response_norm_backward);
+  m.def("dropout_forward", &dropout_forward);
+  m.def("dropout_backward", &dropout_backward);
+}
+
+}  // namespace fc::bind

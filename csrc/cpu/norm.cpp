@@ -1,0 +1,445 @@
+// Normalisation and dropout on the CPU. Batch-norm statistics are reduced over fixed chunks of
+// each channel's N*S elements (in double, kLanes partial sums per run) and the chunks are then
+// combined in index order, so the result depends on the shape alone; elementwise passes run over
+// (n, c) planes. local_response_norm works per element in double over blocks of kCols positions
+// of one image. Dropout hashes (seed, element index) with SplitMix64, a counter-based generator
+// that a CUDA twin can evaluate per element and that gives the same mask for any thread count.
+#include "norm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu/parallel.h"
+
+namespace fc {
+namespace {
+
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+// Elements of one channel reduced by one work item: a chunk stays in L2 between its passes.
+constexpr int64_t kChunk = int64_t(1) << 14;
+// Spatial positions per local_response_norm work item.
+constexpr int64_t kCols = 128;
+constexpr int kLanes = 8;
+
+// The sum of f(i) over i < n in double. A single floating-point sum may not be reordered, so
+// the compiler vectorises only across the kLanes independent partial sums; their fixed order
+// keeps the result deterministic.
+template <typename F>
+double lane_sum(int64_t n, F&& f) {
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += f(i + l);
+  }
+  double s = 0;
+  for (; i < n; ++i) s += f(i);
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+// Calls f(offset, len) for the contiguous runs of elements [j0, j1) of channel c, element j of
+// a channel being (n, s) = (j / S, j % S) of the (N, C, S) array.
+template <typename F>
+void channel_runs(int64_t C, int64_t S, int64_t c, int64_t j0, int64_t j1, F&& f) {
+  while (j0 < j1) {
+    const int64_t n = j0 / S, s = j0 % S, len = std::min(S - s, j1 - j0);
+    f((n * C + c) * S + s, len);
+    j0 += len;
+  }
+}
+
+// Per-channel coefficients of an elementwise pass y = ((x - mh) - ml) * a + b. The mean is split
+// into mh + ml (ml = 0 for double) so that float32 x - mean keeps the double mean's precision
+// when the mean is large next to the spread.
+template <typename T>
+struct ChannelAffine {
+  std::vector<T> mh, ml, a, b;
+  explicit ChannelAffine(int64_t C) : mh(C), ml(C), a(C), b(C) {}
+  void set(int64_t c, double mean, double scale, double shift) {
+    mh[c] = T(mean);
+    ml[c] = T(mean - double(mh[c]));
+    a[c] = T(scale);
+    b[c] = T(shift);
+  }
+};
+
+// Chunk sums of a channel-wise reduction: items (c, q) with q < chunks(N*S), in that order.
+struct Chunks {
+  int64_t NS, count;
+  explicit Chunks(int64_t NS) : NS(NS), count(ceil_div(NS, kChunk)) {}
+  int64_t begin(int64_t q) const { return q * kChunk; }
+  int64_t end(int64_t q) const { return std::min(NS, (q + 1) * kChunk); }
+};
+
+// y = ((x - mh) - ml) * a + b over every (n, c) plane.
+template <typename T>
+void apply_affine(T* out, const T* inp, const ChannelAffine<T>& f, int64_t N, int64_t C,
+                  int64_t S) {
+#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+  for (int64_t pl = 0; pl < N * C; ++pl) {
+    const int64_t c = pl % C;
+    const T mh = f.mh[c], ml = f.ml[c], a = f.a[c], b = f.b[c];
+    const T* x = inp + pl * S;
+    T* y = out + pl * S;
+    for (int64_t s = 0; s < S; ++s) y[s] = ((x[s] - mh) - ml) * a + b;
+  }
+}
+
+// Batch mean and biased variance of every channel: each chunk is reduced in two passes around
+// its own mean, then var = (sum of chunk M2 + cnt * (chunk mean - mean)^2) / NS, a sum of
+// non-negative terms, stable for a large mean. mean and var have C elements.
+template <typename T>
+void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C, int64_t S) {
+  const Chunks ch(N * S);
+  const int64_t items = C * ch.count;
+  std::vector<double> sum(items), m2(items);
+#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t c = i / ch.count, q = i % ch.count, j0 = ch.begin(q), j1 = ch.end(q);
+    double s = 0;
+    channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
+      s += lane_sum(len, [&](int64_t e) { return double(inp[o + e]); });
+    });
+    const double m = s / double(j1 - j0);
+    double v = 0;
+    channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
+      v += lane_sum(len, [&](int64_t e) { const double d = double(inp[o + e]) - m; return d * d; });
+    });
+    sum[i] = s;
+    m2[i] = v;
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    double s = 0;
+    for (int64_t q = 0; q < ch.count; ++q) s += sum[c * ch.count + q];
+    const double m = s / double(ch.NS);
+    double v = 0;
+    for (int64_t q = 0; q < ch.count; ++q) {
+      const double cnt = double(ch.end(q) - ch.begin(q)), d = sum[c * ch.count + q] / cnt - m;
+      v += m2[c * ch.count + q] + cnt * d * d;
+    }
+    mean[c] = m;
+    var[c] = v / double(ch.NS);
+  }
+}
+
+// Per channel: sdy = sum dy, sdyd = sum dy * (x - m0[c]) and, when sd is not null,
+// sd = sum (x - m0[c]), each in double. Arrays of C elements.
+template <typename T>
+void grad_sums(double* sdy, double* sdyd, double* sd, const T* dout, const T* inp, const T* m0,
+               int64_t N, int64_t C, int64_t S) {
+  const Chunks ch(N * S);
+  const int64_t items = C * ch.count;
+  std::vector<double> part(3 * items);
+#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t c = i / ch.count, q = i % ch.count;
+    const double m = double(m0[c]);
+    double a = 0, b = 0, d = 0;
+    channel_runs(C, S, c, ch.begin(q), ch.end(q), [&](int64_t o, int64_t len) {
+      const T* x = inp + o;
+      const T* dy = dout + o;
+      // One pass for the three sums, in lanes as lane_sum does.
+      double la[kLanes] = {}, lb[kLanes] = {}, ld[kLanes] = {};
+      int64_t e = 0;
+      for (; e + kLanes <= len; e += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+          const double g = double(dy[e + l]), xm = double(x[e + l]) - m;
+          la[l] += g;
+          lb[l] += g * xm;
+          ld[l] += xm;
+        }
+      }
+      for (; e < len; ++e) {
+        const double g = double(dy[e]), xm = double(x[e]) - m;
+        a += g;
+        b += g * xm;
+        d += xm;
+      }
+      for (int l = 0; l < kLanes; ++l) {
+        a += la[l];
+        b += lb[l];
+        d += ld[l];
+      }
+    });
+    part[3 * i] = a;
+    part[3 * i + 1] = b;
+    part[3 * i + 2] = d;
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    double a = 0, b = 0, d = 0;
+    for (int64_t q = 0; q < ch.count; ++q) {
+      const double* p = &part[3 * (c * ch.count + q)];
+      a += p[0];
+      b += p[1];
+      d += p[2];
+    }
+    sdy[c] = a;
+    sdyd[c] = b;
+    if (sd) sd[c] = d;
+  }
+}
+
+// den^beta. beta = 0.75 (the default, and AlexNet's) is sqrt(den) * sqrt(sqrt(den)), which the
+// compiler vectorises; std::pow is a scalar libm call.
+template <bool kThreeQuarters>
+double pow_beta(double den, double beta) {
+  if constexpr (kThreeQuarters) {
+    const double r = std::sqrt(den);
+    return r * std::sqrt(r);
+  } else {
+    return std::pow(den, beta);
+  }
+}
+
+// acc[0, len) = sum of inp^2 over the window of channel c at spatial positions [s0, s0 + len)
+// of image n, in double and in channel order.
+template <typename T>
+void window_sq_sum(double* acc, const T* inp, int64_t n, int64_t c, int64_t s0, int64_t len,
+                   int64_t C, int64_t S, int64_t size) {
+  const int64_t lo = std::max<int64_t>(0, c - size / 2);
+  const int64_t hi = std::min(C - 1, c + (size - 1) / 2);
+  std::fill(acc, acc + len, 0.0);
+  for (int64_t j = lo; j <= hi; ++j) {
+    const T* x = inp + (n * C + j) * S + s0;
+    for (int64_t s = 0; s < len; ++s) acc[s] += double(x[s]) * double(x[s]);
+  }
+}
+
+template <bool kThreeQuarters, typename T>
+void lrn_forward(T* out, const T* inp, int64_t N, int64_t C, int64_t S, int64_t size,
+                 double alpha, double beta, double k) {
+  const int64_t blocks = ceil_div(S, kCols), items = N * blocks;
+  const double scale = alpha / double(size);
+#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t n = i / blocks, s0 = (i % blocks) * kCols, len = std::min(kCols, S - s0);
+    double acc[kCols];
+    for (int64_t c = 0; c < C; ++c) {
+      window_sq_sum(acc, inp, n, c, s0, len, C, S, size);
+      const T* x = inp + (n * C + c) * S + s0;
+      T* y = out + (n * C + c) * S + s0;
+      for (int64_t s = 0; s < len; ++s) {
+        y[s] = T(double(x[s]) / pow_beta<kThreeQuarters>(k + scale * acc[s], beta));
+      }
+    }
+  }
+}
+
+// With out_c = x_c / den_c^beta and den_c = k + alpha/size * sum_{j in W(c)} x_j^2:
+//   dx_i = dy_i / den_i^beta - 2 alpha beta / size * x_i * sum_{c : i in W(c)} t_c,
+//   t_c = dy_c * x_c / (den_c^beta * den_c),
+// where i in W(c) <=> c in [i - (size-1)/2, i + size/2]: the window mirrored, which differs
+// from W(i) when size is even.
+template <bool kThreeQuarters, typename T>
+void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, int64_t S,
+                  int64_t size, double alpha, double beta, double k) {
+  const int64_t blocks = ceil_div(S, kCols), items = N * blocks;
+  const double scale = alpha / double(size), coef = 2.0 * alpha * beta / double(size);
+#pragma omp parallel if (N * C * S >= kParallelMin)
+  {
+    std::vector<double> powd(C * kCols), t(C * kCols);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t n = i / blocks, s0 = (i % blocks) * kCols, len = std::min(kCols, S - s0);
+      double acc[kCols];
+      for (int64_t c = 0; c < C; ++c) {
+        window_sq_sum(acc, inp, n, c, s0, len, C, S, size);
+        const T* x = inp + (n * C + c) * S + s0;
+        const T* dy = dout + (n * C + c) * S + s0;
+        double* p = &powd[c * kCols];
+        double* tc = &t[c * kCols];
+        for (int64_t s = 0; s < len; ++s) {
+          const double den = k + scale * acc[s];
+          p[s] = pow_beta<kThreeQuarters>(den, beta);
+          tc[s] = double(dy[s]) * double(x[s]) / (p[s] * den);
+        }
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t lo = std::max<int64_t>(0, c - (size - 1) / 2);
+        const int64_t hi = std::min(C - 1, c + size / 2);
+        std::fill(acc, acc + len, 0.0);
+        for (int64_t j = lo; j <= hi; ++j) {
+          const double* tj = &t[j * kCols];
+          for (int64_t s = 0; s < len; ++s) acc[s] += tj[s];
+        }
+        const T* x = inp + (n * C + c) * S + s0;
+        const T* dy = dout + (n * C + c) * S + s0;
+        const double* p = &powd[c * kCols];
+        T* dx = dinp + (n * C + c) * S + s0;
+        for (int64_t s = 0; s < len; ++s) {
+          dx[s] = T(double(dy[s]) / p[s] - coef * double(x[s]) * acc[s]);
+        }
+      }
+    }
+  }
+}
+
+// SplitMix64 (Steele, Lea, Flood 2014): output i of the stream seeded with `seed`, computed
+// directly from i.
+inline uint64_t splitmix64(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// 1/(1 - p) in the data type, as PyTorch scales kept elements; 0 for p = 1, where nothing is kept.
+template <typename T>
+T keep_scale(double p) {
+  return p < 1 ? T(1.0 / (1.0 - p)) : T(0);
+}
+
+}  // namespace
+
+template <typename T>
+void batch_norm_forward_cpu(T* out, T* save_mean, T* save_invstd, T* running_mean,
+                            T* running_var, const T* inp, const T* weight, const T* bias,
+                            int64_t N, int64_t C, int64_t S, bool training, double momentum,
+                            double eps) {
+  std::vector<double> mean(C), invstd(C);
+  if (training) {
+    std::vector<double> var(C);
+    channel_stats(mean.data(), var.data(), inp, N, C, S);
+    const double NS = double(N * S);
+    for (int64_t c = 0; c < C; ++c) {
+      invstd[c] = 1.0 / std::sqrt(var[c] + eps);
+      // PyTorch's update, term order included; the running variance is the unbiased one.
+      if (running_mean) {
+        running_mean[c] = T(momentum * mean[c] + (1 - momentum) * double(running_mean[c]));
+      }
+      if (running_var) {
+        const double unbiased = var[c] * NS / (NS - 1);
+        running_var[c] = T(momentum * unbiased + (1 - momentum) * double(running_var[c]));
+      }
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      mean[c] = double(running_mean[c]);
+      invstd[c] = 1.0 / std::sqrt(double(running_var[c]) + eps);
+    }
+  }
+  ChannelAffine<T> f(C);
+  for (int64_t c = 0; c < C; ++c) {
+    save_mean[c] = T(mean[c]);
+    save_invstd[c] = T(invstd[c]);
+    const double w = weight ? double(weight[c]) : 1.0, b = bias ? double(bias[c]) : 0.0;
+    f.set(c, mean[c], w * invstd[c], b);
+  }
+  apply_affine(out, inp, f, N, C, S);
+}
+
+template <typename T>
+void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                             const T* weight, const T* save_mean, const T* save_invstd,
+                             int64_t N, int64_t C, int64_t S, bool training) {
+  const double NS = double(N * S);
+  if (!training) {
+    if (dweight || dbias) {
+      std::vector<double> sdy(C), sdyd(C);
+      grad_sums(sdy.data(), sdyd.data(), nullptr, dout, inp, save_mean, N, C, S);
+      for (int64_t c = 0; c < C; ++c) {
+        if (dweight) dweight[c] += T(sdyd[c] * double(save_invstd[c]));
+        if (dbias) dbias[c] += T(sdy[c]);
+      }
+    }
+    if (!dinp) return;
+    // dx = dy * weight * invstd: the running statistics are constants.
+    std::vector<T> g(C);
+    for (int64_t c = 0; c < C; ++c) {
+      g[c] = T((weight ? double(weight[c]) : 1.0) * double(save_invstd[c]));
+    }
+#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+    for (int64_t pl = 0; pl < N * C; ++pl) {
+      const T gc = g[pl % C];
+      const T* dy = dout + pl * S;
+      T* dx = dinp + pl * S;
+      for (int64_t s = 0; s < S; ++s) dx[s] = gc * dy[s];
+    }
+    return;
+  }
+  if (!dinp && !dweight && !dbias) return;
+  // The batch mean is recovered as save_mean + mean(x - save_mean) in double, so float32
+  // gradients do not inherit the rounding of the saved mean (large when the mean is large).
+  std::vector<double> sdy(C), sdyd(C), sd(C);
+  grad_sums(sdy.data(), sdyd.data(), sd.data(), dout, inp, save_mean, N, C, S);
+  ChannelAffine<T> f(C);
+  std::vector<T> g(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double shift = sd[c] / NS, mean = double(save_mean[c]) + shift;
+    const double dyxmu = sdyd[c] - shift * sdy[c];  // sum dy * (x - mean)
+    const double invstd = double(save_invstd[c]), w = weight ? double(weight[c]) : 1.0;
+    if (dweight) dweight[c] += T(dyxmu * invstd);
+    if (dbias) dbias[c] += T(sdy[c]);
+    // dx = w invstd (dy - mean(dy) - (x - mean) invstd^2 mean(dy (x - mean)))
+    //    = g dy + (x - mean) a + b
+    g[c] = T(w * invstd);
+    f.set(c, mean, -w * invstd * invstd * invstd * dyxmu / NS, -w * invstd * sdy[c] / NS);
+  }
+  if (!dinp) return;
+#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+  for (int64_t pl = 0; pl < N * C; ++pl) {
+    const int64_t c = pl % C;
+    const T mh = f.mh[c], ml = f.ml[c], a = f.a[c], b = f.b[c], gc = g[c];
+    const T* x = inp + pl * S;
+    const T* dy = dout + pl * S;
+    T* dx = dinp + pl * S;
+    for (int64_t s = 0; s < S; ++s) dx[s] = gc * dy[s] + (((x[s] - mh) - ml) * a + b);
+  }
+}
+
+template <typename T>
+void local_response_norm_forward_cpu(T* out, const T* inp, int64_t N, int64_t C, int64_t S,
+                                     int64_t size, double alpha, double beta, double k) {
+  if (beta == 0.75) lrn_forward<true>(out, inp, N, C, S, size, alpha, beta, k);
+  else lrn_forward<false>(out, inp, N, C, S, size, alpha, beta, k);
+}
+
+template <typename T>
+void local_response_norm_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C,
+                                      int64_t S, int64_t size, double alpha, double beta,
+                                      double k) {
+  if (beta == 0.75) lrn_backward<true>(dinp, dout, inp, N, C, S, size, alpha, beta, k);
+  else lrn_backward<false>(dinp, dout, inp, N, C, S, size, alpha, beta, k);
+}
+
+template <typename T>
+void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed) {
+  // Keep element i when the top 53 bits of its hash, read as u in [0, 1), satisfy u >= p:
+  // probability 1 - p to 2^-53; p = 0 keeps all, p = 1 none.
+  const uint64_t threshold = uint64_t(std::ceil(p * 9007199254740992.0));
+  const T scale = keep_scale<T>(p);
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t keep = (splitmix64(seed, uint64_t(i)) >> 11) >= threshold;
+    // keep * scale, not a branch: the draws are random, so a branch mispredicts half the time.
+    // inp * 0 rather than 0 for dropped elements: NaN and Inf give NaN, as in PyTorch.
+    out[i] = inp[i] * (T(keep) * scale);
+    if (mask) mask[i] = keep;
+  }
+}
+
+template <typename T>
+void dropout_backward_cpu(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
+  const T scale = keep_scale<T>(p);
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (mask[i] ? scale : T(0));
+}
+
+#define FC_INSTANTIATE(T)                                                                      \
+  template void batch_norm_forward_cpu<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,    \
+                                          int64_t, int64_t, int64_t, bool, double, double);    \
+  template void batch_norm_backward_cpu<T>(T*, T*, T*, const T*, const T*, const T*, const T*, \
+                                           const T*, int64_t, int64_t, int64_t, bool);         \
+  template void local_response_norm_forward_cpu<T>(T*, const T*, int64_t, int64_t, int64_t,    \
+                                                   int64_t, double, double, double);           \
+  template void local_response_norm_backward_cpu<T>(T*, const T*, const T*, int64_t, int64_t,  \
+                                                    int64_t, int64_t, double, double, double); \
+  template void dropout_forward_cpu<T>(T*, uint8_t*, const T*, int64_t, double, uint64_t);     \
+  template void dropout_backward_cpu<T>(T*, const T*, const uint8_t*, int64_t, double);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+#undef FC_INSTANTIATE
+
+}  // namespace fc

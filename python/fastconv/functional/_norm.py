@@ -1,0 +1,179 @@
+"""Normalisation and dropout: batch_norm, local_response_norm, dropout and their backwards."""
+
+import numbers
+
+import numpy as np
+
+from .. import _random
+from .._loader import _C
+from ._args import as_int, contiguous
+
+__all__ = ["batch_norm", "batch_norm_backward", "local_response_norm",
+           "local_response_norm_backward", "dropout", "dropout_backward"]
+
+
+def _as_float(value, name, op):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a float, got {value!r}")
+    return float(value)
+
+
+def _ndarray(x, name, op):
+    """x as a C-contiguous ndarray; its dtype and shape are checked by the extension."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__module__}."
+                        f"{type(x).__qualname__}")
+    return np.ascontiguousarray(x)
+
+
+def _channels(x):
+    """C of an (N, C, *) array, 0 when x has too few dimensions (the extension says so)."""
+    return x.shape[1] if x.ndim >= 2 else 0
+
+
+def _output_mask(output_mask, op):
+    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
+            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
+        raise TypeError(f"{op}: output_mask must be a sequence of 3 bools, got {output_mask!r}")
+    return tuple(bool(m) for m in output_mask)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, *, return_stats=False):
+    """Batch normalisation over (N, *) per channel, as torch.nn.functional.batch_norm.
+
+    input (N, C), (N, C, L), (N, C, H, W) or any (N, C, *); running_mean, running_var, weight
+    and bias (C,) or None, of input's dtype. training=True normalises with the batch mean and
+    biased variance and, when running_mean/running_var are given, updates them in place:
+    running = (1 - momentum) * running + momentum * batch statistic (the variance unbiased,
+    n / (n - 1)). training=False normalises with the running statistics, which are then
+    required. momentum must be a float (None, the cumulative average of torch.nn.BatchNorm, is a
+    TypeError as in torch.nn.functional); like torch, values outside [0, 1] are not rejected.
+
+    return_stats=True (keyword-only, not in torch) returns (out, save_mean, save_invstd), the
+    (C,) arrays batch_norm_backward takes: the batch mean and 1/sqrt(var + eps) when training,
+    the running mean and 1/sqrt(running_var + eps) otherwise.
+    """
+    op = "batch_norm"
+    input = _ndarray(input, "input", op)
+    weight, bias = contiguous(weight), contiguous(bias)
+    momentum, eps = _as_float(momentum, "momentum", op), _as_float(eps, "eps", op)
+    training = bool(training)
+    C = _channels(input)
+    out = np.empty(input.shape, dtype=input.dtype)
+    save_mean = np.empty((C,), dtype=input.dtype)
+    save_invstd = np.empty((C,), dtype=input.dtype)
+
+    rm, rv = contiguous(running_mean), contiguous(running_var)
+    _C.batch_norm_forward(out, save_mean, save_invstd, rm, rv, input, weight, bias, training,
+                          momentum, eps)
+    if training:
+        # A strided running statistic was updated in a contiguous copy: write it back.
+        for stat, buf in ((running_mean, rm), (running_var, rv)):
+            if buf is not stat:
+                np.copyto(stat, buf)
+    return (out, save_mean, save_invstd) if return_stats else out
+
+
+def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd, training=False,
+                        output_mask=(True, True, True), *, grad_weight=None, grad_bias=None):
+    """Gradients of batch_norm with respect to input, weight and bias.
+
+    save_mean and save_invstd are what batch_norm(..., return_stats=True) returned, and
+    training must be what it was given: in training mode the batch statistics depend on the
+    input (the batch mean is recomputed from input in double, save_mean serving as a shift),
+    in evaluation mode the map is affine. Returns (grad_input, grad_weight, grad_bias), None
+    where output_mask is False; grad_weight is also None when weight is None (there is no
+    weight), while grad_bias is computed when asked, since a bias may exist without a weight.
+    When grad_weight or grad_bias (C,) arrays are passed, the gradients are accumulated into
+    them (+=) and they are returned.
+    """
+    op = "batch_norm_backward"
+    need_input, need_weight, need_bias = _output_mask(output_mask, op)
+    input = _ndarray(input, "input", op)
+    grad_output, weight = contiguous(grad_output), contiguous(weight)
+    save_mean, save_invstd = contiguous(save_mean), contiguous(save_invstd)
+    C = _channels(input)
+    dinp = np.empty(input.shape, dtype=input.dtype) if need_input else None
+    dweight = dbias = None
+    if need_weight and weight is not None:
+        dweight = np.zeros((C,), dtype=input.dtype) if grad_weight is None else grad_weight
+    if need_bias:
+        dbias = np.zeros((C,), dtype=input.dtype) if grad_bias is None else grad_bias
+    _C.batch_norm_backward(dinp, dweight, dbias, grad_output, input, weight, save_mean,
+                           save_invstd, bool(training))
+    return dinp, dweight, dbias
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalisation across channels, as torch.nn.functional.local_response_norm.
+
+    input (N, C, *) with at least 3 dimensions; out = input / (k + alpha / size * sum of
+    input^2 over `size` neighbouring channels)^beta, the window running from size // 2 channels
+    before to (size - 1) // 2 after, zero beyond the edges (and still divided by size).
+    """
+    op = "local_response_norm"
+    input = _ndarray(input, "input", op)
+    size = as_int(size, "size", op)
+    out = np.empty(input.shape, dtype=input.dtype)
+    _C.local_response_norm_forward(out, input, size, _as_float(alpha, "alpha", op),
+                                   _as_float(beta, "beta", op), _as_float(k, "k", op))
+    return out
+
+
+def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Gradient of local_response_norm with respect to its input (the denominators are
+    recomputed from input, so the forward saves nothing)."""
+    op = "local_response_norm_backward"
+    input = _ndarray(input, "input", op)
+    size = as_int(size, "size", op)
+    dinp = np.empty(input.shape, dtype=input.dtype)
+    _C.local_response_norm_backward(dinp, contiguous(grad_output), input, size,
+                                    _as_float(alpha, "alpha", op), _as_float(beta, "beta", op),
+                                    _as_float(k, "k", op))
+    return dinp
+
+
+def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, return_mask=False):
+    """Dropout, as torch.nn.functional.dropout: out = input * mask / (1 - p).
+
+    mask is 1 with probability 1 - p, drawn by a counter-based generator from a seed taken from
+    `generator` (a numpy.random.Generator; None: fastconv's, see fastconv.manual_seed), so a
+    seed gives the same mask whatever the thread count. Dropped elements are input * 0, so NaN
+    and Inf give NaN there, as in PyTorch. p = 1 drops everything; p = 0 or training=False
+    return input unchanged, as a new array unless inplace=True (PyTorch returns input itself).
+    inplace=True writes into input and returns it. return_mask=True (keyword-only, not in
+    torch) returns (out, mask), mask a uint8 0/1 array of input's shape for dropout_backward.
+    """
+    op = "dropout"
+    if not isinstance(input, np.ndarray):
+        raise TypeError(f"{op}: input must be a numpy.ndarray, got {type(input).__module__}."
+                        f"{type(input).__qualname__}")
+    p = _as_float(p, "p", op)
+    training = bool(training)
+    gen = _random.resolve(generator, op)
+    seed = _random.draw_seed(gen, op) if training and 0 < p < 1 else 0
+    mask = np.empty(input.shape, dtype=np.uint8) if return_mask else None
+
+    x = np.ascontiguousarray(input)
+    out = x if inplace else np.empty(x.shape, dtype=x.dtype)
+    _C.dropout_forward(out, mask, x, p, training, seed)
+    if inplace and x is not input:
+        # A strided input was processed in a contiguous copy: write the result back into it.
+        np.copyto(input, x)
+        out = input
+    return (out, mask) if return_mask else out
+
+
+def dropout_backward(grad_output, mask, p):
+    """grad_output * mask / (1 - p) with the mask dropout(..., return_mask=True) returned
+    (uint8 or bool; any non-zero value counts as kept); grad_output * 0 when p = 1. A forward
+    with training=False was the identity: its backward is this with p = 0."""
+    op = "dropout_backward"
+    grad_output = _ndarray(grad_output, "grad_output", op)
+    mask = contiguous(mask)
+    if isinstance(mask, np.ndarray) and mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)
+    dinp = np.empty(grad_output.shape, dtype=grad_output.dtype)
+    _C.dropout_backward(dinp, grad_output, mask, _as_float(p, "p", op))
+    return dinp
