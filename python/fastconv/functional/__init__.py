@@ -7,5 +7,14 @@ Backward functions are named <op>_backward and take grad_output first.
 """
 
 from ._conv import conv2d, conv2d_backward, fold, unfold
+from ._pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_max_pool2d,
+                    adaptive_max_pool2d_backward, avg_pool2d, avg_pool2d_backward, lp_pool2d,
+                    lp_pool2d_backward, max_pool2d, max_pool2d_backward, min_pool2d,
+                    min_pool2d_backward, mixed_pool2d, mixed_pool2d_backward)
 
-__all__ = ["conv2d", "conv2d_backward", "unfold", "fold"]
+__all__ = ["conv2d", "conv2d_backward", "unfold", "fold",
+           "max_pool2d", "max_pool2d_backward", "min_pool2d", "min_pool2d_backward",
+           "avg_pool2d", "avg_pool2d_backward", "lp_pool2d", "lp_pool2d_backward",
+           "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+           "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
+           "mixed_pool2d", "mixed_pool2d_backward"]

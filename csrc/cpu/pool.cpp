@@ -1,0 +1,344 @@
+// Pooling on the CPU: one OpenMP work item per (image, channel) plane, so backward scatters
+// (overlapping windows add) never race; small arrays stay on one thread. Window bounds come
+// from Pool2dGeom (max/min/adaptive) or avg_window (average: PyTorch's divisor rules). Sums
+// run in double for both dtypes; max/min compare in the array's type, as PyTorch does.
+#include "pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "cpu/parallel.h"
+
+namespace fc {
+namespace {
+
+// Below this many elements touched, a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+
+bool threaded(const Pool2dGeom& g) {
+  return g.planes() > 1 && g.planes() * std::max(g.HW(), g.PQ()) >= kParallelMin;
+}
+
+// PyTorch's CPU rule: start from the first valid pixel with -inf (+inf for min), so padding
+// never wins, and take a value when it is strictly better or NaN: the first extreme in scan
+// order wins and a NaN wins. An empty window (dilation can skip every pixel) keeps the start.
+template <bool kMin, typename T>
+inline int64_t arg_extreme(const T* x, const Pool2dGeom& g, int64_t h0, int64_t h1, int64_t w0,
+                           int64_t w1, T& best) {
+  T m = kMin ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+  int64_t at = h0 * g.W + w0;
+  for (int64_t h = h0; h < h1; h += g.dil_h) {
+    for (int64_t w = w0; w < w1; w += g.dil_w) {
+      const T v = x[h * g.W + w];
+      if ((kMin ? v < m : v > m) || std::isnan(v)) {
+        m = v;
+        at = h * g.W + w;
+      }
+    }
+  }
+  best = m;
+  return at;
+}
+
+template <bool kMin, typename T>
+void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    int64_t* id = idx + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      int64_t h0, h1;
+      g.rows(p, h0, h1);
+      for (int64_t q = 0; q < g.Q; ++q) {
+        int64_t w0, w1;
+        g.cols(q, w0, w1);
+        id[p * g.Q + q] = arg_extreme<kMin>(x, g, h0, h1, w0, w1, y[p * g.Q + q]);
+      }
+    }
+  }
+}
+
+// Recomputes the argmax/argmin of every window of plane x and adds scale * dy at it.
+template <bool kMin, typename T>
+void scatter_extreme(T* dx, const T* dy, const T* x, const Pool2dGeom& g, double scale) {
+  for (int64_t p = 0; p < g.P; ++p) {
+    int64_t h0, h1;
+    g.rows(p, h0, h1);
+    for (int64_t q = 0; q < g.Q; ++q) {
+      int64_t w0, w1;
+      g.cols(q, w0, w1);
+      if (h0 >= h1 || w0 >= w1) continue;
+      T best;
+      dx[arg_extreme<kMin>(x, g, h0, h1, w0, w1, best)] += T(scale * dy[p * g.Q + q]);
+    }
+  }
+}
+
+// An average-pooling window clipped to the input, and 1 / its divisor (PyTorch's AvgPool2d:
+// with count_include_pad the window is first clipped to the padded input, so a ceil-mode window
+// that runs past the padding counts only the part inside it).
+struct AvgWindow {
+  int64_t h0, h1, w0, w1;
+  double scale;
+  bool empty() const { return h0 >= h1 || w0 >= w1; }
+};
+
+inline AvgWindow avg_window(const Pool2dGeom& g, int64_t p, int64_t q, bool count_include_pad,
+                            int64_t divisor_override) {
+  int64_t h0 = p * g.stride_h - g.pad_h, w0 = q * g.stride_w - g.pad_w;
+  int64_t h1 = std::min(h0 + g.R, g.H + g.pad_h), w1 = std::min(w0 + g.S, g.W + g.pad_w);
+  const int64_t padded = (h1 - h0) * (w1 - w0);
+  h0 = std::max<int64_t>(h0, 0); w0 = std::max<int64_t>(w0, 0);
+  h1 = std::min(h1, g.H); w1 = std::min(w1, g.W);
+  const int64_t div = divisor_override ? divisor_override
+                      : count_include_pad ? padded : (h1 - h0) * (w1 - w0);
+  return {h0, h1, w0, w1, 1.0 / double(div)};
+}
+
+template <typename T>
+inline double window_sum(const T* x, int64_t W, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+  double s = 0;
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t w = w0; w < w1; ++w) s += x[h * W + w];
+  }
+  return s;
+}
+
+template <typename T>
+inline void window_add(T* dx, int64_t W, int64_t h0, int64_t h1, int64_t w0, int64_t w1, T v) {
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t w = w0; w < w1; ++w) dx[h * W + w] += v;
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void max_pool2d_forward_cpu(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
+  extreme_forward<false>(out, idx, inp, g);
+}
+
+template <typename T>
+void min_pool2d_forward_cpu(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
+  extreme_forward<true>(out, idx, inp, g);
+}
+
+template <typename T>
+void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T* inp,
+                             const Pool2dGeom& g, bool is_min) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  int64_t bad = 0;
+#pragma omp parallel for schedule(static) if (threaded(g)) reduction(+ : bad)
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    std::fill(dx, dx + HW, T(0));
+    if (idx) {
+      const int64_t* id = idx + c * PQ;
+      for (int64_t j = 0; j < PQ; ++j) {
+        // An index from outside the plane would write another plane's memory: count, skip.
+        if (id[j] < 0 || id[j] >= HW) { ++bad; continue; }
+        dx[id[j]] += dy[j];
+      }
+    } else if (is_min) {
+      scatter_extreme<true>(dx, dy, inp + c * HW, g, 1.0);
+    } else {
+      scatter_extreme<false>(dx, dy, inp + c * HW, g, 1.0);
+    }
+  }
+  FC_CHECK(bad == 0, is_min ? "min_pool2d_backward" : g.adaptive ? "adaptive_max_pool2d_backward"
+                                                               : "max_pool2d_backward",
+           ": indices must lie in [0, H*W) = [0, ", HW, ") of their input plane, but ", bad,
+           " of ", g.planes() * PQ, " do not");
+}
+
+template <typename T>
+void avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, bool count_include_pad,
+                            int64_t divisor_override) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const AvgWindow a = avg_window(g, p, q, count_include_pad, divisor_override);
+        y[p * g.Q + q] = a.empty() ? T(0) : T(window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale);
+      }
+    }
+  }
+}
+
+template <typename T>
+void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool count_include_pad,
+                             int64_t divisor_override) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    std::fill(dx, dx + HW, T(0));
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const AvgWindow a = avg_window(g, p, q, count_include_pad, divisor_override);
+        window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T(dy[p * g.Q + q] * a.scale));
+      }
+    }
+  }
+}
+
+// lp_pool2d is PyTorch's composition (sign(a) * relu(|a|) * R*S)^(1/p) with a = avg_pool2d(x^p)
+// (no padding, padding counted): a * R*S is the window's power sum, rescaled where a ceil-mode
+// window is clipped. Its gradient is zero where a == 0 (relu's kink) and otherwise
+// dy * (1/p) z^(1/p - 1) * R*S / divisor * p x^(p-1), with z = a * R*S.
+template <typename T>
+void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const double area = double(g.R * g.S);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t i = 0; i < g.P; ++i) {
+      for (int64_t j = 0; j < g.Q; ++j) {
+        const AvgWindow a = avg_window(g, i, j, true, 0);
+        double s = 0;
+        for (int64_t h = a.h0; h < a.h1; ++h) {
+          for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
+        }
+        y[i * g.Q + j] = T(std::pow(s * a.scale * area, 1.0 / p));
+      }
+    }
+  }
+}
+
+template <typename T>
+void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g, double p) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const double area = double(g.R * g.S);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    const T* dy = dout + c * PQ;
+    T* dx = dinp + c * HW;
+    std::fill(dx, dx + HW, T(0));
+    for (int64_t i = 0; i < g.P; ++i) {
+      for (int64_t j = 0; j < g.Q; ++j) {
+        const AvgWindow a = avg_window(g, i, j, true, 0);
+        double s = 0;
+        for (int64_t h = a.h0; h < a.h1; ++h) {
+          for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
+        }
+        const double mean = s * a.scale;
+        if (mean == 0) continue;
+        const double z = mean * area;
+        const double f = dy[i * g.Q + j] * (1.0 / p) * std::pow(z, 1.0 / p - 1.0) * area * a.scale;
+        for (int64_t h = a.h0; h < a.h1; ++h) {
+          for (int64_t w = a.w0; w < a.w1; ++w) {
+            dx[h * g.W + w] += T(f * p * std::pow(double(x[h * g.W + w]), p - 1.0));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      int64_t h0, h1;
+      g.rows(p, h0, h1);
+      for (int64_t q = 0; q < g.Q; ++q) {
+        int64_t w0, w1;
+        g.cols(q, w0, w1);
+        y[p * g.Q + q] = T(window_sum(x, g.W, h0, h1, w0, w1) / double((h1 - h0) * (w1 - w0)));
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    std::fill(dx, dx + HW, T(0));
+    for (int64_t p = 0; p < g.P; ++p) {
+      int64_t h0, h1;
+      g.rows(p, h0, h1);
+      for (int64_t q = 0; q < g.Q; ++q) {
+        int64_t w0, w1;
+        g.cols(q, w0, w1);
+        window_add(dx, g.W, h0, h1, w0, w1,
+                   T(dy[p * g.Q + q] / double((h1 - h0) * (w1 - w0))));
+      }
+    }
+  }
+}
+
+template <typename T>
+void mixed_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double alpha) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const AvgWindow a = avg_window(g, p, q, true, 0);
+        T best;
+        arg_extreme<false>(x, g, a.h0, a.h1, a.w0, a.w1, best);
+        const double mean = window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale;
+        y[p * g.Q + q] = T(alpha * double(best) + (1.0 - alpha) * mean);
+      }
+    }
+  }
+}
+
+template <typename T>
+void mixed_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g,
+                               double alpha) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    std::fill(dx, dx + HW, T(0));
+    scatter_extreme<false>(dx, dy, inp + c * HW, g, alpha);
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const AvgWindow a = avg_window(g, p, q, true, 0);
+        window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T((1.0 - alpha) * dy[p * g.Q + q] * a.scale));
+      }
+    }
+  }
+}
+
+#define FC_INSTANTIATE(T)                                                                        \
+  template void max_pool2d_forward_cpu<T>(T*, int64_t*, const T*, const Pool2dGeom&);            \
+  template void min_pool2d_forward_cpu<T>(T*, int64_t*, const T*, const Pool2dGeom&);            \
+  template void max_pool2d_backward_cpu<T>(T*, const T*, const int64_t*, const T*,               \
+                                           const Pool2dGeom&, bool);                             \
+  template void avg_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, bool, int64_t);       \
+  template void avg_pool2d_backward_cpu<T>(T*, const T*, const Pool2dGeom&, bool, int64_t);      \
+  template void lp_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, double);               \
+  template void lp_pool2d_backward_cpu<T>(T*, const T*, const T*, const Pool2dGeom&, double);    \
+  template void adaptive_avg_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&);             \
+  template void adaptive_avg_pool2d_backward_cpu<T>(T*, const T*, const Pool2dGeom&);            \
+  template void mixed_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, double);            \
+  template void mixed_pool2d_backward_cpu<T>(T*, const T*, const T*, const Pool2dGeom&, double);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+#undef FC_INSTANTIATE
+
+}  // namespace fc
