@@ -19,6 +19,7 @@ __all__ = [
     "lp_pool2d_backward_ref", "adaptive_windows", "adaptive_avg_pool2d_ref",
     "adaptive_avg_pool2d_backward_ref", "adaptive_max_pool2d_ref",
     "adaptive_max_pool2d_backward_ref", "mixed_pool2d_ref", "mixed_pool2d_backward_ref",
+    "POOL_CASES", "POOL_CASE_IDS", "window_args", "undilated", "unpadded", "ids",
 ]
 
 
@@ -310,13 +311,12 @@ POOL_CASES = [
     _case("k3s2p1_6x6_ceil_past_padding", (1, 2, 6, 6), 3, 2, 1, ceil_mode=True),
     _case("k3s2_overlap", (2, 4, 9, 9), 3, 2),
     _case("k3s1p1_overlap", (2, 2, 6, 7), 3, 1, 1),
-    _case("nonsquare_2x3", (2, 3, 9, 10), (2, 3)),
     _case("nonsquare_2x3_s12_p01", (2, 3, 9, 10), (2, 3), (1, 2), (0, 1)),
     _case("stride3_kernel2", (2, 3, 11, 10), 2, 3),
+    _case("k1s2_nonsquare", (2, 3, 7, 6), (1, 2), 2),
     _case("stride3_kernel2_ceil_pad", (2, 3, 11, 10), 2, 3, 1, ceil_mode=True),
     _case("batch1_odd", (1, 5, 13, 11), 3, 2, 1),
     _case("kernel_equals_input", (2, 2, 5, 4), (5, 4)),
-    _case("k1s2", (2, 3, 7, 6), 1, 2),
     _case("input_3d", (3, 7, 7), 3, 2, 1, ceil_mode=True),
     _case("dilation2", (2, 3, 10, 11), 3, 1, 1, 2),
     _case("dilation_2_3_ceil", (2, 2, 12, 13), (2, 3), (2, 1), 1, (2, 3), ceil_mode=True),

@@ -70,6 +70,17 @@ int64_t check_divisor(std::optional<int64_t> divisor_override, const char* op) {
   return divisor_override.value_or(0);
 }
 
+// avg, lp and mixed pooling have no dilation (and lp no padding, mixed no ceil_mode); their
+// kernels ignore those fields, so a geometry carrying them is refused rather than misread.
+void check_window(const Pool2dGeom& g, const char* op, bool padding, bool ceil_mode) {
+  check_pool(g, false, op);
+  FC_CHECK(g.dil_h == 1 && g.dil_w == 1, op, ": takes no dilation, got a geometry with dilation (",
+           g.dil_h, ", ", g.dil_w, ")");
+  FC_CHECK(padding || (g.pad_h == 0 && g.pad_w == 0), op,
+           ": takes no padding, got a geometry with padding (", g.pad_h, ", ", g.pad_w, ")");
+  FC_CHECK(ceil_mode || !g.ceil_mode, op, ": takes no ceil_mode, got a ceil_mode geometry");
+}
+
 void check_alpha(double alpha, const char* op) {
   FC_CHECK(alpha >= 0 && alpha <= 1, op, ": alpha must be in [0, 1], got ", alpha);
 }
@@ -163,7 +174,7 @@ void bind_pool(py::module_& m) {
   m.def("avg_pool2d_forward", [](py::handle out_, py::handle input, const Pool2dGeom& g,
                                  bool count_include_pad, std::optional<int64_t> divisor_override) {
     const char* op = "avg_pool2d";
-    check_pool(g, false, op);
+    check_window(g, op, true, true);
     const int64_t divisor = check_divisor(divisor_override, op);
     Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
     py::gil_scoped_release nogil;
@@ -176,7 +187,7 @@ void bind_pool(py::module_& m) {
                                   const Pool2dGeom& g, bool count_include_pad,
                                   std::optional<int64_t> divisor_override) {
     const char* op = "avg_pool2d_backward";
-    check_pool(g, false, op);
+    check_window(g, op, true, true);
     const int64_t divisor = check_divisor(divisor_override, op);
     Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
     Tensor dout = grad_output_view(dout_, x, g, op);
@@ -189,7 +200,7 @@ void bind_pool(py::module_& m) {
 
   m.def("lp_pool2d_forward", [](py::handle out_, py::handle input, const Pool2dGeom& g, double p) {
     const char* op = "lp_pool2d";
-    check_pool(g, false, op);
+    check_window(g, op, false, true);
     check_norm_type(p, op);
     Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
     py::gil_scoped_release nogil;
@@ -201,7 +212,7 @@ void bind_pool(py::module_& m) {
   m.def("lp_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
                                  const Pool2dGeom& g, double p) {
     const char* op = "lp_pool2d_backward";
-    check_pool(g, false, op);
+    check_window(g, op, false, true);
     check_norm_type(p, op);
     Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
     Tensor dout = grad_output_view(dout_, x, g, op);
@@ -238,7 +249,7 @@ void bind_pool(py::module_& m) {
   m.def("mixed_pool2d_forward", [](py::handle out_, py::handle input, const Pool2dGeom& g,
                                    double alpha) {
     const char* op = "mixed_pool2d";
-    check_pool(g, false, op);
+    check_window(g, op, true, false);
     check_alpha(alpha, op);
     Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
     py::gil_scoped_release nogil;
@@ -250,7 +261,7 @@ void bind_pool(py::module_& m) {
   m.def("mixed_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
                                     const Pool2dGeom& g, double alpha) {
     const char* op = "mixed_pool2d_backward";
-    check_pool(g, false, op);
+    check_window(g, op, true, false);
     check_alpha(alpha, op);
     Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
     Tensor dout = grad_output_view(dout_, x, g, op);
