@@ -1,7 +1,8 @@
 // Pooling family: max/min (with argmax), average, power-average, adaptive and mixed pooling.
 // Contract: outputs and input gradients are written (every element); a pooled value is
 // accumulated in double. Argmax indices are flat h*W + w within each input plane, as PyTorch.
-// Max and min follow PyTorch's CPU rule: a NaN wins, otherwise the first extreme in scan order.
+// Max and min follow PyTorch's CPU rule: a NaN wins (the last NaN in scan order, as each NaN
+// replaces the current one), otherwise the first extreme in scan order.
 // Shapes per geometry.h (Pool2dGeom); 3-D inputs are pooled as N = 1.
 #pragma once
 

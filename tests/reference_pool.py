@@ -228,7 +228,8 @@ def lp_pool2d_backward_ref(grad_output, x, norm_type, kernel_size, stride=None, 
     for (p, q), (rows, cols, _, a, div) in terms.items():
         z = a * (R * S)
         with np.errstate(invalid="ignore", divide="ignore"):
-            f = np.where(a == 0, 0.0, g[:, :, p, q] / p_ * np.power(z, 1.0 / p_ - 1) * (R * S) / div)
+            f = np.where(a == 0, 0.0,
+                         g[:, :, p, q] / p_ * np.power(z, 1.0 / p_ - 1) * (R * S) / div)
             for h in rows:
                 for w in cols:
                     dx[:, :, h, w] += f * p_ * np.power(xb[:, :, h, w], p_ - 1)

@@ -124,8 +124,10 @@ void bind_pool(py::module_& m) {
       .def_readonly("H", &Pool2dGeom::H).def_readonly("W", &Pool2dGeom::W)
       .def_readonly("R", &Pool2dGeom::R).def_readonly("S", &Pool2dGeom::S)
       .def_readonly("P", &Pool2dGeom::P).def_readonly("Q", &Pool2dGeom::Q)
-      .def_property_readonly("out_shape", [](const Pool2dGeom& g) { return py::tuple(py::cast(g.out_shape())); })
-      .def_property_readonly("in_shape", [](const Pool2dGeom& g) { return py::tuple(py::cast(g.in_shape())); })
+      .def_property_readonly("out_shape",
+                             [](const Pool2dGeom& g) { return py::tuple(py::cast(g.out_shape())); })
+      .def_property_readonly("in_shape",
+                             [](const Pool2dGeom& g) { return py::tuple(py::cast(g.in_shape())); })
       .def("__repr__", [](const Pool2dGeom& g) {
         if (g.adaptive) {
           return str("Pool2dGeom(in=", shape_str(g.in_shape()), ", out=", shape_str(g.out_shape()),
@@ -142,11 +144,13 @@ void bind_pool(py::module_& m) {
   m.def("adaptive_pool2d_geometry", &adaptive_pool2d_geometry, py::arg("op"), py::arg("input"),
         py::arg("P"), py::arg("Q"));
 
-  m.def("max_pool2d_forward", [](py::handle out, py::handle idx, py::handle x, const Pool2dGeom& g) {
+  m.def("max_pool2d_forward", [](py::handle out, py::handle idx, py::handle x,
+                                 const Pool2dGeom& g) {
     check_pool(g, false, "max_pool2d");
     extreme_forward(out, idx, x, g, false, "max_pool2d");
   });
-  m.def("min_pool2d_forward", [](py::handle out, py::handle idx, py::handle x, const Pool2dGeom& g) {
+  m.def("min_pool2d_forward", [](py::handle out, py::handle idx, py::handle x,
+                                 const Pool2dGeom& g) {
     check_pool(g, false, "min_pool2d");
     extreme_forward(out, idx, x, g, true, "min_pool2d");
   });

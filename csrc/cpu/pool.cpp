@@ -1,12 +1,13 @@
 // Pooling on the CPU: one OpenMP work item per (image, channel) plane, so backward scatters
 // (overlapping windows add) never race; small arrays stay on one thread. Window bounds come
-// from Pool2dGeom (max/min/adaptive) or avg_window (average: PyTorch's divisor rules). Sums
+// from Pool2dGeom (max/min/adaptive) or AvgSpans (average: PyTorch's divisor rules). Sums
 // run in double for both dtypes; max/min compare in the array's type, as PyTorch does.
 #include "pool.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "cpu/parallel.h"
 
@@ -20,9 +21,20 @@ bool threaded(const Pool2dGeom& g) {
   return g.planes() > 1 && g.planes() * std::max(g.HW(), g.PQ()) >= kParallelMin;
 }
 
+// Window bounds of every output row and column (Pool2dGeom's rows/cols), computed once per
+// call rather than once per plane: adaptive bounds cost integer divisions.
+struct Spans {
+  std::vector<int64_t> h0, h1, w0, w1;
+  explicit Spans(const Pool2dGeom& g) : h0(g.P), h1(g.P), w0(g.Q), w1(g.Q) {
+    for (int64_t p = 0; p < g.P; ++p) g.rows(p, h0[p], h1[p]);
+    for (int64_t q = 0; q < g.Q; ++q) g.cols(q, w0[q], w1[q]);
+  }
+};
+
 // PyTorch's CPU rule: start from the first valid pixel with -inf (+inf for min), so padding
 // never wins, and take a value when it is strictly better or NaN: the first extreme in scan
-// order wins and a NaN wins. An empty window (dilation can skip every pixel) keeps the start.
+// order wins and a NaN wins (each later NaN replaces it). An empty window (dilation can skip
+// every pixel) keeps the start.
 template <bool kMin, typename T>
 inline int64_t arg_extreme(const T* x, const Pool2dGeom& g, int64_t h0, int64_t h1, int64_t w0,
                            int64_t w1, T& best) {
@@ -44,18 +56,16 @@ inline int64_t arg_extreme(const T* x, const Pool2dGeom& g, int64_t h0, int64_t 
 template <bool kMin, typename T>
 void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans sp(g);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
     int64_t* id = idx + c * PQ;
     for (int64_t p = 0; p < g.P; ++p) {
-      int64_t h0, h1;
-      g.rows(p, h0, h1);
       for (int64_t q = 0; q < g.Q; ++q) {
-        int64_t w0, w1;
-        g.cols(q, w0, w1);
-        id[p * g.Q + q] = arg_extreme<kMin>(x, g, h0, h1, w0, w1, y[p * g.Q + q]);
+        id[p * g.Q + q] =
+            arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], y[p * g.Q + q]);
       }
     }
   }
@@ -63,40 +73,58 @@ void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
 
 // Recomputes the argmax/argmin of every window of plane x and adds scale * dy at it.
 template <bool kMin, typename T>
-void scatter_extreme(T* dx, const T* dy, const T* x, const Pool2dGeom& g, double scale) {
+void scatter_extreme(T* dx, const T* dy, const T* x, const Pool2dGeom& g, const Spans& sp,
+                     double scale) {
   for (int64_t p = 0; p < g.P; ++p) {
-    int64_t h0, h1;
-    g.rows(p, h0, h1);
     for (int64_t q = 0; q < g.Q; ++q) {
-      int64_t w0, w1;
-      g.cols(q, w0, w1);
-      if (h0 >= h1 || w0 >= w1) continue;
+      if (sp.h0[p] >= sp.h1[p] || sp.w0[q] >= sp.w1[q]) continue;
       T best;
-      dx[arg_extreme<kMin>(x, g, h0, h1, w0, w1, best)] += T(scale * dy[p * g.Q + q]);
+      dx[arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], best)] +=
+          T(scale * dy[p * g.Q + q]);
     }
   }
 }
 
-// An average-pooling window clipped to the input, and 1 / its divisor (PyTorch's AvgPool2d:
-// with count_include_pad the window is first clipped to the padded input, so a ceil-mode window
-// that runs past the padding counts only the part inside it).
+// An average-pooling window clipped to the input, and 1 / its divisor.
 struct AvgWindow {
   int64_t h0, h1, w0, w1;
   double scale;
   bool empty() const { return h0 >= h1 || w0 >= w1; }
 };
 
-inline AvgWindow avg_window(const Pool2dGeom& g, int64_t p, int64_t q, bool count_include_pad,
-                            int64_t divisor_override) {
-  int64_t h0 = p * g.stride_h - g.pad_h, w0 = q * g.stride_w - g.pad_w;
-  int64_t h1 = std::min(h0 + g.R, g.H + g.pad_h), w1 = std::min(w0 + g.S, g.W + g.pad_w);
-  const int64_t padded = (h1 - h0) * (w1 - w0);
-  h0 = std::max<int64_t>(h0, 0); w0 = std::max<int64_t>(w0, 0);
-  h1 = std::min(h1, g.H); w1 = std::min(w1, g.W);
-  const int64_t div = divisor_override ? divisor_override
-                      : count_include_pad ? padded : (h1 - h0) * (w1 - w0);
-  return {h0, h1, w0, w1, 1.0 / double(div)};
-}
+// PyTorch's AvgPool2d windows: with count_include_pad the divisor is the window first clipped
+// to the padded input, so a ceil-mode window that runs past the padding counts only the part
+// inside it; divisor_override (nonzero) replaces the divisor.
+struct AvgSpans {
+  std::vector<int64_t> h0, h1, hpad, w0, w1, wpad;  // clipped bounds; extent in the padded input
+  bool count_include_pad;
+  int64_t divisor_override;
+
+  AvgSpans(const Pool2dGeom& g, bool count_include_pad, int64_t divisor_override)
+      : h0(g.P), h1(g.P), hpad(g.P), w0(g.Q), w1(g.Q), wpad(g.Q),
+        count_include_pad(count_include_pad), divisor_override(divisor_override) {
+    axis(g.P, g.H, g.R, g.stride_h, g.pad_h, h0, h1, hpad);
+    axis(g.Q, g.W, g.S, g.stride_w, g.pad_w, w0, w1, wpad);
+  }
+
+  AvgWindow at(int64_t p, int64_t q) const {
+    const int64_t div = divisor_override ? divisor_override
+                        : count_include_pad ? hpad[p] * wpad[q]
+                                            : (h1[p] - h0[p]) * (w1[q] - w0[q]);
+    return {h0[p], h1[p], w0[q], w1[q], 1.0 / double(div)};
+  }
+
+ private:
+  static void axis(int64_t out, int64_t in, int64_t k, int64_t stride, int64_t pad,
+                   std::vector<int64_t>& lo, std::vector<int64_t>& hi, std::vector<int64_t>& ext) {
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t start = o * stride - pad, end = std::min(start + k, in + pad);
+      ext[o] = end - start;
+      lo[o] = std::max<int64_t>(start, 0);
+      hi[o] = std::min(end, in);
+    }
+  }
+};
 
 // Sum of n contiguous values in double. Eight independent partial sums let the compiler
 // vectorise without -ffast-math (which it may not do for one running sum); the order is fixed,
@@ -155,6 +183,7 @@ template <typename T>
 void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T* inp,
                              const Pool2dGeom& g, bool is_min) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans sp(g);
   int64_t bad = 0;
 #pragma omp parallel for schedule(static) if (threaded(g)) reduction(+ : bad)
   for (int64_t c = 0; c < g.planes(); ++c) {
@@ -169,9 +198,9 @@ void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T
         dx[id[j]] += dy[j];
       }
     } else if (is_min) {
-      scatter_extreme<true>(dx, dy, inp + c * HW, g, 1.0);
+      scatter_extreme<true>(dx, dy, inp + c * HW, g, sp, 1.0);
     } else {
-      scatter_extreme<false>(dx, dy, inp + c * HW, g, 1.0);
+      scatter_extreme<false>(dx, dy, inp + c * HW, g, sp, 1.0);
     }
   }
   FC_CHECK(bad == 0, is_min ? "min_pool2d_backward" : g.adaptive ? "adaptive_max_pool2d_backward"
@@ -184,13 +213,14 @@ template <typename T>
 void avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, bool count_include_pad,
                             int64_t divisor_override) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, count_include_pad, divisor_override);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
     for (int64_t p = 0; p < g.P; ++p) {
       for (int64_t q = 0; q < g.Q; ++q) {
-        const AvgWindow a = avg_window(g, p, q, count_include_pad, divisor_override);
+        const AvgWindow a = sp.at(p, q);
         y[p * g.Q + q] = a.empty() ? T(0) : T(window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale);
       }
     }
@@ -201,6 +231,7 @@ template <typename T>
 void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool count_include_pad,
                              int64_t divisor_override) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, count_include_pad, divisor_override);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
@@ -208,7 +239,7 @@ void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool c
     std::fill(dx, dx + HW, T(0));
     for (int64_t p = 0; p < g.P; ++p) {
       for (int64_t q = 0; q < g.Q; ++q) {
-        const AvgWindow a = avg_window(g, p, q, count_include_pad, divisor_override);
+        const AvgWindow a = sp.at(p, q);
         window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T(dy[p * g.Q + q] * a.scale));
       }
     }
@@ -222,6 +253,7 @@ void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool c
 template <typename T>
 void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, true, 0);
   const double area = double(g.R * g.S);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
@@ -229,7 +261,7 @@ void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p) 
     T* y = out + c * PQ;
     for (int64_t i = 0; i < g.P; ++i) {
       for (int64_t j = 0; j < g.Q; ++j) {
-        const AvgWindow a = avg_window(g, i, j, true, 0);
+        const AvgWindow a = sp.at(i, j);
         double s = 0;
         for (int64_t h = a.h0; h < a.h1; ++h) {
           for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
@@ -243,6 +275,7 @@ void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p) 
 template <typename T>
 void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g, double p) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, true, 0);
   const double area = double(g.R * g.S);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
@@ -252,7 +285,7 @@ void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGe
     std::fill(dx, dx + HW, T(0));
     for (int64_t i = 0; i < g.P; ++i) {
       for (int64_t j = 0; j < g.Q; ++j) {
-        const AvgWindow a = avg_window(g, i, j, true, 0);
+        const AvgWindow a = sp.at(i, j);
         double s = 0;
         for (int64_t h = a.h0; h < a.h1; ++h) {
           for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
@@ -274,16 +307,15 @@ void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGe
 template <typename T>
 void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans sp(g);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
     for (int64_t p = 0; p < g.P; ++p) {
-      int64_t h0, h1;
-      g.rows(p, h0, h1);
+      const int64_t h0 = sp.h0[p], h1 = sp.h1[p];
       for (int64_t q = 0; q < g.Q; ++q) {
-        int64_t w0, w1;
-        g.cols(q, w0, w1);
+        const int64_t w0 = sp.w0[q], w1 = sp.w1[q];
         y[p * g.Q + q] = T(window_sum(x, g.W, h0, h1, w0, w1) / double((h1 - h0) * (w1 - w0)));
       }
     }
@@ -293,17 +325,16 @@ void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) 
 template <typename T>
 void adaptive_avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans sp(g);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
     std::fill(dx, dx + HW, T(0));
     for (int64_t p = 0; p < g.P; ++p) {
-      int64_t h0, h1;
-      g.rows(p, h0, h1);
+      const int64_t h0 = sp.h0[p], h1 = sp.h1[p];
       for (int64_t q = 0; q < g.Q; ++q) {
-        int64_t w0, w1;
-        g.cols(q, w0, w1);
+        const int64_t w0 = sp.w0[q], w1 = sp.w1[q];
         window_add(dx, g.W, h0, h1, w0, w1,
                    T(dy[p * g.Q + q] / double((h1 - h0) * (w1 - w0))));
       }
@@ -314,13 +345,14 @@ void adaptive_avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& 
 template <typename T>
 void mixed_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double alpha) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, true, 0);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
     for (int64_t p = 0; p < g.P; ++p) {
       for (int64_t q = 0; q < g.Q; ++q) {
-        const AvgWindow a = avg_window(g, p, q, true, 0);
+        const AvgWindow a = sp.at(p, q);
         T best;
         arg_extreme<false>(x, g, a.h0, a.h1, a.w0, a.w1, best);
         const double mean = window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale;
@@ -334,15 +366,17 @@ template <typename T>
 void mixed_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g,
                                double alpha) {
   const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans extreme(g);
+  const AvgSpans sp(g, true, 0);
 #pragma omp parallel for schedule(static) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
     std::fill(dx, dx + HW, T(0));
-    scatter_extreme<false>(dx, dy, inp + c * HW, g, alpha);
+    scatter_extreme<false>(dx, dy, inp + c * HW, g, extreme, alpha);
     for (int64_t p = 0; p < g.P; ++p) {
       for (int64_t q = 0; q < g.Q; ++q) {
-        const AvgWindow a = avg_window(g, p, q, true, 0);
+        const AvgWindow a = sp.at(p, q);
         window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T((1.0 - alpha) * dy[p * g.Q + q] * a.scale));
       }
     }

@@ -1,9 +1,9 @@
 """Pooling: max, min, average, power-average (lp), adaptive and mixed pooling, with backwards.
 
 Inputs are (N, C, H, W) or (C, H, W) float32/float64 arrays; outputs keep the input's rank and
-dtype. Max/min pooling follows PyTorch's CPU kernel: padding never wins, a NaN wins, otherwise
-the first extreme in row-major scan order; indices are int64 flat positions h*W + w within each
-input plane, as torch's return_indices gives them.
+dtype. Max/min pooling follows PyTorch's CPU kernel: padding never wins, a NaN wins (among
+NaNs the last one), otherwise the first extreme in row-major scan order; indices are int64 flat
+positions h*W + w within each input plane, as torch's return_indices gives them.
 """
 
 import math
@@ -145,9 +145,9 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     op = "lp_pool2d"
     input = contiguous(input)
     p = _number(norm_type, "norm_type", op)
-    if p == math.inf:
-        return max_pool2d(_abs(input, op), kernel_size, stride, 0, 1, ceil_mode)
     g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
+    if p == math.inf:
+        return max_pool2d(np.abs(input), kernel_size, stride, 0, 1, ceil_mode)
     out = np.empty(g.out_shape, dtype=input.dtype)
     _C.lp_pool2d_forward(out, input, g, p)
     return out
@@ -159,21 +159,14 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
     op = "lp_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
     p = _number(norm_type, "norm_type", op)
+    g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
     if p == math.inf:
-        grad_input = max_pool2d_backward(grad_output, _abs(input, op), kernel_size, stride, 0, 1,
+        grad_input = max_pool2d_backward(grad_output, np.abs(input), kernel_size, stride, 0, 1,
                                          ceil_mode)
         return grad_input * np.sign(input)
-    g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
     grad_input = np.empty(g.in_shape, dtype=input.dtype)
     _C.lp_pool2d_backward(grad_input, grad_output, input, g, p)
     return grad_input
-
-
-def _abs(input, op):
-    if not isinstance(input, np.ndarray):
-        raise TypeError(f"{op}: input must be a numpy.ndarray, got {type(input).__module__}."
-                        f"{type(input).__qualname__}")
-    return np.abs(input)
 
 
 def adaptive_avg_pool2d(input, output_size):
