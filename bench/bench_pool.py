@@ -146,11 +146,12 @@ def table(rows, bandwidth, threads, torch):
             tf, tb = r["torch_fwd"][0], r["torch_bwd"][0]
             cells += [f"{tf * 1e3:.3f}", f"{tb * 1e3:.3f}", f"{f[0] / tf:.2f}", f"{b[0] / tb:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    foot = (f"\nfloat32, {threads} threads, median (min-max) of the timing samples after warm-up; "
-            f"ratio = fastconv time / PyTorch time (below 1 is faster). Percentages: share of "
-            f"the measured copy bandwidth {bandwidth:.1f} GB/s (NumPy copy, read + write)"
-            + (f"; torch {torch.__version__}" if torch else "; torch not installed, validated "
-               "against the NumPy reference"))
+    foot = (f"\nfloat32, {threads} threads, median (min-max) of the timing samples after warm-up. "
+            f"Percentages: share of the measured copy bandwidth {bandwidth:.1f} GB/s (NumPy "
+            f"copy, read + write); small cases partly run from cache and can exceed it. "
+            + (f"ratio = fastconv time / PyTorch time (below 1 is faster); torch "
+               f"{torch.__version__}" if torch else
+               "torch not installed: validated against the NumPy reference, no ratios"))
     return "\n".join(lines) + foot
 
 

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/parallel.h"
@@ -23,13 +26,38 @@ bool threaded(const Pool2dGeom& g) {
 
 // Window bounds of every output row and column (Pool2dGeom's rows/cols), computed once per
 // call rather than once per plane: adaptive bounds cost integer divisions.
+// Columns [q_lo, q_hi) are the interior: sliding windows that need no column clipping.
 struct Spans {
   std::vector<int64_t> h0, h1, w0, w1;
+  int64_t q_lo = 0, q_hi = 0;
   explicit Spans(const Pool2dGeom& g) : h0(g.P), h1(g.P), w0(g.Q), w1(g.Q) {
     for (int64_t p = 0; p < g.P; ++p) g.rows(p, h0[p], h1[p]);
     for (int64_t q = 0; q < g.Q; ++q) g.cols(q, w0[q], w1[q]);
+    if (g.adaptive) return;
+    const auto whole = [&](int64_t q) {
+      const int64_t start = q * g.stride_w - g.pad_w;
+      return start >= 0 && start + (g.S - 1) * g.dil_w < g.W;
+    };
+    while (q_lo < g.Q && !whole(q_lo)) ++q_lo;
+    q_hi = q_lo;
+    while (q_hi < g.Q && whole(q_hi)) ++q_hi;
   }
 };
+
+// take ? a : b without a branch: on random data the compiler's branch mispredicts about once
+// per window and costs more than the whole window's compares.
+template <typename T>
+inline T pick(bool take, T a, T b) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  U ua, ub;
+  std::memcpy(&ua, &a, sizeof a);
+  std::memcpy(&ub, &b, sizeof b);
+  const U mask = U(0) - U(take);
+  const U r = (ua & mask) | (ub & ~mask);
+  T out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
+}
 
 // PyTorch's CPU rule: start from the first valid pixel with -inf (+inf for min), so padding
 // never wins, and take a value when it is strictly better or NaN: the first extreme in scan
@@ -43,10 +71,9 @@ inline int64_t arg_extreme(const T* x, const Pool2dGeom& g, int64_t h0, int64_t 
   for (int64_t h = h0; h < h1; h += g.dil_h) {
     for (int64_t w = w0; w < w1; w += g.dil_w) {
       const T v = x[h * g.W + w];
-      // Selects instead of a branch: with random data the branch mispredicts often.
-      const bool take = (kMin ? v < m : v > m) || std::isnan(v);
-      m = take ? v : m;
-      at = take ? h * g.W + w : at;
+      const bool take = (kMin ? v < m : v > m) | std::isnan(v);
+      m = pick(take, v, m);
+      at = pick(take, h * g.W + w, at);
     }
   }
   best = m;
@@ -63,9 +90,31 @@ void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
     T* y = out + c * PQ;
     int64_t* id = idx + c * PQ;
     for (int64_t p = 0; p < g.P; ++p) {
+      T* m = y + p * g.Q;
+      int64_t* at = id + p * g.Q;
+      // Interior windows advance tap by tap across the row, in each window's scan order, so
+      // the compare-select chains of neighbouring outputs overlap instead of running in turn.
+      for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
+        m[q] = kMin ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+        at[q] = sp.h0[p] * g.W + q * g.stride_w - g.pad_w;
+      }
+      for (int64_t h = sp.h0[p]; h < sp.h1[p]; h += g.dil_h) {
+        const T* row = x + h * g.W;
+        for (int64_t s = 0; s < g.S; ++s) {
+          const int64_t off = s * g.dil_w - g.pad_w;
+          for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
+            const int64_t w = q * g.stride_w + off;
+            const T v = row[w];
+            const bool take = (kMin ? v < m[q] : v > m[q]) | std::isnan(v);
+            m[q] = pick(take, v, m[q]);
+            at[q] = pick(take, h * g.W + w, at[q]);
+          }
+        }
+      }
       for (int64_t q = 0; q < g.Q; ++q) {
-        id[p * g.Q + q] =
-            arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], y[p * g.Q + q]);
+        if (q == sp.q_lo) q = sp.q_hi;
+        if (q >= g.Q) break;
+        at[q] = arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], m[q]);
       }
     }
   }
