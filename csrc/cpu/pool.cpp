@@ -111,11 +111,13 @@ void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
           }
         }
       }
-      for (int64_t q = 0; q < g.Q; ++q) {
-        if (q == sp.q_lo) q = sp.q_hi;
-        if (q >= g.Q) break;
-        at[q] = arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], m[q]);
-      }
+      const auto clipped = [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          at[q] = arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], m[q]);
+        }
+      };
+      clipped(0, sp.q_lo);
+      clipped(sp.q_hi, g.Q);
     }
   }
 }
