@@ -146,3 +146,74 @@ Conv2dGeom window_geom(const char* op, int64_t N, int64_t C, int64_t H, int64_t 
 }
 
 }  // namespace fc
+
+namespace fc {
+namespace {
+
+// Reads (N, C, H, W) or (C, H, W) into g.
+void pool_input(const char* op, const Shape& input, Pool2dGeom& g) {
+  FC_CHECK(input.size() == 3 || input.size() == 4, op,
+           ": input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape ", shape_str(input));
+  g.batched = input.size() == 4;
+  const size_t o = g.batched ? 1 : 0;
+  g.N = g.batched ? input[0] : 1;
+  g.C = input[o]; g.H = input[o + 1]; g.W = input[o + 2];
+  FC_CHECK(g.C >= 1 && g.H >= 1 && g.W >= 1, op,
+           ": input must have at least one channel, row and column, got shape ", shape_str(input));
+}
+
+// PyTorch's pooling_output_shape: floor division (div_rtn), and in ceil mode a last window
+// that would start in the right padding is dropped.
+int64_t pool_out_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil) {
+  const int64_t num = in + 2 * pad - dil * (k - 1) - 1 + (ceil ? stride - 1 : 0);
+  int64_t out = (num >= 0 ? num / stride : -((-num + stride - 1) / stride)) + 1;
+  if (ceil && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+}  // namespace
+
+Pool2dGeom pool2d_geom(const char* op, const Shape& input, Pair kernel, Pair stride,
+                       Pair padding, Pair dilation, bool ceil_mode) {
+  Pool2dGeom g;
+  pool_input(op, input, g);
+  FC_CHECK(kernel[0] >= 1 && kernel[1] >= 1, op, ": kernel_size must be positive, got ",
+           pair_str(kernel[0], kernel[1]));
+  FC_CHECK(stride[0] >= 1 && stride[1] >= 1, op, ": stride must be positive, got ",
+           pair_str(stride[0], stride[1]));
+  FC_CHECK(dilation[0] >= 1 && dilation[1] >= 1, op, ": dilation must be positive, got ",
+           pair_str(dilation[0], dilation[1]));
+  FC_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ",
+           pair_str(padding[0], padding[1]));
+  FC_CHECK(padding[0] <= kernel[0] / 2 && padding[1] <= kernel[1] / 2, op, ": padding ",
+           pair_str(padding[0], padding[1]), " must be at most half of kernel_size ",
+           pair_str(kernel[0], kernel[1]), " (as in PyTorch)");
+  g.R = kernel[0]; g.S = kernel[1];
+  g.stride_h = stride[0]; g.stride_w = stride[1];
+  g.pad_h = padding[0]; g.pad_w = padding[1];
+  g.dil_h = dilation[0]; g.dil_w = dilation[1];
+  g.ceil_mode = ceil_mode;
+  g.P = pool_out_size(g.H, g.R, g.pad_h, g.stride_h, g.dil_h, ceil_mode);
+  g.Q = pool_out_size(g.W, g.S, g.pad_w, g.stride_w, g.dil_w, ceil_mode);
+  FC_CHECK(g.P >= 1 && g.Q >= 1, op, ": output size would be ", pair_str(g.P, g.Q),
+           " for input ", shape_str(input), " with kernel_size ", pair_str(g.R, g.S),
+           ", stride ", pair_str(g.stride_h, g.stride_w), ", padding ",
+           pair_str(g.pad_h, g.pad_w), " and dilation ", pair_str(g.dil_h, g.dil_w),
+           "; it must be at least 1: use a smaller kernel_size or a larger input");
+  return g;
+}
+
+Pool2dGeom adaptive_pool2d_geom(const char* op, const Shape& input, std::optional<int64_t> P,
+                                std::optional<int64_t> Q) {
+  Pool2dGeom g;
+  pool_input(op, input, g);
+  g.adaptive = true;
+  g.P = P.value_or(g.H);
+  g.Q = Q.value_or(g.W);
+  FC_CHECK(g.P >= 1 && g.Q >= 1, op, ": output_size must be positive, got ",
+           pair_str(g.P, g.Q), " for input ", shape_str(input));
+  g.R = g.S = 0;
+  return g;
+}
+
+}  // namespace fc

@@ -6,7 +6,9 @@
 
 #include "common.h"
 
+#include <algorithm>
 #include <array>
+#include <optional>
 
 namespace fc {
 
@@ -52,5 +54,67 @@ Conv2dGeom conv_transpose2d_geom(const char* op, const Shape& input, const Shape
 // unfold / fold (im2col / col2im over a whole batch): no weight, groups = 1, K = 0.
 Conv2dGeom window_geom(const char* op, int64_t N, int64_t C, int64_t H, int64_t W, Pair kernel,
                        Pair stride, Pair padding, Pair dilation);
+
+}  // namespace fc
+
+namespace fc {
+
+// Pooling windows. Names as above (P Q output rows/cols, R S window). A window covers input rows
+// p*stride_h - pad_h + r*dil_h, r < R, clipped to the input; max/min pooling treats padding as
+// never winning, so only the clipped rows are read. Adaptive pooling (adaptive = true) has no
+// stride/padding: output row p covers [floor(p*H/P), ceil((p+1)*H/P)), as PyTorch.
+// batched = false for a 3-D (C, H, W) input, which is pooled as N = 1 and keeps its 3-D shape.
+struct Pool2dGeom {
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  int64_t R = 1, S = 1;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+  bool ceil_mode = false, adaptive = false, batched = true;
+  int64_t P = 0, Q = 0;
+
+  int64_t planes() const { return N * C; }
+  int64_t HW() const { return H * W; }
+  int64_t PQ() const { return P * Q; }
+  Shape in_shape() const { return batched ? Shape{N, C, H, W} : Shape{C, H, W}; }
+  Shape out_shape() const { return batched ? Shape{N, C, P, Q} : Shape{C, P, Q}; }
+
+  // Input rows [h0, h1) step dil_h read by output row p (h0 is a valid row unless h0 >= h1);
+  // cols() likewise. This is PyTorch's CPU kernel's clipping, so argmax indices agree with it.
+  void rows(int64_t p, int64_t& h0, int64_t& h1) const {
+    window(p, H, P, stride_h, pad_h, dil_h, R, h0, h1);
+  }
+  void cols(int64_t q, int64_t& w0, int64_t& w1) const {
+    window(q, W, Q, stride_w, pad_w, dil_w, S, w0, w1);
+  }
+
+ private:
+  void window(int64_t o, int64_t in, int64_t out, int64_t stride, int64_t pad, int64_t dil,
+              int64_t k, int64_t& i0, int64_t& i1) const {
+    if (adaptive) {
+      i0 = adaptive_start(o, in, out);
+      i1 = adaptive_end(o, in, out);
+      return;
+    }
+    i0 = o * stride - pad;
+    i1 = std::min(i0 + (k - 1) * dil + 1, in);
+    if (i0 < 0) i0 += ceil_div_pos(-i0, dil) * dil;
+  }
+  static int64_t ceil_div_pos(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+ public:
+  static int64_t adaptive_start(int64_t o, int64_t in, int64_t out) { return o * in / out; }
+  static int64_t adaptive_end(int64_t o, int64_t in, int64_t out) {
+    return ((o + 1) * in + out - 1) / out;
+  }
+};
+
+// max/min/avg/lp/mixed pooling: input (N, C, H, W) or (C, H, W). Output size is PyTorch's
+// formula, floor or (ceil_mode) ceil, where a ceil-mode window must start inside the input or
+// the left padding; padding at most half the kernel, as PyTorch requires.
+Pool2dGeom pool2d_geom(const char* op, const Shape& input, Pair kernel, Pair stride,
+                       Pair padding, Pair dilation, bool ceil_mode);
+
+// adaptive pooling to output_size (P, Q); an absent entry keeps the input's size.
+Pool2dGeom adaptive_pool2d_geom(const char* op, const Shape& input, std::optional<int64_t> P,
+                                std::optional<int64_t> Q);
 
 }  // namespace fc

@@ -53,5 +53,6 @@ void bind_conv(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_norm(py::module_& m);
+void bind_pool(py::module_& m);
 
 }  // namespace fc::bind

@@ -98,4 +98,5 @@ PYBIND11_MODULE(_C, m) {
   fc::bind::bind_optim(m);
   fc::bind::bind_dense(m);
   fc::bind::bind_norm(m);
+  fc::bind::bind_pool(m);
 }

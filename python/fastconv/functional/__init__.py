@@ -6,11 +6,10 @@ are not C-contiguous are copied first; everything else is checked once, in the e
 Backward functions are named <op>_backward and take grad_output first.
 """
 
-from ._conv import conv2d, conv2d_backward, fold, unfold
-from ._dense import conv_transpose2d, conv_transpose2d_backward, linear, linear_backward
-from ._norm import (batch_norm, batch_norm_backward, dropout, dropout_backward,
-                    local_response_norm, local_response_norm_backward)
+from . import _conv, _dense, _norm, _pool
+from ._conv import *  # noqa: F401,F403
+from ._dense import *  # noqa: F401,F403
+from ._norm import *  # noqa: F401,F403
+from ._pool import *  # noqa: F401,F403
 
-__all__ = ["conv2d", "conv2d_backward", "unfold", "fold", "linear", "linear_backward",
-           "conv_transpose2d", "conv_transpose2d_backward", "batch_norm", "batch_norm_backward",
-           "local_response_norm", "local_response_norm_backward", "dropout", "dropout_backward"]
+__all__ = _conv.__all__ + _dense.__all__ + _norm.__all__ + _pool.__all__

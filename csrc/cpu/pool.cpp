@@ -1,0 +1,454 @@
+// Pooling on the CPU: one OpenMP work item per (image, channel) plane, so backward scatters
+// (overlapping windows add) never race; small arrays stay on one thread. Window bounds come
+// from Pool2dGeom (max/min/adaptive) or AvgSpans (average: PyTorch's divisor rules). Sums
+// run in double for both dtypes; max/min compare in the array's type, as PyTorch does.
+#include "pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/parallel.h"
+
+namespace fc {
+namespace {
+
+// Below this many elements touched, a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+
+bool threaded(const Pool2dGeom& g) {
+  return g.planes() > 1 && g.planes() * std::max(g.HW(), g.PQ()) >= kParallelMin;
+}
+
+// Window bounds of every output row and column (Pool2dGeom's rows/cols), computed once per
+// call rather than once per plane: adaptive bounds cost integer divisions.
+// Columns [q_lo, q_hi) are the interior: sliding windows that need no column clipping.
+struct Spans {
+  std::vector<int64_t> h0, h1, w0, w1;
+  int64_t q_lo = 0, q_hi = 0;
+  explicit Spans(const Pool2dGeom& g) : h0(g.P), h1(g.P), w0(g.Q), w1(g.Q) {
+    for (int64_t p = 0; p < g.P; ++p) g.rows(p, h0[p], h1[p]);
+    for (int64_t q = 0; q < g.Q; ++q) g.cols(q, w0[q], w1[q]);
+    if (g.adaptive) return;
+    const auto whole = [&](int64_t q) {
+      const int64_t start = q * g.stride_w - g.pad_w;
+      return start >= 0 && start + (g.S - 1) * g.dil_w < g.W;
+    };
+    while (q_lo < g.Q && !whole(q_lo)) ++q_lo;
+    q_hi = q_lo;
+    while (q_hi < g.Q && whole(q_hi)) ++q_hi;
+  }
+};
+
+// take ? a : b without a branch: on random data the compiler's branch mispredicts about once
+// per window and costs more than the whole window's compares.
+template <typename T>
+inline T pick(bool take, T a, T b) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  U ua, ub;
+  std::memcpy(&ua, &a, sizeof a);
+  std::memcpy(&ub, &b, sizeof b);
+  const U mask = U(0) - U(take);
+  const U r = (ua & mask) | (ub & ~mask);
+  T out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
+}
+
+// PyTorch's CPU rule: start from the first valid pixel with -inf (+inf for min), so padding
+// never wins, and take a value when it is strictly better or NaN: the first extreme in scan
+// order wins and a NaN wins (each later NaN replaces it). An empty window (dilation can skip
+// every pixel) keeps the start.
+template <bool kMin, typename T>
+inline int64_t arg_extreme(const T* x, const Pool2dGeom& g, int64_t h0, int64_t h1, int64_t w0,
+                           int64_t w1, T& best) {
+  T m = kMin ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+  int64_t at = h0 * g.W + w0;
+  for (int64_t h = h0; h < h1; h += g.dil_h) {
+    for (int64_t w = w0; w < w1; w += g.dil_w) {
+      const T v = x[h * g.W + w];
+      const bool take = (kMin ? v < m : v > m) | std::isnan(v);
+      m = pick(take, v, m);
+      at = pick(take, h * g.W + w, at);
+    }
+  }
+  best = m;
+  return at;
+}
+
+template <bool kMin, typename T>
+void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans sp(g);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    int64_t* id = idx + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      T* m = y + p * g.Q;
+      int64_t* at = id + p * g.Q;
+      // Interior windows advance tap by tap across the row, in each window's scan order, so
+      // the compare-select chains of neighbouring outputs overlap instead of running in turn.
+      for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
+        m[q] = kMin ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+        at[q] = sp.h0[p] * g.W + q * g.stride_w - g.pad_w;
+      }
+      for (int64_t h = sp.h0[p]; h < sp.h1[p]; h += g.dil_h) {
+        const T* row = x + h * g.W;
+        for (int64_t s = 0; s < g.S; ++s) {
+          const int64_t off = s * g.dil_w - g.pad_w;
+          for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
+            const int64_t w = q * g.stride_w + off;
+            const T v = row[w];
+            const bool take = (kMin ? v < m[q] : v > m[q]) | std::isnan(v);
+            m[q] = pick(take, v, m[q]);
+            at[q] = pick(take, h * g.W + w, at[q]);
+          }
+        }
+      }
+      const auto clipped = [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          at[q] = arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], m[q]);
+        }
+      };
+      clipped(0, sp.q_lo);
+      clipped(sp.q_hi, g.Q);
+    }
+  }
+}
+
+// Recomputes the argmax/argmin of every window of plane x and adds scale * dy at it.
+template <bool kMin, typename T>
+void scatter_extreme(T* dx, const T* dy, const T* x, const Pool2dGeom& g, const Spans& sp,
+                     double scale) {
+  for (int64_t p = 0; p < g.P; ++p) {
+    for (int64_t q = 0; q < g.Q; ++q) {
+      if (sp.h0[p] >= sp.h1[p] || sp.w0[q] >= sp.w1[q]) continue;
+      T best;
+      dx[arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], best)] +=
+          T(scale * dy[p * g.Q + q]);
+    }
+  }
+}
+
+// An average-pooling window clipped to the input, and 1 / its divisor.
+struct AvgWindow {
+  int64_t h0, h1, w0, w1;
+  double scale;
+  bool empty() const { return h0 >= h1 || w0 >= w1; }
+};
+
+// PyTorch's AvgPool2d windows: with count_include_pad the divisor is the window first clipped
+// to the padded input, so a ceil-mode window that runs past the padding counts only the part
+// inside it; divisor_override (nonzero) replaces the divisor.
+struct AvgSpans {
+  std::vector<int64_t> h0, h1, hpad, w0, w1, wpad;  // clipped bounds; extent in the padded input
+  bool count_include_pad;
+  int64_t divisor_override;
+
+  AvgSpans(const Pool2dGeom& g, bool count_include_pad, int64_t divisor_override)
+      : h0(g.P), h1(g.P), hpad(g.P), w0(g.Q), w1(g.Q), wpad(g.Q),
+        count_include_pad(count_include_pad), divisor_override(divisor_override) {
+    axis(g.P, g.H, g.R, g.stride_h, g.pad_h, h0, h1, hpad);
+    axis(g.Q, g.W, g.S, g.stride_w, g.pad_w, w0, w1, wpad);
+  }
+
+  AvgWindow at(int64_t p, int64_t q) const {
+    const int64_t div = divisor_override ? divisor_override
+                        : count_include_pad ? hpad[p] * wpad[q]
+                                            : (h1[p] - h0[p]) * (w1[q] - w0[q]);
+    return {h0[p], h1[p], w0[q], w1[q], 1.0 / double(div)};
+  }
+
+ private:
+  static void axis(int64_t out, int64_t in, int64_t k, int64_t stride, int64_t pad,
+                   std::vector<int64_t>& lo, std::vector<int64_t>& hi, std::vector<int64_t>& ext) {
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t start = o * stride - pad, end = std::min(start + k, in + pad);
+      ext[o] = end - start;
+      lo[o] = std::max<int64_t>(start, 0);
+      hi[o] = std::min(end, in);
+    }
+  }
+};
+
+// Sum of n contiguous values in double. Eight independent partial sums let the compiler
+// vectorise without -ffast-math (which it may not do for one running sum); the order is fixed,
+// so results do not depend on threads or timing.
+template <typename T>
+double run_sum(const T* r, int64_t n) {
+  constexpr int64_t L = 8;
+  double part[L] = {};
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    for (int64_t j = 0; j < L; ++j) part[j] += double(r[i + j]);
+  }
+  double s = 0;
+  for (; i < n; ++i) s += double(r[i]);
+  for (int64_t j = 0; j < L; ++j) s += part[j];
+  return s;
+}
+
+// A window spanning whole rows is one contiguous run (global pooling, adaptive columns of 1):
+// long ones go to run_sum; small windows stay a plain loop, where lanes cost more than they save.
+template <typename T>
+inline double window_sum(const T* x, int64_t W, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+  if (w0 == 0 && w1 == W && (h1 - h0) * W >= 32) return run_sum(x + h0 * W, (h1 - h0) * W);
+  double s = 0;
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t w = w0; w < w1; ++w) s += x[h * W + w];
+  }
+  return s;
+}
+
+template <typename T>
+inline void window_add(T* dx, int64_t W, int64_t h0, int64_t h1, int64_t w0, int64_t w1, T v) {
+  if (w0 == 0 && w1 == W) {
+    w1 = (h1 - h0) * W;
+    h1 = h0 + 1;
+  }
+  for (int64_t h = h0; h < h1; ++h) {
+    T* r = dx + h * W;
+    for (int64_t w = w0; w < w1; ++w) r[w] += v;
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void max_pool2d_forward_cpu(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
+  extreme_forward<false>(out, idx, inp, g);
+}
+
+template <typename T>
+void min_pool2d_forward_cpu(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
+  extreme_forward<true>(out, idx, inp, g);
+}
+
+template <typename T>
+void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T* inp,
+                             const Pool2dGeom& g, bool is_min) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans sp(g);
+  int64_t bad = 0;
+#pragma omp parallel for schedule(static) if (threaded(g)) reduction(+ : bad)
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    std::fill(dx, dx + HW, T(0));
+    if (idx) {
+      const int64_t* id = idx + c * PQ;
+      for (int64_t j = 0; j < PQ; ++j) {
+        // An index from outside the plane would write another plane's memory: count, skip.
+        if (id[j] < 0 || id[j] >= HW) { ++bad; continue; }
+        dx[id[j]] += dy[j];
+      }
+    } else if (is_min) {
+      scatter_extreme<true>(dx, dy, inp + c * HW, g, sp, 1.0);
+    } else {
+      scatter_extreme<false>(dx, dy, inp + c * HW, g, sp, 1.0);
+    }
+  }
+  FC_CHECK(bad == 0, is_min ? "min_pool2d_backward" : g.adaptive ? "adaptive_max_pool2d_backward"
+                                                               : "max_pool2d_backward",
+           ": indices must lie in [0, H*W) = [0, ", HW, ") of their input plane, but ", bad,
+           " of ", g.planes() * PQ, " do not");
+}
+
+template <typename T>
+void avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, bool count_include_pad,
+                            int64_t divisor_override) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, count_include_pad, divisor_override);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const AvgWindow a = sp.at(p, q);
+        y[p * g.Q + q] = a.empty() ? T(0) : T(window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale);
+      }
+    }
+  }
+}
+
+template <typename T>
+void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool count_include_pad,
+                             int64_t divisor_override) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, count_include_pad, divisor_override);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    std::fill(dx, dx + HW, T(0));
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const AvgWindow a = sp.at(p, q);
+        window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T(dy[p * g.Q + q] * a.scale));
+      }
+    }
+  }
+}
+
+// lp_pool2d is PyTorch's composition (sign(a) * relu(|a|) * R*S)^(1/p) with a = avg_pool2d(x^p)
+// (no padding, padding counted): a * R*S is the window's power sum, rescaled where a ceil-mode
+// window is clipped. Its gradient is zero where a == 0 (relu's kink) and otherwise
+// dy * (1/p) z^(1/p - 1) * R*S / divisor * p x^(p-1), with z = a * R*S.
+template <typename T>
+void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, true, 0);
+  const double area = double(g.R * g.S);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t i = 0; i < g.P; ++i) {
+      for (int64_t j = 0; j < g.Q; ++j) {
+        const AvgWindow a = sp.at(i, j);
+        double s = 0;
+        for (int64_t h = a.h0; h < a.h1; ++h) {
+          for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
+        }
+        y[i * g.Q + j] = T(std::pow(s * a.scale * area, 1.0 / p));
+      }
+    }
+  }
+}
+
+template <typename T>
+void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g, double p) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, true, 0);
+  const double area = double(g.R * g.S);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    const T* dy = dout + c * PQ;
+    T* dx = dinp + c * HW;
+    std::fill(dx, dx + HW, T(0));
+    for (int64_t i = 0; i < g.P; ++i) {
+      for (int64_t j = 0; j < g.Q; ++j) {
+        const AvgWindow a = sp.at(i, j);
+        double s = 0;
+        for (int64_t h = a.h0; h < a.h1; ++h) {
+          for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
+        }
+        const double mean = s * a.scale;
+        if (mean == 0) continue;
+        const double z = mean * area;
+        const double f = dy[i * g.Q + j] * (1.0 / p) * std::pow(z, 1.0 / p - 1.0) * area * a.scale;
+        for (int64_t h = a.h0; h < a.h1; ++h) {
+          for (int64_t w = a.w0; w < a.w1; ++w) {
+            dx[h * g.W + w] += T(f * p * std::pow(double(x[h * g.W + w]), p - 1.0));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans sp(g);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      const int64_t h0 = sp.h0[p], h1 = sp.h1[p];
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const int64_t w0 = sp.w0[q], w1 = sp.w1[q];
+        y[p * g.Q + q] = T(window_sum(x, g.W, h0, h1, w0, w1) / double((h1 - h0) * (w1 - w0)));
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans sp(g);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    std::fill(dx, dx + HW, T(0));
+    for (int64_t p = 0; p < g.P; ++p) {
+      const int64_t h0 = sp.h0[p], h1 = sp.h1[p];
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const int64_t w0 = sp.w0[q], w1 = sp.w1[q];
+        window_add(dx, g.W, h0, h1, w0, w1,
+                   T(dy[p * g.Q + q] / double((h1 - h0) * (w1 - w0))));
+      }
+    }
+  }
+}
+
+template <typename T>
+void mixed_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double alpha) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const AvgSpans sp(g, true, 0);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const AvgWindow a = sp.at(p, q);
+        T best;
+        arg_extreme<false>(x, g, a.h0, a.h1, a.w0, a.w1, best);
+        const double mean = window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale;
+        y[p * g.Q + q] = T(alpha * double(best) + (1.0 - alpha) * mean);
+      }
+    }
+  }
+}
+
+template <typename T>
+void mixed_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g,
+                               double alpha) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+  const Spans extreme(g);
+  const AvgSpans sp(g, true, 0);
+#pragma omp parallel for schedule(static) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    std::fill(dx, dx + HW, T(0));
+    scatter_extreme<false>(dx, dy, inp + c * HW, g, extreme, alpha);
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const AvgWindow a = sp.at(p, q);
+        window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T((1.0 - alpha) * dy[p * g.Q + q] * a.scale));
+      }
+    }
+  }
+}
+
+#define FC_INSTANTIATE(T)                                                                        \
+  template void max_pool2d_forward_cpu<T>(T*, int64_t*, const T*, const Pool2dGeom&);            \
+  template void min_pool2d_forward_cpu<T>(T*, int64_t*, const T*, const Pool2dGeom&);            \
+  template void max_pool2d_backward_cpu<T>(T*, const T*, const int64_t*, const T*,               \
+                                           const Pool2dGeom&, bool);                             \
+  template void avg_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, bool, int64_t);       \
+  template void avg_pool2d_backward_cpu<T>(T*, const T*, const Pool2dGeom&, bool, int64_t);      \
+  template void lp_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, double);               \
+  template void lp_pool2d_backward_cpu<T>(T*, const T*, const T*, const Pool2dGeom&, double);    \
+  template void adaptive_avg_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&);             \
+  template void adaptive_avg_pool2d_backward_cpu<T>(T*, const T*, const Pool2dGeom&);            \
+  template void mixed_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, double);            \
+  template void mixed_pool2d_backward_cpu<T>(T*, const T*, const T*, const Pool2dGeom&, double);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+#undef FC_INSTANTIATE
+
+}  // namespace fc

@@ -1,0 +1,496 @@
+"""fastconv.functional pooling ops vs the float64 NumPy reference (tests/reference_pool.py).
+
+Expected values always come from the reference, never from fastconv itself.
+"""
+
+import zlib
+
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.functional as F
+from fastconv._loader import _C
+
+import reference_pool as R
+from reference_pool import POOL_CASES, POOL_CASE_IDS, ids, undilated, unpadded, window_args
+from _util import assert_close, rtol_for, rand
+
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+
+def _seed(case, extra=0):
+    return zlib.crc32(case["id"].encode()) + extra
+
+
+def _distinct(rng, shape, dtype):
+    """Distinct values, exactly representable in float32, in random order (no ties)."""
+    n = int(np.prod(shape))
+    return ((rng.permutation(n) - n // 2) / 64.0).reshape(shape).astype(dtype)
+
+
+def _check(got, want, dtype, what, length=1):
+    assert isinstance(got, np.ndarray) and got.dtype == dtype, f"{what}: {type(got)} {got.dtype}"
+    assert_close(got, want, rtol_for(dtype, length), what=what)
+
+
+# ---------------------------------------------------------------------------
+# max / min
+# ---------------------------------------------------------------------------
+
+EXTREME = {
+    "max": (F.max_pool2d, F.max_pool2d_backward, R.max_pool2d_ref, R.max_pool2d_backward_ref),
+    "min": (F.min_pool2d, F.min_pool2d_backward, R.min_pool2d_ref, R.min_pool2d_backward_ref),
+}
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_CASE_IDS)
+def test_pool_extreme_forward_backward(case, dtype, op):
+    fwd, bwd, fwd_ref, bwd_ref = EXTREME[op]
+    rng = np.random.default_rng(_seed(case))
+    x = _distinct(rng, case["shape"], dtype)
+    kw = window_args(case)
+    ref_out, ref_idx = fwd_ref(x, **kw)
+    out = fwd(x, **kw)
+    assert out.dtype == dtype and out.shape == ref_out.shape
+    assert np.array_equal(out, ref_out.astype(dtype))
+    out2, idx = fwd(x, **kw, return_indices=True)
+    assert np.array_equal(out2, out)
+    assert idx.dtype == np.int64 and np.array_equal(idx, ref_idx)
+    g = rand(rng, ref_out.shape, dtype)
+    want = bwd_ref(g, x, **kw)
+    _check(bwd(g, x, **kw), want, dtype, f"{op} backward (recomputed argmax)", 9)
+    _check(bwd(g, x, **kw, indices=idx), want, dtype, f"{op} backward (indices)", 9)
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_pool_extreme_ties_first_wins(op):
+    fwd, bwd, fwd_ref, bwd_ref = EXTREME[op]
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 3, (2, 3, 9, 10)).astype(np.float64)
+    for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(2, 3), ceil_mode=True),
+               dict(kernel_size=3, stride=1, dilation=2)):
+        out, idx = fwd(x, **kw, return_indices=True)
+        ref_out, ref_idx = fwd_ref(x, **kw)
+        assert np.array_equal(out, ref_out) and np.array_equal(idx, ref_idx), kw
+        g = rng.standard_normal(out.shape)
+        assert_close(bwd(g, x, **kw), bwd_ref(g, x, **kw), 1e-12)
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_pool_extreme_nan_and_inf(op, dtype):
+    fwd, bwd, fwd_ref, bwd_ref = EXTREME[op]
+    rng = np.random.default_rng(12)
+    x = _distinct(rng, (2, 2, 7, 8), dtype)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 0, 1, 2] = np.nan            # two NaNs in one window: the last one in scan order wins
+    x[0, 1, 4, 4] = np.inf
+    x[1, 0, 2, 5] = -np.inf
+    x[1, 1, 5, 6] = np.nan
+    for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, ceil_mode=True)):
+        out, idx = fwd(x, **kw, return_indices=True)
+        ref_out, ref_idx = fwd_ref(x, **kw)
+        np.testing.assert_array_equal(out, ref_out.astype(dtype))
+        np.testing.assert_array_equal(idx, ref_idx)
+        assert np.isnan(out).sum() == np.isnan(ref_out).sum() > 0
+        g = rand(rng, out.shape, dtype)
+        want = bwd_ref(g, x, **kw)
+        np.testing.assert_allclose(bwd(g, x, **kw), want, rtol=1e-6)
+        np.testing.assert_allclose(bwd(g, x, **kw, indices=idx), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_pool_max_padding_never_wins(dtype):
+    x = -(np.arange(1, 1 + 2 * 3 * 5 * 6).reshape(2, 3, 5, 6).astype(dtype))  # all negative
+    out, idx = F.max_pool2d(x, 3, 1, 1, return_indices=True)
+    ref_out, ref_idx = R.max_pool2d_ref(x, 3, 1, 1)
+    assert np.array_equal(out, ref_out.astype(dtype)) and np.array_equal(idx, ref_idx)
+    assert (out < 0).all()
+    out = F.max_pool2d(np.full((1, 1, 3, 3), -np.inf, dtype), 2, 1, 1)
+    assert (out == -np.inf).all()
+    out = F.min_pool2d(-x, 3, 1, 1)
+    assert np.array_equal(out, -ref_out.astype(dtype)) and (out > 0).all()
+
+
+# ---------------------------------------------------------------------------
+# avg / lp
+# ---------------------------------------------------------------------------
+
+AVG_MODES = [(True, None), (False, None), (True, 5), (False, -3)]
+AVG_MODE_IDS = ["incl_pad", "excl_pad", "divisor5", "divisor-3"]
+
+
+@pytest.mark.parametrize("count_include_pad,divisor_override", AVG_MODES, ids=AVG_MODE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", undilated(), ids=ids(undilated()))
+def test_pool_avg_forward_backward(case, dtype, count_include_pad, divisor_override):
+    rng = np.random.default_rng(_seed(case, 1))
+    x = rand(rng, case["shape"], dtype)
+    kw = dict(window_args(case, dilation=False), count_include_pad=count_include_pad,
+              divisor_override=divisor_override)
+    ref = R.avg_pool2d_ref(x, **kw)
+    _check(F.avg_pool2d(x, **kw), ref, dtype, "avg_pool2d", 9)
+    g = rand(rng, ref.shape, dtype)
+    _check(F.avg_pool2d_backward(g, x, **kw), R.avg_pool2d_backward_ref(g, x, **kw), dtype,
+           "avg_pool2d_backward", 9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_pool_avg_nan_inf_propagate(dtype):
+    x = rand(np.random.default_rng(13), (1, 2, 6, 6), dtype)
+    x[0, 0, 0, 0] = np.nan
+    x[0, 1, 3, 3] = np.inf
+    x[0, 1, 0, 5] = -np.inf
+    out = F.avg_pool2d(x, 3, 2, 1)
+    with np.errstate(invalid="ignore"):
+        ref = R.avg_pool2d_ref(x, 3, 2, 1)
+    np.testing.assert_allclose(out, ref, rtol=1e-6)
+    assert np.isnan(out[0, 0, 0, 0]) and np.isfinite(out[0, 0, 2, 2])
+    assert out[0, 1, 1, 1] == np.inf and out[0, 1, 0, 2] == -np.inf
+
+
+LP_NORMS = [(1, False), (2, False), (3, True), (1.5, True)]
+
+
+@pytest.mark.parametrize("norm_type,positive", LP_NORMS, ids=[str(n) for n, _ in LP_NORMS])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", unpadded(), ids=ids(unpadded()))
+def test_pool_lp_forward_backward(case, dtype, norm_type, positive):
+    rng = np.random.default_rng(_seed(case, 2))
+    x = rand(rng, case["shape"], dtype)
+    if positive:
+        x = (np.abs(x) + 0.25).astype(dtype)
+    kw = window_args(case, dilation=False)
+    del kw["padding"]
+    ref = R.lp_pool2d_ref(x, norm_type, **kw)
+    _check(F.lp_pool2d(x, norm_type, **kw), ref, dtype, "lp_pool2d", 9)
+    g = rand(rng, ref.shape, dtype)
+    _check(F.lp_pool2d_backward(g, x, norm_type, **kw),
+           R.lp_pool2d_backward_ref(g, x, norm_type, **kw), dtype, "lp_pool2d_backward", 9)
+
+
+def test_pool_lp_negative_windows_and_zero_windows():
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 2, 6, 6))
+    x[0, 0, :3, :3] = 0.0                          # zero window: zero gradient
+    ref = R.lp_pool2d_ref(x, 3, 3)
+    out = F.lp_pool2d(x, 3, 3)
+    assert np.isnan(ref).any()                     # negative power sums: NaN, as torch
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+    g = rng.standard_normal(out.shape)
+    dx = F.lp_pool2d_backward(g, x, 3, 3)
+    np.testing.assert_allclose(dx, R.lp_pool2d_backward_ref(g, x, 3, 3), rtol=1e-10, atol=1e-14)
+    assert (dx[0, 0, :3, :3] == 0).all()
+
+
+def test_pool_lp_inf_is_max_of_abs():
+    rng = np.random.default_rng(15)
+    x = _distinct(rng, (2, 3, 7, 7), np.float64)
+    ref, _ = R.max_pool2d_ref(np.abs(x), 2, 2, 0, 1, True)
+    assert np.array_equal(F.lp_pool2d(x, float("inf"), 2, ceil_mode=True), ref)
+    g = rng.standard_normal(ref.shape)
+    want = R.max_pool2d_backward_ref(g, np.abs(x), 2, 2, 0, 1, True) * np.sign(x)
+    assert_close(F.lp_pool2d_backward(g, x, float("inf"), 2, ceil_mode=True), want, 1e-14)
+
+
+# ---------------------------------------------------------------------------
+# adaptive
+# ---------------------------------------------------------------------------
+
+ADAPTIVE = [
+    ((2, 3, 10, 10), 3), ((2, 3, 5, 5), 7), ((2, 2, 10, 5), (3, 7)), ((1, 4, 7, 9), (1, 1)),
+    ((2, 3, 8, 6), (None, 4)), ((2, 3, 8, 6), (5, None)), ((3, 9, 7), (4, 3)),
+    ((2, 3, 8, 8), 4), ((1, 2, 6, 6), (6, 6)),
+]
+ADAPTIVE_IDS = [f"{'x'.join(map(str, s))}->{o}" for s, o in ADAPTIVE]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape,output_size", ADAPTIVE, ids=ADAPTIVE_IDS)
+def test_pool_adaptive_forward_backward(shape, output_size, dtype):
+    rng = np.random.default_rng(zlib.crc32(repr((shape, output_size)).encode()))
+    x = rand(rng, shape, dtype)
+    ref = R.adaptive_avg_pool2d_ref(x, output_size)
+    n = shape[-1] * shape[-2]
+    _check(F.adaptive_avg_pool2d(x, output_size), ref, dtype, "adaptive_avg_pool2d", n)
+    g = rand(rng, ref.shape, dtype)
+    _check(F.adaptive_avg_pool2d_backward(g, x, output_size),
+           R.adaptive_avg_pool2d_backward_ref(g, x, output_size), dtype,
+           "adaptive_avg_pool2d_backward", n)
+    xd = _distinct(rng, shape, dtype)
+    ref_out, ref_idx = R.adaptive_max_pool2d_ref(xd, output_size)
+    out, idx = F.adaptive_max_pool2d(xd, output_size, return_indices=True)
+    assert np.array_equal(out, ref_out.astype(dtype)) and np.array_equal(idx, ref_idx)
+    assert np.array_equal(F.adaptive_max_pool2d(xd, output_size), out)
+    want = R.adaptive_max_pool2d_backward_ref(g, xd, output_size)
+    _check(F.adaptive_max_pool2d_backward(g, xd, output_size), want, dtype, "adaptive max bwd", n)
+    _check(F.adaptive_max_pool2d_backward(g, xd, output_size, indices=idx), want, dtype,
+           "adaptive max bwd (indices)", n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_pool_global_average(dtype):
+    x = rand(np.random.default_rng(16), (4, 6, 7, 7), dtype)
+    out = F.adaptive_avg_pool2d(x, (1, 1))
+    assert out.shape == (4, 6, 1, 1)
+    _check(out, x.astype(np.float64).mean(axis=(2, 3), keepdims=True), dtype, "global avg", 49)
+    g = rand(np.random.default_rng(17), out.shape, dtype)
+    _check(F.adaptive_avg_pool2d_backward(g, x, 1),
+           np.broadcast_to(g.astype(np.float64) / 49, x.shape), dtype, "global avg bwd", 49)
+
+
+# ---------------------------------------------------------------------------
+# mixed
+# ---------------------------------------------------------------------------
+
+MIXED = [c for c in undilated() if not c["ceil_mode"]]
+
+
+MIXED_ALPHAS = [(c, 0.3) for c in MIXED] + [(MIXED[0], 0.0), (MIXED[0], 1.0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case,alpha", MIXED_ALPHAS,
+                         ids=[f"{c['id']}-alpha{a}" for c, a in MIXED_ALPHAS])
+def test_pool_mixed_forward_backward(case, dtype, alpha):
+    rng = np.random.default_rng(_seed(case, 3))
+    x = _distinct(rng, case["shape"], dtype)
+    kw = window_args(case, dilation=False, ceil=False)
+    ref = R.mixed_pool2d_ref(x, **kw, alpha=alpha)
+    _check(F.mixed_pool2d(x, **kw, alpha=alpha), ref, dtype, "mixed_pool2d", 9)
+    g = rand(rng, ref.shape, dtype)
+    _check(F.mixed_pool2d_backward(g, x, **kw, alpha=alpha),
+           R.mixed_pool2d_backward_ref(g, x, **kw, alpha=alpha), dtype, "mixed backward", 9)
+
+
+def test_pool_mixed_random_alpha():
+    x = _distinct(np.random.default_rng(18), (2, 3, 8, 8), np.float64)
+    out, alpha = F.mixed_pool2d(x, 2, alpha=None, generator=np.random.default_rng(5))
+    assert alpha == np.random.default_rng(5).random()
+    assert_close(out, R.mixed_pool2d_ref(x, 2, alpha=alpha), 1e-12)
+    out2, alpha2 = F.mixed_pool2d(x, 2, alpha=None, generator=np.random.default_rng(5))
+    assert alpha2 == alpha and np.array_equal(out2, out)
+    fastconv.manual_seed(3)
+    _, a1 = F.mixed_pool2d(x, 2, alpha=None)
+    fastconv.manual_seed(3)
+    _, a2 = F.mixed_pool2d(x, 2, alpha=None)
+    assert a1 == a2 and 0 <= a1 < 1
+    g = np.random.default_rng(19).standard_normal(out.shape)
+    assert_close(F.mixed_pool2d_backward(g, x, 2, alpha=alpha),
+                 R.mixed_pool2d_backward_ref(g, x, 2, alpha=alpha), 1e-12)
+    assert isinstance(F.mixed_pool2d(x, 2), np.ndarray)
+
+
+# ---------------------------------------------------------------------------
+# every output element written, inputs untouched, layouts, threads
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_pool_outputs_fully_written(dtype):
+    """Call the kernels with NaN-poisoned outputs: every element must be overwritten."""
+    rng = np.random.default_rng(20)
+    x = _distinct(rng, (2, 3, 9, 8), dtype)
+    geom = _C.pool2d_geometry("test", x, (3, 3), (2, 2), (1, 1), (1, 1), True)
+    agm = _C.adaptive_pool2d_geometry("test", x, 4, 3)
+
+    def poisoned(shape, dt=dtype):
+        return np.full(shape, -7 if dt == np.int64 else np.nan, dtype=dt)
+
+    g = rand(rng, geom.out_shape, dtype)
+    ga = rand(rng, agm.out_shape, dtype)
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    for name, geo, ref_fn in (("max_pool2d", geom, lambda: R.max_pool2d_ref(x, **kw)),
+                              ("min_pool2d", geom, lambda: R.min_pool2d_ref(x, **kw)),
+                              ("adaptive_max_pool2d", agm,
+                               lambda: R.adaptive_max_pool2d_ref(x, (4, 3)))):
+        out, idx = poisoned(geo.out_shape), poisoned(geo.out_shape, np.int64)
+        getattr(_C, name + "_forward")(out, idx, x, geo)
+        ref_out, ref_idx = ref_fn()
+        assert np.array_equal(out, ref_out.astype(dtype)) and np.array_equal(idx, ref_idx), name
+    lp_geom = _C.pool2d_geometry("test", x, (3, 3), (2, 2), (0, 0), (1, 1), True)
+    mixed_geom = _C.pool2d_geometry("test", x, (3, 3), (2, 2), (1, 1), (1, 1), False)
+    forward = [
+        ("avg_pool2d_forward", (geom, True, None), R.avg_pool2d_ref(x, **kw)),
+        ("lp_pool2d_forward", (lp_geom, 2.0), R.lp_pool2d_ref(x, 2, 3, 2, True)),
+        ("adaptive_avg_pool2d_forward", (agm,), R.adaptive_avg_pool2d_ref(x, (4, 3))),
+        ("mixed_pool2d_forward", (mixed_geom, 0.4), R.mixed_pool2d_ref(x, 3, 2, 1, 0.4)),
+    ]
+    for name, args, ref in forward:
+        out = poisoned(ref.shape)
+        getattr(_C, name)(out, x, *args)
+        _check(out, ref, dtype, name, 9)
+    backward = [
+        ("max_pool2d_backward", (g, None, x, geom), R.max_pool2d_backward_ref(g, x, **kw)),
+        ("min_pool2d_backward", (g, None, x, geom), R.min_pool2d_backward_ref(g, x, **kw)),
+        ("adaptive_max_pool2d_backward", (ga, None, x, agm),
+         R.adaptive_max_pool2d_backward_ref(ga, x, (4, 3))),
+        ("avg_pool2d_backward", (g, x, geom, True, None), R.avg_pool2d_backward_ref(g, x, **kw)),
+        ("adaptive_avg_pool2d_backward", (ga, x, agm),
+         R.adaptive_avg_pool2d_backward_ref(ga, x, (4, 3))),
+    ]
+    for name, args, ref in backward:
+        dx = poisoned(x.shape)
+        getattr(_C, name)(dx, *args)
+        _check(dx, ref, dtype, name, 9)
+    gl = rand(rng, lp_geom.out_shape, dtype)
+    dx = poisoned(x.shape)
+    _C.lp_pool2d_backward(dx, gl, x, lp_geom, 2.0)
+    _check(dx, R.lp_pool2d_backward_ref(gl, x, 2, 3, 2, True), dtype, "lp backward", 9)
+    gm = rand(rng, mixed_geom.out_shape, dtype)
+    dx = poisoned(x.shape)
+    _C.mixed_pool2d_backward(dx, gm, x, mixed_geom, 0.4)
+    _check(dx, R.mixed_pool2d_backward_ref(gm, x, 3, 2, 1, 0.4), dtype, "mixed backward", 9)
+
+
+def test_pool_inputs_not_modified_and_noncontiguous():
+    rng = np.random.default_rng(21)
+    base = _distinct(rng, (2, 3, 9, 16), np.float64)
+    x = base[:, :, :, ::2]                                   # not contiguous
+    keep = x.copy()
+    out, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    g = rng.standard_normal(out.shape)
+    F.max_pool2d_backward(g, x, 3, 2, 1, indices=idx)
+    F.avg_pool2d_backward(g, x, 3, 2, 1)
+    F.lp_pool2d(x, 2, 3)
+    F.mixed_pool2d_backward(g, x, 3, 2, 1)
+    assert np.array_equal(x, keep)
+    assert np.array_equal(out, R.max_pool2d_ref(keep, 3, 2, 1)[0])
+    assert_close(F.avg_pool2d(x, 3, 2, 1), R.avg_pool2d_ref(keep, 3, 2, 1), 1e-12)
+
+
+def test_pool_empty_batch():
+    x = np.zeros((0, 3, 6, 6), dtype=np.float32)
+    assert F.max_pool2d(x, 2).shape == (0, 3, 3, 3)
+    assert F.avg_pool2d_backward(np.zeros((0, 3, 3, 3), np.float32), x, 2).shape == x.shape
+    assert F.adaptive_avg_pool2d(x, 1).shape == (0, 3, 1, 1)
+
+
+def test_pool_results_independent_of_threads():
+    rng = np.random.default_rng(22)
+    x = _distinct(rng, (4, 16, 30, 30), np.float32)
+    g = rand(rng, (4, 16, 15, 15), np.float32)
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        for t in (1, 2, 3):
+            fastconv.set_num_threads(t)
+            results.append([F.max_pool2d(x, 3, 2, 1, return_indices=True)[1],
+                            F.avg_pool2d(x, 3, 2, 1), F.avg_pool2d_backward(g, x, 3, 2, 1),
+                            F.max_pool2d_backward(g, x, 3, 2, 1),
+                            F.adaptive_avg_pool2d(x, 1), F.lp_pool2d_backward(g, x, 2, 2)])
+    finally:
+        fastconv.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)
+    assert_close(results[0][2], R.avg_pool2d_backward_ref(g, x, 3, 2, 1), rtol_for(np.float32))
+
+
+# ---------------------------------------------------------------------------
+# rejections: each names the argument
+# ---------------------------------------------------------------------------
+
+X = np.zeros((2, 3, 8, 8))
+G4 = np.zeros((2, 3, 4, 4))
+ERRORS = [
+    ("kernel0", lambda: F.max_pool2d(X, 0), ValueError, "kernel_size"),
+    ("kernel_neg", lambda: F.avg_pool2d(X, (2, -1)), ValueError, "kernel_size"),
+    ("kernel_triple", lambda: F.avg_pool2d(X, (2, 2, 2)), ValueError, "kernel_size"),
+    ("kernel_float", lambda: F.max_pool2d(X, 2.0), TypeError, "kernel_size"),
+    ("stride0", lambda: F.max_pool2d(X, 2, 0), ValueError, "stride"),
+    ("stride0_min", lambda: F.min_pool2d(X, 2, (1, 0)), ValueError, "stride"),
+    ("dilation0", lambda: F.max_pool2d(X, 2, dilation=0), ValueError, "dilation"),
+    ("padding_neg", lambda: F.avg_pool2d(X, 2, padding=-1), ValueError, "padding"),
+    ("padding_over_half", lambda: F.max_pool2d(X, 3, padding=2), ValueError, "padding"),
+    ("padding_over_half_w", lambda: F.avg_pool2d(X, (4, 2), padding=(2, 2)), ValueError,
+     "padding"),
+    ("padding_mixed", lambda: F.mixed_pool2d(X, 2, padding=2), ValueError, "padding"),
+    ("output_too_small", lambda: F.max_pool2d(X, 9), ValueError, "output size"),
+    ("output_too_small_lp", lambda: F.lp_pool2d(X, 2, (2, 9)), ValueError, "output size"),
+    ("input_2d", lambda: F.max_pool2d(np.zeros((8, 8)), 2), ValueError, "input"),
+    ("input_5d", lambda: F.avg_pool2d(np.zeros((1, 2, 3, 8, 8)), 2), ValueError, "input"),
+    ("input_5d_adaptive", lambda: F.adaptive_avg_pool2d(np.zeros((1, 2, 3, 8, 8)), 2),
+     ValueError, "input"),
+    ("input_empty_channels", lambda: F.max_pool2d(np.zeros((2, 0, 8, 8)), 2), ValueError,
+     "input"),
+    ("input_int", lambda: F.max_pool2d(np.zeros((2, 3, 8, 8), np.int32), 2), TypeError, "input"),
+    ("input_list", lambda: F.avg_pool2d([[[[1.0]]]], 1), TypeError, "input"),
+    ("indices_shape", lambda: F.max_pool2d_backward(G4, X, 2, indices=np.zeros((2, 3, 4, 3),
+                                                                               np.int64)),
+     ValueError, "indices"),
+    ("indices_dtype", lambda: F.max_pool2d_backward(G4, X, 2, indices=np.zeros(G4.shape,
+                                                                               np.int32)),
+     TypeError, "indices"),
+    ("indices_range", lambda: F.max_pool2d_backward(G4, X, 2, indices=np.full(G4.shape, 64)),
+     ValueError, "indices"),
+    ("indices_negative", lambda: F.min_pool2d_backward(G4, X, 2, indices=np.full(G4.shape, -1)),
+     ValueError, "indices"),
+    ("indices_adaptive", lambda: F.adaptive_max_pool2d_backward(
+        G4, X, 4, indices=np.zeros((2, 3, 4), np.int64)), ValueError, "indices"),
+    ("grad_output_shape", lambda: F.avg_pool2d_backward(np.zeros((2, 3, 4, 5)), X, 2),
+     ValueError, "grad_output"),
+    ("grad_output_shape_max", lambda: F.max_pool2d_backward(np.zeros((2, 3, 3, 3)), X, 2),
+     ValueError, "grad_output"),
+    ("grad_output_dtype", lambda: F.lp_pool2d_backward(G4.astype(np.float32), X, 2, 2),
+     TypeError, "grad_output"),
+    ("adaptive_zero", lambda: F.adaptive_avg_pool2d(X, 0), ValueError, "output_size"),
+    ("adaptive_negative", lambda: F.adaptive_max_pool2d(X, (2, -1)), ValueError, "output_size"),
+    ("adaptive_triple", lambda: F.adaptive_avg_pool2d(X, (1, 2, 3)), ValueError, "output_size"),
+    ("adaptive_bwd_zero", lambda: F.adaptive_avg_pool2d_backward(G4, X, (4, 0)), ValueError,
+     "output_size"),
+    ("alpha_high", lambda: F.mixed_pool2d(X, 2, alpha=1.5), ValueError, "alpha"),
+    ("alpha_negative", lambda: F.mixed_pool2d(X, 2, alpha=-0.1), ValueError, "alpha"),
+    ("alpha_nan", lambda: F.mixed_pool2d_backward(G4, X, 2, alpha=float("nan")), ValueError,
+     "alpha"),
+    ("alpha_none_backward", lambda: F.mixed_pool2d_backward(G4, X, 2, alpha=None), TypeError,
+     "alpha"),
+    ("alpha_string", lambda: F.mixed_pool2d(X, 2, alpha="half"), TypeError, "alpha"),
+    ("generator_type", lambda: F.mixed_pool2d(X, 2, alpha=None, generator=3), TypeError,
+     "generator"),
+    ("norm_zero", lambda: F.lp_pool2d(X, 0, 2), ValueError, "norm_type"),
+    ("norm_negative", lambda: F.lp_pool2d(X, -1.0, 2), ValueError, "norm_type"),
+    ("norm_minus_inf", lambda: F.lp_pool2d(X, float("-inf"), 2), ValueError, "norm_type"),
+    ("norm_nan_backward", lambda: F.lp_pool2d_backward(G4, X, float("nan"), 2), ValueError,
+     "norm_type"),
+    ("norm_string", lambda: F.lp_pool2d(X, "2", 2), TypeError, "norm_type"),
+    ("divisor_zero", lambda: F.avg_pool2d(X, 2, divisor_override=0), ValueError,
+     "divisor_override"),
+    ("divisor_zero_backward", lambda: F.avg_pool2d_backward(G4, X, 2, divisor_override=0),
+     ValueError, "divisor_override"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
+def test_pool_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_pool_error_messages_show_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3, 4, 4\).*\(2, 3, 4, 5\)"):
+        F.avg_pool2d_backward(np.zeros((2, 3, 4, 5)), X, 2)
+    with pytest.raises(ValueError, match=r"\(8, 8\)"):
+        F.max_pool2d(np.zeros((8, 8)), 2)
+
+
+def test_pool_kernels_refuse_geometry_they_cannot_honour():
+    x = np.zeros((1, 2, 9, 9))
+    dilated = _C.pool2d_geometry("t", x, (3, 3), (1, 1), (1, 1), (2, 2), False)
+    padded = _C.pool2d_geometry("t", x, (3, 3), (2, 2), (1, 1), (1, 1), False)
+    ceil = _C.pool2d_geometry("t", x, (2, 2), (2, 2), (0, 0), (1, 1), True)
+    adaptive = _C.adaptive_pool2d_geometry("t", x, 3, 3)
+    with pytest.raises(ValueError, match="dilation"):
+        _C.avg_pool2d_forward(np.empty(dilated.out_shape), x, dilated, True, None)
+    with pytest.raises(ValueError, match="padding"):
+        _C.lp_pool2d_forward(np.empty(padded.out_shape), x, padded, 2.0)
+    with pytest.raises(ValueError, match="ceil_mode"):
+        _C.mixed_pool2d_forward(np.empty(ceil.out_shape), x, ceil, 0.5)
+    with pytest.raises(ValueError, match="geometry"):
+        _C.max_pool2d_forward(np.empty(adaptive.out_shape), np.empty(adaptive.out_shape, np.int64),
+                              x, adaptive)
+    with pytest.raises(ValueError, match="geometry"):
+        _C.adaptive_avg_pool2d_forward(np.empty(padded.out_shape), x, padded)
