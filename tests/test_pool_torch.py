@@ -254,3 +254,20 @@ def test_pool_torch_float32_native():
         assert_close(bwd(g, x, **kw), t_grad, 2 * rtol_for(np.float32))
     t_out = TF.adaptive_avg_pool2d(xt, 1)
     assert_close(F.adaptive_avg_pool2d(x, 1), t_out.detach().numpy(), 2 * rtol_for(np.float32))
+
+
+def test_max_pool2d_empty_dilated_windows_follow_torch_inside_the_plane():
+    """Dilation and padding can leave a window with no pixel: its output is -inf and torch's
+    index is the window start. Where that index lies inside the plane, torch sends the window's
+    gradient there, and so must both of our backward paths (with and without indices)."""
+    x = np.arange(8, dtype=np.float64).reshape(1, 1, 8, 1) / 7 - 3
+    args = ((2, 3), (2, 3), (1, 1), (2, 2), True)
+    y, idx = F.max_pool2d(x, *args, return_indices=True)
+    yt, it = torch.nn.functional.max_pool2d(torch.tensor(x), *args, return_indices=True)
+    np.testing.assert_array_equal(y, yt.numpy())
+    np.testing.assert_array_equal(idx, it.numpy())
+    g = np.arange(1, y.size + 1, dtype=np.float64).reshape(y.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, *args).backward(torch.tensor(g))
+    np.testing.assert_array_equal(F.max_pool2d_backward(g, x, *args), xt.grad.numpy())
+    np.testing.assert_array_equal(F.max_pool2d_backward(g, x, *args, indices=idx), xt.grad.numpy())

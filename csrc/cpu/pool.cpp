@@ -62,7 +62,9 @@ inline T pick(bool take, T a, T b) {
 // PyTorch's CPU rule: start from the first valid pixel with -inf (+inf for min), so padding
 // never wins, and take a value when it is strictly better or NaN: the first extreme in scan
 // order wins and a NaN wins (each later NaN replaces it). An empty window (dilation can skip
-// every pixel) keeps the start.
+// every pixel) keeps the start, which may lie past its row or outside the plane; backward
+// sends that window's gradient where PyTorch does when the index is inside the plane and
+// drops it otherwise (PyTorch would write out of bounds there).
 template <bool kMin, typename T>
 inline int64_t arg_extreme(const T* x, const Pool2dGeom& g, int64_t h0, int64_t h1, int64_t w0,
                            int64_t w1, T& best) {
@@ -128,10 +130,9 @@ void scatter_extreme(T* dx, const T* dy, const T* x, const Pool2dGeom& g, const 
                      double scale) {
   for (int64_t p = 0; p < g.P; ++p) {
     for (int64_t q = 0; q < g.Q; ++q) {
-      if (sp.h0[p] >= sp.h1[p] || sp.w0[q] >= sp.w1[q]) continue;
       T best;
-      dx[arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], best)] +=
-          T(scale * dy[p * g.Q + q]);
+      const int64_t at = arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], best);
+      if (at >= 0 && at < g.HW()) dx[at] += T(scale * dy[p * g.Q + q]);
     }
   }
 }
@@ -244,8 +245,13 @@ void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T
     if (idx) {
       const int64_t* id = idx + c * PQ;
       for (int64_t j = 0; j < PQ; ++j) {
-        // An index from outside the plane would write another plane's memory: count, skip.
-        if (id[j] < 0 || id[j] >= HW) { ++bad; continue; }
+        // An index from outside the plane would write another plane's memory: skip it, and
+        // count it as bad unless its window is empty (forward's own index for such windows).
+        if (id[j] < 0 || id[j] >= HW) {
+          const int64_t p = j / g.Q, q = j % g.Q;
+          bad += sp.h0[p] < sp.h1[p] && sp.w0[q] < sp.w1[q];
+          continue;
+        }
         dx[id[j]] += dy[j];
       }
     } else if (is_min) {
