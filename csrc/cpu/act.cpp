@@ -1,0 +1,377 @@
+// Activations and softmax on the CPU. Elementwise loops are split into contiguous chunks that
+// OpenMP spreads over threads only above a size threshold (small arrays do not pay the fork).
+// Selects are written so gcc -O3 vectorises them without -ffast-math; loops that call libm
+// (exp, expm1, log1p, tanh) stay scalar. Scalar arguments are rounded to T first, as PyTorch
+// does, and float32 softmax sums are accumulated in double.
+#include "act.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "cpu/parallel.h"
+
+namespace fc {
+namespace {
+
+// Below these sizes a loop runs on the calling thread: a memory-bound loop needs ~64K elements
+// to amortise waking the team, a loop that calls exp/tanh per element far fewer.
+constexpr int64_t kCheapGrain = int64_t(1) << 16;
+constexpr int64_t kLibmGrain = int64_t(1) << 12;
+
+// body(i0, i1) over [0, n): one call below grain, else one chunk per thread.
+template <typename F>
+void for_chunks(int64_t n, int64_t grain, F body) {
+  const int threads = max_threads();
+  if (n < grain || threads == 1) {
+    body(int64_t(0), n);
+    return;
+  }
+  // Chunks are whole cache lines so that no two threads write the same line.
+  const int64_t chunk = ceil_div(ceil_div(n, threads), 64) * 64;
+  const int64_t items = ceil_div(n, chunk);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < items; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
+}
+
+template <typename T> struct Bits;
+template <> struct Bits<float> { using U = uint32_t; };
+template <> struct Bits<double> { using U = uint64_t; };
+
+// c ? a : b on the bit patterns: gcc will not if-convert `c ? a : a * s` (the product might
+// trap under the default -ftrapping-math), but it vectorises this mask blend.
+template <typename T>
+inline T select(bool c, T a, T b) {
+  using U = typename Bits<T>::U;
+  U ua, ub;
+  std::memcpy(&ua, &a, sizeof(T));
+  std::memcpy(&ub, &b, sizeof(T));
+  const U m = U(0) - U(c);
+  const U r = (ua & m) | (ub & ~m);
+  T out;
+  std::memcpy(&out, &r, sizeof(T));
+  return out;
+}
+
+template <typename T>
+inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+
+// Softmax over a strided dim handles this many inner positions per work item: the running
+// max and sum of each lane live in small arrays and the loops over lanes read contiguously.
+constexpr int64_t kLanes = 64;
+
+template <typename T, bool Log>
+void softmax_row(T* y, const T* x, int64_t D) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t d = 0; d < D; ++d) m = x[d] > m ? x[d] : m;
+  // A row of -inf (or one holding +inf or NaN) gives x - m = NaN, hence NaN out, as PyTorch.
+  double s = 0;
+  if (!Log) {
+    for (int64_t d = 0; d < D; ++d) {
+      const T e = std::exp(x[d] - m);
+      y[d] = e;
+      s += e;
+    }
+    const double inv = 1.0 / s;
+    for (int64_t d = 0; d < D; ++d) y[d] = T(y[d] * inv);
+  } else {
+    for (int64_t d = 0; d < D; ++d) s += std::exp(x[d] - m);
+    const double ls = std::log(s);
+    for (int64_t d = 0; d < D; ++d) y[d] = T((x[d] - m) - ls);
+  }
+}
+
+// Lanes [0, L) of one outer slice; element (d, j) is at d * inner + j.
+template <typename T, bool Log>
+void softmax_lanes(T* y, const T* x, int64_t D, int64_t inner, int64_t L) {
+  T m[kLanes];
+  double s[kLanes];
+  std::fill(m, m + L, -std::numeric_limits<T>::infinity());
+  std::fill(s, s + L, 0.0);
+  for (int64_t d = 0; d < D; ++d) {
+    const T* xd = x + d * inner;
+    for (int64_t j = 0; j < L; ++j) m[j] = xd[j] > m[j] ? xd[j] : m[j];
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    const T* xd = x + d * inner;
+    T* yd = y + d * inner;
+    for (int64_t j = 0; j < L; ++j) {
+      const T e = std::exp(xd[j] - m[j]);
+      if (!Log) yd[j] = e;
+      s[j] += e;
+    }
+  }
+  for (int64_t j = 0; j < L; ++j) s[j] = Log ? std::log(s[j]) : 1.0 / s[j];
+  for (int64_t d = 0; d < D; ++d) {
+    const T* xd = x + d * inner;
+    T* yd = y + d * inner;
+    if (Log) {
+      for (int64_t j = 0; j < L; ++j) yd[j] = T((xd[j] - m[j]) - s[j]);
+    } else {
+      for (int64_t j = 0; j < L; ++j) yd[j] = T(yd[j] * s[j]);
+    }
+  }
+}
+
+// softmax: dx = y * (g - sum(g * y)); log_softmax: dx = g - exp(y) * sum(g).
+template <typename T, bool Log>
+void softmax_backward_row(T* dx, const T* g, const T* y, int64_t D) {
+  double s = 0;
+  if (Log) {
+    for (int64_t d = 0; d < D; ++d) s += g[d];
+    const T st = T(s);
+    for (int64_t d = 0; d < D; ++d) dx[d] = g[d] - std::exp(y[d]) * st;
+  } else {
+    for (int64_t d = 0; d < D; ++d) s += double(g[d]) * double(y[d]);
+    const T st = T(s);
+    for (int64_t d = 0; d < D; ++d) dx[d] = y[d] * (g[d] - st);
+  }
+}
+
+template <typename T, bool Log>
+void softmax_backward_lanes(T* dx, const T* g, const T* y, int64_t D, int64_t inner, int64_t L) {
+  double s[kLanes];
+  std::fill(s, s + L, 0.0);
+  for (int64_t d = 0; d < D; ++d) {
+    const T* gd = g + d * inner;
+    const T* yd = y + d * inner;
+    for (int64_t j = 0; j < L; ++j) s[j] += Log ? double(gd[j]) : double(gd[j]) * double(yd[j]);
+  }
+  T st[kLanes];
+  for (int64_t j = 0; j < L; ++j) st[j] = T(s[j]);
+  for (int64_t d = 0; d < D; ++d) {
+    const T* gd = g + d * inner;
+    const T* yd = y + d * inner;
+    T* dd = dx + d * inner;
+    if (Log) {
+      for (int64_t j = 0; j < L; ++j) dd[j] = gd[j] - std::exp(yd[j]) * st[j];
+    } else {
+      for (int64_t j = 0; j < L; ++j) dd[j] = yd[j] * (gd[j] - st[j]);
+    }
+  }
+}
+
+// Work items are rows when D is the last dim (inner == 1), else blocks of kLanes inner
+// positions of one outer slice; f(offset of the item's first element, lanes in it).
+template <typename F>
+void for_softmax_items(int64_t outer, int64_t D, int64_t inner, F f) {
+  if (outer * D * inner == 0) return;
+  const int64_t blocks = ceil_div(inner, kLanes), items = outer * blocks;
+  auto item = [&](int64_t i) {
+    const int64_t o = i / blocks, j0 = (i % blocks) * kLanes;
+    f(o * D * inner + j0, std::min(kLanes, inner - j0));
+  };
+  if (outer * D * inner < kLibmGrain || max_threads() == 1 || items == 1) {
+    for (int64_t i = 0; i < items; ++i) item(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < items; ++i) item(i);
+}
+
+template <typename T, bool Log>
+void softmax_forward(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
+  for_softmax_items(outer, D, inner, [&](int64_t off, int64_t L) {
+    if (inner == 1) softmax_row<T, Log>(out + off, inp + off, D);
+    else softmax_lanes<T, Log>(out + off, inp + off, D, inner, L);
+  });
+}
+
+template <typename T, bool Log>
+void softmax_backward(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
+                      int64_t inner) {
+  for_softmax_items(outer, D, inner, [&](int64_t off, int64_t L) {
+    if (inner == 1) softmax_backward_row<T, Log>(dinp + off, dout + off, out + off, D);
+    else softmax_backward_lanes<T, Log>(dinp + off, dout + off, out + off, D, inner, L);
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void relu_forward_cpu(T* out, const T* inp, int64_t n) {
+  for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
+    // x < 0 rather than x > 0 so that NaN is kept.
+    for (int64_t i = i0; i < i1; ++i) out[i] = inp[i] < T(0) ? T(0) : inp[i];
+  });
+}
+
+template <typename T>
+void relu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n) {
+  for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
+    // PyTorch's threshold_backward: x <= 0 gives 0 (even for a NaN gradient), anything else,
+    // NaN included, passes the gradient.
+    for (int64_t i = i0; i < i1; ++i) {
+      const T g = dout[i];
+      dinp[i] = inp[i] <= T(0) ? T(0) : g;
+    }
+  });
+}
+
+template <typename T>
+void leaky_relu_forward_cpu(T* out, const T* inp, int64_t n, double negative_slope) {
+  const T s = T(negative_slope);
+  for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T x = inp[i];
+      out[i] = select(x > T(0), x, x * s);
+    }
+  });
+}
+
+template <typename T>
+void leaky_relu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n,
+                             double negative_slope) {
+  const T s = T(negative_slope);
+  for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T g = dout[i];
+      dinp[i] = select(inp[i] > T(0), g, g * s);
+    }
+  });
+}
+
+template <typename T>
+void elu_forward_cpu(T* out, const T* inp, int64_t n, double alpha) {
+  const T a = T(alpha);
+  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T x = inp[i];
+      out[i] = x > T(0) ? x : std::expm1(x) * a;
+    }
+  });
+}
+
+template <typename T>
+void elu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double alpha) {
+  const T a = T(alpha);
+  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+    // elu'(0) = alpha and elu'(NaN) = NaN, as PyTorch's vectorised elu_backward
+    // (is_result=False).
+    for (int64_t i = i0; i < i1; ++i) {
+      const T x = inp[i], g = dout[i];
+      dinp[i] = x > T(0) ? g : g * a * std::exp(x);
+    }
+  });
+}
+
+template <typename T>
+void sigmoid_forward_cpu(T* out, const T* inp, int64_t n) {
+  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = sigmoid(inp[i]);
+  });
+}
+
+template <typename T>
+void sigmoid_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64_t n) {
+  if (out) {
+    for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) dinp[i] = dout[i] * (T(1) - out[i]) * out[i];
+    });
+    return;
+  }
+  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T y = sigmoid(inp[i]);
+      dinp[i] = dout[i] * (T(1) - y) * y;
+    }
+  });
+}
+
+template <typename T>
+void tanh_forward_cpu(T* out, const T* inp, int64_t n) {
+  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = std::tanh(inp[i]);
+  });
+}
+
+template <typename T>
+void tanh_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64_t n) {
+  if (out) {
+    for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) dinp[i] = dout[i] * (T(1) - out[i] * out[i]);
+    });
+    return;
+  }
+  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T y = std::tanh(inp[i]);
+      dinp[i] = dout[i] * (T(1) - y * y);
+    }
+  });
+}
+
+template <typename T>
+void softplus_forward_cpu(T* out, const T* inp, int64_t n, double beta, double threshold) {
+  const T b = T(beta), t = T(threshold);
+  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+    // Above the threshold log1p(exp(x * beta)) / beta equals x to working precision.
+    for (int64_t i = i0; i < i1; ++i) {
+      const T x = inp[i];
+      out[i] = x * b > t ? x : std::log1p(std::exp(x * b)) / b;
+    }
+  });
+}
+
+template <typename T>
+void softplus_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double beta,
+                           double threshold) {
+  const T b = T(beta), t = T(threshold);
+  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T x = inp[i], g = dout[i];
+      if (x * b > t) {
+        dinp[i] = g;
+      } else {
+        const T z = std::exp(x * b);
+        dinp[i] = g * z / (z + T(1));
+      }
+    }
+  });
+}
+
+template <typename T>
+void softmax_forward_cpu(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
+  softmax_forward<T, false>(out, inp, outer, D, inner);
+}
+
+template <typename T>
+void softmax_backward_cpu(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
+                          int64_t inner) {
+  softmax_backward<T, false>(dinp, dout, out, outer, D, inner);
+}
+
+template <typename T>
+void log_softmax_forward_cpu(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
+  softmax_forward<T, true>(out, inp, outer, D, inner);
+}
+
+template <typename T>
+void log_softmax_backward_cpu(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
+                              int64_t inner) {
+  softmax_backward<T, true>(dinp, dout, out, outer, D, inner);
+}
+
+#define FC_INSTANTIATE(T)                                                                     \
+  template void relu_forward_cpu<T>(T*, const T*, int64_t);                                   \
+  template void relu_backward_cpu<T>(T*, const T*, const T*, int64_t);                        \
+  template void leaky_relu_forward_cpu<T>(T*, const T*, int64_t, double);                     \
+  template void leaky_relu_backward_cpu<T>(T*, const T*, const T*, int64_t, double);          \
+  template void elu_forward_cpu<T>(T*, const T*, int64_t, double);                            \
+  template void elu_backward_cpu<T>(T*, const T*, const T*, int64_t, double);                 \
+  template void sigmoid_forward_cpu<T>(T*, const T*, int64_t);                                \
+  template void sigmoid_backward_cpu<T>(T*, const T*, const T*, const T*, int64_t);           \
+  template void tanh_forward_cpu<T>(T*, const T*, int64_t);                                   \
+  template void tanh_backward_cpu<T>(T*, const T*, const T*, const T*, int64_t);              \
+  template void softplus_forward_cpu<T>(T*, const T*, int64_t, double, double);               \
+  template void softplus_backward_cpu<T>(T*, const T*, const T*, int64_t, double, double);    \
+  template void softmax_forward_cpu<T>(T*, const T*, int64_t, int64_t, int64_t);              \
+  template void softmax_backward_cpu<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);   \
+  template void log_softmax_forward_cpu<T>(T*, const T*, int64_t, int64_t, int64_t);          \
+  template void log_softmax_backward_cpu<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+#undef FC_INSTANTIATE
+
+}  // namespace fc
