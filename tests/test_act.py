@@ -146,6 +146,38 @@ def test_act_noncontiguous(op):
     assert_matches(df(gs, xs, **kw), dref(gs, xs, **kw), np.float64, f"{op} backward")
 
 
+def _sweep32():
+    """float32 values over the whole useful range of the exp-based ops, both signs."""
+    mags = np.concatenate([np.linspace(0, 110, 400001), np.logspace(-38, 0, 2001)])
+    return np.concatenate([mags, -mags]).astype(np.float32)
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh", "elu", "elu_backward", "softplus_backward"])
+def test_act_float32_elementwise_relative_accuracy(op):
+    """float32 results within a few ulp of the float64 reference element by element (not just
+    relative to the largest value); results below the smallest normal float32 may flush to 0,
+    as PyTorch's 1 / (1 + exp(-x)) does. (sigmoid's and tanh's backward are left out: their
+    formula, PyTorch's, cancels in 1 - y.)"""
+    x = _sweep32()
+    g = np.ones_like(x)
+    calls = {
+        "sigmoid": (lambda: F.sigmoid(x), lambda: R.sigmoid_ref(x)),
+        "tanh": (lambda: F.tanh(x), lambda: R.tanh_ref(x)),
+        "elu": (lambda: F.elu(x, 1.5), lambda: R.elu_ref(x, 1.5)),
+        "elu_backward": (lambda: F.elu_backward(g, x, 1.5), lambda: R.elu_backward_ref(g, x, 1.5)),
+        "softplus_backward": (lambda: F.softplus_backward(g, x, 1.0, 200.0),
+                              lambda: R.softplus_backward_ref(g, x, 1.0, 200.0)),
+    }
+    got, want = calls[op]
+    a, e = got().astype(np.float64), want()
+    tiny = float(np.finfo(np.float32).tiny)
+    bound = np.where(np.abs(e) < tiny, tiny, 8 * float(np.finfo(np.float32).eps) * np.abs(e))
+    bad = np.abs(a - e) > bound
+    assert not bad.any(), (
+        f"{op}: {int(bad.sum())} elements off, e.g. x={x[bad][:3]}, got {a[bad][:3]}, "
+        f"want {e[bad][:3]}")
+
+
 INPLACE = ["relu", "leaky_relu", "elu"]
 
 

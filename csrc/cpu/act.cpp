@@ -1,8 +1,8 @@
 // Activations and softmax on the CPU. Elementwise loops are split into contiguous chunks that
 // OpenMP spreads over threads only above a size threshold (small arrays do not pay the fork).
-// Selects are written so gcc -O3 vectorises them without -ffast-math; loops that call libm
-// (exp, expm1, log1p, tanh) stay scalar. Scalar arguments are rounded to T first, as PyTorch
-// does, and float32 softmax sums are accumulated in double.
+// Selects and float32 exp/expm1/tanh are written so gcc -O3 vectorises the loops without
+// -ffast-math; float64 and log1p (softplus forward) call libm. Scalar arguments are rounded to
+// T first, as PyTorch does, and float32 softmax sums are accumulated in double.
 #include "act.h"
 
 #include <algorithm>
@@ -39,8 +39,6 @@ template <typename T> struct Bits;
 template <> struct Bits<float> { using U = uint32_t; };
 template <> struct Bits<double> { using U = uint64_t; };
 
-// c ? a : b on the bit patterns: gcc will not if-convert `c ? a : a * s` (the product might
-// trap under the default -ftrapping-math), but it vectorises this mask blend.
 template <typename T>
 inline T select(bool c, T a, T b) {
   using U = typename Bits<T>::U;
@@ -54,31 +52,125 @@ inline T select(bool c, T a, T b) {
   return out;
 }
 
+// 2^n for n in [-126, 127], built from its bit pattern.
+inline float pow2i(int32_t n) {
+  const uint32_t u = uint32_t(n + 127) << 23;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// exp, expm1 and tanh: libm for double; for float, branch-free Cephes-style versions (within
+// 2 ulp of the exact result, NaN/Inf/overflow/subnormals as libm) that gcc vectorises, where
+// a libm call would keep the whole loop scalar.
+inline double exp_of(double x) { return std::exp(x); }
+inline double expm1_of(double x) { return std::expm1(x); }
+inline double tanh_of(double x) { return std::tanh(x); }
+
+inline float exp_of(float x) {
+  constexpr float hi = 88.72283935546875f, lo = -103.97208404541015625f;
+  float xc = select(x < lo, lo, x);
+  xc = select(xc > hi, hi, xc);
+  xc = select(x != x, 0.0f, xc);
+  // round(xc / ln 2) by the 1.5 * 2^23 trick (exact for |v| < 2^22), then r = xc - n ln 2 in
+  // two parts so that r keeps full precision.
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * r * r + r + 1.0f;
+  const int32_t ni = int32_t(n), n1 = ni >> 1;
+  float y = e * pow2i(n1) * pow2i(ni - n1);
+  y = select(x > hi, std::numeric_limits<float>::infinity(), y);
+  y = select(x < lo, 0.0f, y);
+  return select(x != x, x, y);
+}
+
+inline float expm1_of(float x) {
+  float t = 1.0f / 3628800;
+  t = t * x + 1.0f / 362880;
+  t = t * x + 1.0f / 40320;
+  t = t * x + 1.0f / 5040;
+  t = t * x + 1.0f / 720;
+  t = t * x + 1.0f / 120;
+  t = t * x + 1.0f / 24;
+  t = t * x + 1.0f / 6;
+  t = t * x + 0.5f;
+  // Taylor series below 0.5 in magnitude, where exp(x) - 1 would cancel.
+  const float small = (t * x) * x + x;
+  const float big = exp_of(x) - 1.0f;
+  return select(x == 0.0f, x, select(std::fabs(x) < 0.5f, small, big));
+}
+
+inline float tanh_of(float x) {
+  const float a = std::fabs(x), z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = p * z * x + x;
+  const float big = 1.0f - 2.0f / (exp_of(2.0f * a) + 1.0f);
+  const float r = select(a < 0.625f, small, select(x < 0.0f, -big, big));
+  return select((x != x) | (x == 0.0f), x, r);
+}
+
 template <typename T>
-inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+inline T sigmoid(T x) { return T(1) / (T(1) + exp_of(-x)); }
 
 // Softmax over a strided dim handles this many inner positions per work item: the running
 // max and sum of each lane live in small arrays and the loops over lanes read contiguously.
 constexpr int64_t kLanes = 64;
 
+// sum(a[0:D]) in double with four interleaved partial sums: a fixed order, and short
+// dependency chains instead of one long one.
+template <typename T>
+double sum_of(const T* a, int64_t D) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t d = 0;
+  for (; d + 4 <= D; d += 4) {
+    s0 += a[d];
+    s1 += a[d + 1];
+    s2 += a[d + 2];
+    s3 += a[d + 3];
+  }
+  for (; d < D; ++d) s0 += a[d];
+  return (s0 + s1) + (s2 + s3);
+}
+
+template <typename T>
+double dot_of(const T* a, const T* b, int64_t D) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t d = 0;
+  for (; d + 4 <= D; d += 4) {
+    s0 += double(a[d]) * double(b[d]);
+    s1 += double(a[d + 1]) * double(b[d + 1]);
+    s2 += double(a[d + 2]) * double(b[d + 2]);
+    s3 += double(a[d + 3]) * double(b[d + 3]);
+  }
+  for (; d < D; ++d) s0 += double(a[d]) * double(b[d]);
+  return (s0 + s1) + (s2 + s3);
+}
+
+// One row (inner == 1). exp(x - m) goes through y first so that the exp loop vectorises apart
+// from the double sum.
 template <typename T, bool Log>
 void softmax_row(T* y, const T* x, int64_t D) {
   T m = -std::numeric_limits<T>::infinity();
   for (int64_t d = 0; d < D; ++d) m = x[d] > m ? x[d] : m;
   // A row of -inf (or one holding +inf or NaN) gives x - m = NaN, hence NaN out, as PyTorch.
-  double s = 0;
-  if (!Log) {
-    for (int64_t d = 0; d < D; ++d) {
-      const T e = std::exp(x[d] - m);
-      y[d] = e;
-      s += e;
-    }
-    const double inv = 1.0 / s;
-    for (int64_t d = 0; d < D; ++d) y[d] = T(y[d] * inv);
-  } else {
-    for (int64_t d = 0; d < D; ++d) s += std::exp(x[d] - m);
+  for (int64_t d = 0; d < D; ++d) y[d] = exp_of(x[d] - m);
+  const double s = sum_of(y, D);
+  if (Log) {
     const double ls = std::log(s);
     for (int64_t d = 0; d < D; ++d) y[d] = T((x[d] - m) - ls);
+  } else {
+    const double inv = 1.0 / s;
+    for (int64_t d = 0; d < D; ++d) y[d] = T(y[d] * inv);
   }
 }
 
@@ -97,7 +189,7 @@ void softmax_lanes(T* y, const T* x, int64_t D, int64_t inner, int64_t L) {
     const T* xd = x + d * inner;
     T* yd = y + d * inner;
     for (int64_t j = 0; j < L; ++j) {
-      const T e = std::exp(xd[j] - m[j]);
+      const T e = exp_of(xd[j] - m[j]);
       if (!Log) yd[j] = e;
       s[j] += e;
     }
@@ -117,14 +209,10 @@ void softmax_lanes(T* y, const T* x, int64_t D, int64_t inner, int64_t L) {
 // softmax: dx = y * (g - sum(g * y)); log_softmax: dx = g - exp(y) * sum(g).
 template <typename T, bool Log>
 void softmax_backward_row(T* dx, const T* g, const T* y, int64_t D) {
-  double s = 0;
+  const T st = T(Log ? sum_of(g, D) : dot_of(g, y, D));
   if (Log) {
-    for (int64_t d = 0; d < D; ++d) s += g[d];
-    const T st = T(s);
-    for (int64_t d = 0; d < D; ++d) dx[d] = g[d] - std::exp(y[d]) * st;
+    for (int64_t d = 0; d < D; ++d) dx[d] = g[d] - exp_of(y[d]) * st;
   } else {
-    for (int64_t d = 0; d < D; ++d) s += double(g[d]) * double(y[d]);
-    const T st = T(s);
     for (int64_t d = 0; d < D; ++d) dx[d] = y[d] * (g[d] - st);
   }
 }
@@ -145,7 +233,7 @@ void softmax_backward_lanes(T* dx, const T* g, const T* y, int64_t D, int64_t in
     const T* yd = y + d * inner;
     T* dd = dx + d * inner;
     if (Log) {
-      for (int64_t j = 0; j < L; ++j) dd[j] = gd[j] - std::exp(yd[j]) * st[j];
+      for (int64_t j = 0; j < L; ++j) dd[j] = gd[j] - exp_of(yd[j]) * st[j];
     } else {
       for (int64_t j = 0; j < L; ++j) dd[j] = yd[j] * (gd[j] - st[j]);
     }
@@ -238,7 +326,7 @@ void elu_forward_cpu(T* out, const T* inp, int64_t n, double alpha) {
   for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const T x = inp[i];
-      out[i] = x > T(0) ? x : std::expm1(x) * a;
+      out[i] = select(x > T(0), x, expm1_of(x) * a);
     }
   });
 }
@@ -251,7 +339,7 @@ void elu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double al
     // (is_result=False).
     for (int64_t i = i0; i < i1; ++i) {
       const T x = inp[i], g = dout[i];
-      dinp[i] = x > T(0) ? g : g * a * std::exp(x);
+      dinp[i] = select(x > T(0), g, g * a * exp_of(x));
     }
   });
 }
@@ -282,7 +370,7 @@ void sigmoid_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, in
 template <typename T>
 void tanh_forward_cpu(T* out, const T* inp, int64_t n) {
   for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) out[i] = std::tanh(inp[i]);
+    for (int64_t i = i0; i < i1; ++i) out[i] = tanh_of(inp[i]);
   });
 }
 
@@ -296,7 +384,7 @@ void tanh_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64
   }
   for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const T y = std::tanh(inp[i]);
+      const T y = tanh_of(inp[i]);
       dinp[i] = dout[i] * (T(1) - y * y);
     }
   });
@@ -321,12 +409,8 @@ void softplus_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, doub
   for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const T x = inp[i], g = dout[i];
-      if (x * b > t) {
-        dinp[i] = g;
-      } else {
-        const T z = std::exp(x * b);
-        dinp[i] = g * z / (z + T(1));
-      }
+      const T z = exp_of(x * b);
+      dinp[i] = select(x * b > t, g, g * z / (z + T(1)));
     }
   });
 }
