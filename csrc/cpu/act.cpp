@@ -16,9 +16,9 @@ namespace fc {
 namespace {
 
 // Below these sizes a loop runs on the calling thread: a memory-bound loop needs ~64K elements
-// to amortise waking the team, a loop that calls exp/tanh per element far fewer.
+// to amortise waking the team, a loop that evaluates exp/tanh per element fewer.
 constexpr int64_t kCheapGrain = int64_t(1) << 16;
-constexpr int64_t kLibmGrain = int64_t(1) << 12;
+constexpr int64_t kMathGrain = int64_t(1) << 14;
 
 // body(i0, i1) over [0, n): one call below grain, else one chunk per thread.
 template <typename F>
@@ -39,6 +39,9 @@ template <typename T> struct Bits;
 template <> struct Bits<float> { using U = uint32_t; };
 template <> struct Bits<double> { using U = uint64_t; };
 
+// c ? a : b as a bit-mask blend of two computed values: gcc will not if-convert
+// `c ? a : a * s` (under the default -ftrapping-math the product must not be speculated),
+// so such a ternary keeps its loop scalar, while this blend vectorises.
 template <typename T>
 inline T select(bool c, T a, T b) {
   using U = typename Bits<T>::U;
@@ -250,7 +253,7 @@ void for_softmax_items(int64_t outer, int64_t D, int64_t inner, F f) {
     const int64_t o = i / blocks, j0 = (i % blocks) * kLanes;
     f(o * D * inner + j0, std::min(kLanes, inner - j0));
   };
-  if (outer * D * inner < kLibmGrain || max_threads() == 1 || items == 1) {
+  if (outer * D * inner < kMathGrain || max_threads() == 1 || items == 1) {
     for (int64_t i = 0; i < items; ++i) item(i);
     return;
   }
@@ -323,7 +326,7 @@ void leaky_relu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n,
 template <typename T>
 void elu_forward_cpu(T* out, const T* inp, int64_t n, double alpha) {
   const T a = T(alpha);
-  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const T x = inp[i];
       out[i] = select(x > T(0), x, expm1_of(x) * a);
@@ -334,7 +337,7 @@ void elu_forward_cpu(T* out, const T* inp, int64_t n, double alpha) {
 template <typename T>
 void elu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double alpha) {
   const T a = T(alpha);
-  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
     // elu'(0) = alpha and elu'(NaN) = NaN, as PyTorch's vectorised elu_backward
     // (is_result=False).
     for (int64_t i = i0; i < i1; ++i) {
@@ -346,7 +349,7 @@ void elu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double al
 
 template <typename T>
 void sigmoid_forward_cpu(T* out, const T* inp, int64_t n) {
-  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) out[i] = sigmoid(inp[i]);
   });
 }
@@ -359,7 +362,7 @@ void sigmoid_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, in
     });
     return;
   }
-  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const T y = sigmoid(inp[i]);
       dinp[i] = dout[i] * (T(1) - y) * y;
@@ -369,7 +372,7 @@ void sigmoid_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, in
 
 template <typename T>
 void tanh_forward_cpu(T* out, const T* inp, int64_t n) {
-  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) out[i] = tanh_of(inp[i]);
   });
 }
@@ -382,7 +385,7 @@ void tanh_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64
     });
     return;
   }
-  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const T y = tanh_of(inp[i]);
       dinp[i] = dout[i] * (T(1) - y * y);
@@ -393,7 +396,7 @@ void tanh_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64
 template <typename T>
 void softplus_forward_cpu(T* out, const T* inp, int64_t n, double beta, double threshold) {
   const T b = T(beta), t = T(threshold);
-  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
     // Above the threshold log1p(exp(x * beta)) / beta equals x to working precision.
     for (int64_t i = i0; i < i1; ++i) {
       const T x = inp[i];
@@ -406,7 +409,7 @@ template <typename T>
 void softplus_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double beta,
                            double threshold) {
   const T b = T(beta), t = T(threshold);
-  for_chunks(n, kLibmGrain, [=](int64_t i0, int64_t i1) {
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const T x = inp[i], g = dout[i];
       const T z = exp_of(x * b);
