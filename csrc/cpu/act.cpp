@@ -35,6 +35,14 @@ void for_chunks(int64_t n, int64_t grain, F body) {
   for (int64_t c = 0; c < items; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
 }
 
+// The vector loops below need these helpers inlined; with the module's link-time optimisation
+// gcc otherwise may keep them as calls, and a call keeps a loop scalar.
+#if defined(__GNUC__)
+#define FC_INLINE inline __attribute__((always_inline))
+#else
+#define FC_INLINE inline
+#endif
+
 template <typename T> struct Bits;
 template <> struct Bits<float> { using U = uint32_t; };
 template <> struct Bits<double> { using U = uint64_t; };
@@ -43,7 +51,7 @@ template <> struct Bits<double> { using U = uint64_t; };
 // `c ? a : a * s` (under the default -ftrapping-math the product must not be speculated),
 // so such a ternary keeps its loop scalar, while this blend vectorises.
 template <typename T>
-inline T select(bool c, T a, T b) {
+FC_INLINE T select(bool c, T a, T b) {
   using U = typename Bits<T>::U;
   U ua, ub;
   std::memcpy(&ua, &a, sizeof(T));
@@ -56,7 +64,7 @@ inline T select(bool c, T a, T b) {
 }
 
 // 2^n for n in [-126, 127], built from its bit pattern.
-inline float pow2i(int32_t n) {
+FC_INLINE float pow2i(int32_t n) {
   const uint32_t u = uint32_t(n + 127) << 23;
   float f;
   std::memcpy(&f, &u, sizeof f);
@@ -66,11 +74,11 @@ inline float pow2i(int32_t n) {
 // exp, expm1 and tanh: libm for double; for float, branch-free Cephes-style versions (within
 // 2 ulp of the exact result, NaN/Inf/overflow/subnormals as libm) that gcc vectorises, where
 // a libm call would keep the whole loop scalar.
-inline double exp_of(double x) { return std::exp(x); }
-inline double expm1_of(double x) { return std::expm1(x); }
-inline double tanh_of(double x) { return std::tanh(x); }
+FC_INLINE double exp_of(double x) { return std::exp(x); }
+FC_INLINE double expm1_of(double x) { return std::expm1(x); }
+FC_INLINE double tanh_of(double x) { return std::tanh(x); }
 
-inline float exp_of(float x) {
+FC_INLINE float exp_of(float x) {
   constexpr float hi = 88.72283935546875f, lo = -103.97208404541015625f;
   float xc = select(x < lo, lo, x);
   xc = select(xc > hi, hi, xc);
@@ -93,7 +101,7 @@ inline float exp_of(float x) {
   return select(x != x, x, y);
 }
 
-inline float expm1_of(float x) {
+FC_INLINE float expm1_of(float x) {
   float t = 1.0f / 3628800;
   t = t * x + 1.0f / 362880;
   t = t * x + 1.0f / 40320;
@@ -109,7 +117,7 @@ inline float expm1_of(float x) {
   return select(x == 0.0f, x, select(std::fabs(x) < 0.5f, small, big));
 }
 
-inline float tanh_of(float x) {
+FC_INLINE float tanh_of(float x) {
   const float a = std::fabs(x), z = x * x;
   float p = -5.70498872745e-3f;
   p = p * z + 2.06390887954e-2f;
@@ -123,7 +131,7 @@ inline float tanh_of(float x) {
 }
 
 template <typename T>
-inline T sigmoid(T x) { return T(1) / (T(1) + exp_of(-x)); }
+FC_INLINE T sigmoid(T x) { return T(1) / (T(1) + exp_of(-x)); }
 
 // Softmax over a strided dim handles this many inner positions per work item: the running
 // max and sum of each lane live in small arrays and the loops over lanes read contiguously.
