@@ -446,3 +446,23 @@ def test_act_errors_softmax(name):
         df(np.ones((2, 3, 4), np.float32), x, 1)
     with pytest.raises(TypeError, match="output"):
         df(x, np.ones((2, 3, 4), np.int64), 1)
+
+
+def test_act_results_independent_of_thread_count():
+    import fastconv
+
+    x, g = _data((2, 64, 33, 17), np.float32, 95)
+    ops = [lambda: F.elu(x), lambda: F.tanh(x), lambda: F.leaky_relu_backward(g, x),
+           lambda: F.softmax(x, 1), lambda: F.log_softmax(x, 3),
+           lambda: F.softmax_backward(g, F.softmax(x, 2), 2)]
+    before = fastconv.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            fastconv.set_num_threads(n)
+            results.append([op() for op in ops])
+    finally:
+        fastconv.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)
