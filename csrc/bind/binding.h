@@ -54,5 +54,6 @@ void bind_optim(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_pool(py::module_& m);
+void bind_act(py::module_& m);
 
 }  // namespace fc::bind

@@ -99,4 +99,5 @@ PYBIND11_MODULE(_C, m) {
   fc::bind::bind_dense(m);
   fc::bind::bind_norm(m);
   fc::bind::bind_pool(m);
+  fc::bind::bind_act(m);
 }

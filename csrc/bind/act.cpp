@@ -1,0 +1,223 @@
+// Bindings of the activation family: elementwise activations (forward writes `out`, which is
+// the input itself for inplace=True), their backwards, and softmax/log_softmax along one dim.
+#include "bind/binding.h"
+
+#include "act.h"
+
+namespace fc::bind {
+namespace {
+
+// Forward: input and out of one dtype and shape; out is the input array when inplace.
+struct Unary {
+  Tensor x, out;
+};
+
+Unary unary(const char* op, py::handle out_, py::handle input) {
+  const bool inplace = out_.is(input);
+  Tensor x = view(input, op, "input", inplace);
+  if (inplace) return {x, x};
+  Tensor out = view(out_, op, "out", true);
+  same_dtype(out, x, op, "out", "input");
+  expect_shape(out, x.shape, op, "out");
+  return {x, out};
+}
+
+// Backward: grad_output like `ref` (the input, or the forward's output); grad_input like ref.
+Tensor grad_like(const char* op, py::handle dout_, const Tensor& ref, const char* ref_name) {
+  Tensor dout = view(dout_, op, "grad_output");
+  same_dtype(dout, ref, op, "grad_output", ref_name);
+  FC_CHECK(dout.shape == ref.shape, op, ": grad_output must have shape ", shape_str(ref.shape),
+           " (the shape of ", ref_name, "), got ", shape_str(dout.shape));
+  return dout;
+}
+
+Tensor grad_input(const char* op, py::handle dinp_, const Tensor& ref) {
+  Tensor dinp = view(dinp_, op, "grad_input", true);
+  same_dtype(dinp, ref, op, "grad_input", "input");
+  expect_shape(dinp, ref.shape, op, "grad_input");
+  return dinp;
+}
+
+// Elementwise ops with no scalar argument (relu, sigmoid, tanh).
+template <typename K>
+void forward0(const char* op, py::handle out_, py::handle input, K kernel) {
+  Unary u = unary(op, out_, input);
+  py::gil_scoped_release nogil;
+  dispatch(u.x.dtype, [&](auto t) {
+    using T = decltype(t);
+    kernel(u.out.data<T>(), u.x.data<T>(), u.x.numel());
+  });
+}
+
+// Softmax geometry: the array as [outer, D, inner] around dim; a 0-d array is one element.
+struct SoftmaxDims {
+  int64_t outer = 1, D = 1, inner = 1;
+};
+
+SoftmaxDims softmax_dims(const char* op, const Shape& shape, int64_t dim) {
+  const int64_t ndim = int64_t(shape.size()), lim = std::max<int64_t>(ndim, 1);
+  FC_CHECK(dim >= -lim && dim < lim, op, ": dim must be in [", -lim, ", ", lim - 1,
+           "] for an input of shape ", shape_str(shape), ", got ", dim);
+  SoftmaxDims s;
+  if (ndim == 0) return s;
+  if (dim < 0) dim += ndim;
+  for (int64_t i = 0; i < dim; ++i) s.outer *= shape[i];
+  s.D = shape[dim];
+  for (int64_t i = dim + 1; i < ndim; ++i) s.inner *= shape[i];
+  return s;
+}
+
+template <bool Log>
+void softmax_fwd(py::handle out_, py::handle input, int64_t dim) {
+  const char* op = Log ? "log_softmax" : "softmax";
+  Unary u = unary(op, out_, input);
+  const SoftmaxDims s = softmax_dims(op, u.x.shape, dim);
+  py::gil_scoped_release nogil;
+  dispatch(u.x.dtype, [&](auto t) {
+    using T = decltype(t);
+    if (Log) log_softmax_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), s.outer, s.D, s.inner);
+    else softmax_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), s.outer, s.D, s.inner);
+  });
+}
+
+template <bool Log>
+void softmax_bwd(py::handle dinp_, py::handle dout_, py::handle output, int64_t dim) {
+  const char* op = Log ? "log_softmax_backward" : "softmax_backward";
+  Tensor y = view(output, op, "output");
+  Tensor dout = grad_like(op, dout_, y, "output");
+  const SoftmaxDims s = softmax_dims(op, y.shape, dim);
+  Tensor dinp = grad_input(op, dinp_, y);
+  py::gil_scoped_release nogil;
+  dispatch(y.dtype, [&](auto t) {
+    using T = decltype(t);
+    if (Log) {
+      log_softmax_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), y.data<T>(), s.outer, s.D,
+                                  s.inner);
+    } else {
+      softmax_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), y.data<T>(), s.outer, s.D,
+                              s.inner);
+    }
+  });
+}
+
+}  // namespace
+
+void bind_act(py::module_& m) {
+  m.def("relu_forward", [](py::handle out, py::handle input) {
+    forward0("relu", out, input, [](auto* o, auto* x, int64_t n) { relu_forward_cpu(o, x, n); });
+  });
+  m.def("sigmoid_forward", [](py::handle out, py::handle input) {
+    forward0("sigmoid", out, input,
+             [](auto* o, auto* x, int64_t n) { sigmoid_forward_cpu(o, x, n); });
+  });
+  m.def("tanh_forward", [](py::handle out, py::handle input) {
+    forward0("tanh", out, input, [](auto* o, auto* x, int64_t n) { tanh_forward_cpu(o, x, n); });
+  });
+  m.def("leaky_relu_forward", [](py::handle out, py::handle input, double negative_slope) {
+    const char* op = "leaky_relu";
+    Unary u = unary(op, out, input);
+    py::gil_scoped_release nogil;
+    dispatch(u.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      leaky_relu_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), u.x.numel(), negative_slope);
+    });
+  });
+  m.def("elu_forward", [](py::handle out, py::handle input, double alpha) {
+    const char* op = "elu";
+    Unary u = unary(op, out, input);
+    py::gil_scoped_release nogil;
+    dispatch(u.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      elu_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), u.x.numel(), alpha);
+    });
+  });
+  m.def("softplus_forward", [](py::handle out, py::handle input, double beta, double threshold) {
+    const char* op = "softplus";
+    FC_CHECK(beta != 0, op, ": beta must be nonzero, got ", beta);
+    Unary u = unary(op, out, input);
+    py::gil_scoped_release nogil;
+    dispatch(u.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      softplus_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), u.x.numel(), beta, threshold);
+    });
+  });
+
+  m.def("relu_backward", [](py::handle dinp_, py::handle dout_, py::handle input) {
+    const char* op = "relu_backward";
+    Tensor x = view(input, op, "input"), dout = grad_like(op, dout_, x, "input");
+    Tensor dinp = grad_input(op, dinp_, x);
+    py::gil_scoped_release nogil;
+    dispatch(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      relu_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel());
+    });
+  });
+  m.def("leaky_relu_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
+                                  double negative_slope) {
+    const char* op = "leaky_relu_backward";
+    Tensor x = view(input, op, "input"), dout = grad_like(op, dout_, x, "input");
+    Tensor dinp = grad_input(op, dinp_, x);
+    py::gil_scoped_release nogil;
+    dispatch(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      leaky_relu_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(),
+                                 negative_slope);
+    });
+  });
+  m.def("elu_backward", [](py::handle dinp_, py::handle dout_, py::handle input, double alpha) {
+    const char* op = "elu_backward";
+    Tensor x = view(input, op, "input"), dout = grad_like(op, dout_, x, "input");
+    Tensor dinp = grad_input(op, dinp_, x);
+    py::gil_scoped_release nogil;
+    dispatch(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      elu_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(), alpha);
+    });
+  });
+  m.def("softplus_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
+                                double beta, double threshold) {
+    const char* op = "softplus_backward";
+    FC_CHECK(beta != 0, op, ": beta must be nonzero, got ", beta);
+    Tensor x = view(input, op, "input"), dout = grad_like(op, dout_, x, "input");
+    Tensor dinp = grad_input(op, dinp_, x);
+    py::gil_scoped_release nogil;
+    dispatch(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      softplus_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(), beta,
+                               threshold);
+    });
+  });
+  // sigmoid/tanh backward from the forward's output when given, else from the input.
+  for (const char* name : {"sigmoid_backward", "tanh_backward"}) {
+    const bool is_sigmoid = name[0] == 's';
+    m.def(name, [name, is_sigmoid](py::handle dinp_, py::handle dout_, py::handle input,
+                                   py::handle output) {
+      const char* op = name;
+      FC_CHECK(!input.is_none() || !output.is_none(), op, ": pass input or output=");
+      auto x = view_or_none(input, op, "input"), y = view_or_none(output, op, "output");
+      if (x && y) {
+        same_dtype(*y, *x, op, "output", "input");
+        expect_shape(*y, x->shape, op, "output");
+      }
+      const Tensor& ref = y ? *y : *x;
+      const char* ref_name = y ? "output" : "input";
+      Tensor dout = grad_like(op, dout_, ref, ref_name);
+      Tensor dinp = grad_input(op, dinp_, ref);
+      py::gil_scoped_release nogil;
+      dispatch(ref.dtype, [&](auto t) {
+        using T = decltype(t);
+        const T* yp = y ? y->data<T>() : nullptr;
+        const T* xp = y ? nullptr : x->data<T>();
+        if (is_sigmoid) sigmoid_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), yp, xp, ref.numel());
+        else tanh_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), yp, xp, ref.numel());
+      });
+    });
+  }
+
+  m.def("softmax_forward", &softmax_fwd<false>);
+  m.def("log_softmax_forward", &softmax_fwd<true>);
+  m.def("softmax_backward", &softmax_bwd<false>);
+  m.def("log_softmax_backward", &softmax_bwd<true>);
+}
+
+}  // namespace fc::bind

@@ -1,0 +1,230 @@
+"""Activations and softmax: relu, leaky_relu, elu, sigmoid, tanh, softplus, softmax and
+log_softmax, with torch.nn.functional's signatures, and their backwards.
+
+Elementwise ops take arrays of any shape (0-d included); non-contiguous inputs are copied,
+except with inplace=True, which writes into the input and so needs it writable and
+C-contiguous. Backward functions return the input gradient as a new array.
+"""
+
+import numbers
+
+import numpy as np
+
+from .._loader import _C
+from ._args import as_int
+
+__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "softmax",
+           "log_softmax", "relu_backward", "leaky_relu_backward", "elu_backward",
+           "sigmoid_backward", "tanh_backward", "softplus_backward", "softmax_backward",
+           "log_softmax_backward"]
+
+
+def _as_float(value, name, op):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def contiguous(x):
+    """x as a C-contiguous array (0-d stays 0-d, unlike np.ascontiguousarray); non-arrays
+    pass through for the extension to reject."""
+    return np.asarray(x, order="C") if isinstance(x, np.ndarray) else x
+
+
+def _like(x):
+    """A new array for a result shaped like x; None lets the extension reject a non-array x."""
+    return np.empty(x.shape, dtype=x.dtype) if isinstance(x, np.ndarray) else None
+
+
+def _forward(op, input, inplace):
+    """(input, out) of a forward: out is the input itself when inplace."""
+    if not isinstance(inplace, (bool, np.bool_)):
+        raise TypeError(f"{op}: inplace must be a bool, got {inplace!r}")
+    if inplace:
+        return input, input
+    input = contiguous(input)
+    return input, _like(input)
+
+
+def relu(input, inplace=False):
+    """max(input, 0) elementwise, as torch.nn.functional.relu; relu(NaN) is NaN."""
+    input, out = _forward("relu", input, inplace)
+    _C.relu_forward(out, input)
+    return out
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """input where input > 0, else input * negative_slope (torch.nn.functional.leaky_relu)."""
+    negative_slope = _as_float(negative_slope, "negative_slope", "leaky_relu")
+    input, out = _forward("leaky_relu", input, inplace)
+    _C.leaky_relu_forward(out, input, negative_slope)
+    return out
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """input where input > 0, else alpha * expm1(input) (torch.nn.functional.elu)."""
+    alpha = _as_float(alpha, "alpha", "elu")
+    input, out = _forward("elu", input, inplace)
+    _C.elu_forward(out, input, alpha)
+    return out
+
+
+def sigmoid(input):
+    """1 / (1 + exp(-input)), as torch.sigmoid."""
+    input = contiguous(input)
+    out = _like(input)
+    _C.sigmoid_forward(out, input)
+    return out
+
+
+def tanh(input):
+    """tanh(input), as torch.tanh."""
+    input = contiguous(input)
+    out = _like(input)
+    _C.tanh_forward(out, input)
+    return out
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """log1p(exp(beta * input)) / beta, and input itself where beta * input > threshold
+    (torch.nn.functional.softplus). beta must be nonzero."""
+    beta = _as_float(beta, "beta", "softplus")
+    threshold = _as_float(threshold, "threshold", "softplus")
+    input = contiguous(input)
+    out = _like(input)
+    _C.softplus_forward(out, input, beta, threshold)
+    return out
+
+
+def _dim(dim, op):
+    if dim is None:
+        raise TypeError(f"{op}: dim is required (PyTorch's implicit choice of dim is "
+                        f"deprecated); pass dim=")
+    return as_int(dim, "dim", op)
+
+
+def _cast(input, dtype, op):
+    """input cast to dtype (None: unchanged) before the op, like torch's dtype= argument."""
+    if dtype is not None:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype!r}") from None
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"{op}: dtype must be float32 or float64, got {dt}")
+        if isinstance(input, np.ndarray):
+            input = input.astype(dt, copy=False)
+    return contiguous(input)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """exp(input) / sum(exp(input)) along dim, as torch.nn.functional.softmax.
+
+    dim is required (any dim, negative counts from the end; a 0-d input takes dim 0 or -1).
+    dtype (a NumPy float dtype) casts the input first. Stable for any logits: the row maximum
+    is subtracted; -inf entries give 0 and a row of -inf gives NaN, as PyTorch. softmax_backward
+    takes this function's output. _stacklevel is accepted for signature compatibility.
+    """
+    input = _cast(input, dtype, "softmax")
+    dim = _dim(dim, "softmax")
+    out = _like(input)
+    _C.softmax_forward(out, input, dim)
+    return out
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """input - log(sum(exp(input))) along dim, as torch.nn.functional.log_softmax.
+
+    Arguments and edge cases as softmax; log_softmax_backward takes this function's output.
+    """
+    input = _cast(input, dtype, "log_softmax")
+    dim = _dim(dim, "log_softmax")
+    out = _like(input)
+    _C.log_softmax_forward(out, input, dim)
+    return out
+
+
+def relu_backward(grad_output, input):
+    """Gradient of relu: grad_output where input > 0, else 0 (relu'(0) = 0; a NaN input passes
+    the gradient, as PyTorch's threshold_backward)."""
+    grad_output, input = contiguous(grad_output), contiguous(input)
+    dinp = _like(input)
+    _C.relu_backward(dinp, grad_output, input)
+    return dinp
+
+
+def leaky_relu_backward(grad_output, input, negative_slope=0.01):
+    """Gradient of leaky_relu: grad_output where input > 0, else grad_output * negative_slope
+    (the slope at 0 is negative_slope, as PyTorch)."""
+    negative_slope = _as_float(negative_slope, "negative_slope", "leaky_relu_backward")
+    grad_output, input = contiguous(grad_output), contiguous(input)
+    dinp = _like(input)
+    _C.leaky_relu_backward(dinp, grad_output, input, negative_slope)
+    return dinp
+
+
+def elu_backward(grad_output, input, alpha=1.0):
+    """Gradient of elu from its input: grad_output where input > 0, else
+    grad_output * alpha * exp(input) (elu'(0) = alpha, as torch's elu_backward with
+    is_result=False)."""
+    alpha = _as_float(alpha, "alpha", "elu_backward")
+    grad_output, input = contiguous(grad_output), contiguous(input)
+    dinp = _like(input)
+    _C.elu_backward(dinp, grad_output, input, alpha)
+    return dinp
+
+
+def _from_output(op, grad_output, input, output):
+    grad_output, input, output = contiguous(grad_output), contiguous(input), contiguous(output)
+    dinp = _like(output if output is not None else input)
+    getattr(_C, op)(dinp, grad_output, input, output)
+    return dinp
+
+
+def sigmoid_backward(grad_output, input=None, *, output=None):
+    """Gradient of sigmoid: grad_output * (1 - y) * y.
+
+    y is recomputed from input; pass output=sigmoid(input) instead (input may then be None) to
+    skip the recomputation, which is what torch's sigmoid_backward and the nn layer do.
+    """
+    return _from_output("sigmoid_backward", grad_output, input, output)
+
+
+def tanh_backward(grad_output, input=None, *, output=None):
+    """Gradient of tanh: grad_output * (1 - y * y).
+
+    y is recomputed from input; pass output=tanh(input) instead (input may then be None) to
+    skip the recomputation, which is what torch's tanh_backward and the nn layer do.
+    """
+    return _from_output("tanh_backward", grad_output, input, output)
+
+
+def softplus_backward(grad_output, input, beta=1.0, threshold=20.0):
+    """Gradient of softplus: grad_output * z / (z + 1) with z = exp(beta * input), and
+    grad_output itself where beta * input > threshold."""
+    op = "softplus_backward"
+    beta, threshold = _as_float(beta, "beta", op), _as_float(threshold, "threshold", op)
+    grad_output, input = contiguous(grad_output), contiguous(input)
+    dinp = _like(input)
+    _C.softplus_backward(dinp, grad_output, input, beta, threshold)
+    return dinp
+
+
+def softmax_backward(grad_output, output, dim):
+    """Gradient of softmax from its OUTPUT y (as torch's _softmax_backward_data):
+    y * (grad_output - sum(grad_output * y, dim)). The result has output's dtype."""
+    dim = _dim(dim, "softmax_backward")
+    grad_output, output = contiguous(grad_output), contiguous(output)
+    dinp = _like(output)
+    _C.softmax_backward(dinp, grad_output, output, dim)
+    return dinp
+
+
+def log_softmax_backward(grad_output, output, dim):
+    """Gradient of log_softmax from its OUTPUT y (as torch's _log_softmax_backward_data):
+    grad_output - exp(y) * sum(grad_output, dim). The result has output's dtype."""
+    dim = _dim(dim, "log_softmax_backward")
+    grad_output, output = contiguous(grad_output), contiguous(output)
+    dinp = _like(output)
+    _C.log_softmax_backward(dinp, grad_output, output, dim)
+    return dinp

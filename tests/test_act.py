@@ -1,0 +1,468 @@
+"""fastconv.functional activations and softmax vs the NumPy reference (tests/reference_act.py).
+
+Expected values always come from the float64 reference, never from fastconv itself.
+"""
+
+import numpy as np
+import pytest
+
+import fastconv.functional as F
+from fastconv._loader import _C
+
+import reference_act as R
+from _util import assert_close, rtol_for
+
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+# 0-d, 1-d, odd sizes, batch 1, empty, and one shape above the OpenMP thresholds.
+SHAPES = [(), (1,), (7,), (3, 5), (1, 3, 5, 7), (2, 3, 5, 7), (0,), (2, 0, 3), (2, 64, 33, 17)]
+SHAPE_IDS = ["0d", "1", "7", "3x5", "batch1", "2x3x5x7", "empty", "empty_mid", "large"]
+
+# name: (forward, backward, reference forward, reference backward, op arguments)
+ELEMENTWISE = {
+    "relu": (F.relu, F.relu_backward, R.relu_ref, R.relu_backward_ref, {}),
+    "leaky_relu": (F.leaky_relu, F.leaky_relu_backward, R.leaky_relu_ref,
+                   R.leaky_relu_backward_ref, {"negative_slope": 0.2}),
+    "leaky_relu_default": (F.leaky_relu, F.leaky_relu_backward, R.leaky_relu_ref,
+                           R.leaky_relu_backward_ref, {}),
+    "elu": (F.elu, F.elu_backward, R.elu_ref, R.elu_backward_ref, {"alpha": 1.3}),
+    "elu_default": (F.elu, F.elu_backward, R.elu_ref, R.elu_backward_ref, {}),
+    "sigmoid": (F.sigmoid, F.sigmoid_backward, R.sigmoid_ref, R.sigmoid_backward_ref, {}),
+    "tanh": (F.tanh, F.tanh_backward, R.tanh_ref, R.tanh_backward_ref, {}),
+    "softplus": (F.softplus, F.softplus_backward, R.softplus_ref, R.softplus_backward_ref, {}),
+    # threshold 3 / beta 1.5: |x| up to ~9 crosses the identity switch at x = 2
+    "softplus_beta_threshold": (F.softplus, F.softplus_backward, R.softplus_ref,
+                                R.softplus_backward_ref, {"beta": 1.5, "threshold": 3.0}),
+}
+OPS = sorted(ELEMENTWISE)
+
+
+def assert_matches(actual, expected, dtype, what=""):
+    """assert_close on the finite entries; NaN and +-inf must sit at the same places."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    assert np.array_equal(np.isnan(actual), np.isnan(expected)), (
+        f"{what}: NaN at {np.argwhere(np.isnan(actual) != np.isnan(expected))[:5].tolist()}")
+    for sign in (1, -1):
+        assert np.array_equal(actual == sign * np.inf, expected == sign * np.inf), (
+            f"{what}: {sign:+d}inf mismatch: actual {actual[~np.isfinite(actual)][:5]} "
+            f"expected {expected[~np.isfinite(expected)][:5]}")
+    fin = np.isfinite(expected)
+    assert_close(actual[fin], expected[fin], rtol_for(dtype), what=what)
+
+
+def _data(shape, dtype, seed, scale=3.0):
+    """Normal values times scale with a few exact zeros (the kinks), and a grad_output."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(scale * rng.standard_normal(shape))
+    if x.size:
+        x.reshape(-1)[rng.integers(0, x.size, size=max(1, x.size // 10))] = 0.0
+    g = np.asarray(rng.standard_normal(shape))
+    return x.astype(dtype), g.astype(dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op", OPS)
+def test_act_forward(op, dtype, shape):
+    f, _, ref, _, kw = ELEMENTWISE[op]
+    x, _ = _data(shape, dtype, 10 + OPS.index(op))
+    x0 = x.copy()
+    out = f(x, **kw)
+    assert isinstance(out, np.ndarray) and out.dtype == dtype and out.shape == shape
+    assert out is not x
+    assert np.array_equal(x, x0), "input modified"
+    assert_matches(out, ref(x, **kw), dtype, f"{op} forward")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op", OPS)
+def test_act_backward(op, dtype, shape):
+    _, df, _, dref, kw = ELEMENTWISE[op]
+    x, g = _data(shape, dtype, 20 + OPS.index(op))
+    dx = df(g, x, **kw)
+    assert isinstance(dx, np.ndarray) and dx.dtype == dtype and dx.shape == shape
+    assert_matches(dx, dref(g, x, **kw), dtype, f"{op} backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
+def test_act_backward_from_output(op, dtype):
+    f, df, _, dref, _ = ELEMENTWISE[op]
+    x, g = _data((4, 33, 17), dtype, 30)
+    y = f(x)
+    assert_matches(df(g, output=y), dref(g, x), dtype, f"{op} backward from output")
+    assert_matches(df(g, x, output=y), dref(g, x), dtype, f"{op} backward input and output")
+
+
+def test_act_kinks():
+    """Derivative conventions at 0: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha."""
+    z, g = np.zeros(3), np.array([2.0, -1.0, 4.0])
+    assert np.array_equal(F.relu_backward(g, z), np.zeros(3))
+    assert np.array_equal(F.leaky_relu_backward(g, z, 0.25), 0.25 * g)
+    assert np.array_equal(F.elu_backward(g, z, 0.5), 0.5 * g)
+    assert np.array_equal(F.relu(np.array([-0.0, 0.0])), np.zeros(2))
+
+
+NONFINITE = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -100.0, 1e4, -1e4, 1.5, -1.5,
+                      30.0, -30.0, 1e-30, -1e-30, 88.0, -88.0, 710.0, -710.0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op", OPS)
+def test_act_nonfinite_and_extremes(op, dtype):
+    """NaN, +-inf and large |x| (no overflow to inf/NaN where the result is finite)."""
+    f, df, ref, dref, kw = ELEMENTWISE[op]
+    with np.errstate(over="ignore"):
+        x = np.tile(NONFINITE, 5).astype(dtype)
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    assert_matches(f(x, **kw), ref(x, **kw), dtype, f"{op} forward")
+    assert_matches(df(g, x, **kw), dref(g, x, **kw), dtype, f"{op} backward")
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "softplus"])
+def test_act_float32_stable_at_100(op):
+    f, df, ref, dref, _ = ELEMENTWISE[op]
+    x = np.array([-100.0, -50.0, 50.0, 100.0], dtype=np.float32)
+    out = f(x)
+    assert np.isfinite(out).all() and (out >= 0).all()
+    np.testing.assert_allclose(out[2:], ref(x[2:]), rtol=1e-6)
+    assert np.abs(out[:2] - ref(x[:2])).max() < 1e-20
+    dx = df(np.ones_like(x), x)
+    assert np.isfinite(dx).all()
+    assert np.abs(dx - dref(np.ones_like(x), x)).max() < 1e-6
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_act_noncontiguous(op):
+    f, df, ref, dref, kw = ELEMENTWISE[op]
+    x, g = _data((6, 10, 9), np.float64, 40)
+    xs, gs = x[:, ::2, 1:].transpose(2, 0, 1), g[::-1, 1::2, :8].transpose(2, 0, 1)
+    assert not xs.flags.c_contiguous
+    assert_matches(f(xs, **kw), ref(xs, **kw), np.float64, f"{op} forward")
+    assert_matches(df(gs, xs, **kw), dref(gs, xs, **kw), np.float64, f"{op} backward")
+
+
+def _sweep32():
+    """float32 values over the whole useful range of the exp-based ops, both signs."""
+    mags = np.concatenate([np.linspace(0, 110, 400001), np.logspace(-38, 0, 2001)])
+    return np.concatenate([mags, -mags]).astype(np.float32)
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh", "elu", "elu_backward", "softplus_backward"])
+def test_act_float32_elementwise_relative_accuracy(op):
+    """float32 results within a few ulp of the float64 reference element by element (not just
+    relative to the largest value); results below the smallest normal float32 may flush to 0,
+    as PyTorch's 1 / (1 + exp(-x)) does. (sigmoid's and tanh's backward are left out: their
+    formula, PyTorch's, cancels in 1 - y.)"""
+    x = _sweep32()
+    g = np.ones_like(x)
+    calls = {
+        "sigmoid": (lambda: F.sigmoid(x), lambda: R.sigmoid_ref(x)),
+        "tanh": (lambda: F.tanh(x), lambda: R.tanh_ref(x)),
+        "elu": (lambda: F.elu(x, 1.5), lambda: R.elu_ref(x, 1.5)),
+        "elu_backward": (lambda: F.elu_backward(g, x, 1.5), lambda: R.elu_backward_ref(g, x, 1.5)),
+        "softplus_backward": (lambda: F.softplus_backward(g, x, 1.0, 200.0),
+                              lambda: R.softplus_backward_ref(g, x, 1.0, 200.0)),
+    }
+    got, want = calls[op]
+    a, e = got().astype(np.float64), want()
+    tiny = float(np.finfo(np.float32).tiny)
+    bound = np.where(np.abs(e) < tiny, tiny, 8 * float(np.finfo(np.float32).eps) * np.abs(e))
+    bad = np.abs(a - e) > bound
+    assert not bad.any(), (
+        f"{op}: {int(bad.sum())} elements off, e.g. x={x[bad][:3]}, got {a[bad][:3]}, "
+        f"want {e[bad][:3]}")
+
+
+INPLACE = ["relu", "leaky_relu", "elu"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op", INPLACE)
+def test_act_inplace(op, dtype):
+    f, _, ref, _, kw = ELEMENTWISE[op]
+    x, _ = _data((3, 70, 400), dtype, 50)
+    expected = ref(x, **kw)
+    y = x.copy()
+    out = f(y, inplace=True, **kw)
+    assert out is y
+    assert_matches(y, expected, dtype, f"{op} inplace")
+    z = np.array(x[0, 0, 0])
+    assert f(z, inplace=True, **kw) is z
+    assert_matches(z, expected[0, 0, 0], dtype, f"{op} inplace 0-d")
+
+
+@pytest.mark.parametrize("op", INPLACE)
+def test_act_inplace_rejects(op):
+    f, _, _, _, kw = ELEMENTWISE[op]
+    x, _ = _data((4, 6), np.float64, 51)
+    view = x[:, ::2]
+    with pytest.raises(ValueError, match="input.*C-contiguous"):
+        f(view, inplace=True, **kw)
+    ro = x.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="input.*writable"):
+        f(ro, inplace=True, **kw)
+    with pytest.raises(TypeError, match="input"):
+        f(np.arange(4), inplace=True, **kw)
+    with pytest.raises(TypeError, match="inplace"):
+        f(x, inplace="yes", **kw)
+    assert np.array_equal(ro, x)
+
+
+# ---------------------------------------------------------------------------
+# every output element is written: call the kernels with NaN-poisoned outputs
+# ---------------------------------------------------------------------------
+
+def _poisoned(shape, dtype):
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+@pytest.mark.parametrize("shape", [(7,), (2, 64, 33, 17)], ids=["small", "large"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_act_kernels_write_every_element(dtype, shape):
+    x, g = _data(shape, dtype, 60)
+    y = _poisoned(shape, dtype)
+    calls = [
+        ("relu", lambda o: _C.relu_forward(o, x), R.relu_ref(x)),
+        ("leaky_relu", lambda o: _C.leaky_relu_forward(o, x, 0.1), R.leaky_relu_ref(x, 0.1)),
+        ("elu", lambda o: _C.elu_forward(o, x, 0.7), R.elu_ref(x, 0.7)),
+        ("sigmoid", lambda o: _C.sigmoid_forward(o, x), R.sigmoid_ref(x)),
+        ("tanh", lambda o: _C.tanh_forward(o, x), R.tanh_ref(x)),
+        ("softplus", lambda o: _C.softplus_forward(o, x, 2.0, 5.0), R.softplus_ref(x, 2.0, 5.0)),
+        ("relu_backward", lambda o: _C.relu_backward(o, g, x), R.relu_backward_ref(g, x)),
+        ("leaky_relu_backward", lambda o: _C.leaky_relu_backward(o, g, x, 0.1),
+         R.leaky_relu_backward_ref(g, x, 0.1)),
+        ("elu_backward", lambda o: _C.elu_backward(o, g, x, 0.7), R.elu_backward_ref(g, x, 0.7)),
+        ("sigmoid_backward", lambda o: _C.sigmoid_backward(o, g, x, None),
+         R.sigmoid_backward_ref(g, x)),
+        ("tanh_backward", lambda o: _C.tanh_backward(o, g, x, None), R.tanh_backward_ref(g, x)),
+        ("softplus_backward", lambda o: _C.softplus_backward(o, g, x, 2.0, 5.0),
+         R.softplus_backward_ref(g, x, 2.0, 5.0)),
+    ]
+    for name, call, expected in calls:
+        out = _poisoned(shape, dtype)
+        call(out)
+        assert_close(out, expected, rtol_for(dtype), what=name)
+    for dim in range(len(shape)):
+        for log in (False, True):
+            name = "log_softmax" if log else "softmax"
+            out = _poisoned(shape, dtype)
+            getattr(_C, f"{name}_forward")(out, x, dim)
+            ref = (R.log_softmax_ref if log else R.softmax_ref)(x, dim)
+            assert_close(out, ref, rtol_for(dtype), what=f"{name} dim {dim}")
+            dout = _poisoned(shape, dtype)
+            getattr(_C, f"{name}_backward")(dout, g, out, dim)
+            dref = (R.log_softmax_backward_ref if log else R.softmax_backward_ref)(g, out, dim)
+            assert_close(dout, dref, rtol_for(dtype, shape[dim]), what=f"{name}_backward {dim}")
+    assert np.isnan(y).all()
+
+
+# ---------------------------------------------------------------------------
+# softmax / log_softmax
+# ---------------------------------------------------------------------------
+
+SOFTMAX = {
+    "softmax": (F.softmax, F.softmax_backward, R.softmax_ref, R.softmax_backward_ref),
+    "log_softmax": (F.log_softmax, F.log_softmax_backward, R.log_softmax_ref,
+                    R.log_softmax_backward_ref),
+}
+
+# (shape, dim): every dim of (2, 3, 5, 7) with both signs, 0-d and 1-d, an inner extent that
+# is not a multiple of the kernel's lane block, and shapes above the OpenMP threshold.
+SOFTMAX_CASES = ([((2, 3, 5, 7), d) for d in range(-4, 4)]
+                 + [((), 0), ((), -1), ((1,), 0), ((9,), -1), ((3, 5, 130), 1), ((1, 4, 1), 1),
+                    ((4, 1), 1), ((64, 100, 16), 1), ((300, 257), 1), ((300, 257), 0),
+                    ((2, 0, 3), 2), ((2, 0, 3), 1)])
+SOFTMAX_IDS = [f"{'x'.join(map(str, s)) or '0d'}-dim{d}" for s, d in SOFTMAX_CASES]
+
+
+@pytest.mark.parametrize("shape,dim", SOFTMAX_CASES, ids=SOFTMAX_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", sorted(SOFTMAX))
+def test_act_softmax(name, dtype, shape, dim):
+    f, df, ref, dref = SOFTMAX[name]
+    rng = np.random.default_rng(70)
+    x = np.asarray(4 * rng.standard_normal(shape)).astype(dtype)
+    g = np.asarray(rng.standard_normal(shape)).astype(dtype)
+    x0 = x.copy()
+    y = f(x, dim)
+    assert isinstance(y, np.ndarray) and y.dtype == dtype and y.shape == shape
+    assert np.array_equal(x, x0)
+    D = shape[dim] if shape else 1
+    assert_close(y, ref(x, dim), rtol_for(dtype, D), what=f"{name} forward")
+    dx = df(g, y, dim)
+    assert dx.dtype == dtype and dx.shape == shape
+    assert_close(dx, dref(g, y, dim), rtol_for(dtype, D), what=f"{name} backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", sorted(SOFTMAX))
+def test_act_softmax_infinities(name, dtype):
+    f, df, ref, dref = SOFTMAX[name]
+    inf, nan = np.inf, np.nan
+    rows = np.array([[-inf, 1.0, 2.0, -inf], [-inf, -inf, -inf, -inf], [-inf, -inf, 3.0, -inf],
+                     [inf, 1.0, 2.0, 3.0], [nan, 1.0, 2.0, 3.0], [0.5, 1.0, 2.0, 3.0]],
+                    dtype=dtype)
+    for dim, x in [(1, rows), (0, np.ascontiguousarray(rows.T)), (1, rows.T[None])]:
+        assert_matches(f(x, dim), ref(x, dim), dtype, f"{name} dim {dim}")
+    y = f(rows[[0, 2, 5]], 1)
+    g = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
+    assert_matches(df(g, y, 1), dref(g, y, 1), dtype, f"{name} backward with -inf")
+
+
+@pytest.mark.parametrize("name", sorted(SOFTMAX))
+def test_act_softmax_float32_large_logits(name):
+    f, df, ref, dref = SOFTMAX[name]
+    rng = np.random.default_rng(80)
+    x = (rng.choice([-1e4, 1e4], size=(8, 50)) + rng.standard_normal((8, 50))).astype(np.float32)
+    x[3] = 1e4 + np.arange(50, dtype=np.float32)
+    y = f(x, 1)
+    assert np.isfinite(y).all()
+    assert_close(y, ref(x, 1), 1e-5, what=f"{name} forward")
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    assert_close(df(g, y, 1), dref(g, y, 1), 1e-5, what=f"{name} backward")
+
+
+@pytest.mark.parametrize("name", sorted(SOFTMAX))
+def test_act_softmax_dtype_and_noncontiguous(name):
+    f, _, ref, _ = SOFTMAX[name]
+    x32 = np.random.default_rng(90).standard_normal((5, 6, 7)).astype(np.float32)
+    y = f(x32, 1, dtype=np.float64)
+    assert y.dtype == np.float64
+    assert_close(y, ref(x32, 1), 1e-12)
+    assert f(x32, 1, dtype="float32").dtype == np.float32
+    xt = x32.astype(np.float64).transpose(2, 0, 1)[:, ::2]
+    assert_close(f(xt, -1), ref(xt, -1), 1e-12)
+    assert_close(f(x32.astype(np.float64), dim=2, _stacklevel=5), ref(x32, 2), 1e-12)
+
+
+def test_act_softmax_sums_to_one():
+    x = np.random.default_rng(91).standard_normal((3, 40, 5)) * 10
+    np.testing.assert_allclose(F.softmax(x, 1).sum(axis=1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(np.exp(F.log_softmax(x, 1)).sum(axis=1), 1.0, rtol=1e-13)
+
+
+# ---------------------------------------------------------------------------
+# argument validation: every rejection names the argument
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", OPS)
+def test_act_errors_elementwise(op):
+    f, df, _, _, kw = ELEMENTWISE[op]
+    x = np.ones((2, 3))
+    with pytest.raises(TypeError, match="input"):
+        f(np.arange(6).reshape(2, 3), **kw)
+    with pytest.raises(TypeError, match="input"):
+        f([1.0, 2.0], **kw)
+    with pytest.raises(TypeError, match="input"):
+        df(np.ones(3), np.arange(3), **kw)
+    with pytest.raises(ValueError, match=r"grad_output.*\(2, 3\).*\(3, 2\)"):
+        df(np.ones((3, 2)), x, **kw)
+    with pytest.raises(ValueError, match=r"grad_output.*\(2, 3\).*\(6,\)"):
+        df(np.ones(6), x, **kw)
+    with pytest.raises(TypeError, match="grad_output"):
+        df(np.ones((2, 3), np.float32), x, **kw)
+    with pytest.raises(TypeError, match="grad_output"):
+        df(None, x, **kw)
+
+
+@pytest.mark.parametrize("op,arg", [("leaky_relu", "negative_slope"), ("elu", "alpha"),
+                                    ("softplus", "beta"), ("softplus", "threshold")])
+@pytest.mark.parametrize("bad", ["0.1", None, True, [0.1], 1j])
+def test_act_errors_scalar_types(op, arg, bad):
+    f, df, _, _, _ = ELEMENTWISE[op]
+    x = np.ones(3)
+    with pytest.raises(TypeError, match=arg):
+        f(x, **{arg: bad})
+    with pytest.raises(TypeError, match=arg):
+        df(x, x, **{arg: bad})
+
+
+def test_act_scalar_types_accepted():
+    x = np.linspace(-2, 2, 9)
+    assert np.array_equal(F.leaky_relu(x, 1), F.leaky_relu(x, 1.0))
+    assert np.array_equal(F.elu(x, np.float32(0.5)), F.elu(x, 0.5))
+    assert np.array_equal(F.softplus(x, np.int64(2), 10), F.softplus(x, 2.0, 10.0))
+
+
+def test_act_errors_softplus_beta_zero():
+    x = np.ones(3)
+    with pytest.raises(ValueError, match="beta"):
+        F.softplus(x, beta=0)
+    with pytest.raises(ValueError, match="beta"):
+        F.softplus_backward(x, x, beta=0.0)
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
+def test_act_errors_backward_from_output(op):
+    df = ELEMENTWISE[op][1]
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="input or output"):
+        df(x)
+    with pytest.raises(ValueError, match="output"):
+        df(x, x, output=np.ones((3, 2)))
+    with pytest.raises(TypeError, match="output"):
+        df(x, x, output=np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"grad_output.*output"):
+        df(np.ones(6), output=x)
+
+
+@pytest.mark.parametrize("name", sorted(SOFTMAX))
+def test_act_errors_softmax(name):
+    f, df, _, _ = SOFTMAX[name]
+    x = np.ones((2, 3, 4))
+    for dim in (3, -4, 100):
+        with pytest.raises(ValueError, match=r"dim.*\[-3, 2\].*\(2, 3, 4\)"):
+            f(x, dim)
+        with pytest.raises(ValueError, match="dim"):
+            df(x, x, dim)
+    for dim in (1, -2):
+        with pytest.raises(ValueError, match="dim"):
+            f(np.array(1.0), dim)
+    with pytest.raises(TypeError, match="dim"):
+        f(x)
+    with pytest.raises(TypeError, match="dim"):
+        f(x, None)
+    with pytest.raises(TypeError, match="dim"):
+        f(x, 1.0)
+    with pytest.raises(TypeError, match="dim"):
+        df(x, x, None)
+    with pytest.raises(TypeError, match="dtype"):
+        f(x, 1, dtype=np.int64)
+    with pytest.raises(TypeError, match="dtype"):
+        f(x, 1, dtype=np.float16)
+    with pytest.raises(TypeError, match="dtype"):
+        f(x, 1, dtype="not a dtype")
+    with pytest.raises(TypeError, match="input"):
+        f(np.ones((2, 3), np.int32), 1)
+    with pytest.raises(ValueError, match=r"grad_output.*\(2, 3, 4\)"):
+        df(np.ones((2, 4, 3)), x, 1)
+    with pytest.raises(TypeError, match="grad_output"):
+        df(np.ones((2, 3, 4), np.float32), x, 1)
+    with pytest.raises(TypeError, match="output"):
+        df(x, np.ones((2, 3, 4), np.int64), 1)
+
+
+def test_act_results_independent_of_thread_count():
+    import fastconv
+
+    x, g = _data((2, 64, 33, 17), np.float32, 95)
+    ops = [lambda: F.elu(x), lambda: F.tanh(x), lambda: F.leaky_relu_backward(g, x),
+           lambda: F.softmax(x, 1), lambda: F.log_softmax(x, 3),
+           lambda: F.softmax_backward(g, F.softmax(x, 2), 2)]
+    before = fastconv.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            fastconv.set_num_threads(n)
+            results.append([op() for op in ops])
+    finally:
+        fastconv.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)
