@@ -6,29 +6,15 @@ except with inplace=True, which writes into the input and so needs it writable a
 C-contiguous. Backward functions return the input gradient as a new array.
 """
 
-import numbers
-
 import numpy as np
 
 from .._loader import _C
-from ._args import as_int
+from ._args import as_float, as_int, contiguous
 
 __all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "softmax",
            "log_softmax", "relu_backward", "leaky_relu_backward", "elu_backward",
            "sigmoid_backward", "tanh_backward", "softplus_backward", "softmax_backward",
            "log_softmax_backward"]
-
-
-def _as_float(value, name, op):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
-    return float(value)
-
-
-def contiguous(x):
-    """x as a C-contiguous array (0-d stays 0-d, unlike np.ascontiguousarray); non-arrays
-    pass through for the extension to reject."""
-    return np.asarray(x, order="C") if isinstance(x, np.ndarray) else x
 
 
 def _like(x):
@@ -55,7 +41,7 @@ def relu(input, inplace=False):
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """input where input > 0, else input * negative_slope (torch.nn.functional.leaky_relu)."""
-    negative_slope = _as_float(negative_slope, "negative_slope", "leaky_relu")
+    negative_slope = as_float(negative_slope, "negative_slope", "leaky_relu")
     input, out = _forward("leaky_relu", input, inplace)
     _C.leaky_relu_forward(out, input, negative_slope)
     return out
@@ -63,7 +49,7 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
 
 def elu(input, alpha=1.0, inplace=False):
     """input where input > 0, else alpha * expm1(input) (torch.nn.functional.elu)."""
-    alpha = _as_float(alpha, "alpha", "elu")
+    alpha = as_float(alpha, "alpha", "elu")
     input, out = _forward("elu", input, inplace)
     _C.elu_forward(out, input, alpha)
     return out
@@ -88,8 +74,8 @@ def tanh(input):
 def softplus(input, beta=1.0, threshold=20.0):
     """log1p(exp(beta * input)) / beta, and input itself where beta * input > threshold
     (torch.nn.functional.softplus). beta must be nonzero."""
-    beta = _as_float(beta, "beta", "softplus")
-    threshold = _as_float(threshold, "threshold", "softplus")
+    beta = as_float(beta, "beta", "softplus")
+    threshold = as_float(threshold, "threshold", "softplus")
     input = contiguous(input)
     out = _like(input)
     _C.softplus_forward(out, input, beta, threshold)
@@ -156,7 +142,7 @@ def relu_backward(grad_output, input):
 def leaky_relu_backward(grad_output, input, negative_slope=0.01):
     """Gradient of leaky_relu: grad_output where input > 0, else grad_output * negative_slope
     (the slope at 0 is negative_slope, as PyTorch)."""
-    negative_slope = _as_float(negative_slope, "negative_slope", "leaky_relu_backward")
+    negative_slope = as_float(negative_slope, "negative_slope", "leaky_relu_backward")
     grad_output, input = contiguous(grad_output), contiguous(input)
     dinp = _like(input)
     _C.leaky_relu_backward(dinp, grad_output, input, negative_slope)
@@ -167,7 +153,7 @@ def elu_backward(grad_output, input, alpha=1.0):
     """Gradient of elu from its input: grad_output where input > 0, else
     grad_output * alpha * exp(input) (elu'(0) = alpha, as torch's elu_backward with
     is_result=False)."""
-    alpha = _as_float(alpha, "alpha", "elu_backward")
+    alpha = as_float(alpha, "alpha", "elu_backward")
     grad_output, input = contiguous(grad_output), contiguous(input)
     dinp = _like(input)
     _C.elu_backward(dinp, grad_output, input, alpha)
@@ -203,7 +189,7 @@ def softplus_backward(grad_output, input, beta=1.0, threshold=20.0):
     """Gradient of softplus: grad_output * z / (z + 1) with z = exp(beta * input), and
     grad_output itself where beta * input > threshold."""
     op = "softplus_backward"
-    beta, threshold = _as_float(beta, "beta", op), _as_float(threshold, "threshold", op)
+    beta, threshold = as_float(beta, "beta", op), as_float(threshold, "threshold", op)
     grad_output, input = contiguous(grad_output), contiguous(input)
     dinp = _like(input)
     _C.softplus_backward(dinp, grad_output, input, beta, threshold)

@@ -10,17 +10,49 @@ import numpy as np
 
 
 def contiguous(x):
-    return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
+    """x as a C-contiguous array, copied only when it is not one (0-d stays 0-d, unlike
+    np.ascontiguousarray); non-arrays pass through for the extension to reject by name."""
+    return np.asarray(x, order="C") if isinstance(x, np.ndarray) else x
+
+
+def ndarray(x, name, op):
+    """x as a C-contiguous ndarray; dtype and shape are checked by the extension."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__module__}."
+                        f"{type(x).__qualname__}")
+    return np.asarray(x, order="C")
 
 
 def as_array(x, ndim, layout, name, op):
     """x as a C-contiguous ndarray of `ndim` dimensions; dtypes are checked by the kernel."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__module__}."
-                        f"{type(x).__qualname__}")
+    x = ndarray(x, name, op)
     if x.ndim != ndim:
         raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    return x
+
+
+def as_float(value, name, op):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def as_mask(output_mask, op):
+    """output_mask of a backward: which of (input, weight, bias) gradients to compute."""
+    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
+            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
+        raise TypeError(f"{op}: output_mask must be a sequence of 3 bools, got {output_mask!r}")
+    return tuple(bool(m) for m in output_mask)
+
+
+def param_grads(need_weight, need_bias, weight_shape, bias_shape, dtype, grad_weight, grad_bias):
+    """Zeroed gradient arrays, or the caller's arrays for the kernel to accumulate into."""
+    dweight = dbias = None
+    if need_weight:
+        dweight = np.zeros(weight_shape, dtype=dtype) if grad_weight is None else grad_weight
+    if need_bias:
+        dbias = np.zeros(bias_shape, dtype=dtype) if grad_bias is None else grad_bias
+    return dweight, dbias
 
 
 def as_int(value, name, op):

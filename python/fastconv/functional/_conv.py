@@ -3,7 +3,7 @@
 import numpy as np
 
 from .._loader import _C
-from ._args import as_array, contiguous, as_int, as_pair, conv_padding
+from ._args import as_array, as_int, as_mask, as_pair, contiguous, conv_padding, param_grads
 
 __all__ = ["conv2d", "conv2d_backward", "unfold", "fold"]
 
@@ -29,14 +29,6 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return out
 
 
-def _mask(output_mask):
-    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
-            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
-        raise TypeError(
-            f"conv2d_backward: output_mask must be a sequence of 3 bools, got {output_mask!r}")
-    return tuple(bool(m) for m in output_mask)
-
-
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
                     output_mask=(True, True, True), *, grad_weight=None, grad_bias=None):
     """Gradients of conv2d with respect to its input, weight and bias.
@@ -47,16 +39,13 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     or grad_bias (K,) arrays are passed, the gradients are accumulated into them (+=) and they
     are returned: that is how a layer adds into its parameters' .grad without a temporary.
     """
-    need_input, need_weight, need_bias = _mask(output_mask)
     op = "conv2d_backward"
+    need_input, need_weight, need_bias = as_mask(output_mask, op)
     grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
     g = _conv2d_geometry(op, input, weight, stride, padding, dilation, groups)
     dinp = np.empty(g.in_shape, dtype=input.dtype) if need_input else None
-    dweight = dbias = None
-    if need_weight:
-        dweight = np.zeros(g.weight_shape, dtype=input.dtype) if grad_weight is None else grad_weight
-    if need_bias:
-        dbias = np.zeros((g.K,), dtype=input.dtype) if grad_bias is None else grad_bias
+    dweight, dbias = param_grads(need_weight, need_bias, g.weight_shape, (g.K,), input.dtype,
+                                 grad_weight, grad_bias)
     _C.conv2d_backward(dinp, dweight, dbias, grad_output, input, weight, g)
     return dinp, dweight, dbias
 

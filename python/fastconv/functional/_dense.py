@@ -8,35 +8,9 @@ transposed conv's input shape.
 import numpy as np
 
 from .._loader import _C
-from ._args import as_int, as_pair
+from ._args import as_int, as_mask, as_pair, contiguous, param_grads
 
 __all__ = ["linear", "linear_backward", "conv_transpose2d", "conv_transpose2d_backward"]
-
-
-def _contiguous(x):
-    """x, copied only when it is an ndarray that is not C-contiguous (0-d arrays stay 0-d,
-    unlike np.ascontiguousarray, so the extension sees the shape the caller passed)."""
-    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:
-        return np.ascontiguousarray(x)
-    return x
-
-
-def _mask(output_mask, op):
-    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
-            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
-        raise TypeError(f"{op}: output_mask must be a sequence of 3 bools, got {output_mask!r}")
-    return tuple(bool(m) for m in output_mask)
-
-
-def _param_grads(need_weight, need_bias, weight_shape, bias_shape, dtype, grad_weight,
-                 grad_bias):
-    """Zeroed gradient arrays, or the caller's arrays to accumulate into."""
-    dweight = dbias = None
-    if need_weight:
-        dweight = np.zeros(weight_shape, dtype=dtype) if grad_weight is None else grad_weight
-    if need_bias:
-        dbias = np.zeros(bias_shape, dtype=dtype) if grad_bias is None else grad_bias
-    return dweight, dbias
 
 
 def linear(input, weight, bias=None):
@@ -46,7 +20,7 @@ def linear(input, weight, bias=None):
     (out_features, in_features), bias (out_features,) or None -> (*, out_features), float32 or
     float64 throughout. Unlike torch, weight must be 2-D and bias 1-D.
     """
-    input, weight, bias = _contiguous(input), _contiguous(weight), _contiguous(bias)
+    input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
     shape = _C.linear_out_shape("linear", input, weight)
     out = np.empty(shape, dtype=input.dtype)
     _C.linear_forward(out, input, weight, bias)
@@ -64,11 +38,11 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True), 
     are accumulated into them (+=) and they are returned.
     """
     op = "linear_backward"
-    need_input, need_weight, need_bias = _mask(output_mask, op)
-    grad_output, input, weight = _contiguous(grad_output), _contiguous(input), _contiguous(weight)
+    need_input, need_weight, need_bias = as_mask(output_mask, op)
+    grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
     shape = _C.linear_out_shape(op, input, weight)
     dinp = np.empty(input.shape, dtype=input.dtype) if need_input else None
-    dweight, dbias = _param_grads(need_weight, need_bias, weight.shape, (shape[-1],), input.dtype,
+    dweight, dbias = param_grads(need_weight, need_bias, weight.shape, (shape[-1],), input.dtype,
                                   grad_weight, grad_bias)
     _C.linear_backward(dinp, dweight, dbias, grad_output, input, weight)
     return dinp, dweight, dbias
@@ -94,7 +68,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     be 4-D (no unbatched 3-D input), as for conv2d.
     """
     op = "conv_transpose2d"
-    input, weight, bias = _contiguous(input), _contiguous(weight), _contiguous(bias)
+    input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
     g = _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
                                    dilation)
     out = np.empty(g.in_shape, dtype=input.dtype)
@@ -113,12 +87,12 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     arrays are passed, the gradients are accumulated into them (+=) and they are returned.
     """
     op = "conv_transpose2d_backward"
-    need_input, need_weight, need_bias = _mask(output_mask, op)
-    grad_output, input, weight = _contiguous(grad_output), _contiguous(input), _contiguous(weight)
+    need_input, need_weight, need_bias = as_mask(output_mask, op)
+    grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
     g = _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
                                    dilation)
     dinp = np.empty(g.out_shape, dtype=input.dtype) if need_input else None
-    dweight, dbias = _param_grads(need_weight, need_bias, g.weight_shape, (g.C,), input.dtype,
+    dweight, dbias = param_grads(need_weight, need_bias, g.weight_shape, (g.C,), input.dtype,
                                   grad_weight, grad_bias)
     _C.conv_transpose2d_backward(dinp, dweight, dbias, grad_output, input, weight, g)
     return dinp, dweight, dbias

@@ -1,41 +1,18 @@
 """Normalisation and dropout: batch_norm, local_response_norm, dropout and their backwards."""
 
-import numbers
-
 import numpy as np
 
 from .. import _random
 from .._loader import _C
-from ._args import as_int, contiguous
+from ._args import as_float, as_int, as_mask, contiguous, ndarray
 
 __all__ = ["batch_norm", "batch_norm_backward", "local_response_norm",
            "local_response_norm_backward", "dropout", "dropout_backward"]
 
 
-def _as_float(value, name, op):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a float, got {value!r}")
-    return float(value)
-
-
-def _ndarray(x, name, op):
-    """x as a C-contiguous ndarray; its dtype and shape are checked by the extension."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__module__}."
-                        f"{type(x).__qualname__}")
-    return np.ascontiguousarray(x)
-
-
 def _channels(x):
     """C of an (N, C, *) array, 0 when x has too few dimensions (the extension says so)."""
     return x.shape[1] if x.ndim >= 2 else 0
-
-
-def _output_mask(output_mask, op):
-    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
-            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
-        raise TypeError(f"{op}: output_mask must be a sequence of 3 bools, got {output_mask!r}")
-    return tuple(bool(m) for m in output_mask)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -55,9 +32,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     the running mean and 1/sqrt(running_var + eps) otherwise.
     """
     op = "batch_norm"
-    input = _ndarray(input, "input", op)
+    input = ndarray(input, "input", op)
     weight, bias = contiguous(weight), contiguous(bias)
-    momentum, eps = _as_float(momentum, "momentum", op), _as_float(eps, "eps", op)
+    momentum, eps = as_float(momentum, "momentum", op), as_float(eps, "eps", op)
     training = bool(training)
     C = _channels(input)
     out = np.empty(input.shape, dtype=input.dtype)
@@ -89,8 +66,8 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd, trai
     them (+=) and they are returned.
     """
     op = "batch_norm_backward"
-    need_input, need_weight, need_bias = _output_mask(output_mask, op)
-    input = _ndarray(input, "input", op)
+    need_input, need_weight, need_bias = as_mask(output_mask, op)
+    input = ndarray(input, "input", op)
     grad_output, weight = contiguous(grad_output), contiguous(weight)
     save_mean, save_invstd = contiguous(save_mean), contiguous(save_invstd)
     C = _channels(input)
@@ -113,11 +90,11 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     before to (size - 1) // 2 after, zero beyond the edges (and still divided by size).
     """
     op = "local_response_norm"
-    input = _ndarray(input, "input", op)
+    input = ndarray(input, "input", op)
     size = as_int(size, "size", op)
     out = np.empty(input.shape, dtype=input.dtype)
-    _C.local_response_norm_forward(out, input, size, _as_float(alpha, "alpha", op),
-                                   _as_float(beta, "beta", op), _as_float(k, "k", op))
+    _C.local_response_norm_forward(out, input, size, as_float(alpha, "alpha", op),
+                                   as_float(beta, "beta", op), as_float(k, "k", op))
     return out
 
 
@@ -125,12 +102,12 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
     """Gradient of local_response_norm with respect to its input (the denominators are
     recomputed from input, so the forward saves nothing)."""
     op = "local_response_norm_backward"
-    input = _ndarray(input, "input", op)
+    input = ndarray(input, "input", op)
     size = as_int(size, "size", op)
     dinp = np.empty(input.shape, dtype=input.dtype)
     _C.local_response_norm_backward(dinp, contiguous(grad_output), input, size,
-                                    _as_float(alpha, "alpha", op), _as_float(beta, "beta", op),
-                                    _as_float(k, "k", op))
+                                    as_float(alpha, "alpha", op), as_float(beta, "beta", op),
+                                    as_float(k, "k", op))
     return dinp
 
 
@@ -149,13 +126,13 @@ def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, retur
     if not isinstance(input, np.ndarray):
         raise TypeError(f"{op}: input must be a numpy.ndarray, got {type(input).__module__}."
                         f"{type(input).__qualname__}")
-    p = _as_float(p, "p", op)
+    p = as_float(p, "p", op)
     training = bool(training)
     gen = _random.resolve(generator, op)
     seed = _random.draw_seed(gen, op) if training and 0 < p < 1 else 0
     mask = np.empty(input.shape, dtype=np.uint8) if return_mask else None
 
-    x = np.ascontiguousarray(input)
+    x = contiguous(input)
     out = x if inplace else np.empty(x.shape, dtype=x.dtype)
     _C.dropout_forward(out, mask, x, p, training, seed)
     if inplace and x is not input:
@@ -170,10 +147,10 @@ def dropout_backward(grad_output, mask, p):
     (uint8 or bool; any non-zero value counts as kept); grad_output * 0 when p = 1. A forward
     with training=False was the identity: its backward is this with p = 0."""
     op = "dropout_backward"
-    grad_output = _ndarray(grad_output, "grad_output", op)
+    grad_output = ndarray(grad_output, "grad_output", op)
     mask = contiguous(mask)
     if isinstance(mask, np.ndarray) and mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
     dinp = np.empty(grad_output.shape, dtype=grad_output.dtype)
-    _C.dropout_backward(dinp, grad_output, mask, _as_float(p, "p", op))
+    _C.dropout_backward(dinp, grad_output, mask, as_float(p, "p", op))
     return dinp
