@@ -50,5 +50,6 @@ T* ptr(const std::optional<Tensor>& t) { return t ? t->data<T>() : nullptr; }
 // One registration function per op family, called from the module definition.
 void bind_runtime(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_loss(py::module_& m);
 
 }  // namespace fc::bind

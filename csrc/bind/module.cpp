@@ -95,4 +95,5 @@ PYBIND11_MODULE(_C, m) {
   fc::blas::set_threads(1);
   fc::bind::bind_runtime(m);
   fc::bind::bind_conv(m);
+  fc::bind::bind_loss(m);
 }

@@ -7,5 +7,9 @@ Backward functions are named <op>_backward and take grad_output first.
 """
 
 from ._conv import conv2d, conv2d_backward, fold, unfold
+from ._loss import (cross_entropy, cross_entropy_backward, mse_loss, mse_loss_backward,
+                    multi_margin_loss, multi_margin_loss_backward)
 
-__all__ = ["conv2d", "conv2d_backward", "unfold", "fold"]
+__all__ = ["conv2d", "conv2d_backward", "unfold", "fold",
+           "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
+           "multi_margin_loss", "multi_margin_loss_backward"]

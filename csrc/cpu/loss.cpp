@@ -1,0 +1,329 @@
+// Losses on the CPU. Every op works on "items": rows of logits (one sample, or one spatial
+// position of one sample, whose C classes lie S elements apart). OpenMP splits the items once
+// the work passes kParallelWork elements. Reductions sum each fixed block of kBlock items in
+// double, then the blocks in order, so the result is the same for any thread count. The
+// arithmetic follows torch's formulas term by term, so NaN and +-Inf propagate as they do there.
+#include "loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu/parallel.h"
+
+namespace fc {
+namespace {
+
+constexpr int64_t kParallelWork = int64_t(1) << 15;  // elements below which one thread is faster
+constexpr int64_t kBlock = 256;                      // items per partial sum of a reduction
+
+// Sum of f(i) for i in [0, M): deterministic, see the file header. work = elements read.
+template <typename F>
+double ordered_sum(int64_t M, int64_t work, F f) {
+  const int64_t blocks = ceil_div(M, kBlock);
+  std::vector<double> part(blocks);
+#pragma omp parallel for schedule(static) if (work >= kParallelWork)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t i1 = std::min(M, (b + 1) * kBlock);
+    double s = 0;
+    for (int64_t i = b * kBlock; i < i1; ++i) s += f(i);
+    part[b] = s;
+  }
+  double s = 0;
+  for (double p : part) s += p;
+  return s;
+}
+
+// Runs f(i) for i in [0, M), in parallel when the work is large enough.
+template <typename F>
+void for_items(int64_t M, int64_t work, F f) {
+#pragma omp parallel for schedule(static) if (work >= kParallelWork)
+  for (int64_t i = 0; i < M; ++i) f(i);
+}
+
+// The log-sum-exp of one row x[c * st], c < C, as max + log(sum exp(x - max)): no overflow for
+// any finite logits. A row of -inf, or with +inf or NaN, gives NaN, as log_softmax does.
+template <typename T>
+struct LogSumExp {
+  T max;
+  double log_sum;
+  double value() const { return double(max) + log_sum; }
+  // softmax of one entry; x - max is exact for nearby values, so float32 keeps its precision
+  double prob(T x) const { return std::exp(double(x - max) - log_sum); }
+};
+
+template <typename T>
+LogSumExp<T> log_sum_exp(const T* x, int64_t C, int64_t st) {
+  T m = x[0];
+  for (int64_t c = 1; c < C; ++c) m = std::max(m, x[c * st]);
+  double s = 0;
+  for (int64_t c = 0; c < C; ++c) s += double(std::exp(x[c * st] - m));
+  return {m, std::log(s)};
+}
+
+// Item i of an [N, C, S] array: the first class of sample i / S at position i % S.
+template <typename T>
+T* item(T* base, int64_t i, int64_t C, int64_t S) {
+  return S == 1 ? base + i * C : base + (i / S) * C * S + i % S;
+}
+
+template <typename T>
+double weight_sum(const T* weight, int64_t C) {
+  if (!weight) return double(C);
+  double s = 0;
+  for (int64_t c = 0; c < C; ++c) s += double(weight[c]);
+  return s;
+}
+
+// The 'mean' divisor of index targets: the summed class weights of the non-ignored items.
+template <typename T>
+double target_weight(const int64_t* target, const T* weight, int64_t M, int64_t ignore_index) {
+  return ordered_sum(M, M, [&](int64_t i) {
+    const int64_t t = target[i];
+    return t == ignore_index ? 0.0 : weight ? double(weight[t]) : 1.0;
+  });
+}
+
+// Cross entropy of one item with class index t (not ignored):
+// (1 - eps) w_t (lse - x_t) + eps / C sum_c w_c (lse - x_c); the smoothing sum only for eps > 0.
+template <typename T>
+double ce_item(const T* x, int64_t C, int64_t st, int64_t t, const T* weight, double eps) {
+  const double lse = log_sum_exp(x, C, st).value();
+  const double wt = weight ? double(weight[t]) : 1.0;
+  const double nll = wt * (lse - double(x[t * st]));
+  if (!(eps > 0)) return nll;
+  double smooth = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    smooth += (weight ? double(weight[c]) : 1.0) * (lse - double(x[c * st]));
+  }
+  return (1 - eps) * nll + eps / double(C) * smooth;
+}
+
+// Cross entropy of one item with class probabilities y[c * st]:
+// -sum_c (x_c - lse) y'_c w_c, with y' = (1 - eps) y + eps / C.
+template <typename T>
+double ce_prob_item(const T* x, const T* y, int64_t C, int64_t st, const T* weight, double eps) {
+  const double lse = log_sum_exp(x, C, st).value();
+  double s = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    double yc = double(y[c * st]);
+    if (eps > 0) yc = yc * (1 - eps) + eps / double(C);
+    s += (double(x[c * st]) - lse) * yc * (weight ? double(weight[c]) : 1.0);
+  }
+  return -s;
+}
+
+// The upstream gradient of item i: dout[i] for 'none', else the scalar, divided by the mean's
+// divisor (0 / 0 and g / 0 give NaN and Inf, as in torch).
+template <typename T>
+double item_scale(const T* dout, int64_t i, Reduction r, double divisor) {
+  if (r == Reduction::none) return double(dout[i]);
+  return r == Reduction::mean ? double(dout[0]) / divisor : double(dout[0]);
+}
+
+template <typename T>
+void store_reduced(T* out, double total, Reduction r, double divisor) {
+  out[0] = T(r == Reduction::mean ? total / divisor : total);
+}
+
+}  // namespace
+
+template <typename T>
+void cross_entropy_forward_cpu(T* out, const T* inp, const int64_t* target, const T* weight,
+                               int64_t N, int64_t C, int64_t S, int64_t ignore_index,
+                               double label_smoothing, Reduction reduction) {
+  const int64_t M = N * S;
+  auto loss = [&](int64_t i) {
+    const int64_t t = target[i];
+    return t == ignore_index ? 0.0 : ce_item(item(inp, i, C, S), C, S, t, weight, label_smoothing);
+  };
+  if (reduction == Reduction::none) {
+    for_items(M, M * C, [&](int64_t i) { out[i] = T(loss(i)); });
+    return;
+  }
+  const double total = ordered_sum(M, M * C, loss);
+  store_reduced(out, total, reduction, target_weight(target, weight, M, ignore_index));
+}
+
+template <typename T>
+void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int64_t* target,
+                                const T* weight, int64_t N, int64_t C, int64_t S,
+                                int64_t ignore_index, double label_smoothing, Reduction reduction) {
+  const int64_t M = N * S;
+  const double eps = label_smoothing;
+  const double divisor =
+      reduction == Reduction::mean ? target_weight(target, weight, M, ignore_index) : 1.0;
+  const double wsum = weight_sum(weight, C);
+  for_items(M, M * C, [&](int64_t i) {
+    const T* x = item(inp, i, C, S);
+    T* dx = item(dinp, i, C, S);
+    const int64_t t = target[i];
+    // d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
+    // through log_softmax: dx_c = that - p_c * sum_c (that) = p_c (q + k sum w) - k w_c - q [c == t].
+    // Ignored items have q = k = 0, so their gradient is 0 (NaN where the logits are, as in torch).
+    double q = 0, k = 0;
+    if (t != ignore_index) {
+      const double s = item_scale(dout, i, reduction, divisor);
+      q = (1 - eps) * (weight ? double(weight[t]) : 1.0) * s;
+      k = eps / double(C) * s;
+    }
+    const LogSumExp<T> lse = log_sum_exp(x, C, S);
+    const bool smooth = eps > 0;
+    const double coef = smooth ? q + k * wsum : q;
+    for (int64_t c = 0; c < C; ++c) {
+      double d = lse.prob(x[c * S]) * coef;
+      if (smooth) d -= k * (weight ? double(weight[c]) : 1.0);
+      if (c == t) d -= q;
+      dx[c * S] = T(d);
+    }
+  });
+}
+
+template <typename T>
+void cross_entropy_prob_forward_cpu(T* out, const T* inp, const T* target, const T* weight,
+                                    int64_t N, int64_t C, int64_t S, double label_smoothing,
+                                    Reduction reduction) {
+  const int64_t M = N * S;
+  auto loss = [&](int64_t i) {
+    return ce_prob_item(item(inp, i, C, S), item(target, i, C, S), C, S, weight, label_smoothing);
+  };
+  if (reduction == Reduction::none) {
+    for_items(M, M * C, [&](int64_t i) { out[i] = T(loss(i)); });
+    return;
+  }
+  store_reduced(out, ordered_sum(M, M * C, loss), reduction, double(M));
+}
+
+template <typename T>
+void cross_entropy_prob_backward_cpu(T* dinp, const T* dout, const T* inp, const T* target,
+                                     const T* weight, int64_t N, int64_t C, int64_t S,
+                                     double label_smoothing, Reduction reduction) {
+  const int64_t M = N * S;
+  const double eps = label_smoothing;
+  for_items(M, M * C, [&](int64_t i) {
+    const T* x = item(inp, i, C, S);
+    const T* y = item(target, i, C, S);
+    T* dx = item(dinp, i, C, S);
+    const double s = item_scale(dout, i, reduction, double(M));
+    auto wy = [&](int64_t c) {
+      double yc = double(y[c * S]);
+      if (eps > 0) yc = yc * (1 - eps) + eps / double(C);
+      return (weight ? double(weight[c]) : 1.0) * yc;
+    };
+    // d loss / d logp_c = -s w_c y'_c; through log_softmax: dx_c = s (p_c sum_c w_c y'_c - w_c y'_c).
+    double b = 0;
+    for (int64_t c = 0; c < C; ++c) b += wy(c);
+    const LogSumExp<T> lse = log_sum_exp(x, C, S);
+    for (int64_t c = 0; c < C; ++c) dx[c * S] = T(s * (lse.prob(x[c * S]) * b - wy(c)));
+  });
+}
+
+template <typename T>
+void mse_loss_forward_cpu(T* out, const T* inp, const T* target, int64_t n, Reduction reduction) {
+  if (reduction == Reduction::none) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = inp[i] - target[i];
+      out[i] = d * d;
+    }
+    return;
+  }
+  // Blocks of kBlock * 64 elements: long enough for the vectorised sum, fixed for determinism.
+  constexpr int64_t B = kBlock * 64;
+  const double total = ordered_sum(ceil_div(n, B), n, [&](int64_t b) {
+    const int64_t i1 = std::min(n, (b + 1) * B);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = b * B; i < i1; ++i) {
+      const double d = double(inp[i]) - double(target[i]);
+      s += d * d;
+    }
+    return s;
+  });
+  store_reduced(out, total, reduction, double(n));
+}
+
+template <typename T>
+void mse_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const T* target, int64_t n,
+                           Reduction reduction) {
+  if (reduction == Reduction::none) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) dinp[i] = T(2) * (inp[i] - target[i]) * dout[i];
+    return;
+  }
+  const T scale = T((reduction == Reduction::mean ? 2.0 / double(n) : 2.0) * double(dout[0]));
+#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+  for (int64_t i = 0; i < n; ++i) dinp[i] = scale * (inp[i] - target[i]);
+}
+
+template <typename T>
+void multi_margin_loss_forward_cpu(T* out, const T* inp, const int64_t* target, const T* weight,
+                                   int64_t N, int64_t C, int p, double margin, Reduction reduction) {
+  const T m = T(margin);
+  auto loss = [&](int64_t n) {
+    const T* x = inp + n * C;
+    const int64_t y = target[n];
+    const double wy = weight ? double(weight[y]) : 1.0;
+    double s = 0;
+    for (int64_t i = 0; i < C; ++i) {
+      // z in the input's precision, as torch, so the hinge switches at the same inputs;
+      // z > 0 is false for NaN, which torch's hinge therefore ignores.
+      const T z = m - x[y] + x[i];
+      if (i != y && z > 0) s += (p == 1 ? double(z) : double(z) * double(z)) * wy;
+    }
+    return s / double(C);
+  };
+  if (reduction == Reduction::none) {
+    for_items(N, N * C, [&](int64_t n) { out[n] = T(loss(n)); });
+    return;
+  }
+  store_reduced(out, ordered_sum(N, N * C, loss), reduction, double(N));
+}
+
+template <typename T>
+void multi_margin_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const int64_t* target,
+                                    const T* weight, int64_t N, int64_t C, int p, double margin,
+                                    Reduction reduction) {
+  const T m = T(margin);
+  const double g = reduction == Reduction::mean ? 1.0 / (double(N) * double(C)) : 1.0 / double(C);
+  for_items(N, N * C, [&](int64_t n) {
+    const T* x = inp + n * C;
+    T* dx = dinp + n * C;
+    const int64_t y = target[n];
+    const double go = double(reduction == Reduction::none ? dout[n] : dout[0]);
+    const double wy = weight ? double(weight[y]) : 1.0;
+    double dy = 0;
+    for (int64_t i = 0; i < C; ++i) {
+      const T z = m - x[y] + x[i];
+      double h = 0;
+      if (i != y && z > 0) h = (p == 1 ? g : 2 * g * double(z)) * wy;
+      dy -= h;
+      dx[i] = T(h * go);
+    }
+    dx[y] = T(dy * go);
+  });
+}
+
+#define FC_INSTANTIATE(T)                                                                       \
+  template void cross_entropy_forward_cpu<T>(T*, const T*, const int64_t*, const T*, int64_t,   \
+                                             int64_t, int64_t, int64_t, double, Reduction);     \
+  template void cross_entropy_backward_cpu<T>(T*, const T*, const T*, const int64_t*, const T*, \
+                                              int64_t, int64_t, int64_t, int64_t, double,       \
+                                              Reduction);                                       \
+  template void cross_entropy_prob_forward_cpu<T>(T*, const T*, const T*, const T*, int64_t,    \
+                                                  int64_t, int64_t, double, Reduction);         \
+  template void cross_entropy_prob_backward_cpu<T>(T*, const T*, const T*, const T*, const T*,  \
+                                                   int64_t, int64_t, int64_t, double,           \
+                                                   Reduction);                                  \
+  template void mse_loss_forward_cpu<T>(T*, const T*, const T*, int64_t, Reduction);            \
+  template void mse_loss_backward_cpu<T>(T*, const T*, const T*, const T*, int64_t, Reduction); \
+  template void multi_margin_loss_forward_cpu<T>(T*, const T*, const int64_t*, const T*,        \
+                                                 int64_t, int64_t, int, double, Reduction);     \
+  template void multi_margin_loss_backward_cpu<T>(T*, const T*, const T*, const int64_t*,       \
+                                                  const T*, int64_t, int64_t, int, double,      \
+                                                  Reduction);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+#undef FC_INSTANTIATE
+
+}  // namespace fc
