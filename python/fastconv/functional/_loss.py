@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from .._loader import _C
-from ._args import as_int, contiguous
+from ._args import as_int
 
 __all__ = ["cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
            "multi_margin_loss", "multi_margin_loss_backward"]
@@ -29,6 +29,13 @@ def _reduction(size_average, reduce, reduction):
     warnings.warn(f"size_average and reduce args will be deprecated, please use "
                   f"reduction='{ret}' instead.", UserWarning, stacklevel=3)
     return ret
+
+
+def contiguous(x):
+    """x as a C-contiguous array; unlike np.ascontiguousarray, a 0-d array stays 0-d."""
+    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:
+        return np.ascontiguousarray(x)
+    return x
 
 
 def _as_float(value, name, op):
