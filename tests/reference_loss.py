@@ -82,24 +82,23 @@ def _targets(input, target, weight, ignore_index, label_smoothing):
 def cross_entropy_ref(input, target, weight=None, ignore_index=-100, reduction="mean",
                       label_smoothing=0.0):
     """torch.nn.functional.cross_entropy for class indices or class probabilities."""
+    shape = _loss_shape(np.shape(input))
     with np.errstate(all="ignore"):
         x, w, q, row_w, keep = _targets(input, target, weight, ignore_index, label_smoothing)
         logp = _log_softmax(x)
         if _is_prob(input, target):
-            per = -np.sum(logp * q * w, axis=1)
-            divisor = x.shape[0]
-        else:
-            t = as_rows(target, class_axis=False).astype(np.int64)
-            tt = np.where(keep, t, 0)
-            eps = float(label_smoothing)
-            nll = -w[tt] * logp[np.arange(len(t)), tt]
-            per = nll
-            if eps > 0:
-                # torch: (1 - eps) nll + eps / C * (-sum_c w_c logp_c), the sum only when eps > 0
-                per = (1 - eps) * nll + eps / x.shape[1] * -np.sum(logp * w, axis=1)
-            per = np.where(keep, per, 0.0)
-            divisor = np.sum(row_w)
-        return _reduce(per.reshape(_loss_shape(np.shape(input))), reduction, divisor)
+            return _reduce(-np.sum(logp * q * w, axis=1).reshape(shape), reduction, x.shape[0])
+        t = as_rows(target, class_axis=False).astype(np.int64)
+        tt = np.where(keep, t, 0)
+        eps = float(label_smoothing)
+        nll = np.where(keep, -w[tt] * logp[np.arange(len(t)), tt], 0.0).reshape(shape)
+        if not eps > 0:
+            return _reduce(nll, reduction, np.sum(row_w))
+        # torch reduces the two terms separately, then takes (1 - eps) nll + eps / C smooth
+        smooth = np.where(keep, -np.sum(logp * w, axis=1), 0.0).reshape(shape)
+        nll = _reduce(nll, reduction, np.sum(row_w))
+        smooth = _reduce(smooth, reduction, np.sum(row_w))
+        return (1 - eps) * nll + smooth * (eps / x.shape[1])
 
 
 def _row_scale(grad_output, reduction, M, divisor):

@@ -17,20 +17,21 @@ namespace {
 constexpr int64_t kParallelWork = int64_t(1) << 15;  // elements below which one thread is faster
 constexpr int64_t kBlock = 256;                      // items per partial sum of a reduction
 
-// Sum of f(i) for i in [0, M): deterministic, see the file header. work = elements read.
-template <typename F>
-double ordered_sum(int64_t M, int64_t work, F f) {
+// Sum of f(i) for i in [0, M) (V: double or a struct of doubles with +=): deterministic, see
+// the file header. work = elements read, for the parallel threshold.
+template <typename V, typename F>
+V ordered_sum(int64_t M, int64_t work, F f) {
   const int64_t blocks = ceil_div(M, kBlock);
-  std::vector<double> part(blocks);
+  std::vector<V> part(blocks);
 #pragma omp parallel for schedule(static) if (work >= kParallelWork)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i1 = std::min(M, (b + 1) * kBlock);
-    double s = 0;
+    V s{};
     for (int64_t i = b * kBlock; i < i1; ++i) s += f(i);
     part[b] = s;
   }
-  double s = 0;
-  for (double p : part) s += p;
+  V s{};
+  for (const V& p : part) s += p;
   return s;
 }
 
@@ -78,25 +79,39 @@ double weight_sum(const T* weight, int64_t C) {
 // The 'mean' divisor of index targets: the summed class weights of the non-ignored items.
 template <typename T>
 double target_weight(const int64_t* target, const T* weight, int64_t M, int64_t ignore_index) {
-  return ordered_sum(M, M, [&](int64_t i) {
+  return ordered_sum<double>(M, M, [&](int64_t i) {
     const int64_t t = target[i];
     return t == ignore_index ? 0.0 : weight ? double(weight[t]) : 1.0;
   });
 }
 
-// Cross entropy of one item with class index t (not ignored):
-// (1 - eps) w_t (lse - x_t) + eps / C sum_c w_c (lse - x_c); the smoothing sum only for eps > 0.
-template <typename T>
-double ce_item(const T* x, int64_t C, int64_t st, int64_t t, const T* weight, double eps) {
-  const double lse = log_sum_exp(x, C, st).value();
-  const double wt = weight ? double(weight[t]) : 1.0;
-  const double nll = wt * (lse - double(x[t * st]));
-  if (!(eps > 0)) return nll;
-  double smooth = 0;
-  for (int64_t c = 0; c < C; ++c) {
-    smooth += (weight ? double(weight[c]) : 1.0) * (lse - double(x[c * st]));
+// The two terms of torch's smoothed cross entropy, kept apart because torch reduces each before
+// combining them: loss = (1 - eps) nll + eps / C smooth ('mean': each divided by the weight sum).
+struct CeTerms {
+  double nll = 0, smooth = 0;
+  CeTerms& operator+=(const CeTerms& o) {
+    nll += o.nll;
+    smooth += o.smooth;
+    return *this;
   }
-  return (1 - eps) * nll + eps / double(C) * smooth;
+  double loss(double eps, int64_t C, double divisor = 1) const {
+    return eps > 0 ? (1 - eps) * (nll / divisor) + smooth / divisor * (eps / double(C)) : nll / divisor;
+  }
+};
+
+// One item with class index t (not ignored): nll = w_t (lse - x_t) and, only for eps > 0,
+// smooth = sum_c w_c (lse - x_c).
+template <typename T>
+CeTerms ce_item(const T* x, int64_t C, int64_t st, int64_t t, const T* weight, double eps) {
+  const double lse = log_sum_exp(x, C, st).value();
+  CeTerms r;
+  r.nll = (weight ? double(weight[t]) : 1.0) * (lse - double(x[t * st]));
+  if (eps > 0) {
+    for (int64_t c = 0; c < C; ++c) {
+      r.smooth += (weight ? double(weight[c]) : 1.0) * (lse - double(x[c * st]));
+    }
+  }
+  return r;
 }
 
 // Cross entropy of one item with class probabilities y[c * st]:
@@ -133,16 +148,19 @@ void cross_entropy_forward_cpu(T* out, const T* inp, const int64_t* target, cons
                                int64_t N, int64_t C, int64_t S, int64_t ignore_index,
                                double label_smoothing, Reduction reduction) {
   const int64_t M = N * S;
-  auto loss = [&](int64_t i) {
+  const double eps = label_smoothing;
+  auto terms = [&](int64_t i) {
     const int64_t t = target[i];
-    return t == ignore_index ? 0.0 : ce_item(item(inp, i, C, S), C, S, t, weight, label_smoothing);
+    return t == ignore_index ? CeTerms{} : ce_item(item(inp, i, C, S), C, S, t, weight, eps);
   };
   if (reduction == Reduction::none) {
-    for_items(M, M * C, [&](int64_t i) { out[i] = T(loss(i)); });
+    for_items(M, M * C, [&](int64_t i) { out[i] = T(terms(i).loss(eps, C)); });
     return;
   }
-  const double total = ordered_sum(M, M * C, loss);
-  store_reduced(out, total, reduction, target_weight(target, weight, M, ignore_index));
+  const CeTerms total = ordered_sum<CeTerms>(M, M * C, terms);
+  const double divisor =
+      reduction == Reduction::mean ? target_weight(target, weight, M, ignore_index) : 1.0;
+  out[0] = T(total.loss(eps, C, divisor));
 }
 
 template <typename T>
@@ -158,8 +176,8 @@ void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int6
     const T* x = item(inp, i, C, S);
     T* dx = item(dinp, i, C, S);
     const int64_t t = target[i];
-    // d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
-    // through log_softmax: dx_c = that - p_c * sum_c (that) = p_c (q + k sum w) - k w_c - q [c == t].
+    // a_c = d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
+    // through log_softmax: dx_c = a_c - p_c sum_c a_c, in torch's order, so C = 1 gives exactly 0.
     // Ignored items have q = k = 0, so their gradient is 0 (NaN where the logits are, as in torch).
     double q = 0, k = 0;
     if (t != ignore_index) {
@@ -169,12 +187,11 @@ void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int6
     }
     const LogSumExp<T> lse = log_sum_exp(x, C, S);
     const bool smooth = eps > 0;
-    const double coef = smooth ? q + k * wsum : q;
+    const double sum_a = smooth ? -(q + k * wsum) : -q;
     for (int64_t c = 0; c < C; ++c) {
-      double d = lse.prob(x[c * S]) * coef;
-      if (smooth) d -= k * (weight ? double(weight[c]) : 1.0);
-      if (c == t) d -= q;
-      dx[c * S] = T(d);
+      double a = smooth ? -(k * (weight ? double(weight[c]) : 1.0)) : 0.0;
+      if (c == t) a -= q;
+      dx[c * S] = T(a - lse.prob(x[c * S]) * sum_a);
     }
   });
 }
@@ -191,7 +208,7 @@ void cross_entropy_prob_forward_cpu(T* out, const T* inp, const T* target, const
     for_items(M, M * C, [&](int64_t i) { out[i] = T(loss(i)); });
     return;
   }
-  store_reduced(out, ordered_sum(M, M * C, loss), reduction, double(M));
+  store_reduced(out, ordered_sum<double>(M, M * C, loss), reduction, double(M));
 }
 
 template <typename T>
@@ -230,7 +247,7 @@ void mse_loss_forward_cpu(T* out, const T* inp, const T* target, int64_t n, Redu
   }
   // Blocks of kBlock * 64 elements: long enough for the vectorised sum, fixed for determinism.
   constexpr int64_t B = kBlock * 64;
-  const double total = ordered_sum(ceil_div(n, B), n, [&](int64_t b) {
+  const double total = ordered_sum<double>(ceil_div(n, B), n, [&](int64_t b) {
     const int64_t i1 = std::min(n, (b + 1) * B);
     double s = 0;
 #pragma omp simd reduction(+ : s)
@@ -277,7 +294,7 @@ void multi_margin_loss_forward_cpu(T* out, const T* inp, const int64_t* target, 
     for_items(N, N * C, [&](int64_t n) { out[n] = T(loss(n)); });
     return;
   }
-  store_reduced(out, ordered_sum(N, N * C, loss), reduction, double(N));
+  store_reduced(out, ordered_sum<double>(N, N * C, loss), reduction, double(N));
 }
 
 template <typename T>
