@@ -74,11 +74,16 @@ CE_SHAPES = [(8, 5), (1, 7), (4, 1), (5, 2), (6,), (3, 4, 7), (2, 3, 4, 5), (300
 CE_IDS = ["2d", "batch1", "C1", "C2", "unbatched", "3d", "4d", "parallel"]
 
 
+# (weighted, ignore_index, label_smoothing); with weights and -100, 30% of the targets are ignored
+CE_SETTINGS = [(False, -100, 0.0), (False, -100, 0.1), (True, -100, 0.0), (True, -100, 1.0),
+               (True, 1, 0.1)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
-@pytest.mark.parametrize("weighted,ignore_index", [(False, -100), (True, -100), (True, 1)],
-                         ids=["plain", "weight_ignore", "weight_ignore1"])
+@pytest.mark.parametrize("weighted,ignore_index,eps", CE_SETTINGS,
+                         ids=["plain", "plain_smooth", "weight_ignore", "weight_ignore_smooth1",
+                              "weight_ignore1_smooth"])
 @pytest.mark.parametrize("shape", CE_SHAPES, ids=CE_IDS)
 def test_loss_torch_cross_entropy(shape, weighted, ignore_index, eps, reduction, dtype):
     rng = np.random.default_rng(_seed(shape, weighted, ignore_index, eps))
@@ -93,8 +98,7 @@ def test_loss_torch_cross_entropy(shape, weighted, ignore_index, eps, reduction,
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("eps", [0.0, 0.2, 1.0])
-@pytest.mark.parametrize("weighted", [False, True], ids=["noweight", "weight"])
+@pytest.mark.parametrize("weighted,eps", [(False, 0.0), (True, 0.2), (True, 1.0)])
 @pytest.mark.parametrize("shape", [(6, 5), (1, 3), (7,), (2, 3, 4, 5)],
                          ids=["2d", "batch1", "unbatched", "4d"])
 def test_loss_torch_cross_entropy_probabilities(shape, weighted, eps, reduction, dtype):
