@@ -223,3 +223,10 @@ def test_loss_torch_multi_margin_edge_cases(reduction):
         x = np.array([[1.0, np.nan, 2.0], [0.0, np.inf, 1.0], [-np.inf, 0.0, 1.0],
                       [np.inf, 0.0, 1.0]], dtype)
         _check_margin(x, np.zeros(4, np.int64), 1, 1.0, None, reduction)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_loss_torch_cross_entropy_empty(reduction):
+    """No items: 'mean' is NaN, 'sum' 0, 'none' empty, the gradient empty."""
+    _check_ce(np.zeros((0, 4)), np.zeros(0, np.int64), None, reduction, 0.0)
+    _check_ce(np.zeros((2, 3, 0)), np.zeros((2, 0), np.int64), None, reduction, 0.1)

@@ -31,7 +31,7 @@ def _reduction(size_average, reduce, reduction):
     return ret
 
 
-def contiguous(x):
+def _contiguous(x):
     """x as a C-contiguous array; unlike np.ascontiguousarray, a 0-d array stays 0-d."""
     if isinstance(x, np.ndarray) and not x.flags.c_contiguous:
         return np.ascontiguousarray(x)
@@ -46,7 +46,7 @@ def _as_float(value, name, op):
 
 def _class_indices(target):
     """torch takes int64 (Long) or uint8 (Byte) class indices; the kernels read int64."""
-    target = contiguous(target)
+    target = _contiguous(target)
     if isinstance(target, np.ndarray) and target.dtype == np.uint8:
         return target.astype(np.int64)
     return target
@@ -56,7 +56,7 @@ def _grad_output(grad_output, input):
     """A Python number becomes a 0-d array of the input's dtype; arrays are checked as given."""
     if isinstance(grad_output, numbers.Real) and isinstance(input, np.ndarray):
         return np.asarray(grad_output, dtype=input.dtype)
-    return contiguous(grad_output)
+    return _contiguous(grad_output)
 
 
 def _dtype(input):
@@ -84,7 +84,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """
     op = "cross_entropy"
     reduction = _reduction(size_average, reduce, reduction)
-    input, weight = contiguous(input), contiguous(weight)
+    input, weight = _contiguous(input), _contiguous(weight)
     target = _class_indices(target)
     out = np.empty(_class_loss_shape(input, reduction), dtype=_dtype(input))
     _C.cross_entropy_forward(out, input, target, weight, as_int(ignore_index, "ignore_index", op),
@@ -100,7 +100,7 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
     With class-probability targets only the input gradient is computed, not the target's.
     """
     op = "cross_entropy_backward"
-    input, weight = contiguous(input), contiguous(weight)
+    input, weight = _contiguous(input), _contiguous(weight)
     target = _class_indices(target)
     grad_output = _grad_output(grad_output, input)
     dinp = np.empty(getattr(input, "shape", ()), dtype=_dtype(input))
@@ -117,7 +117,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     broadcasts), a different target shape is a ValueError.
     """
     reduction = _reduction(size_average, reduce, reduction)
-    input, target = contiguous(input), contiguous(target)
+    input, target = _contiguous(input), _contiguous(target)
     shape = getattr(input, "shape", ()) if reduction == "none" else ()
     out = np.empty(shape, dtype=_dtype(input))
     _C.mse_loss_forward(out, input, target, reduction)
@@ -127,7 +127,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
 def mse_loss_backward(grad_output, input, target, reduction="mean"):
     """Gradient of mse_loss with respect to input: 2 (input - target) grad_output (/ numel for
     "mean"). The gradient with respect to target is its negative."""
-    input, target = contiguous(input), contiguous(target)
+    input, target = _contiguous(input), _contiguous(target)
     grad_output = _grad_output(grad_output, input)
     dinp = np.empty(getattr(input, "shape", ()), dtype=_dtype(input))
     _C.mse_loss_backward(dinp, grad_output, input, target, reduction)
@@ -151,8 +151,8 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     """
     op = "multi_margin_loss"
     reduction = _reduction(size_average, reduce, reduction)
-    input, weight = contiguous(input), contiguous(weight)
-    target = contiguous(target)
+    input, weight = _contiguous(input), _contiguous(weight)
+    target = _contiguous(target)
     out = np.empty(_margin_loss_shape(target, reduction), dtype=_dtype(input))
     _C.multi_margin_loss_forward(out, input, target, as_int(p, "p", op),
                                  _as_float(margin, "margin", op), weight, reduction)
@@ -164,8 +164,8 @@ def multi_margin_loss_backward(grad_output, input, target, p=1, margin=1.0, weig
     """Gradient of multi_margin_loss with respect to input, same shape as input; the hinge's
     gradient at exactly margin - x[y] + x[i] == 0 is taken as 0, as torch does."""
     op = "multi_margin_loss_backward"
-    input, weight = contiguous(input), contiguous(weight)
-    target = contiguous(target)
+    input, weight = _contiguous(input), _contiguous(weight)
+    target = _contiguous(target)
     grad_output = _grad_output(grad_output, input)
     dinp = np.empty(getattr(input, "shape", ()), dtype=_dtype(input))
     _C.multi_margin_loss_backward(dinp, grad_output, input, target, as_int(p, "p", op),
