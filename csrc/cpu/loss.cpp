@@ -300,29 +300,29 @@ void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int6
       reduction == Reduction::mean ? target_weight(target, weight, M, ignore_index) : 1.0;
   const double wsum = weight_sum(weight, C);
   with_stride(S, [&](auto st) {
-  for_items(M, M * C, [&](int64_t i) {
-    const T* x = item(inp, i, C, S);
-    T* dx = item(dinp, i, C, S);
-    const int64_t t = target[i];
-    // a_c = d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
-    // through log_softmax: dx_c = a_c - p_c sum_c a_c, in torch's order, so C = 1 gives exactly 0.
-    // Ignored items have q = k = 0, so their gradient is 0 (NaN where the logits are, as in torch).
-    double q = 0, k = 0;
-    if (t != ignore_index) {
-      const double s = item_scale(dout, i, reduction, divisor);
-      q = (1 - eps) * (weight ? double(weight[t]) : 1.0) * s;
-      k = eps / double(C) * s;
-    }
-    const LogSumExp<T> lse = log_sum_exp(x, C, st);
-    const bool smooth = eps > 0;
-    const double sum_a = smooth ? -(q + k * wsum) : -q;
-    softmax_grad(dx, x, C, st, lse, T(sum_a), smooth ? T(k) : T(0), weight);
-    if (t != ignore_index) {
-      // the target's entry in double: with C = 1, a_t - 1 * sum_a is exactly 0, as in torch
-      const double a = -(k * (weight ? double(weight[t]) : 1.0)) - q;
-      dx[t * st] = T(a - double(lse.prob(x[t * st])) * sum_a);
-    }
-  });
+    for_items(M, M * C, [&](int64_t i) {
+      const T* x = item(inp, i, C, S);
+      T* dx = item(dinp, i, C, S);
+      const int64_t t = target[i];
+      // a_c = d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
+      // through log_softmax: dx_c = a_c - p_c sum_c a_c, in torch's order, so C = 1 gives exactly 0.
+      // Ignored items have q = k = 0, so their gradient is 0 (NaN where the logits are, as in torch).
+      double q = 0, k = 0;
+      if (t != ignore_index) {
+        const double s = item_scale(dout, i, reduction, divisor);
+        q = (1 - eps) * (weight ? double(weight[t]) : 1.0) * s;
+        k = eps / double(C) * s;
+      }
+      const LogSumExp<T> lse = log_sum_exp(x, C, st);
+      const bool smooth = eps > 0;
+      const double sum_a = smooth ? -(q + k * wsum) : -q;
+      softmax_grad(dx, x, C, st, lse, T(sum_a), smooth ? T(k) : T(0), weight);
+      if (t != ignore_index) {
+        // the target's entry in double: with C = 1, a_t - 1 * sum_a is exactly 0, as in torch
+        const double a = -(k * (weight ? double(weight[t]) : 1.0)) - q;
+        dx[t * st] = T(a - double(lse.prob(x[t * st])) * sum_a);
+      }
+    });
   });
 }
 
