@@ -55,5 +55,6 @@ void bind_dense(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_act(py::module_& m);
+void bind_loss(py::module_& m);
 
 }  // namespace fc::bind

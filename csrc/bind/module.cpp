@@ -100,4 +100,5 @@ PYBIND11_MODULE(_C, m) {
   fc::bind::bind_norm(m);
   fc::bind::bind_pool(m);
   fc::bind::bind_act(m);
+  fc::bind::bind_loss(m);
 }

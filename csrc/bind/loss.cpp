@@ -1,0 +1,276 @@
+// Bindings of the loss family: cross_entropy (class indices or probabilities), mse_loss and
+// multi_margin_loss, forward and backward. Shapes, dtypes, target values, label_smoothing, p
+// and the reduction string are all checked here, once; the kernels trust their arguments.
+#include "bind/binding.h"
+
+#include "loss.h"
+
+namespace fc::bind {
+namespace {
+
+Reduction reduction_of(const char* op, const std::string& s) {
+  if (s == "none") return Reduction::none;
+  if (s == "mean") return Reduction::mean;
+  FC_CHECK(s == "sum", op, ": reduction must be 'none', 'mean' or 'sum', got '", s, "'");
+  return Reduction::sum;
+}
+
+std::string index_str(int64_t flat, const Shape& shape) {
+  Shape idx(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    idx[d] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return shape_str(idx);
+}
+
+// Every class index in [0, C), except entries equal to ignore_index (when allowed).
+void check_targets(const Tensor& t, int64_t C, const char* op, bool has_ignore,
+                   int64_t ignore_index) {
+  const int64_t* v = t.data<int64_t>();
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) {
+    if ((v[i] < 0 || v[i] >= C) && !(has_ignore && v[i] == ignore_index)) {
+      throw std::invalid_argument(str(
+          op, ": target value ", v[i], " at index ", index_str(i, t.shape), " is out of range [0, ",
+          C, ")", has_ignore ? str(" and is not ignore_index (", ignore_index, ")") : ""));
+    }
+  }
+}
+
+void check_grad_output(const Tensor& dout, const Tensor& x, const Shape& loss_shape,
+                       Reduction r, const char* op) {
+  same_dtype(dout, x, op, "grad_output", "input");
+  FC_CHECK(dout.shape == loss_shape, op, ": grad_output must have shape ", shape_str(loss_shape),
+           r == Reduction::none ? " (the per-element loss)" : " (a scalar, for a reduced loss)",
+           ", got ", shape_str(dout.shape));
+}
+
+// cross_entropy's arguments, checked. Logits (C,), (N, C) or (N, C, d1, ...) are seen as
+// [N, C, S]; class-index targets have the logits' shape without C, probabilities the same shape.
+struct CrossEntropy {
+  Tensor x, target;
+  std::optional<Tensor> weight;
+  int64_t N = 1, C = 0, S = 1;
+  bool prob = false;
+  Reduction reduction = Reduction::mean;
+  Shape loss_shape;
+};
+
+CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle target,
+                                py::handle weight, int64_t ignore_index, double label_smoothing,
+                                const std::string& reduction) {
+  CrossEntropy a;
+  a.x = view(input, op, "input");
+  a.target = view(target, op, "target", false, kFloat | kInt64);
+  a.weight = view_or_none(weight, op, "weight");
+  a.reduction = reduction_of(op, reduction);
+  const Shape& xs = a.x.shape;
+  FC_CHECK(!xs.empty(), op, ": input must be (C,), (N, C) or (N, C, d1, ...) logits, got shape ",
+           shape_str(xs));
+  const bool batched = xs.size() >= 2;
+  a.C = xs[batched ? 1 : 0];
+  FC_CHECK(a.C >= 1, op, ": input must have at least one class, got shape ", shape_str(xs));
+  Shape per_item;  // the logits' shape without the class dimension
+  if (batched) {
+    a.N = xs[0];
+    per_item.push_back(xs[0]);
+    for (size_t d = 2; d < xs.size(); ++d) {
+      a.S *= xs[d];
+      per_item.push_back(xs[d]);
+    }
+  }
+  a.prob = a.target.dtype != DType::i64;
+  if (a.prob) {
+    same_dtype(a.target, a.x, op, "target", "input");
+    FC_CHECK(a.target.shape == xs, op, ": target of class probabilities must have the input's shape ",
+             shape_str(xs), ", got ", shape_str(a.target.shape));
+  } else {
+    FC_CHECK(a.target.shape == per_item, op, ": target of class indices must have shape ",
+             shape_str(per_item), " (input ", shape_str(xs), " without the class dimension), got ",
+             shape_str(a.target.shape));
+    check_targets(a.target, a.C, op, true, ignore_index);
+  }
+  if (a.weight) {
+    same_dtype(*a.weight, a.x, op, "weight", "input");
+    FC_CHECK(a.weight->shape == Shape{a.C}, op, ": weight must have shape ", shape_str({a.C}),
+             " (one per class), got ", shape_str(a.weight->shape));
+  }
+  FC_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, op,
+           ": label_smoothing must be in [0, 1], got ", label_smoothing);
+  if (a.reduction == Reduction::none) a.loss_shape = per_item;
+  return a;
+}
+
+void cross_entropy_forward(py::handle out_, py::handle input, py::handle target, py::handle weight,
+                           int64_t ignore_index, double label_smoothing, const std::string& reduction) {
+  const char* op = "cross_entropy";
+  CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index, label_smoothing, reduction);
+  Tensor out = view(out_, op, "out", true);
+  same_dtype(out, a.x, op, "out", "input");
+  expect_shape(out, a.loss_shape, op, "out");
+  py::gil_scoped_release nogil;
+  dispatch(a.x.dtype, [&](auto t) {
+    using T = decltype(t);
+    if (a.prob) {
+      cross_entropy_prob_forward_cpu<T>(out.data<T>(), a.x.data<T>(), a.target.data<T>(),
+                                        ptr<T>(a.weight), a.N, a.C, a.S, label_smoothing, a.reduction);
+    } else {
+      cross_entropy_forward_cpu<T>(out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
+                                   ptr<T>(a.weight), a.N, a.C, a.S, ignore_index, label_smoothing,
+                                   a.reduction);
+    }
+  });
+}
+
+void cross_entropy_backward(py::handle dinp_, py::handle dout_, py::handle input, py::handle target,
+                            py::handle weight, int64_t ignore_index, double label_smoothing,
+                            const std::string& reduction) {
+  const char* op = "cross_entropy_backward";
+  CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index, label_smoothing, reduction);
+  Tensor dout = view(dout_, op, "grad_output");
+  check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
+  Tensor dinp = view(dinp_, op, "grad_input", true);
+  same_dtype(dinp, a.x, op, "grad_input", "input");
+  expect_shape(dinp, a.x.shape, op, "grad_input");
+  py::gil_scoped_release nogil;
+  dispatch(a.x.dtype, [&](auto t) {
+    using T = decltype(t);
+    if (a.prob) {
+      cross_entropy_prob_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
+                                         a.target.data<T>(), ptr<T>(a.weight), a.N, a.C, a.S,
+                                         label_smoothing, a.reduction);
+    } else {
+      cross_entropy_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
+                                    a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S,
+                                    ignore_index, label_smoothing, a.reduction);
+    }
+  });
+}
+
+// mse_loss's arguments, checked: input and target of one shape and dtype (no broadcasting).
+struct Mse {
+  Tensor x, target;
+  Reduction reduction;
+  Shape loss_shape;
+};
+
+Mse mse_args(const char* op, py::handle input, py::handle target, const std::string& reduction) {
+  Mse a{view(input, op, "input"), view(target, op, "target"), reduction_of(op, reduction), {}};
+  same_dtype(a.target, a.x, op, "target", "input");
+  FC_CHECK(a.target.shape == a.x.shape, op, ": target must have the input's shape ",
+           shape_str(a.x.shape), " (fastconv does not broadcast), got ", shape_str(a.target.shape));
+  if (a.reduction == Reduction::none) a.loss_shape = a.x.shape;
+  return a;
+}
+
+void mse_loss_forward(py::handle out_, py::handle input, py::handle target,
+                      const std::string& reduction) {
+  const char* op = "mse_loss";
+  Mse a = mse_args(op, input, target, reduction);
+  Tensor out = view(out_, op, "out", true);
+  same_dtype(out, a.x, op, "out", "input");
+  expect_shape(out, a.loss_shape, op, "out");
+  py::gil_scoped_release nogil;
+  dispatch(a.x.dtype, [&](auto t) {
+    using T = decltype(t);
+    mse_loss_forward_cpu<T>(out.data<T>(), a.x.data<T>(), a.target.data<T>(), a.x.numel(), a.reduction);
+  });
+}
+
+void mse_loss_backward(py::handle dinp_, py::handle dout_, py::handle input, py::handle target,
+                       const std::string& reduction) {
+  const char* op = "mse_loss_backward";
+  Mse a = mse_args(op, input, target, reduction);
+  Tensor dout = view(dout_, op, "grad_output");
+  check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
+  Tensor dinp = view(dinp_, op, "grad_input", true);
+  same_dtype(dinp, a.x, op, "grad_input", "input");
+  expect_shape(dinp, a.x.shape, op, "grad_input");
+  py::gil_scoped_release nogil;
+  dispatch(a.x.dtype, [&](auto t) {
+    using T = decltype(t);
+    mse_loss_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<T>(),
+                             a.x.numel(), a.reduction);
+  });
+}
+
+// multi_margin_loss's arguments, checked: input (C,) or (N, C); target int64 with N elements,
+// 0-d or 1-D as torch allows; the per-sample loss has the target's shape.
+struct MultiMargin {
+  Tensor x, target;
+  std::optional<Tensor> weight;
+  int64_t N = 1, C = 0;
+  Reduction reduction;
+  Shape loss_shape;
+};
+
+MultiMargin multi_margin_args(const char* op, py::handle input, py::handle target, int p,
+                              py::handle weight, const std::string& reduction) {
+  MultiMargin a{view(input, op, "input"), view(target, op, "target", false, kInt64),
+                view_or_none(weight, op, "weight"), 1, 0, reduction_of(op, reduction), {}};
+  const Shape& xs = a.x.shape;
+  FC_CHECK(xs.size() == 1 || xs.size() == 2, op, ": input must be (C,) or (N, C), got shape ",
+           shape_str(xs));
+  a.C = xs.back();
+  if (xs.size() == 2) a.N = xs[0];
+  FC_CHECK(a.C >= 1, op, ": input must have at least one class, got shape ", shape_str(xs));
+  FC_CHECK(a.target.shape.size() <= 1 && a.target.numel() == a.N, op, ": target must have shape ",
+           shape_str({a.N}), " (one class index per row of input ", shape_str(xs), "), got ",
+           shape_str(a.target.shape));
+  check_targets(a.target, a.C, op, false, 0);
+  FC_CHECK(p == 1 || p == 2, op, ": p must be 1 or 2, got ", p);
+  if (a.weight) {
+    same_dtype(*a.weight, a.x, op, "weight", "input");
+    FC_CHECK(a.weight->shape == Shape{a.C}, op, ": weight must have shape ", shape_str({a.C}),
+             " (one per class), got ", shape_str(a.weight->shape));
+  }
+  if (a.reduction == Reduction::none) a.loss_shape = a.target.shape;
+  return a;
+}
+
+void multi_margin_loss_forward(py::handle out_, py::handle input, py::handle target, int p,
+                               double margin, py::handle weight, const std::string& reduction) {
+  const char* op = "multi_margin_loss";
+  MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
+  Tensor out = view(out_, op, "out", true);
+  same_dtype(out, a.x, op, "out", "input");
+  expect_shape(out, a.loss_shape, op, "out");
+  py::gil_scoped_release nogil;
+  dispatch(a.x.dtype, [&](auto t) {
+    using T = decltype(t);
+    multi_margin_loss_forward_cpu<T>(out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
+                                     ptr<T>(a.weight), a.N, a.C, p, margin, a.reduction);
+  });
+}
+
+void multi_margin_loss_backward(py::handle dinp_, py::handle dout_, py::handle input,
+                                py::handle target, int p, double margin, py::handle weight,
+                                const std::string& reduction) {
+  const char* op = "multi_margin_loss_backward";
+  MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
+  Tensor dout = view(dout_, op, "grad_output");
+  check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
+  Tensor dinp = view(dinp_, op, "grad_input", true);
+  same_dtype(dinp, a.x, op, "grad_input", "input");
+  expect_shape(dinp, a.x.shape, op, "grad_input");
+  py::gil_scoped_release nogil;
+  dispatch(a.x.dtype, [&](auto t) {
+    using T = decltype(t);
+    multi_margin_loss_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
+                                      a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, p,
+                                      margin, a.reduction);
+  });
+}
+
+}  // namespace
+
+void bind_loss(py::module_& m) {
+  m.def("cross_entropy_forward", &cross_entropy_forward);
+  m.def("cross_entropy_backward", &cross_entropy_backward);
+  m.def("mse_loss_forward", &mse_loss_forward);
+  m.def("mse_loss_backward", &mse_loss_backward);
+  m.def("multi_margin_loss_forward", &multi_margin_loss_forward);
+  m.def("multi_margin_loss_backward", &multi_margin_loss_backward);
+}
+
+}  // namespace fc::bind

@@ -1,0 +1,476 @@
+// Losses on the CPU. Every op works on "items": rows of logits (one sample, or one spatial
+// position of one sample, whose C classes lie S elements apart). OpenMP splits the items once
+// the work passes kParallelWork elements. Reductions sum blocks of about kBlockWork elements in
+// double, then the blocks in order, so the result is the same for any thread count. The
+// arithmetic follows torch's formulas term by term, so NaN and +-Inf propagate as they do there.
+// Contiguous float32 softmax rows use a 4-lane exp (the build targets baseline x86-64).
+#include "loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/parallel.h"
+
+namespace fc {
+namespace {
+
+constexpr int64_t kParallelWork = int64_t(1) << 15;  // elements below which one thread is faster
+constexpr int64_t kBlockWork = 8192;                 // elements per partial sum of a reduction
+
+// Sum of f(i) for i in [0, M) (V: double or a struct of doubles with +=), where each f(i) reads
+// `cost` elements: deterministic, see the file header. The block size depends on the sizes only.
+template <typename V, typename F>
+V ordered_sum(int64_t M, int64_t cost, F f) {
+  const int64_t block = std::max<int64_t>(1, kBlockWork / std::max<int64_t>(1, cost));
+  const int64_t blocks = ceil_div(M, block);
+  std::vector<V> part(blocks);
+#pragma omp parallel for schedule(static) if (M * cost >= kParallelWork)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t i1 = std::min(M, (b + 1) * block);
+    V s{};
+    for (int64_t i = b * block; i < i1; ++i) s += f(i);
+    part[b] = s;
+  }
+  V s{};
+  for (const V& p : part) s += p;
+  return s;
+}
+
+// Runs f(i) for i in [0, M), in parallel when the work is large enough.
+template <typename F>
+void for_items(int64_t M, int64_t work, F f) {
+#pragma omp parallel for schedule(static) if (work >= kParallelWork)
+  for (int64_t i = 0; i < M; ++i) f(i);
+}
+
+// exp of 4 floats with GCC/Clang vector extensions: GCC will not if-convert the range checks of
+// a scalar exp under -ftrapping-math, and libm's expf does not vectorise without -ffast-math.
+// Cephes' degree-6 polynomial on [-ln2/2, ln2/2] times 2^n, within 2 ulp for x <= 88; exactly 0
+// below the normal range (and for -inf), +inf above 88, NaN for NaN.
+using f4 = float __attribute__((vector_size(16)));
+using i4 = int32_t __attribute__((vector_size(16)));
+
+inline f4 select(i4 mask, f4 a, f4 b) {
+  return reinterpret_cast<f4>((reinterpret_cast<i4>(a) & mask) | (reinterpret_cast<i4>(b) & ~mask));
+}
+
+inline f4 exp4(f4 x) {
+  const f4 zero = f4{} + 0.0f, lo = zero - 87.33654f, hi = zero + 88.0f;
+  const i4 below = x < lo, above = x > hi, nan = x != x;
+  // clamp, and NaN to 0, so the integer conversion below is always defined
+  const f4 xc = select(nan, zero, select(above, hi, select(below, lo, x)));
+  const f4 round = zero + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const f4 n = (xc * 1.44269504088896341f + round) - round;
+  const f4 r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts
+  f4 p = zero + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const i4 bits = (__builtin_convertvector(n, i4) + 127) << 23;
+  const f4 y = p * reinterpret_cast<f4>(bits);
+  return select(nan, x, select(above, zero + std::numeric_limits<float>::infinity(),
+                               select(below, zero, y)));
+}
+
+inline f4 load4(const float* p) {
+  f4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store4(float* p, f4 v) { std::memcpy(p, &v, sizeof v); }
+
+// Scalar exp: float goes through exp4 so every path of a kernel rounds alike.
+inline float exp_(float x) { return exp4(f4{x, x, x, x})[0]; }
+inline double exp_(double x) { return std::exp(x); }
+
+// Calls f(stride): a compile-time 1 when the classes are contiguous (S == 1), so those loops
+// vectorise, else S.
+template <typename F>
+void with_stride(int64_t S, F f) {
+  if (S == 1) {
+    f(std::integral_constant<int64_t, 1>{});
+  } else {
+    f(S);
+  }
+}
+
+// The log-sum-exp of one row x[c * st], c < C, as max + log(sum exp(x - max)): no overflow for
+// any finite logits. A row of -inf, or with +inf or NaN, gives NaN, as log_softmax does.
+template <typename T>
+struct LogSumExp {
+  T max;
+  double log_sum;
+  double value() const { return double(max) + log_sum; }
+  // softmax of one entry; x - max is exact for nearby values, so float32 keeps its precision
+  T prob(T x) const { return exp_(T(x - max) - T(log_sum)); }
+};
+
+// sum_c exp(x[c * st] - m), accumulated in double.
+template <typename T, typename St>
+double sum_exp(const T* x, int64_t C, St st, T m) {
+  double s = 0;
+  for (int64_t c = 0; c < C; ++c) s += double(exp_(T(x[c * st] - m)));
+  return s;
+}
+
+// Contiguous float rows, 4 lanes at a time: the lanes add in float over blocks of 256 classes
+// (relative error below 1e-5 even then, the terms lying in [0, 1]), the blocks in double.
+inline double sum_exp(const float* x, int64_t C, std::integral_constant<int64_t, 1>, float m) {
+  double s = 0;
+  int64_t c = 0;
+  for (; c + 4 <= C;) {
+    f4 acc = f4{} + 0.0f;
+    for (const int64_t c1 = std::min(C - 3, c + 256); c < c1; c += 4) acc += exp4(load4(x + c) - m);
+    s += double(acc[0]) + double(acc[1]) + double(acc[2]) + double(acc[3]);
+  }
+  for (; c < C; ++c) s += double(exp_(x[c] - m));
+  return s;
+}
+
+// max_c x[c * st]. A NaN is kept only if it is x[0], but a NaN anywhere makes the sum of
+// exponentials NaN, which is what matters.
+template <typename T, typename St>
+T row_max(const T* x, int64_t C, St st) {
+  T m = x[0];
+  for (int64_t c = 1; c < C; ++c) m = x[c * st] > m ? x[c * st] : m;
+  return m;
+}
+
+inline float row_max(const float* x, int64_t C, std::integral_constant<int64_t, 1>) {
+  f4 m4 = f4{} + x[0];
+  int64_t c = 0;
+  for (; c + 4 <= C; c += 4) {
+    const f4 v = load4(x + c);
+    m4 = select(v > m4, v, m4);
+  }
+  float m = m4[0];
+  for (int k = 1; k < 4; ++k) m = m4[k] > m ? m4[k] : m;
+  for (; c < C; ++c) m = x[c] > m ? x[c] : m;
+  return m;
+}
+
+template <typename T, typename St>
+LogSumExp<T> log_sum_exp(const T* x, int64_t C, St st) {
+  const T m = row_max(x, C, st);
+  return {m, std::log(sum_exp(x, C, st, m))};
+}
+
+// dx[c * st] = -kk w_c - softmax_c sa for every class (w_c = 1 without weights, kk = 0 without
+// label smoothing): cross_entropy's gradient before the target's entry is fixed.
+template <typename T, typename St>
+void softmax_grad(T* dx, const T* x, int64_t C, St st, const LogSumExp<T>& lse, T sa, T kk,
+                  const T* weight) {
+  for (int64_t c = 0; c < C; ++c) {
+    dx[c * st] = -(kk * (weight ? weight[c] : T(1))) - lse.prob(x[c * st]) * sa;
+  }
+}
+
+inline void softmax_grad(float* dx, const float* x, int64_t C, std::integral_constant<int64_t, 1>,
+                         const LogSumExp<float>& lse, float sa, float kk, const float* weight) {
+  const float m = lse.max, ls = float(lse.log_sum);
+  int64_t c = 0;
+  for (; c + 4 <= C; c += 4) {
+    const f4 w = weight ? load4(weight + c) : f4{} + 1.0f;
+    store4(dx + c, -(kk * w) - exp4((load4(x + c) - m) - ls) * sa);
+  }
+  for (; c < C; ++c) dx[c] = -(kk * (weight ? weight[c] : 1.0f)) - lse.prob(x[c]) * sa;
+}
+
+// Item i of an [N, C, S] array: the first class of sample i / S at position i % S.
+template <typename T>
+T* item(T* base, int64_t i, int64_t C, int64_t S) {
+  return S == 1 ? base + i * C : base + (i / S) * C * S + i % S;
+}
+
+template <typename T>
+double weight_sum(const T* weight, int64_t C) {
+  if (!weight) return double(C);
+  double s = 0;
+  for (int64_t c = 0; c < C; ++c) s += double(weight[c]);
+  return s;
+}
+
+// The 'mean' divisor of index targets: the summed class weights of the non-ignored items.
+template <typename T>
+double target_weight(const int64_t* target, const T* weight, int64_t M, int64_t ignore_index) {
+  return ordered_sum<double>(M, 1, [&](int64_t i) {
+    const int64_t t = target[i];
+    return t == ignore_index ? 0.0 : weight ? double(weight[t]) : 1.0;
+  });
+}
+
+// The two terms of torch's smoothed cross entropy, kept apart because torch reduces each before
+// combining them: loss = (1 - eps) nll + eps / C smooth ('mean': each divided by the weight sum).
+struct CeTerms {
+  double nll = 0, smooth = 0;
+  CeTerms& operator+=(const CeTerms& o) {
+    nll += o.nll;
+    smooth += o.smooth;
+    return *this;
+  }
+  double loss(double eps, int64_t C, double divisor = 1) const {
+    return eps > 0 ? (1 - eps) * (nll / divisor) + smooth / divisor * (eps / double(C)) : nll / divisor;
+  }
+};
+
+// One item with class index t (not ignored): nll = w_t (lse - x_t) and, only for eps > 0,
+// smooth = sum_c w_c (lse - x_c).
+template <typename T, typename St>
+CeTerms ce_item(const T* x, int64_t C, St st, int64_t t, const T* weight, double eps) {
+  const double lse = log_sum_exp(x, C, st).value();
+  CeTerms r;
+  r.nll = (weight ? double(weight[t]) : 1.0) * (lse - double(x[t * st]));
+  if (eps > 0) {
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t c = 0; c < C; ++c) {
+      s += (weight ? double(weight[c]) : 1.0) * (lse - double(x[c * st]));
+    }
+    r.smooth = s;
+  }
+  return r;
+}
+
+// Cross entropy of one item with class probabilities y[c * st]:
+// -sum_c (x_c - lse) y'_c w_c, with y' = (1 - eps) y + eps / C.
+template <typename T>
+double ce_prob_item(const T* x, const T* y, int64_t C, int64_t st, const T* weight, double eps) {
+  const double lse = log_sum_exp(x, C, st).value();
+  double s = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    double yc = double(y[c * st]);
+    if (eps > 0) yc = yc * (1 - eps) + eps / double(C);
+    s += (double(x[c * st]) - lse) * yc * (weight ? double(weight[c]) : 1.0);
+  }
+  return -s;
+}
+
+// The upstream gradient of item i: dout[i] for 'none', else the scalar, divided by the mean's
+// divisor (0 / 0 and g / 0 give NaN and Inf, as in torch).
+template <typename T>
+double item_scale(const T* dout, int64_t i, Reduction r, double divisor) {
+  if (r == Reduction::none) return double(dout[i]);
+  return r == Reduction::mean ? double(dout[0]) / divisor : double(dout[0]);
+}
+
+template <typename T>
+void store_reduced(T* out, double total, Reduction r, double divisor) {
+  out[0] = T(r == Reduction::mean ? total / divisor : total);
+}
+
+}  // namespace
+
+template <typename T>
+void cross_entropy_forward_cpu(T* out, const T* inp, const int64_t* target, const T* weight,
+                               int64_t N, int64_t C, int64_t S, int64_t ignore_index,
+                               double label_smoothing, Reduction reduction) {
+  const int64_t M = N * S;
+  const double eps = label_smoothing;
+  with_stride(S, [&](auto st) {
+    auto terms = [&](int64_t i) {
+      const int64_t t = target[i];
+      return t == ignore_index ? CeTerms{} : ce_item(item(inp, i, C, S), C, st, t, weight, eps);
+    };
+    if (reduction == Reduction::none) {
+      for_items(M, M * C, [&](int64_t i) { out[i] = T(terms(i).loss(eps, C)); });
+      return;
+    }
+    const CeTerms total = ordered_sum<CeTerms>(M, C, terms);
+    const double divisor =
+        reduction == Reduction::mean ? target_weight(target, weight, M, ignore_index) : 1.0;
+    out[0] = T(total.loss(eps, C, divisor));
+  });
+}
+
+template <typename T>
+void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int64_t* target,
+                                const T* weight, int64_t N, int64_t C, int64_t S,
+                                int64_t ignore_index, double label_smoothing, Reduction reduction) {
+  const int64_t M = N * S;
+  const double eps = label_smoothing;
+  const double divisor =
+      reduction == Reduction::mean ? target_weight(target, weight, M, ignore_index) : 1.0;
+  const double wsum = weight_sum(weight, C);
+  with_stride(S, [&](auto st) {
+    for_items(M, M * C, [&](int64_t i) {
+      const T* x = item(inp, i, C, S);
+      T* dx = item(dinp, i, C, S);
+      const int64_t t = target[i];
+      // a_c = d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
+      // through log_softmax: dx_c = a_c - p_c sum_c a_c, in torch's order, so C = 1 gives exactly 0.
+      // Ignored items have q = k = 0, so their gradient is 0 (NaN where the logits are, as in torch).
+      double q = 0, k = 0;
+      if (t != ignore_index) {
+        const double s = item_scale(dout, i, reduction, divisor);
+        q = (1 - eps) * (weight ? double(weight[t]) : 1.0) * s;
+        k = eps / double(C) * s;
+      }
+      const LogSumExp<T> lse = log_sum_exp(x, C, st);
+      const bool smooth = eps > 0;
+      const double sum_a = smooth ? -(q + k * wsum) : -q;
+      softmax_grad(dx, x, C, st, lse, T(sum_a), smooth ? T(k) : T(0), weight);
+      if (t != ignore_index) {
+        // the target's entry in double: with C = 1, a_t - 1 * sum_a is exactly 0, as in torch
+        const double a = -(k * (weight ? double(weight[t]) : 1.0)) - q;
+        dx[t * st] = T(a - double(lse.prob(x[t * st])) * sum_a);
+      }
+    });
+  });
+}
+
+template <typename T>
+void cross_entropy_prob_forward_cpu(T* out, const T* inp, const T* target, const T* weight,
+                                    int64_t N, int64_t C, int64_t S, double label_smoothing,
+                                    Reduction reduction) {
+  const int64_t M = N * S;
+  auto loss = [&](int64_t i) {
+    return ce_prob_item(item(inp, i, C, S), item(target, i, C, S), C, S, weight, label_smoothing);
+  };
+  if (reduction == Reduction::none) {
+    for_items(M, M * C, [&](int64_t i) { out[i] = T(loss(i)); });
+    return;
+  }
+  store_reduced(out, ordered_sum<double>(M, C, loss), reduction, double(M));
+}
+
+template <typename T>
+void cross_entropy_prob_backward_cpu(T* dinp, const T* dout, const T* inp, const T* target,
+                                     const T* weight, int64_t N, int64_t C, int64_t S,
+                                     double label_smoothing, Reduction reduction) {
+  const int64_t M = N * S;
+  const double eps = label_smoothing;
+  for_items(M, M * C, [&](int64_t i) {
+    const T* x = item(inp, i, C, S);
+    const T* y = item(target, i, C, S);
+    T* dx = item(dinp, i, C, S);
+    const double s = item_scale(dout, i, reduction, double(M));
+    auto wy = [&](int64_t c) {
+      double yc = double(y[c * S]);
+      if (eps > 0) yc = yc * (1 - eps) + eps / double(C);
+      return (weight ? double(weight[c]) : 1.0) * yc;
+    };
+    // d loss / d logp_c = -s w_c y'_c; through log_softmax: dx_c = s (p_c sum_c w_c y'_c - w_c y'_c).
+    double b = 0;
+    for (int64_t c = 0; c < C; ++c) b += wy(c);
+    const LogSumExp<T> lse = log_sum_exp(x, C, S);
+    for (int64_t c = 0; c < C; ++c) dx[c * S] = T(s * (double(lse.prob(x[c * S])) * b - wy(c)));
+  });
+}
+
+template <typename T>
+void mse_loss_forward_cpu(T* out, const T* inp, const T* target, int64_t n, Reduction reduction) {
+  if (reduction == Reduction::none) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = inp[i] - target[i];
+      out[i] = d * d;
+    }
+    return;
+  }
+  // Items of B elements: long enough for the vectorised sum, fixed for determinism.
+  constexpr int64_t B = kBlockWork;
+  const double total = ordered_sum<double>(ceil_div(n, B), B, [&](int64_t b) {
+    const int64_t i1 = std::min(n, (b + 1) * B);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = b * B; i < i1; ++i) {
+      const double d = double(inp[i]) - double(target[i]);
+      s += d * d;
+    }
+    return s;
+  });
+  store_reduced(out, total, reduction, double(n));
+}
+
+template <typename T>
+void mse_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const T* target, int64_t n,
+                           Reduction reduction) {
+  if (reduction == Reduction::none) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+    for (int64_t i = 0; i < n; ++i) dinp[i] = T(2) * (inp[i] - target[i]) * dout[i];
+    return;
+  }
+  const T scale = T((reduction == Reduction::mean ? 2.0 / double(n) : 2.0) * double(dout[0]));
+#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+  for (int64_t i = 0; i < n; ++i) dinp[i] = scale * (inp[i] - target[i]);
+}
+
+template <typename T>
+void multi_margin_loss_forward_cpu(T* out, const T* inp, const int64_t* target, const T* weight,
+                                   int64_t N, int64_t C, int p, double margin, Reduction reduction) {
+  const T m = T(margin);
+  auto loss = [&](int64_t n) {
+    const T* x = inp + n * C;
+    const int64_t y = target[n];
+    const double wy = weight ? double(weight[y]) : 1.0;
+    double s = 0;
+    for (int64_t i = 0; i < C; ++i) {
+      // z in the input's precision, as torch, so the hinge switches at the same inputs;
+      // z > 0 is false for NaN, which torch's hinge therefore ignores.
+      const T z = m - x[y] + x[i];
+      if (i != y && z > 0) s += (p == 1 ? double(z) : double(z) * double(z)) * wy;
+    }
+    return s / double(C);
+  };
+  if (reduction == Reduction::none) {
+    for_items(N, N * C, [&](int64_t n) { out[n] = T(loss(n)); });
+    return;
+  }
+  store_reduced(out, ordered_sum<double>(N, C, loss), reduction, double(N));
+}
+
+template <typename T>
+void multi_margin_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const int64_t* target,
+                                    const T* weight, int64_t N, int64_t C, int p, double margin,
+                                    Reduction reduction) {
+  const T m = T(margin);
+  const double g = reduction == Reduction::mean ? 1.0 / (double(N) * double(C)) : 1.0 / double(C);
+  for_items(N, N * C, [&](int64_t n) {
+    const T* x = inp + n * C;
+    T* dx = dinp + n * C;
+    const int64_t y = target[n];
+    const double go = double(reduction == Reduction::none ? dout[n] : dout[0]);
+    const double wy = weight ? double(weight[y]) : 1.0;
+    double dy = 0;
+    for (int64_t i = 0; i < C; ++i) {
+      const T z = m - x[y] + x[i];
+      double h = 0;
+      if (i != y && z > 0) h = (p == 1 ? g : 2 * g * double(z)) * wy;
+      dy -= h;
+      dx[i] = T(h * go);
+    }
+    dx[y] = T(dy * go);
+  });
+}
+
+#define FC_INSTANTIATE(T)                                                                       \
+  template void cross_entropy_forward_cpu<T>(T*, const T*, const int64_t*, const T*, int64_t,   \
+                                             int64_t, int64_t, int64_t, double, Reduction);     \
+  template void cross_entropy_backward_cpu<T>(T*, const T*, const T*, const int64_t*, const T*, \
+                                              int64_t, int64_t, int64_t, int64_t, double,       \
+                                              Reduction);                                       \
+  template void cross_entropy_prob_forward_cpu<T>(T*, const T*, const T*, const T*, int64_t,    \
+                                                  int64_t, int64_t, double, Reduction);         \
+  template void cross_entropy_prob_backward_cpu<T>(T*, const T*, const T*, const T*, const T*,  \
+                                                   int64_t, int64_t, int64_t, double,           \
+                                                   Reduction);                                  \
+  template void mse_loss_forward_cpu<T>(T*, const T*, const T*, int64_t, Reduction);            \
+  template void mse_loss_backward_cpu<T>(T*, const T*, const T*, const T*, int64_t, Reduction); \
+  template void multi_margin_loss_forward_cpu<T>(T*, const T*, const int64_t*, const T*,        \
+                                                 int64_t, int64_t, int, double, Reduction);     \
+  template void multi_margin_loss_backward_cpu<T>(T*, const T*, const T*, const int64_t*,       \
+                                                  const T*, int64_t, int64_t, int, double,      \
+                                                  Reduction);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+#undef FC_INSTANTIATE
+
+}  // namespace fc
