@@ -1,10 +1,12 @@
 """fastconv: hand-written CPU (im2col + BLAS) and CUDA kernels for CNNs, PyTorch-shaped."""
 
-from . import functional, nn, optim
+from . import functional, models, nn, optim
 from ._random import manual_seed
 from ._runtime import _version, get_num_threads, info, set_num_threads
+from .serialize import load, save
+from .summary import summary
 
 __version__ = _version()
 
-__all__ = ["functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "manual_seed",
-           "__version__"]
+__all__ = ["functional", "nn", "optim", "models", "save", "load", "summary", "info",
+           "set_num_threads", "get_num_threads", "manual_seed", "__version__"]
