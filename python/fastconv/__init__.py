@@ -1,10 +1,10 @@
 """fastconv: hand-written CPU (im2col + BLAS) and CUDA kernels for CNNs, PyTorch-shaped."""
 
-from . import data, functional, nn, optim
+from . import data, functional, nn, optim, train, viz
 from ._random import manual_seed
 from ._runtime import _version, get_num_threads, info, set_num_threads
 
 __version__ = _version()
 
-__all__ = ["data", "functional", "nn", "optim", "info", "set_num_threads", "get_num_threads", "manual_seed",
-           "__version__"]
+__all__ = ["data", "functional", "nn", "optim", "train", "viz", "info", "set_num_threads",
+           "get_num_threads", "manual_seed", "__version__"]
