@@ -17,7 +17,8 @@ void max_pool2d_forward_cpu(T* out, int64_t* idx, const T* inp, const Pool2dGeom
 template <typename T>
 void min_pool2d_forward_cpu(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g);
 // dinp[N, C, H, W] = dout[N, C, P, Q] added at idx (overlapping windows add); when idx is null
-// the argmax (argmin if is_min) is recomputed from inp. Throws on an index outside the plane.
+// the argmax (argmin if is_min) is recomputed from inp. Throws on an index outside the plane,
+// except for windows that hold no pixel (their gradient is dropped, see pool.cpp).
 template <typename T>
 void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T* inp,
                              const Pool2dGeom& g, bool is_min);

@@ -99,6 +99,9 @@ def test_module_to_changes_dtype_and_train_eval_recurse():
     assert all(p.dtype == np.float64 for p in net.parameters())
     with pytest.raises(TypeError, match="float32 or float64"):
         net.to(np.int32)
+    assert net.to("cpu") is net and all(p.dtype == np.float64 for p in net.parameters())
+    with pytest.raises(RuntimeError, match="no CUDA kernels"):
+        net.to("cuda")
     net.eval()
     assert not any(m.training for m in net.modules())
     net.train()

@@ -1,6 +1,6 @@
 """fastconv: hand-written CPU (im2col + BLAS) and CUDA kernels for CNNs, PyTorch-shaped."""
 
-from . import functional, models, nn, optim
+from . import data, functional, models, nn, optim, train, viz
 from ._random import manual_seed
 from ._runtime import _version, get_num_threads, info, set_num_threads
 from .serialize import load, save
@@ -8,5 +8,6 @@ from .summary import summary
 
 __version__ = _version()
 
-__all__ = ["functional", "nn", "optim", "models", "save", "load", "summary", "info",
-           "set_num_threads", "get_num_threads", "manual_seed", "__version__"]
+__all__ = ["data", "functional", "nn", "optim", "models", "train", "viz", "save", "load",
+           "summary", "info", "set_num_threads", "get_num_threads", "manual_seed",
+           "__version__"]

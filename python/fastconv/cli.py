@@ -1,7 +1,17 @@
-"""The ``fastconv`` command: ``fastconv info``."""
+"""The ``fastconv`` command: ``info``, ``train`` and ``evaluate``."""
 
 import argparse
+import json
+import pathlib
 import sys
+
+DATASETS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
+MODELS = ("fashion_cnn", "lenet5", "resnet18", "inception_net", "mlp")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+# The default recipe per model: optimizer, learning rate, epochs.
+RECIPES = {"fashion_cnn": ("sgd", 0.05, 5), "lenet5": ("sgd", 0.05, 10),
+           "resnet18": ("sgd", 0.05, 10), "inception_net": ("adam", 1e-3, 10),
+           "mlp": ("sgd", 0.05, 10)}
 
 
 def _print_info():
@@ -17,14 +27,165 @@ def _print_info():
         print(f"{key:<{width}}  {value}")
 
 
+def build_model(name, in_channels=1, num_classes=10):
+    from . import models
+
+    if name == "fashion_cnn":
+        return models.fashion_cnn()
+    if name == "lenet5":
+        return models.lenet5(input_size=28)
+    if name == "resnet18":
+        return models.resnet18(num_classes=num_classes, in_channels=in_channels, small_input=True)
+    if name == "inception_net":
+        return models.inception_net(num_classes=num_classes, in_channels=in_channels)
+    if name == "mlp":
+        return models.mlp([28 * 28, 300, 100, num_classes])
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+
+
+def _optimizer(name, params, lr):
+    from . import optim
+
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    if name == "adam":
+        return optim.Adam(params, lr=lr)
+    if name == "adamw":
+        return optim.AdamW(params, lr=lr)
+    if name == "rmsprop":
+        return optim.RMSprop(params, lr=lr)
+    return optim.Adagrad(params, lr=lr)
+
+
+def _dataset(name, root, train):
+    from . import data
+
+    return getattr(data, DATASETS[name])(root, train=train, normalize=True)
+
+
+def _report(scores, classes):
+    print(f"test accuracy {scores['accuracy']:.4f}  macro precision {scores['precision']:.4f}  "
+          f"recall {scores['recall']:.4f}  F1 {scores['f1']:.4f}")
+    per = scores["per_class"]
+    for i, name in enumerate(classes):
+        print(f"  {name:<12} precision {per['precision'][i]:.3f}  recall {per['recall'][i]:.3f}  "
+              f"f1 {per['f1'][i]:.3f}  support {per['support'][i]}")
+
+
+def _train(args):
+    import numpy as np
+
+    from . import data, manual_seed, nn, optim, save, set_num_threads, train, viz
+
+    if args.threads:
+        set_num_threads(args.threads)
+    manual_seed(args.seed)
+    opt_name, lr, epochs = RECIPES[args.model]
+    opt_name = args.optimizer or opt_name
+    lr = args.lr if args.lr is not None else lr
+    epochs = args.epochs if args.epochs is not None else epochs
+    train_set = _dataset(args.dataset, args.data, True)
+    test_set = _dataset(args.dataset, args.data, False)
+    transform = None
+    if args.augment:
+        transform = data.Compose([data.RandomHorizontalFlip()] if args.dataset == "fashion-mnist"
+                                 else [])
+        transform.transforms.append(data.RandomShift(2))
+    loader = data.DataLoader(train_set.images, train_set.labels, args.batch_size, shuffle=True,
+                             seed=args.seed, transform=transform)
+    test_loader = data.DataLoader(test_set.images, test_set.labels, 500)
+    model = build_model(args.model)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = _optimizer(opt_name, model.parameters(), lr)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3 + 1), gamma=0.2)
+    print(f"training {args.model} on {args.dataset} ({len(train_set)} images) for {epochs} "
+          f"epochs: {opt_name} lr {lr}, batch {args.batch_size}, seed {args.seed}"
+          + (", augmented" if args.augment else ""))
+    history = train.fit(model, loss_fn, opt, loader, epochs, val_loader=test_loader,
+                        scheduler=sched, device=args.device)
+    for r in history:
+        print(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
+              f"test loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}  {r['time']:.1f} s "
+              f"({r['images_per_s']:.0f} images/s)")
+    scores = train.evaluate(model, test_loader, loss_fn)
+    _report(scores, test_set.classes)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save(model.state_dict(), out / "model.npz")
+    (out / "run.json").write_text(json.dumps({"model": args.model, "dataset": args.dataset},
+                                             indent=2))
+    (out / "history.json").write_text(json.dumps(
+        {"history": history, "test": {k: v for k, v in scores.items()
+                                      if k not in ("per_class", "confusion_matrix")},
+         "confusion_matrix": np.asarray(scores["confusion_matrix"]).tolist()}, indent=2))
+    pictures = [out / "history.png", out / "confusion.png", out / "filters.png",
+                out / "feature_maps.png"]
+    try:
+        viz.plot_history(history, pictures[0], f"{args.model} on {args.dataset}")
+        viz.plot_confusion_matrix(scores["confusion_matrix"], pictures[1], test_set.classes)
+        first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        if first_conv is not None:
+            viz.plot_filters(first_conv.weight, pictures[2])
+            viz.plot_feature_maps(model, first_conv, test_set.images[0], pictures[3])
+        written = [str(p) for p in pictures if p.exists()]
+    except ImportError as err:
+        written = [f"(no pictures: {err})"]
+    print(f"wrote {out / 'model.npz'}, {out / 'history.json'}, " + ", ".join(written))
+    return 0
+
+
+def _evaluate(args):
+    from . import data, load, nn, train
+
+    model_file = pathlib.Path(args.model_file)
+    run = model_file.parent / "run.json"
+    saved = json.loads(run.read_text()) if run.exists() else {}
+    model_name = args.model or saved.get("model")
+    dataset = args.dataset or saved.get("dataset")
+    if not model_name or not dataset:
+        raise SystemExit(f"fastconv evaluate: pass --model and --dataset (no run.json beside "
+                         f"{model_file})")
+    model = build_model(model_name)
+    model.load_state_dict(load(model_file))
+    test_set = _dataset(dataset, args.data, False)
+    scores = train.evaluate(model, data.DataLoader(test_set.images, test_set.labels, 500),
+                            nn.CrossEntropyLoss())
+    print(f"{model_name} from {model_file} on the {dataset} test set ({len(test_set)} images): "
+          f"loss {scores['loss']:.4f}")
+    _report(scores, test_set.classes)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastconv", description="fastconv command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print version, BLAS, threads, OpenMP, SIMD and CUDA facts")
+    tr = sub.add_parser("train", help="train a model on Fashion-MNIST or MNIST")
+    tr.add_argument("dataset", choices=sorted(DATASETS))
+    tr.add_argument("--model", choices=MODELS, default="fashion_cnn")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--optimizer", choices=OPTIMIZERS)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--augment", action="store_true", help="random flips (Fashion-MNIST) and shifts")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--threads", type=int)
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--data", help="folder with the dataset files (default: $FASTCONV_DATA or "
+                                   "the user cache)")
+    tr.add_argument("--out", default="runs/latest", help="where to write the model, history, PNGs")
+    ev = sub.add_parser("evaluate", help="score a saved model on its test set")
+    ev.add_argument("--model-file", required=True)
+    ev.add_argument("--model", choices=MODELS)
+    ev.add_argument("--dataset", choices=sorted(DATASETS))
+    ev.add_argument("--data")
     args = parser.parse_args(argv)
     if args.command == "info":
         _print_info()
-    return 0
+        return 0
+    if args.command == "train":
+        return _train(args)
+    return _evaluate(args)
 
 
 if __name__ == "__main__":

@@ -144,10 +144,16 @@ class Module:
                 module.register_buffer(name, value.astype(np.asarray(current).dtype))
         return missing, unexpected
 
-    def to(self, dtype):
+    def to(self, dtype_or_device):
         """Cast every floating parameter and buffer to float32 or float64 (gradients are
-        dropped). Devices other than the CPU arrive with the CUDA backend."""
-        dtype = np.dtype(dtype)
+        dropped), or move to a device: "cpu" is where NumPy arrays already live; "cuda" needs
+        the CUDA backend, which this version does not have yet."""
+        if isinstance(dtype_or_device, str) and dtype_or_device.split(":")[0] in ("cpu", "cuda"):
+            if dtype_or_device.startswith("cuda"):
+                raise RuntimeError(f"{type(self).__name__}.to({dtype_or_device!r}): this version "
+                                   "of fastconv has no CUDA kernels yet; models run on the CPU")
+            return self
+        dtype = np.dtype(dtype_or_device)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, "
                             f"got {dtype}")

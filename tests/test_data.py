@@ -1,0 +1,143 @@
+"""fastconv.data: the IDX reader, the real Fashion-MNIST/MNIST files, DataLoader, augmentation."""
+
+import gzip
+import os
+import pathlib
+import shutil
+import urllib.error
+
+import numpy as np
+import pytest
+
+from fastconv import data
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _shared_data():
+    for root in (os.environ.get("FASTCONV_DATA"), REPO.parent / "shared" / "data"):
+        if root and (pathlib.Path(root) / "fashion-mnist").is_dir():
+            return pathlib.Path(root)
+    return None
+
+
+ROOT = _shared_data()
+needs_data = pytest.mark.skipif(ROOT is None, reason="the Fashion-MNIST/MNIST files are not "
+                                "beside the repository (../shared/data) and FASTCONV_DATA is unset")
+
+
+@needs_data
+@pytest.mark.parametrize("cls,first_label", [(data.FashionMNIST, 9), (data.MNIST, 5)])
+def test_real_datasets_load_with_the_published_shapes_and_labels(cls, first_label):
+    train, test = cls(ROOT, train=True), cls(ROOT, train=False)
+    assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
+    assert train.images.dtype == np.float32 and train.labels.dtype == np.int64
+    assert train.images.min() == 0.0 and train.images.max() == 1.0
+    assert train.labels[0] == first_label
+    assert set(np.unique(test.labels)) == set(range(10)) and len(cls.classes) == 10
+    if cls is data.FashionMNIST:
+        assert (np.bincount(train.labels) == 6000).all() and (np.bincount(test.labels) == 1000).all()
+
+
+@needs_data
+def test_normalize_gives_zero_mean_unit_std_on_the_training_set():
+    x = data.FashionMNIST(ROOT, train=True, normalize=True).images
+    assert abs(float(x.mean())) < 0.01 and abs(float(x.std()) - 1) < 0.01
+
+
+@needs_data
+def test_root_comes_from_fastconv_data_when_not_given(monkeypatch):
+    monkeypatch.setenv("FASTCONV_DATA", str(ROOT))
+    assert len(data.MNIST(train=False)) == 10000
+
+
+def test_missing_files_say_where_they_were_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\.gz not found.*"
+                                                r"download=True"):
+        data.FashionMNIST(tmp_path, train=False)
+
+
+@needs_data
+def test_corrupt_file_is_named_by_its_md5(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in data.MNIST.files:
+        shutil.copy(ROOT / "mnist" / name, folder / name)
+    bad = folder / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(bad.read_bytes())
+    raw[-10] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz: md5"):
+        data.MNIST(tmp_path, train=False)
+
+
+def test_download_failure_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(RuntimeError, match="could not download .*offline"):
+        data.MNIST(tmp_path, train=False, download=True)
+
+
+def _idx(shape, values, magic=0x08):
+    header = bytes([0, 0, magic, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
+    return header + bytes(values)
+
+
+def test_read_idx_reads_raw_and_gzip_and_rejects_truncation(tmp_path):
+    values = list(range(24))
+    raw = tmp_path / "a.idx"
+    raw.write_bytes(_idx((2, 3, 4), values))
+    gz = tmp_path / "a.idx.gz"
+    gz.write_bytes(gzip.compress(_idx((2, 3, 4), values)))
+    expected = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    np.testing.assert_array_equal(data.read_idx(raw), expected)
+    np.testing.assert_array_equal(data.read_idx(gz), expected)
+    raw.write_bytes(_idx((2, 3, 4), values[:-1]))
+    with pytest.raises(ValueError, match="truncated"):
+        data.read_idx(raw)
+    raw.write_bytes(b"\x12\x34\x56\x78")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.read_idx(raw)
+    gz.write_bytes(gzip.compress(_idx((2, 3, 4), values))[:-6])
+    with pytest.raises(ValueError, match="corrupt gzip"):
+        data.read_idx(gz)
+
+
+def test_dataloader_covers_every_sample_once_per_epoch_and_is_reproducible():
+    x = np.arange(10 * 1 * 2 * 2, dtype=np.float32).reshape(10, 1, 2, 2)
+    y = np.arange(10)
+    loader = data.DataLoader(x, y, batch_size=4, shuffle=True, seed=3)
+    assert len(loader) == 3
+    epoch1 = [b for _, b in loader]
+    epoch2 = [b for _, b in loader]
+    assert sorted(np.concatenate(epoch1)) == list(range(10)) == sorted(np.concatenate(epoch2))
+    assert [len(b) for b in epoch1] == [4, 4, 2]
+    assert not all(np.array_equal(a, b) for a, b in zip(epoch1, epoch2))
+    again = data.DataLoader(x, y, batch_size=4, shuffle=True, seed=3)
+    for (xa, ya), yb in zip(again, epoch1):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, x[ya])
+    assert len(data.DataLoader(x, y, batch_size=4, drop_last=True)) == 2
+    with pytest.raises(ValueError, match="batch_size"):
+        data.DataLoader(x, y, batch_size=0)
+    with pytest.raises(ValueError, match="labels"):
+        data.DataLoader(x, y[:5])
+
+
+def test_augmentations():
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 1, 5, 7)).astype(np.float32)
+    np.testing.assert_array_equal(data.RandomHorizontalFlip(1.0)(x, rng), x[..., ::-1])
+    np.testing.assert_array_equal(data.RandomHorizontalFlip(0.0)(x, rng), x)
+    np.testing.assert_array_equal(data.RandomCrop((5, 7))(x, rng), x)
+    shifted = data.RandomShift(2)(x, rng)
+    assert shifted.shape == x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    for i in range(len(x)):
+        assert any(np.array_equal(shifted[i], padded[i, :, t:t + 5, l:l + 7])
+                   for t in range(5) for l in range(5))
+    crop = data.Compose([data.RandomCrop(4, padding=1), data.RandomHorizontalFlip()])(x, rng)
+    assert crop.shape == (6, 1, 4, 4)
+    with pytest.raises(ValueError, match="larger"):
+        data.RandomCrop(9)(x, rng)

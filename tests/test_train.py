@@ -1,0 +1,95 @@
+"""fastconv.train: fit() learns, evaluate() computes the documented metrics, callbacks work."""
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+import fastconv.functional as F
+from fastconv import nn, optim
+from fastconv.data import DataLoader
+from fastconv.train import EarlyStopping, evaluate, fit
+
+
+class SoftmaxCE(nn.Module):
+    """Mean cross-entropy over the functional kernels (independent of nn's loss modules)."""
+
+    def forward(self, logits, target):
+        self._args = (logits, target)
+        return float(F.cross_entropy(logits, target))
+
+    __call__ = forward
+
+    def backward(self, dout=1.0):
+        return F.cross_entropy_backward(np.asarray(dout, dtype=self._args[0].dtype), *self._args)
+
+
+def clusters(n, seed):
+    """Three well-separated classes of 4x4 single-channel images."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).standard_normal((3, 1, 4, 4)) * 2
+    y = rng.integers(0, 3, n)
+    x = centres[y] + 0.5 * rng.standard_normal((n, 1, 4, 4))
+    return x.astype(np.float32), y
+
+
+def linear_classifier():
+    fc.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 4), nn.Flatten())
+
+
+def test_fit_learns_a_separable_task_and_records_history():
+    x, y = clusters(600, 1)
+    xv, yv = clusters(300, 2)
+    model = linear_classifier()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    history = fit(model, SoftmaxCE(), opt, DataLoader(x, y, 32, shuffle=True, seed=0), epochs=4,
+                  val_loader=DataLoader(xv, yv, 100), scheduler=sched, progress=False)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert [r["lr"] for r in history] == pytest.approx([0.1, 0.1, 0.05, 0.05])
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_acc"] > 0.9 and history[-1]["images_per_s"] > 0
+    assert model.training
+
+
+def test_evaluate_metrics_follow_their_definitions():
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return np.eye(3, dtype=np.float32)[x[:, 0].astype(int)]
+
+    pred = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    true = np.array([0, 1, 1, 1, 2, 0, 2, 0])
+    scores = evaluate(Fixed(), [(pred[:, None].astype(np.float32), true)])
+    expected_cm = np.array([[2, 0, 1], [1, 2, 0], [0, 0, 2]])
+    np.testing.assert_array_equal(scores["confusion_matrix"], expected_cm)
+    precision = np.array([2 / 3, 2 / 2, 2 / 3])
+    recall = np.array([2 / 3, 2 / 3, 2 / 2])
+    f1 = 2 * precision * recall / (precision + recall)
+    assert scores["accuracy"] == pytest.approx(6 / 8)
+    np.testing.assert_allclose(scores["per_class"]["precision"], precision)
+    np.testing.assert_allclose(scores["per_class"]["recall"], recall)
+    assert scores["f1"] == pytest.approx(f1.mean()) and scores["precision"] == pytest.approx(
+        precision.mean()) and scores["recall"] == pytest.approx(recall.mean())
+    np.testing.assert_array_equal(scores["per_class"]["support"], [3, 3, 2])
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    x, y = clusters(200, 3)
+    model = linear_classifier()
+    opt = optim.SGD(model.parameters(), lr=0.0)  # nothing improves after epoch 1
+    stopper = EarlyStopping(monitor="val_loss", mode="min", patience=2)
+    history = fit(model, SoftmaxCE(), opt, DataLoader(x, y, 50), epochs=10,
+                  val_loader=DataLoader(x, y, 50), callbacks=[stopper], progress=False)
+    assert len(history) == 3 and stopper.best_epoch == 1
+    with pytest.raises(KeyError, match="val_acc"):
+        fit(model, SoftmaxCE(), opt, DataLoader(x, y, 50), epochs=1, progress=False,
+            callbacks=[EarlyStopping()])
+
+
+def test_fit_shows_a_progress_bar(capsys):
+    x, y = clusters(64, 4)
+    model = linear_classifier()
+    fit(model, SoftmaxCE(), optim.SGD(model.parameters(), lr=0.1), DataLoader(x, y, 16),
+        epochs=1, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "img_s=" in err and "acc=" in err
