@@ -62,8 +62,22 @@ def test_models_reject_wrong_input_naming_the_layer():
         models.resnet18()(_x((2, 3, 32)))
     with pytest.raises(ValueError, match="input_size"):
         models.lenet5(input_size=30)
+    with pytest.raises(ValueError, match=r"LeNet5\(input_size=32.*\(2, 1, 28, 28\).*input_size=28"):
+        models.lenet5()(_x((2, 1, 28, 28)))
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 6.*1 channels"):
+        models.lenet5(input_size=28)(_x((2, 3, 28, 28)))
     with pytest.raises(ValueError, match="sizes"):
         models.mlp([10])
+
+
+def test_named_models_keep_their_order_when_a_child_is_replaced():
+    fc.manual_seed(0)
+    net = models.inception_net().eval()
+    x = _x((2, 1, 12, 12))
+    before = net(x)
+    net.relu = nn.ReLU()        # re-registered last; must still run right after bn1
+    np.testing.assert_array_equal(net(x), before)
+    assert net.backward(np.ones_like(before)).shape == x.shape
 
 
 def test_mlp_layout():

@@ -90,3 +90,26 @@ def test_load_rejects_non_npz_and_pickled_arrays(tmp_path):
         fc.load(pickled)
     with zipfile.ZipFile(pickled) as zf:           # the file really holds a pickle
         assert "bad.npy" in zf.namelist()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("build, shape", [
+    (fc.models.fashion_cnn, (4, 1, 28, 28)),
+    (fc.models.lenet5, (2, 1, 32, 32)),
+    (lambda: fc.models.resnet18(num_classes=10, in_channels=1, small_input=True), (4, 1, 8, 8)),
+    (fc.models.inception_net, (4, 1, 8, 8)),
+    (fc.models.mlp, (2, 784)),
+], ids=["fashion_cnn", "lenet5", "resnet18", "inception_net", "mlp"])
+def test_model_state_dict_round_trips_bit_identical(tmp_path, build, shape, dtype):
+    fc.manual_seed(0)
+    model = build().to(dtype)
+    model.train()(np.random.default_rng(0).standard_normal(shape).astype(dtype))  # move BN stats
+    state = model.state_dict()
+    fc.save(model, tmp_path / "model.npz")
+    loaded = fc.load(tmp_path / "model.npz")
+    assert list(loaded) == list(state)
+    fc.manual_seed(1)
+    other = build().to(dtype)
+    other.load_state_dict(loaded)
+    for key, value in other.state_dict().items():
+        assert value.dtype == state[key].dtype and value.tobytes() == state[key].tobytes(), key

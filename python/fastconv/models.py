@@ -1,8 +1,8 @@
 """Classic CNNs built from fastconv.nn layers, with PyTorch's (torchvision's) key names.
 
 Every model is a Module whose backward composes its children's backwards. Chains are
-nn.Sequential (or Sequential subclasses with named children, which run in registration
-order); ResNet, whose forward is not a plain chain, writes forward and backward out.
+nn.Sequential, or a _Chain of named children run in a fixed order; ResNet writes forward and
+backward out.
 Weights load from an equivalent torch model with
 ``model.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})``.
 
@@ -16,8 +16,11 @@ Transfer learning: replace the head of a trained model, freeze the body and trai
     model.layer4.unfreeze()                         # later: fine-tune the last stage too
 
 For an nn.Sequential model, replace the last layer by its attribute name, which is its index
-(``setattr(model, str(len(model) - 1), nn.Linear(...))``); replacing the last child keeps
-the order of children, and with it forward order and state_dict order. Batch-norm layers keep
+(``setattr(model, str(len(model) - 1), nn.Linear(...))``; AlexNet's head is
+``setattr(model.classifier, "6", ...)``). Only the last child: assigning an existing attribute
+registers the new module last, and nn.Sequential runs its children in registration order.
+The named models here (AlexNet, ResNet, InceptionNet) run a fixed order, so any child of
+theirs can be replaced. Batch-norm layers keep
 following train()/eval() when frozen, as in PyTorch: call ``model.eval()`` (or eval() on the
 frozen part) to keep their running statistics fixed.
 """
@@ -27,7 +30,7 @@ import numpy as np
 from . import nn
 from .nn import init
 
-__all__ = ["fashion_cnn", "lenet5", "alexnet", "AlexNet", "ResNet", "resnet18", "resnet34",
+__all__ = ["fashion_cnn", "LeNet5", "lenet5", "alexnet", "AlexNet", "ResNet", "resnet18", "resnet34",
            "resnet50", "InceptionNet", "inception_net", "mlp"]
 
 
@@ -45,35 +48,76 @@ def fashion_cnn():
     return nn.Sequential(block(1, 16), block(16, 32), nn.Flatten(), nn.Linear(7 * 7 * 32, 10))
 
 
-def lenet5(input_size=32, num_classes=10):
+class LeNet5(nn.Sequential):
     """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, for 1-channel images.
 
     C1 Conv2d(1, 6, 5) -> tanh -> S2 AvgPool2d(2) -> C3 Conv2d(6, 16, 5) -> tanh ->
     S4 AvgPool2d(2) -> C5 Conv2d(16, 120, 5) -> tanh -> flatten -> F6 Linear(120, 84) -> tanh
-    -> Linear(84, num_classes). The network expects 32x32 input (C5 then sees 5x5 maps);
-    28x28 MNIST images are classically zero-padded by 2 pixels to 32x32. input_size=28 does
-    that padding inside C1 instead (padding=2), so 28x28 batches go in as they are; the two
-    variants have the same weights and give the same outputs.
+    -> Linear(84, num_classes), as an nn.Sequential (keys "0.weight" ... "11.bias").
+    The network expects 32x32 input (C5 then sees 5x5 maps); 28x28 MNIST images are
+    classically zero-padded by 2 pixels to 32x32. input_size=28 does that padding inside C1
+    instead (padding=2), so 28x28 batches go in as they are; both variants have the same
+    weights and give the same outputs.
     """
-    if input_size not in (28, 32):
-        raise ValueError(f"lenet5: input_size must be 32 or 28, got {input_size}")
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2 if input_size == 28 else 0), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),
-        nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, num_classes))
+
+    def __init__(self, input_size=32, num_classes=10):
+        if input_size not in (28, 32):
+            raise ValueError(f"lenet5: input_size must be 32 or 28, got {input_size}")
+        super().__init__(
+            nn.Conv2d(1, 6, 5, padding=2 if input_size == 28 else 0), nn.Tanh(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),
+            nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, num_classes))
+        self.input_size, self.num_classes = input_size, num_classes
+
+    def extra_repr(self):
+        return f"input_size={self.input_size}, num_classes={self.num_classes}"
+
+    def forward(self, x):
+        # Any other size fails deep inside C5 with a message about a 5x5 kernel on 4x4 maps.
+        if isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[2:] != (self.input_size,) * 2:
+            hint = " (28x28 images: use lenet5(input_size=28))" if x.shape[2:] == (28, 28) else ""
+            raise ValueError(f"{self._name()} expected (N, 1, {self.input_size}, "
+                             f"{self.input_size}) input, got {x.shape}{hint}")
+        return super().forward(x)
 
 
-class AlexNet(nn.Sequential):
+def lenet5(input_size=32, num_classes=10):
+    """LeNet-5 for 32x32 images, or 28x28 ones with input_size=28 (see LeNet5)."""
+    return LeNet5(input_size, num_classes)
+
+
+class _Chain(nn.Module):
+    """Named children run in the fixed order `_order`, backward in reverse. The order is not
+    taken from registration because assigning an existing attribute again (model.dropout =
+    nn.Dropout(0.3)) registers the new module last."""
+
+    _order = ()
+
+    def forward(self, x):
+        for name in self._order:
+            x = getattr(self, name)(x)
+        return x
+
+    def backward(self, dout):
+        for name in reversed(self._order):
+            dout = getattr(self, name).backward(dout)
+        return dout
+
+
+class AlexNet(_Chain):
     """AlexNet as torchvision lays it out (features, avgpool, classifier, one input size from
     63x63 up), plus the original paper's local response normalisation (size 5, alpha 1e-4,
     beta 0.75, k 2) after the ReLUs of the first two convolutions.
 
-    Children run in order: features -> avgpool (AdaptiveAvgPool2d((6, 6))) -> flatten ->
+    Forward: features -> avgpool (AdaptiveAvgPool2d((6, 6))) -> flatten ->
     classifier (Dropout, Linear(9216, 4096), ReLU, Dropout, Linear(4096, 4096), ReLU,
     Linear(4096, num_classes)). The LRN layers shift the indices inside `features` against
     torchvision's ("features.4.weight" here is torchvision's "features.3.weight").
     """
+
+    _order = ("features", "avgpool", "flatten", "classifier")
 
     def __init__(self, num_classes=1000, in_channels=3, dropout=0.5):
         super().__init__()
@@ -173,14 +217,17 @@ def resnet50(num_classes=1000, in_channels=3, small_input=False):
     return ResNet(nn.Bottleneck, (3, 4, 6, 3), num_classes, in_channels, small_input)
 
 
-class InceptionNet(nn.Sequential):
+class InceptionNet(_Chain):
     """A small GoogLeNet-style network for small images (28x28 Fashion-MNIST, 32x32 CIFAR).
 
     stem (3x3 conv without bias, batch norm, ReLU; 64 channels) -> inception3a (-> 128 ch)
     -> inception3b (-> 240 ch) -> 3x3/2 max-pool (halves the size) -> inception4a (-> 256 ch)
     -> global average pool -> flatten -> dropout -> fc. The Inception widths are GoogLeNet's
-    (Szegedy et al. 2015, table 1) for 3a, 3b and 4a. Children run in registration order.
+    (Szegedy et al. 2015, table 1) for 3a, 3b and 4a.
     """
+
+    _order = ("conv1", "bn1", "relu", "inception3a", "inception3b", "maxpool", "inception4a",
+              "avgpool", "flatten", "dropout", "fc")
 
     def __init__(self, num_classes=10, in_channels=1, dropout=0.2):
         super().__init__()
