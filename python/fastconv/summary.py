@@ -66,7 +66,7 @@ def summary(model, input_shape, dtype=np.float32, print_fn=print):
     w1 = max(len(c[1]) for c in cells + [header])
     w2 = max(len(c[2]) for c in cells + [header])
     rule = "-" * (w0 + w1 + w2 + 4)
-    lines = [rule, f"{header[0]:<{w0}}  {header[1]:<{w1}}  {header[2]:>{w2}}", rule.replace("-", "=")]
+    lines = [rule, f"{header[0]:<{w0}}  {header[1]:<{w1}}  {header[2]:>{w2}}", "=" * len(rule)]
     lines += [f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}" for a, b, c in cells]
     lines += [rule, f"Input shape: {_format_shape(input_shape)}, dtype {np.dtype(dtype).name}",
               f"Total params: {total:,}", f"Trainable params: {trainable:,}",
