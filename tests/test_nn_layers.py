@@ -90,6 +90,8 @@ def test_layers_reject_non_arrays_and_bad_arguments():
         nn.MixedPool2d(2, alpha=1.5)
     with pytest.raises(ValueError, match="groups"):
         nn.ConvTranspose2d(3, 4, 3, groups=2)
+    with pytest.raises(RuntimeError, match=r"MSELoss\(\).backward: call the loss"):
+        nn.MSELoss().backward()
 
 
 def test_softmax_without_dim_warns_and_uses_torchs_legacy_choice():

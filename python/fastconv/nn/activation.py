@@ -2,7 +2,7 @@
 
 Elementwise layers take arrays of any shape. Each forward keeps the one array its backward
 reads: the input, or the output where the gradient is a function of it (Sigmoid, Tanh,
-Softmax, LogSoftmax, and the in-place ReLU/LeakyReLU, whose input has been overwritten).
+Softmax, LogSoftmax).
 """
 
 import warnings
@@ -34,14 +34,13 @@ class ReLU(_Elementwise):
 
     def forward(self, x):
         self._check(x)
-        y = F.relu(x, inplace=self.inplace)
-        # relu's output is positive exactly where its input is, so it can stand in for an
-        # input that inplace=True has overwritten.
-        self._saved = y if self.inplace else x
-        return y
+        # With inplace=True, x ends up holding the output, which is positive exactly where the
+        # input was: all that relu_backward reads.
+        self._input = x
+        return F.relu(x, inplace=self.inplace)
 
     def backward(self, dout):
-        return F.relu_backward(dout, self._saved)
+        return F.relu_backward(dout, self._input)
 
 
 class LeakyReLU(_Elementwise):
@@ -58,12 +57,11 @@ class LeakyReLU(_Elementwise):
 
     def forward(self, x):
         self._check(x)
-        y = F.leaky_relu(x, self.negative_slope, inplace=self.inplace)
-        self._saved = y if self.inplace else x  # positive where the input was, as for ReLU
-        return y
+        self._input = x  # holds the output when inplace: positive where the input was, as ReLU
+        return F.leaky_relu(x, self.negative_slope, inplace=self.inplace)
 
     def backward(self, dout):
-        return F.leaky_relu_backward(dout, self._saved, self.negative_slope)
+        return F.leaky_relu_backward(dout, self._input, self.negative_slope)
 
 
 class ELU(_Elementwise):

@@ -54,7 +54,7 @@ class BasicBlock(_Residual):
     """ResNet-18/34 block: conv3x3(stride)-bn-relu-conv3x3-bn, + shortcut, relu.
 
     Keys as torchvision.models.resnet.BasicBlock: conv1, bn1, conv2, bn2, downsample.0/.1.
-    torchvision has one `relu` module used twice; here each use is its own ReLU (relu, relu_out)
+    torchvision has one `relu` module used twice; here each use is its own ReLU (relu1, relu_out)
     because a module keeps its forward's input for backward. ReLUs have no state_dict entries.
     """
 
@@ -65,7 +65,7 @@ class BasicBlock(_Residual):
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = BatchNorm2d(out_channels)
-        self.relu = ReLU()
+        self.relu1 = ReLU()
         self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.bn2 = BatchNorm2d(out_channels)
         self.downsample = _shortcut(in_channels, out_channels, stride)
@@ -75,7 +75,7 @@ class BasicBlock(_Residual):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
     def _residual_layers(self):
-        return (self.conv1, self.bn1, self.relu, self.conv2, self.bn2)
+        return (self.conv1, self.bn1, self.relu1, self.conv2, self.bn2)
 
 
 class Bottleneck(_Residual):

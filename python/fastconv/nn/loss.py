@@ -51,6 +51,8 @@ class _Loss(Module):
         return loss if self.reduction == "none" else float(loss)
 
     def backward(self, grad_output=None):
+        if not hasattr(self, "_input"):
+            raise RuntimeError(f"{self._name()}.backward: call the loss on (input, target) first")
         if grad_output is None:
             grad_output = 1.0 if self.reduction != "none" else np.ones(
                 self._loss_shape, dtype=self._input.dtype)

@@ -23,13 +23,14 @@ def _grads(parameters):
     return [p.grad for p in _params(parameters) if p.grad is not None]
 
 
-def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     """Scale all gradients together so that their joint norm is at most max_norm.
 
     The total norm is the norm_type-norm of all gradients seen as one vector (inf: the largest
     |g|). Every gradient is multiplied by min(1, max_norm / (total + 1e-6)), as torch does.
     Returns the total norm (before clipping) as a float; 0.0 when no parameter has a gradient.
-    error_if_nonfinite=True raises RuntimeError when that norm is NaN or infinite.
+    error_if_nonfinite=True raises RuntimeError when that norm is NaN or infinite. foreach is
+    accepted for torch compatibility and ignored (there is one implementation).
     """
     grads = _grads(parameters)
     norm_type = float(norm_type)
@@ -52,8 +53,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     return total
 
 
-def clip_grad_value_(parameters, clip_value):
-    """Clamp every gradient elementwise to [-clip_value, clip_value]."""
+def clip_grad_value_(parameters, clip_value, foreach=None):
+    """Clamp every gradient elementwise to [-clip_value, clip_value] (foreach is ignored)."""
     clip_value = float(clip_value)
     for g in _grads(parameters):
         np.clip(g, -clip_value, clip_value, out=g)
