@@ -1,9 +1,27 @@
 """Layers, containers and losses with explicit forward/backward (no autograd tape)."""
 
-from . import init
+from . import init, utils
+from .activation import ELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from .blocks import BasicBlock, BasicConv2d, Bottleneck, Inception
 from .containers import Flatten, Identity, Sequential
 from .conv import Conv2d
+from .dropout import Dropout
+from .linear import ConvTranspose2d, Linear
+from .loss import CrossEntropyLoss, MSELoss, MultiMarginLoss
 from .module import Module
+from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm
 from .parameter import Parameter
+from .pooling import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, LPPool2d, MaxPool2d,
+                      MinPool2d, MixedPool2d)
 
-__all__ = ["Parameter", "Module", "Sequential", "Identity", "Flatten", "Conv2d", "init"]
+__all__ = [
+    "Parameter", "Module", "Sequential", "Identity", "Flatten",
+    "Conv2d", "ConvTranspose2d", "Linear",
+    "MaxPool2d", "MinPool2d", "AvgPool2d", "LPPool2d", "MixedPool2d", "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax",
+    "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Dropout",
+    "CrossEntropyLoss", "MSELoss", "MultiMarginLoss",
+    "BasicBlock", "Bottleneck", "BasicConv2d", "Inception",
+    "init", "utils",
+]

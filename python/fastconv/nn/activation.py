@@ -1,0 +1,162 @@
+"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, Softmax, LogSoftmax.
+
+Elementwise layers take arrays of any shape. Each forward keeps the one array its backward
+reads: the input, or the output where the gradient is a function of it (Sigmoid, Tanh,
+Softmax, LogSoftmax).
+"""
+
+import warnings
+
+import numpy as np
+
+from .. import functional as F
+from .module import Module
+
+
+def _inplace_repr(inplace):
+    return ", inplace=True" if inplace else ""
+
+
+class _Elementwise(Module):
+    def _check(self, x):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray input, got "
+                            f"{type(x).__module__}.{type(x).__qualname__}")
+
+
+class ReLU(_Elementwise):
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+    def forward(self, x):
+        self._check(x)
+        # With inplace=True, x ends up holding the output, which is positive exactly where the
+        # input was: all that relu_backward reads.
+        self._input = x
+        return F.relu(x, inplace=self.inplace)
+
+    def backward(self, dout):
+        return F.relu_backward(dout, self._input)
+
+
+class LeakyReLU(_Elementwise):
+    def __init__(self, negative_slope=0.01, inplace=False):
+        super().__init__()
+        if inplace and negative_slope < 0:
+            # The sign of the output no longer tells where the input was positive.
+            raise ValueError("LeakyReLU: inplace=True needs negative_slope >= 0, got "
+                             f"{negative_slope}")
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}{_inplace_repr(self.inplace)}"
+
+    def forward(self, x):
+        self._check(x)
+        self._input = x  # holds the output when inplace: positive where the input was, as ReLU
+        return F.leaky_relu(x, self.negative_slope, inplace=self.inplace)
+
+    def backward(self, dout):
+        return F.leaky_relu_backward(dout, self._input, self.negative_slope)
+
+
+class ELU(_Elementwise):
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}{_inplace_repr(self.inplace)}"
+
+    def forward(self, x):
+        self._check(x)
+        # elu_backward reads the input; in-place keeps a copy of it before it is overwritten.
+        self._input = x.copy() if self.inplace else x
+        return F.elu(x, self.alpha, inplace=self.inplace)
+
+    def backward(self, dout):
+        return F.elu_backward(dout, self._input, self.alpha)
+
+
+class Sigmoid(_Elementwise):
+    def forward(self, x):
+        self._check(x)
+        self._output = F.sigmoid(x)
+        return self._output
+
+    def backward(self, dout):
+        return F.sigmoid_backward(dout, output=self._output)
+
+
+class Tanh(_Elementwise):
+    def forward(self, x):
+        self._check(x)
+        self._output = F.tanh(x)
+        return self._output
+
+    def backward(self, dout):
+        return F.tanh_backward(dout, output=self._output)
+
+
+class Softplus(_Elementwise):
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+    def forward(self, x):
+        self._check(x)
+        self._input = x
+        return F.softplus(x, self.beta, self.threshold)
+
+    def backward(self, dout):
+        return F.softplus_backward(dout, self._input, self.beta, self.threshold)
+
+
+class _SoftmaxBase(_Elementwise):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+    def _resolve_dim(self, x):
+        self._check(x)
+        dim = self.dim
+        if dim is None:
+            # torch.nn's legacy implicit choice, with its deprecation warning.
+            dim = 0 if x.ndim in (0, 1, 3) else 1
+            warnings.warn(f"Implicit dimension choice for {type(self).__name__.lower()} has been "
+                          f"deprecated. Change the call to include dim=X as an argument.",
+                          UserWarning, stacklevel=3)
+        ndim = max(x.ndim, 1)
+        if not -ndim <= dim < ndim:
+            raise ValueError(f"{self._name()}: dim {dim} is out of range for input of shape "
+                             f"{x.shape}")
+        return dim
+
+    def forward(self, x):
+        self._dim = self._resolve_dim(x)
+        self._output = self._op(x, dim=self._dim)
+        return self._output
+
+
+class Softmax(_SoftmaxBase):
+    _op = staticmethod(F.softmax)
+
+    def backward(self, dout):
+        return F.softmax_backward(dout, self._output, self._dim)
+
+
+class LogSoftmax(_SoftmaxBase):
+    _op = staticmethod(F.log_softmax)
+
+    def backward(self, dout):
+        return F.log_softmax_backward(dout, self._output, self._dim)

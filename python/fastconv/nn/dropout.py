@@ -1,0 +1,34 @@
+"""Dropout (torch.nn.Dropout): in train() zeroes each element with probability p and scales
+the rest by 1 / (1 - p); in eval() it is the identity. The mask drawn in forward is kept for
+backward; masks come from fastconv's global generator (fastconv.manual_seed)."""
+
+import numpy as np
+
+from .. import functional as F
+from .module import Module
+
+
+class Dropout(Module):
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p, self.inplace = p, inplace
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={self.inplace}"
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray input, got "
+                            f"{type(x).__module__}.{type(x).__qualname__}")
+        self._mask = None
+        if not self.training:
+            return x
+        out, self._mask = F.dropout(x, self.p, True, self.inplace, return_mask=True)
+        return out
+
+    def backward(self, dout):
+        if self._mask is None:  # eval: the forward was the identity
+            return dout
+        return F.dropout_backward(dout, self._mask, self.p)

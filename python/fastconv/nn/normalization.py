@@ -1,0 +1,120 @@
+"""Normalisation layers: BatchNorm1d, BatchNorm2d and LocalResponseNorm (torch.nn's arguments,
+initialisation, buffers and state_dict keys).
+
+Batch norm in train() normalises with the batch statistics and updates the running ones in
+place (the kernel does it, momentum as torch; momentum=None gives the cumulative average
+1/num_batches_tracked); in eval() it uses the running statistics. Backward uses the mean and
+inverse std that forward saved, so it matches the forward whatever happened in between.
+"""
+
+import numpy as np
+
+from .. import functional as F
+from .module import Module
+from .parameter import Parameter
+
+
+class _BatchNorm(Module):
+    _dims = ()  # accepted input ranks
+    _layout = ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=np.float32, *, bias=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = self.bias = None
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dtype))
+            # bias=False (keyword-only, new in torch 2.x) keeps the scale but drops the shift.
+            self.bias = Parameter(np.zeros(num_features, dtype=dtype)) if bias else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            # As torch: no buffers (and no state_dict entries); batch statistics always.
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim not in self._dims:
+            raise ValueError(f"{self._name()} expected {self._layout} input, got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{self._name()} expected input with {self.num_features} channels, "
+                             f"got {x.shape}")
+        momentum = self.momentum
+        if self.training and self.track_running_stats:
+            # In place: the 0-d buffer must stay the registered array.
+            self.num_batches_tracked[...] += 1
+            if momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)
+        # Batch statistics in training, and always when there are no running ones (torch); the
+        # kernel updates the running statistics exactly when it gets them in training mode.
+        self._training = self.training or not self.track_running_stats
+        out, self._mean, self._invstd = F.batch_norm(
+            x, self.running_mean, self.running_var,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data, training=self._training,
+            momentum=0.0 if momentum is None else momentum, eps=self.eps, return_stats=True)
+        self._input = x
+        return out
+
+    def backward(self, dout):
+        w, b = self.weight, self.bias
+        need_w = w is not None and w.requires_grad
+        need_b = b is not None and b.requires_grad
+        if need_w and w.grad is None:
+            w.grad = np.zeros_like(w.data)
+        if need_b and b.grad is None:
+            b.grad = np.zeros_like(b.data)
+        dx, _, _ = F.batch_norm_backward(
+            dout, self._input, None if w is None else w.data, self._mean, self._invstd,
+            training=self._training, output_mask=(True, need_w, need_b),
+            grad_weight=w.grad if need_w else None, grad_bias=b.grad if need_b else None)
+        return dx
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) input."""
+    _dims = (2, 3)
+    _layout = "2-D (N, C) or 3-D (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) input, per channel."""
+    _dims = (4,)
+    _layout = "4-D (N, C, H, W)"
+
+
+class LocalResponseNorm(Module):
+    """Normalisation across `size` neighbouring channels (AlexNet), torch.nn.LocalResponseNorm."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim < 3:
+            raise ValueError(f"{self._name()} expected input of at least 3 dimensions "
+                             f"(N, C, *), got {getattr(x, 'shape', type(x).__name__)}")
+        self._input = x
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def backward(self, dout):
+        return F.local_response_norm_backward(dout, self._input, self.size, self.alpha,
+                                              self.beta, self.k)

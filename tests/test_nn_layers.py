@@ -1,0 +1,415 @@
+"""nn layers, losses, blocks and utilities without torch: input validation naming the layer,
+repr, initialisation, frozen parameters, gradient accumulation, dropout masks, random
+mixed-pool alpha, batch-norm statistics by hand, and finite differences through composites.
+"""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import nn
+
+from _util import assert_close
+
+
+def _x(*shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# -- input validation ----------------------------------------------------------------------
+
+BAD_INPUTS = [
+    (lambda: nn.Linear(7, 5), (3, 6), r"Linear\(in_features=7, out_features=5, bias=True\) "
+                                      r"expected input \(\*, 7\), got \(3, 6\)"),
+    (lambda: nn.ConvTranspose2d(4, 6, 3), (2, 3, 5, 5),
+     r"ConvTranspose2d\(4, 6, kernel_size=\(3, 3\).* expected input with 4 channels, "
+     r"got \(2, 3, 5, 5\)"),
+    (lambda: nn.ConvTranspose2d(4, 6, 3), (4, 5, 5), r"ConvTranspose2d\(4, 6.*4-D"),
+    (lambda: nn.MaxPool2d(2), (2, 3, 4, 4, 4), r"MaxPool2d\(kernel_size=2, stride=2.*"
+                                               r"\(N, C, H, W\) input, got \(2, 3, 4, 4, 4\)"),
+    (lambda: nn.MinPool2d(2), (4, 4), r"MinPool2d\(kernel_size=2"),
+    (lambda: nn.AvgPool2d(3), (1, 9), r"AvgPool2d\(kernel_size=3, stride=3, padding=0\)"),
+    (lambda: nn.LPPool2d(2, 2), (8,), r"LPPool2d\(norm_type=2"),
+    (lambda: nn.MixedPool2d(2), (2, 2), r"MixedPool2d\(kernel_size=2"),
+    (lambda: nn.AdaptiveAvgPool2d(1), (2, 8), r"AdaptiveAvgPool2d\(output_size=1\)"),
+    (lambda: nn.AdaptiveMaxPool2d((2, 3)), (2, 8), r"AdaptiveMaxPool2d\(output_size=\(2, 3\)\)"),
+    (lambda: nn.BatchNorm2d(3), (4, 3, 5), r"BatchNorm2d\(3, eps=1e-05.* 4-D"),
+    (lambda: nn.BatchNorm2d(3), (4, 2, 5, 5), r"BatchNorm2d\(3, .*expected input with 3 "
+                                              r"channels, got \(4, 2, 5, 5\)"),
+    (lambda: nn.BatchNorm1d(5), (4, 5, 2, 2), r"BatchNorm1d\(5, .*\(N, C\) or 3-D"),
+    (lambda: nn.BatchNorm1d(5), (4, 6), r"BatchNorm1d\(5, .*5 channels, got \(4, 6\)"),
+    (lambda: nn.LocalResponseNorm(3), (4, 5), r"LocalResponseNorm\(3, alpha=0.0001"),
+    (lambda: nn.Softmax(dim=2), (4, 5), r"Softmax\(dim=2\): dim 2 is out of range"),
+    (lambda: nn.LogSoftmax(dim=-3), (4, 5), r"LogSoftmax\(dim=-3\): dim -3"),
+    (lambda: nn.BasicBlock(4, 8), (2, 3, 6, 6), r"BasicBlock\(4, 8, stride=1\) expected input "
+                                                r"with 4 channels"),
+    (lambda: nn.Bottleneck(4, 2, 2), (2, 4, 6), r"Bottleneck\(4, 2, stride=2, expansion=4\)"),
+    (lambda: nn.Inception(5, 3, 2, 4, 2, 3, 2), (1, 4, 6, 6),
+     r"Inception\(5, 3, 2, 4, 2, 3, 2, five_by_five='5x5'\) expected input with 5 channels"),
+]
+
+
+@pytest.mark.parametrize("make,shape,message", BAD_INPUTS,
+                         ids=[re.match(r"\w+", m).group() + f"_{i}"
+                              for i, (_, _, m) in enumerate(BAD_INPUTS)])
+def test_layer_rejects_wrong_input_shape_naming_the_layer(make, shape, message):
+    layer = make().double()
+    with pytest.raises(ValueError, match=message):
+        layer(np.zeros(shape))
+
+
+@pytest.mark.parametrize("loss_fn,x,y,message", [
+    (nn.MSELoss(), np.zeros((3, 4)), np.zeros((3, 5)), r"MSELoss\(\): mse_loss"),
+    (nn.CrossEntropyLoss(), np.zeros((3, 4)), np.zeros(2, dtype=np.int64),
+     r"CrossEntropyLoss\(\): cross_entropy"),
+    (nn.MultiMarginLoss(), np.zeros((3, 4)), np.zeros(4, dtype=np.int64),
+     r"MultiMarginLoss\(\): multi_margin_loss"),
+], ids=["mse", "cross_entropy", "multi_margin"])
+def test_loss_rejects_wrong_shapes_naming_the_loss(loss_fn, x, y, message):
+    with pytest.raises(ValueError, match=message):
+        loss_fn(x, y)
+
+
+def test_layers_reject_non_arrays_and_bad_arguments():
+    with pytest.raises(TypeError, match=r"ReLU\(\) expected a numpy.ndarray"):
+        nn.ReLU()([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"Sigmoid\(\) expected a numpy.ndarray"):
+        nn.Sigmoid()(3.0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        nn.Dropout(1.5)
+    with pytest.raises(ValueError, match="only p == 1 and p == 2"):
+        nn.MultiMarginLoss(p=3)
+    with pytest.raises(ValueError, match="reduction"):
+        nn.MSELoss(reduction="avg")
+    with pytest.raises(ValueError, match="five_by_five"):
+        nn.Inception(5, 3, 2, 4, 2, 3, 2, five_by_five="7x7")
+    with pytest.raises(ValueError, match="alpha"):
+        nn.MixedPool2d(2, alpha=1.5)
+    with pytest.raises(ValueError, match="groups"):
+        nn.ConvTranspose2d(3, 4, 3, groups=2)
+    with pytest.raises(RuntimeError, match=r"MSELoss\(\).backward: call the loss"):
+        nn.MSELoss().backward()
+
+
+def test_softmax_without_dim_warns_and_uses_torchs_legacy_choice():
+    x = _x(2, 3)
+    with pytest.warns(UserWarning, match="Implicit dimension choice for softmax"):
+        y = nn.Softmax()(x)
+    assert_close(y.sum(axis=1), np.ones(2), 1e-15)  # 2-D input: dim 1
+
+
+# -- repr, matching torch's extra_repr strings -------------------------------------------------
+
+@pytest.mark.parametrize("layer,expected", [
+    (nn.Linear(3, 4, bias=False), "Linear(in_features=3, out_features=4, bias=False)"),
+    (nn.ConvTranspose2d(2, 4, 3, stride=2, output_padding=1),
+     "ConvTranspose2d(2, 4, kernel_size=(3, 3), stride=(2, 2), output_padding=(1, 1))"),
+    (nn.MaxPool2d(3, 2, 1), "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, "
+                            "ceil_mode=False)"),
+    (nn.AvgPool2d(2), "AvgPool2d(kernel_size=2, stride=2, padding=0)"),
+    (nn.LPPool2d(2, 3), "LPPool2d(norm_type=2, kernel_size=3, stride=None, ceil_mode=False)"),
+    (nn.AdaptiveAvgPool2d((5, 7)), "AdaptiveAvgPool2d(output_size=(5, 7))"),
+    (nn.ReLU(inplace=True), "ReLU(inplace=True)"),
+    (nn.LeakyReLU(), "LeakyReLU(negative_slope=0.01)"),
+    (nn.ELU(alpha=0.5), "ELU(alpha=0.5)"),
+    (nn.Softplus(), "Softplus(beta=1.0, threshold=20.0)"),
+    (nn.LogSoftmax(dim=1), "LogSoftmax(dim=1)"),
+    (nn.BatchNorm1d(4, momentum=None), "BatchNorm1d(4, eps=1e-05, momentum=None, affine=True, "
+                                       "bias=True, track_running_stats=True)"),
+    (nn.LocalResponseNorm(5), "LocalResponseNorm(5, alpha=0.0001, beta=0.75, k=1.0)"),
+    (nn.Dropout(0.25), "Dropout(p=0.25, inplace=False)"),
+    (nn.CrossEntropyLoss(), "CrossEntropyLoss()"),
+])
+def test_layer_repr_is_torchs(layer, expected):
+    assert repr(layer).split("  #")[0] == expected
+
+
+# -- initialisation ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make,fan_in", [
+    (lambda g: nn.Linear(50, 40, generator=g), 50),
+    (lambda g: nn.ConvTranspose2d(6, 8, (3, 2), groups=2, generator=g), 4 * 3 * 2),
+], ids=["linear", "conv_transpose"])
+def test_dense_layers_default_init_uses_torchs_bounds(make, fan_in):
+    layer = make(np.random.default_rng(0))
+    bound = 1 / math.sqrt(fan_in)
+    w, b = layer.weight.data, layer.bias.data
+    assert w.dtype == np.float32 and np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    # U(-bound, bound) has standard deviation bound / sqrt(3).
+    assert abs(w.std() / (bound / math.sqrt(3)) - 1) < 0.1
+    assert np.abs(b).max() > bound / 2  # the bias is drawn too, not left at zero
+
+
+def test_batch_norm_initial_state_and_eval_before_training():
+    bn = nn.BatchNorm2d(3).double()
+    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var",
+                                     "num_batches_tracked"]
+    assert (bn.weight.data == 1).all() and (bn.bias.data == 0).all()
+    bn.weight.data[:] = [1.0, 2.0, 3.0]
+    bn.bias.data[:] = [0.5, 0.0, -1.0]
+    x = _x(2, 3, 4, 5)
+    y = bn.eval()(x)
+    # Running statistics are mean 0, variance 1 before any training step.
+    scale = np.array([1.0, 2.0, 3.0])[:, None, None] / math.sqrt(1 + 1e-5)
+    assert_close(y, x * scale + np.array([0.5, 0.0, -1.0])[:, None, None], 1e-14)
+    assert int(bn.num_batches_tracked) == 0
+
+
+def test_batch_norm_cumulative_average_by_hand():
+    bn = nn.BatchNorm1d(2, momentum=None).double()
+    batches = [_x(5, 2, seed=s) * (s + 1) + s for s in range(4)]
+    for b in batches:
+        bn(b)
+    # momentum=None: the running statistics are plain averages of the batch statistics.
+    assert_close(bn.running_mean, np.mean([b.mean(0) for b in batches], axis=0), 1e-13)
+    assert_close(bn.running_var, np.mean([b.var(0, ddof=1) for b in batches], axis=0), 1e-13)
+    assert bn.state_dict()["num_batches_tracked"] == 4
+    fresh = nn.BatchNorm1d(2, momentum=None).double()
+    fresh.load_state_dict(bn.state_dict())
+    assert fresh.num_batches_tracked == 4 and fresh.num_batches_tracked.dtype == np.int64
+
+
+# -- frozen parameters and accumulation -----------------------------------------------------
+
+PARAM_LAYERS = [
+    (lambda: nn.Linear(6, 4), (3, 6)),
+    (lambda: nn.ConvTranspose2d(3, 4, 3, stride=2), (2, 3, 4, 5)),
+    (lambda: nn.BatchNorm2d(3), (2, 3, 4, 5)),
+    (lambda: nn.BatchNorm1d(3), (5, 3)),
+    (lambda: nn.BasicBlock(3, 4, 2), (2, 3, 6, 6)),
+    (lambda: nn.Inception(3, 2, 2, 2, 1, 2, 1, "double3x3"), (1, 3, 5, 5)),
+]
+PARAM_IDS = ["linear", "conv_transpose", "bn2d", "bn1d", "basic_block", "inception"]
+
+
+@pytest.mark.parametrize("make,shape", PARAM_LAYERS, ids=PARAM_IDS)
+def test_frozen_parameters_get_no_gradient_and_the_input_gradient_is_unchanged(make, shape):
+    fc.manual_seed(0)
+    layer = make().double()
+    x = _x(*shape)
+    y = layer(x)
+    g = _x(*y.shape, seed=1)
+    dx = layer.backward(g)
+    grads = {n: p.grad.copy() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    layer.freeze()
+    layer(x)
+    assert_close(layer.backward(g), dx, 1e-14)
+    assert all(p.grad is None for p in layer.parameters())
+    # Freezing one parameter (a weight) leaves the others' gradients as they were.
+    layer.unfreeze()
+    name, first = next(layer.named_parameters())
+    first.requires_grad = False
+    layer(x)
+    layer.backward(g)
+    for n, p in layer.named_parameters():
+        if n == name:
+            assert p.grad is None
+        else:
+            assert_close(p.grad, grads[n], 1e-14, what=n)
+
+
+@pytest.mark.parametrize("make,shape", PARAM_LAYERS, ids=PARAM_IDS)
+def test_parameter_gradients_accumulate_over_backward_calls(make, shape):
+    fc.manual_seed(0)
+    layer = make().double().eval()
+    x = _x(*shape)
+    g = _x(*layer(x).shape, seed=1)
+    layer.backward(g)
+    once = {n: p.grad.copy() for n, p in layer.named_parameters()}
+    layer(x)
+    layer.backward(g)
+    for n, p in layer.named_parameters():
+        assert_close(p.grad, 2 * once[n], 1e-14, what=n)
+
+
+# -- dropout -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
+def test_dropout_forward_and_backward_use_one_mask_and_scale(p):
+    x = _x(40, 50) + 5.0  # no zeros in x, so y == 0 exactly where an element was dropped
+    fc.manual_seed(3)
+    d = nn.Dropout(p)
+    y = d(x)
+    kept = y != 0
+    assert_close(y[kept], x[kept] / (1 - p), 1e-15)
+    # 2000 Bernoulli draws: the kept fraction is within 5 standard deviations of 1 - p.
+    assert abs(kept.mean() - (1 - p)) < 5 * math.sqrt(p * (1 - p) / kept.size)
+    g = _x(40, 50, seed=1)
+    dx = d.backward(g)
+    np.testing.assert_array_equal(dx == 0, ~kept)
+    assert_close(dx[kept], g[kept] / (1 - p), 1e-15)
+    fc.manual_seed(3)
+    np.testing.assert_array_equal(nn.Dropout(p)(x), y)  # reproducible from the seed
+    assert not np.array_equal(d(x), y)  # and a new mask on the next call
+
+
+def test_dropout_edge_probabilities_eval_and_inplace():
+    x = _x(3, 4) + 5.0
+    np.testing.assert_array_equal(nn.Dropout(0.0)(x), x)
+    d = nn.Dropout(1.0)
+    assert (d(x) == 0).all() and (d.backward(np.ones_like(x)) == 0).all()
+    d = nn.Dropout(0.5).eval()
+    assert d(x) is x and d.backward(x) is x
+    z = x.copy()
+    fc.manual_seed(4)
+    y = nn.Dropout(0.5, inplace=True)(z)
+    assert y is z and (z == 0).any()
+
+
+# -- mixed pooling with a random alpha -----------------------------------------------------------
+
+def test_mixed_pool_random_alpha_is_recorded_and_used_by_backward():
+    x = _x(2, 3, 8, 7)
+    g = _x(2, 3, 4, 3, seed=1)
+    fc.manual_seed(5)
+    layer = nn.MixedPool2d(2, alpha=None)
+    y1 = layer(x)
+    a1 = layer.last_alpha
+    assert 0.0 <= a1 <= 1.0
+    dx = layer.backward(g)
+    fixed = nn.MixedPool2d(2, alpha=a1)
+    np.testing.assert_array_equal(y1, fixed(x))
+    np.testing.assert_array_equal(dx, fixed.backward(g))
+    # mixed = a * max + (1 - a) * avg, from the separate layers.
+    assert_close(y1, a1 * nn.MaxPool2d(2)(x) + (1 - a1) * nn.AvgPool2d(2)(x), 1e-14)
+    layer(x)
+    assert layer.last_alpha != a1  # a fresh draw per forward
+    fc.manual_seed(5)
+    nn.MixedPool2d(2, alpha=None)(x)
+    seeded = nn.MixedPool2d(2, alpha=None, generator=np.random.default_rng(0))
+    seeded(x)
+    assert seeded.last_alpha == np.random.default_rng(0).random()
+
+
+def test_pool_return_indices_gives_torch_style_pairs():
+    x = _x(1, 2, 4, 4)
+    out, idx = nn.MaxPool2d(2, return_indices=True)(x)
+    assert idx.dtype == np.int64 and out.shape == idx.shape == (1, 2, 2, 2)
+    flat = x.reshape(1, 2, 16)
+    np.testing.assert_array_equal(np.take_along_axis(flat, idx.reshape(1, 2, 4), 2),
+                                  out.reshape(1, 2, 4))
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+def test_cross_entropy_loss_by_hand_and_backward_of_the_last_call():
+    x = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    y = np.array([1, 2])
+    loss_fn = nn.CrossEntropyLoss()
+    loss = loss_fn(x, y)
+    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    assert isinstance(loss, float)
+    assert math.isclose(loss, -(logp[0, 1] + logp[1, 2]) / 2, rel_tol=1e-14)
+    expected = (np.exp(logp) - np.eye(3)[y]) / 2
+    assert_close(loss_fn.backward(), expected, 1e-14)
+    assert_close(loss_fn.backward(2.0), 2 * expected, 1e-14)
+    loss_fn(x[:1], y[:1])  # backward follows the latest call
+    assert loss_fn.backward().shape == (1, 3)
+
+
+def test_mse_loss_by_hand_and_none_reduction():
+    x, t = _x(3, 4), _x(3, 4, seed=1)
+    loss_fn = nn.MSELoss(reduction="sum")
+    assert math.isclose(loss_fn(x, t), ((x - t) ** 2).sum(), rel_tol=1e-14)
+    assert_close(loss_fn.backward(), 2 * (x - t), 1e-14)
+    per = nn.MSELoss(reduction="none")
+    assert_close(per(x, t), (x - t) ** 2, 1e-14)
+    g = _x(3, 4, seed=2)
+    assert_close(per.backward(g), 2 * (x - t) * g, 1e-14)
+
+
+def test_weighted_losses_keep_the_weight_as_a_state_dict_buffer():
+    w = np.array([1.0, 2.0, 0.5])
+    loss_fn = nn.CrossEntropyLoss(weight=w)
+    assert list(loss_fn.state_dict()) == ["weight"]
+    assert loss_fn.weight.dtype == np.float64
+    x = _x(4, 3).astype(np.float32)
+    assert isinstance(loss_fn(x, np.array([0, 1, 2, 1])), float)
+    assert loss_fn.backward().dtype == np.float32
+    assert list(nn.MultiMarginLoss().state_dict()) == []
+
+
+# -- finite differences through composites ---------------------------------------------------
+
+def _finite_difference_check(net, x, seed=0, h=1e-6, checks=6):
+    """<dL/dx, v> and <dL/dp, v> against central differences of L = <net(x), g>."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(net(x).shape)
+    net.zero_grad()
+    net(x)
+    dx = net.backward(g)
+
+    def loss():
+        return float(np.sum(net(x) * g))
+
+    targets = [("input", x, dx)] + [(n, p.data, p.grad) for n, p in net.named_parameters()]
+    for name, value, grad in targets[:checks]:
+        v = rng.standard_normal(value.shape)
+        value += h * v
+        up = loss()
+        value -= 2 * h * v
+        down = loss()
+        value += h * v
+        fd = (up - down) / (2 * h)
+        assert math.isclose(fd, float(np.sum(grad * v)), rel_tol=1e-6, abs_tol=1e-8), name
+
+
+def test_sequential_of_new_layers_passes_finite_differences():
+    fc.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ELU(),
+                        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 5),
+                        nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3), nn.LogSoftmax(dim=1))
+    net.double()
+    # Training-mode batch norm couples the batch: the check covers that coupling too.
+    _finite_difference_check(net, _x(3, 2, 6, 7), checks=20)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Bottleneck(4, 2, 2),
+                                  lambda: nn.Inception(3, 2, 2, 2, 1, 2, 1)],
+                         ids=["bottleneck", "inception"])
+def test_blocks_pass_finite_differences(make):
+    fc.manual_seed(1)
+    net = make().double()
+    _finite_difference_check(net, _x(2, net.in_channels, 5, 6), checks=8)
+
+
+# -- utilities ---------------------------------------------------------------------------------
+
+def test_clip_grad_norm_by_hand_and_without_gradients():
+    p = nn.Parameter(np.zeros(2))
+    assert nn.utils.clip_grad_norm_([p], 1.0) == 0.0
+    p.grad = np.array([3.0, 4.0])
+    assert nn.utils.clip_grad_norm_(p, 1.0) == 5.0
+    assert_close(p.grad, np.array([3.0, 4.0]) / (5.0 + 1e-6), 1e-15)
+    q = nn.Parameter(np.zeros(2))
+    q.grad = np.array([0.3, 0.4])
+    nn.utils.clip_grad_norm_([q], 1.0)
+    np.testing.assert_array_equal(q.grad, [0.3, 0.4])  # below max_norm: unchanged
+
+
+def test_max_norm_on_a_module_constrains_weights_only():
+    fc.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Linear(4, 5)).double()
+    for p in net.parameters():
+        p.data *= 10
+    biases = [net[0].bias.data.copy(), net[1].bias.data.copy()]
+    nn.utils.max_norm_(net, 1.5)
+    for w in (net[0].weight.data, net[1].weight.data):
+        norms = np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(1))
+        assert np.all(norms <= 1.5) and np.all(norms > 1.5 - 1e-6)
+    np.testing.assert_array_equal(net[0].bias.data, biases[0])
+    np.testing.assert_array_equal(net[1].bias.data, biases[1])
+
+
+def test_l1_penalty_by_hand_skips_frozen_gradients():
+    a = nn.Parameter(np.array([1.0, -2.0, 0.0]))
+    b = nn.Parameter(np.array([[0.5, -0.25]]), requires_grad=False)
+    a.grad = np.array([0.1, 0.1, 0.1])
+    value = nn.utils.l1_penalty([a, b], 0.1)
+    assert math.isclose(value, 0.1 * 3.75, rel_tol=1e-15)
+    assert_close(a.grad, np.array([0.2, 0.0, 0.1]), 1e-15)
+    assert b.grad is None
