@@ -37,6 +37,13 @@ std::unique_ptr<T[]> workspace(int64_t n) {
   return std::unique_ptr<T[]>(n > 0 ? new T[n] : nullptr);
 }
 
+// Multiply-adds below which a pass runs on the calling thread: waking the team costs more.
+constexpr int64_t kParallelMacs = int64_t(1) << 18;
+
+bool worth_threads(const Conv2dGeom& g) {
+  return g.N * g.K * g.PQ() * g.Cg() * g.RS() >= kParallelMacs;
+}
+
 // The columns of work item i (image n, output rows [p0, p1)) for forward and weight-gradient:
 // the input itself on the 1x1 path, else im2col into the thread's workspace.
 template <typename T>
@@ -70,7 +77,7 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
   const int64_t rows = std::clamp<int64_t>(
       kColBudgetBytes / std::max<int64_t>(1, chunk * RS * g.Q * int64_t(sizeof(T))), 1, g.P);
   const int64_t items = g.N * g.groups * chunks;
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(g))
   {
     auto dcol = workspace<T>(direct ? 0 : chunk * RS * rows * g.Q);
 #pragma omp for schedule(static)
@@ -105,7 +112,7 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
   const int64_t items = g.N * b.count;
   auto acc = workspace<T>(threads * wsize);
   int used = 1;
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(g))
   {
 #pragma omp single
     used = team_size();
@@ -123,7 +130,7 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
       }
     }
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(g))
   for (int64_t e = 0; e < wsize; ++e) {
     T s = dweight[e];
     for (int t = 0; t < used; ++t) s += acc[t * wsize + e];
@@ -135,7 +142,7 @@ template <typename T>
 void backward_bias(T* dbias, const T* dout, const Conv2dGeom& g) {
   const int64_t PQ = g.PQ();
   // Sums of N*P*Q terms: accumulate in double so float32 keeps its precision.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(g))
   for (int64_t k = 0; k < g.K; ++k) {
     double s = 0;
     for (int64_t n = 0; n < g.N; ++n) {
@@ -154,7 +161,7 @@ void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, co
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const RowBlocks b = row_blocks<T>(g, max_threads());
   const int64_t items = g.N * b.count;
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(g))
   {
     auto col = workspace<T>(b.workspace);
 #pragma omp for schedule(static)
