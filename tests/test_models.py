@@ -139,6 +139,15 @@ def test_summary_restores_forwards_when_the_forward_fails(capsys):
     assert net(_x((1, 1, 28, 28))).shape == (1, 10)
 
 
+def test_summary_float64_model(capsys):
+    net = models.mlp([12, 5, 3]).double()
+    rows = fc.summary(net, (4, 12), dtype=np.float64)
+    assert [(r["type"], r["output_shape"], r["params"]) for r in rows] == [
+        ("Flatten", (4, 12), 0), ("Linear", (4, 5), 65), ("ReLU", (4, 5), 0),
+        ("Linear", (4, 3), 18)]
+    assert "dtype float64" in capsys.readouterr().out
+
+
 def test_summary_resnet_lists_blocks_in_execution_order(capsys):
     net = models.resnet18(num_classes=10, in_channels=1, small_input=True)
     rows = fc.summary(net, (1, 1, 28, 28))

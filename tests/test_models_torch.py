@@ -285,3 +285,14 @@ def test_models_state_dict_loads_back_into_torch_exactly(tmp_path):
     ours.eval()
     x = _x((2, 1, 28, 28)).astype(np.float32)
     assert_close(ours(x), twin(torch.tensor(x)).detach().numpy(), 1e-5)
+
+
+def test_torch_state_dict_saves_directly_and_loads_into_the_model(tmp_path):
+    """fc.save takes CPU torch tensors as they come out of state_dict()."""
+    torch.manual_seed(0)
+    twin = torch_lenet5(padding=2).double().eval()
+    fc.save(twin.state_dict(), tmp_path / "lenet.npz")
+    ours = models.lenet5(input_size=28).double().eval()
+    ours.load_state_dict(fc.load(tmp_path / "lenet.npz"))
+    x = _x((2, 1, 28, 28))
+    assert_close(ours(x), twin(torch.tensor(x)).detach().numpy(), RTOL)
