@@ -154,3 +154,24 @@ def test_init_is_reproducible_with_manual_seed():
     assert (a == 0.5).all()
     with pytest.raises(ValueError, match="nonlinearity"):
         nn.init.calculate_gain("swish")
+
+
+def test_replacing_a_child_keeps_its_place_in_run_order_and_state_dict():
+    net = small_net()
+    keys = list(net.state_dict())
+    net[0] = nn.Conv2d(3, 4, 3, padding=1).double()
+    net[-1] = nn.Flatten()
+    assert list(net.state_dict()) == keys
+    assert [type(m).__name__ for m in net] == ["Conv2d", "Identity", "Conv2d", "Flatten"]
+    assert net(np.zeros((1, 3, 7, 6))).shape == (1, 6 * 3 * 3)
+    with pytest.raises(TypeError, match="Modules"):
+        net[1] = np.zeros(3)
+
+
+def test_assigning_an_array_to_a_buffer_name_replaces_the_buffer():
+    m = nn.Module()
+    m.register_buffer("stat", np.zeros(3))
+    m.other = np.ones(2)
+    m.stat = np.full(3, 7.0)
+    assert list(m.state_dict()) == ["stat"]
+    np.testing.assert_array_equal(m.state_dict()["stat"], [7.0, 7.0, 7.0])

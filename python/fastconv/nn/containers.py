@@ -19,6 +19,12 @@ class Sequential(Module):
     def __getitem__(self, i):
         return list(self._modules.values())[i]
 
+    def __setitem__(self, i, module):
+        """Replace child i in place (model[-1] = nn.Linear(...) swaps the head)."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: can only hold Modules, got {type(module).__name__}")
+        setattr(self, list(self._modules)[i], module)
+
     def __iter__(self):
         return iter(self._modules.values())
 

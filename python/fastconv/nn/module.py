@@ -24,12 +24,19 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  "before assigning attributes")
-        for registry in (self._parameters, self._modules, self._buffers):
-            registry.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            target = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
+            target = self._modules
+        else:
+            # A plain value assigned to a buffer's name replaces the buffer, as in PyTorch.
+            target = self._buffers if name in self._buffers else None
+        for registry in (self._parameters, self._modules, self._buffers):
+            if registry is not target:
+                registry.pop(name, None)
+        if target is not None:
+            # Re-assigning keeps the entry's place: a replaced child runs where the old one did.
+            target[name] = True if target is self._buffers else value
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name, array):
@@ -113,7 +120,8 @@ class Module:
             for name, p in module._parameters.items():
                 out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
             for name in module._buffers:
-                out[f"{prefix}.{name}" if prefix else name] = np.array(getattr(module, name))
+                if getattr(module, name) is not None:
+                    out[f"{prefix}.{name}" if prefix else name] = np.array(getattr(module, name))
         return out
 
     def load_state_dict(self, state_dict, strict=True):
@@ -123,7 +131,8 @@ class Module:
         targets = OrderedDict()
         for prefix, module in self.named_modules():
             for name in list(module._parameters) + list(module._buffers):
-                targets[f"{prefix}.{name}" if prefix else name] = (module, name)
+                if getattr(module, name) is not None:
+                    targets[f"{prefix}.{name}" if prefix else name] = (module, name)
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
