@@ -36,15 +36,15 @@ def body_of(model):
     return nn.Sequential(model[0], model[1], model[2])
 
 
-def sgd(params, lr):
-    return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+def adam(params, lr):
+    return optim.Adam(params, lr=lr)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="folder with the Fashion-MNIST files (default: $FASTCONV_DATA)")
     ap.add_argument("--per-class", type=int, default=100)
-    ap.add_argument("--source-epochs", type=int, default=2)
+    ap.add_argument("--source-epochs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30, help="epochs on the small target set")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -57,7 +57,7 @@ def main():
     src = train.labels < 5
     source = new_head(models.fashion_cnn(), 5)
     start = time.perf_counter()
-    fit(source, loss_fn, sgd(source.parameters(), 0.05),
+    fit(source, loss_fn, adam(source.parameters(), 2e-3),
         DataLoader(train.images[src], train.labels[src], 64, shuffle=True, seed=args.seed),
         args.source_epochs, progress=False)
     src_test = test.labels < 5
@@ -76,14 +76,14 @@ def main():
     results = {}
 
     scratch = new_head(models.fashion_cnn(), 5)
-    fit(scratch, loss_fn, sgd(scratch.parameters(), 0.05), small, args.epochs, progress=False)
+    fit(scratch, loss_fn, adam(scratch.parameters(), 1e-3), small, args.epochs, progress=False)
     results["from scratch"] = evaluate(scratch, test_loader)["accuracy"]
 
     # Feature extraction: the frozen body runs once, in eval mode (batch-norm statistics fixed).
     body = body_of(copy.deepcopy(source)).freeze().eval()
     features = lambda x: np.concatenate([body(x[i:i + 500]) for i in range(0, len(x), 500)])
     head = nn.Linear(7 * 7 * 32, 5)
-    fit(head, loss_fn, sgd(head.parameters(), 0.01),
+    fit(head, loss_fn, adam(head.parameters(), 1e-3),
         DataLoader(features(x_small), y_small, 50, shuffle=True, seed=args.seed), args.epochs,
         progress=False)
     results["feature extraction"] = evaluate(head, DataLoader(features(x_test), y_test, 500))[
@@ -92,9 +92,9 @@ def main():
     # Fine-tuning: new head on the trained body; head first with the body frozen, then all.
     tuned = new_head(copy.deepcopy(source), 5)
     body_of(tuned).freeze()
-    fit(tuned, loss_fn, sgd(tuned.parameters(), 0.01), small, args.epochs // 2, progress=False)
+    fit(tuned, loss_fn, adam(tuned.parameters(), 1e-3), small, args.epochs // 2, progress=False)
     tuned.unfreeze()
-    fit(tuned, loss_fn, sgd(tuned.parameters(), 0.002), small, args.epochs - args.epochs // 2,
+    fit(tuned, loss_fn, adam(tuned.parameters(), 1e-4), small, args.epochs - args.epochs // 2,
         progress=False)
     results["fine-tuning"] = evaluate(tuned, test_loader)["accuracy"]
 

@@ -4,8 +4,12 @@ Must never import fastconv (test_reference.py imports it indirectly).
 """
 
 import math
+import os
+import pathlib
 
 import numpy as np
+
+import pytest
 
 from reference import pair, resolve_padding, conv_output_size
 
@@ -145,3 +149,20 @@ def reduction_lengths(case):
     dx = (case["K"] // g) * case["R"] * case["S"]
     dw = case["N"] * P * Q
     return fwd, dx, dw
+
+
+# ---------------------------------------------------------------------------
+# The real datasets: ../shared/data beside the repository (as CI places it), or $FASTCONV_DATA.
+# ---------------------------------------------------------------------------
+
+def _shared_data():
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    for root in (os.environ.get("FASTCONV_DATA"), repo.parent / "shared" / "data"):
+        if root and (pathlib.Path(root) / "fashion-mnist").is_dir():
+            return pathlib.Path(root)
+    return None
+
+
+ROOT = _shared_data()
+needs_data = pytest.mark.skipif(ROOT is None, reason="the Fashion-MNIST/MNIST files are not "
+                                "beside the repository (../shared/data) and FASTCONV_DATA is unset")

@@ -1,8 +1,6 @@
 """fastconv.data: the IDX reader, the real Fashion-MNIST/MNIST files, DataLoader, augmentation."""
 
 import gzip
-import os
-import pathlib
 import shutil
 import urllib.error
 
@@ -11,19 +9,7 @@ import pytest
 
 from fastconv import data
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-
-
-def _shared_data():
-    for root in (os.environ.get("FASTCONV_DATA"), REPO.parent / "shared" / "data"):
-        if root and (pathlib.Path(root) / "fashion-mnist").is_dir():
-            return pathlib.Path(root)
-    return None
-
-
-ROOT = _shared_data()
-needs_data = pytest.mark.skipif(ROOT is None, reason="the Fashion-MNIST/MNIST files are not "
-                                "beside the repository (../shared/data) and FASTCONV_DATA is unset")
+from _util import ROOT, needs_data
 
 
 @needs_data
