@@ -93,3 +93,18 @@ def test_fit_shows_a_progress_bar(capsys):
         epochs=1, progress=True)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "img_s=" in err and "acc=" in err
+
+
+def test_checkpoint_saves_the_best_model_and_it_reloads(tmp_path):
+    from fastconv.train import Checkpoint
+
+    x, y = clusters(300, 5)
+    model = linear_classifier()
+    path = tmp_path / "best.npz"
+    fit(model, SoftmaxCE(), optim.SGD(model.parameters(), lr=0.1), DataLoader(x, y, 50), 3,
+        val_loader=DataLoader(x, y, 100), callbacks=[Checkpoint(path)], progress=False)
+    assert path.exists()
+    restored = linear_classifier()
+    restored.load_state_dict(fc.load(path))
+    best = evaluate(restored, DataLoader(x, y, 100))["accuracy"]
+    assert best >= 0.9
