@@ -4,9 +4,9 @@ from . import init, utils
 from .activation import ELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .blocks import BasicBlock, BasicConv2d, Bottleneck, Inception
 from .containers import Flatten, Identity, Sequential
-from .conv import Conv2d
+from .conv import Conv2d, ConvTranspose2d
 from .dropout import Dropout
-from .linear import ConvTranspose2d, Linear
+from .linear import Linear
 from .loss import CrossEntropyLoss, MSELoss, MultiMarginLoss
 from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm

@@ -12,7 +12,8 @@ from .._random import resolve
 from .parameter import Parameter
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
-           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
+           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+           "default_bias"]
 
 
 def _array(tensor):
@@ -100,3 +101,11 @@ def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", ge
 
 def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity), generator)
+
+
+def default_bias(size, fan_in, dtype=np.float32, generator=None):
+    """A new bias Parameter initialised as torch.nn's layers do: U(-1/sqrt(fan_in),
+    1/sqrt(fan_in)), all zeros when fan_in is 0."""
+    bias = Parameter(np.empty(size, dtype=dtype))
+    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return uniform_(bias, -bound, bound, generator)

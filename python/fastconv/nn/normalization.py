@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import functional as F
 from .module import Module
-from .parameter import Parameter
+from .parameter import Parameter, accumulating_grads
 
 
 class _BatchNorm(Module):
@@ -72,17 +72,12 @@ class _BatchNorm(Module):
         return out
 
     def backward(self, dout):
-        w, b = self.weight, self.bias
-        need_w = w is not None and w.requires_grad
-        need_b = b is not None and b.requires_grad
-        if need_w and w.grad is None:
-            w.grad = np.zeros_like(w.data)
-        if need_b and b.grad is None:
-            b.grad = np.zeros_like(b.data)
+        w = self.weight
+        gw, gb = accumulating_grads(w, self.bias)
         dx, _, _ = F.batch_norm_backward(
             dout, self._input, None if w is None else w.data, self._mean, self._invstd,
-            training=self._training, output_mask=(True, need_w, need_b),
-            grad_weight=w.grad if need_w else None, grad_bias=b.grad if need_b else None)
+            training=self._training, output_mask=(True, gw is not None, gb is not None),
+            grad_weight=gw, grad_bias=gb)
         return dx
 
 

@@ -37,3 +37,17 @@ class Parameter:
     def __repr__(self):
         frozen = "" if self.requires_grad else ", requires_grad=False"
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"
+
+
+def accumulating_grads(*params):
+    """For each parameter (None allowed): its .grad array, created as zeros when missing, for a
+    backward kernel to accumulate into; None when the parameter is absent or frozen."""
+    grads = []
+    for p in params:
+        if p is None or not p.requires_grad:
+            grads.append(None)
+            continue
+        if p.grad is None:
+            p.grad = np.zeros_like(p.data)
+        grads.append(p.grad)
+    return grads

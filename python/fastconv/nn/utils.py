@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .module import Module
-from .parameter import Parameter
+from .parameter import Parameter, accumulating_grads
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "max_norm_", "l1_penalty"]
 
@@ -92,8 +92,7 @@ def l1_penalty(parameters, strength):
     total = 0.0
     for p in _params(parameters):
         total += float(np.sum(np.abs(p.data), dtype=np.float64))
-        if p.requires_grad:
-            if p.grad is None:
-                p.grad = np.zeros_like(p.data)
-            p.grad += strength * np.sign(p.data)
+        (grad,) = accumulating_grads(p)
+        if grad is not None:
+            grad += strength * np.sign(p.data)
     return strength * total
