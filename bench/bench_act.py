@@ -9,7 +9,6 @@ percentage is that rate as a share of a large NumPy copy's. Backward of relu and
 aten.threshold_backward / aten.elu_backward called directly, so torch pays no autograd cost.
 """
 
-import argparse
 import os
 import sys
 
@@ -17,7 +16,7 @@ import numpy as np
 
 import fastconv
 import fastconv.functional as F
-from harness import copy_bandwidth, rel_err, timeit
+from harness import copy_bandwidth, main, rel_err, timeit
 
 ACT_SHAPE = (16, 64, 56, 56)
 SOFTMAX_SHAPE = (256, 1000)
@@ -117,20 +116,10 @@ def table(rows, copy_gbs, threads, torch):
     return "\n".join(lines) + foot
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--markdown", help="also write the table to this file")
-    ap.add_argument("--quick", action="store_true",
-                    help="smaller shapes and fewer repeats: checks that the script runs")
-    args = ap.parse_args()
+def render(args):
     rows, torch = run(args.threads, args.quick)
-    text = table(rows, copy_bandwidth(32 << 20 if args.quick else 256 << 20), args.threads, torch)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    return table(rows, copy_bandwidth(32 << 20 if args.quick else 256 << 20), args.threads, torch)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, render)

@@ -7,14 +7,13 @@ aten.convolution_backward called directly, so neither side pays for autograd boo
 GFLOP/s counts 2*N*K*P*Q*(C/groups)*R*S per forward and twice that per backward.
 """
 
-import argparse
 import sys
 
 import numpy as np
 
 import fastconv
 import fastconv.functional as F
-from harness import rel_err, sgemm_ceiling, timeit
+from harness import main, rel_err, sgemm_ceiling, timeit
 
 # N, C, H, W, K, R, S, stride, pad
 LAYERS = [
@@ -97,18 +96,10 @@ def table(rows, ceiling, threads, torch):
     return "\n".join(lines) + foot
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--markdown", help="also write the table to this file")
-    args = ap.parse_args()
+def render(args):
     rows, torch = run(args.threads)
-    text = table(rows, sgemm_ceiling(), args.threads, torch)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    return table(rows, sgemm_ceiling(), args.threads, torch)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, render)

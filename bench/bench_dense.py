@@ -13,7 +13,6 @@ tests/) before anything is timed. --quick runs smaller shapes with fewer repeats
 the script works, not to measure.
 """
 
-import argparse
 import os
 import sys
 
@@ -21,7 +20,7 @@ import numpy as np
 
 import fastconv
 import fastconv.functional as F
-from harness import copy_bandwidth, rel_err, sgemm_ceiling, timeit
+from harness import copy_bandwidth, main, rel_err, sgemm_ceiling, timeit
 
 # name, (M, IN, OUT)
 LINEAR = [
@@ -168,22 +167,12 @@ def table(rows, ceiling, bandwidth, threads, torch, repeats):
     return "\n".join(lines) + foot
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--markdown", help="also write the table to this file")
-    ap.add_argument("--quick", action="store_true",
-                    help="small shapes and few repeats: checks the script, does not measure")
-    args = ap.parse_args()
+def render(args):
     rows, torch, repeats = run(args.threads, args.quick)
     ceiling = sgemm_ceiling(512 if args.quick else 2048)
     bandwidth = copy_bandwidth((16 << 20) if args.quick else (256 << 20))
-    text = table(rows, ceiling, bandwidth, args.threads, torch, repeats)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    return table(rows, ceiling, bandwidth, args.threads, torch, repeats)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, render)

@@ -10,7 +10,6 @@ GB/s counts the bytes the minimal algorithm must move (each input read once, eac
 once); the percentage is of the measured copy bandwidth.
 """
 
-import argparse
 import os
 import sys
 
@@ -18,7 +17,7 @@ import numpy as np
 
 import fastconv
 import fastconv.functional as F
-from harness import copy_bandwidth, rel_err, timeit
+from harness import copy_bandwidth, main, rel_err, timeit
 
 CASES = [
     ("cross_entropy", (256, 10)),
@@ -124,19 +123,10 @@ def table(rows, bandwidth, threads, torch):
     return "\n".join(lines) + foot
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--markdown", help="also write the table to this file")
-    ap.add_argument("--quick", action="store_true", help="few short samples: checks that it runs")
-    args = ap.parse_args()
+def render(args):
     rows, torch = run(args.threads, args.quick)
-    text = table(rows, copy_bandwidth(32 << 20 if args.quick else 256 << 20), args.threads, torch)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    return table(rows, copy_bandwidth(32 << 20 if args.quick else 256 << 20), args.threads, torch)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, render)

@@ -14,7 +14,6 @@ local_response_norm with autograd, and native_dropout(_backward) in the same pro
 same thread count.
 """
 
-import argparse
 import os
 import sys
 
@@ -22,7 +21,7 @@ import numpy as np
 
 import fastconv
 import fastconv.functional as F
-from harness import copy_bandwidth, rel_err, timeit
+from harness import copy_bandwidth, main, rel_err, timeit
 
 # Without torch, cases are validated against tests/reference_norm.py.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -188,20 +187,10 @@ def table(cases, bandwidth, threads, torch):
     return "\n".join(lines) + foot
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--markdown", help="also write the table to this file")
-    ap.add_argument("--quick", action="store_true",
-                    help="batch / 8 and fewer samples: checks that the script runs")
-    args = ap.parse_args()
+def render(args):
     cases, torch = run(args.threads, args.quick)
-    text = table(cases, copy_bandwidth(64 << 20 if args.quick else 256 << 20), args.threads, torch)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    return table(cases, copy_bandwidth(64 << 20 if args.quick else 256 << 20), args.threads, torch)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, render)

@@ -11,7 +11,6 @@ its int64 indices: fastconv always does, torch does when asked, as here); backwa
 grad_output (+ indices) + grad_input.
 """
 
-import argparse
 import os
 import sys
 
@@ -19,7 +18,7 @@ import numpy as np
 
 import fastconv
 import fastconv.functional as F
-from harness import copy_bandwidth, rel_err, timeit
+from harness import copy_bandwidth, main, rel_err, timeit
 
 # name, op, input shape, window (kernel, stride) or adaptive output size
 CASES = [
@@ -155,19 +154,10 @@ def table(rows, bandwidth, threads, torch):
     return "\n".join(lines) + foot
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--markdown", help="also write the table to this file")
-    ap.add_argument("--quick", action="store_true", help="fewer, shorter samples (a smoke run)")
-    args = ap.parse_args()
+def render(args):
     rows, torch = run(args.threads, args.quick)
-    text = table(rows, copy_bandwidth(64 << 20 if args.quick else 256 << 20), args.threads, torch)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    return table(rows, copy_bandwidth(64 << 20 if args.quick else 256 << 20), args.threads, torch)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, render)

@@ -6,16 +6,14 @@ PyTorch, same batches, batch size, optimizer and thread count, in one process.
 One full epoch each (938 batches of 64); inference = the 10,000 test images in batches of 1000.
 """
 
-import argparse
 import os
 import time
-
-import numpy as np
 
 import fastconv as fc
 from fastconv import models, nn, optim
 from fastconv.data import MNIST, DataLoader, FashionMNIST
 from fastconv.train import evaluate, fit
+from harness import main
 
 CASES = [  # name, dataset, fastconv model, optimizer, lr
     ("fashion_cnn", FashionMNIST, lambda: models.fashion_cnn(), "adam", 2e-3),
@@ -116,19 +114,11 @@ def table(rows, threads, torch):
     return "\n".join(lines) + foot
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.environ.get("FASTCONV_DATA"))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--markdown")
-    args = ap.parse_args()
+def render(args):
     rows, torch = run(args.data, args.threads)
-    text = table(rows, args.threads, torch)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    return table(rows, args.threads, torch)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, render, lambda ap: ap.add_argument(
+        "--data", default=os.environ.get("FASTCONV_DATA"), help="folder with the dataset files"))

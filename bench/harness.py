@@ -55,3 +55,24 @@ def copy_bandwidth(nbytes=256 << 20):
     dst = np.empty_like(src)
     med, _, _ = timeit(lambda: np.copyto(dst, src), warmup=1, repeats=5)
     return 2 * nbytes / med / 1e9
+
+
+def main(doc, render, extra_args=None):
+    """The command line every benchmark script shares: --threads (default 2), --quick (small
+    shapes and few repeats: checks that the script runs, does not measure) and --markdown FILE;
+    render(args) runs the cases and returns the table as markdown, which is printed (and saved)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true",
+                    help="small shapes and few repeats: checks that the script runs")
+    ap.add_argument("--markdown", help="also write the table to this file")
+    if extra_args is not None:
+        extra_args(ap)
+    args = ap.parse_args()
+    text = render(args)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text + "\n")
