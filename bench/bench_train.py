@@ -1,5 +1,6 @@
-"""Training and inference speed of the course networks: fastconv against the same network in
-PyTorch, same batches, batch size, optimizer and thread count, in one process.
+"""Training and inference speed of the course networks, fastconv against PyTorch.
+
+The same network in both, same batches, batch size, optimizer and thread count, in one process.
 
     python bench/bench_train.py [--data DIR] [--threads 2] [--markdown out.md]
 
