@@ -16,10 +16,7 @@ Unary unary(const char* op, py::handle out_, py::handle input) {
   const bool inplace = out_.is(input);
   Tensor x = view(input, op, "input", inplace);
   if (inplace) return {x, x};
-  Tensor out = view(out_, op, "out", true);
-  same_dtype(out, x, op, "out", "input");
-  expect_shape(out, x.shape, op, "out");
-  return {x, out};
+  return {x, view_like(out_, x, x.shape, op, "out", true)};
 }
 
 // Backward: grad_output like `ref` (the input, or the forward's output); grad_input like ref.
@@ -32,10 +29,7 @@ Tensor grad_like(const char* op, py::handle dout_, const Tensor& ref, const char
 }
 
 Tensor grad_input(const char* op, py::handle dinp_, const Tensor& ref) {
-  Tensor dinp = view(dinp_, op, "grad_input", true);
-  same_dtype(dinp, ref, op, "grad_input", "input");
-  expect_shape(dinp, ref.shape, op, "grad_input");
-  return dinp;
+  return view_like(dinp_, ref, ref.shape, op, "grad_input", true);
 }
 
 // Elementwise ops with no scalar argument (relu, sigmoid, tanh).

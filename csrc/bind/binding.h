@@ -36,6 +36,18 @@ void same_dtype(const Tensor& t, const Tensor& ref, const char* op, const char* 
 
 void expect_shape(const Tensor& t, const Shape& s, const char* op, const char* name);
 
+// An op's secondary array (weight, bias, out, a gradient): it must have ref's dtype (TypeError,
+// naming `name` and "input") and `shape` (ValueError; `note` says where that shape comes from).
+Tensor view_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
+                 const char* name, bool writable = false, const char* note = nullptr);
+
+inline std::optional<Tensor> view_like_or_none(py::handle obj, const Tensor& ref,
+                                               const Shape& shape, const char* op,
+                                               const char* name, bool writable = false) {
+  if (obj.is_none()) return std::nullopt;
+  return view_like(obj, ref, shape, op, name, writable);
+}
+
 // Runs f(T{}) with T the C++ float type of dtype.
 template <typename F>
 void dispatch(DType dt, F&& f) {

@@ -25,18 +25,11 @@ Conv2dGeom conv2d_geometry(const std::string& op, py::handle input, py::handle w
 void conv2d_forward(py::handle out_, py::handle input, py::handle weight, py::handle bias_,
                     const Conv2dGeom& g) {
   const char* op = "conv2d";
-  Tensor x = view(input, op, "input"), w = view(weight, op, "weight");
-  Tensor out = view(out_, op, "out", true);
-  auto b = view_or_none(bias_, op, "bias");
+  Tensor x = view(input, op, "input");
   expect_shape(x, g.in_shape(), op, "input");
-  expect_shape(w, g.weight_shape(), op, "weight");
-  expect_shape(out, g.out_shape(), op, "out");
-  same_dtype(w, x, op, "weight", "input");
-  same_dtype(out, x, op, "out", "input");
-  if (b) {
-    same_dtype(*b, x, op, "bias", "input");
-    expect_shape(*b, {g.K}, op, "bias");
-  }
+  Tensor w = view_like(weight, x, g.weight_shape(), op, "weight");
+  Tensor out = view_like(out_, x, g.out_shape(), op, "out", true);
+  auto b = view_like_or_none(bias_, x, {g.K}, op, "bias");
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -47,21 +40,14 @@ void conv2d_forward(py::handle out_, py::handle input, py::handle weight, py::ha
 void conv2d_backward(py::handle dinp_, py::handle dweight_, py::handle dbias_, py::handle dout_,
                      py::handle input, py::handle weight, const Conv2dGeom& g) {
   const char* op = "conv2d_backward";
-  Tensor x = view(input, op, "input"), w = view(weight, op, "weight");
-  Tensor dout = view(dout_, op, "grad_output");
-  auto dinp = view_or_none(dinp_, op, "grad_input", true);
-  auto dw = view_or_none(dweight_, op, "grad_weight", true);
-  auto db = view_or_none(dbias_, op, "grad_bias", true);
+  Tensor x = view(input, op, "input");
   expect_shape(x, g.in_shape(), op, "input");
-  expect_shape(w, g.weight_shape(), op, "weight");
-  same_dtype(w, x, op, "weight", "input");
-  same_dtype(dout, x, op, "grad_output", "input");
-  FC_CHECK(dout.shape == g.out_shape(), op, ": grad_output must have shape ",
-           shape_str(g.out_shape()), " (the conv2d output for this input, weight and geometry), got ",
-           shape_str(dout.shape));
-  if (dinp) { same_dtype(*dinp, x, op, "grad_input", "input"); expect_shape(*dinp, g.in_shape(), op, "grad_input"); }
-  if (dw) { same_dtype(*dw, x, op, "grad_weight", "input"); expect_shape(*dw, g.weight_shape(), op, "grad_weight"); }
-  if (db) { same_dtype(*db, x, op, "grad_bias", "input"); expect_shape(*db, {g.K}, op, "grad_bias"); }
+  Tensor w = view_like(weight, x, g.weight_shape(), op, "weight");
+  Tensor dout = view_like(dout_, x, g.out_shape(), op, "grad_output", false,
+                          "the conv2d output for this input, weight and geometry");
+  auto dinp = view_like_or_none(dinp_, x, g.in_shape(), op, "grad_input", true);
+  auto dw = view_like_or_none(dweight_, x, g.weight_shape(), op, "grad_weight", true);
+  auto db = view_like_or_none(dbias_, x, {g.K}, op, "grad_bias", true);
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -72,10 +58,9 @@ void conv2d_backward(py::handle dinp_, py::handle dweight_, py::handle dbias_, p
 
 void unfold(py::handle col_, py::handle input, const Conv2dGeom& g) {
   const char* op = "unfold";
-  Tensor x = view(input, op, "input"), col = view(col_, op, "out", true);
+  Tensor x = view(input, op, "input");
   expect_shape(x, g.in_shape(), op, "input");
-  expect_shape(col, {g.N, g.C * g.RS(), g.PQ()}, op, "out");
-  same_dtype(col, x, op, "out", "input");
+  Tensor col = view_like(col_, x, {g.N, g.C * g.RS(), g.PQ()}, op, "out", true);
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -85,10 +70,9 @@ void unfold(py::handle col_, py::handle input, const Conv2dGeom& g) {
 
 void fold(py::handle out_, py::handle input, const Conv2dGeom& g) {
   const char* op = "fold";
-  Tensor col = view(input, op, "input"), out = view(out_, op, "out", true);
+  Tensor col = view(input, op, "input");
   expect_shape(col, {g.N, g.C * g.RS(), g.PQ()}, op, "input");
-  expect_shape(out, g.in_shape(), op, "out");
-  same_dtype(out, col, op, "out", "input");
+  Tensor out = view_like(out_, col, g.in_shape(), op, "out", true);
   py::gil_scoped_release nogil;
   dispatch(col.dtype, [&](auto t) {
     using T = decltype(t);

@@ -33,14 +33,6 @@ LinearDims linear_dims(const char* op, const Tensor& x, const Tensor& w) {
   return d;
 }
 
-// A gradient array, when given, has the input's dtype and the shape of what it is the gradient of.
-void check_grad(const std::optional<Tensor>& grad, const Tensor& x, const Shape& shape,
-                const char* op, const char* name) {
-  if (!grad) return;
-  same_dtype(*grad, x, op, name, "input");
-  expect_shape(*grad, shape, op, name);
-}
-
 py::tuple linear_out_shape(const std::string& op, py::handle input, py::handle weight) {
   Tensor x = view(input, op.c_str(), "input"), w = view(weight, op.c_str(), "weight");
   same_dtype(w, x, op.c_str(), "weight", "input");
@@ -50,16 +42,10 @@ py::tuple linear_out_shape(const std::string& op, py::handle input, py::handle w
 void linear_forward(py::handle out_, py::handle input, py::handle weight, py::handle bias_) {
   const char* op = "linear";
   Tensor x = view(input, op, "input"), w = view(weight, op, "weight");
-  Tensor out = view(out_, op, "out", true);
-  auto b = view_or_none(bias_, op, "bias");
   same_dtype(w, x, op, "weight", "input");
   const LinearDims d = linear_dims(op, x, w);
-  same_dtype(out, x, op, "out", "input");
-  expect_shape(out, d.out, op, "out");
-  if (b) {
-    same_dtype(*b, x, op, "bias", "input");
-    expect_shape(*b, {d.OUT}, op, "bias");
-  }
+  Tensor out = view_like(out_, x, d.out, op, "out", true);
+  auto b = view_like_or_none(bias_, x, {d.OUT}, op, "bias");
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -71,19 +57,13 @@ void linear_backward(py::handle dinp_, py::handle dweight_, py::handle dbias_, p
                      py::handle input, py::handle weight) {
   const char* op = "linear_backward";
   Tensor x = view(input, op, "input"), w = view(weight, op, "weight");
-  Tensor dout = view(dout_, op, "grad_output");
-  auto dinp = view_or_none(dinp_, op, "grad_input", true);
-  auto dw = view_or_none(dweight_, op, "grad_weight", true);
-  auto db = view_or_none(dbias_, op, "grad_bias", true);
   same_dtype(w, x, op, "weight", "input");
   const LinearDims d = linear_dims(op, x, w);
-  same_dtype(dout, x, op, "grad_output", "input");
-  FC_CHECK(dout.shape == d.out, op, ": grad_output must have shape ", shape_str(d.out),
-           " (the linear output for input ", shape_str(x.shape), " and weight ",
-           shape_str(w.shape), "), got ", shape_str(dout.shape));
-  check_grad(dinp, x, x.shape, op, "grad_input");
-  check_grad(dw, x, w.shape, op, "grad_weight");
-  check_grad(db, x, {d.OUT}, op, "grad_bias");
+  Tensor dout = view_like(dout_, x, d.out, op, "grad_output", false,
+                          "the linear output for this input and weight");
+  auto dinp = view_like_or_none(dinp_, x, x.shape, op, "grad_input", true);
+  auto dw = view_like_or_none(dweight_, x, w.shape, op, "grad_weight", true);
+  auto db = view_like_or_none(dbias_, x, {d.OUT}, op, "grad_bias", true);
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -104,18 +84,11 @@ Conv2dGeom conv_transpose2d_geometry(const std::string& op, py::handle input, py
 void conv_transpose2d_forward(py::handle out_, py::handle input, py::handle weight,
                               py::handle bias_, const Conv2dGeom& g) {
   const char* op = "conv_transpose2d";
-  Tensor x = view(input, op, "input"), w = view(weight, op, "weight");
-  Tensor out = view(out_, op, "out", true);
-  auto b = view_or_none(bias_, op, "bias");
+  Tensor x = view(input, op, "input");
   expect_shape(x, g.out_shape(), op, "input");
-  expect_shape(w, g.weight_shape(), op, "weight");
-  expect_shape(out, g.in_shape(), op, "out");
-  same_dtype(w, x, op, "weight", "input");
-  same_dtype(out, x, op, "out", "input");
-  if (b) {
-    same_dtype(*b, x, op, "bias", "input");
-    expect_shape(*b, {g.C}, op, "bias");
-  }
+  Tensor w = view_like(weight, x, g.weight_shape(), op, "weight");
+  Tensor out = view_like(out_, x, g.in_shape(), op, "out", true);
+  auto b = view_like_or_none(bias_, x, {g.C}, op, "bias");
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -127,22 +100,14 @@ void conv_transpose2d_backward(py::handle dinp_, py::handle dweight_, py::handle
                                py::handle dout_, py::handle input, py::handle weight,
                                const Conv2dGeom& g) {
   const char* op = "conv_transpose2d_backward";
-  Tensor x = view(input, op, "input"), w = view(weight, op, "weight");
-  Tensor dout = view(dout_, op, "grad_output");
-  auto dinp = view_or_none(dinp_, op, "grad_input", true);
-  auto dw = view_or_none(dweight_, op, "grad_weight", true);
-  auto db = view_or_none(dbias_, op, "grad_bias", true);
+  Tensor x = view(input, op, "input");
   expect_shape(x, g.out_shape(), op, "input");
-  expect_shape(w, g.weight_shape(), op, "weight");
-  same_dtype(w, x, op, "weight", "input");
-  same_dtype(dout, x, op, "grad_output", "input");
-  FC_CHECK(dout.shape == g.in_shape(), op, ": grad_output must have shape ",
-           shape_str(g.in_shape()),
-           " (the conv_transpose2d output for this input, weight and geometry), got ",
-           shape_str(dout.shape));
-  check_grad(dinp, x, g.out_shape(), op, "grad_input");
-  check_grad(dw, x, g.weight_shape(), op, "grad_weight");
-  check_grad(db, x, {g.C}, op, "grad_bias");
+  Tensor w = view_like(weight, x, g.weight_shape(), op, "weight");
+  Tensor dout = view_like(dout_, x, g.in_shape(), op, "grad_output", false,
+                          "the conv_transpose2d output for this input, weight and geometry");
+  auto dinp = view_like_or_none(dinp_, x, g.out_shape(), op, "grad_input", true);
+  auto dw = view_like_or_none(dweight_, x, g.weight_shape(), op, "grad_weight", true);
+  auto db = view_like_or_none(dbias_, x, {g.C}, op, "grad_bias", true);
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);

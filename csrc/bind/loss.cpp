@@ -105,9 +105,7 @@ void cross_entropy_forward(py::handle out_, py::handle input, py::handle target,
                            int64_t ignore_index, double label_smoothing, const std::string& reduction) {
   const char* op = "cross_entropy";
   CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index, label_smoothing, reduction);
-  Tensor out = view(out_, op, "out", true);
-  same_dtype(out, a.x, op, "out", "input");
-  expect_shape(out, a.loss_shape, op, "out");
+  Tensor out = view_like(out_, a.x, a.loss_shape, op, "out", true);
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -129,9 +127,7 @@ void cross_entropy_backward(py::handle dinp_, py::handle dout_, py::handle input
   CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index, label_smoothing, reduction);
   Tensor dout = view(dout_, op, "grad_output");
   check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-  Tensor dinp = view(dinp_, op, "grad_input", true);
-  same_dtype(dinp, a.x, op, "grad_input", "input");
-  expect_shape(dinp, a.x.shape, op, "grad_input");
+  Tensor dinp = view_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -167,9 +163,7 @@ void mse_loss_forward(py::handle out_, py::handle input, py::handle target,
                       const std::string& reduction) {
   const char* op = "mse_loss";
   Mse a = mse_args(op, input, target, reduction);
-  Tensor out = view(out_, op, "out", true);
-  same_dtype(out, a.x, op, "out", "input");
-  expect_shape(out, a.loss_shape, op, "out");
+  Tensor out = view_like(out_, a.x, a.loss_shape, op, "out", true);
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -183,9 +177,7 @@ void mse_loss_backward(py::handle dinp_, py::handle dout_, py::handle input, py:
   Mse a = mse_args(op, input, target, reduction);
   Tensor dout = view(dout_, op, "grad_output");
   check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-  Tensor dinp = view(dinp_, op, "grad_input", true);
-  same_dtype(dinp, a.x, op, "grad_input", "input");
-  expect_shape(dinp, a.x.shape, op, "grad_input");
+  Tensor dinp = view_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -232,9 +224,7 @@ void multi_margin_loss_forward(py::handle out_, py::handle input, py::handle tar
                                double margin, py::handle weight, const std::string& reduction) {
   const char* op = "multi_margin_loss";
   MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
-  Tensor out = view(out_, op, "out", true);
-  same_dtype(out, a.x, op, "out", "input");
-  expect_shape(out, a.loss_shape, op, "out");
+  Tensor out = view_like(out_, a.x, a.loss_shape, op, "out", true);
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
@@ -250,9 +240,7 @@ void multi_margin_loss_backward(py::handle dinp_, py::handle dout_, py::handle i
   MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
   Tensor dout = view(dout_, op, "grad_output");
   check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-  Tensor dinp = view(dinp_, op, "grad_input", true);
-  same_dtype(dinp, a.x, op, "grad_input", "input");
-  expect_shape(dinp, a.x.shape, op, "grad_input");
+  Tensor dinp = view_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);

@@ -58,6 +58,15 @@ void expect_shape(const Tensor& t, const Shape& s, const char* op, const char* n
            shape_str(t.shape));
 }
 
+Tensor view_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
+                 const char* name, bool writable, const char* note) {
+  Tensor t = view(obj, op, name, writable);
+  same_dtype(t, ref, op, name, "input");
+  FC_CHECK(t.shape == shape, op, ": ", name, " must have shape ", shape_str(shape),
+           note ? str(" (", note, ")") : std::string(), ", got ", shape_str(t.shape));
+  return t;
+}
+
 void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);

@@ -30,26 +30,16 @@ Tensor input_view(py::handle input, const Pool2dGeom& g, const char* op) {
 }
 
 Tensor out_view(py::handle out_, const Tensor& x, const Pool2dGeom& g, const char* op) {
-  Tensor out = view(out_, op, "out", true);
-  expect_shape(out, g.out_shape(), op, "out");
-  same_dtype(out, x, op, "out", "input");
-  return out;
+  return view_like(out_, x, g.out_shape(), op, "out", true);
 }
 
 Tensor grad_output_view(py::handle dout_, const Tensor& x, const Pool2dGeom& g, const char* op) {
-  Tensor dout = view(dout_, op, "grad_output");
-  same_dtype(dout, x, op, "grad_output", "input");
-  FC_CHECK(dout.shape == g.out_shape(), op, ": grad_output must have shape ",
-           shape_str(g.out_shape()), " (the pooled output for this input and geometry), got ",
-           shape_str(dout.shape));
-  return dout;
+  return view_like(dout_, x, g.out_shape(), op, "grad_output", false,
+                   "the pooled output for this input and geometry");
 }
 
 Tensor grad_input_view(py::handle dinp_, const Tensor& x, const Pool2dGeom& g, const char* op) {
-  Tensor dinp = view(dinp_, op, "grad_input", true);
-  expect_shape(dinp, g.in_shape(), op, "grad_input");
-  same_dtype(dinp, x, op, "grad_input", "input");
-  return dinp;
+  return view_like(dinp_, x, g.in_shape(), op, "grad_input", true);
 }
 
 Tensor indices_view(py::handle idx_, const Pool2dGeom& g, const char* op, bool writable) {
