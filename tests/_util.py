@@ -4,6 +4,7 @@ Must never import fastconv (test_reference.py imports it indirectly).
 """
 
 import math
+import zlib
 import os
 import pathlib
 
@@ -11,7 +12,7 @@ import numpy as np
 
 import pytest
 
-from reference import pair, resolve_padding, conv_output_size
+from reference import resolve_padding, conv_output_size
 
 
 def assert_close(actual, expected, rtol, atol=0.0, what=""):
@@ -166,3 +167,15 @@ def _shared_data():
 ROOT = _shared_data()
 needs_data = pytest.mark.skipif(ROOT is None, reason="the Fashion-MNIST/MNIST files are not "
                                 "beside the repository (../shared/data) and FASTCONV_DATA is unset")
+
+
+def stable_seed(*parts):
+    """A seed that depends only on the given values (stable across runs and processes)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+def upstream_grad(rng, loss_shape, reduction, dtype):
+    """A random grad_output for a loss: per element for reduction 'none', else a 0-d array."""
+    if reduction == "none":
+        return rand(rng, loss_shape, dtype)
+    return np.asarray(rng.standard_normal(), dtype=dtype)

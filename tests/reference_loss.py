@@ -38,7 +38,8 @@ def _from_rows(rows, shape):
     return np.moveaxis(moved, -1, 1)
 
 
-def _loss_shape(shape):
+def loss_shape(shape):
+    """Shape of the per-element loss for logits of `shape`: (N, d1, ...) or () unbatched."""
     return () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
 
 
@@ -82,7 +83,7 @@ def _targets(input, target, weight, ignore_index, label_smoothing):
 def cross_entropy_ref(input, target, weight=None, ignore_index=-100, reduction="mean",
                       label_smoothing=0.0):
     """torch.nn.functional.cross_entropy for class indices or class probabilities."""
-    shape = _loss_shape(np.shape(input))
+    shape = loss_shape(np.shape(input))
     with np.errstate(all="ignore"):
         x, w, q, row_w, keep = _targets(input, target, weight, ignore_index, label_smoothing)
         logp = _log_softmax(x)

@@ -3,7 +3,6 @@
 Expected values always come from tests/reference_loss.py (float64), never from fastconv.
 """
 
-import zlib
 
 import numpy as np
 import pytest
@@ -14,26 +13,12 @@ from fastconv._loader import _C
 
 from reference_loss import (cross_entropy_ref, cross_entropy_backward_ref, mse_loss_ref,
                             mse_loss_backward_ref, multi_margin_loss_ref,
-                            multi_margin_loss_backward_ref)
-from _util import assert_close, rtol_for, rand
+                            multi_margin_loss_backward_ref, loss_shape)
+from _util import assert_close, rtol_for, rand, stable_seed, upstream_grad
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 REDUCTIONS = ["none", "mean", "sum"]
-
-
-def _seed(*parts):
-    return zlib.crc32(repr(parts).encode())
-
-
-def _loss_shape(shape):
-    return () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
-
-
-def _grad_output(rng, loss_shape, reduction, dtype):
-    if reduction == "none":
-        return rand(rng, loss_shape, dtype)
-    return np.asarray(rng.standard_normal(), dtype=dtype)
 
 
 def assert_same_nonfinite(actual, expected, what=""):
@@ -88,7 +73,7 @@ def _ce_data(shape, variant, dtype, seed):
     rng = np.random.default_rng(seed)
     C = shape[1] if len(shape) > 1 else shape[0]
     x = (rand(rng, shape, np.float64) * 3).astype(dtype)
-    t = rng.integers(0, C, _loss_shape(shape))
+    t = rng.integers(0, C, loss_shape(shape))
     if ignored:
         t[rng.uniform(size=t.shape) < ignored] = ignore_index
     w = rng.uniform(0.2, 2.0, C).astype(dtype) if weighted else None
@@ -106,14 +91,14 @@ CE_SETTINGS = [("plain", 0.0), ("weight", 0.0), ("weight", 1.0), ("ignore", 0.1)
 @pytest.mark.parametrize("shape_id", list(CE_SHAPES))
 def test_cross_entropy_forward_backward(shape_id, variant, eps, reduction, dtype):
     shape = CE_SHAPES[shape_id]
-    x, t, w, ii = _ce_data(shape, variant, dtype, _seed(shape_id, variant, eps))
+    x, t, w, ii = _ce_data(shape, variant, dtype, stable_seed(shape_id, variant, eps))
     C = shape[1] if len(shape) > 1 else shape[0]
     L = C * (1 if reduction == "none" else t.size)
     out = F.cross_entropy(x, t, w, ignore_index=ii, reduction=reduction, label_smoothing=eps)
-    _check_result(out, dtype, _loss_shape(shape) if reduction == "none" else ())
+    _check_result(out, dtype, loss_shape(shape) if reduction == "none" else ())
     ref = cross_entropy_ref(x, t, w, ii, reduction, eps)
     assert_loss_close(out, ref, rtol_for(dtype, L), what="forward")
-    g = _grad_output(np.random.default_rng(5), _loss_shape(shape), reduction, dtype)
+    g = upstream_grad(np.random.default_rng(5), loss_shape(shape), reduction, dtype)
     dx = F.cross_entropy_backward(g, x, t, w, ignore_index=ii, reduction=reduction,
                                   label_smoothing=eps)
     _check_result(dx, dtype, shape)
@@ -140,7 +125,7 @@ def test_cross_entropy_all_targets_ignored(reduction, dtype):
             assert np.isnan(out)  # 0 / 0, as torch
         else:
             assert np.all(out == 0)
-        g = _grad_output(rng, (4,), reduction, dtype)
+        g = upstream_grad(rng, (4,), reduction, dtype)
         dx = F.cross_entropy_backward(g, x, t, w, reduction=reduction, label_smoothing=eps)
         assert np.all(dx == 0)
 
@@ -158,7 +143,7 @@ def test_cross_entropy_huge_logits_stable(reduction, eps, dtype):
     ref = cross_entropy_ref(x, t, w, reduction=reduction, label_smoothing=eps)
     assert np.all(np.isfinite(ref))
     assert_close(out, ref, rtol_for(dtype, 30), what="forward")
-    g = _grad_output(rng, (6,), reduction, dtype)
+    g = upstream_grad(rng, (6,), reduction, dtype)
     dx = F.cross_entropy_backward(g, x, t, w, reduction=reduction, label_smoothing=eps)
     assert_close(dx, cross_entropy_backward_ref(g, x, t, w, reduction=reduction,
                                                 label_smoothing=eps), rtol_for(dtype, 5))
@@ -218,18 +203,18 @@ def test_cross_entropy_uint8_targets(dtype):
 @pytest.mark.parametrize("shape", [(6, 5), (1, 3), (4, 1), (7,), (2, 3, 4, 5), (300, 120)],
                          ids=["2d", "batch1", "C1", "unbatched", "4d", "parallel"])
 def test_cross_entropy_probabilities(shape, weighted, eps, reduction, dtype):
-    rng = np.random.default_rng(_seed(shape, weighted, eps))
+    rng = np.random.default_rng(stable_seed(shape, weighted, eps))
     C = shape[1] if len(shape) > 1 else shape[0]
     x = rand(rng, shape, dtype)
     y = rng.uniform(0, 1, shape)
     y = (y / y.sum(axis=1 if len(shape) > 1 else 0, keepdims=True)).astype(dtype)
     w = rng.uniform(0.2, 2.0, C).astype(dtype) if weighted else None
     out = F.cross_entropy(x, y, w, reduction=reduction, label_smoothing=eps)
-    _check_result(out, dtype, _loss_shape(shape) if reduction == "none" else ())
+    _check_result(out, dtype, loss_shape(shape) if reduction == "none" else ())
     L = C * (1 if reduction == "none" else y.size // C)
     assert_close(out, cross_entropy_ref(x, y, w, reduction=reduction, label_smoothing=eps),
                  rtol_for(dtype, L), what="forward")
-    g = _grad_output(rng, _loss_shape(shape), reduction, dtype)
+    g = upstream_grad(rng, loss_shape(shape), reduction, dtype)
     dx = F.cross_entropy_backward(g, x, y, w, reduction=reduction, label_smoothing=eps)
     _check_result(dx, dtype, shape)
     assert_close(dx, cross_entropy_backward_ref(g, x, y, w, reduction=reduction,
@@ -247,13 +232,13 @@ MSE_SHAPES = [(), (7,), (3, 4, 5), (1, 1), (16, 3, 33, 31)]
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape", MSE_SHAPES, ids=["0d", "1d", "3d", "1x1", "parallel_4d"])
 def test_mse_loss(shape, reduction, dtype):
-    rng = np.random.default_rng(_seed(shape))
+    rng = np.random.default_rng(stable_seed(shape))
     x, y = rand(rng, shape, dtype), rand(rng, shape, dtype)
     out = F.mse_loss(x, y, reduction=reduction)
     _check_result(out, dtype, shape if reduction == "none" else ())
     L = 1 if reduction == "none" else x.size
     assert_close(out, mse_loss_ref(x, y, reduction), rtol_for(dtype, L), what="forward")
-    g = _grad_output(rng, shape, reduction, dtype)
+    g = upstream_grad(rng, shape, reduction, dtype)
     dx = F.mse_loss_backward(g, x, y, reduction=reduction)
     _check_result(dx, dtype, shape)
     assert_close(dx, mse_loss_backward_ref(g, x, y, reduction), rtol_for(dtype), what="grad_input")
@@ -300,14 +285,14 @@ def _margin_data(N, C, margin, dtype, seed):
                                                (2, 0.5, False), (1, 3.0, True)])
 @pytest.mark.parametrize("N,C", [(6, 5), (1, 4), (5, 1), (4, 2), (13, 11), (400, 100)])
 def test_multi_margin_loss(N, C, p, margin, weighted, reduction, dtype):
-    x, t = _margin_data(N, C, margin, dtype, _seed(N, C, p, margin))
+    x, t = _margin_data(N, C, margin, dtype, stable_seed(N, C, p, margin))
     w = np.random.default_rng(9).uniform(0.2, 2.0, C).astype(dtype) if weighted else None
     out = F.multi_margin_loss(x, t, p, margin, w, reduction=reduction)
     _check_result(out, dtype, (N,) if reduction == "none" else ())
     L = C * (1 if reduction == "none" else N)
     assert_close(out, multi_margin_loss_ref(x, t, p, margin, w, reduction), rtol_for(dtype, L),
                  what="forward")
-    g = _grad_output(np.random.default_rng(10), (N,), reduction, dtype)
+    g = upstream_grad(np.random.default_rng(10), (N,), reduction, dtype)
     dx = F.multi_margin_loss_backward(g, x, t, p, margin, w, reduction=reduction)
     _check_result(dx, dtype, (N, C))
     assert_close(dx, multi_margin_loss_backward_ref(g, x, t, p, margin, w, reduction),

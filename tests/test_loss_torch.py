@@ -1,7 +1,6 @@
 """fastconv.functional losses vs PyTorch, forward and torch.autograd.grad backward (skipped when
 torch is not installed)."""
 
-import zlib
 
 import numpy as np
 import pytest
@@ -11,7 +10,8 @@ import torch.nn.functional as TF  # noqa: E402
 
 import fastconv.functional as F  # noqa: E402
 
-from _util import assert_close, rtol_for, rand  # noqa: E402
+from _util import assert_close, rtol_for, rand, stable_seed, upstream_grad  # noqa: E402
+from reference_loss import loss_shape  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
@@ -20,20 +20,6 @@ REDUCTIONS = ["none", "mean", "sum"]
 
 def _t(a):
     return None if a is None else torch.from_numpy(np.array(a, order="C"))  # 0-d stays 0-d
-
-
-def _seed(*parts):
-    return zlib.crc32(repr(parts).encode())
-
-
-def _loss_shape(shape):
-    return () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
-
-
-def _grad_output(rng, shape, reduction, dtype):
-    if reduction == "none":
-        return rand(rng, shape, dtype)
-    return np.asarray(rng.standard_normal(), dtype=dtype)
 
 
 def _torch(fn, x, grad_output, *args, **kwargs):
@@ -58,8 +44,7 @@ def _compare(got, want, rtol, what):
 def _check_ce(x, t, w, reduction, eps, ignore_index=-100, seed=0):
     dtype = x.dtype
     C = x.shape[1] if x.ndim > 1 else x.shape[0]
-    loss_shape = _loss_shape(x.shape)
-    g = _grad_output(np.random.default_rng(seed), loss_shape, reduction, dtype)
+    g = upstream_grad(np.random.default_rng(seed), loss_shape(x.shape), reduction, dtype)
     kw = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=eps)
     want, want_dx = _torch(TF.cross_entropy, x, g, _t(t), _t(w), **kw)
     got = F.cross_entropy(x, t, w, **kw)
@@ -86,10 +71,10 @@ CE_SETTINGS = [(False, -100, 0.0), (False, -100, 0.1), (True, -100, 0.0), (True,
                               "weight_ignore1_smooth"])
 @pytest.mark.parametrize("shape", CE_SHAPES, ids=CE_IDS)
 def test_loss_torch_cross_entropy(shape, weighted, ignore_index, eps, reduction, dtype):
-    rng = np.random.default_rng(_seed(shape, weighted, ignore_index, eps))
+    rng = np.random.default_rng(stable_seed(shape, weighted, ignore_index, eps))
     C = shape[1] if len(shape) > 1 else shape[0]
     x = (rand(rng, shape, np.float64) * 3).astype(dtype)
-    t = rng.integers(0, C, _loss_shape(shape))
+    t = rng.integers(0, C, loss_shape(shape))
     if weighted and ignore_index == -100:
         t[rng.uniform(size=t.shape) < 0.3] = -100
     w = rng.uniform(0.2, 2.0, C).astype(dtype) if weighted else None
@@ -102,7 +87,7 @@ def test_loss_torch_cross_entropy(shape, weighted, ignore_index, eps, reduction,
 @pytest.mark.parametrize("shape", [(6, 5), (1, 3), (7,), (2, 3, 4, 5)],
                          ids=["2d", "batch1", "unbatched", "4d"])
 def test_loss_torch_cross_entropy_probabilities(shape, weighted, eps, reduction, dtype):
-    rng = np.random.default_rng(_seed(shape, weighted, eps))
+    rng = np.random.default_rng(stable_seed(shape, weighted, eps))
     C = shape[1] if len(shape) > 1 else shape[0]
     x = rand(rng, shape, dtype)
     y = rng.uniform(0, 1, shape)
@@ -154,9 +139,9 @@ def test_loss_torch_cross_entropy_uint8_targets_and_legacy_args():
 @pytest.mark.parametrize("shape", [(), (7,), (3, 4, 5), (16, 3, 33, 31), (0, 3)],
                          ids=["0d", "1d", "3d", "parallel", "empty"])
 def test_loss_torch_mse(shape, reduction, dtype):
-    rng = np.random.default_rng(_seed(shape))
+    rng = np.random.default_rng(stable_seed(shape))
     x, y = rand(rng, shape, dtype), rand(rng, shape, dtype)
-    g = _grad_output(rng, shape, reduction, dtype)
+    g = upstream_grad(rng, shape, reduction, dtype)
     want, want_dx = _torch(TF.mse_loss, x, g, _t(y), reduction=reduction)
     L = 1 if reduction == "none" else max(1, x.size)
     _compare(F.mse_loss(x, y, reduction=reduction), want, rtol_for(dtype, L), "forward")
@@ -168,7 +153,7 @@ def test_loss_torch_mse(shape, reduction, dtype):
 def test_loss_torch_mse_nonfinite(reduction, dtype):
     x = np.array([np.nan, np.inf, 1.0, -np.inf, np.inf, 2.0], dtype)
     y = np.array([0.0, 0.0, np.inf, 1.0, np.inf, 1.0], dtype)
-    g = _grad_output(np.random.default_rng(5), x.shape, reduction, dtype)
+    g = upstream_grad(np.random.default_rng(5), x.shape, reduction, dtype)
     want, want_dx = _torch(TF.mse_loss, x, g, _t(y), reduction=reduction)
     _compare(F.mse_loss(x, y, reduction=reduction), want, rtol_for(dtype, 6), "forward")
     _compare(F.mse_loss_backward(g, x, y, reduction=reduction), want_dx, rtol_for(dtype), "grad")
@@ -191,7 +176,7 @@ def _margin_data(N, C, margin, dtype, seed):
 
 def _check_margin(x, t, p, margin, w, reduction, seed=0):
     dtype = x.dtype
-    g = _grad_output(np.random.default_rng(seed), np.shape(t), reduction, dtype)
+    g = upstream_grad(np.random.default_rng(seed), np.shape(t), reduction, dtype)
     kw = dict(p=p, margin=margin, reduction=reduction)
     want, want_dx = _torch(TF.multi_margin_loss, x, g, _t(t), weight=_t(w), **kw)
     got = F.multi_margin_loss(x, t, weight=w, **kw)
@@ -208,7 +193,7 @@ def _check_margin(x, t, p, margin, w, reduction, seed=0):
                                                (2, 0.5, False), (2, 3.0, True)])
 @pytest.mark.parametrize("N,C", [(6, 5), (1, 4), (5, 1), (4, 2), (400, 100)])
 def test_loss_torch_multi_margin(N, C, p, margin, weighted, reduction, dtype):
-    x, t = _margin_data(N, C, margin, dtype, _seed(N, C, p, margin))
+    x, t = _margin_data(N, C, margin, dtype, stable_seed(N, C, p, margin))
     w = np.random.default_rng(6).uniform(0.2, 2.0, C).astype(dtype) if weighted else None
     _check_margin(x, t, p, margin, w, reduction, seed=7)
 
