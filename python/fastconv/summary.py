@@ -7,6 +7,8 @@ afterwards, also when the forward raises.
 
 import numpy as np
 
+from .nn.module import watch_forward
+
 __all__ = ["summary"]
 
 
@@ -24,38 +26,18 @@ def summary(model, input_shape, dtype=np.float32, print_fn=print):
     count every parameter of the model once.
     """
     leaves = [(name, m) for name, m in model.named_modules() if not m._modules]
-    modes = [(m, m.training) for m in model.modules()]
+    names = {id(m): name for name, m in leaves}
     rows = []
 
-    def wrap(name, module):
-        forward = module.forward  # the bound class method; the instance attribute hides it
+    def record(module, y):
+        params = list(module.parameters())
+        rows.append(dict(name=names[id(module)] or type(module).__name__,
+                         type=type(module).__name__, output_shape=tuple(np.shape(y)),
+                         params=sum(p.size for p in params),
+                         trainable_params=sum(p.size for p in params if p.requires_grad)))
 
-        def recorded(x):
-            y = forward(x)
-            params = list(module.parameters())
-            rows.append(dict(name=name or type(module).__name__, type=type(module).__name__,
-                             output_shape=tuple(np.shape(y)),
-                             params=sum(p.size for p in params),
-                             trainable_params=sum(p.size for p in params if p.requires_grad)))
-            return y
-        return recorded
-
-    wrapped = []
-    try:
-        for name, module in leaves:
-            if "forward" in module.__dict__:
-                raise ValueError(f"fastconv.summary: {name or 'the model'} "
-                                 f"({type(module).__name__}) already has a forward attribute "
-                                 "of its own; summary wraps forward only as a class method")
-            object.__setattr__(module, "forward", wrap(name, module))
-            wrapped.append(module)
-        model.eval()
+    with watch_forward(model, [m for _, m in leaves], record):
         model(np.zeros(input_shape, dtype=dtype))
-    finally:
-        for module in wrapped:
-            del module.__dict__["forward"]
-        for module, mode in modes:
-            object.__setattr__(module, "training", mode)
 
     total = sum(p.size for p in model.parameters())
     trainable = sum(p.size for p in model.parameters() if p.requires_grad)

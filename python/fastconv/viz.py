@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from .nn.module import watch_forward
+
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_filters", "plot_feature_maps",
            "feature_maps"]
 
@@ -109,20 +111,8 @@ def feature_maps(model, layer, image):
     """The output of `layer` (a module inside `model`) when `model` runs on one image
     (C, H, W) in eval mode: an array (K, P, Q)."""
     captured = {}
-    forward = layer.forward
-
-    def capture(x):
-        captured["out"] = forward(x)
-        return captured["out"]
-
-    was_training = model.training
-    model.eval()
-    layer.forward = capture
-    try:
+    with watch_forward(model, [layer], lambda module, y: captured.__setitem__("out", y)):
         model(np.asarray(image)[None])
-    finally:
-        del layer.forward
-        model.train(was_training)
     if "out" not in captured:
         raise ValueError("feature_maps: the layer is not used by the model's forward")
     return captured["out"][0]

@@ -6,6 +6,7 @@ are registered in assignment order, which fixes the order of ``parameters()`` an
 PyTorch-style keys of ``state_dict()`` ("features.0.weight", "bn.running_mean", ...).
 """
 
+import contextlib
 from collections import OrderedDict
 
 import numpy as np
@@ -210,3 +211,37 @@ class Module:
 
     def _name(self):
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+@contextlib.contextmanager
+def watch_forward(model, modules, record):
+    """Within the block, `model` is in eval mode (no batch-norm statistic moves) and each of
+    `modules` calls record(module, output) after its forward; forwards and training flags are
+    put back on exit, also when the block raises. Used to read intermediate outputs (summary
+    tables, feature maps) without permanent hooks."""
+    modes = [(m, m.training) for m in model.modules()]
+    wrapped = []
+
+    def wrap(module):
+        forward = module.forward  # the bound class method; the instance attribute hides it
+
+        def watched(x):
+            y = forward(x)
+            record(module, y)
+            return y
+        return watched
+
+    try:
+        for module in modules:
+            if "forward" in module.__dict__:
+                raise ValueError(f"{type(module).__name__} already has a forward attribute of its "
+                                 "own; only a class-method forward can be watched")
+            object.__setattr__(module, "forward", wrap(module))
+            wrapped.append(module)
+        model.eval()
+        yield
+    finally:
+        for module in wrapped:
+            del module.__dict__["forward"]
+        for module, mode in modes:
+            object.__setattr__(module, "training", mode)
