@@ -7,13 +7,12 @@ positions h*W + w within each input plane, as torch's return_indices gives them.
 """
 
 import math
-import numbers
 
 import numpy as np
 
 from .._loader import _C
 from .._random import resolve
-from ._args import as_int, as_pair, contiguous
+from ._args import as_float, as_int, as_pair, contiguous
 
 __all__ = [
     "max_pool2d", "max_pool2d_backward", "min_pool2d", "min_pool2d_backward",
@@ -43,12 +42,6 @@ def _output_size(value, op):
 
 def _adaptive_geometry(op, input, output_size):
     return _C.adaptive_pool2d_geometry(op, input, *_output_size(output_size, op))
-
-
-def _number(value, name, op):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
-    return float(value)
 
 
 def _extreme(op, input, g):
@@ -144,7 +137,7 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """
     op = "lp_pool2d"
     input = contiguous(input)
-    p = _number(norm_type, "norm_type", op)
+    p = as_float(norm_type, "norm_type", op)
     g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
     if p == math.inf:
         return max_pool2d(np.abs(input), kernel_size, stride, 0, 1, ceil_mode)
@@ -158,7 +151,7 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
     is zero (torch's documented rule)."""
     op = "lp_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
-    p = _number(norm_type, "norm_type", op)
+    p = as_float(norm_type, "norm_type", op)
     g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
     if p == math.inf:
         grad_input = max_pool2d_backward(grad_output, np.abs(input), kernel_size, stride, 0, 1,
@@ -222,7 +215,7 @@ def mixed_pool2d(input, kernel_size, stride=None, padding=0, alpha=0.5, generato
     input = contiguous(input)
     g = _geometry(op, input, kernel_size, stride, padding)
     drawn = alpha is None
-    alpha = float(resolve(generator, op).random()) if drawn else _number(alpha, "alpha", op)
+    alpha = float(resolve(generator, op).random()) if drawn else as_float(alpha, "alpha", op)
     out = np.empty(g.out_shape, dtype=input.dtype)
     _C.mixed_pool2d_forward(out, input, g, alpha)
     return (out, alpha) if drawn else out
@@ -235,5 +228,5 @@ def mixed_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=
     grad_output, input = contiguous(grad_output), contiguous(input)
     g = _geometry(op, input, kernel_size, stride, padding)
     grad_input = np.empty(g.in_shape, dtype=input.dtype)
-    _C.mixed_pool2d_backward(grad_input, grad_output, input, g, _number(alpha, "alpha", op))
+    _C.mixed_pool2d_backward(grad_input, grad_output, input, g, as_float(alpha, "alpha", op))
     return grad_input
