@@ -7,61 +7,52 @@
 
 #include <cstdint>
 
+#include "common.h"
+
 namespace fc {
 
 // out[n] = max(inp, 0), NaN kept.
-template <typename T> void relu_forward_cpu(T* out, const T* inp, int64_t n);
+FC_KERNEL(relu_forward, T* out, const T* inp, int64_t n);
 // dinp[n] = dout where inp > 0 (and where inp is NaN), else 0.
-template <typename T> void relu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n);
+FC_KERNEL(relu_backward, T* dinp, const T* dout, const T* inp, int64_t n);
 
 // out[n] = inp > 0 ? inp : inp * negative_slope.
-template <typename T>
-void leaky_relu_forward_cpu(T* out, const T* inp, int64_t n, double negative_slope);
+FC_KERNEL(leaky_relu_forward, T* out, const T* inp, int64_t n, double negative_slope);
 // dinp[n] = inp > 0 ? dout : dout * negative_slope.
-template <typename T>
-void leaky_relu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n,
-                             double negative_slope);
+FC_KERNEL(leaky_relu_backward, T* dinp, const T* dout, const T* inp, int64_t n,
+          double negative_slope);
 
 // out[n] = inp > 0 ? inp : expm1(inp) * alpha.
-template <typename T> void elu_forward_cpu(T* out, const T* inp, int64_t n, double alpha);
+FC_KERNEL(elu_forward, T* out, const T* inp, int64_t n, double alpha);
 // dinp[n] = inp > 0 ? dout : dout * alpha * exp(inp).
-template <typename T>
-void elu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double alpha);
+FC_KERNEL(elu_backward, T* dinp, const T* dout, const T* inp, int64_t n, double alpha);
 
 // out[n] = 1 / (1 + exp(-inp)).
-template <typename T> void sigmoid_forward_cpu(T* out, const T* inp, int64_t n);
+FC_KERNEL(sigmoid_forward, T* out, const T* inp, int64_t n);
 // dinp[n] = dout * (1 - y) * y with y = out, or y = sigmoid(inp) recomputed when out is null.
-template <typename T>
-void sigmoid_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64_t n);
+FC_KERNEL(sigmoid_backward, T* dinp, const T* dout, const T* out, const T* inp, int64_t n);
 
 // out[n] = tanh(inp).
-template <typename T> void tanh_forward_cpu(T* out, const T* inp, int64_t n);
+FC_KERNEL(tanh_forward, T* out, const T* inp, int64_t n);
 // dinp[n] = dout * (1 - y * y) with y = out, or y = tanh(inp) recomputed when out is null.
-template <typename T>
-void tanh_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64_t n);
+FC_KERNEL(tanh_backward, T* dinp, const T* dout, const T* out, const T* inp, int64_t n);
 
 // out[n] = inp * beta > threshold ? inp : log1p(exp(inp * beta)) / beta.
-template <typename T>
-void softplus_forward_cpu(T* out, const T* inp, int64_t n, double beta, double threshold);
+FC_KERNEL(softplus_forward, T* out, const T* inp, int64_t n, double beta, double threshold);
 // dinp[n] = inp * beta > threshold ? dout : dout * z / (z + 1), z = exp(inp * beta).
-template <typename T>
-void softplus_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double beta,
-                           double threshold);
+FC_KERNEL(softplus_backward, T* dinp, const T* dout, const T* inp, int64_t n, double beta,
+          double threshold);
 
 // out[outer, D, inner] = exp(inp - max) / sum(exp(inp - max)) over D.
-template <typename T>
-void softmax_forward_cpu(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner);
+FC_KERNEL(softmax_forward, T* out, const T* inp, int64_t outer, int64_t D, int64_t inner);
 // dinp[outer, D, inner] = out * (dout - sum(dout * out)) over D; out is softmax's output.
-template <typename T>
-void softmax_backward_cpu(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
-                          int64_t inner);
+FC_KERNEL(softmax_backward, T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
+          int64_t inner);
 
 // out[outer, D, inner] = inp - max - log(sum(exp(inp - max))) over D.
-template <typename T>
-void log_softmax_forward_cpu(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner);
+FC_KERNEL(log_softmax_forward, T* out, const T* inp, int64_t outer, int64_t D, int64_t inner);
 // dinp[outer, D, inner] = dout - exp(out) * sum(dout) over D; out is log_softmax's output.
-template <typename T>
-void log_softmax_backward_cpu(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
-                              int64_t inner);
+FC_KERNEL(log_softmax_backward, T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
+          int64_t inner);
 
 }  // namespace fc

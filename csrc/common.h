@@ -35,6 +35,13 @@ inline std::string shape_str(const Shape& s) {
 #define FC_CHECK(cond, ...) \
   do { if (!(cond)) throw std::invalid_argument(::fc::str(__VA_ARGS__)); } while (0)
 
+// Declares a kernel's CPU and CUDA twins, name##_cpu<T> and name##_cuda<T>, with one parameter
+// list: identical signatures by construction. CUDA twins launch on cuda::stream() and exist only
+// in CUDA builds (the binding's FC_TWIN never names them otherwise).
+#define FC_KERNEL(name, ...)                              \
+  template <typename T> void name##_cpu(__VA_ARGS__);     \
+  template <typename T> void name##_cuda(__VA_ARGS__)
+
 enum class DType { f32, f64, i64, u8 };
 enum class Device { cpu, cuda };
 

@@ -18,19 +18,15 @@ void col2im_cpu(T* inp, const T* col, const Conv2dGeom& g, int64_t c0, int64_t c
                 int64_t p1);
 
 // col[N, C*R*S, P*Q] = im2col of every image (torch.nn.functional.unfold).
-template <typename T>
-void unfold_cpu(T* col, const T* inp, const Conv2dGeom& g);
+FC_KERNEL(unfold, T* col, const T* inp, const Conv2dGeom& g);
 // out[N, C, H, W] = col2im of every image, overlaps summed (torch.nn.functional.fold).
-template <typename T>
-void fold_cpu(T* out, const T* col, const Conv2dGeom& g);
+FC_KERNEL(fold, T* out, const T* col, const Conv2dGeom& g);
 
 // out[N, K, P, Q] = conv(inp[N, C, H, W], weight[K, C/groups, R, S]) + bias[K] (bias may be null).
-template <typename T>
-void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g);
+FC_KERNEL(conv2d_forward, T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g);
 // dinp[N, C, H, W] written; dweight[K, C/groups, R, S] and dbias[K] accumulated.
-template <typename T>
-void conv2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                         const T* weight, const Conv2dGeom& g);
+FC_KERNEL(conv2d_backward, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+          const T* weight, const Conv2dGeom& g);
 
 // Per-thread im2col workspace budget; one output row is always allowed, even if larger.
 constexpr int64_t kColBudgetBytes = int64_t(8) << 20;

@@ -7,28 +7,26 @@
 
 #include <cstdint>
 
+#include "common.h"
+
 #include "geometry.h"
 
 namespace fc {
 
 // out[M, OUT] = inp[M, IN] · weight[OUT, IN]^T + bias[OUT] (bias may be null).
-template <typename T>
-void linear_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, int64_t M,
-                        int64_t IN, int64_t OUT);
+FC_KERNEL(linear_forward, T* out, const T* inp, const T* weight, const T* bias, int64_t M,
+          int64_t IN, int64_t OUT);
 // dinp[M, IN] written; dweight[OUT, IN] and dbias[OUT] accumulated over all M rows.
-template <typename T>
-void linear_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                         const T* weight, int64_t M, int64_t IN, int64_t OUT);
+FC_KERNEL(linear_backward, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+          const T* weight, int64_t M, int64_t IN, int64_t OUT);
 
 // out[N, C_out, H_out, W_out] = conv_transpose(inp[N, C_in, H_in, W_in],
 // weight[C_in, C_out/groups, R, S]) + bias[C_out] (bias may be null); g from conv_transpose2d_geom.
-template <typename T>
-void conv_transpose2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias,
-                                  const Conv2dGeom& g);
+FC_KERNEL(conv_transpose2d_forward, T* out, const T* inp, const T* weight, const T* bias,
+          const Conv2dGeom& g);
 // dinp[N, C_in, H_in, W_in] written; dweight[C_in, C_out/groups, R, S] and dbias[C_out]
 // accumulated; dout[N, C_out, H_out, W_out].
-template <typename T>
-void conv_transpose2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                                   const T* weight, const Conv2dGeom& g);
+FC_KERNEL(conv_transpose2d_backward, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+          const T* weight, const Conv2dGeom& g);
 
 }  // namespace fc

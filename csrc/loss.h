@@ -15,44 +15,34 @@ enum class Reduction { none = 0, mean = 1, sum = 2 };
 
 // out[N, S] (none) or out[] (mean, sum) = cross entropy of logits inp[N, C, S] against class
 // indices target[N, S] in [0, C) or == ignore_index; weight[C] may be null (all ones).
-template <typename T>
-void cross_entropy_forward_cpu(T* out, const T* inp, const int64_t* target, const T* weight,
-                               int64_t N, int64_t C, int64_t S, int64_t ignore_index,
-                               double label_smoothing, Reduction reduction);
+FC_KERNEL(cross_entropy_forward, T* out, const T* inp, const int64_t* target, const T* weight,
+          int64_t N, int64_t C, int64_t S, int64_t ignore_index, double label_smoothing,
+          Reduction reduction);
 // dinp[N, C, S] written from dout[N, S] (none) or dout[] (mean, sum).
-template <typename T>
-void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int64_t* target,
-                                const T* weight, int64_t N, int64_t C, int64_t S,
-                                int64_t ignore_index, double label_smoothing, Reduction reduction);
+FC_KERNEL(cross_entropy_backward, T* dinp, const T* dout, const T* inp, const int64_t* target,
+          const T* weight, int64_t N, int64_t C, int64_t S, int64_t ignore_index,
+          double label_smoothing, Reduction reduction);
 
 // out[N, S] or out[] = cross entropy of inp[N, C, S] against class probabilities target[N, C, S].
-template <typename T>
-void cross_entropy_prob_forward_cpu(T* out, const T* inp, const T* target, const T* weight,
-                                    int64_t N, int64_t C, int64_t S, double label_smoothing,
-                                    Reduction reduction);
+FC_KERNEL(cross_entropy_prob_forward, T* out, const T* inp, const T* target, const T* weight,
+          int64_t N, int64_t C, int64_t S, double label_smoothing, Reduction reduction);
 // dinp[N, C, S] written (the gradient with respect to the logits only).
-template <typename T>
-void cross_entropy_prob_backward_cpu(T* dinp, const T* dout, const T* inp, const T* target,
-                                     const T* weight, int64_t N, int64_t C, int64_t S,
-                                     double label_smoothing, Reduction reduction);
+FC_KERNEL(cross_entropy_prob_backward, T* dinp, const T* dout, const T* inp, const T* target,
+          const T* weight, int64_t N, int64_t C, int64_t S, double label_smoothing,
+          Reduction reduction);
 
 // out[n] (none) or out[] = (inp[n] - target[n])^2 over n elements, reduced.
-template <typename T>
-void mse_loss_forward_cpu(T* out, const T* inp, const T* target, int64_t n, Reduction reduction);
+FC_KERNEL(mse_loss_forward, T* out, const T* inp, const T* target, int64_t n, Reduction reduction);
 // dinp[n] = 2 (inp - target) dout (/ n for mean); the target gradient is its negative.
-template <typename T>
-void mse_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const T* target, int64_t n,
-                           Reduction reduction);
+FC_KERNEL(mse_loss_backward, T* dinp, const T* dout, const T* inp, const T* target, int64_t n,
+          Reduction reduction);
 
 // out[N] (none) or out[] = sum_{i != y} max(0, margin - inp[y] + inp[i])^p * weight[y] / C per
 // row of inp[N, C], y = target[N]; weight[C] may be null; p is 1 or 2.
-template <typename T>
-void multi_margin_loss_forward_cpu(T* out, const T* inp, const int64_t* target, const T* weight,
-                                   int64_t N, int64_t C, int p, double margin, Reduction reduction);
+FC_KERNEL(multi_margin_loss_forward, T* out, const T* inp, const int64_t* target, const T* weight,
+          int64_t N, int64_t C, int p, double margin, Reduction reduction);
 // dinp[N, C] written from dout[N] (none) or dout[] (mean, sum).
-template <typename T>
-void multi_margin_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const int64_t* target,
-                                    const T* weight, int64_t N, int64_t C, int p, double margin,
-                                    Reduction reduction);
+FC_KERNEL(multi_margin_loss_backward, T* dinp, const T* dout, const T* inp, const int64_t* target,
+          const T* weight, int64_t N, int64_t C, int p, double margin, Reduction reduction);
 
 }  // namespace fc

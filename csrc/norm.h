@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "common.h"
+
 namespace fc {
 
 // out[N, C, S] = (inp - mean) * invstd * weight + bias per channel; weight/bias may be null
@@ -14,35 +16,28 @@ namespace fc {
 // written to save_mean[C] and save_invstd[C]; running_mean[C]/running_var[C] (may be null) are
 // updated in place with momentum, the variance unbiased. Eval: running stats are read and
 // copied / converted into save_mean and save_invstd.
-template <typename T>
-void batch_norm_forward_cpu(T* out, T* save_mean, T* save_invstd, T* running_mean,
-                            T* running_var, const T* inp, const T* weight, const T* bias,
-                            int64_t N, int64_t C, int64_t S, bool training, double momentum,
-                            double eps);
+FC_KERNEL(batch_norm_forward, T* out, T* save_mean, T* save_invstd, T* running_mean, T* running_var,
+          const T* inp, const T* weight, const T* bias, int64_t N, int64_t C, int64_t S,
+          bool training, double momentum, double eps);
 // dinp[N, C, S] written; dweight[C], dbias[C] accumulated. training: the mean and variance
 // depend on inp; eval: the affine map only. save_mean/save_invstd[C] as batch_norm_forward_cpu.
-template <typename T>
-void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                             const T* weight, const T* save_mean, const T* save_invstd,
-                             int64_t N, int64_t C, int64_t S, bool training);
+FC_KERNEL(batch_norm_backward, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+          const T* weight, const T* save_mean, const T* save_invstd, int64_t N, int64_t C,
+          int64_t S, bool training);
 
 // out[N, C, S] = inp / (k + alpha/size * sum of inp^2 over channels [c - size/2,
 // c + (size-1)/2], zero outside [0, C))^beta.
-template <typename T>
-void local_response_norm_forward_cpu(T* out, const T* inp, int64_t N, int64_t C, int64_t S,
-                                     int64_t size, double alpha, double beta, double k);
+FC_KERNEL(local_response_norm_forward, T* out, const T* inp, int64_t N, int64_t C, int64_t S,
+          int64_t size, double alpha, double beta, double k);
 // dinp[N, C, S] written, recomputing the denominators from inp.
-template <typename T>
-void local_response_norm_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C,
-                                      int64_t S, int64_t size, double alpha, double beta, double k);
+FC_KERNEL(local_response_norm_backward, T* dinp, const T* dout, const T* inp, int64_t N, int64_t C,
+          int64_t S, int64_t size, double alpha, double beta, double k);
 
 // out[n] = inp * mask / (1 - p), mask[n] (may be null) = 1 with probability 1 - p. Element i's
 // draw is a hash of (seed, i) alone, so the mask does not depend on the thread count. Dropped
 // elements are inp * 0 (NaN stays NaN, as in PyTorch); p = 1 drops everything.
-template <typename T>
-void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed);
+FC_KERNEL(dropout_forward, T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed);
 // dinp[n] = dout * mask / (1 - p); dout * 0 when p = 1.
-template <typename T>
-void dropout_backward_cpu(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p);
+FC_KERNEL(dropout_backward, T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p);
 
 }  // namespace fc

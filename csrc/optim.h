@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "common.h"
+
 namespace fc {
 
 struct SgdArgs {
@@ -12,24 +14,21 @@ struct SgdArgs {
   bool nesterov, maximize, first_step;  // first_step: the momentum buffer starts as the gradient
 };
 // param[n] -= lr * update; momentum_buf[n] (null when momentum == 0) updated in place.
-template <typename T>
-void sgd_step_cpu(T* param, T* momentum_buf, const T* grad, int64_t n, const SgdArgs& a);
+FC_KERNEL(sgd_step, T* param, T* momentum_buf, const T* grad, int64_t n, const SgdArgs& a);
 
 struct AdagradArgs {
   double clr, weight_decay, eps;  // clr = lr / (1 + (step - 1) * lr_decay)
   bool maximize;
 };
-template <typename T>
-void adagrad_step_cpu(T* param, T* state_sum, const T* grad, int64_t n, const AdagradArgs& a);
+FC_KERNEL(adagrad_step, T* param, T* state_sum, const T* grad, int64_t n, const AdagradArgs& a);
 
 struct RmspropArgs {
   double lr, alpha, eps, weight_decay, momentum;
   bool centered, maximize;
 };
 // grad_avg is null unless centered; momentum_buf is null unless momentum > 0.
-template <typename T>
-void rmsprop_step_cpu(T* param, T* square_avg, T* grad_avg, T* momentum_buf, const T* grad,
-                      int64_t n, const RmspropArgs& a);
+FC_KERNEL(rmsprop_step, T* param, T* square_avg, T* grad_avg, T* momentum_buf, const T* grad,
+          int64_t n, const RmspropArgs& a);
 
 struct AdamArgs {
   double lr, beta1, beta2, eps, weight_decay;
@@ -37,8 +36,7 @@ struct AdamArgs {
   bool amsgrad, maximize, decoupled;        // decoupled: AdamW's weight decay
 };
 // max_exp_avg_sq is null unless amsgrad.
-template <typename T>
-void adam_step_cpu(T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* grad,
-                   int64_t n, const AdamArgs& a);
+FC_KERNEL(adam_step, T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* grad,
+          int64_t n, const AdamArgs& a);
 
 }  // namespace fc

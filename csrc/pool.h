@@ -11,50 +11,39 @@
 namespace fc {
 
 // out[N, C, P, Q] = window max of inp[N, C, H, W]; idx[N, C, P, Q] = its position in the plane.
-template <typename T>
-void max_pool2d_forward_cpu(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g);
+FC_KERNEL(max_pool2d_forward, T* out, int64_t* idx, const T* inp, const Pool2dGeom& g);
 // out, idx as max_pool2d_forward_cpu with the window min.
-template <typename T>
-void min_pool2d_forward_cpu(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g);
+FC_KERNEL(min_pool2d_forward, T* out, int64_t* idx, const T* inp, const Pool2dGeom& g);
 // dinp[N, C, H, W] = dout[N, C, P, Q] added at idx (overlapping windows add); when idx is null
 // the argmax (argmin if is_min) is recomputed from inp. Throws on an index outside the plane,
 // except for windows that hold no pixel (their gradient is dropped, see pool.cpp).
-template <typename T>
-void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T* inp,
-                             const Pool2dGeom& g, bool is_min);
+FC_KERNEL(max_pool2d_backward, T* dinp, const T* dout, const int64_t* idx, const T* inp,
+          const Pool2dGeom& g, bool is_min);
 
 // out[N, C, P, Q] = window sum of inp / divisor (divisor_override if nonzero, else the
 // window size, counting padding when count_include_pad), as torch.nn.functional.avg_pool2d.
-template <typename T>
-void avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, bool count_include_pad,
-                            int64_t divisor_override);
+FC_KERNEL(avg_pool2d_forward, T* out, const T* inp, const Pool2dGeom& g, bool count_include_pad,
+          int64_t divisor_override);
 // dinp[N, C, H, W] = adjoint of avg_pool2d_forward_cpu applied to dout[N, C, P, Q].
-template <typename T>
-void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool count_include_pad,
-                             int64_t divisor_override);
+FC_KERNEL(avg_pool2d_backward, T* dinp, const T* dout, const Pool2dGeom& g, bool count_include_pad,
+          int64_t divisor_override);
 
 // out[N, C, P, Q] = (avg_pool2d(inp^p) * R*S)^(1/p), PyTorch's lp_pool2d (no padding).
-template <typename T>
-void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p);
+FC_KERNEL(lp_pool2d_forward, T* out, const T* inp, const Pool2dGeom& g, double p);
 // dinp[N, C, H, W] = gradient of lp_pool2d_forward_cpu for dout[N, C, P, Q]; zero through
 // windows whose power sum is zero.
-template <typename T>
-void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g, double p);
+FC_KERNEL(lp_pool2d_backward, T* dinp, const T* dout, const T* inp, const Pool2dGeom& g, double p);
 
 // out[N, C, P, Q] = mean of each adaptive window of inp[N, C, H, W] (g.adaptive).
-template <typename T>
-void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g);
+FC_KERNEL(adaptive_avg_pool2d_forward, T* out, const T* inp, const Pool2dGeom& g);
 // dinp[N, C, H, W] = adjoint of adaptive_avg_pool2d_forward_cpu applied to dout[N, C, P, Q].
-template <typename T>
-void adaptive_avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g);
+FC_KERNEL(adaptive_avg_pool2d_backward, T* dinp, const T* dout, const Pool2dGeom& g);
 // Adaptive max pooling is max_pool2d_forward_cpu / max_pool2d_backward_cpu on an adaptive g.
 
 // out[N, C, P, Q] = alpha * window max + (1 - alpha) * window mean (padding counted).
-template <typename T>
-void mixed_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double alpha);
+FC_KERNEL(mixed_pool2d_forward, T* out, const T* inp, const Pool2dGeom& g, double alpha);
 // dinp[N, C, H, W] = alpha * max-pool gradient + (1 - alpha) * avg-pool gradient of dout.
-template <typename T>
-void mixed_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g,
-                               double alpha);
+FC_KERNEL(mixed_pool2d_backward, T* dinp, const T* dout, const T* inp, const Pool2dGeom& g,
+          double alpha);
 
 }  // namespace fc

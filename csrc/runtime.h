@@ -1,6 +1,7 @@
 // Threads and build facts reported by fastconv.info().
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace fc {
@@ -19,5 +20,17 @@ std::string cuda_archs();
 std::string cuda_version();
 // "NVIDIA H100 80GB HBM3 (sm_90), driver 13.0" or a reason why there is none.
 std::string cuda_device();
+
+// TF32 tensor cores for float32 convolution and linear on the GPU: off unless the user asks,
+// since it rounds operands to 10 mantissa bits.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
+namespace cuda {
+// The stream the CUDA twins launch on for this thread, as a CUDA array interface "stream"
+// value (0 or 1: legacy default stream, 2: per-thread default stream, else a cudaStream_t).
+// Set by the binding from the arrays it was given; defined only in CUDA builds.
+void set_stream(std::uintptr_t stream);
+}  // namespace cuda
 
 }  // namespace fc

@@ -32,14 +32,15 @@ Tensor grad_input(const char* op, py::handle dinp_, const Tensor& ref) {
   return view_like(dinp_, ref, ref.shape, op, "grad_input", true);
 }
 
-// Elementwise ops with no scalar argument (relu, sigmoid, tanh).
-template <typename K>
-void forward0(const char* op, py::handle out_, py::handle input, K kernel) {
+// Elementwise ops with no scalar argument (relu, sigmoid, tanh); pick(device, T{}) returns the
+// kernel twin to run.
+template <typename Pick>
+void forward0(const char* op, py::handle out_, py::handle input, Pick pick) {
   Unary u = unary(op, out_, input);
   py::gil_scoped_release nogil;
   dispatch(u.x.dtype, [&](auto t) {
     using T = decltype(t);
-    kernel(u.out.data<T>(), u.x.data<T>(), u.x.numel());
+    pick(u.x.device, t)(u.out.data<T>(), u.x.data<T>(), u.x.numel());
   });
 }
 
@@ -69,8 +70,9 @@ void softmax_fwd(py::handle out_, py::handle input, int64_t dim) {
   py::gil_scoped_release nogil;
   dispatch(u.x.dtype, [&](auto t) {
     using T = decltype(t);
-    if (Log) log_softmax_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), s.outer, s.D, s.inner);
-    else softmax_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), s.outer, s.D, s.inner);
+    auto kernel = Log ? FC_TWIN(u.x.device, log_softmax_forward, T)
+                      : FC_TWIN(u.x.device, softmax_forward, T);
+    kernel(u.out.data<T>(), u.x.data<T>(), s.outer, s.D, s.inner);
   });
 }
 
@@ -84,13 +86,9 @@ void softmax_bwd(py::handle dinp_, py::handle dout_, py::handle output, int64_t 
   py::gil_scoped_release nogil;
   dispatch(y.dtype, [&](auto t) {
     using T = decltype(t);
-    if (Log) {
-      log_softmax_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), y.data<T>(), s.outer, s.D,
-                                  s.inner);
-    } else {
-      softmax_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), y.data<T>(), s.outer, s.D,
-                              s.inner);
-    }
+    auto kernel = Log ? FC_TWIN(y.device, log_softmax_backward, T)
+                      : FC_TWIN(y.device, softmax_backward, T);
+    kernel(dinp.data<T>(), dout.data<T>(), y.data<T>(), s.outer, s.D, s.inner);
   });
 }
 
@@ -98,14 +96,16 @@ void softmax_bwd(py::handle dinp_, py::handle dout_, py::handle output, int64_t 
 
 void bind_act(py::module_& m) {
   m.def("relu_forward", [](py::handle out, py::handle input) {
-    forward0("relu", out, input, [](auto* o, auto* x, int64_t n) { relu_forward_cpu(o, x, n); });
+    forward0("relu", out, input,
+             [](Device d, auto t) { return FC_TWIN(d, relu_forward, decltype(t)); });
   });
   m.def("sigmoid_forward", [](py::handle out, py::handle input) {
     forward0("sigmoid", out, input,
-             [](auto* o, auto* x, int64_t n) { sigmoid_forward_cpu(o, x, n); });
+             [](Device d, auto t) { return FC_TWIN(d, sigmoid_forward, decltype(t)); });
   });
   m.def("tanh_forward", [](py::handle out, py::handle input) {
-    forward0("tanh", out, input, [](auto* o, auto* x, int64_t n) { tanh_forward_cpu(o, x, n); });
+    forward0("tanh", out, input,
+             [](Device d, auto t) { return FC_TWIN(d, tanh_forward, decltype(t)); });
   });
   m.def("leaky_relu_forward", [](py::handle out, py::handle input, double negative_slope) {
     const char* op = "leaky_relu";
@@ -113,7 +113,8 @@ void bind_act(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(u.x.dtype, [&](auto t) {
       using T = decltype(t);
-      leaky_relu_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), u.x.numel(), negative_slope);
+      FC_TWIN(u.x.device, leaky_relu_forward, T)(u.out.data<T>(), u.x.data<T>(), u.x.numel(),
+                                                 negative_slope);
     });
   });
   m.def("elu_forward", [](py::handle out, py::handle input, double alpha) {
@@ -122,7 +123,7 @@ void bind_act(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(u.x.dtype, [&](auto t) {
       using T = decltype(t);
-      elu_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), u.x.numel(), alpha);
+      FC_TWIN(u.x.device, elu_forward, T)(u.out.data<T>(), u.x.data<T>(), u.x.numel(), alpha);
     });
   });
   m.def("softplus_forward", [](py::handle out, py::handle input, double beta, double threshold) {
@@ -132,7 +133,8 @@ void bind_act(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(u.x.dtype, [&](auto t) {
       using T = decltype(t);
-      softplus_forward_cpu<T>(u.out.data<T>(), u.x.data<T>(), u.x.numel(), beta, threshold);
+      FC_TWIN(u.x.device, softplus_forward, T)(u.out.data<T>(), u.x.data<T>(), u.x.numel(), beta,
+                                               threshold);
     });
   });
 
@@ -143,7 +145,7 @@ void bind_act(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      relu_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel());
+      FC_TWIN(x.device, relu_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel());
     });
   });
   m.def("leaky_relu_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
@@ -154,8 +156,8 @@ void bind_act(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      leaky_relu_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(),
-                                 negative_slope);
+      FC_TWIN(x.device, leaky_relu_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(),
+                                                x.numel(), negative_slope);
     });
   });
   m.def("elu_backward", [](py::handle dinp_, py::handle dout_, py::handle input, double alpha) {
@@ -165,7 +167,8 @@ void bind_act(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      elu_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(), alpha);
+      FC_TWIN(x.device, elu_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(),
+                                         alpha);
     });
   });
   m.def("softplus_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
@@ -177,8 +180,8 @@ void bind_act(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      softplus_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(), beta,
-                               threshold);
+      FC_TWIN(x.device, softplus_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(),
+                                              x.numel(), beta, threshold);
     });
   });
   // sigmoid/tanh backward from the forward's output when given, else from the input.
@@ -202,8 +205,10 @@ void bind_act(py::module_& m) {
         using T = decltype(t);
         const T* yp = y ? y->data<T>() : nullptr;
         const T* xp = y ? nullptr : x->data<T>();
-        if (is_sigmoid) sigmoid_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), yp, xp, ref.numel());
-        else tanh_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), yp, xp, ref.numel());
+        if (is_sigmoid) FC_TWIN(ref.device, sigmoid_backward, T)(dinp.data<T>(), dout.data<T>(),
+                                                                 yp, xp, ref.numel());
+        else FC_TWIN(ref.device, tanh_backward, T)(dinp.data<T>(), dout.data<T>(), yp, xp,
+                                                   ref.numel());
       });
     });
   }

@@ -22,6 +22,8 @@ enum Accept : unsigned { kFloat = 1u, kInt64 = 2u, kUInt8 = 4u };
 
 std::string type_name(py::handle obj);
 
+// A NumPy array (CPU) or an object with __cuda_array_interface__ (GPU; its stream becomes the
+// launch stream of this call), C-contiguous, of an accepted dtype.
 Tensor view(py::handle obj, const char* op, const char* name, bool writable = false,
             unsigned accept = kFloat);
 
@@ -31,6 +33,10 @@ inline std::optional<Tensor> view_or_none(py::handle obj, const char* op, const 
   return view(obj, op, name, writable, accept);
 }
 
+// Both arrays on one device (ValueError otherwise); for index and mask arrays.
+void same_device(const Tensor& t, const Tensor& ref, const char* op, const char* name,
+                 const char* ref_name);
+// Same device, then same dtype (TypeError).
 void same_dtype(const Tensor& t, const Tensor& ref, const char* op, const char* name,
                 const char* ref_name);
 
@@ -47,6 +53,16 @@ inline std::optional<Tensor> view_like_or_none(py::handle obj, const Tensor& ref
   if (obj.is_none()) return std::nullopt;
   return view_like(obj, ref, shape, op, name, writable);
 }
+
+// The _cpu or _cuda twin of kernel `name` for element type T, by the arrays' device (checked to
+// agree by same_device/same_dtype). A build without CUDA never sees a CUDA array: view()
+// refuses one.
+#ifdef FC_CUDA
+#define FC_TWIN(device, name, T) \
+  ((device) == ::fc::Device::cuda ? &name##_cuda<T> : &name##_cpu<T>)
+#else
+#define FC_TWIN(device, name, T) (&name##_cpu<T>)
+#endif
 
 // Runs f(T{}) with T the C++ float type of dtype.
 template <typename F>

@@ -16,28 +16,81 @@ std::string type_name(py::handle obj) {
          std::string(py::str(t.attr("__qualname__")));
 }
 
+namespace {
+
+DType accepted_dtype(const std::string& have, bool is_float32, bool is_float64, bool is_int64,
+                     bool is_uint8, unsigned accept, const char* op, const char* name) {
+  if ((accept & kFloat) && is_float32) return DType::f32;
+  if ((accept & kFloat) && is_float64) return DType::f64;
+  if ((accept & kInt64) && is_int64) return DType::i64;
+  if ((accept & kUInt8) && is_uint8) return DType::u8;
+  std::string want;
+  if (accept & kFloat) want = "float32 or float64";
+  if (accept & kInt64) want += want.empty() ? "int64" : " or int64";
+  if (accept & kUInt8) want += want.empty() ? "uint8" : " or uint8";
+  throw TypeError(str(op, ": ", name, " must be ", want, ", got ", have));
+}
+
+// A GPU array through its __cuda_array_interface__ (version 2 or 3): CuPy's, or any producer's.
+Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable,
+                 unsigned accept) {
+#ifndef FC_CUDA
+  (void)writable;
+  (void)accept;
+  throw std::runtime_error(str(op, ": ", name, " is a CUDA array (", type_name(obj),
+                               ") but this fastconv was built without CUDA; reinstall with nvcc "
+                               "on PATH, or pass a numpy.ndarray"));
+#else
+  py::dict cai = obj.attr("__cuda_array_interface__");
+  Tensor t;
+  t.device = Device::cuda;
+  for (py::handle d : cai["shape"]) t.shape.push_back(d.cast<int64_t>());
+  const std::string ts = cai["typestr"].cast<std::string>();
+  // Little-endian or byte-order-free codes only; the GPU is little-endian.
+  const std::string code = ts.size() > 1 ? ts.substr(1) : ts;
+  const bool le = !ts.empty() && (ts[0] == '<' || ts[0] == '|');
+  t.dtype = accepted_dtype(str(py::str(obj.attr("dtype"))), le && code == "f4", le && code == "f8",
+                           le && code == "i8", le && code == "u1", accept, op, name);
+  const size_t item = t.dtype == DType::f64 || t.dtype == DType::i64 ? 8 : t.dtype == DType::f32 ? 4 : 1;
+  py::tuple data = cai["data"];
+  t.ptr = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
+  const bool readonly = data[1].cast<bool>();
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    // C order, ignoring the stride of any size-1 dimension (as NumPy's C_CONTIGUOUS flag does).
+    int64_t expect = int64_t(item);
+    py::tuple strides = cai["strides"];
+    bool ok = t.numel() == 0;
+    if (!ok) {
+      ok = true;
+      for (int64_t d = int64_t(t.shape.size()) - 1; d >= 0; --d) {
+        if (t.shape[d] != 1 && strides[d].cast<int64_t>() != expect) ok = false;
+        expect *= t.shape[d];
+      }
+    }
+    FC_CHECK(ok, op, ": ", name, " must be C-contiguous");
+  }
+  FC_CHECK(!writable || !readonly, op, ": ", name, " must be writable");
+  std::uintptr_t s = 0;
+  if (cai.contains("stream") && !cai["stream"].is_none()) s = cai["stream"].cast<std::uintptr_t>();
+  cuda::set_stream(s);
+  return t;
+#endif
+}
+
+}  // namespace
+
 Tensor view(py::handle obj, const char* op, const char* name, bool writable, unsigned accept) {
   if (!py::isinstance<py::array>(obj)) {
-    throw TypeError(str(op, ": ", name, " must be a numpy.ndarray, got ", type_name(obj)));
+    if (py::hasattr(obj, "__cuda_array_interface__")) return cuda_view(obj, op, name, writable, accept);
+    throw TypeError(str(op, ": ", name, " must be a numpy.ndarray or a CUDA array (cupy.ndarray), "
+                        "got ", type_name(obj)));
   }
   auto a = py::reinterpret_borrow<py::array>(obj);
   Tensor t;
   const auto dt = a.dtype();
-  if ((accept & kFloat) && dt.equal(py::dtype::of<float>())) {
-    t.dtype = DType::f32;
-  } else if ((accept & kFloat) && dt.equal(py::dtype::of<double>())) {
-    t.dtype = DType::f64;
-  } else if ((accept & kInt64) && dt.equal(py::dtype::of<int64_t>())) {
-    t.dtype = DType::i64;
-  } else if ((accept & kUInt8) && dt.equal(py::dtype::of<uint8_t>())) {
-    t.dtype = DType::u8;
-  } else {
-    std::string want;
-    if (accept & kFloat) want = "float32 or float64";
-    if (accept & kInt64) want += want.empty() ? "int64" : " or int64";
-    if (accept & kUInt8) want += want.empty() ? "uint8" : " or uint8";
-    throw TypeError(str(op, ": ", name, " must be ", want, ", got ", std::string(py::str(dt))));
-  }
+  t.dtype = accepted_dtype(std::string(py::str(dt)), dt.equal(py::dtype::of<float>()),
+                           dt.equal(py::dtype::of<double>()), dt.equal(py::dtype::of<int64_t>()),
+                           dt.equal(py::dtype::of<uint8_t>()), accept, op, name);
   FC_CHECK(a.flags() & py::array::c_style, op, ": ", name, " must be C-contiguous");
   FC_CHECK(!writable || a.writeable(), op, ": ", name, " must be writable");
   t.ptr = const_cast<void*>(a.data());
@@ -45,8 +98,16 @@ Tensor view(py::handle obj, const char* op, const char* name, bool writable, uns
   return t;
 }
 
+void same_device(const Tensor& t, const Tensor& ref, const char* op, const char* name,
+                 const char* ref_name) {
+  auto where = [](const Tensor& x) { return x.device == Device::cuda ? "the GPU (CUDA array)" : "the CPU (numpy.ndarray)"; };
+  FC_CHECK(t.device == ref.device, op, ": ", name, " is on ", where(t), " but ", ref_name, " is on ",
+           where(ref), "; move both to one device (cupy.asarray / cupy.asnumpy)");
+}
+
 void same_dtype(const Tensor& t, const Tensor& ref, const char* op, const char* name,
                 const char* ref_name) {
+  same_device(t, ref, op, name, ref_name);
   if (t.dtype != ref.dtype) {
     throw TypeError(str(op, ": ", name, " has dtype ", dtype_name(t.dtype), " but ", ref_name,
                         " has ", dtype_name(ref.dtype), "; pass arrays of one dtype"));
@@ -70,6 +131,8 @@ Tensor view_like(py::handle obj, const Tensor& ref, const Shape& shape, const ch
 void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
+  m.def("set_allow_tf32", &set_allow_tf32);
+  m.def("get_allow_tf32", &allow_tf32);
   m.def("build_info", [] {
     py::dict d;
     d["blas"] = blas::name();

@@ -1,6 +1,8 @@
 // Thread control and the build/CPU facts behind fastconv.info().
 #include "runtime.h"
 
+#include <atomic>
+
 #include "blas.h"
 #include "common.h"
 #include "cpu/parallel.h"
@@ -77,6 +79,13 @@ std::string compiler() {
   return "unknown";
 #endif
 }
+
+namespace {
+std::atomic<bool> tf32_allowed{false};
+}  // namespace
+
+void set_allow_tf32(bool allow) { tf32_allowed.store(allow, std::memory_order_relaxed); }
+bool allow_tf32() { return tf32_allowed.load(std::memory_order_relaxed); }
 
 #ifndef FC_CUDA
 bool cuda_built() { return false; }

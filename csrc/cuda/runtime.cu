@@ -1,8 +1,13 @@
-// CUDA build facts and the device fastconv would run on. The runtime is linked statically, so
-// only the NVIDIA driver is needed; without one these calls report why instead of failing.
+// CUDA build facts, the device fastconv runs on, the per-thread launch stream and the error
+// path every CUDA twin shares. The runtime is linked statically, so only the NVIDIA driver is
+// needed; without one these calls report why instead of failing.
 #include <cuda_runtime.h>
 
+#include <mutex>
+#include <vector>
+
 #include "common.h"
+#include "cuda/cuda_common.cuh"
 #include "runtime.h"
 
 namespace fc {
@@ -15,7 +20,7 @@ std::string cuda_device() {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    cudaGetLastError();  // clear the error so later calls start clean
     return str("none (", cudaGetErrorString(err), ")");
   }
   if (count == 0) return "none (no CUDA device visible)";
@@ -28,4 +33,66 @@ std::string cuda_device() {
              (driver % 1000) / 10, ", ", count, " device", count > 1 ? "s" : "");
 }
 
+namespace cuda {
+namespace {
+
+thread_local cudaStream_t current_stream = nullptr;
+
+std::string device_name() {
+  int dev = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return "an unknown device";
+  }
+  return str("device ", dev, " (", prop.name, ", sm_", prop.major, prop.minor, ")");
+}
+
+}  // namespace
+
+// CAI stream values 1 and 2 are cudaStreamLegacy and cudaStreamPerThread, which the runtime
+// defines as those same handle values, so the integer converts directly.
+void set_stream(std::uintptr_t s) { current_stream = reinterpret_cast<cudaStream_t>(s); }
+
+cudaStream_t stream() { return current_stream; }
+
+int sm_count() {
+  static std::mutex mu;
+  static std::vector<int> counts;
+  int dev = 0;
+  FC_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  if (int(counts.size()) <= dev) counts.resize(dev + 1, 0);
+  if (counts[dev] == 0) {
+    FC_CUDA_CHECK(cudaDeviceGetAttribute(&counts[dev], cudaDevAttrMultiProcessorCount, dev));
+  }
+  return counts[dev];
+}
+
+void fail(cudaError_t err, const char* what, const char* file, int line) {
+  cudaGetLastError();  // a non-sticky error must not resurface in the next, unrelated call
+  std::string hint;
+  if (err == cudaErrorInvalidDeviceFunction || err == cudaErrorNoKernelImageForDevice) {
+    hint = str("; this fastconv holds device code for ", FC_CUDA_ARCHS,
+               " only: rebuild with -C cmake.define.CMAKE_CUDA_ARCHITECTURES=<your sm>");
+  } else if (err == cudaErrorMemoryAllocation) {
+    hint = "; free GPU memory (e.g. cupy.get_default_memory_pool().free_all_blocks()) or use a "
+           "smaller batch";
+  }
+  throw std::runtime_error(str("fastconv CUDA error in ", what, " on ", device_name(), ": ",
+                               cudaGetErrorName(err), " (", cudaGetErrorString(err), ") at ",
+                               file, ":", line, hint));
+}
+
+Scratch::Scratch(size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  cudaError_t err = cudaMallocAsync(&ptr_, bytes, stream());
+  if (err != cudaSuccess) fail(err, what, __FILE__, __LINE__);
+}
+
+Scratch::~Scratch() {
+  if (ptr_) cudaFreeAsync(ptr_, stream());
+}
+
+}  // namespace cuda
 }  // namespace fc

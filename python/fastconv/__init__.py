@@ -2,12 +2,14 @@
 
 from . import data, functional, models, nn, optim, train, viz
 from ._random import manual_seed
-from ._runtime import _version, get_num_threads, info, set_num_threads
+from ._runtime import (_version, get_allow_tf32, get_num_threads, info, set_allow_tf32,
+                       set_num_threads)
 from .serialize import load, save
 from .summary import summary
 
 __version__ = _version()
 
 __all__ = ["data", "functional", "nn", "optim", "models", "train", "viz", "save", "load",
-           "summary", "info", "set_num_threads", "get_num_threads", "manual_seed",
+           "summary", "info", "set_num_threads", "get_num_threads", "set_allow_tf32",
+           "get_allow_tf32", "manual_seed",
            "__version__"]

@@ -26,9 +26,24 @@ def get_num_threads():
     return _C.get_num_threads()
 
 
+def set_allow_tf32(allow):
+    """Let float32 convolution and linear on the GPU use TF32 tensor cores (operands rounded
+    to 10 mantissa bits, about 1e-3 relative error, several times faster). Off by default;
+    the CPU and float64 are never affected."""
+    if not isinstance(allow, bool):
+        raise TypeError(f"set_allow_tf32: allow must be a bool, got {allow!r}")
+    _C.set_allow_tf32(allow)
+
+
+def get_allow_tf32():
+    """Whether the GPU may use TF32 for float32 convolution and linear (see set_allow_tf32)."""
+    return _C.get_allow_tf32()
+
+
 def info():
     """Version, BLAS, threads, OpenMP, SIMD and CUDA facts of this build, as a dict."""
     d = {"version": _version(), "num_threads": get_num_threads()}
     d.update(_C.build_info())
     d["blas_threads"] = 1
+    d["allow_tf32"] = get_allow_tf32()
     return d

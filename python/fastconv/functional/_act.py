@@ -8,6 +8,7 @@ C-contiguous. Backward functions return the input gradient as a new array.
 
 import numpy as np
 
+from .._arrays import empty, is_array
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
@@ -19,7 +20,7 @@ __all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "softmax"
 
 def _like(x):
     """A new array for a result shaped like x; None lets the extension reject a non-array x."""
-    return np.empty(x.shape, dtype=x.dtype) if isinstance(x, np.ndarray) else None
+    return empty(x, x.shape) if is_array(x) else None
 
 
 def _forward(op, input, inplace):
@@ -98,7 +99,7 @@ def _cast(input, dtype, op):
             raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype!r}") from None
         if dt not in (np.float32, np.float64):
             raise TypeError(f"{op}: dtype must be float32 or float64, got {dt}")
-        if isinstance(input, np.ndarray):
+        if is_array(input):
             input = input.astype(dt, copy=False)
     return contiguous(input)
 

@@ -8,19 +8,21 @@ import numbers
 
 import numpy as np
 
+from .._arrays import c_contiguous, is_array, zeros
+
 
 def contiguous(x):
-    """x as a C-contiguous array, copied only when it is not one (0-d stays 0-d, unlike
-    np.ascontiguousarray); non-arrays pass through for the extension to reject by name."""
-    return np.asarray(x, order="C") if isinstance(x, np.ndarray) else x
+    """x as a C-contiguous array (NumPy or CuPy), copied only when it is not one (0-d stays
+    0-d); non-arrays pass through for the extension to reject by name."""
+    return c_contiguous(x) if is_array(x) else x
 
 
 def ndarray(x, name, op):
-    """x as a C-contiguous ndarray; dtype and shape are checked by the extension."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(x).__module__}."
-                        f"{type(x).__qualname__}")
-    return np.asarray(x, order="C")
+    """x as a C-contiguous NumPy or CuPy array; dtype and shape are checked by the extension."""
+    if not is_array(x):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray or a cupy.ndarray, got "
+                        f"{type(x).__module__}.{type(x).__qualname__}")
+    return c_contiguous(x)
 
 
 def as_array(x, ndim, layout, name, op):
@@ -45,13 +47,14 @@ def as_mask(output_mask, op):
     return tuple(bool(m) for m in output_mask)
 
 
-def param_grads(need_weight, need_bias, weight_shape, bias_shape, dtype, grad_weight, grad_bias):
-    """Zeroed gradient arrays, or the caller's arrays for the kernel to accumulate into."""
+def param_grads(need_weight, need_bias, weight_shape, bias_shape, like, grad_weight, grad_bias):
+    """Zeroed gradient arrays on like's device with its dtype, or the caller's arrays for the
+    kernel to accumulate into."""
     dweight = dbias = None
     if need_weight:
-        dweight = np.zeros(weight_shape, dtype=dtype) if grad_weight is None else grad_weight
+        dweight = zeros(like, weight_shape) if grad_weight is None else grad_weight
     if need_bias:
-        dbias = np.zeros(bias_shape, dtype=dtype) if grad_bias is None else grad_bias
+        dbias = zeros(like, bias_shape) if grad_bias is None else grad_bias
     return dweight, dbias
 
 

@@ -1,7 +1,6 @@
 """Convolution: conv2d and its backward, unfold (im2col) and fold (col2im)."""
 
-import numpy as np
-
+from .._arrays import empty
 from .._loader import _C
 from ._args import as_array, as_int, as_mask, as_pair, contiguous, conv_padding, param_grads
 
@@ -24,7 +23,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """
     input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
     g = _conv2d_geometry("conv2d", input, weight, stride, padding, dilation, groups)
-    out = np.empty(g.out_shape, dtype=input.dtype)
+    out = empty(input, g.out_shape)
     _C.conv2d_forward(out, input, weight, bias, g)
     return out
 
@@ -43,8 +42,8 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     need_input, need_weight, need_bias = as_mask(output_mask, op)
     grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
     g = _conv2d_geometry(op, input, weight, stride, padding, dilation, groups)
-    dinp = np.empty(g.in_shape, dtype=input.dtype) if need_input else None
-    dweight, dbias = param_grads(need_weight, need_bias, g.weight_shape, (g.K,), input.dtype,
+    dinp = empty(input, g.in_shape) if need_input else None
+    dweight, dbias = param_grads(need_weight, need_bias, g.weight_shape, (g.K,), input,
                                  grad_weight, grad_bias)
     _C.conv2d_backward(dinp, dweight, dbias, grad_output, input, weight, g)
     return dinp, dweight, dbias
@@ -60,7 +59,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """im2col, as torch.nn.functional.unfold: (N, C, H, W) -> (N, C*R*S, P*Q)."""
     input = as_array(input, 4, "(N, C, H, W)", "input", "unfold")
     g = _window_geometry("unfold", input.shape, kernel_size, dilation, padding, stride)
-    out = np.empty((g.N, g.C * g.R * g.S, g.P * g.Q), dtype=input.dtype)
+    out = empty(input, (g.N, g.C * g.R * g.S, g.P * g.Q))
     _C.unfold(out, input, g)
     return out
 
@@ -79,6 +78,6 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     if input.shape[2] != g.P * g.Q:
         raise ValueError(f"fold: input.shape[2] = {input.shape[2]} must equal the number of "
                          f"sliding blocks {g.P}*{g.Q} = {g.P * g.Q} for output_size {(H, W)}")
-    out = np.empty(g.in_shape, dtype=input.dtype)
+    out = empty(input, g.in_shape)
     _C.fold(out, input, g)
     return out

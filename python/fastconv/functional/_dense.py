@@ -5,8 +5,7 @@ that geometry's in_shape is the transposed conv's output shape and its out_shape
 transposed conv's input shape.
 """
 
-import numpy as np
-
+from .._arrays import empty
 from .._loader import _C
 from ._args import as_int, as_mask, as_pair, contiguous, param_grads
 
@@ -22,7 +21,7 @@ def linear(input, weight, bias=None):
     """
     input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
     shape = _C.linear_out_shape("linear", input, weight)
-    out = np.empty(shape, dtype=input.dtype)
+    out = empty(input, shape)
     _C.linear_forward(out, input, weight, bias)
     return out
 
@@ -41,8 +40,8 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True), 
     need_input, need_weight, need_bias = as_mask(output_mask, op)
     grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
     shape = _C.linear_out_shape(op, input, weight)
-    dinp = np.empty(input.shape, dtype=input.dtype) if need_input else None
-    dweight, dbias = param_grads(need_weight, need_bias, weight.shape, (shape[-1],), input.dtype,
+    dinp = empty(input, input.shape) if need_input else None
+    dweight, dbias = param_grads(need_weight, need_bias, weight.shape, (shape[-1],), input,
                                   grad_weight, grad_bias)
     _C.linear_backward(dinp, dweight, dbias, grad_output, input, weight)
     return dinp, dweight, dbias
@@ -71,7 +70,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
     g = _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
                                    dilation)
-    out = np.empty(g.in_shape, dtype=input.dtype)
+    out = empty(input, g.in_shape)
     _C.conv_transpose2d_forward(out, input, weight, bias, g)
     return out
 
@@ -91,8 +90,8 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
     g = _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
                                    dilation)
-    dinp = np.empty(g.out_shape, dtype=input.dtype) if need_input else None
-    dweight, dbias = param_grads(need_weight, need_bias, g.weight_shape, (g.C,), input.dtype,
+    dinp = empty(input, g.out_shape) if need_input else None
+    dweight, dbias = param_grads(need_weight, need_bias, g.weight_shape, (g.C,), input,
                                   grad_weight, grad_bias)
     _C.conv_transpose2d_backward(dinp, dweight, dbias, grad_output, input, weight, g)
     return dinp, dweight, dbias

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from .._arrays import empty, is_array, module_of
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
@@ -34,25 +35,27 @@ def _reduction(size_average, reduce, reduction):
 def _class_indices(target):
     """torch takes int64 (Long) or uint8 (Byte) class indices; the kernels read int64."""
     target = contiguous(target)
-    if isinstance(target, np.ndarray) and target.dtype == np.uint8:
+    if is_array(target) and target.dtype == np.uint8:
         return target.astype(np.int64)
     return target
 
 
 def _grad_output(grad_output, input):
     """A Python number becomes a 0-d array of the input's dtype; arrays are checked as given."""
-    if isinstance(grad_output, numbers.Real) and isinstance(input, np.ndarray):
-        return np.asarray(grad_output, dtype=input.dtype)
+    if isinstance(grad_output, numbers.Real) and is_array(input):
+        return module_of(input).asarray(grad_output, dtype=input.dtype)
     return contiguous(grad_output)
 
 
-def _dtype(input):
-    return input.dtype if isinstance(input, np.ndarray) else np.float64
+def _new(input, shape):
+    """An output array on input's device with its dtype; float64 NumPy when input is not an
+    array (the extension then rejects input by name)."""
+    return empty(input, shape) if is_array(input) else np.empty(shape, dtype=np.float64)
 
 
 def _class_loss_shape(input, reduction):
     """cross_entropy's output: the input's shape without the class dimension, or ()."""
-    if reduction != "none" or not isinstance(input, np.ndarray) or input.ndim < 2:
+    if reduction != "none" or not is_array(input) or input.ndim < 2:
         return ()
     return input.shape[:1] + input.shape[2:]
 
@@ -73,7 +76,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = _reduction(size_average, reduce, reduction)
     input, weight = contiguous(input), contiguous(weight)
     target = _class_indices(target)
-    out = np.empty(_class_loss_shape(input, reduction), dtype=_dtype(input))
+    out = _new(input, _class_loss_shape(input, reduction))
     _C.cross_entropy_forward(out, input, target, weight, as_int(ignore_index, "ignore_index", op),
                              as_float(label_smoothing, "label_smoothing", op), reduction)
     return out
@@ -90,7 +93,7 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
     input, weight = contiguous(input), contiguous(weight)
     target = _class_indices(target)
     grad_output = _grad_output(grad_output, input)
-    dinp = np.empty(getattr(input, "shape", ()), dtype=_dtype(input))
+    dinp = _new(input, getattr(input, "shape", ()))
     _C.cross_entropy_backward(dinp, grad_output, input, target, weight,
                               as_int(ignore_index, "ignore_index", op),
                               as_float(label_smoothing, "label_smoothing", op), reduction)
@@ -106,7 +109,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     reduction = _reduction(size_average, reduce, reduction)
     input, target = contiguous(input), contiguous(target)
     shape = getattr(input, "shape", ()) if reduction == "none" else ()
-    out = np.empty(shape, dtype=_dtype(input))
+    out = _new(input, shape)
     _C.mse_loss_forward(out, input, target, reduction)
     return out
 
@@ -116,14 +119,14 @@ def mse_loss_backward(grad_output, input, target, reduction="mean"):
     "mean"). The gradient with respect to target is its negative."""
     input, target = contiguous(input), contiguous(target)
     grad_output = _grad_output(grad_output, input)
-    dinp = np.empty(getattr(input, "shape", ()), dtype=_dtype(input))
+    dinp = _new(input, getattr(input, "shape", ()))
     _C.mse_loss_backward(dinp, grad_output, input, target, reduction)
     return dinp
 
 
 def _margin_loss_shape(target, reduction):
     """torch's multi_margin_loss output for "none": (N,) for a 1-D target, () for a 0-d one."""
-    if reduction != "none" or not isinstance(target, np.ndarray):
+    if reduction != "none" or not is_array(target):
         return ()
     return target.shape
 
@@ -140,7 +143,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     reduction = _reduction(size_average, reduce, reduction)
     input, weight = contiguous(input), contiguous(weight)
     target = contiguous(target)
-    out = np.empty(_margin_loss_shape(target, reduction), dtype=_dtype(input))
+    out = _new(input, _margin_loss_shape(target, reduction))
     _C.multi_margin_loss_forward(out, input, target, as_int(p, "p", op),
                                  as_float(margin, "margin", op), weight, reduction)
     return out
@@ -154,7 +157,7 @@ def multi_margin_loss_backward(grad_output, input, target, p=1, margin=1.0, weig
     input, weight = contiguous(input), contiguous(weight)
     target = contiguous(target)
     grad_output = _grad_output(grad_output, input)
-    dinp = np.empty(getattr(input, "shape", ()), dtype=_dtype(input))
+    dinp = _new(input, getattr(input, "shape", ()))
     _C.multi_margin_loss_backward(dinp, grad_output, input, target, as_int(p, "p", op),
                                   as_float(margin, "margin", op), weight, reduction)
     return dinp

@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import _random
+from .._arrays import empty, is_array, module_of, zeros
 from .._loader import _C
 from ._args import as_float, as_int, as_mask, contiguous, ndarray
 
@@ -37,9 +38,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     momentum, eps = as_float(momentum, "momentum", op), as_float(eps, "eps", op)
     training = bool(training)
     C = _channels(input)
-    out = np.empty(input.shape, dtype=input.dtype)
-    save_mean = np.empty((C,), dtype=input.dtype)
-    save_invstd = np.empty((C,), dtype=input.dtype)
+    out = empty(input, input.shape)
+    save_mean = empty(input, (C,))
+    save_invstd = empty(input, (C,))
 
     rm, rv = contiguous(running_mean), contiguous(running_var)
     _C.batch_norm_forward(out, save_mean, save_invstd, rm, rv, input, weight, bias, training,
@@ -48,7 +49,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         # A strided running statistic was updated in a contiguous copy: write it back.
         for stat, buf in ((running_mean, rm), (running_var, rv)):
             if buf is not stat:
-                np.copyto(stat, buf)
+                module_of(stat).copyto(stat, buf)
     return (out, save_mean, save_invstd) if return_stats else out
 
 
@@ -71,12 +72,12 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd, trai
     grad_output, weight = contiguous(grad_output), contiguous(weight)
     save_mean, save_invstd = contiguous(save_mean), contiguous(save_invstd)
     C = _channels(input)
-    dinp = np.empty(input.shape, dtype=input.dtype) if need_input else None
+    dinp = empty(input, input.shape) if need_input else None
     dweight = dbias = None
     if need_weight and weight is not None:
-        dweight = np.zeros((C,), dtype=input.dtype) if grad_weight is None else grad_weight
+        dweight = zeros(input, (C,)) if grad_weight is None else grad_weight
     if need_bias:
-        dbias = np.zeros((C,), dtype=input.dtype) if grad_bias is None else grad_bias
+        dbias = zeros(input, (C,)) if grad_bias is None else grad_bias
     _C.batch_norm_backward(dinp, dweight, dbias, grad_output, input, weight, save_mean,
                            save_invstd, bool(training))
     return dinp, dweight, dbias
@@ -92,7 +93,7 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     op = "local_response_norm"
     input = ndarray(input, "input", op)
     size = as_int(size, "size", op)
-    out = np.empty(input.shape, dtype=input.dtype)
+    out = empty(input, input.shape)
     _C.local_response_norm_forward(out, input, size, as_float(alpha, "alpha", op),
                                    as_float(beta, "beta", op), as_float(k, "k", op))
     return out
@@ -104,7 +105,7 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
     op = "local_response_norm_backward"
     input = ndarray(input, "input", op)
     size = as_int(size, "size", op)
-    dinp = np.empty(input.shape, dtype=input.dtype)
+    dinp = empty(input, input.shape)
     _C.local_response_norm_backward(dinp, contiguous(grad_output), input, size,
                                     as_float(alpha, "alpha", op), as_float(beta, "beta", op),
                                     as_float(k, "k", op))
@@ -123,21 +124,21 @@ def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, retur
     torch) returns (out, mask), mask a uint8 0/1 array of input's shape for dropout_backward.
     """
     op = "dropout"
-    if not isinstance(input, np.ndarray):
-        raise TypeError(f"{op}: input must be a numpy.ndarray, got {type(input).__module__}."
-                        f"{type(input).__qualname__}")
+    if not is_array(input):
+        raise TypeError(f"{op}: input must be a numpy.ndarray or a cupy.ndarray, got "
+                        f"{type(input).__module__}.{type(input).__qualname__}")
     p = as_float(p, "p", op)
     training = bool(training)
     gen = _random.resolve(generator, op)
     seed = _random.draw_seed(gen, op) if training and 0 < p < 1 else 0
-    mask = np.empty(input.shape, dtype=np.uint8) if return_mask else None
+    mask = empty(input, input.shape, dtype="uint8") if return_mask else None
 
     x = contiguous(input)
-    out = x if inplace else np.empty(x.shape, dtype=x.dtype)
+    out = x if inplace else empty(x, x.shape)
     _C.dropout_forward(out, mask, x, p, training, seed)
     if inplace and x is not input:
         # A strided input was processed in a contiguous copy: write the result back into it.
-        np.copyto(input, x)
+        module_of(input).copyto(input, x)
         out = input
     return (out, mask) if return_mask else out
 
@@ -149,8 +150,8 @@ def dropout_backward(grad_output, mask, p):
     op = "dropout_backward"
     grad_output = ndarray(grad_output, "grad_output", op)
     mask = contiguous(mask)
-    if isinstance(mask, np.ndarray) and mask.dtype == np.bool_:
-        mask = mask.view(np.uint8)
-    dinp = np.empty(grad_output.shape, dtype=grad_output.dtype)
+    if is_array(mask) and mask.dtype == bool:
+        mask = mask.view("uint8")
+    dinp = empty(grad_output, grad_output.shape)
     _C.dropout_backward(dinp, grad_output, mask, as_float(p, "p", op))
     return dinp

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .._arrays import empty, module_of
 from .._loader import _C
 from .._random import resolve
 from ._args import as_float, as_int, as_pair, contiguous
@@ -45,8 +46,8 @@ def _adaptive_geometry(op, input, output_size):
 
 
 def _extreme(op, input, g):
-    out = np.empty(g.out_shape, dtype=input.dtype)
-    indices = np.empty(g.out_shape, dtype=np.int64)
+    out = empty(input, g.out_shape)
+    indices = empty(input, g.out_shape, dtype="int64")
     getattr(_C, op + "_forward")(out, indices, input, g)
     return out, indices
 
@@ -72,7 +73,7 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     op = "max_pool2d_backward"
     grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
     g = _geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode)
-    grad_input = np.empty(g.in_shape, dtype=input.dtype)
+    grad_input = empty(input, g.in_shape)
     _C.max_pool2d_backward(grad_input, grad_output, indices, input, g)
     return grad_input
 
@@ -93,7 +94,7 @@ def min_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     op = "min_pool2d_backward"
     grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
     g = _geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode)
-    grad_input = np.empty(g.in_shape, dtype=input.dtype)
+    grad_input = empty(input, g.in_shape)
     _C.min_pool2d_backward(grad_input, grad_output, indices, input, g)
     return grad_input
 
@@ -110,7 +111,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     op = "avg_pool2d"
     input = contiguous(input)
     g = _geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
-    out = np.empty(g.out_shape, dtype=input.dtype)
+    out = empty(input, g.out_shape)
     _C.avg_pool2d_forward(out, input, g, bool(count_include_pad), _divisor(divisor_override, op))
     return out
 
@@ -121,7 +122,7 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     op = "avg_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
     g = _geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
-    grad_input = np.empty(g.in_shape, dtype=input.dtype)
+    grad_input = empty(input, g.in_shape)
     _C.avg_pool2d_backward(grad_input, grad_output, input, g, bool(count_include_pad),
                            _divisor(divisor_override, op))
     return grad_input
@@ -140,8 +141,8 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     p = as_float(norm_type, "norm_type", op)
     g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
     if p == math.inf:
-        return max_pool2d(np.abs(input), kernel_size, stride, 0, 1, ceil_mode)
-    out = np.empty(g.out_shape, dtype=input.dtype)
+        return max_pool2d(abs(input), kernel_size, stride, 0, 1, ceil_mode)
+    out = empty(input, g.out_shape)
     _C.lp_pool2d_forward(out, input, g, p)
     return out
 
@@ -154,10 +155,10 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
     p = as_float(norm_type, "norm_type", op)
     g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
     if p == math.inf:
-        grad_input = max_pool2d_backward(grad_output, np.abs(input), kernel_size, stride, 0, 1,
+        grad_input = max_pool2d_backward(grad_output, abs(input), kernel_size, stride, 0, 1,
                                          ceil_mode)
-        return grad_input * np.sign(input)
-    grad_input = np.empty(g.in_shape, dtype=input.dtype)
+        return grad_input * module_of(input).sign(input)
+    grad_input = empty(input, g.in_shape)
     _C.lp_pool2d_backward(grad_input, grad_output, input, g, p)
     return grad_input
 
@@ -169,7 +170,7 @@ def adaptive_avg_pool2d(input, output_size):
     op = "adaptive_avg_pool2d"
     input = contiguous(input)
     g = _adaptive_geometry(op, input, output_size)
-    out = np.empty(g.out_shape, dtype=input.dtype)
+    out = empty(input, g.out_shape)
     _C.adaptive_avg_pool2d_forward(out, input, g)
     return out
 
@@ -179,7 +180,7 @@ def adaptive_avg_pool2d_backward(grad_output, input, output_size):
     op = "adaptive_avg_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
     g = _adaptive_geometry(op, input, output_size)
-    grad_input = np.empty(g.in_shape, dtype=input.dtype)
+    grad_input = empty(input, g.in_shape)
     _C.adaptive_avg_pool2d_backward(grad_input, grad_output, input, g)
     return grad_input
 
@@ -199,7 +200,7 @@ def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
     op = "adaptive_max_pool2d_backward"
     grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
     g = _adaptive_geometry(op, input, output_size)
-    grad_input = np.empty(g.in_shape, dtype=input.dtype)
+    grad_input = empty(input, g.in_shape)
     _C.adaptive_max_pool2d_backward(grad_input, grad_output, indices, input, g)
     return grad_input
 
@@ -216,7 +217,7 @@ def mixed_pool2d(input, kernel_size, stride=None, padding=0, alpha=0.5, generato
     g = _geometry(op, input, kernel_size, stride, padding)
     drawn = alpha is None
     alpha = float(resolve(generator, op).random()) if drawn else as_float(alpha, "alpha", op)
-    out = np.empty(g.out_shape, dtype=input.dtype)
+    out = empty(input, g.out_shape)
     _C.mixed_pool2d_forward(out, input, g, alpha)
     return (out, alpha) if drawn else out
 
@@ -227,6 +228,6 @@ def mixed_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=
     op = "mixed_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
     g = _geometry(op, input, kernel_size, stride, padding)
-    grad_input = np.empty(g.in_shape, dtype=input.dtype)
+    grad_input = empty(input, g.in_shape)
     _C.mixed_pool2d_backward(grad_input, grad_output, input, g, as_float(alpha, "alpha", op))
     return grad_input

@@ -1,0 +1,302 @@
+// Activations and softmax on the GPU: the CPU twins' formulas, NaN behaviour and kink
+// conventions (see act.h), elementwise by a grid-stride loop, softmax reductions in double in
+// a fixed order so results do not depend on the launch shape.
+#include "act.h"
+#include "cuda/cuda_common.cuh"
+
+#include <math_constants.h>
+
+namespace fc {
+namespace {
+
+__device__ inline float exp_of(float x) { return expf(x); }
+__device__ inline double exp_of(double x) { return exp(x); }
+__device__ inline float expm1_of(float x) { return expm1f(x); }
+__device__ inline double expm1_of(double x) { return expm1(x); }
+__device__ inline float tanh_of(float x) { return tanhf(x); }
+__device__ inline double tanh_of(double x) { return tanh(x); }
+__device__ inline float log1p_of(float x) { return log1pf(x); }
+__device__ inline double log1p_of(double x) { return log1p(x); }
+
+template <typename T>
+__device__ inline T sigmoid(T x) { return T(1) / (T(1) + exp_of(-x)); }
+
+__device__ inline double block_max_ignoring_nan(double v, double* shared) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const double u = __shfl_down_sync(0xffffffffu, v, o);
+    v = u > v ? u : v;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = threadIdx.x < (blockDim.x >> 5) ? shared[threadIdx.x] : -CUDART_INF;
+    for (int o = 16; o > 0; o >>= 1) {
+      const double u = __shfl_down_sync(0xffffffffu, v, o);
+      v = u > v ? u : v;
+    }
+    if (lane == 0) shared[0] = v;
+  }
+  __syncthreads();
+  return shared[0];
+}
+
+constexpr int kRowThreads = 256;
+
+// One block per row (inner == 1). The max skips NaN (as `x > m ? x : m` does on the CPU); a NaN,
+// +inf or all -inf row then gives NaN through x - m, as PyTorch.
+template <typename T, bool Log>
+__global__ void softmax_rows_kernel(T* y, const T* x, int64_t rows, int64_t D) {
+  __shared__ double shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * D;
+    T* yr = y + r * D;
+    double m = -CUDART_INF;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) m = double(xr[d]) > m ? double(xr[d]) : m;
+    const T mt = T(block_max_ignoring_nan(m, shared));
+    double s = 0;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) s += double(exp_of(T(xr[d] - mt)));
+    s = cuda::block_sum(s, shared);
+    if (Log) {
+      const double ls = log(s);
+      for (int64_t d = threadIdx.x; d < D; d += blockDim.x) yr[d] = T(double(xr[d] - mt) - ls);
+    } else {
+      const double inv = 1.0 / s;
+      for (int64_t d = threadIdx.x; d < D; d += blockDim.x) yr[d] = T(double(exp_of(T(xr[d] - mt))) * inv);
+    }
+  }
+}
+
+// One thread per (outer, inner) lane, walking D with stride inner: neighbouring threads read
+// neighbouring addresses.
+template <typename T, bool Log>
+__global__ void softmax_lanes_kernel(T* y, const T* x, int64_t outer, int64_t D, int64_t inner) {
+  const int64_t lanes = outer * inner, step = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < lanes; l += step) {
+    const int64_t off = (l / inner) * D * inner + l % inner;
+    T m = -CUDART_INF;
+    for (int64_t d = 0; d < D; ++d) m = x[off + d * inner] > m ? x[off + d * inner] : m;
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d) s += double(exp_of(T(x[off + d * inner] - m)));
+    const double t = Log ? log(s) : 1.0 / s;
+    for (int64_t d = 0; d < D; ++d) {
+      const T v = T(x[off + d * inner] - m);
+      y[off + d * inner] = Log ? T(double(v) - t) : T(double(exp_of(v)) * t);
+    }
+  }
+}
+
+// softmax: dx = y * (g - sum(g * y)); log_softmax: dx = g - exp(y) * sum(g).
+template <typename T, bool Log>
+__global__ void softmax_backward_rows_kernel(T* dx, const T* g, const T* y, int64_t rows,
+                                             int64_t D) {
+  __shared__ double shared[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t o = r * D;
+    double s = 0;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+      s += Log ? double(g[o + d]) : double(g[o + d]) * double(y[o + d]);
+    }
+    const T st = T(cuda::block_sum(s, shared));
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+      dx[o + d] = Log ? T(g[o + d] - exp_of(y[o + d]) * st) : T(y[o + d] * (g[o + d] - st));
+    }
+  }
+}
+
+template <typename T, bool Log>
+__global__ void softmax_backward_lanes_kernel(T* dx, const T* g, const T* y, int64_t outer,
+                                              int64_t D, int64_t inner) {
+  const int64_t lanes = outer * inner, step = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < lanes; l += step) {
+    const int64_t off = (l / inner) * D * inner + l % inner;
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t i = off + d * inner;
+      s += Log ? double(g[i]) : double(g[i]) * double(y[i]);
+    }
+    const T st = T(s);
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t i = off + d * inner;
+      dx[i] = Log ? T(g[i] - exp_of(y[i]) * st) : T(y[i] * (g[i] - st));
+    }
+  }
+}
+
+unsigned row_grid(int64_t rows) {
+  const int64_t cap = int64_t(cuda::sm_count()) * 16;
+  return unsigned(rows < cap ? rows : cap);
+}
+
+template <typename T, bool Log>
+void softmax_forward(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
+  if (outer * D * inner == 0) return;
+  if (inner == 1) {
+    softmax_rows_kernel<T, Log><<<row_grid(outer), kRowThreads, 0, cuda::stream()>>>(out, inp, outer, D);
+  } else {
+    softmax_lanes_kernel<T, Log><<<cuda::grid_for(outer * inner, 256), 256, 0, cuda::stream()>>>(
+        out, inp, outer, D, inner);
+  }
+  FC_CUDA_LAUNCHED(Log ? "log_softmax_forward_cuda" : "softmax_forward_cuda");
+}
+
+template <typename T, bool Log>
+void softmax_backward(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
+                      int64_t inner) {
+  if (outer * D * inner == 0) return;
+  if (inner == 1) {
+    softmax_backward_rows_kernel<T, Log><<<row_grid(outer), kRowThreads, 0, cuda::stream()>>>(
+        dinp, dout, out, outer, D);
+  } else {
+    softmax_backward_lanes_kernel<T, Log><<<cuda::grid_for(outer * inner, 256), 256, 0,
+                                            cuda::stream()>>>(dinp, dout, out, outer, D, inner);
+  }
+  FC_CUDA_LAUNCHED(Log ? "log_softmax_backward_cuda" : "softmax_backward_cuda");
+}
+
+}  // namespace
+
+template <typename T>
+void relu_forward_cuda(T* out, const T* inp, int64_t n) {
+  // x < 0 rather than x > 0 so that NaN is kept.
+  cuda::for_each("relu_forward_cuda", n, [=] __device__(int64_t i) {
+    const T x = inp[i];
+    out[i] = x < T(0) ? T(0) : x;
+  });
+}
+
+template <typename T>
+void relu_backward_cuda(T* dinp, const T* dout, const T* inp, int64_t n) {
+  // PyTorch's threshold_backward: x <= 0 gives 0 even for a NaN gradient; NaN x passes it.
+  cuda::for_each("relu_backward_cuda", n, [=] __device__(int64_t i) {
+    dinp[i] = inp[i] <= T(0) ? T(0) : dout[i];
+  });
+}
+
+template <typename T>
+void leaky_relu_forward_cuda(T* out, const T* inp, int64_t n, double negative_slope) {
+  const T s = T(negative_slope);
+  cuda::for_each("leaky_relu_forward_cuda", n, [=] __device__(int64_t i) {
+    const T x = inp[i];
+    out[i] = x > T(0) ? x : x * s;
+  });
+}
+
+template <typename T>
+void leaky_relu_backward_cuda(T* dinp, const T* dout, const T* inp, int64_t n,
+                              double negative_slope) {
+  const T s = T(negative_slope);
+  cuda::for_each("leaky_relu_backward_cuda", n, [=] __device__(int64_t i) {
+    const T g = dout[i];
+    dinp[i] = inp[i] > T(0) ? g : g * s;
+  });
+}
+
+template <typename T>
+void elu_forward_cuda(T* out, const T* inp, int64_t n, double alpha) {
+  const T a = T(alpha);
+  cuda::for_each("elu_forward_cuda", n, [=] __device__(int64_t i) {
+    const T x = inp[i];
+    out[i] = x > T(0) ? x : expm1_of(x) * a;
+  });
+}
+
+template <typename T>
+void elu_backward_cuda(T* dinp, const T* dout, const T* inp, int64_t n, double alpha) {
+  const T a = T(alpha);
+  cuda::for_each("elu_backward_cuda", n, [=] __device__(int64_t i) {
+    const T x = inp[i], g = dout[i];
+    dinp[i] = x > T(0) ? g : g * a * exp_of(x);
+  });
+}
+
+template <typename T>
+void sigmoid_forward_cuda(T* out, const T* inp, int64_t n) {
+  cuda::for_each("sigmoid_forward_cuda", n, [=] __device__(int64_t i) { out[i] = sigmoid(inp[i]); });
+}
+
+template <typename T>
+void sigmoid_backward_cuda(T* dinp, const T* dout, const T* out, const T* inp, int64_t n) {
+  cuda::for_each("sigmoid_backward_cuda", n, [=] __device__(int64_t i) {
+    const T y = out ? out[i] : sigmoid(inp[i]);
+    dinp[i] = dout[i] * (T(1) - y) * y;
+  });
+}
+
+template <typename T>
+void tanh_forward_cuda(T* out, const T* inp, int64_t n) {
+  cuda::for_each("tanh_forward_cuda", n, [=] __device__(int64_t i) { out[i] = tanh_of(inp[i]); });
+}
+
+template <typename T>
+void tanh_backward_cuda(T* dinp, const T* dout, const T* out, const T* inp, int64_t n) {
+  cuda::for_each("tanh_backward_cuda", n, [=] __device__(int64_t i) {
+    const T y = out ? out[i] : tanh_of(inp[i]);
+    dinp[i] = dout[i] * (T(1) - y * y);
+  });
+}
+
+template <typename T>
+void softplus_forward_cuda(T* out, const T* inp, int64_t n, double beta, double threshold) {
+  const T b = T(beta), th = T(threshold);
+  cuda::for_each("softplus_forward_cuda", n, [=] __device__(int64_t i) {
+    const T x = inp[i];
+    out[i] = x * b > th ? x : log1p_of(exp_of(x * b)) / b;
+  });
+}
+
+template <typename T>
+void softplus_backward_cuda(T* dinp, const T* dout, const T* inp, int64_t n, double beta,
+                            double threshold) {
+  const T b = T(beta), th = T(threshold);
+  cuda::for_each("softplus_backward_cuda", n, [=] __device__(int64_t i) {
+    const T x = inp[i], g = dout[i];
+    const T z = exp_of(x * b);
+    dinp[i] = x * b > th ? g : g * z / (z + T(1));
+  });
+}
+
+template <typename T>
+void softmax_forward_cuda(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
+  softmax_forward<T, false>(out, inp, outer, D, inner);
+}
+
+template <typename T>
+void log_softmax_forward_cuda(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
+  softmax_forward<T, true>(out, inp, outer, D, inner);
+}
+
+template <typename T>
+void softmax_backward_cuda(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
+                           int64_t inner) {
+  softmax_backward<T, false>(dinp, dout, out, outer, D, inner);
+}
+
+template <typename T>
+void log_softmax_backward_cuda(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
+                               int64_t inner) {
+  softmax_backward<T, true>(dinp, dout, out, outer, D, inner);
+}
+
+#define FC_INSTANTIATE(T)                                                                    \
+  template void relu_forward_cuda<T>(T*, const T*, int64_t);                                \
+  template void relu_backward_cuda<T>(T*, const T*, const T*, int64_t);                     \
+  template void leaky_relu_forward_cuda<T>(T*, const T*, int64_t, double);                  \
+  template void leaky_relu_backward_cuda<T>(T*, const T*, const T*, int64_t, double);       \
+  template void elu_forward_cuda<T>(T*, const T*, int64_t, double);                         \
+  template void elu_backward_cuda<T>(T*, const T*, const T*, int64_t, double);              \
+  template void sigmoid_forward_cuda<T>(T*, const T*, int64_t);                             \
+  template void sigmoid_backward_cuda<T>(T*, const T*, const T*, const T*, int64_t);        \
+  template void tanh_forward_cuda<T>(T*, const T*, int64_t);                                \
+  template void tanh_backward_cuda<T>(T*, const T*, const T*, const T*, int64_t);           \
+  template void softplus_forward_cuda<T>(T*, const T*, int64_t, double, double);            \
+  template void softplus_backward_cuda<T>(T*, const T*, const T*, int64_t, double, double); \
+  template void softmax_forward_cuda<T>(T*, const T*, int64_t, int64_t, int64_t);           \
+  template void log_softmax_forward_cuda<T>(T*, const T*, int64_t, int64_t, int64_t);       \
+  template void softmax_backward_cuda<T>(T*, const T*, const T*, int64_t, int64_t, int64_t); \
+  template void log_softmax_backward_cuda<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);
+FC_INSTANTIATE(float)
+FC_INSTANTIATE(double)
+
+}  // namespace fc

@@ -1,0 +1,66 @@
+"""GPU test support: why GPU tests skip here, host/device copies, and poisoned outputs.
+
+GPU tests run when fastconv was built with CUDA, CuPy imports and a device is visible; otherwise
+they skip with the reason. The `poisoned` fixture makes every output array fastconv.functional
+allocates start as NaN (floats) or all ones bits (integers), so an element a kernel fails to write
+fails the comparison instead of passing on recycled memory.
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import fastconv
+
+
+def _why_not():
+    info = fastconv.info()
+    if not info["cuda_built"]:
+        return "fastconv was built without CUDA (nvcc was not found at build time)"
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install cupy-cuda13x)"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CuPy raises its CUDARuntimeError when there is no driver
+        return f"no usable CUDA device: {e}"
+    if count == 0:
+        return "no CUDA device visible"
+    return None
+
+
+REASON = _why_not()
+requires_cuda = pytest.mark.skipif(REASON is not None, reason=f"GPU test: {REASON}")
+cp = importlib.import_module("cupy") if REASON is None else None
+
+_FUNCTIONAL = ("_act", "_conv", "_dense", "_loss", "_norm", "_pool")
+
+
+def dev(*arrays):
+    """NumPy arrays as CuPy arrays (None stays None); one array in, one out."""
+    out = tuple(None if a is None else cp.asarray(a) for a in arrays)
+    return out[0] if len(out) == 1 else out
+
+
+def host(x):
+    """A CuPy array (or a tuple of them) copied back as NumPy."""
+    if isinstance(x, tuple):
+        return tuple(host(a) for a in x)
+    return None if x is None else cp.asnumpy(x)
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    def empty(like, shape, dtype=None):
+        dt = np.dtype(like.dtype if dtype is None else dtype)
+        fill = np.nan if dt.kind == "f" else np.iinfo(dt).max
+        xp = cp if hasattr(like, "__cuda_array_interface__") else np
+        return xp.full(shape, fill, dtype=dt)
+
+    for name in _FUNCTIONAL:
+        mod = importlib.import_module(f"fastconv.functional.{name}")
+        if hasattr(mod, "empty"):
+            monkeypatch.setattr(mod, "empty", empty)
+    yield

@@ -1,0 +1,60 @@
+"""The CUDA array boundary without a GPU: objects exposing __cuda_array_interface__ are read,
+checked and refused by name before any launch, and with no usable device a call is a
+RuntimeError, never a crash. These run on every machine (CI has no GPU)."""
+
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.functional as F
+from fastconv._loader import _C
+
+
+class FakeCudaArray:
+    """Only the CUDA array interface: a pointer no kernel is launched on unless all checks pass."""
+
+    def __init__(self, shape, typestr="<f4", strides=None, readonly=False, ptr=0x10000):
+        self.shape, self.dtype = tuple(shape), np.dtype(typestr)
+        self.__cuda_array_interface__ = {
+            "shape": self.shape, "typestr": typestr, "data": (ptr, readonly),
+            "strides": strides, "version": 3, "stream": 1}
+
+
+def test_dtype_is_checked_by_name():
+    with pytest.raises(TypeError, match=r"relu: input must be float32 or float64, got int32"):
+        _C.relu_forward(FakeCudaArray((3,), "<i4"), FakeCudaArray((3,), "<i4"))
+
+
+def test_strided_array_is_refused():
+    x = FakeCudaArray((4, 6), strides=(48, 8))
+    with pytest.raises(ValueError, match="input must be C-contiguous"):
+        _C.relu_forward(FakeCudaArray((4, 6)), x)
+
+
+def test_readonly_output_is_refused():
+    with pytest.raises(ValueError, match="out must be writable"):
+        _C.relu_forward(FakeCudaArray((3,), readonly=True), FakeCudaArray((3,)))
+
+
+def test_c_contiguous_strides_are_accepted_up_to_the_launch():
+    """Explicit C strides (size-1 dims ignored) pass the checks; with no usable GPU the launch
+    is a RuntimeError naming what failed, with a GPU it runs on this bogus pointer, so only
+    without one is this test meaningful."""
+    if fastconv.info()["cuda_device"].startswith("none") is False:
+        pytest.skip("a GPU is visible: launching on a fake pointer would fault")
+    x = FakeCudaArray((4, 1, 6), strides=(24, 999, 4))
+    with pytest.raises(RuntimeError, match="CUDA"):
+        _C.relu_forward(FakeCudaArray((4, 1, 6)), x)
+
+
+def test_devices_do_not_mix():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"out is on the CPU .* but input is on the GPU"):
+        _C.relu_forward(x, FakeCudaArray((2, 3)))
+    with pytest.raises(ValueError, match=r"grad_output is on the GPU .* but input is on the CPU"):
+        F.relu_backward(FakeCudaArray((2, 3)), x)
+
+
+def test_shape_is_checked_before_launch():
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 3\)"):
+        _C.relu_forward(FakeCudaArray((3, 2)), FakeCudaArray((2, 3)))
