@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from _cuda import REASON
+
 import fastconv as fc
 from fastconv import nn
 
@@ -100,8 +102,13 @@ def test_module_to_changes_dtype_and_train_eval_recurse():
     with pytest.raises(TypeError, match="float32 or float64"):
         net.to(np.int32)
     assert net.to("cpu") is net and all(p.dtype == np.float64 for p in net.parameters())
-    with pytest.raises(RuntimeError, match="no CUDA kernels"):
-        net.to("cuda")
+    assert net.device == "cpu"
+    with pytest.raises(ValueError, match="cupy.cuda.Device"):
+        net.to("cuda:1")
+    if REASON is not None:  # no usable GPU here: the move says why, and nothing moved
+        with pytest.raises(RuntimeError, match="CUDA|CuPy"):
+            net.to("cuda")
+        assert all(isinstance(p.data, np.ndarray) for p in net.parameters())
     net.eval()
     assert not any(m.training for m in net.modules())
     net.train()

@@ -40,6 +40,24 @@ def get_allow_tf32():
     return _C.get_allow_tf32()
 
 
+def require_cuda(what):
+    """Raise RuntimeError saying why `what` cannot run on the GPU here, if it cannot."""
+    if not _C.build_info()["cuda_built"]:
+        raise RuntimeError(f"{what}: this fastconv was built without CUDA (nvcc was not found "
+                           "at build time); reinstall with nvcc on PATH")
+    try:
+        import cupy
+    except ImportError:
+        raise RuntimeError(f"{what}: GPU arrays are CuPy arrays and CuPy is not installed "
+                           "(pip install cupy-cuda13x)") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CuPy's CUDARuntimeError when there is no driver
+        raise RuntimeError(f"{what}: no usable CUDA device ({e})") from None
+    if count == 0:
+        raise RuntimeError(f"{what}: no CUDA device is visible")
+
+
 def info():
     """Version, BLAS, threads, OpenMP, SIMD and CUDA facts of this build, as a dict."""
     d = {"version": _version(), "num_threads": get_num_threads()}

@@ -114,6 +114,7 @@ def _train(args):
               f"({r['images_per_s']:.0f} images/s)")
     scores = train.evaluate(model, test_loader, loss_fn)
     _report(scores, test_set.classes)
+    model.to("cpu")  # the pictures and the saved file are made from NumPy arrays
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save(model.state_dict(), out / "model.npz")
@@ -152,6 +153,7 @@ def _evaluate(args):
                          f"{model_file})")
     model = build_model(model_name)
     model.load_state_dict(load(model_file))
+    model.to(args.device)
     test_set = _dataset(dataset, args.data, False)
     scores = train.evaluate(model, data.DataLoader(test_set.images, test_set.labels, 500),
                             nn.CrossEntropyLoss())
@@ -176,7 +178,8 @@ def main(argv=None):
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--limit", type=int, help="train on the first LIMIT images only (quick runs)")
     tr.add_argument("--threads", type=int)
-    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: train on the GPU (CuPy arrays; needs a CUDA build and CuPy)")
     tr.add_argument("--data", help="folder with the dataset files (default: $FASTCONV_DATA or "
                                    "the user cache)")
     tr.add_argument("--out", default="runs/latest", help="where to write the model, history, PNGs")
@@ -185,6 +188,7 @@ def main(argv=None):
     ev.add_argument("--model", choices=MODELS)
     ev.add_argument("--dataset", choices=sorted(DATASETS))
     ev.add_argument("--data")
+    ev.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
     if args.command == "info":
         _print_info()

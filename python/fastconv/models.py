@@ -27,8 +27,7 @@ eval mode over the data and fit a new nn.Linear on the features it returns (for 
 the body is ``nn.Sequential(model[0], model[1], model[2])``, features (N, 1568)).
 """
 
-import numpy as np
-
+from ._arrays import is_array
 from . import nn
 from .nn import init
 
@@ -78,7 +77,7 @@ class LeNet5(nn.Sequential):
 
     def forward(self, x):
         # Any other size fails deep inside C5 with a message about a 5x5 kernel on 4x4 maps.
-        if isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[2:] != (self.input_size,) * 2:
+        if is_array(x) and x.ndim == 4 and x.shape[2:] != (self.input_size,) * 2:
             hint = " (28x28 images: use lenet5(input_size=28))" if x.shape[2:] == (28, 28) else ""
             raise ValueError(f"{self._name()} expected (N, 1, {self.input_size}, "
                              f"{self.input_size}) input, got {x.shape}{hint}")

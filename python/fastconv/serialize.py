@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._arrays import to_numpy
 from .nn.module import Module
 
 __all__ = ["save", "load"]
@@ -45,7 +46,7 @@ def save(obj, path):
     for key, value in state.items():
         if not isinstance(key, str) or not key:
             raise TypeError(f"fastconv.save: state_dict keys must be non-empty str, got {key!r}")
-        array = np.asarray(value)
+        array = to_numpy(value)  # GPU (CuPy) arrays are saved as their host copies
         if array.dtype.hasobject:
             raise TypeError(f"fastconv.save: {key!r} is an array of dtype {array.dtype}, which "
                             "needs pickle; only numeric and boolean arrays can be saved")

@@ -7,6 +7,7 @@ afterwards, also when the forward raises.
 
 import numpy as np
 
+from ._arrays import to_device
 from .nn.module import watch_forward
 
 __all__ = ["summary"]
@@ -37,7 +38,7 @@ def summary(model, input_shape, dtype=np.float32, print_fn=print):
                          trainable_params=sum(p.size for p in params if p.requires_grad)))
 
     with watch_forward(model, [m for _, m in leaves], record):
-        model(np.zeros(input_shape, dtype=dtype))
+        model(to_device(np.zeros(input_shape, dtype=dtype), model.device))
 
     total = sum(p.size for p in model.parameters())
     trainable = sum(p.size for p in model.parameters() if p.requires_grad)

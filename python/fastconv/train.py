@@ -10,11 +10,14 @@ import time
 
 import numpy as np
 
+from ._arrays import to_device, to_numpy
+
 __all__ = ["fit", "evaluate", "EarlyStopping", "Checkpoint", "Callback"]
 
 
 def _predictions(logits):
-    return np.asarray(logits).argmax(axis=1)
+    """Predicted classes as a NumPy array (argmax on the logits' device, then copied)."""
+    return to_numpy(logits.argmax(axis=1))
 
 
 def evaluate(model, loader, loss_fn=None, num_classes=None):
@@ -22,18 +25,19 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
 
     Returns a dict: accuracy; loss (mean over samples) when loss_fn is given; macro precision,
     recall and F1; per-class precision, recall, f1 and support; the confusion matrix
-    (rows: true class, columns: predicted class).
+    (rows: true class, columns: predicted class). Batches go to the model's device.
     """
+    device = model.device
     was_training = model.training
     model.eval()
     preds, targets, loss_sum = [], [], 0.0
     try:
         for x, y in loader:
-            logits = model(x)
+            logits = model(to_device(x, device))
             if loss_fn is not None:
-                loss_sum += float(loss_fn(logits, y)) * len(y)
+                loss_sum += float(loss_fn(logits, to_device(y, device))) * len(y)
             preds.append(_predictions(logits))
-            targets.append(np.asarray(y))
+            targets.append(to_numpy(y))
     finally:
         model.train(was_training)
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
@@ -143,12 +147,16 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
     """Train for `epochs` epochs and return the history: a list with one record per epoch
     (epoch, train_loss, train_acc, val_loss and val_acc with a val_loader, lr, time in seconds,
     images_per_s). A scheduler steps once per epoch (ReduceLROnPlateau with val_loss, or
-    train_loss without a val_loader). A progress bar shows loss, accuracy and images/s."""
-    if device != "cpu":
-        raise RuntimeError(f"fit: device {device!r} needs the CUDA backend, which this version "
-                           "of fastconv does not have yet")
+    train_loss without a val_loader). A progress bar shows loss, accuracy and images/s.
+
+    device="cuda" moves the model to the GPU first (create the optimizer before or after: its
+    state is made on the parameters' device at the first step) and each batch as it comes.
+    """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"fit: device must be 'cpu' or 'cuda', got {device!r}")
     from .optim.lr_scheduler import ReduceLROnPlateau
 
+    model.to(device)
     callbacks = list(callbacks)
     for cb in callbacks:
         cb.on_train_begin(model, optimizer)
@@ -159,13 +167,14 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
         loss_sum, correct, seen = 0.0, 0, 0
         bar = _progress(len(train_loader), f"epoch {epoch}/{epochs}", progress)
         for x, y in train_loader:
+            x, y = to_device(x, device), to_device(y, device)
             logits = model(x)
             loss = float(loss_fn(logits, y))
             model.backward(loss_fn.backward())
             optimizer.step()
             optimizer.zero_grad()
             loss_sum += loss * len(y)
-            correct += int((_predictions(logits) == np.asarray(y)).sum())
+            correct += int((logits.argmax(axis=1) == y).sum())
             seen += len(y)
             if bar is not None:
                 bar.update(1)

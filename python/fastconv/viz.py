@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from ._arrays import to_device, to_numpy
 from .nn.module import watch_forward
 
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_filters", "plot_feature_maps",
@@ -87,7 +88,7 @@ def plot_filters(weight, path, title="First-layer filters"):
     """Each output channel's kernel (averaged over input channels; RGB when there are 3) as a
     small image, scaled to the filter's own range."""
     plt = _pyplot()
-    w = np.asarray(getattr(weight, "data", weight), dtype=np.float64)
+    w = to_numpy(getattr(weight, "data", weight)).astype(np.float64)
     if w.ndim != 4:
         raise ValueError(f"plot_filters: weight must be 4-D (K, C, R, S), got {w.shape}")
     rows, cols = _grid(w.shape[0])
@@ -109,13 +110,13 @@ def plot_filters(weight, path, title="First-layer filters"):
 
 def feature_maps(model, layer, image):
     """The output of `layer` (a module inside `model`) when `model` runs on one image
-    (C, H, W) in eval mode: an array (K, P, Q)."""
+    (C, H, W) in eval mode: a NumPy array (K, P, Q), whatever the model's device."""
     captured = {}
     with watch_forward(model, [layer], lambda module, y: captured.__setitem__("out", y)):
-        model(np.asarray(image)[None])
+        model(to_device(to_numpy(image)[None], model.device))
     if "out" not in captured:
         raise ValueError("feature_maps: the layer is not used by the model's forward")
-    return captured["out"][0]
+    return to_numpy(captured["out"][0])
 
 
 def plot_feature_maps(model, layer, image, path, title="Feature maps", max_maps=32):
@@ -128,7 +129,7 @@ def plot_feature_maps(model, layer, image, path, title="Feature maps", max_maps=
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i == 0:
-            ax.imshow(np.asarray(image).mean(axis=0), cmap="gray")
+            ax.imshow(to_numpy(image).mean(axis=0), cmap="gray")
             ax.set_title("input", fontsize=7)
         elif i <= n:
             ax.imshow(maps[i - 1], cmap="viridis")

@@ -1,7 +1,5 @@
 """Normalisation and dropout: batch_norm, local_response_norm, dropout and their backwards."""
 
-import numpy as np
-
 from .. import _random
 from .._arrays import empty, is_array, module_of, zeros
 from .._loader import _C

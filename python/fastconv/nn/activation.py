@@ -7,8 +7,7 @@ Softmax, LogSoftmax).
 
 import warnings
 
-import numpy as np
-
+from .._arrays import is_array
 from .. import functional as F
 from .module import Module
 
@@ -19,9 +18,9 @@ def _inplace_repr(inplace):
 
 class _Elementwise(Module):
     def _check(self, x):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{self._name()} expected a numpy.ndarray input, got "
-                            f"{type(x).__module__}.{type(x).__qualname__}")
+        if not is_array(x):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
+                            f"input, got {type(x).__module__}.{type(x).__qualname__}")
 
 
 class ReLU(_Elementwise):

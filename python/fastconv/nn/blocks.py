@@ -8,6 +8,7 @@ branch backward, and sums the branch input gradients.
 
 import numpy as np
 
+from .._arrays import module_of
 from .activation import ReLU
 from .containers import Sequential
 from .conv import Conv2d
@@ -167,10 +168,10 @@ class Inception(Module):
                              f"got {x.shape}")
         outs = [branch(x) for branch in self._branches()]
         self._split = np.cumsum([o.shape[1] for o in outs])[:-1]
-        return np.concatenate(outs, axis=1)
+        return module_of(x).concatenate(outs, axis=1)
 
     def backward(self, dout):
-        douts = np.split(dout, self._split, axis=1)
+        douts = module_of(dout).split(dout, self._split.tolist(), axis=1)
         dx = None
         for branch, d in zip(self._branches(), douts):
             db = branch.backward(d)

@@ -2,8 +2,7 @@
 the rest by 1 / (1 - p); in eval() it is the identity. The mask drawn in forward is kept for
 backward; masks come from fastconv's global generator (fastconv.manual_seed)."""
 
-import numpy as np
-
+from .._arrays import is_array
 from .. import functional as F
 from .module import Module
 
@@ -19,9 +18,9 @@ class Dropout(Module):
         return f"p={self.p}, inplace={self.inplace}"
 
     def forward(self, x):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{self._name()} expected a numpy.ndarray input, got "
-                            f"{type(x).__module__}.{type(x).__qualname__}")
+        if not is_array(x):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
+                            f"input, got {type(x).__module__}.{type(x).__qualname__}")
         self._mask = None
         if not self.training:
             return x

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from .._arrays import is_array
 from .. import functional as F
 from . import init
 from .module import Module
@@ -29,7 +30,7 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
     def forward(self, x):
-        if not isinstance(x, np.ndarray) or x.ndim < 1 or x.shape[-1] != self.in_features:
+        if not is_array(x) or x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"{self._name()} expected input (*, {self.in_features}), got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
         self._input = x

@@ -8,6 +8,7 @@ per-item array for "none"; ``loss_fn.backward()`` then returns d loss / d input 
 
 import numpy as np
 
+from .._arrays import device_of, is_array, module_of, to_device
 from .. import functional as F
 from ..functional._loss import _reduction
 from .module import Module
@@ -33,10 +34,11 @@ class _Loss(Module):
         self.register_buffer("weight", weight)
 
     def _weight_for(self, input):
-        """The class weights in the input's dtype (the kernels take one dtype throughout)."""
-        if self.weight is None or not isinstance(input, np.ndarray):
+        """The class weights in the input's dtype and on its device (the kernels take one
+        dtype and one device throughout)."""
+        if self.weight is None or not is_array(input):
             return self.weight
-        return self.weight.astype(input.dtype, copy=False)
+        return to_device(self.weight, device_of(input)).astype(input.dtype, copy=False)
 
     def __call__(self, input, target):
         return self.forward(input, target)
@@ -54,7 +56,7 @@ class _Loss(Module):
         if not hasattr(self, "_input"):
             raise RuntimeError(f"{self._name()}.backward: call the loss on (input, target) first")
         if grad_output is None:
-            grad_output = 1.0 if self.reduction != "none" else np.ones(
+            grad_output = 1.0 if self.reduction != "none" else module_of(self._input).ones(
                 self._loss_shape, dtype=self._input.dtype)
         return self._grad(grad_output)
 

@@ -11,6 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .._arrays import is_array, module_of, to_device, to_numpy
 from .parameter import Parameter
 
 
@@ -115,20 +116,22 @@ class Module:
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self):
-        """Copies of every parameter and buffer under PyTorch's key names."""
+        """Copies of every parameter and buffer under PyTorch's key names, on their device."""
         out = OrderedDict()
         for prefix, module in self.named_modules():
             for name, p in module._parameters.items():
                 out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
             for name in module._buffers:
                 if getattr(module, name) is not None:
-                    out[f"{prefix}.{name}" if prefix else name] = np.array(getattr(module, name))
+                    value = getattr(module, name)
+                    out[f"{prefix}.{name}" if prefix else name] = module_of(value).array(value)
         return out
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays (NumPy, or anything np.asarray takes: converted PyTorch tensors) into
-        this module's parameters and buffers, cast to their dtype. strict=True requires the
-        same keys; shapes must always match. Returns (missing_keys, unexpected_keys)."""
+        """Copy arrays (NumPy, CuPy, or anything np.asarray takes: converted PyTorch tensors)
+        into this module's parameters and buffers, cast to their dtype and kept on their
+        device. strict=True requires the same keys; shapes must always match. Returns
+        (missing_keys, unexpected_keys)."""
         targets = OrderedDict()
         for prefix, module in self.named_modules():
             for name in list(module._parameters) + list(module._buffers):
@@ -142,27 +145,29 @@ class Module:
         for key, (module, name) in targets.items():
             if key not in state_dict:
                 continue
-            value = np.asarray(state_dict[key])
+            value = to_numpy(state_dict[key])
             current = getattr(module, name)
             current = current.data if isinstance(current, Parameter) else current
             if value.shape != np.shape(current):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: {key} has shape "
                                  f"{value.shape}, expected {np.shape(current)}")
-            if isinstance(current, np.ndarray):
-                current[...] = value
+            if is_array(current):
+                current[...] = module_of(current).asarray(value)
             else:
                 module.register_buffer(name, value.astype(np.asarray(current).dtype))
         return missing, unexpected
 
     def to(self, dtype_or_device):
         """Cast every floating parameter and buffer to float32 or float64 (gradients are
-        dropped), or move to a device: "cpu" is where NumPy arrays already live; "cuda" needs
-        the CUDA backend, which this version does not have yet."""
-        if isinstance(dtype_or_device, str) and dtype_or_device.split(":")[0] in ("cpu", "cuda"):
-            if dtype_or_device.startswith("cuda"):
-                raise RuntimeError(f"{type(self).__name__}.to({dtype_or_device!r}): this version "
-                                   "of fastconv has no CUDA kernels yet; models run on the CPU")
-            return self
+        dropped), or move them to a device: "cpu" (NumPy) or "cuda" (CuPy, on CuPy's current
+        device; "cuda:N" is not taken: select the GPU with cupy.cuda.Device(N)). Gradients
+        move with their parameters; integer buffers (batch counters) stay on the host, where
+        Python reads them. Returns self."""
+        if isinstance(dtype_or_device, str) and dtype_or_device in ("cpu", "cuda"):
+            return self._move(dtype_or_device)
+        if isinstance(dtype_or_device, str) and dtype_or_device.startswith("cuda:"):
+            raise ValueError(f"{type(self).__name__}.to: device must be 'cpu' or 'cuda', got "
+                             f"{dtype_or_device!r}; select the GPU with cupy.cuda.Device(N)")
         dtype = np.dtype(dtype_or_device)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, "
@@ -173,9 +178,37 @@ class Module:
                 p.grad = None
             for name in module._buffers:
                 value = getattr(module, name)
-                if np.issubdtype(np.asarray(value).dtype, np.floating):
-                    object.__setattr__(module, name, np.asarray(value).astype(dtype))
+                if _is_float_array(value):
+                    object.__setattr__(module, name, value.astype(dtype))
         return self
+
+    def _move(self, device):
+        if device == "cuda":
+            from .._runtime import require_cuda
+            require_cuda(f"{type(self).__name__}.to('cuda')")
+        for module in self.modules():
+            for p in module._parameters.values():
+                p.data = to_device(p.data, device)
+                if p.grad is not None:
+                    p.grad = to_device(p.grad, device)
+            for name in module._buffers:
+                value = getattr(module, name)
+                if _is_float_array(value):
+                    object.__setattr__(module, name, to_device(value, device))
+        return self
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
+
+    @property
+    def device(self):
+        """Where the parameters live: 'cpu', 'cuda', or 'cpu' for a module without any."""
+        for p in self.parameters():
+            return p.device
+        return "cpu"
 
     def double(self):
         return self.to(np.float64)
@@ -203,9 +236,9 @@ class Module:
 
     def _expect(self, x, ndim, what):
         """Reject inputs that are not arrays of `ndim` dimensions, naming this layer."""
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{self._name()} expected a numpy.ndarray input, got "
-                            f"{type(x).__module__}.{type(x).__qualname__}")
+        if not is_array(x):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray input, "
+                            f"got {type(x).__module__}.{type(x).__qualname__}")
         if x.ndim != ndim:
             raise ValueError(f"{self._name()} expected {ndim}-D input {what}, got {x.shape}")
 
@@ -245,3 +278,7 @@ def watch_forward(model, modules, record):
             del module.__dict__["forward"]
         for module, mode in modes:
             object.__setattr__(module, "training", mode)
+
+
+def _is_float_array(value):
+    return is_array(value) and value.dtype.kind == "f"

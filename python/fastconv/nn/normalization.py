@@ -9,6 +9,7 @@ inverse std that forward saved, so it matches the forward whatever happened in b
 
 import numpy as np
 
+from .._arrays import is_array
 from .. import functional as F
 from .module import Module
 from .parameter import Parameter, accumulating_grads
@@ -48,7 +49,7 @@ class _BatchNorm(Module):
             self.num_batches_tracked[...] = 0
 
     def forward(self, x):
-        if not isinstance(x, np.ndarray) or x.ndim not in self._dims:
+        if not is_array(x) or x.ndim not in self._dims:
             raise ValueError(f"{self._name()} expected {self._layout} input, got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
         if x.shape[1] != self.num_features:
@@ -104,7 +105,7 @@ class LocalResponseNorm(Module):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
     def forward(self, x):
-        if not isinstance(x, np.ndarray) or x.ndim < 3:
+        if not is_array(x) or x.ndim < 3:
             raise ValueError(f"{self._name()} expected input of at least 3 dimensions "
                              f"(N, C, *), got {getattr(x, 'shape', type(x).__name__)}")
         self._input = x

@@ -2,11 +2,14 @@
 
 import numpy as np
 
+from .._arrays import c_contiguous, device_of, is_array, zeros
+
 
 class Parameter:
     """A trainable array.
 
-    ``data`` holds the values (float32 or float64, C-contiguous); ``grad`` is None until a
+    ``data`` holds the values (float32 or float64, C-contiguous; a NumPy array, or a CuPy
+    array after ``Module.to("cuda")``); ``grad`` is None until a
     backward pass accumulates into it (layers add, optimizers read, ``zero_grad`` clears);
     ``requires_grad=False`` freezes it: layers skip its gradient work and optimizers skip it.
     """
@@ -14,11 +17,12 @@ class Parameter:
     __slots__ = ("data", "grad", "requires_grad")
 
     def __init__(self, data, requires_grad=True):
-        if not isinstance(data, np.ndarray):
-            raise TypeError(f"Parameter: data must be a numpy.ndarray, got {type(data).__name__}")
+        if not is_array(data):
+            raise TypeError(f"Parameter: data must be a numpy.ndarray or cupy.ndarray, got "
+                            f"{type(data).__name__}")
         if data.dtype not in (np.float32, np.float64):
             raise TypeError(f"Parameter: data must be float32 or float64, got {data.dtype}")
-        self.data = np.ascontiguousarray(data)
+        self.data = c_contiguous(data)
         self.grad = None
         self.requires_grad = bool(requires_grad)
 
@@ -29,6 +33,11 @@ class Parameter:
     @property
     def dtype(self):
         return self.data.dtype
+
+    @property
+    def device(self):
+        """'cpu' or 'cuda'."""
+        return device_of(self.data)
 
     @property
     def size(self):
@@ -48,6 +57,6 @@ def accumulating_grads(*params):
             grads.append(None)
             continue
         if p.grad is None:
-            p.grad = np.zeros_like(p.data)
+            p.grad = zeros(p.data, p.data.shape)
         grads.append(p.grad)
     return grads

@@ -5,17 +5,16 @@ Inputs are (N, C, H, W) or unbatched (C, H, W). Max/min pooling keep the argmax/
 forward for backward; the others keep the input.
 """
 
-import numpy as np
-
+from .._arrays import is_array
 from .. import functional as F
 from .module import Module
 
 
 class _Pool2d(Module):
     def _check(self, x):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{self._name()} expected a numpy.ndarray input, got "
-                            f"{type(x).__module__}.{type(x).__qualname__}")
+        if not is_array(x):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
+                            f"input, got {type(x).__module__}.{type(x).__qualname__}")
         if x.ndim not in (3, 4):
             raise ValueError(f"{self._name()} expected 3-D (C, H, W) or 4-D (N, C, H, W) input, "
                              f"got {x.shape}")

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from .._arrays import module_of
 from .module import Module
 from .parameter import Parameter, accumulating_grads
 
@@ -37,10 +38,11 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not grads:
         return 0.0
     if norm_type == math.inf:
-        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
+        total = max(float(abs(g).max()) if g.size else 0.0 for g in grads)
     else:
         # The norm of the per-gradient norms equals the norm of everything concatenated.
-        norms = [np.linalg.norm(g.ravel().astype(np.float64), ord=norm_type) for g in grads]
+        norms = [float(module_of(g).linalg.norm(g.ravel().astype(np.float64), ord=norm_type))
+                 for g in grads]
         total = float(np.linalg.norm(np.array(norms), ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"The total norm of order {norm_type} for gradients from "
@@ -57,7 +59,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     """Clamp every gradient elementwise to [-clip_value, clip_value] (foreach is ignored)."""
     clip_value = float(clip_value)
     for g in _grads(parameters):
-        np.clip(g, -clip_value, clip_value, out=g)
+        module_of(g).clip(g, -clip_value, clip_value, out=g)
 
 
 def max_norm_(parameters_or_module, max_norm, dim=0):
@@ -75,8 +77,9 @@ def max_norm_(parameters_or_module, max_norm, dim=0):
     for p in params:
         w = p.data
         axes = tuple(a for a in range(w.ndim) if a != dim % w.ndim)
-        norms = np.sqrt(np.sum(np.square(w, dtype=np.float64), axis=axes, keepdims=True))
-        scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
+        xp = module_of(w)
+        norms = xp.sqrt(xp.sum(xp.square(w.astype(np.float64)), axis=axes, keepdims=True))
+        scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
         w *= scale.astype(w.dtype)
     return parameters_or_module
 
@@ -91,8 +94,8 @@ def l1_penalty(parameters, strength):
     """
     total = 0.0
     for p in _params(parameters):
-        total += float(np.sum(np.abs(p.data), dtype=np.float64))
+        total += float(abs(p.data).sum(dtype=np.float64))
         (grad,) = accumulating_grads(p)
         if grad is not None:
-            grad += strength * np.sign(p.data)
+            grad += strength * module_of(p.data).sign(p.data)
     return strength * total
