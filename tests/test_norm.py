@@ -1,7 +1,7 @@
 """fastconv.functional batch_norm / local_response_norm / dropout vs the NumPy reference.
 
 Expected values come from tests/reference_norm.py (float64) or from explicit formulas, never
-from fastconv. Every output is allocated pre-poisoned (NaN, or 7 for masks) through the
+from fastconv. Every output is allocated pre-poisoned (NaN, or 255 for masks) through the
 `poisoned` fixture, so an element a kernel forgets to write fails the comparison.
 """
 
@@ -12,10 +12,10 @@ import pytest
 
 import fastconv
 import fastconv.functional as F
-from fastconv.functional import _norm
 
 from reference_norm import (batch_norm_ref, batch_norm_backward_ref, local_response_norm_ref,
                             local_response_norm_backward_ref, dropout_ref)
+from _cuda import poisoned  # noqa: F401  (a fixture)
 from _util import assert_close, rand
 
 DTYPES = [np.float32, np.float64]
@@ -26,21 +26,10 @@ def _rtol(dtype):
     return 1e-5 if np.dtype(dtype) == np.float32 else 1e-10
 
 
-class _PoisonedNumpy:
-    """numpy, except that empty() returns arrays filled with a value no kernel writes."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def empty(shape, dtype=float):
-        dtype = np.dtype(dtype)
-        return np.full(shape, np.nan if dtype.kind == "f" else 7, dtype=dtype)
-
-
 @pytest.fixture(autouse=True)
-def poisoned(monkeypatch):
-    monkeypatch.setattr(_norm, "np", _PoisonedNumpy())
+def _poison_outputs(poisoned):
+    """Every output fastconv allocates starts as NaN / all-ones bits (see tests/_cuda.py)."""
+    yield
 
 
 # ---------------------------------------------------------------------------
