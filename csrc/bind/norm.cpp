@@ -1,5 +1,6 @@
 // Bindings of the normalisation family: batch_norm, local_response_norm and dropout, forward and
-// backward. Input (N, C, *) is seen by the kernels as (N, C, S), S the product of the rest.
+// backward. Input (N, C, *) is seen by the kernels as (N, C, S), S the product of the rest; the
+// input's device picks the _cpu or _cuda twin, every other array checked to be on it.
 #include "bind/binding.h"
 
 #include "norm.h"
@@ -69,9 +70,10 @@ void batch_norm_forward(py::handle out_, py::handle save_mean_, py::handle save_
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    batch_norm_forward_cpu<T>(out.data<T>(), save_mean.data<T>(), save_invstd.data<T>(),
-                              ptr<T>(rm), ptr<T>(rv), x.data<T>(), ptr<T>(w), ptr<T>(b), d.N, d.C,
-                              d.S, training, momentum, eps);
+    FC_TWIN(x.device, batch_norm_forward, T)(out.data<T>(), save_mean.data<T>(),
+                                             save_invstd.data<T>(), ptr<T>(rm), ptr<T>(rv),
+                                             x.data<T>(), ptr<T>(w), ptr<T>(b), d.N, d.C, d.S,
+                                             training, momentum, eps);
   });
 }
 
@@ -102,9 +104,10 @@ void batch_norm_backward(py::handle dinp_, py::handle dweight_, py::handle dbias
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    batch_norm_backward_cpu<T>(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
-                               ptr<T>(w), save_mean.data<T>(), save_invstd.data<T>(), d.N, d.C,
-                               d.S, training);
+    FC_TWIN(x.device, batch_norm_backward, T)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db),
+                                              dout.data<T>(), x.data<T>(), ptr<T>(w),
+                                              save_mean.data<T>(), save_invstd.data<T>(), d.N,
+                                              d.C, d.S, training);
   });
 }
 
@@ -123,8 +126,8 @@ void local_response_norm_forward(py::handle out_, py::handle input, int64_t size
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    local_response_norm_forward_cpu<T>(out.data<T>(), x.data<T>(), d.N, d.C, d.S, size, alpha,
-                                       beta, k);
+    FC_TWIN(x.device, local_response_norm_forward, T)(out.data<T>(), x.data<T>(), d.N, d.C,
+                                                      d.S, size, alpha, beta, k);
   });
 }
 
@@ -139,8 +142,9 @@ void local_response_norm_backward(py::handle dinp_, py::handle dout_, py::handle
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    local_response_norm_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), d.N, d.C,
-                                        d.S, size, alpha, beta, k);
+    FC_TWIN(x.device, local_response_norm_backward, T)(dinp.data<T>(), dout.data<T>(),
+                                                       x.data<T>(), d.N, d.C, d.S, size, alpha,
+                                                       beta, k);
   });
 }
 
@@ -152,6 +156,7 @@ void dropout_forward(py::handle out_, py::handle mask_, py::handle input, double
   check_p(p, op);
   like(out, x, x.shape, op, "out");
   if (mask) {
+    same_device(*mask, x, op, "mask", "input");
     FC_CHECK(mask->shape == x.shape, op, ": mask must have shape ", shape_str(x.shape),
              " (the shape of input), got ", shape_str(mask->shape));
   }
@@ -159,8 +164,9 @@ void dropout_forward(py::handle out_, py::handle mask_, py::handle input, double
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
     // Evaluation mode is dropout with p = 0: every element kept and scaled by exactly 1.
-    dropout_forward_cpu<T>(out.data<T>(), mask ? mask->data<uint8_t>() : nullptr, x.data<T>(),
-                           x.numel(), training ? p : 0.0, seed);
+    FC_TWIN(x.device, dropout_forward, T)(out.data<T>(),
+                                          mask ? mask->data<uint8_t>() : nullptr, x.data<T>(),
+                                          x.numel(), training ? p : 0.0, seed);
   });
 }
 
@@ -169,6 +175,7 @@ void dropout_backward(py::handle dinp_, py::handle dout_, py::handle mask_, doub
   Tensor dout = view(dout_, op, "grad_output"), dinp = view(dinp_, op, "grad_input", true);
   Tensor mask = view(mask_, op, "mask", false, kUInt8);
   check_p(p, op);
+  same_device(mask, dout, op, "mask", "grad_output");
   FC_CHECK(mask.shape == dout.shape, op, ": mask must have shape ", shape_str(dout.shape),
            " (the shape of grad_output), got ", shape_str(mask.shape));
   same_dtype(dinp, dout, op, "grad_input", "grad_output");
@@ -176,7 +183,8 @@ void dropout_backward(py::handle dinp_, py::handle dout_, py::handle mask_, doub
   py::gil_scoped_release nogil;
   dispatch(dout.dtype, [&](auto t) {
     using T = decltype(t);
-    dropout_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), mask.data<uint8_t>(), dout.numel(), p);
+    FC_TWIN(dout.device, dropout_backward, T)(dinp.data<T>(), dout.data<T>(),
+                                              mask.data<uint8_t>(), dout.numel(), p);
   });
 }
 
