@@ -8,8 +8,6 @@ positions h*W + w within each input plane, as torch's return_indices gives them.
 
 import math
 
-import numpy as np
-
 from .._arrays import empty, module_of
 from .._loader import _C
 from .._random import resolve
