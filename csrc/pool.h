@@ -16,7 +16,9 @@ FC_KERNEL(max_pool2d_forward, T* out, int64_t* idx, const T* inp, const Pool2dGe
 FC_KERNEL(min_pool2d_forward, T* out, int64_t* idx, const T* inp, const Pool2dGeom& g);
 // dinp[N, C, H, W] = dout[N, C, P, Q] added at idx (overlapping windows add); when idx is null
 // the argmax (argmin if is_min) is recomputed from inp. Throws on an index outside the plane,
-// except for windows that hold no pixel (their gradient is dropped, see pool.cpp).
+// except for windows that hold no pixel (their gradient is dropped, see pool.cpp). The CUDA
+// twin cannot throw without a device-to-host synchronisation: it drops the gradient of every
+// index outside the plane instead.
 FC_KERNEL(max_pool2d_backward, T* dinp, const T* dout, const int64_t* idx, const T* inp,
           const Pool2dGeom& g, bool is_min);
 

@@ -84,11 +84,13 @@ void extreme_forward(py::handle out_, py::handle idx_, py::handle input, const P
                      bool is_min, const char* op) {
   Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
   Tensor idx = indices_view(idx_, g, op, true);
+  same_device(idx, x, op, "indices", "input");
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    if (is_min) min_pool2d_forward_cpu<T>(out.data<T>(), idx.data<int64_t>(), x.data<T>(), g);
-    else max_pool2d_forward_cpu<T>(out.data<T>(), idx.data<int64_t>(), x.data<T>(), g);
+    auto kernel = is_min ? FC_TWIN(x.device, min_pool2d_forward, T)
+                         : FC_TWIN(x.device, max_pool2d_forward, T);
+    kernel(out.data<T>(), idx.data<int64_t>(), x.data<T>(), g);
   });
 }
 
@@ -97,12 +99,15 @@ void extreme_backward(py::handle dinp_, py::handle dout_, py::handle idx_, py::h
   Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
   Tensor dout = grad_output_view(dout_, x, g, op);
   std::optional<Tensor> idx;
-  if (!idx_.is_none()) idx = indices_view(idx_, g, op, false);
+  if (!idx_.is_none()) {
+    idx = indices_view(idx_, g, op, false);
+    same_device(*idx, x, op, "indices", "input");
+  }
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    max_pool2d_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), idx ? idx->data<int64_t>() : nullptr,
-                               x.data<T>(), g, is_min);
+    FC_TWIN(x.device, max_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), ptr<int64_t>(idx),
+                                              x.data<T>(), g, is_min);
   });
 }
 
@@ -174,7 +179,8 @@ void bind_pool(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      avg_pool2d_forward_cpu<T>(out.data<T>(), x.data<T>(), g, count_include_pad, divisor);
+      FC_TWIN(x.device, avg_pool2d_forward, T)(out.data<T>(), x.data<T>(), g, count_include_pad,
+                                               divisor);
     });
   });
   m.def("avg_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
@@ -188,7 +194,8 @@ void bind_pool(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      avg_pool2d_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), g, count_include_pad, divisor);
+      FC_TWIN(x.device, avg_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), g,
+                                                count_include_pad, divisor);
     });
   });
 
@@ -200,7 +207,7 @@ void bind_pool(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      lp_pool2d_forward_cpu<T>(out.data<T>(), x.data<T>(), g, p);
+      FC_TWIN(x.device, lp_pool2d_forward, T)(out.data<T>(), x.data<T>(), g, p);
     });
   });
   m.def("lp_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
@@ -213,7 +220,8 @@ void bind_pool(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      lp_pool2d_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), g, p);
+      FC_TWIN(x.device, lp_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(), g,
+                                               p);
     });
   });
 
@@ -224,7 +232,7 @@ void bind_pool(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      adaptive_avg_pool2d_forward_cpu<T>(out.data<T>(), x.data<T>(), g);
+      FC_TWIN(x.device, adaptive_avg_pool2d_forward, T)(out.data<T>(), x.data<T>(), g);
     });
   });
   m.def("adaptive_avg_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
@@ -236,7 +244,7 @@ void bind_pool(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      adaptive_avg_pool2d_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), g);
+      FC_TWIN(x.device, adaptive_avg_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), g);
     });
   });
 
@@ -249,7 +257,7 @@ void bind_pool(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      mixed_pool2d_forward_cpu<T>(out.data<T>(), x.data<T>(), g, alpha);
+      FC_TWIN(x.device, mixed_pool2d_forward, T)(out.data<T>(), x.data<T>(), g, alpha);
     });
   });
   m.def("mixed_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
@@ -262,7 +270,8 @@ void bind_pool(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(x.dtype, [&](auto t) {
       using T = decltype(t);
-      mixed_pool2d_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), x.data<T>(), g, alpha);
+      FC_TWIN(x.device, mixed_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(), g,
+                                                  alpha);
     });
   });
 }
