@@ -45,4 +45,10 @@ FC_KERNEL(multi_margin_loss_forward, T* out, const T* inp, const int64_t* target
 FC_KERNEL(multi_margin_loss_backward, T* dinp, const T* dout, const T* inp, const int64_t* target,
           const T* weight, int64_t N, int64_t C, int p, double margin, Reduction reduction);
 
+// The flat index of the first of target[n] (int64, on the GPU) outside [0, C) and, when
+// has_ignore, not ignore_index; its value in *value; -1 when all are valid. Blocks until known:
+// the binding validates GPU targets as it does CPU ones. CUDA builds only.
+int64_t first_bad_target_cuda(const int64_t* target, int64_t n, int64_t C, bool has_ignore,
+                              int64_t ignore_index, int64_t* value);
+
 }  // namespace fc

@@ -24,17 +24,30 @@ std::string index_str(int64_t flat, const Shape& shape) {
   return shape_str(idx);
 }
 
-// Every class index in [0, C), except entries equal to ignore_index (when allowed).
+// Every class index in [0, C), except entries equal to ignore_index (when allowed). GPU targets
+// are scanned on the device and the first bad index read back: that sync is the price of the
+// same ValueError on both devices (and of kernels that can trust every index they read).
 void check_targets(const Tensor& t, int64_t C, const char* op, bool has_ignore,
                    int64_t ignore_index) {
-  const int64_t* v = t.data<int64_t>();
-  for (int64_t i = 0, n = t.numel(); i < n; ++i) {
-    if ((v[i] < 0 || v[i] >= C) && !(has_ignore && v[i] == ignore_index)) {
-      throw std::invalid_argument(str(
-          op, ": target value ", v[i], " at index ", index_str(i, t.shape), " is out of range [0, ",
-          C, ")", has_ignore ? str(" and is not ignore_index (", ignore_index, ")") : ""));
+  const int64_t n = t.numel();
+  int64_t bad = -1, value = 0;
+  if (t.device == Device::cuda) {
+#ifdef FC_CUDA
+    py::gil_scoped_release nogil;
+    bad = first_bad_target_cuda(t.data<int64_t>(), n, C, has_ignore, ignore_index, &value);
+#endif
+  } else {
+    const int64_t* v = t.data<int64_t>();
+    for (int64_t i = 0; i < n && bad < 0; ++i) {
+      if ((v[i] < 0 || v[i] >= C) && !(has_ignore && v[i] == ignore_index)) bad = i;
     }
+    if (bad >= 0) value = v[bad];
   }
+  if (bad < 0) return;
+  throw std::invalid_argument(
+      str(op, ": target value ", value, " at index ", index_str(bad, t.shape),
+          " is out of range [0, ", C, ")",
+          has_ignore ? str(" and is not ignore_index (", ignore_index, ")") : ""));
 }
 
 void check_grad_output(const Tensor& dout, const Tensor& x, const Shape& loss_shape,
@@ -88,6 +101,7 @@ CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle tar
     FC_CHECK(a.target.shape == per_item, op, ": target of class indices must have shape ",
              shape_str(per_item), " (input ", shape_str(xs), " without the class dimension), got ",
              shape_str(a.target.shape));
+    same_device(a.target, a.x, op, "target", "input");
     check_targets(a.target, a.C, op, true, ignore_index);
   }
   if (a.weight) {
@@ -110,12 +124,13 @@ void cross_entropy_forward(py::handle out_, py::handle input, py::handle target,
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
     if (a.prob) {
-      cross_entropy_prob_forward_cpu<T>(out.data<T>(), a.x.data<T>(), a.target.data<T>(),
-                                        ptr<T>(a.weight), a.N, a.C, a.S, label_smoothing, a.reduction);
+      FC_TWIN(a.x.device, cross_entropy_prob_forward, T)(
+          out.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N, a.C, a.S,
+          label_smoothing, a.reduction);
     } else {
-      cross_entropy_forward_cpu<T>(out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
-                                   ptr<T>(a.weight), a.N, a.C, a.S, ignore_index, label_smoothing,
-                                   a.reduction);
+      FC_TWIN(a.x.device, cross_entropy_forward, T)(
+          out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S,
+          ignore_index, label_smoothing, a.reduction);
     }
   });
 }
@@ -132,13 +147,13 @@ void cross_entropy_backward(py::handle dinp_, py::handle dout_, py::handle input
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
     if (a.prob) {
-      cross_entropy_prob_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
-                                         a.target.data<T>(), ptr<T>(a.weight), a.N, a.C, a.S,
-                                         label_smoothing, a.reduction);
+      FC_TWIN(a.x.device, cross_entropy_prob_backward, T)(
+          dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N,
+          a.C, a.S, label_smoothing, a.reduction);
     } else {
-      cross_entropy_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
-                                    a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S,
-                                    ignore_index, label_smoothing, a.reduction);
+      FC_TWIN(a.x.device, cross_entropy_backward, T)(
+          dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight),
+          a.N, a.C, a.S, ignore_index, label_smoothing, a.reduction);
     }
   });
 }
@@ -167,7 +182,8 @@ void mse_loss_forward(py::handle out_, py::handle input, py::handle target,
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
-    mse_loss_forward_cpu<T>(out.data<T>(), a.x.data<T>(), a.target.data<T>(), a.x.numel(), a.reduction);
+    FC_TWIN(a.x.device, mse_loss_forward, T)(out.data<T>(), a.x.data<T>(), a.target.data<T>(),
+                                             a.x.numel(), a.reduction);
   });
 }
 
@@ -181,8 +197,8 @@ void mse_loss_backward(py::handle dinp_, py::handle dout_, py::handle input, py:
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
-    mse_loss_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<T>(),
-                             a.x.numel(), a.reduction);
+    FC_TWIN(a.x.device, mse_loss_backward, T)(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
+                                              a.target.data<T>(), a.x.numel(), a.reduction);
   });
 }
 
@@ -209,6 +225,7 @@ MultiMargin multi_margin_args(const char* op, py::handle input, py::handle targe
   FC_CHECK(a.target.shape.size() <= 1 && a.target.numel() == a.N, op, ": target must have shape ",
            shape_str({a.N}), " (one class index per row of input ", shape_str(xs), "), got ",
            shape_str(a.target.shape));
+  same_device(a.target, a.x, op, "target", "input");
   check_targets(a.target, a.C, op, false, 0);
   FC_CHECK(p == 1 || p == 2, op, ": p must be 1 or 2, got ", p);
   if (a.weight) {
@@ -228,8 +245,9 @@ void multi_margin_loss_forward(py::handle out_, py::handle input, py::handle tar
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
-    multi_margin_loss_forward_cpu<T>(out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
-                                     ptr<T>(a.weight), a.N, a.C, p, margin, a.reduction);
+    FC_TWIN(a.x.device, multi_margin_loss_forward, T)(out.data<T>(), a.x.data<T>(),
+                                                      a.target.data<int64_t>(), ptr<T>(a.weight),
+                                                      a.N, a.C, p, margin, a.reduction);
   });
 }
 
@@ -244,9 +262,9 @@ void multi_margin_loss_backward(py::handle dinp_, py::handle dout_, py::handle i
   py::gil_scoped_release nogil;
   dispatch(a.x.dtype, [&](auto t) {
     using T = decltype(t);
-    multi_margin_loss_backward_cpu<T>(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
-                                      a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, p,
-                                      margin, a.reduction);
+    FC_TWIN(a.x.device, multi_margin_loss_backward, T)(
+        dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight),
+        a.N, a.C, p, margin, a.reduction);
   });
 }
 

@@ -45,8 +45,8 @@ void bind_optim(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(s.param.dtype, [&](auto t) {
       using T = decltype(t);
-      sgd_step_cpu<T>(s.param.data<T>(), momentum == 0 ? nullptr : st<T>(s, 0),
-                      s.grad.data<T>(), s.param.numel(), a);
+      FC_TWIN(s.param.device, sgd_step, T)(s.param.data<T>(), momentum == 0 ? nullptr : st<T>(s, 0),
+                                           s.grad.data<T>(), s.param.numel(), a);
     });
   });
   m.def("adagrad_step", [](py::handle param, py::handle sum, py::handle grad, double clr,
@@ -57,7 +57,8 @@ void bind_optim(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(s.param.dtype, [&](auto t) {
       using T = decltype(t);
-      adagrad_step_cpu<T>(s.param.data<T>(), st<T>(s, 0), s.grad.data<T>(), s.param.numel(), a);
+      FC_TWIN(s.param.device, adagrad_step, T)(s.param.data<T>(), st<T>(s, 0), s.grad.data<T>(),
+                                               s.param.numel(), a);
     });
   });
   m.def("rmsprop_step", [](py::handle param, py::handle square_avg, py::handle grad_avg,
@@ -72,9 +73,9 @@ void bind_optim(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(s.param.dtype, [&](auto t) {
       using T = decltype(t);
-      rmsprop_step_cpu<T>(s.param.data<T>(), st<T>(s, 0), centered ? st<T>(s, 1) : nullptr,
-                          momentum > 0 ? st<T>(s, 2) : nullptr, s.grad.data<T>(),
-                          s.param.numel(), a);
+      FC_TWIN(s.param.device, rmsprop_step, T)(
+          s.param.data<T>(), st<T>(s, 0), centered ? st<T>(s, 1) : nullptr,
+          momentum > 0 ? st<T>(s, 2) : nullptr, s.grad.data<T>(), s.param.numel(), a);
     });
   });
   m.def("adam_step", [](py::handle param, py::handle exp_avg, py::handle exp_avg_sq,
@@ -91,8 +92,9 @@ void bind_optim(py::module_& m) {
     py::gil_scoped_release nogil;
     dispatch(s.param.dtype, [&](auto t) {
       using T = decltype(t);
-      adam_step_cpu<T>(s.param.data<T>(), st<T>(s, 0), st<T>(s, 1),
-                       amsgrad ? st<T>(s, 2) : nullptr, s.grad.data<T>(), s.param.numel(), a);
+      FC_TWIN(s.param.device, adam_step, T)(s.param.data<T>(), st<T>(s, 0), st<T>(s, 1),
+                                            amsgrad ? st<T>(s, 2) : nullptr, s.grad.data<T>(),
+                                            s.param.numel(), a);
     });
   });
 }

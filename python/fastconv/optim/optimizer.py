@@ -2,8 +2,7 @@
 
 import copy
 
-import numpy as np
-
+from .._arrays import device_of, is_array, to_device, zeros
 from ..nn.parameter import Parameter
 
 
@@ -85,11 +84,12 @@ class Optimizer:
 
     @staticmethod
     def _zeros(p):
-        return np.zeros_like(p.data)
+        """State for p: zeros on p's device with its dtype."""
+        return zeros(p.data, p.data.shape)
 
     def state_dict(self):
         """torch's layout: {"state": {index: {...}}, "param_groups": [{..., "params": [index]}]},
-        parameters numbered in group order; arrays are copies."""
+        parameters numbered in group order; arrays are copies, on the parameters' device."""
         index, groups, state = {}, [], {}
         for group in self.param_groups:
             packed = {k: v for k, v in group.items() if k != "params"}
@@ -117,6 +117,7 @@ class Optimizer:
             group.update({k: v for k, v in saved.items() if k != "params"})
             for i, p in zip(saved["params"], group["params"]):
                 if i in state_dict["state"]:
-                    self.state[p] = {k: (np.array(v, dtype=p.data.dtype) if isinstance(v, np.ndarray)
-                                         else copy.deepcopy(v))
+                    # arrays become copies in the parameter's dtype, on its device
+                    self.state[p] = {k: (to_device(v, device_of(p.data)).astype(p.data.dtype)
+                                         if is_array(v) else copy.deepcopy(v))
                                      for k, v in state_dict["state"][i].items()}
