@@ -33,7 +33,8 @@ void conv2d_forward(py::handle out_, py::handle input, py::handle weight, py::ha
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    conv2d_forward_cpu<T>(out.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), g);
+    FC_TWIN(x.device, conv2d_forward, T)(out.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b),
+                                         g);
   });
 }
 
@@ -51,8 +52,8 @@ void conv2d_backward(py::handle dinp_, py::handle dweight_, py::handle dbias_, p
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    conv2d_backward_cpu<T>(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
-                           w.data<T>(), g);
+    FC_TWIN(x.device, conv2d_backward, T)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(),
+                                          x.data<T>(), w.data<T>(), g);
   });
 }
 
@@ -64,7 +65,7 @@ void unfold(py::handle col_, py::handle input, const Conv2dGeom& g) {
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    unfold_cpu<T>(col.data<T>(), x.data<T>(), g);
+    FC_TWIN(x.device, unfold, T)(col.data<T>(), x.data<T>(), g);
   });
 }
 
@@ -76,7 +77,7 @@ void fold(py::handle out_, py::handle input, const Conv2dGeom& g) {
   py::gil_scoped_release nogil;
   dispatch(col.dtype, [&](auto t) {
     using T = decltype(t);
-    fold_cpu<T>(out.data<T>(), col.data<T>(), g);
+    FC_TWIN(col.device, fold, T)(out.data<T>(), col.data<T>(), g);
   });
 }
 

@@ -49,7 +49,8 @@ void linear_forward(py::handle out_, py::handle input, py::handle weight, py::ha
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    linear_forward_cpu<T>(out.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), d.M, d.IN, d.OUT);
+    FC_TWIN(x.device, linear_forward, T)(out.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), d.M,
+                                         d.IN, d.OUT);
   });
 }
 
@@ -67,8 +68,8 @@ void linear_backward(py::handle dinp_, py::handle dweight_, py::handle dbias_, p
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    linear_backward_cpu<T>(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
-                           w.data<T>(), d.M, d.IN, d.OUT);
+    FC_TWIN(x.device, linear_backward, T)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(),
+                                          x.data<T>(), w.data<T>(), d.M, d.IN, d.OUT);
   });
 }
 
@@ -92,7 +93,8 @@ void conv_transpose2d_forward(py::handle out_, py::handle input, py::handle weig
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    conv_transpose2d_forward_cpu<T>(out.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), g);
+    FC_TWIN(x.device, conv_transpose2d_forward, T)(out.data<T>(), x.data<T>(), w.data<T>(),
+                                                   ptr<T>(b), g);
   });
 }
 
@@ -111,8 +113,8 @@ void conv_transpose2d_backward(py::handle dinp_, py::handle dweight_, py::handle
   py::gil_scoped_release nogil;
   dispatch(x.dtype, [&](auto t) {
     using T = decltype(t);
-    conv_transpose2d_backward_cpu<T>(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(),
-                                     x.data<T>(), w.data<T>(), g);
+    FC_TWIN(x.device, conv_transpose2d_backward, T)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db),
+                                                    dout.data<T>(), x.data<T>(), w.data<T>(), g);
   });
 }
 
