@@ -354,8 +354,6 @@ __global__ void fold_kernel(T* out, const T* col, Dims d, int64_t total) {
   }
 }
 
-}  // namespace
-
 // The taps r < R with r*dil = phase (mod stride): r0, r0 + step, ... (count of them, 0 when
 // none lands on the phase); consecutive ones read dy rows pstep apart.
 struct PhaseTaps {
@@ -376,6 +374,8 @@ PhaseTaps phase_taps(int64_t phase, int64_t stride, int64_t dil, int64_t R) {
   }
   return t;
 }
+
+}  // namespace
 
 template <typename T>
 void conv2d_data_grad(T* dinp, const T* dout, const T* weight, const T* bias, const Conv2dGeom& g) {
