@@ -1,0 +1,138 @@
+"""A stand-in for CuPy over host memory, for the CUDA emulator: arrays expose only
+__cuda_array_interface__ (not the buffer protocol), so fastconv treats them as GPU arrays.
+Module functions and array methods delegate to NumPy, unwrapping arguments and wrapping
+array results; mixing with numpy.ndarray raises TypeError as CuPy does."""
+import numpy as np
+from . import cuda  # noqa: F401
+
+
+def _un(x):
+    if isinstance(x, ndarray):
+        return x._a
+    if isinstance(x, np.ndarray):
+        raise TypeError("Unsupported type <class 'numpy.ndarray'>")
+    if isinstance(x, (list, tuple)):
+        return type(x)(_un(v) for v in x)
+    return x
+
+
+def _wr(r):
+    if isinstance(r, np.ndarray):
+        return ndarray(r)
+    if isinstance(r, np.generic):
+        return ndarray(np.asarray(r))
+    if isinstance(r, (list, tuple)):
+        return type(r)(_wr(v) for v in r)
+    return r
+
+
+class ndarray:
+    __module__ = "cupy"
+
+    def __init__(self, a):
+        self._a = a
+
+    @property
+    def __cuda_array_interface__(self):
+        a = self._a
+        return {"shape": a.shape, "typestr": a.dtype.str,
+                "data": (a.__array_interface__["data"][0] if a.size else 0, False),
+                "strides": None if a.flags.c_contiguous else a.strides, "version": 3,
+                "stream": 1}
+
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    nbytes = property(lambda self: self._a.nbytes)
+    T = property(lambda self: ndarray(self._a.T))
+
+    def get(self):
+        return self._a.copy()
+
+    def __getattr__(self, name):
+        attr = getattr(self._a, name)
+        if not callable(attr):
+            return _wr(attr)
+        return lambda *a, **k: _wr(attr(*_un(a), **{kk: _un(v) for kk, v in k.items()}))
+
+    def __getitem__(self, k):
+        return _wr(self._a[_un(k)])
+
+    def __setitem__(self, k, v):
+        self._a[_un(k)] = _un(v)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __array__(self, *a, **k):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. "
+                        "Please use `.get()` to construct a NumPy array explicitly.")
+
+    def __float__(self):
+        return float(self._a)
+
+    def __int__(self):
+        return int(self._a)
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def __repr__(self):
+        return "cupy-emu " + repr(self._a)
+
+
+def _binop(name):
+    def f(self, other):
+        return _wr(getattr(self._a, name)(_un(other)))
+    return f
+
+
+for _n in ("add radd sub rsub mul rmul truediv rtruediv floordiv pow rpow mod eq ne lt le gt ge "
+           "and or xor matmul").split():
+    setattr(ndarray, f"__{_n}__", _binop(f"__{_n}__"))
+
+
+def _inop(name):
+    def f(self, other):
+        getattr(self._a, name)(_un(other))
+        return self
+    return f
+
+
+for _n in "iadd isub imul itruediv".split():
+    setattr(ndarray, f"__{_n}__", _inop(f"__{_n}__"))
+ndarray.__neg__ = lambda self: ndarray(-self._a)
+ndarray.__abs__ = lambda self: ndarray(abs(self._a))
+ndarray.__invert__ = lambda self: ndarray(~self._a)
+
+
+def asarray(a, dtype=None):
+    if isinstance(a, ndarray):
+        return a if dtype is None or a.dtype == dtype else a.astype(dtype)
+    return ndarray(np.array(a, dtype=dtype, copy=True))
+
+
+array = asarray
+
+
+def asnumpy(a):
+    return a.get() if isinstance(a, ndarray) else np.asarray(a)
+
+
+def __getattr__(name):
+    fn = getattr(np, name)
+    if not callable(fn) or isinstance(fn, type):
+        return fn
+    return lambda *a, **k: _wr(fn(*_un(a), **{kk: _un(v) for kk, v in k.items()}))
+
+
+class _Linalg:
+    def __getattr__(self, name):
+        fn = getattr(np.linalg, name)
+        return lambda *a, **k: _wr(fn(*_un(a), **k))
+
+
+linalg = _Linalg()
