@@ -11,3 +11,6 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+# Fixtures shared by the test modules: `poisoned` (see _cuda.py).
+pytest_plugins = ["_cuda"]

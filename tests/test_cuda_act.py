@@ -7,7 +7,7 @@ import pytest
 import fastconv.functional as F
 
 import reference_act as R
-from _cuda import dev, host, poisoned, requires_cuda  # noqa: F401  (poisoned is a fixture)
+from _cuda import dev, host, requires_cuda
 from _util import stable_seed
 from test_act import DTYPE_IDS, DTYPES, ELEMENTWISE, OPS, assert_matches
 

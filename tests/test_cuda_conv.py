@@ -13,7 +13,7 @@ import fastconv
 import fastconv.functional as F
 
 from reference import conv2d_ref, conv2d_backward_ref, unfold_ref, fold_ref
-from _cuda import dev, host, poisoned, requires_cuda  # noqa: F401  (poisoned is a fixture)
+from _cuda import dev, host, requires_cuda
 from _util import (assert_close, rtol_for, rand, stable_seed, CASES, CASE_IDS, CASES_BY_ID,
                    conv_args, make_data, reduction_lengths)
 from test_conv2d import DTYPES, DTYPE_IDS, UNFOLD_GEOMS, UNFOLD_IDS, _nhwc_view, _unfold_shape

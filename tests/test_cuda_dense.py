@@ -10,7 +10,7 @@ import fastconv.functional as F
 
 from reference_dense import (linear_ref, linear_backward_ref, conv_transpose2d_ref,
                              conv_transpose2d_backward_ref)
-from _cuda import dev, host, poisoned, requires_cuda  # noqa: F401  (poisoned is a fixture)
+from _cuda import dev, host, requires_cuda
 from _util import assert_close, rtol_for, rand, stable_seed
 from test_dense import (DTYPES, DTYPE_IDS, MASKS, MASK_IDS, LINEAR_CASES, LINEAR_IDS, CT_CASES,
                         CT_IDS, CT_BY_ID, assert_close_nonfinite, ct_data, ct_lengths,

@@ -10,7 +10,7 @@ from fastconv._loader import _C
 
 from reference_norm import (batch_norm_backward_ref, batch_norm_ref, dropout_ref,
                             local_response_norm_backward_ref, local_response_norm_ref)
-from _cuda import cp, dev, host, poisoned, requires_cuda  # noqa: F401  (poisoned is a fixture)
+from _cuda import cp, dev, host, requires_cuda
 from _util import assert_close, rand, stable_seed
 from test_norm import BN_SHAPES, DTYPE_IDS, DTYPES, LRN_SHAPES, _bn_data, _rtol
 

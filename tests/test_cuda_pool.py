@@ -11,7 +11,7 @@ import pytest
 import fastconv.functional as F
 
 import reference_pool as R
-from _cuda import cp, dev, host, poisoned, requires_cuda  # noqa: F401  (poisoned is a fixture)
+from _cuda import cp, dev, host, requires_cuda
 from _util import assert_close, rand, rtol_for, stable_seed
 from reference_pool import POOL_CASES, POOL_CASE_IDS, ids, undilated, unpadded, window_args
 from test_pool import (ADAPTIVE, ADAPTIVE_IDS, AVG_MODE_IDS, AVG_MODES, DTYPE_IDS, DTYPES,

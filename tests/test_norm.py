@@ -15,7 +15,6 @@ import fastconv.functional as F
 
 from reference_norm import (batch_norm_ref, batch_norm_backward_ref, local_response_norm_ref,
                             local_response_norm_backward_ref, dropout_ref)
-from _cuda import poisoned  # noqa: F401  (a fixture)
 from _util import assert_close, rand
 
 DTYPES = [np.float32, np.float64]
