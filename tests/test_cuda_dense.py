@@ -15,23 +15,9 @@ from _util import assert_close, rtol_for, rand, stable_seed
 from test_dense import (DTYPES, DTYPE_IDS, MASKS, MASK_IDS, LINEAR_CASES, LINEAR_IDS, CT_CASES,
                         CT_IDS, CT_BY_ID, assert_close_nonfinite, ct_data, ct_lengths,
                         _linear_data, _rows)
+from test_cuda_conv import NAMES, _is_gpu, _matches
 
 pytestmark = requires_cuda
-
-NAMES = ("grad_input", "grad_weight", "grad_bias")
-
-
-def _is_gpu(a, dtype):
-    assert type(a).__module__.startswith("cupy"), f"not a CuPy array: {type(a)}"
-    assert a.dtype == dtype
-
-
-def _matches(got, ref64, cpu, dtype, L, what):
-    """Within the float tolerance of the float64 reference, and of the CPU kernel (whose own
-    rounding error counts twice)."""
-    rtol = rtol_for(dtype, L)
-    assert_close(got, ref64, rtol, what=f"{what} vs reference")
-    assert_close(got, cpu, 2 * rtol, what=f"{what} vs CPU")
 
 
 # ===========================================================================
