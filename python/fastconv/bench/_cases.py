@@ -35,6 +35,7 @@ class Case:
     torch: Optional[Callable] = None   # (ctx, torch tensors) -> {pass: fn}
     numpy_peer: bool = False       # time the reference in float32 as the "numpy" peer
     tf32: bool = False             # GEMM-bound: also time torch with TF32 on the GPU
+    tf32_checks: Optional[int] = None  # under TF32 compare only this many leading outputs
     tol: float = 1e-4
     note: str = ""
     check_fwd: Optional[Callable] = None  # (float64 arrays, outputs) -> error, for random ops
@@ -72,7 +73,7 @@ CONV = [
     ("resnet 3x3 s2", (128, 28, 28, 256, 3, 3, 2, 1, 1), (2, 16, 32), (16, 256, 256), False),
     ("resnet 1x1 bottleneck", (256, 56, 56, 64, 1, 1, 1, 0, 1), (2, 16, 32), (16, 256, 256),
      False),
-    ("inception 5x5", (16, 28, 28, 32, 5, 5, 1, 2, 1), (8, 32, 128), (64, 256, 256), True),
+    ("inception 5x5", (16, 28, 28, 32, 5, 5, 1, 2, 1), (8, 32, 128), (64, 256, 256), False),
     ("depthwise 3x3", (128, 56, 56, 128, 3, 3, 1, 1, 128), (2, 16, 32), (16, 256, 256), False),
 ]
 
@@ -590,7 +591,10 @@ def network_case(name, train_batch, infer_batch):
 
     return Case("train", name, f"1x28x28, batch {train_batch} / {infer_batch}", "image",
                 {"train": train_batch, "infer": infer_batch}, "images per call", inputs,
-                fastconv, reference, torch, tf32=True, tol=1e-3,
+                # float32 through resnet18's 20 batch norms keeps only about three digits of the
+                # first layer's gradient (PyTorch's differs from float64 by 2e-3 at batch 64),
+                # and TF32 rounding swamps it: the TF32 peer is checked by its logits only
+                fastconv, reference, torch, tf32=True, tf32_checks=1, tol=1e-2,
                 note=f"train: forward, cross-entropy, backward, SGD step (lr {LR}, momentum "
                      "0.9), checked by the logits, the first layer's weight gradient and the "
                      "last parameter's update; infer: eval-mode forward. Reference: the same "
