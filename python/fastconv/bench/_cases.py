@@ -60,7 +60,11 @@ def _normal(rng, shape, scale=1.0):
 CONV_COUNTS = ("2*N*K*P*Q*(C/groups)*R*S forward; twice that backward (input and weight "
                "gradients; the bias gradient is not counted)")
 
-# name, (C, H, W, K, R, S, stride, pad, groups), batch cpu (quick, standard, full), cuda, numpy
+# Every table row: name, the builder's arguments after the batch size, the batch on the CPU
+# for (quick, standard, full) (None: not in that suite), the same on the GPU, and whether the
+# NumPy peer runs.
+
+# (C, H, W, K, R, S, stride, pad, groups)
 CONV = [
     ("fashion_cnn conv1", (1, 28, 28, 16, 5, 5, 1, 2, 1), (8, 64, 256), (64, 256, 1024), True),
     ("fashion_cnn conv2", (16, 14, 14, 32, 5, 5, 1, 2, 1), (8, 64, 256), (64, 256, 1024), True),
@@ -116,20 +120,20 @@ def conv_case(name, N, C, H, W, K, R, S, stride, pad, groups, numpy_peer=False):
 POOL_COUNTS = ("bytes the minimal algorithm reads and writes: forward input + output (max "
                "pooling also writes int64 indices), backward grad_output (+ indices) + grad_input")
 
-# name, op, (C, H, W), window (kernel == stride for adaptive: output 1x1), cpu, cuda, numpy
+# (op, C, H, W, (kernel, stride)); "global" is adaptive average pooling to 1x1
 POOL = [
-    ("max_pool2d 2x2/2 (fashion_cnn)", "max", (16, 28, 28), (2, 2), (8, 64, 256),
+    ("max_pool2d 2x2/2 (fashion_cnn)", ("max", 16, 28, 28, (2, 2)), (8, 64, 256),
      (64, 256, 1024), True),
-    ("max_pool2d 3x3/2 (alexnet)", "max", (64, 55, 55), (3, 2), (1, 8, 32), (16, 256, 256),
+    ("max_pool2d 3x3/2 (alexnet)", ("max", 64, 55, 55, (3, 2)), (1, 8, 32), (16, 256, 256),
      False),
-    ("avg_pool2d 2x2/2 (lenet5)", "avg", (6, 28, 28), (2, 2), (8, 64, 256), (64, 256, 1024),
+    ("avg_pool2d 2x2/2 (lenet5)", ("avg", 6, 28, 28, (2, 2)), (8, 64, 256), (64, 256, 1024),
      True),
-    ("adaptive_avg_pool2d 1x1 (resnet head)", "global", (512, 7, 7), None, (2, 16, 64),
+    ("adaptive_avg_pool2d 1x1 (resnet head)", ("global", 512, 7, 7, None), (2, 16, 64),
      (64, 256, 256), True),
 ]
 
 
-def pool_case(name, op, N, C, H, W, window, numpy_peer=False):
+def pool_case(name, N, op, C, H, W, window, numpy_peer=False):
     k, s = window or (H, H)
     P, Q = (H - k) // s + 1, (W - k) // s + 1
     n_in, n_out = N * C * H * W, N * C * P * Q
@@ -188,17 +192,19 @@ def pool_case(name, op, N, C, H, W, window, numpy_peer=False):
 ACT_COUNTS = ("4 bytes per element of every array read or written: forward x -> y; backward "
               "dy and x (or y) -> dx")
 
-# name, op, shape without batch, cpu, cuda, numpy
+# (op, shape without the batch)
 ACT = [
-    ("relu (resnet)", "relu", (64, 56, 56), (2, 16, 32), (16, 256, 256), True),
-    ("tanh (lenet5)", "tanh", (6, 28, 28), (8, 64, 256), (64, 256, 1024), True),
-    ("sigmoid", "sigmoid", (64, 56, 56), (None, None, 16), (None, None, 256), False),
-    ("elu", "elu", (64, 56, 56), (None, None, 16), (None, None, 256), False),
-    ("softmax (1000 classes)", "softmax", (1000,), (None, 256, 256), (None, None, 4096), True),
+    ("relu (resnet)", ("relu", (64, 56, 56)), (2, 16, 32), (16, 256, 256), True),
+    ("tanh (lenet5)", ("tanh", (6, 28, 28)), (8, 64, 256), (64, 256, 1024), True),
+    ("sigmoid", ("sigmoid", (64, 56, 56)), (None, None, 16), (None, None, 256), False),
+    ("elu", ("elu", (64, 56, 56)), (None, None, 16), (None, None, 256), False),
+    ("softmax (1000 classes)", ("softmax", (1000,)), (None, 256, 256), (None, None, 4096),
+     True),
 ]
 
 
-def act_case(name, op, shape, numpy_peer=False):
+def act_case(name, N, op, shape, numpy_peer=False):
+    shape = (N,) + shape
     n = int(np.prod(shape))
     work = {"fwd": 8 * n, "bwd": 12 * n}
 
@@ -252,14 +258,15 @@ def act_case(name, op, shape, numpy_peer=False):
 
 # -- normalisation and dropout ------------------------------------------------------------------
 
-# name, op, shape without batch, cpu, cuda, numpy
+# (op, shape without the batch)
 NORM = [
-    ("batch_norm train (resnet)", "bn_train", (64, 56, 56), (2, 16, 32), (16, 256, 256), True),
-    ("batch_norm eval (resnet)", "bn_eval", (64, 56, 56), (None, None, 32), (None, None, 256),
+    ("batch_norm train (resnet)", ("bn_train", (64, 56, 56)), (2, 16, 32), (16, 256, 256),
      True),
-    ("local_response_norm size 5 (alexnet)", "lrn", (96, 55, 55), (None, None, 8),
+    ("batch_norm eval (resnet)", ("bn_eval", (64, 56, 56)), (None, None, 32),
+     (None, None, 256), True),
+    ("local_response_norm size 5 (alexnet)", ("lrn", (96, 55, 55)), (None, None, 8),
      (None, None, 256), False),
-    ("dropout p=0.5", "dropout", (64, 56, 56), (None, None, 16), (None, None, 256), False),
+    ("dropout p=0.5", ("dropout", (64, 56, 56)), (None, None, 16), (None, None, 256), False),
 ]
 
 NORM_COUNTS = {
@@ -285,7 +292,7 @@ def _check_dropout(a, outputs):
     return err if abs(mask.mean() - (1 - DROP_P)) <= spread else float("inf")
 
 
-def norm_case(name, op, N, shape, numpy_peer=False):
+def norm_case(name, N, op, shape, numpy_peer=False):
     full = (N,) + shape
     n = int(np.prod(full))
     fwd_b, bwd_b = NORM_BYTES[op]
@@ -368,16 +375,17 @@ def norm_case(name, op, N, shape, numpy_peer=False):
 
 # -- losses -----------------------------------------------------------------------------------
 
-# name, op, classes or shape without batch, cpu, cuda, numpy
+# (op, shape without the batch: the classes for cross-entropy)
 LOSS = [
-    ("softmax cross_entropy (10 classes)", "ce", (10,), (64, 256, 256), (256, 4096, 4096), True),
-    ("softmax cross_entropy (1000 classes)", "ce", (1000,), (None, 256, 256), (256, 4096, 4096),
+    ("softmax cross_entropy (10 classes)", ("ce", (10,)), (64, 256, 256), (256, 4096, 4096),
      True),
-    ("mse_loss", "mse", (64, 56, 56), (None, None, 16), (None, None, 256), False),
+    ("softmax cross_entropy (1000 classes)", ("ce", (1000,)), (None, 256, 256),
+     (256, 4096, 4096), True),
+    ("mse_loss", ("mse", (64, 56, 56)), (None, None, 16), (None, None, 256), False),
 ]
 
 
-def loss_case(name, op, N, shape, numpy_peer=False):
+def loss_case(name, N, op, shape, numpy_peer=False):
     full = (N,) + shape
     n = int(np.prod(full))
     if op == "ce":
@@ -428,12 +436,15 @@ def loss_case(name, op, N, shape, numpy_peer=False):
 
 # -- dense: linear and transposed convolution --------------------------------------------------
 
-# name, kind, (in, out) or (C, H, W, K, R, S, stride, pad), cpu, cuda, numpy
-DENSE = [
-    ("linear (fashion_cnn head)", "linear", (1568, 10), (64, 64, 256), (256, 256, 4096), True),
-    ("linear (alexnet fc)", "linear", (4096, 4096), (None, 64, 256), (None, 256, 1024), False),
-    ("conv_transpose2d 4x4/2 upsample", "convt", (64, 28, 28, 32, 4, 4, 2, 1),
-     (None, None, 16), (None, None, 256), False),
+# (IN, OUT)
+LINEAR = [
+    ("linear (fashion_cnn head)", (1568, 10), (64, 64, 256), (256, 256, 4096), True),
+    ("linear (alexnet fc)", (4096, 4096), (None, 64, 256), (None, 256, 1024), False),
+]
+# (C_in, H, W, C_out, R, S, stride, pad)
+CONV_TRANSPOSE = [
+    ("conv_transpose2d 4x4/2 upsample", (64, 28, 28, 32, 4, 4, 2, 1), (None, None, 16),
+     (None, None, 256), False),
 ]
 
 
@@ -463,7 +474,7 @@ def linear_case(name, M, IN, OUT, numpy_peer=False):
                 note="torch backward: the three products autograd would run, called directly")
 
 
-def conv_transpose_case(name, N, C, H, W, K, R, S, stride, pad):
+def conv_transpose_case(name, N, C, H, W, K, R, S, stride, pad, numpy_peer=False):
     Ho, Wo = (H - 1) * stride - 2 * pad + R, (W - 1) * stride - 2 * pad + S
     flop = 2.0 * N * C * H * W * K * R * S
 
@@ -490,7 +501,7 @@ def conv_transpose_case(name, N, C, H, W, K, R, S, stride, pad):
     return Case("dense", name, f"{N}x{C}x{H}x{W} -> {K}, {R}x{S}/{stride} pad {pad}", "flop",
                 {"fwd": flop, "bwd": 2 * flop},
                 "2*N*C_in*H*W*C_out*R*S forward; twice that backward", inputs, fastconv,
-                reference, torch, tf32=True,
+                reference, torch, numpy_peer=numpy_peer, tf32=True,
                 note="torch backward: aten.convolution_backward (transposed) called directly")
 
 
@@ -601,6 +612,11 @@ def network_case(name, train_batch, infer_batch):
                      "network in float64 PyTorch (fastconv in float64 without torch)")
 
 
+TABLES = [("conv", CONV, conv_case), ("pool", POOL, pool_case), ("act", ACT, act_case),
+          ("norm", NORM, norm_case), ("loss", LOSS, loss_case), ("dense", LINEAR, linear_case),
+          ("dense", CONV_TRANSPOSE, conv_transpose_case)]
+
+
 def cases(device="cpu", suite="quick", ops=FAMILIES):
     """The cases of a suite for a device ("cpu" or "cuda"), restricted to the op families
     `ops`, in table order."""
@@ -610,40 +626,12 @@ def cases(device="cpu", suite="quick", ops=FAMILIES):
     if unknown:
         raise ValueError(f"unknown op families {sorted(unknown)}; choose from "
                          f"{', '.join(FAMILIES)}")
-    key = (device, suite)
     out = []
-    if "conv" in ops:
-        for name, geometry, cpu, cuda, numpy_peer in CONV:
-            n = _batches(cpu, cuda).get(key)
+    for family, table, build in TABLES:
+        for name, args, cpu, cuda, numpy_peer in table if family in ops else ():
+            n = _batches(cpu, cuda).get((device, suite))
             if n:
-                out.append(conv_case(name, n, *geometry, numpy_peer=numpy_peer))
-    if "pool" in ops:
-        for name, op, (C, H, W), window, cpu, cuda, numpy_peer in POOL:
-            n = _batches(cpu, cuda).get(key)
-            if n:
-                out.append(pool_case(name, op, n, C, H, W, window, numpy_peer))
-    if "act" in ops:
-        for name, op, shape, cpu, cuda, numpy_peer in ACT:
-            n = _batches(cpu, cuda).get(key)
-            if n:
-                out.append(act_case(name, op, (n,) + shape, numpy_peer))
-    if "norm" in ops:
-        for name, op, shape, cpu, cuda, numpy_peer in NORM:
-            n = _batches(cpu, cuda).get(key)
-            if n:
-                out.append(norm_case(name, op, n, shape, numpy_peer))
-    if "loss" in ops:
-        for name, op, shape, cpu, cuda, numpy_peer in LOSS:
-            n = _batches(cpu, cuda).get(key)
-            if n:
-                out.append(loss_case(name, op, n, shape, numpy_peer))
-    if "dense" in ops:
-        for name, kind, dims, cpu, cuda, numpy_peer in DENSE:
-            n = _batches(cpu, cuda).get(key)
-            if n and kind == "linear":
-                out.append(linear_case(name, n, *dims, numpy_peer=numpy_peer))
-            elif n:
-                out.append(conv_transpose_case(name, n, *dims))
+                out.append(build(name, n, *args, numpy_peer=numpy_peer))
     if "train" in ops:
         for name, cpu, cuda in NETWORKS:
             batches = dict(zip(SUITES, cpu if device == "cpu" else cuda))
