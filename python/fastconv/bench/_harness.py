@@ -26,8 +26,8 @@ class Timing:
     min_time: float  # seconds one sample should last; its inner loop is sized to reach it
 
 
-TIMINGS = {"quick": Timing(1, 5, 0.02), "standard": Timing(2, 7, 0.05),
-           "full": Timing(3, 11, 0.1)}
+TIMINGS = {"quick": Timing(1, 5, 0.02), "standard": Timing(2, 9, 0.1),
+           "full": Timing(3, 11, 0.2)}
 
 
 class CpuClock:

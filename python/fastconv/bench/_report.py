@@ -51,9 +51,9 @@ def _describe(result, name):
     """One paragraph: what was measured, where, against what ceilings."""
     env, device = result["environment"], result["devices"][name]
     if name == "cpu":
-        where = (f"{env['cpu_model']}, {env['threads']} threads for fastconv and its peers "
-                 f"({env['cpus_usable']} CPUs usable); BLAS {env['blas']}, {env['compiler']}, "
-                 f"compiled for {env['simd_compiled']}")
+        where = (f"{env['cpu_model']} ({env['cpu_simd']}), {env['threads']} threads for "
+                 f"fastconv and its peers ({env['cpus_usable']} CPUs usable); BLAS "
+                 f"{env['blas']}, {env['compiler']}, fastconv compiled for {env['simd_compiled']}")
     else:
         dev_env = device["environment"]
         where = (f"{dev_env['gpu']}, CUDA driver {dev_env['cuda_driver']}, runtime "
