@@ -159,10 +159,11 @@ def plot(result, path):
         ax.set_yticklabels(labels, fontsize=7)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xlabel("fastconv time / peer time (log scale; below 1: fastconv faster)")
-        ax.set_title(f"fastconv bench --suite {result['suite']}: {name}")
+        ax.set_title(f"fastconv bench --suite {result['suite']}: {name}", pad=22)
         ax.grid(axis="x", which="both", alpha=0.3)
-        if peers:
-            ax.legend(fontsize=7, loc="lower right")
+        if peers:  # above the bars, under the title, so it never hides one
+            ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1), ncol=len(peers),
+                      frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
