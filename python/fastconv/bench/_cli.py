@@ -82,9 +82,12 @@ def run_cli(args, command="fastconv bench"):
         return 0
     print(format_table(result))
     print(f"{result['elapsed_s']:.0f} s in all")
+    timed = any(device.get("rows") for device in result["devices"].values())
     for path, write in ((args.json, write_json), (args.markdown, _write_markdown),
-                        (args.plot, plot)):
-        if path:
+                        (args.plot, plot if timed else None)):
+        if path and write is None:
+            print(f"nothing was timed: no {path}")
+        elif path:
             write(result, path)
             print(f"wrote {path}")
     return 0
