@@ -1,9 +1,10 @@
-"""The ``fastconv`` command: ``info``, ``train`` and ``evaluate``."""
+"""The ``fastconv`` command: ``info``, ``bench``, ``train`` and ``evaluate``."""
 
 import argparse
 import json
 import math
 import pathlib
+import shlex
 import sys
 
 DATASETS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
@@ -164,9 +165,14 @@ def _evaluate(args):
 
 
 def main(argv=None):
+    from . import bench
+
     parser = argparse.ArgumentParser(prog="fastconv", description="fastconv command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print version, BLAS, threads, OpenMP, SIMD and CUDA facts")
+    bench.add_arguments(sub.add_parser(
+        "bench", help="validate, then time fastconv against NumPy, PyTorch and the machine's "
+                      "ceilings"))
     tr = sub.add_parser("train", help="train a model on Fashion-MNIST or MNIST")
     tr.add_argument("dataset", choices=sorted(DATASETS))
     tr.add_argument("--model", choices=MODELS, default="fashion_cnn")
@@ -193,6 +199,9 @@ def main(argv=None):
     if args.command == "info":
         _print_info()
         return 0
+    if args.command == "bench":
+        argv = sys.argv[1:] if argv is None else argv
+        return bench.run_cli(args, "fastconv " + shlex.join(argv))
     if args.command == "train":
         return _train(args)
     return _evaluate(args)
