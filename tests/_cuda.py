@@ -17,7 +17,7 @@ import fastconv
 def _why_not():
     info = fastconv.info()
     if not info["cuda_built"]:
-        return "fastconv was built without CUDA (nvcc was not found at build time)"
+        return "fastconv was built without CUDA (no nvcc at build time, or FASTCONV_CUDA=OFF)"
     try:
         import cupy
     except ImportError:

@@ -9,6 +9,11 @@ import fastconv
 import fastconv.functional as F
 from fastconv._loader import _C
 
+BUILT = fastconv.info()["cuda_built"]
+# A CPU-only build refuses a CUDA array whole, before reading its interface (tested below).
+needs_cuda_build = pytest.mark.skipif(not BUILT, reason="CPU-only build: CUDA arrays are refused "
+                                      "as a whole (test_cpu_only_build_refuses_cuda_arrays)")
+
 
 class FakeCudaArray:
     """Only the CUDA array interface: a pointer no kernel is launched on unless all checks pass."""
@@ -20,17 +25,20 @@ class FakeCudaArray:
             "strides": strides, "version": 3, "stream": 1}
 
 
+@needs_cuda_build
 def test_dtype_is_checked_by_name():
     with pytest.raises(TypeError, match=r"relu: input must be float32 or float64, got int32"):
         _C.relu_forward(FakeCudaArray((3,), "<i4"), FakeCudaArray((3,), "<i4"))
 
 
+@needs_cuda_build
 def test_strided_array_is_refused():
     x = FakeCudaArray((4, 6), strides=(48, 8))
     with pytest.raises(ValueError, match="input must be C-contiguous"):
         _C.relu_forward(FakeCudaArray((4, 6)), x)
 
 
+@needs_cuda_build
 def test_readonly_output_is_refused():
     with pytest.raises(ValueError, match="out must be writable"):
         _C.relu_forward(FakeCudaArray((3,), readonly=True), FakeCudaArray((3,)))
@@ -47,6 +55,7 @@ def test_c_contiguous_strides_are_accepted_up_to_the_launch():
         _C.relu_forward(FakeCudaArray((4, 1, 6)), x)
 
 
+@needs_cuda_build
 def test_devices_do_not_mix():
     x = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError, match=r"out is on the CPU .* but input is on the GPU"):
@@ -55,6 +64,15 @@ def test_devices_do_not_mix():
         F.relu_backward(FakeCudaArray((2, 3)), x)
 
 
+@needs_cuda_build
 def test_shape_is_checked_before_launch():
     with pytest.raises(ValueError, match=r"out must have shape \(2, 3\)"):
         _C.relu_forward(FakeCudaArray((3, 2)), FakeCudaArray((2, 3)))
+
+
+@pytest.mark.skipif(BUILT, reason="this build has CUDA")
+def test_cpu_only_build_refuses_cuda_arrays():
+    with pytest.raises(RuntimeError, match="relu: input is a CUDA array .* built without CUDA"):
+        _C.relu_forward(FakeCudaArray((3,)), FakeCudaArray((3,)))
+    with pytest.raises(RuntimeError, match="built without CUDA"):
+        F.relu_backward(np.ones(3, np.float32), FakeCudaArray((3,)))

@@ -17,11 +17,21 @@ def is_array(x):
 
 
 def module_of(x):
-    """numpy, or cupy for a CUDA array."""
+    """numpy, or cupy for a CUDA array (RuntimeError saying what is missing when CuPy or a
+    CUDA build is not there)."""
     if is_cuda(x):
-        import cupy
-        return cupy
+        return _cupy(f"a {type(x).__module__}.{type(x).__qualname__} (CUDA array)")
     return np
+
+
+def _cupy(what):
+    try:
+        import cupy
+    except ImportError:
+        from ._runtime import require_cuda
+        require_cuda(what)
+        raise
+    return cupy
 
 
 def device_of(x):
@@ -55,6 +65,5 @@ def to_device(x, device):
     if device == "cpu":
         return to_numpy(x)
     if device == "cuda":
-        import cupy
-        return cupy.asarray(x)
+        return _cupy("moving arrays to 'cuda'").asarray(x)
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
