@@ -42,6 +42,13 @@ inline std::string shape_str(const Shape& s) {
   template <typename T> void name##_cpu(__VA_ARGS__);     \
   template <typename T> void name##_cuda(__VA_ARGS__)
 
+// Functions both twins call (CPU code and device code): __host__ __device__ under nvcc.
+#ifdef __CUDACC__
+#define FC_HOST_DEVICE __host__ __device__
+#else
+#define FC_HOST_DEVICE
+#endif
+
 enum class DType { f32, f64, i64, u8 };
 enum class Device { cpu, cuda };
 

@@ -5,6 +5,7 @@
 // double in a fixed order, so results depend neither on timing nor on the thread count.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "common.h"
@@ -32,6 +33,28 @@ FC_KERNEL(local_response_norm_forward, T* out, const T* inp, int64_t N, int64_t 
 // dinp[N, C, S] written, recomputing the denominators from inp.
 FC_KERNEL(local_response_norm_backward, T* dinp, const T* dout, const T* inp, int64_t N, int64_t C,
           int64_t S, int64_t size, double alpha, double beta, double k);
+
+// Dropout's draw, one definition for both twins so that a seed gives the same mask on either
+// device: element i is kept when the top 53 bits of SplitMix64 (Steele, Lea, Flood 2014) output
+// i of `seed`, read as u in [0, 1), satisfy u >= p (probability 1 - p to 2^-53; p = 0 keeps all,
+// p = 1 none).
+struct DropoutDraw {
+  uint64_t seed, threshold;
+  DropoutDraw(uint64_t seed_, double p)
+      : seed(seed_), threshold(uint64_t(std::ceil(p * 9007199254740992.0))) {}
+  FC_HOST_DEVICE bool keep(uint64_t i) const {
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return ((z ^ (z >> 31)) >> 11) >= threshold;
+  }
+};
+
+// 1/(1 - p) in the data type, as PyTorch scales kept elements; 0 for p = 1, where nothing is kept.
+template <typename T>
+T dropout_scale(double p) {
+  return p < 1 ? T(1.0 / (1.0 - p)) : T(0);
+}
 
 // out[n] = inp * mask / (1 - p), mask[n] (may be null) = 1 with probability 1 - p. Element i's
 // draw is a hash of (seed, i) alone, so the mask does not depend on the thread count. Dropped

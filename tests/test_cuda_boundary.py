@@ -48,7 +48,7 @@ def test_c_contiguous_strides_are_accepted_up_to_the_launch():
     """Explicit C strides (size-1 dims ignored) pass the checks; with no usable GPU the launch
     is a RuntimeError naming what failed, with a GPU it runs on this bogus pointer, so only
     without one is this test meaningful."""
-    if fastconv.info()["cuda_device"].startswith("none") is False:
+    if not fastconv.info()["cuda_device"].startswith("none"):
         pytest.skip("a GPU is visible: launching on a fake pointer would fault")
     x = FakeCudaArray((4, 1, 6), strides=(24, 999, 4))
     with pytest.raises(RuntimeError, match="CUDA"):

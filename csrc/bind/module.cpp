@@ -18,7 +18,9 @@ std::string type_name(py::handle obj) {
 
 namespace {
 
-DType accepted_dtype(const std::string& have, bool is_float32, bool is_float64, bool is_int64,
+// have() names the array's dtype; it is called only for the error message.
+template <typename Have>
+DType accepted_dtype(Have have, bool is_float32, bool is_float64, bool is_int64,
                      bool is_uint8, unsigned accept, const char* op, const char* name) {
   if ((accept & kFloat) && is_float32) return DType::f32;
   if ((accept & kFloat) && is_float64) return DType::f64;
@@ -28,7 +30,7 @@ DType accepted_dtype(const std::string& have, bool is_float32, bool is_float64, 
   if (accept & kFloat) want = "float32 or float64";
   if (accept & kInt64) want += want.empty() ? "int64" : " or int64";
   if (accept & kUInt8) want += want.empty() ? "uint8" : " or uint8";
-  throw TypeError(str(op, ": ", name, " must be ", want, ", got ", have));
+  throw TypeError(str(op, ": ", name, " must be ", want, ", got ", have()));
 }
 
 // A GPU array through its __cuda_array_interface__ (version 2 or 3): CuPy's, or any producer's.
@@ -49,8 +51,10 @@ Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable
   // Little-endian or byte-order-free codes only; the GPU is little-endian.
   const std::string code = ts.size() > 1 ? ts.substr(1) : ts;
   const bool le = !ts.empty() && (ts[0] == '<' || ts[0] == '|');
-  t.dtype = accepted_dtype(str(py::str(obj.attr("dtype"))), le && code == "f4", le && code == "f8",
-                           le && code == "i8", le && code == "u1", accept, op, name);
+  // The name comes from the typestr, which every producer has (a .dtype attribute is optional).
+  t.dtype = accepted_dtype([&] { return std::string(py::str(py::dtype(ts))); },
+                           le && code == "f4", le && code == "f8", le && code == "i8",
+                           le && code == "u1", accept, op, name);
   const size_t item = t.dtype == DType::f64 || t.dtype == DType::i64 ? 8 : t.dtype == DType::f32 ? 4 : 1;
   py::tuple data = cai["data"];
   t.ptr = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
@@ -88,7 +92,7 @@ Tensor view(py::handle obj, const char* op, const char* name, bool writable, uns
   auto a = py::reinterpret_borrow<py::array>(obj);
   Tensor t;
   const auto dt = a.dtype();
-  t.dtype = accepted_dtype(std::string(py::str(dt)), dt.equal(py::dtype::of<float>()),
+  t.dtype = accepted_dtype([&] { return std::string(py::str(dt)); }, dt.equal(py::dtype::of<float>()),
                            dt.equal(py::dtype::of<double>()), dt.equal(py::dtype::of<int64_t>()),
                            dt.equal(py::dtype::of<uint8_t>()), accept, op, name);
   FC_CHECK(a.flags() & py::array::c_style, op, ": ", name, " must be C-contiguous");

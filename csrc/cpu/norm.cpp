@@ -276,21 +276,6 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
   }
 }
 
-// SplitMix64 (Steele, Lea, Flood 2014): output i of the stream seeded with `seed`, computed
-// directly from i.
-inline uint64_t splitmix64(uint64_t seed, uint64_t i) {
-  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// 1/(1 - p) in the data type, as PyTorch scales kept elements; 0 for p = 1, where nothing is kept.
-template <typename T>
-T keep_scale(double p) {
-  return p < 1 ? T(1.0 / (1.0 - p)) : T(0);
-}
-
 }  // namespace
 
 template <typename T>
@@ -406,13 +391,11 @@ void local_response_norm_backward_cpu(T* dinp, const T* dout, const T* inp, int6
 
 template <typename T>
 void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed) {
-  // Keep element i when the top 53 bits of its hash, read as u in [0, 1), satisfy u >= p:
-  // probability 1 - p to 2^-53; p = 0 keeps all, p = 1 none.
-  const uint64_t threshold = uint64_t(std::ceil(p * 9007199254740992.0));
-  const T scale = keep_scale<T>(p);
+  const DropoutDraw draw(seed, p);
+  const T scale = dropout_scale<T>(p);
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
-    const uint8_t keep = (splitmix64(seed, uint64_t(i)) >> 11) >= threshold;
+    const uint8_t keep = draw.keep(uint64_t(i));
     // keep * scale, not a branch: the draws are random, so a branch mispredicts half the time.
     // inp * 0 rather than 0 for dropped elements: NaN and Inf give NaN, as in PyTorch.
     out[i] = inp[i] * (T(keep) * scale);
@@ -422,7 +405,7 @@ void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double 
 
 template <typename T>
 void dropout_backward_cpu(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
-  const T scale = keep_scale<T>(p);
+  const T scale = dropout_scale<T>(p);
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (mask[i] ? scale : T(0));
 }

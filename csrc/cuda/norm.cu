@@ -326,21 +326,6 @@ __device__ inline double lrn_den(const T* col, int64_t C, int64_t S, int64_t c, 
   return k + scale * acc;
 }
 
-// SplitMix64 (Steele, Lea, Flood 2014): output i of the stream seeded with `seed`. Must stay
-// identical to the CPU's (csrc/cpu/norm.cpp): the masks of the two twins are compared bit for bit.
-__device__ inline uint64_t splitmix64(uint64_t seed, uint64_t i) {
-  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// 1/(1 - p) in the data type, as the CPU twin; 0 for p = 1, where nothing is kept.
-template <typename T>
-T keep_scale(double p) {
-  return p < 1 ? T(1.0 / (1.0 - p)) : T(0);
-}
-
 }  // namespace
 
 template <typename T>
@@ -446,11 +431,10 @@ void local_response_norm_backward_cuda(T* dinp, const T* dout, const T* inp, int
 
 template <typename T>
 void dropout_forward_cuda(T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed) {
-  // Element i is kept when the top 53 bits of its hash, read as u in [0, 1), satisfy u >= p.
-  const uint64_t threshold = uint64_t(std::ceil(p * 9007199254740992.0));
-  const T scale = keep_scale<T>(p);
+  const DropoutDraw draw(seed, p);
+  const T scale = dropout_scale<T>(p);
   cuda::for_each("dropout_forward_cuda", n, [=] __device__(int64_t i) {
-    const uint8_t keep = (splitmix64(seed, uint64_t(i)) >> 11) >= threshold;
+    const uint8_t keep = draw.keep(uint64_t(i));
     // inp * 0 rather than 0 for dropped elements: NaN and Inf give NaN, as in PyTorch.
     out[i] = inp[i] * (T(keep) * scale);
     if (mask) mask[i] = keep;
@@ -459,7 +443,7 @@ void dropout_forward_cuda(T* out, uint8_t* mask, const T* inp, int64_t n, double
 
 template <typename T>
 void dropout_backward_cuda(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
-  const T scale = keep_scale<T>(p);
+  const T scale = dropout_scale<T>(p);
   cuda::for_each("dropout_backward_cuda", n, [=] __device__(int64_t i) {
     dinp[i] = dout[i] * (mask[i] ? scale : T(0));
   });

@@ -72,6 +72,21 @@ struct Geo {
   int64_t planes, H, W, P, Q;
   __host__ __device__ int64_t HW() const { return H * W; }
   __host__ __device__ int64_t PQ() const { return P * Q; }
+
+  // f(p, q) for every window whose extent holds input pixel (h, w), rows then columns in order
+  // (the fixed order the gathers sum in).
+  template <typename F>
+  __host__ __device__ void each_window_of(int64_t h, int64_t w, F f) const {
+    int64_t p0, p1, q0, q1;
+    rows.windows_of(h, p0, p1);
+    cols.windows_of(w, q0, q1);
+    for (int64_t p = p0; p <= p1; ++p) {
+      if (!rows.covers(p, h)) continue;
+      for (int64_t q = q0; q <= q1; ++q) {
+        if (cols.covers(q, w)) f(p, q);
+      }
+    }
+  }
 };
 
 Geo geo(const Pool2dGeom& g) {
@@ -181,19 +196,12 @@ struct ExtremeGather {
     const int64_t* id = idx + plane * g.PQ();
     if (e < g.HW()) {
       const int64_t h = e / g.W, w = e - h * g.W;
-      int64_t p0, p1, q0, q1;
-      g.rows.windows_of(h, p0, p1);
-      g.cols.windows_of(w, q0, q1);
       double acc = 0;
-      for (int64_t p = p0; p <= p1; ++p) {
-        if (!g.rows.covers(p, h)) continue;
-        for (int64_t q = q0; q <= q1; ++q) {
-          if (!g.cols.covers(q, w)) continue;
-          const int64_t j = p * g.Q + q;
-          if (id[j] == e) acc += alpha * double(dy[j]);
-          if (kMixed) acc += (1.0 - alpha) * double(dy[j]) * avg_box(g, p, q, true, 0).scale;
-        }
-      }
+      g.each_window_of(h, w, [&](int64_t p, int64_t q) {
+        const int64_t j = p * g.Q + q;
+        if (id[j] == e) acc += alpha * double(dy[j]);
+        if (kMixed) acc += (1.0 - alpha) * double(dy[j]) * avg_box(g, p, q, true, 0).scale;
+      });
       dinp[plane * g.HW() + e] = T(acc);
     }
     if (stray && e < g.PQ()) {
@@ -359,17 +367,10 @@ struct SumGather {
     const int64_t plane = i / g.HW(), e = i - plane * g.HW();
     const int64_t h = e / g.W, w = e - h * g.W;
     const T* dy = dout + plane * g.PQ();
-    int64_t p0, p1, q0, q1;
-    g.rows.windows_of(h, p0, p1);
-    g.cols.windows_of(w, q0, q1);
     double acc = 0;
-    for (int64_t p = p0; p <= p1; ++p) {
-      if (!g.rows.covers(p, h)) continue;
-      for (int64_t q = q0; q <= q1; ++q) {
-        if (!g.cols.covers(q, w)) continue;
-        acc += op.grad(op.box(g, p, q), double(dy[p * g.Q + q]));
-      }
-    }
+    g.each_window_of(h, w, [&](int64_t p, int64_t q) {
+      acc += op.grad(op.box(g, p, q), double(dy[p * g.Q + q]));
+    });
     dinp[i] = T(acc);
   }
 };
@@ -392,23 +393,16 @@ struct LpGather {
     const T* dy = dout + plane * g.PQ();
     const double* s = sums + plane * g.PQ();
     const double px = pow(double(inp[i]), op.p - 1.0);
-    int64_t p0, p1, q0, q1;
-    g.rows.windows_of(h, p0, p1);
-    g.cols.windows_of(w, q0, q1);
     double acc = 0;
-    for (int64_t p = p0; p <= p1; ++p) {
-      if (!g.rows.covers(p, h)) continue;
-      for (int64_t q = q0; q <= q1; ++q) {
-        if (!g.cols.covers(q, w)) continue;
-        const int64_t j = p * g.Q + q;
-        const Box b = op.box(g, p, q);
-        const double mean = s[j] * b.scale;
-        if (mean == 0) continue;
-        const double z = mean * op.area;
-        const double f = dy[j] * (1.0 / op.p) * pow(z, 1.0 / op.p - 1.0) * op.area * b.scale;
-        acc += f * op.p * px;
-      }
-    }
+    g.each_window_of(h, w, [&](int64_t p, int64_t q) {
+      const int64_t j = p * g.Q + q;
+      const Box b = op.box(g, p, q);
+      const double mean = s[j] * b.scale;
+      if (mean == 0) return;
+      const double z = mean * op.area;
+      const double f = dy[j] * (1.0 / op.p) * pow(z, 1.0 / op.p - 1.0) * op.area * b.scale;
+      acc += f * op.p * px;
+    });
     dinp[i] = T(acc);
   }
 };
