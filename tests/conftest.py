@@ -12,5 +12,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-# Fixtures shared by the test modules: `poisoned` (see _cuda.py).
-pytest_plugins = ["_cuda"]
+# Fixtures shared by the test modules: `poisoned` (see _cuda.py); the --strict-skips option
+# CI runs with (see _skips.py).
+pytest_plugins = ["_cuda", "_skips"]

@@ -86,7 +86,7 @@ def test_bench_bad_arguments_name_the_argument(args, named, capsys):
 def test_bench_gpu_cases_skip_with_the_reason():
     reason = bench.cuda_unavailable()
     if reason is None:
-        pytest.skip("this machine runs the GPU cases")
+        pytest.skip("GPU present: this machine runs the GPU cases")
     lines = []
     result = bench.run(device="cuda", cases=[], log=lines.append)
     assert result["devices"]["cuda"] == {"skipped": reason}

@@ -11,7 +11,7 @@ from fastconv._loader import _C
 
 BUILT = fastconv.info()["cuda_built"]
 # A CPU-only build refuses a CUDA array whole, before reading its interface (tested below).
-needs_cuda_build = pytest.mark.skipif(not BUILT, reason="CPU-only build: CUDA arrays are refused "
+needs_cuda_build = pytest.mark.skipif(not BUILT, reason="build: CPU-only, CUDA arrays are refused "
                                       "as a whole (test_cpu_only_build_refuses_cuda_arrays)")
 
 
@@ -49,7 +49,7 @@ def test_c_contiguous_strides_are_accepted_up_to_the_launch():
     is a RuntimeError naming what failed, with a GPU it runs on this bogus pointer, so only
     without one is this test meaningful."""
     if not fastconv.info()["cuda_device"].startswith("none"):
-        pytest.skip("a GPU is visible: launching on a fake pointer would fault")
+        pytest.skip("GPU present: launching on a fake pointer would fault")
     x = FakeCudaArray((4, 1, 6), strides=(24, 999, 4))
     with pytest.raises(RuntimeError, match="CUDA"):
         _C.relu_forward(FakeCudaArray((4, 1, 6)), x)
@@ -70,7 +70,7 @@ def test_shape_is_checked_before_launch():
         _C.relu_forward(FakeCudaArray((3, 2)), FakeCudaArray((2, 3)))
 
 
-@pytest.mark.skipif(BUILT, reason="this build has CUDA")
+@pytest.mark.skipif(BUILT, reason="build: this one has CUDA")
 def test_cpu_only_build_refuses_cuda_arrays():
     with pytest.raises(RuntimeError, match="relu: input is a CUDA array .* built without CUDA"):
         _C.relu_forward(FakeCudaArray((3,)), FakeCudaArray((3,)))
