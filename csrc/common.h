@@ -35,6 +35,22 @@ inline std::string shape_str(const Shape& s) {
 #define FC_CHECK(cond, ...) \
   do { if (!(cond)) throw std::invalid_argument(::fc::str(__VA_ARGS__)); } while (0)
 
+// Sizes are checked against limits as saturating products: a * b for a, b >= 0, or INT64_MAX
+// where the product would overflow, so a check never sees a wrapped value.
+constexpr int64_t mul_sat(int64_t a, int64_t b) {
+  return a != 0 && b > INT64_MAX / a ? INT64_MAX : a * b;
+}
+
+inline int64_t numel_sat(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n = mul_sat(n, d);
+  return n;
+}
+
+// The most elements any array may have: byte offsets of float64 and int64 elements then fit in
+// int64, the index type of every kernel. NumPy's own ceiling is the same.
+constexpr int64_t kMaxNumel = INT64_MAX / 8;
+
 // Declares a kernel's CPU and CUDA twins, name##_cpu<T> and name##_cuda<T>, with one parameter
 // list: identical signatures by construction. CUDA twins launch on cuda::stream() and exist only
 // in CUDA builds (the binding's FC_TWIN never names them otherwise).

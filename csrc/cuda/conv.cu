@@ -17,17 +17,6 @@
 namespace fc {
 namespace cuda {
 
-void check_int32(const Conv2dGeom& g, const char* op) {
-  constexpr int64_t lim = int64_t(1) << 30;
-  const bool ok = g.H + g.pad_t + g.pad_b < lim && g.W + g.pad_l + g.pad_r < lim &&
-                  g.HW() < lim && g.PQ() < lim && g.C * g.RS() < lim && g.K * g.RS() < lim &&
-                  g.P * g.stride_h < lim && g.Q * g.stride_w < lim && g.R * g.dil_h < lim &&
-                  g.S * g.dil_w < lim;
-  FC_CHECK(ok, op, ": input ", shape_str(g.in_shape()), " with kernel (", g.R, ", ", g.S,
-           "), output (", g.P, ", ", g.Q, ") and this padding, stride and dilation exceeds the "
-           "CUDA kernels' 32-bit per-image indices (2^30)");
-}
-
 namespace {
 
 // The geometry in the kernels' 32-bit terms, with the divisions they decode indices by.
@@ -438,7 +427,7 @@ template <typename T>
 void unfold_cuda(T* col, const T* inp, const Conv2dGeom& g) {
   const int64_t total = g.N * g.C * g.RS() * g.PQ();
   if (total == 0) return;
-  cuda::check_int32(g, "unfold");
+  check_conv_limits("unfold", g, kUnfoldRoles, Device::cuda);
   cuda::unfold_kernel<T><<<cuda::grid_for(total, cuda::kThreads), cuda::kThreads, 0,
                            cuda::stream()>>>(col, inp, cuda::dims_of(g), total);
   FC_CUDA_LAUNCHED("unfold_cuda");
@@ -448,7 +437,7 @@ template <typename T>
 void fold_cuda(T* out, const T* col, const Conv2dGeom& g) {
   const int64_t total = g.N * g.C * g.HW();
   if (total == 0) return;
-  cuda::check_int32(g, "fold");
+  check_conv_limits("fold", g, kFoldRoles, Device::cuda);
   cuda::fold_kernel<T><<<cuda::grid_for(total, cuda::kThreads), cuda::kThreads, 0,
                          cuda::stream()>>>(out, col, cuda::dims_of(g), total);
   FC_CUDA_LAUNCHED("fold_cuda");
@@ -458,7 +447,7 @@ template <typename T>
 void conv2d_forward_cuda(T* out, const T* inp, const T* weight, const T* bias,
                          const Conv2dGeom& g) {
   if (g.N == 0) return;
-  cuda::check_int32(g, "conv2d");
+  check_conv_limits("conv2d", g, kConv2dRoles, Device::cuda);
   const char* name = "conv2d_forward_cuda";
   cuda::ConvFwd<T> pb;
   pb.d = cuda::dims_of(g);
@@ -491,7 +480,7 @@ template <typename T>
 void conv2d_backward_cuda(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                           const T* weight, const Conv2dGeom& g) {
   if (g.N == 0) return;  // an empty batch: nothing to write, nothing to accumulate
-  cuda::check_int32(g, "conv2d_backward");
+  check_conv_limits("conv2d_backward", g, kConv2dRoles, Device::cuda);
   if (dinp) cuda::conv2d_data_grad<T>(dinp, dout, weight, nullptr, g);
   if (dweight) cuda::weight_grad(dweight, dout, inp, g);
   if (dbias) cuda::channel_sums(dbias, dout, g.N, g.K, g.PQ());
