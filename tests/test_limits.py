@@ -1,9 +1,11 @@
-"""Size limits on the CPU.
+"""Size limits and allocation failures on the CPU.
 
 Sizes the kernels cannot index (32-bit BLAS dimensions, arguments past 2^31 - 1, arrays past
 2^60 elements) are refused with a ValueError naming the array, its shape, the size and the
 limit, before anything is allocated: every refusal here is of a call whose output would need
-terabytes, so an allocation attempt would show as MemoryError instead.
+terabytes, so an allocation attempt would show as MemoryError instead. Arrays the machine cannot
+hold are a MemoryError naming the size, in a subprocess whose address space is capped, after
+which the process still computes correctly.
 
 Where a refusal is about an input too large to allocate, the input is a "phantom": an array
 that declares a C-contiguous shape over one element. Only its shape may be read, so phantoms go
@@ -11,7 +13,12 @@ to the geometry functions, directly or through the functional API under no_alloc
 stops a call that fails to refuse at its first allocation, before any kernel could read them.
 """
 
+import json
+import os
+import re
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -165,3 +172,90 @@ def test_limits_at_the_blas_bound_are_accepted():
     assert g.out_shape == (1, 1, 1, INT32_MAX)
     assert _C.linear_out_shape("linear", _phantom((INT32_MAX, 1)), _x((2, 1))) == (INT32_MAX, 2)
 
+
+# -- allocations the machine cannot satisfy --------------------------------------------------------
+
+# Run in a child whose address space is capped 1 GiB above what it has mapped after warming up,
+# so that every request past that fails at once, whatever the machine's overcommit policy.
+_CHILD = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    import fastconv as fc
+    import fastconv.functional as F
+    sys.path.insert(0, sys.argv[1])
+    from reference import conv2d_ref
+
+    fc.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    F.conv2d(x, w, padding=4)  # starts the OpenMP team and the BLAS before the cap
+
+    def mapped():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+
+    cap = mapped() + (1 << 30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    def outcome(call):
+        try:
+            call()
+            return ["ok", ""]
+        except BaseException as e:
+            return [type(e).__name__, str(e)]
+
+    # A row of im2col columns of this layer is 64*8*8 * (2^19 + 1) float32 values (8 GiB) per
+    # thread; the input is 16 KiB and the output 2 MiB.
+    wide = (0, 2**18)
+    out = {
+        "numpy output": outcome(lambda: F.adaptive_avg_pool2d(x[:, :1, :1, :1], (2**20, 2**20))),
+        "fold output": outcome(lambda: F.fold(x[:, :1, 0, :1], (2**20, 2**20), 1, stride=2**20)),
+        "conv2d workspace": outcome(lambda: F.conv2d(x, w, padding=wide)),
+        "grad_input workspace": outcome(lambda: F.conv2d_backward(
+            np.ones((1, 1, 1, 2**19 + 1), np.float32), x, w, padding=wide,
+            output_mask=(True, False, False))),
+        "grad_weight workspace": outcome(lambda: F.conv2d_backward(
+            np.ones((1, 1, 1, 2**19 + 1), np.float32), x, w, padding=wide,
+            output_mask=(False, True, False))),
+        "transposed workspace": outcome(lambda: F.conv_transpose2d(
+            np.ones((1, 1, 1, 2**19 + 1), np.float32), w, padding=wide)),
+    }
+    # Still working: the same layer at a size that fits, against the float64 reference.
+    y = F.conv2d(x, w, padding=(1, 300))
+    ref = conv2d_ref(x.astype(np.float64), w.astype(np.float64), padding=(1, 300))
+    out["after"] = [float(np.max(np.abs(y - ref))), float(np.max(np.abs(ref)))]
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and RLIMIT_AS")
+def test_limits_out_of_memory_is_memory_error_naming_size_and_process_recovers():
+    here = os.path.dirname(os.path.abspath(__file__))
+    run = subprocess.run([sys.executable, "-c", _CHILD, here], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.splitlines()[-1])
+    kind, msg = out["numpy output"]
+    assert kind == "MemoryError" and "4.00 TiB" in msg and "(1, 1, 1048576, 1048576)" in msg, msg
+    kind, msg = out["fold output"]
+    assert kind == "MemoryError" and "4.00 TiB" in msg, msg
+    # 2 threads x 64*8*8 columns x (2^19 + 1) pixels x 4 bytes
+    row = 2 * 64 * 8 * 8 * (2**19 + 1) * 4
+    kind, msg = out["conv2d workspace"]
+    assert kind == "MemoryError", msg
+    assert msg == (f"conv2d_forward_cpu: im2col workspace: cannot allocate 16.0 GiB ({row} "
+                   "bytes) of working memory"), msg
+    kind, msg = out["grad_weight workspace"]
+    assert kind == "MemoryError", msg
+    assert re.fullmatch(rf"conv2d_backward_cpu \(grad_weight\): im2col workspace: cannot allocate "
+                        rf"16\.0 GiB \({row} bytes\) of working memory", msg), msg
+    for case in ("grad_input workspace", "transposed workspace"):
+        kind, msg = out[case]
+        assert kind == "MemoryError", (case, msg)
+        assert re.fullmatch(r"conv2d_backward_cpu \(grad_input\): col2im workspace: cannot "
+                            r"allocate [\d.]+ GiB \(\d+ bytes\) of working memory", msg), msg
+        assert int(re.search(r"\((\d+) bytes\)", msg).group(1)) > 2**30
+    err, scale = out["after"]
+    assert err <= 1e-5 * scale, out["after"]

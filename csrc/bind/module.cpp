@@ -171,6 +171,8 @@ PYBIND11_MODULE(_C, m) {
       if (p) std::rethrow_exception(p);
     } catch (const fc::TypeError& e) {
       PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const fc::OutOfMemory& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
     }
   });
   // fastconv's only threading layer is OpenMP; the BLAS runs single-threaded inside it.
