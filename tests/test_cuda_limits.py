@@ -6,7 +6,8 @@ than the CPU's BLAS, so the same call can be valid on the CPU and refused on the
 The arrays are objects exposing only a CUDA array interface whose pointer is never read: every
 call here is refused by the geometry, before an output could be allocated (no_allocation fails
 the test otherwise) or a kernel launched. They need a CUDA build, not a GPU, so they also run
-on the CUDA emulator (tools/cuda_emu).
+on the CUDA emulator (tools/cuda_emu). The last test runs kernels: it needs a GPU (or the
+emulator).
 """
 
 import sys
@@ -17,6 +18,9 @@ import pytest
 import fastconv
 import fastconv.functional as F
 from fastconv._loader import _C
+
+from _cuda import dev, host, requires_cuda
+from reference import conv2d_backward_ref
 
 pytestmark = pytest.mark.skipif(not fastconv.info()["cuda_built"],
                                 reason="CPU-only build: CUDA arrays are refused as a whole")
@@ -112,3 +116,23 @@ def test_cuda_array_interface_shape_must_be_an_array_shape(shape):
     with pytest.raises(ValueError, match=r"relu: input \(a CUDA array\) declares shape "
                                          r".* which is not the shape of an array"):
         _C.relu_forward(_d(*shape), _d(*shape))
+
+
+@pytest.mark.parametrize("stride, padding, x_shape, w_shape", [
+    ((2**29, 2**29), 0, (1, 1, 1, 1), (1, 1, 1, 1)),
+    ((3, 9), 1, (2, 2, 5, 7), (3, 2, 3, 3)),
+], ids=["stride-2^29", "stride-past-the-image"])
+@requires_cuda
+def test_cuda_conv2d_backward_with_a_stride_past_the_image(poisoned, stride, padding, x_shape,
+                                                          w_shape):
+    # The data gradient visits the stride phases that hold pixels, min(H, stride_h) by
+    # min(W, stride_w) of them; it used to step through all stride_h * stride_w (2^58 here).
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    P = (x_shape[2] + 2 * padding - w_shape[2]) // stride[0] + 1
+    Q = (x_shape[3] + 2 * padding - w_shape[3]) // stride[1] + 1
+    dy = rng.standard_normal((x_shape[0], w_shape[0], P, Q))
+    got = host(F.conv2d_backward(*dev(dy, x, w), stride=stride, padding=padding))
+    want = conv2d_backward_ref(dy, x, w, stride=stride, padding=padding)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)

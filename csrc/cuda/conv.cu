@@ -378,14 +378,16 @@ void conv2d_data_grad(T* dinp, const T* dout, const T* weight, const T* bias, co
   const int64_t per = images_per_launch(g);
   with_tile<T>(g.Cg(), [&](auto tile) {
     using Cfg = decltype(tile);
-    for (int64_t ph = 0; ph < g.stride_h; ++ph) {
-      for (int64_t pw = 0; pw < g.stride_w; ++pw) {
-        // Pixels h with (h + pad_t) mod stride_h = ph start at h0; likewise w.
-        pb.h0 = int(((ph - g.pad_t) % g.stride_h + g.stride_h) % g.stride_h);
-        pb.w0 = int(((pw - g.pad_l) % g.stride_w + g.stride_w) % g.stride_w);
-        pb.Hp = pb.h0 < g.H ? int(ceil_div(g.H - pb.h0, g.stride_h)) : 0;
-        pb.Wp = pb.w0 < g.W ? int(ceil_div(g.W - pb.w0, g.stride_w)) : 0;
-        if (pb.Hp == 0 || pb.Wp == 0) continue;
+    // A phase is known by its first pixel row h0 < stride_h (and column w0): the pixels h with
+    // (h + pad_t) mod stride_h = ph start at h0. Only the phases with pixels are visited, so
+    // a stride far larger than the image costs min(H, stride_h) * min(W, stride_w) steps.
+    for (int64_t h0 = 0; h0 < std::min(g.H, g.stride_h); ++h0) {
+      for (int64_t w0 = 0; w0 < std::min(g.W, g.stride_w); ++w0) {
+        const int64_t ph = (h0 + g.pad_t) % g.stride_h, pw = (w0 + g.pad_l) % g.stride_w;
+        pb.h0 = int(h0);
+        pb.w0 = int(w0);
+        pb.Hp = int(ceil_div(g.H - h0, g.stride_h));
+        pb.Wp = int(ceil_div(g.W - w0, g.stride_w));
         const PhaseTaps tr = phase_taps(ph, g.stride_h, g.dil_h, g.R);
         const PhaseTaps ts = phase_taps(pw, g.stride_w, g.dil_w, g.S);
         pb.r0 = tr.r0; pb.rstep = tr.step;
