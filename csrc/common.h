@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -34,6 +36,85 @@ inline std::string shape_str(const Shape& s) {
 
 #define FC_CHECK(cond, ...) \
   do { if (!(cond)) throw std::invalid_argument(::fc::str(__VA_ARGS__)); } while (0)
+
+// Sizes are checked against limits as saturating products: a * b for a, b >= 0, or INT64_MAX
+// where the product would overflow, so a check never sees a wrapped value.
+constexpr int64_t mul_sat(int64_t a, int64_t b) {
+  return a != 0 && b > INT64_MAX / a ? INT64_MAX : a * b;
+}
+
+inline int64_t numel_sat(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n = mul_sat(n, d);
+  return n;
+}
+
+// The most elements any array may have: byte offsets of float64 and int64 elements then fit in
+// int64, the index type of every kernel. NumPy's own ceiling is the same.
+constexpr int64_t kMaxNumel = INT64_MAX / 8;
+
+// "32.0 MiB (33554432 bytes)".
+inline std::string bytes_str(int64_t bytes) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = double(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 6) {
+    v /= 1024;
+    ++u;
+  }
+  std::ostringstream os;
+  os.precision(v < 10 ? 2 : 1);
+  os << std::fixed << v << ' ' << units[u];
+  if (u > 0) os << " (" << bytes << " bytes)";
+  return os.str();
+}
+
+// A workspace the machine cannot provide. A std::bad_alloc, so that pybind11 raises MemoryError,
+// whose message (what()) names the kernel, the workspace and the bytes requested.
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(std::string msg) : msg_(std::move(msg)) {}
+  const char* what() const noexcept override { return msg_.c_str(); }
+
+ private:
+  std::string msg_;
+};
+
+[[noreturn]] inline void out_of_memory(const char* what, int64_t count, int64_t elem_bytes) {
+  const int64_t bytes = mul_sat(count, elem_bytes);
+  throw OutOfMemory(str(what, ": cannot allocate ",
+                        bytes == INT64_MAX ? str(count, " elements of ", elem_bytes, " bytes")
+                                           : bytes_str(bytes),
+                        " of working memory"));
+}
+
+// n uninitialised elements of T (null for n <= 0); OutOfMemory naming `what` and the bytes
+// when they cannot be had. Never call it inside a parallel region: an exception must not leave
+// one, so workspaces are allocated before it and shared out by thread number.
+template <typename T>
+std::unique_ptr<T[]> alloc_uninit(int64_t n, const char* what) {
+  if (n <= 0) return nullptr;
+  if (n > INT64_MAX / int64_t(sizeof(T))) out_of_memory(what, n, sizeof(T));
+  try {
+    return std::unique_ptr<T[]>(new T[size_t(n)]);
+  } catch (const std::bad_alloc&) {
+    out_of_memory(what, n, sizeof(T));
+  }
+}
+
+// n value-initialised (zero) elements of T, as a vector; errors as alloc_uninit.
+template <typename T>
+std::vector<T> alloc_vector(int64_t n, const char* what) {
+  if (n <= 0) return {};
+  if (n > INT64_MAX / int64_t(sizeof(T))) out_of_memory(what, n, sizeof(T));
+  try {
+    return std::vector<T>(size_t(n));
+  } catch (const std::bad_alloc&) {
+    out_of_memory(what, n, sizeof(T));
+  } catch (const std::length_error&) {  // more than vector::max_size()
+    out_of_memory(what, n, sizeof(T));
+  }
+}
 
 // Declares a kernel's CPU and CUDA twins, name##_cpu<T> and name##_cuda<T>, with one parameter
 // list: identical signatures by construction. CUDA twins launch on cuda::stream() and exist only

@@ -13,6 +13,21 @@
 
 namespace fc {
 
+// linear's sizes on `dev`: M, IN and OUT are GEMM dimensions, at most max_gemm_dim(dev) (the
+// CPU's BLAS takes 32-bit integers; the CUDA GEMM indexes rows, columns and the reduction in 32
+// bits with a tile of headroom). The binding checks them before the output is allocated; the
+// CUDA twins again.
+inline void check_linear_limits(const char* op, const Shape& input, const Shape& weight,
+                                int64_t M, int64_t IN, int64_t OUT, Device dev) {
+  const int64_t max = max_gemm_dim(dev);
+  FC_CHECK(M <= max, op, ": input ", shape_str(input), " has ", M,
+           " rows (the product of its leading dimensions), more than ", limit_str(max), ", ",
+           gemm_limit_why(dev));
+  FC_CHECK(IN <= max && OUT <= max, op, ": weight ", shape_str(weight),
+           " has in_features = ", IN, " and out_features = ", OUT, "; each must be at most ",
+           limit_str(max), ", ", gemm_limit_why(dev));
+}
+
 // out[M, OUT] = inp[M, IN] · weight[OUT, IN]^T + bias[OUT] (bias may be null).
 FC_KERNEL(linear_forward, T* out, const T* inp, const T* weight, const T* bias, int64_t M,
           int64_t IN, int64_t OUT);

@@ -8,11 +8,57 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <optional>
 
 namespace fc {
 
 using Pair = std::array<int64_t, 2>;
+
+// Size limits, enforced here, before any output is allocated, for the device of the arrays:
+// - every spatial size (H, W), kernel size (R, S) and geometry argument (kernel_size, stride,
+//   padding, dilation, output_padding, output_size) is at most kMaxExtent, which keeps every
+//   size computed from them within int64;
+// - the CPU's convolution GEMMs call a BLAS with 32-bit integers (scipy-openblas32): their
+//   matrix and leading dimensions (H*W, P*Q, C*R*S, K) are at most kBlasMaxDim (the CPU's
+//   unfold and fold call no BLAS and are exempt);
+// - the CUDA convolution kernels index one image's rows, pixels and reductions in 32 bits with a
+//   tile of headroom: those sizes, padded extents and strided spans are at most kCudaMaxDim;
+// - no array has more than kMaxNumel elements.
+// Pooling indexes in 64 bits on both devices and is bounded by the first and last rules only.
+constexpr int64_t kMaxExtent = INT_MAX;
+constexpr int64_t kBlasMaxDim = INT_MAX;
+constexpr int64_t kCudaMaxDim = (int64_t(1) << 30) - 1;
+
+inline int64_t max_gemm_dim(Device dev) {
+  return dev == Device::cuda ? kCudaMaxDim : kBlasMaxDim;
+}
+
+// What max_gemm_dim(dev) is, for messages.
+inline const char* gemm_limit_why(Device dev) {
+  return dev == Device::cuda
+             ? "the largest size the CUDA kernels index in 32 bits"
+             : "the largest matrix dimension of the CPU's 32-bit BLAS (scipy-openblas32)";
+}
+
+// A limit as messages print it: "2147483647 (2^31 - 1)".
+inline std::string limit_str(int64_t v) {
+  if (v == INT_MAX) return str(v, " (2^31 - 1)");
+  if (v == kCudaMaxDim) return str(v, " (2^30 - 1)");
+  if (v == kMaxNumel) return str(v, " (2^60 - 1)");
+  return str(v);
+}
+
+// What the arrays of a Conv2dGeom are to the op that uses it (for messages): conv2d's input is
+// conv_transpose2d's output, and fold's output is the image built from its input's blocks.
+struct ConvRoles {
+  const char* in;   // the (N, C, H, W) array
+  const char* out;  // the (N, K, P, Q) array, or the (N, C*R*S, P*Q) blocks of unfold/fold
+};
+inline constexpr ConvRoles kConv2dRoles{"input", "output"};
+inline constexpr ConvRoles kConvTranspose2dRoles{"output", "input"};
+inline constexpr ConvRoles kUnfoldRoles{"input", "output"};
+inline constexpr ConvRoles kFoldRoles{"output", "input"};
 
 enum class PadMode { explicit_, valid, same };
 
@@ -39,9 +85,13 @@ struct Conv2dGeom {
   Shape out_shape() const { return {N, K, P, Q}; }
 };
 
+// Each function takes the device of the arrays the geometry is for and refuses sizes its
+// kernels cannot index (see the limits above), with a ValueError naming the array, its shape,
+// the size and the limit.
+
 // conv2d: input (N, C, H, W), weight (K, C/groups, R, S).
 Conv2dGeom conv2d_geom(const char* op, const Shape& input, const Shape& weight, Pair stride,
-                       PadMode mode, Pair padding, Pair dilation, int64_t groups);
+                       PadMode mode, Pair padding, Pair dilation, int64_t groups, Device dev);
 
 // conv_transpose2d: input (N, C_in, H_in, W_in), weight (C_in, C_out/groups, R, S). Returns the
 // EQUIVALENT conv2d, whose input is the transposed conv's output and whose output is its input:
@@ -49,11 +99,17 @@ Conv2dGeom conv2d_geom(const char* op, const Shape& input, const Shape& weight, 
 // K = C_in, P Q = H_in W_in; weight_shape() is then the transposed conv's weight shape.
 Conv2dGeom conv_transpose2d_geom(const char* op, const Shape& input, const Shape& weight,
                                  Pair stride, Pair padding, Pair output_padding, Pair dilation,
-                                 int64_t groups);
+                                 int64_t groups, Device dev);
 
-// unfold / fold (im2col / col2im over a whole batch): no weight, groups = 1, K = 0.
+// unfold / fold (im2col / col2im over a whole batch): no weight, groups = 1, K = 0. roles says
+// which of (N, C, H, W) and (N, C*R*S, P*Q) is the op's input.
 Conv2dGeom window_geom(const char* op, int64_t N, int64_t C, int64_t H, int64_t W, Pair kernel,
-                       Pair stride, Pair padding, Pair dilation);
+                       Pair stride, Pair padding, Pair dilation, const ConvRoles& roles,
+                       Device dev);
+
+// The size limits of a finished geometry on `dev` (the geometry functions apply them; the CUDA
+// twins again, as a geometry may be reused with arrays of the other device).
+void check_conv_limits(const char* op, const Conv2dGeom& g, const ConvRoles& roles, Device dev);
 
 }  // namespace fc
 
@@ -109,7 +165,7 @@ struct Pool2dGeom {
 
 // max/min/avg/lp/mixed pooling: input (N, C, H, W) or (C, H, W). Output size is PyTorch's
 // formula, floor or (ceil_mode) ceil, where a ceil-mode window must start inside the input or
-// the left padding; padding at most half the kernel, as PyTorch requires.
+// the left padding; padding at most half the kernel, as PyTorch requires. Size limits as above.
 Pool2dGeom pool2d_geom(const char* op, const Shape& input, Pair kernel, Pair stride,
                        Pair padding, Pair dilation, bool ceil_mode);
 

@@ -19,7 +19,17 @@ Conv2dGeom conv2d_geometry(const std::string& op, py::handle input, py::handle w
                            int64_t groups) {
   Tensor x = view(input, op.c_str(), "input"), w = view(weight, op.c_str(), "weight");
   same_dtype(w, x, op.c_str(), "weight", "input");
-  return conv2d_geom(op.c_str(), x.shape, w.shape, stride, pad_mode(mode), padding, dilation, groups);
+  return conv2d_geom(op.c_str(), x.shape, w.shape, stride, pad_mode(mode), padding, dilation,
+                     groups, x.device);
+}
+
+// unfold's or fold's geometry for (N, C, H, W) images; `input` (the op's input) gives the device.
+Conv2dGeom window_geometry(const std::string& op, py::handle input, bool fold, int64_t N,
+                           int64_t C, int64_t H, int64_t W, Pair kernel, Pair stride,
+                           Pair padding, Pair dilation) {
+  Tensor x = view(input, op.c_str(), "input");
+  return window_geom(op.c_str(), N, C, H, W, kernel, stride, padding, dilation,
+                     fold ? kFoldRoles : kUnfoldRoles, x.device);
 }
 
 void conv2d_forward(py::handle out_, py::handle input, py::handle weight, py::handle bias_,
@@ -105,10 +115,9 @@ void bind_conv(py::module_& m) {
 
   m.def("conv2d_geometry", &conv2d_geometry, py::arg("op"), py::arg("input"), py::arg("weight"),
         py::arg("stride"), py::arg("mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
-  m.def("window_geometry", [](const std::string& op, int64_t N, int64_t C, int64_t H, int64_t W,
-                              Pair kernel, Pair stride, Pair padding, Pair dilation) {
-    return window_geom(op.c_str(), N, C, H, W, kernel, stride, padding, dilation);
-  });
+  m.def("window_geometry", &window_geometry, py::arg("op"), py::arg("input"), py::arg("fold"),
+        py::arg("N"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("kernel"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"));
   m.def("conv2d_forward", &conv2d_forward);
   m.def("conv2d_backward", &conv2d_backward);
   m.def("unfold", &unfold);

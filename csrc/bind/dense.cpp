@@ -4,8 +4,6 @@
 // out_shape the transposed conv's input shape.
 #include "bind/binding.h"
 
-#include <climits>
-
 #include "dense.h"
 #include "geometry.h"
 
@@ -28,8 +26,7 @@ LinearDims linear_dims(const char* op, const Tensor& x, const Tensor& w) {
            " expects in_features = weight.shape[1] = ", d.IN);
   for (int64_t s : d.out) d.M *= s;
   d.out.push_back(d.OUT);
-  FC_CHECK(d.M < INT_MAX && d.IN < INT_MAX && d.OUT < INT_MAX, op, ": input ", shape_str(x.shape),
-           " and weight ", shape_str(w.shape), " are too large for 32-bit BLAS indices");
+  check_linear_limits(op, x.shape, w.shape, d.M, d.IN, d.OUT, x.device);
   return d;
 }
 
@@ -79,7 +76,7 @@ Conv2dGeom conv_transpose2d_geometry(const std::string& op, py::handle input, py
   Tensor x = view(input, op.c_str(), "input"), w = view(weight, op.c_str(), "weight");
   same_dtype(w, x, op.c_str(), "weight", "input");
   return conv_transpose2d_geom(op.c_str(), x.shape, w.shape, stride, padding, output_padding,
-                               dilation, groups);
+                               dilation, groups, x.device);
 }
 
 void conv_transpose2d_forward(py::handle out_, py::handle input, py::handle weight,

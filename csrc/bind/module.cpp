@@ -47,6 +47,12 @@ Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable
   Tensor t;
   t.device = Device::cuda;
   for (py::handle d : cai["shape"]) t.shape.push_back(d.cast<int64_t>());
+  // The shape comes from an arbitrary producer: the kernels' size arithmetic needs it sane.
+  bool sane = true;
+  for (int64_t d : t.shape) sane = sane && d >= 0;
+  FC_CHECK(sane && numel_sat(t.shape) <= kMaxNumel, op, ": ", name,
+           " (a CUDA array) declares shape ", shape_str(t.shape),
+           ", which is not the shape of an array of at most ", kMaxNumel, " elements");
   const std::string ts = cai["typestr"].cast<std::string>();
   // Little-endian or byte-order-free codes only; the GPU is little-endian.
   const std::string code = ts.size() > 1 ? ts.substr(1) : ts;
@@ -165,6 +171,8 @@ PYBIND11_MODULE(_C, m) {
       if (p) std::rethrow_exception(p);
     } catch (const fc::TypeError& e) {
       PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const fc::OutOfMemory& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
     }
   });
   // fastconv's only threading layer is OpenMP; the BLAS runs single-threaded inside it.

@@ -23,25 +23,34 @@ struct RowBlocks {
 
 template <typename T>
 RowBlocks row_blocks(const Conv2dGeom& g, int threads) {
-  const int64_t bytes_per_row = g.direct_1x1() ? 0 : g.C * g.RS() * g.Q * int64_t(sizeof(T));
+  // C*R*S and Q are at most 2^31 - 1 (geometry.h), so a row's elements fit in int64; its bytes
+  // may not, hence mul_sat.
+  const int64_t row_elems = g.direct_1x1() ? 0 : g.C * g.RS() * g.Q;
+  const int64_t bytes_per_row = mul_sat(row_elems, sizeof(T));
   int64_t rows = bytes_per_row > 0 ? std::max<int64_t>(1, kColBudgetBytes / bytes_per_row) : g.P;
   rows = std::min(rows, g.P);
   if (g.N * ceil_div(g.P, rows) < threads) {
     rows = std::min(rows, ceil_div(g.P, ceil_div(threads, std::max<int64_t>(g.N, 1))));
   }
-  return {rows, ceil_div(g.P, rows), bytes_per_row / int64_t(sizeof(T)) * rows};
-}
-
-template <typename T>
-std::unique_ptr<T[]> workspace(int64_t n) {
-  return std::unique_ptr<T[]>(n > 0 ? new T[n] : nullptr);
+  return {rows, ceil_div(g.P, rows), row_elems * rows};
 }
 
 // Multiply-adds below which a pass runs on the calling thread: waking the team costs more.
 constexpr int64_t kParallelMacs = int64_t(1) << 18;
 
 bool worth_threads(const Conv2dGeom& g) {
-  return g.N * g.K * g.PQ() * g.Cg() * g.RS() >= kParallelMacs;
+  // In double: the count of a large layer's multiply-adds may exceed int64.
+  return double(g.N) * double(g.K) * double(g.PQ()) * double(g.Cg() * g.RS()) >=
+         double(kParallelMacs);
+}
+
+// `per_thread` elements for each thread of a region run `if (worth_threads(g))`, allocated
+// before the region (an exception must not leave one); thread t's part starts at t * per_thread.
+template <typename T>
+std::unique_ptr<T[]> thread_workspaces(int64_t per_thread, const Conv2dGeom& g,
+                                       const char* what) {
+  const int64_t team = worth_threads(g) ? max_threads() : 1;
+  return alloc_uninit<T>(mul_sat(team, per_thread), what);
 }
 
 // The columns of work item i (image n, output rows [p0, p1)) for forward and weight-gradient:
@@ -75,11 +84,14 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
   }
   const int64_t chunks = ceil_div(Cg, chunk);
   const int64_t rows = std::clamp<int64_t>(
-      kColBudgetBytes / std::max<int64_t>(1, chunk * RS * g.Q * int64_t(sizeof(T))), 1, g.P);
+      kColBudgetBytes / std::max<int64_t>(1, mul_sat(chunk * RS * g.Q, sizeof(T))), 1, g.P);
   const int64_t items = g.N * g.groups * chunks;
+  const int64_t dcol_size = direct ? 0 : chunk * RS * rows * g.Q;
+  const auto dcols = thread_workspaces<T>(dcol_size, g,
+                                          "conv2d_backward_cpu (grad_input): col2im workspace");
 #pragma omp parallel if (worth_threads(g))
   {
-    auto dcol = workspace<T>(direct ? 0 : chunk * RS * rows * g.Q);
+    T* dcol = dcols.get() + thread_id() * dcol_size;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t n = i / (g.groups * chunks), gi = (i / chunks) % g.groups, ch = i % chunks;
@@ -96,8 +108,8 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
       for (int64_t p0 = 0; p0 < g.P; p0 += rows) {
         const int64_t p1 = std::min(g.P, p0 + rows), L = (p1 - p0) * g.Q;
         // dcol[(c0:c1)*R*S, L] = W_g[Kg, (c0:c1)*R*S]^T · dy[Kg, p0*Q : p1*Q]
-        blas::gemm(true, false, nc * RS, L, Kg, T(1), w, CgRS, dy + p0 * g.Q, PQ, T(0), dcol.get(), L);
-        col2im_cpu(dx, dcol.get(), g, c0, c1, p0, p1);
+        blas::gemm(true, false, nc * RS, L, Kg, T(1), w, CgRS, dy + p0 * g.Q, PQ, T(0), dcol, L);
+        col2im_cpu(dx, dcol, g, c0, c1, p0, p1);
       }
     }
   }
@@ -110,7 +122,10 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
   const int threads = max_threads();
   const RowBlocks b = row_blocks<T>(g, threads);
   const int64_t items = g.N * b.count;
-  auto acc = workspace<T>(threads * wsize);
+  const auto acc = thread_workspaces<T>(wsize, g,
+                                        "conv2d_backward_cpu (grad_weight): per-thread sums");
+  const auto cols = thread_workspaces<T>(b.workspace, g,
+                                         "conv2d_backward_cpu (grad_weight): im2col workspace");
   int used = 1;
 #pragma omp parallel if (worth_threads(g))
   {
@@ -118,10 +133,10 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
     used = team_size();
     T* mine = acc.get() + thread_id() * wsize;
     std::fill(mine, mine + wsize, T(0));
-    auto col = workspace<T>(b.workspace);
+    T* col = cols.get() + thread_id() * b.workspace;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
-      const ColBlock<T> c = col_block(i, b, inp, col.get(), g);
+      const ColBlock<T> c = col_block(i, b, inp, col, g);
       const T* dy = dout + c.n * g.K * PQ + c.p0 * g.Q;
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         // dW_g[Kg, Cg*R*S] += dy_g[Kg, L] · col_g[Cg*R*S, L]^T
@@ -161,12 +176,13 @@ void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, co
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const RowBlocks b = row_blocks<T>(g, max_threads());
   const int64_t items = g.N * b.count;
+  const auto cols = thread_workspaces<T>(b.workspace, g, "conv2d_forward_cpu: im2col workspace");
 #pragma omp parallel if (worth_threads(g))
   {
-    auto col = workspace<T>(b.workspace);
+    T* col = cols.get() + thread_id() * b.workspace;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
-      const ColBlock<T> c = col_block(i, b, inp, col.get(), g);
+      const ColBlock<T> c = col_block(i, b, inp, col, g);
       T* y = out + c.n * g.K * PQ + c.p0 * g.Q;
       if (bias) {
         for (int64_t k = 0; k < g.K; ++k) std::fill(y + k * PQ, y + k * PQ + c.L, bias[k]);

@@ -27,7 +27,7 @@ template <typename V, typename F>
 V ordered_sum(int64_t M, int64_t cost, F f) {
   const int64_t block = std::max<int64_t>(1, kBlockWork / std::max<int64_t>(1, cost));
   const int64_t blocks = ceil_div(M, block);
-  std::vector<V> part(blocks);
+  auto part = alloc_vector<V>(blocks, "loss_cpu: partial sums of a reduction");
 #pragma omp parallel for schedule(static) if (M * cost >= kParallelWork)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i1 = std::min(M, (b + 1) * block);

@@ -56,7 +56,9 @@ void channel_runs(int64_t C, int64_t S, int64_t c, int64_t j0, int64_t j1, F&& f
 template <typename T>
 struct ChannelAffine {
   std::vector<T> mh, ml, a, b;
-  explicit ChannelAffine(int64_t C) : mh(C), ml(C), a(C), b(C) {}
+  ChannelAffine(int64_t C, const char* what)
+      : mh(alloc_vector<T>(C, what)), ml(alloc_vector<T>(C, what)), a(alloc_vector<T>(C, what)),
+        b(alloc_vector<T>(C, what)) {}
   void set(int64_t c, double mean, double scale, double shift) {
     mh[c] = T(mean);
     ml[c] = T(mean - double(mh[c]));
@@ -94,7 +96,8 @@ template <typename T>
 void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C, int64_t S) {
   const Chunks ch(N * S);
   const int64_t items = C * ch.count;
-  std::vector<double> sum(items), m2(items);
+  auto sum = alloc_vector<double>(items, "batch_norm_forward_cpu: chunk sums");
+  auto m2 = alloc_vector<double>(items, "batch_norm_forward_cpu: chunk sums");
 #pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t c = i / ch.count, q = i % ch.count, j0 = ch.begin(q), j1 = ch.end(q);
@@ -131,7 +134,7 @@ void grad_sums(double* sdy, double* sdyd, double* sd, const T* dout, const T* in
                int64_t N, int64_t C, int64_t S) {
   const Chunks ch(N * S);
   const int64_t items = C * ch.count;
-  std::vector<double> part(3 * items);
+  auto part = alloc_vector<double>(3 * items, "batch_norm_backward_cpu: chunk sums");
 #pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t c = i / ch.count, q = i % ch.count;
@@ -237,9 +240,16 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
                   int64_t size, double alpha, double beta, double k) {
   const int64_t blocks = ceil_div(S, kCols), items = N * blocks;
   const double scale = alpha / double(size), coef = 2.0 * alpha * beta / double(size);
-#pragma omp parallel if (N * C * S >= kParallelMin)
+  // Per thread: den^beta and t of every channel at the block's cols positions, allocated before
+  // the region (an exception must not leave one).
+  const bool threaded = N * C * S >= kParallelMin;
+  const int64_t cols = std::min(kCols, S), per_thread = 2 * C * cols;
+  const auto work = alloc_uninit<double>(mul_sat(threaded ? max_threads() : 1, per_thread),
+                                         "local_response_norm_backward_cpu: workspace");
+#pragma omp parallel if (threaded)
   {
-    std::vector<double> powd(C * kCols), t(C * kCols);
+    double* powd = work.get() + thread_id() * per_thread;
+    double* t = powd + C * cols;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t n = i / blocks, s0 = (i % blocks) * kCols, len = std::min(kCols, S - s0);
@@ -248,8 +258,8 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
         window_sq_sum(acc, inp, n, c, s0, len, C, S, size);
         const T* x = inp + (n * C + c) * S + s0;
         const T* dy = dout + (n * C + c) * S + s0;
-        double* p = &powd[c * kCols];
-        double* tc = &t[c * kCols];
+        double* p = powd + c * cols;
+        double* tc = t + c * cols;
         for (int64_t s = 0; s < len; ++s) {
           const double den = k + scale * acc[s];
           p[s] = pow_beta<kThreeQuarters>(den, beta);
@@ -261,12 +271,12 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
         const int64_t hi = std::min(C - 1, c + size / 2);
         std::fill(acc, acc + len, 0.0);
         for (int64_t j = lo; j <= hi; ++j) {
-          const double* tj = &t[j * kCols];
+          const double* tj = t + j * cols;
           for (int64_t s = 0; s < len; ++s) acc[s] += tj[s];
         }
         const T* x = inp + (n * C + c) * S + s0;
         const T* dy = dout + (n * C + c) * S + s0;
-        const double* p = &powd[c * kCols];
+        const double* p = powd + c * cols;
         T* dx = dinp + (n * C + c) * S + s0;
         for (int64_t s = 0; s < len; ++s) {
           dx[s] = T(double(dy[s]) / p[s] - coef * double(x[s]) * acc[s]);
@@ -283,9 +293,10 @@ void batch_norm_forward_cpu(T* out, T* save_mean, T* save_invstd, T* running_mea
                             T* running_var, const T* inp, const T* weight, const T* bias,
                             int64_t N, int64_t C, int64_t S, bool training, double momentum,
                             double eps) {
-  std::vector<double> mean(C), invstd(C);
+  const char* what = "batch_norm_forward_cpu: per-channel statistics";
+  auto mean = alloc_vector<double>(C, what), invstd = alloc_vector<double>(C, what);
   if (training) {
-    std::vector<double> var(C);
+    auto var = alloc_vector<double>(C, what);
     channel_stats(mean.data(), var.data(), inp, N, C, S);
     const double NS = double(N * S);
     for (int64_t c = 0; c < C; ++c) {
@@ -305,7 +316,7 @@ void batch_norm_forward_cpu(T* out, T* save_mean, T* save_invstd, T* running_mea
       invstd[c] = 1.0 / std::sqrt(double(running_var[c]) + eps);
     }
   }
-  ChannelAffine<T> f(C);
+  ChannelAffine<T> f(C, what);
   for (int64_t c = 0; c < C; ++c) {
     save_mean[c] = T(mean[c]);
     save_invstd[c] = T(invstd[c]);
@@ -320,9 +331,10 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
                              const T* weight, const T* save_mean, const T* save_invstd,
                              int64_t N, int64_t C, int64_t S, bool training) {
   const double NS = double(N * S);
+  const char* what = "batch_norm_backward_cpu: per-channel sums";
   if (!training) {
     if (dweight || dbias) {
-      std::vector<double> sdy(C), sdyd(C);
+      auto sdy = alloc_vector<double>(C, what), sdyd = alloc_vector<double>(C, what);
       grad_sums(sdy.data(), sdyd.data(), nullptr, dout, inp, save_mean, N, C, S);
       for (int64_t c = 0; c < C; ++c) {
         if (dweight) dweight[c] += T(sdyd[c] * double(save_invstd[c]));
@@ -331,7 +343,7 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     }
     if (!dinp) return;
     // dx = dy * weight * invstd: the running statistics are constants.
-    std::vector<T> g(C);
+    auto g = alloc_vector<T>(C, what);
     for (int64_t c = 0; c < C; ++c) {
       g[c] = T((weight ? double(weight[c]) : 1.0) * double(save_invstd[c]));
     }
@@ -347,10 +359,11 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
   if (!dinp && !dweight && !dbias) return;
   // The batch mean is recovered as save_mean + mean(x - save_mean) in double, so float32
   // gradients do not inherit the rounding of the saved mean (large when the mean is large).
-  std::vector<double> sdy(C), sdyd(C), sd(C);
+  auto sdy = alloc_vector<double>(C, what), sdyd = alloc_vector<double>(C, what);
+  auto sd = alloc_vector<double>(C, what);
   grad_sums(sdy.data(), sdyd.data(), sd.data(), dout, inp, save_mean, N, C, S);
-  ChannelAffine<T> f(C);
-  std::vector<T> g(C);
+  ChannelAffine<T> f(C, what);
+  auto g = alloc_vector<T>(C, what);
   for (int64_t c = 0; c < C; ++c) {
     const double shift = sd[c] / NS, mean = double(save_mean[c]) + shift;
     const double dyxmu = sdyd[c] - shift * sdy[c];  // sum dy * (x - mean)

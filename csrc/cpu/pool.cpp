@@ -20,6 +20,9 @@ namespace {
 // Below this many elements touched, a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 
+// What the window tables below are, in an out-of-memory message.
+constexpr const char* kWhat = "pool2d_cpu: window bounds of every output row and column";
+
 bool threaded(const Pool2dGeom& g) {
   return g.planes() > 1 && g.planes() * std::max(g.HW(), g.PQ()) >= kParallelMin;
 }
@@ -30,7 +33,9 @@ bool threaded(const Pool2dGeom& g) {
 struct Spans {
   std::vector<int64_t> h0, h1, w0, w1;
   int64_t q_lo = 0, q_hi = 0;
-  explicit Spans(const Pool2dGeom& g) : h0(g.P), h1(g.P), w0(g.Q), w1(g.Q) {
+  explicit Spans(const Pool2dGeom& g)
+      : h0(alloc_vector<int64_t>(g.P, kWhat)), h1(alloc_vector<int64_t>(g.P, kWhat)),
+        w0(alloc_vector<int64_t>(g.Q, kWhat)), w1(alloc_vector<int64_t>(g.Q, kWhat)) {
     for (int64_t p = 0; p < g.P; ++p) g.rows(p, h0[p], h1[p]);
     for (int64_t q = 0; q < g.Q; ++q) g.cols(q, w0[q], w1[q]);
     if (g.adaptive) return;
@@ -153,7 +158,9 @@ struct AvgSpans {
   int64_t divisor_override;
 
   AvgSpans(const Pool2dGeom& g, bool count_include_pad, int64_t divisor_override)
-      : h0(g.P), h1(g.P), hpad(g.P), w0(g.Q), w1(g.Q), wpad(g.Q),
+      : h0(alloc_vector<int64_t>(g.P, kWhat)), h1(alloc_vector<int64_t>(g.P, kWhat)),
+        hpad(alloc_vector<int64_t>(g.P, kWhat)), w0(alloc_vector<int64_t>(g.Q, kWhat)),
+        w1(alloc_vector<int64_t>(g.Q, kWhat)), wpad(alloc_vector<int64_t>(g.Q, kWhat)),
         count_include_pad(count_include_pad), divisor_override(divisor_override) {
     axis(g.P, g.H, g.R, g.stride_h, g.pad_h, h0, h1, hpad);
     axis(g.Q, g.W, g.S, g.stride_w, g.pad_w, w0, w1, wpad);

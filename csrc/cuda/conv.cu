@@ -17,17 +17,6 @@
 namespace fc {
 namespace cuda {
 
-void check_int32(const Conv2dGeom& g, const char* op) {
-  constexpr int64_t lim = int64_t(1) << 30;
-  const bool ok = g.H + g.pad_t + g.pad_b < lim && g.W + g.pad_l + g.pad_r < lim &&
-                  g.HW() < lim && g.PQ() < lim && g.C * g.RS() < lim && g.K * g.RS() < lim &&
-                  g.P * g.stride_h < lim && g.Q * g.stride_w < lim && g.R * g.dil_h < lim &&
-                  g.S * g.dil_w < lim;
-  FC_CHECK(ok, op, ": input ", shape_str(g.in_shape()), " with kernel (", g.R, ", ", g.S,
-           "), output (", g.P, ", ", g.Q, ") and this padding, stride and dilation exceeds the "
-           "CUDA kernels' 32-bit per-image indices (2^30)");
-}
-
 namespace {
 
 // The geometry in the kernels' 32-bit terms, with the divisions they decode indices by.
@@ -389,14 +378,16 @@ void conv2d_data_grad(T* dinp, const T* dout, const T* weight, const T* bias, co
   const int64_t per = images_per_launch(g);
   with_tile<T>(g.Cg(), [&](auto tile) {
     using Cfg = decltype(tile);
-    for (int64_t ph = 0; ph < g.stride_h; ++ph) {
-      for (int64_t pw = 0; pw < g.stride_w; ++pw) {
-        // Pixels h with (h + pad_t) mod stride_h = ph start at h0; likewise w.
-        pb.h0 = int(((ph - g.pad_t) % g.stride_h + g.stride_h) % g.stride_h);
-        pb.w0 = int(((pw - g.pad_l) % g.stride_w + g.stride_w) % g.stride_w);
-        pb.Hp = pb.h0 < g.H ? int(ceil_div(g.H - pb.h0, g.stride_h)) : 0;
-        pb.Wp = pb.w0 < g.W ? int(ceil_div(g.W - pb.w0, g.stride_w)) : 0;
-        if (pb.Hp == 0 || pb.Wp == 0) continue;
+    // A phase is known by its first pixel row h0 < stride_h (and column w0): the pixels h with
+    // (h + pad_t) mod stride_h = ph start at h0. Only the phases with pixels are visited, so
+    // a stride far larger than the image costs min(H, stride_h) * min(W, stride_w) steps.
+    for (int64_t h0 = 0; h0 < std::min(g.H, g.stride_h); ++h0) {
+      for (int64_t w0 = 0; w0 < std::min(g.W, g.stride_w); ++w0) {
+        const int64_t ph = (h0 + g.pad_t) % g.stride_h, pw = (w0 + g.pad_l) % g.stride_w;
+        pb.h0 = int(h0);
+        pb.w0 = int(w0);
+        pb.Hp = int(ceil_div(g.H - h0, g.stride_h));
+        pb.Wp = int(ceil_div(g.W - w0, g.stride_w));
         const PhaseTaps tr = phase_taps(ph, g.stride_h, g.dil_h, g.R);
         const PhaseTaps ts = phase_taps(pw, g.stride_w, g.dil_w, g.S);
         pb.r0 = tr.r0; pb.rstep = tr.step;
@@ -438,7 +429,7 @@ template <typename T>
 void unfold_cuda(T* col, const T* inp, const Conv2dGeom& g) {
   const int64_t total = g.N * g.C * g.RS() * g.PQ();
   if (total == 0) return;
-  cuda::check_int32(g, "unfold");
+  check_conv_limits("unfold", g, kUnfoldRoles, Device::cuda);
   cuda::unfold_kernel<T><<<cuda::grid_for(total, cuda::kThreads), cuda::kThreads, 0,
                            cuda::stream()>>>(col, inp, cuda::dims_of(g), total);
   FC_CUDA_LAUNCHED("unfold_cuda");
@@ -448,7 +439,7 @@ template <typename T>
 void fold_cuda(T* out, const T* col, const Conv2dGeom& g) {
   const int64_t total = g.N * g.C * g.HW();
   if (total == 0) return;
-  cuda::check_int32(g, "fold");
+  check_conv_limits("fold", g, kFoldRoles, Device::cuda);
   cuda::fold_kernel<T><<<cuda::grid_for(total, cuda::kThreads), cuda::kThreads, 0,
                          cuda::stream()>>>(out, col, cuda::dims_of(g), total);
   FC_CUDA_LAUNCHED("fold_cuda");
@@ -458,7 +449,7 @@ template <typename T>
 void conv2d_forward_cuda(T* out, const T* inp, const T* weight, const T* bias,
                          const Conv2dGeom& g) {
   if (g.N == 0) return;
-  cuda::check_int32(g, "conv2d");
+  check_conv_limits("conv2d", g, kConv2dRoles, Device::cuda);
   const char* name = "conv2d_forward_cuda";
   cuda::ConvFwd<T> pb;
   pb.d = cuda::dims_of(g);
@@ -491,7 +482,7 @@ template <typename T>
 void conv2d_backward_cuda(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                           const T* weight, const Conv2dGeom& g) {
   if (g.N == 0) return;  // an empty batch: nothing to write, nothing to accumulate
-  cuda::check_int32(g, "conv2d_backward");
+  check_conv_limits("conv2d_backward", g, kConv2dRoles, Device::cuda);
   if (dinp) cuda::conv2d_data_grad<T>(dinp, dout, weight, nullptr, g);
   if (dweight) cuda::weight_grad(dweight, dout, inp, g);
   if (dbias) cuda::channel_sums(dbias, dout, g.N, g.K, g.PQ());

@@ -36,9 +36,10 @@ int sm_count();
   } while (0)
 
 // Blocks for a grid-stride loop over n items: enough to fill the device, never zero (callers
-// return early for n == 0, as a zero-sized grid is a launch error).
+// return early for n == 0, as a zero-sized grid is a launch error). Any n >= 0 (a count of
+// threads may be a saturated product, mul_sat).
 inline unsigned grid_for(int64_t n, int threads) {
-  const int64_t want = (n + threads - 1) / threads;
+  const int64_t want = n / threads + (n % threads != 0);
   const int64_t cap = int64_t(sm_count()) * 32;
   return unsigned(want < cap ? (want > 0 ? want : 1) : cap);
 }

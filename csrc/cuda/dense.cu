@@ -67,13 +67,6 @@ void run_mat(MatGemm<T, AMFast, BNFast> pb, const char* name) {
   with_tile<T>(pb.Ncols, [&](auto tile) { run_igemm<T, decltype(tile)>(pb, name); });
 }
 
-// The GEMM indexes rows, columns and the reduction in 32 bits with a tile of headroom.
-void check_linear(int64_t M, int64_t IN, int64_t OUT, const char* op) {
-  constexpr int64_t lim = int64_t(1) << 30;
-  FC_CHECK(M < lim && IN < lim && OUT < lim, op, ": ", M, " rows, ", IN, " in_features and ",
-           OUT, " out_features exceed the CUDA kernels' 32-bit indices (2^30)");
-}
-
 constexpr int kColThreadsX = 32, kColThreadsY = 16;
 
 // dbias[j] += sum over rows of dout[M, OUT] column j, in double: threadIdx.y takes every
@@ -102,7 +95,7 @@ template <typename T>
 void linear_forward_cuda(T* out, const T* inp, const T* weight, const T* bias, int64_t M,
                          int64_t IN, int64_t OUT) {
   if (M == 0 || OUT == 0) return;
-  cuda::check_linear(M, IN, OUT, "linear");
+  check_linear_limits("linear", {M, IN}, {OUT, IN}, M, IN, OUT, Device::cuda);
   // out^T[OUT, M] = W[OUT, IN] · x^T[IN, M] (+ bias per row): out's rows are contiguous in o.
   cuda::MatGemm<T, false, false> pb;
   pb.M = int(OUT);
@@ -118,7 +111,8 @@ void linear_forward_cuda(T* out, const T* inp, const T* weight, const T* bias, i
 template <typename T>
 void linear_backward_cuda(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                           const T* weight, int64_t M, int64_t IN, int64_t OUT) {
-  cuda::check_linear(M, IN, OUT, "linear_backward");
+  check_linear_limits("linear_backward", {M, IN}, {OUT, IN}, M, IN, OUT,
+                      Device::cuda);
   if (dinp && M > 0 && IN > 0) {
     // dx^T[IN, M] = W^T[IN, OUT] · dy^T[OUT, M]
     cuda::MatGemm<T, true, false> pb;
@@ -154,7 +148,7 @@ template <typename T>
 void conv_transpose2d_forward_cuda(T* out, const T* inp, const T* weight, const T* bias,
                                    const Conv2dGeom& g) {
   if (g.N == 0) return;
-  cuda::check_int32(g, "conv_transpose2d");
+  check_conv_limits("conv_transpose2d", g, kConvTranspose2dRoles, Device::cuda);
   // out is the equivalent conv2d's input gradient for grad_output = inp, plus the bias.
   cuda::conv2d_data_grad<T>(out, inp, weight, bias, g);
 }
@@ -163,7 +157,8 @@ template <typename T>
 void conv_transpose2d_backward_cuda(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                                     const T* weight, const Conv2dGeom& g) {
   if (g.N == 0) return;
-  cuda::check_int32(g, "conv_transpose2d_backward");
+  check_conv_limits("conv_transpose2d_backward", g, kConvTranspose2dRoles,
+                    Device::cuda);
   // dx is the equivalent conv2d's forward of dy.
   if (dinp) conv2d_forward_cuda<T>(dinp, dout, weight, nullptr, g);
   // dW += the equivalent conv2d's weight gradient, whose input is dy and output gradient x.

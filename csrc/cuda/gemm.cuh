@@ -436,9 +436,6 @@ inline int64_t images_per_launch(const Conv2dGeom& g) {
   return std::max<int64_t>(1, (int64_t(1) << 30) / std::max(g.PQ(), g.HW()));
 }
 
-// Throws unless every per-image size and geometry term fits the kernels' 32-bit arithmetic.
-void check_int32(const Conv2dGeom& g, const char* op);
-
 // Shared with dense.cu (conv_transpose2d): conv2d's input gradient plus an optional bias per
 // input channel, written (not accumulated); and dsum[c] += sum over n, j of x[n, c, j].
 template <typename T>

@@ -9,6 +9,9 @@
 
 #include <math_constants.h>
 
+#include <algorithm>
+#include <climits>
+
 namespace fc {
 namespace {
 
@@ -72,7 +75,7 @@ __global__ void items_kernel(int64_t M, F f) {
 template <int G, typename F>
 void for_items(const char* name, int64_t M, F f) {
   if (M <= 0) return;
-  items_kernel<G><<<cuda::grid_for(M * G, kThreads), kThreads, 0, cuda::stream()>>>(M, f);
+  items_kernel<G><<<cuda::grid_for(mul_sat(M, G), kThreads), kThreads, 0, cuda::stream()>>>(M, f);
   FC_CUDA_LAUNCHED(name);
 }
 
@@ -112,7 +115,8 @@ __global__ void finish_kernel(const double* part, int64_t blocks, Fin fin) {
 // output of an empty 'mean' or 'sum' is written).
 template <int K, int G, typename F, typename Fin>
 void reduce_items(const char* name, int64_t M, F f, Fin fin) {
-  const int64_t chunk = int64_t(kThreads / G) * kGroupItems;
+  // Chunks grow when needed to keep the grid within 2^31 - 1 blocks (its x dimension's limit).
+  const int64_t chunk = std::max(int64_t(kThreads / G) * kGroupItems, cuda::ceil_div(M, INT_MAX));
   const int64_t blocks = cuda::ceil_div(M, chunk);
   cuda::Scratch part(size_t(blocks) * K * sizeof(double), name);
   if (blocks > 0) {

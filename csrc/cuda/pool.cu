@@ -350,7 +350,8 @@ void window_sum(const char* name, Out* out, const T* inp, const Geo& g, const Op
     return;
   }
   constexpr int threads = 256;  // a multiple of 32: whole warps
-  window_sum_warps<T, Out, Op><<<cuda::grid_for(n * 32, threads), threads, 0, cuda::stream()>>>(
+  window_sum_warps<T, Out, Op><<<cuda::grid_for(mul_sat(n, 32), threads), threads, 0,
+                                 cuda::stream()>>>(
       out, inp, g, op, n);
   FC_CUDA_LAUNCHED(name);
 }

@@ -87,6 +87,14 @@ void fail(cudaError_t err, const char* what, const char* file, int line) {
 Scratch::Scratch(size_t bytes, const char* what) {
   if (bytes == 0) return;
   cudaError_t err = cudaMallocAsync(&ptr_, bytes, stream());
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // not sticky: the next call must not see it
+    ptr_ = nullptr;
+    throw OutOfMemory(str(what, ": cannot allocate ", bytes_str(int64_t(bytes)),
+                          " of GPU scratch memory on ", device_name(),
+                          "; free GPU memory (e.g. cupy.get_default_memory_pool()."
+                          "free_all_blocks()) or use a smaller batch"));
+  }
   if (err != cudaSuccess) fail(err, what, __FILE__, __LINE__);
 }
 

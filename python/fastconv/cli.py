@@ -76,6 +76,14 @@ def _report(scores, classes):
               f"f1 {per['f1'][i]:.3f}  support {per['support'][i]}")
 
 
+def _write_json(path, obj):
+    from ._atomic import atomic_write
+
+    text = json.dumps(obj, indent=2)  # serialised first: a bad value leaves no file behind
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def _train(args):
     import numpy as np
 
@@ -118,13 +126,13 @@ def _train(args):
     model.to("cpu")  # the pictures and the saved file are made from NumPy arrays
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # Each file is replaced atomically: an interrupted run leaves the previous one whole.
     save(model.state_dict(), out / "model.npz")
-    (out / "run.json").write_text(json.dumps({"model": args.model, "dataset": args.dataset},
-                                             indent=2))
-    (out / "history.json").write_text(json.dumps(
-        {"history": history, "test": {k: v for k, v in scores.items()
-                                      if k not in ("per_class", "confusion_matrix")},
-         "confusion_matrix": np.asarray(scores["confusion_matrix"]).tolist()}, indent=2))
+    _write_json(out / "run.json", {"model": args.model, "dataset": args.dataset})
+    _write_json(out / "history.json", {
+        "history": history, "test": {k: v for k, v in scores.items()
+                                     if k not in ("per_class", "confusion_matrix")},
+        "confusion_matrix": np.asarray(scores["confusion_matrix"]).tolist()})
     pictures = [out / "history.png", out / "confusion.png", out / "filters.png",
                 out / "feature_maps.png"]
     try:

@@ -115,7 +115,8 @@ class EarlyStopping(Callback):
 
 class Checkpoint(Callback):
     """Save the model's state_dict (fastconv.save, .npz) after each epoch, or only when
-    `monitor` improves when best_only=True."""
+    `monitor` improves when best_only=True. Each save replaces the file atomically: training
+    killed mid-save leaves the previous checkpoint whole."""
 
     def __init__(self, path, monitor="val_acc", mode="max", best_only=True):
         self.path, self.monitor, self.mode, self.best_only = path, monitor, mode, best_only

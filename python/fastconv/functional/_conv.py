@@ -49,8 +49,11 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     return dinp, dweight, dbias
 
 
-def _window_geometry(op, shape, kernel_size, dilation, padding, stride):
-    return _C.window_geometry(op, *shape, as_pair(kernel_size, "kernel_size", op),
+def _window_geometry(op, input, shape, kernel_size, dilation, padding, stride):
+    """Geometry of unfold/fold on images of `shape` (N, C, H, W); input is the op's input (its
+    device sets the size limits, which are checked before anything is allocated)."""
+    return _C.window_geometry(op, input, op == "fold", *shape,
+                              as_pair(kernel_size, "kernel_size", op),
                               as_pair(stride, "stride", op), as_pair(padding, "padding", op),
                               as_pair(dilation, "dilation", op))
 
@@ -58,7 +61,7 @@ def _window_geometry(op, shape, kernel_size, dilation, padding, stride):
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """im2col, as torch.nn.functional.unfold: (N, C, H, W) -> (N, C*R*S, P*Q)."""
     input = as_array(input, 4, "(N, C, H, W)", "input", "unfold")
-    g = _window_geometry("unfold", input.shape, kernel_size, dilation, padding, stride)
+    g = _window_geometry("unfold", input, input.shape, kernel_size, dilation, padding, stride)
     out = empty(input, (g.N, g.C * g.R * g.S, g.P * g.Q))
     _C.unfold(out, input, g)
     return out
@@ -73,7 +76,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     if R < 1 or S < 1 or input.shape[1] % (R * S) != 0:
         raise ValueError(f"fold: input.shape[1] = {input.shape[1]} must be divisible by the "
                          f"kernel area {R}*{S}")
-    g = _window_geometry(op, (input.shape[0], input.shape[1] // (R * S), H, W), (R, S),
+    g = _window_geometry(op, input, (input.shape[0], input.shape[1] // (R * S), H, W), (R, S),
                          dilation, padding, stride)
     if input.shape[2] != g.P * g.Q:
         raise ValueError(f"fold: input.shape[2] = {input.shape[2]} must equal the number of "

@@ -8,6 +8,7 @@ PyTorch-style keys of ``state_dict()`` ("features.0.weight", "bn.running_mean", 
 
 import contextlib
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -130,31 +131,43 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays (NumPy, CuPy, or anything np.asarray takes: converted PyTorch tensors)
         into this module's parameters and buffers, cast to their dtype and kept on their
-        device. strict=True requires the same keys; shapes must always match. Returns
-        (missing_keys, unexpected_keys)."""
+        device. Returns (missing_keys, unexpected_keys).
+
+        strict=True requires exactly this module's keys (StateDictKeyError, a KeyError and a
+        ValueError, naming them); strict=False skips missing and unexpected keys, as PyTorch.
+        Every loaded value must have its target's shape (ValueError) and a fitting dtype
+        (TypeError): float32 or float64 for a floating parameter or buffer, an integer dtype
+        that converts without loss for an integer buffer (num_batches_tracked). Everything is
+        checked before anything is copied: after an error the module is unchanged.
+        """
+        name = type(self).__name__
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{name}.load_state_dict: state_dict must be a mapping of names to "
+                            f"arrays, got {type(state_dict).__module__}."
+                            f"{type(state_dict).__qualname__}")
         targets = OrderedDict()
         for prefix, module in self.named_modules():
-            for name in list(module._parameters) + list(module._buffers):
-                if getattr(module, name) is not None:
-                    targets[f"{prefix}.{name}" if prefix else name] = (module, name)
+            for attr in list(module._parameters) + list(module._buffers):
+                if getattr(module, attr) is not None:
+                    targets[f"{prefix}.{attr}" if prefix else attr] = (module, attr)
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
-            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
-                           f"unexpected keys {unexpected}")
-        for key, (module, name) in targets.items():
-            if key not in state_dict:
-                continue
-            value = to_numpy(state_dict[key])
-            current = getattr(module, name)
-            current = current.data if isinstance(current, Parameter) else current
-            if value.shape != np.shape(current):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: {key} has shape "
-                                 f"{value.shape}, expected {np.shape(current)}")
+            raise StateDictKeyError(f"{name}.load_state_dict: missing keys {missing}, "
+                                    f"unexpected keys {unexpected} (pass strict=False to load "
+                                    "the keys in common)")
+        loads = []
+        for key, (module, attr) in targets.items():
+            if key in state_dict:
+                current = getattr(module, attr)
+                current = current.data if isinstance(current, Parameter) else current
+                loads.append((module, attr, current,
+                              _loadable(state_dict[key], current, key, name)))
+        for module, attr, current, value in loads:
             if is_array(current):
-                current[...] = module_of(current).asarray(value)
+                current[...] = value
             else:
-                module.register_buffer(name, value.astype(np.asarray(current).dtype))
+                module.register_buffer(attr, value)
         return missing, unexpected
 
     def to(self, dtype_or_device):
@@ -282,3 +295,36 @@ def watch_forward(model, modules, record):
 
 def _is_float_array(value):
     return is_array(value) and value.dtype.kind == "f"
+
+
+class StateDictKeyError(KeyError, ValueError):
+    """Missing or unexpected keys in load_state_dict(strict=True): a KeyError, as it has always
+    been, and a ValueError (a bad argument)."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+def _loadable(value, current, key, name):
+    """value as the array to copy into `current` (converted to its dtype, on its device), or
+    TypeError/ValueError naming `key` when it does not fit."""
+    op = f"{name}.load_state_dict"
+    try:
+        array = to_numpy(value)
+    except Exception as e:
+        raise TypeError(f"{op}: {key} must be an array, got "
+                        f"{type(value).__module__}.{type(value).__qualname__} ({e})") from e
+    target = np.asarray(current).dtype if not is_array(current) else current.dtype
+    if target.kind == "f":
+        fits = array.dtype.kind == "f" and array.dtype.itemsize in (4, 8)
+        wanted = "float32 or float64"
+    else:
+        fits = array.dtype.kind != "b" and np.can_cast(array.dtype, target, casting="safe")
+        wanted = f"{target} or an integer dtype that converts to it without loss"
+    if not fits:
+        raise TypeError(f"{op}: {key} has dtype {array.dtype}, expected {wanted} (the "
+                        f"{target} of this module's {key}); convert it explicitly first")
+    if array.shape != np.shape(current):
+        raise ValueError(f"{op}: {key} has shape {array.shape}, expected {np.shape(current)}")
+    array = array.astype(target, copy=False)
+    return module_of(current).asarray(array) if is_array(current) else array
