@@ -77,7 +77,7 @@ struct Chunks {
 template <typename T>
 void apply_affine(T* out, const T* inp, const ChannelAffine<T>& f, int64_t N, int64_t C,
                   int64_t S) {
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t pl = 0; pl < N * C; ++pl) {
     const int64_t c = pl % C;
     const T mh = f.mh[c], ml = f.ml[c], a = f.a[c], b = f.b[c];
@@ -95,7 +95,7 @@ void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C
   const Chunks ch(N * S);
   const int64_t items = C * ch.count;
   std::vector<double> sum(items), m2(items);
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t c = i / ch.count, q = i % ch.count, j0 = ch.begin(q), j1 = ch.end(q);
     double s = 0;
@@ -132,7 +132,7 @@ void grad_sums(double* sdy, double* sdyd, double* sd, const T* dout, const T* in
   const Chunks ch(N * S);
   const int64_t items = C * ch.count;
   std::vector<double> part(3 * items);
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t c = i / ch.count, q = i % ch.count;
     const double m = double(m0[c]);
@@ -212,7 +212,7 @@ void lrn_forward(T* out, const T* inp, int64_t N, int64_t C, int64_t S, int64_t 
                  double alpha, double beta, double k) {
   const int64_t blocks = ceil_div(S, kCols), items = N * blocks;
   const double scale = alpha / double(size);
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t n = i / blocks, s0 = (i % blocks) * kCols, len = std::min(kCols, S - s0);
     double acc[kCols];
@@ -237,7 +237,7 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
                   int64_t size, double alpha, double beta, double k) {
   const int64_t blocks = ceil_div(S, kCols), items = N * blocks;
   const double scale = alpha / double(size), coef = 2.0 * alpha * beta / double(size);
-#pragma omp parallel if (N * C * S >= kParallelMin)
+#pragma omp parallel num_threads(max_threads()) if (N * C * S >= kParallelMin)
   {
     std::vector<double> powd(C * kCols), t(C * kCols);
 #pragma omp for schedule(static)
@@ -335,7 +335,7 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     for (int64_t c = 0; c < C; ++c) {
       g[c] = T((weight ? double(weight[c]) : 1.0) * double(save_invstd[c]));
     }
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
     for (int64_t pl = 0; pl < N * C; ++pl) {
       const T gc = g[pl % C];
       const T* dy = dout + pl * S;
@@ -363,7 +363,7 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     f.set(c, mean, -w * invstd * invstd * invstd * dyxmu / NS, -w * invstd * sdy[c] / NS);
   }
   if (!dinp) return;
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t pl = 0; pl < N * C; ++pl) {
     const int64_t c = pl % C;
     const T mh = f.mh[c], ml = f.ml[c], a = f.a[c], b = f.b[c], gc = g[c];
@@ -393,7 +393,7 @@ template <typename T>
 void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed) {
   const DropoutDraw draw(seed, p);
   const T scale = dropout_scale<T>(p);
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t keep = draw.keep(uint64_t(i));
     // keep * scale, not a branch: the draws are random, so a branch mispredicts half the time.
@@ -406,7 +406,7 @@ void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double 
 template <typename T>
 void dropout_backward_cpu(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
   const T scale = dropout_scale<T>(p);
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (mask[i] ? scale : T(0));
 }
 

@@ -86,7 +86,7 @@ template <bool kMin, typename T>
 void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -237,7 +237,8 @@ void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
   int64_t bad = 0;
-#pragma omp parallel for schedule(static) if (threaded(g)) reduction(+ : bad)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (threaded(g)) reduction(+ : bad)
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
@@ -271,7 +272,7 @@ void avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, bool coun
                             int64_t divisor_override) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, count_include_pad, divisor_override);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -289,7 +290,7 @@ void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool c
                              int64_t divisor_override) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, count_include_pad, divisor_override);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
@@ -312,7 +313,7 @@ void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p) 
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
   const double area = double(g.R * g.S);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -334,7 +335,7 @@ void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGe
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
   const double area = double(g.R * g.S);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     const T* dy = dout + c * PQ;
@@ -365,7 +366,7 @@ template <typename T>
 void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -383,7 +384,7 @@ template <typename T>
 void adaptive_avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
@@ -403,7 +404,7 @@ template <typename T>
 void mixed_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double alpha) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -425,7 +426,7 @@ void mixed_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans extreme(g);
   const AvgSpans sp(g, true, 0);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
