@@ -19,8 +19,9 @@ int default_threads() {
 #endif
 }
 
-// The process-wide thread count (see parallel.h); relaxed is enough: a kernel reads it once
-// and a count set by another thread takes effect from that thread's next call on.
+// The process-wide thread count (see parallel.h). Relaxed is enough: each kernel reads it once
+// and needs no other memory ordered with it; a count set in one thread reaches the kernels
+// other threads start afterwards.
 std::atomic<int> num_threads{default_threads()};
 }  // namespace
 
