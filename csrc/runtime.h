@@ -6,7 +6,10 @@
 
 namespace fc {
 
-// Sets fastconv's OpenMP threads; the BLAS stays single-threaded inside them (see blas.h).
+// fastconv's OpenMP thread count, one value for the whole process: a count set from any
+// thread applies to kernels called from every thread from their next call on (parallel.h).
+// Default: OMP_NUM_THREADS, else the usable cores; always 1 without OpenMP. The BLAS is set to
+// one thread once, when the module loads, and stays so inside fastconv's threads (blas.h).
 void set_num_threads(int n);
 int get_num_threads();
 
@@ -22,7 +25,7 @@ std::string cuda_version();
 std::string cuda_device();
 
 // TF32 tensor cores for float32 convolution and linear on the GPU: off unless the user asks,
-// since it rounds operands to 10 mantissa bits.
+// since it rounds operands to 10 mantissa bits. Process-wide (an atomic), read at each launch.
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 

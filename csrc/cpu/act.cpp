@@ -31,7 +31,7 @@ void for_chunks(int64_t n, int64_t grain, F body) {
   // Chunks are whole cache lines so that no two threads write the same line.
   const int64_t chunk = ceil_div(ceil_div(n, threads), 64) * 64;
   const int64_t items = ceil_div(n, chunk);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t c = 0; c < items; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
 }
 
@@ -261,11 +261,12 @@ void for_softmax_items(int64_t outer, int64_t D, int64_t inner, F f) {
     const int64_t o = i / blocks, j0 = (i % blocks) * kLanes;
     f(o * D * inner + j0, std::min(kLanes, inner - j0));
   };
-  if (outer * D * inner < kMathGrain || max_threads() == 1 || items == 1) {
+  const int threads = max_threads();
+  if (outer * D * inner < kMathGrain || threads == 1 || items == 1) {
     for (int64_t i = 0; i < items; ++i) item(i);
     return;
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t i = 0; i < items; ++i) item(i);
 }
 

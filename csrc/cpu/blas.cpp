@@ -64,7 +64,7 @@ void gemm_split(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int 
   const int64_t len = by_rows ? M : N;
   const int64_t block = ceil_div(ceil_div(len, threads), 16) * 16;
   const int64_t blocks = ceil_div(len, block);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i0 = b * block;
     const int n = int(std::min(block, len - i0));

@@ -1,8 +1,9 @@
 // conv2d on the CPU: im2col + one GEMM per (image, block of output rows, group), and a 1x1 path
 // that hands the input to the GEMM directly. OpenMP splits the (image, row block) items; each
 // thread owns an im2col workspace of at most kColBudgetBytes (or one output row) and calls the
-// single-threaded BLAS. Weight gradients go to per-thread accumulators that are summed in a
-// fixed order, so results depend on the thread count but never on timing.
+// single-threaded BLAS. Weight gradients go to one accumulator per part of the items (as many
+// parts as threads, cut the same whoever runs them) summed in a fixed order, so results depend
+// on the thread count set but never on timing or on the team OpenMP actually gives.
 #include "conv.h"
 
 #include <algorithm>
@@ -44,13 +45,11 @@ bool worth_threads(const Conv2dGeom& g) {
          double(kParallelMacs);
 }
 
-// `per_thread` elements for each thread of a region run `if (worth_threads(g))`, allocated
-// before the region (an exception must not leave one); thread t's part starts at t * per_thread.
+// `per_thread` elements for each of `threads` threads, allocated before the parallel region
+// (an exception must not leave one); thread t's part starts at t * per_thread.
 template <typename T>
-std::unique_ptr<T[]> thread_workspaces(int64_t per_thread, const Conv2dGeom& g,
-                                       const char* what) {
-  const int64_t team = worth_threads(g) ? max_threads() : 1;
-  return alloc_uninit<T>(mul_sat(team, per_thread), what);
+std::unique_ptr<T[]> thread_workspaces(int64_t per_thread, int threads, const char* what) {
+  return alloc_uninit<T>(mul_sat(threads, per_thread), what);
 }
 
 // The columns of work item i (image n, output rows [p0, p1)) for forward and weight-gradient:
@@ -76,20 +75,19 @@ template <typename T>
 void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g) {
   const bool direct = g.direct_1x1();
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS(), CgRS = Cg * RS, PQ = g.PQ(), HW = g.HW();
+  const int threads = max_threads();
   // Items are (image, group, channel chunk): col2im of a chunk writes only its own channels,
   // so threads never touch the same pixels even when one image is split.
   int64_t chunk = Cg;
-  if (g.N * g.groups < max_threads()) {
-    chunk = ceil_div(Cg, ceil_div(max_threads(), g.N * g.groups));
-  }
+  if (g.N * g.groups < threads) chunk = ceil_div(Cg, ceil_div(threads, g.N * g.groups));
   const int64_t chunks = ceil_div(Cg, chunk);
   const int64_t rows = std::clamp<int64_t>(
       kColBudgetBytes / std::max<int64_t>(1, mul_sat(chunk * RS * g.Q, sizeof(T))), 1, g.P);
   const int64_t items = g.N * g.groups * chunks;
   const int64_t dcol_size = direct ? 0 : chunk * RS * rows * g.Q;
-  const auto dcols = thread_workspaces<T>(dcol_size, g,
+  const auto dcols = thread_workspaces<T>(dcol_size, threads,
                                           "conv2d_backward_cpu (grad_input): col2im workspace");
-#pragma omp parallel if (worth_threads(g))
+#pragma omp parallel num_threads(threads) if (worth_threads(g))
   {
     T* dcol = dcols.get() + thread_id() * dcol_size;
 #pragma omp for schedule(static)
@@ -122,33 +120,35 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
   const int threads = max_threads();
   const RowBlocks b = row_blocks<T>(g, threads);
   const int64_t items = g.N * b.count;
-  const auto acc = thread_workspaces<T>(wsize, g,
-                                        "conv2d_backward_cpu (grad_weight): per-thread sums");
-  const auto cols = thread_workspaces<T>(b.workspace, g,
+  // Part p of the items adds into acc[p]: the partition is fixed by `threads`, so a smaller
+  // team (or none, below worth_threads) runs several parts and gets the same bits.
+  const auto acc = thread_workspaces<T>(wsize, threads,
+                                        "conv2d_backward_cpu (grad_weight): per-part sums");
+  const auto cols = thread_workspaces<T>(b.workspace, threads,
                                          "conv2d_backward_cpu (grad_weight): im2col workspace");
-  int used = 1;
-#pragma omp parallel if (worth_threads(g))
+#pragma omp parallel num_threads(threads) if (worth_threads(g))
   {
-#pragma omp single
-    used = team_size();
-    T* mine = acc.get() + thread_id() * wsize;
-    std::fill(mine, mine + wsize, T(0));
     T* col = cols.get() + thread_id() * b.workspace;
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < items; ++i) {
-      const ColBlock<T> c = col_block(i, b, inp, col, g);
-      const T* dy = dout + c.n * g.K * PQ + c.p0 * g.Q;
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        // dW_g[Kg, Cg*R*S] += dy_g[Kg, L] · col_g[Cg*R*S, L]^T
-        blas::gemm(false, true, Kg, CgRS, c.L, T(1), dy + gi * Kg * PQ, PQ, c.cols + gi * CgRS * c.ld,
-                   c.ld, T(1), mine + gi * Kg * CgRS, CgRS);
+    for (int p = 0; p < threads; ++p) {
+      T* mine = acc.get() + p * wsize;
+      std::fill(mine, mine + wsize, T(0));
+      const int64_t i1 = part_begin(items, threads, p + 1);
+      for (int64_t i = part_begin(items, threads, p); i < i1; ++i) {
+        const ColBlock<T> c = col_block(i, b, inp, col, g);
+        const T* dy = dout + c.n * g.K * PQ + c.p0 * g.Q;
+        for (int64_t gi = 0; gi < g.groups; ++gi) {
+          // dW_g[Kg, Cg*R*S] += dy_g[Kg, L] · col_g[Cg*R*S, L]^T
+          blas::gemm(false, true, Kg, CgRS, c.L, T(1), dy + gi * Kg * PQ, PQ,
+                     c.cols + gi * CgRS * c.ld, c.ld, T(1), mine + gi * Kg * CgRS, CgRS);
+        }
       }
     }
   }
-#pragma omp parallel for schedule(static) if (worth_threads(g))
+#pragma omp parallel for schedule(static) num_threads(threads) if (worth_threads(g))
   for (int64_t e = 0; e < wsize; ++e) {
     T s = dweight[e];
-    for (int t = 0; t < used; ++t) s += acc[t * wsize + e];
+    for (int p = 0; p < threads; ++p) s += acc[p * wsize + e];
     dweight[e] = s;
   }
 }
@@ -157,7 +157,7 @@ template <typename T>
 void backward_bias(T* dbias, const T* dout, const Conv2dGeom& g) {
   const int64_t PQ = g.PQ();
   // Sums of N*P*Q terms: accumulate in double so float32 keeps its precision.
-#pragma omp parallel for schedule(static) if (worth_threads(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (worth_threads(g))
   for (int64_t k = 0; k < g.K; ++k) {
     double s = 0;
     for (int64_t n = 0; n < g.N; ++n) {
@@ -174,10 +174,12 @@ template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
   if (g.N == 0) return;
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
-  const RowBlocks b = row_blocks<T>(g, max_threads());
+  const int threads = max_threads();
+  const RowBlocks b = row_blocks<T>(g, threads);
   const int64_t items = g.N * b.count;
-  const auto cols = thread_workspaces<T>(b.workspace, g, "conv2d_forward_cpu: im2col workspace");
-#pragma omp parallel if (worth_threads(g))
+  const auto cols = thread_workspaces<T>(b.workspace, threads,
+                                         "conv2d_forward_cpu: im2col workspace");
+#pragma omp parallel num_threads(threads) if (worth_threads(g))
   {
     T* col = cols.get() + thread_id() * b.workspace;
 #pragma omp for schedule(static)

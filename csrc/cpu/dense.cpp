@@ -25,7 +25,8 @@ constexpr int64_t kBiasCols = 256;
 template <typename T>
 void column_sums(T* dbias, const T* dout, int64_t M, int64_t OUT) {
   const int64_t blocks = ceil_div(OUT, kBiasCols);
-#pragma omp parallel for schedule(static) if (M * OUT >= kParallelMinElems)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (M * OUT >= kParallelMinElems)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t j0 = b * kBiasCols, n = std::min(kBiasCols, OUT - j0);
     double acc[kBiasCols] = {};
@@ -40,7 +41,8 @@ void column_sums(T* dbias, const T* dout, int64_t M, int64_t OUT) {
 // dbias[C] += sum over images and pixels of dout[N, C, HW], in double.
 template <typename T>
 void channel_sums(T* dbias, const T* dout, int64_t N, int64_t C, int64_t HW) {
-#pragma omp parallel for schedule(static) if (N * C * HW >= kParallelMinElems)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (N * C * HW >= kParallelMinElems)
   for (int64_t c = 0; c < C; ++c) {
     double s = 0;
     for (int64_t n = 0; n < N; ++n) {
@@ -57,7 +59,8 @@ template <typename T>
 void linear_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, int64_t M,
                         int64_t IN, int64_t OUT) {
   if (bias) {
-#pragma omp parallel for schedule(static) if (M * OUT >= kParallelMinElems)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (M * OUT >= kParallelMinElems)
     for (int64_t m = 0; m < M; ++m) std::copy(bias, bias + OUT, out + m * OUT);
   }
   // out[M, OUT] = x[M, IN] · W[OUT, IN]^T (+ out, preloaded with the bias); the row-major W is
@@ -91,7 +94,8 @@ void conv_transpose2d_forward_cpu(T* out, const T* inp, const T* weight, const T
   conv2d_backward_cpu<T>(out, nullptr, nullptr, inp, nullptr, weight, g);
   if (!bias) return;
   const int64_t HW = g.HW(), planes = g.N * g.C;
-#pragma omp parallel for schedule(static) if (planes * HW >= kParallelMinElems)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (planes * HW >= kParallelMinElems)
   for (int64_t i = 0; i < planes; ++i) {
     T* y = out + i * HW;
     const T b = bias[i % g.C];

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/parallel.h"
+
 namespace fc {
 namespace {
 
@@ -75,7 +77,8 @@ void col2im_cpu(T* inp, const T* col, const Conv2dGeom& g, int64_t c0, int64_t c
 template <typename T>
 void unfold_cpu(T* col, const T* inp, const Conv2dGeom& g) {
   const int64_t L = g.PQ(), items = g.N * g.C;
-#pragma omp parallel for schedule(static) if (items * g.RS() * L >= (1 << 16))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (items * g.RS() * L >= (1 << 16))
   for (int64_t i = 0; i < items; ++i) {
     const int64_t n = i / g.C, c = i % g.C;
     im2col_cpu(col + (n * g.C + c) * g.RS() * L, inp + n * g.C * g.HW(), g, c, c + 1, 0, g.P);
@@ -85,7 +88,8 @@ void unfold_cpu(T* col, const T* inp, const Conv2dGeom& g) {
 template <typename T>
 void fold_cpu(T* out, const T* col, const Conv2dGeom& g) {
   const int64_t L = g.PQ(), items = g.N * g.C;
-#pragma omp parallel for schedule(static) if (items * g.RS() * L >= (1 << 16))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (items * g.RS() * L >= (1 << 16))
   for (int64_t i = 0; i < items; ++i) {
     const int64_t n = i / g.C, c = i % g.C;
     T* img = out + n * g.C * g.HW();

@@ -28,7 +28,7 @@ V ordered_sum(int64_t M, int64_t cost, F f) {
   const int64_t block = std::max<int64_t>(1, kBlockWork / std::max<int64_t>(1, cost));
   const int64_t blocks = ceil_div(M, block);
   auto part = alloc_vector<V>(blocks, "loss_cpu: partial sums of a reduction");
-#pragma omp parallel for schedule(static) if (M * cost >= kParallelWork)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (M * cost >= kParallelWork)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i1 = std::min(M, (b + 1) * block);
     V s{};
@@ -43,7 +43,7 @@ V ordered_sum(int64_t M, int64_t cost, F f) {
 // Runs f(i) for i in [0, M), in parallel when the work is large enough.
 template <typename F>
 void for_items(int64_t M, int64_t work, F f) {
-#pragma omp parallel for schedule(static) if (work >= kParallelWork)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (work >= kParallelWork)
   for (int64_t i = 0; i < M; ++i) f(i);
 }
 
@@ -368,7 +368,7 @@ void cross_entropy_prob_backward_cpu(T* dinp, const T* dout, const T* inp, const
 template <typename T>
 void mse_loss_forward_cpu(T* out, const T* inp, const T* target, int64_t n, Reduction reduction) {
   if (reduction == Reduction::none) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+#pragma omp parallel for simd schedule(static) num_threads(max_threads()) if (n >= kParallelWork)
     for (int64_t i = 0; i < n; ++i) {
       const T d = inp[i] - target[i];
       out[i] = d * d;
@@ -394,12 +394,12 @@ template <typename T>
 void mse_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const T* target, int64_t n,
                            Reduction reduction) {
   if (reduction == Reduction::none) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+#pragma omp parallel for simd schedule(static) num_threads(max_threads()) if (n >= kParallelWork)
     for (int64_t i = 0; i < n; ++i) dinp[i] = T(2) * (inp[i] - target[i]) * dout[i];
     return;
   }
   const T scale = T((reduction == Reduction::mean ? 2.0 / double(n) : 2.0) * double(dout[0]));
-#pragma omp parallel for simd schedule(static) if (n >= kParallelWork)
+#pragma omp parallel for simd schedule(static) num_threads(max_threads()) if (n >= kParallelWork)
   for (int64_t i = 0; i < n; ++i) dinp[i] = scale * (inp[i] - target[i]);
 }
 

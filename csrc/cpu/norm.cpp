@@ -79,7 +79,7 @@ struct Chunks {
 template <typename T>
 void apply_affine(T* out, const T* inp, const ChannelAffine<T>& f, int64_t N, int64_t C,
                   int64_t S) {
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t pl = 0; pl < N * C; ++pl) {
     const int64_t c = pl % C;
     const T mh = f.mh[c], ml = f.ml[c], a = f.a[c], b = f.b[c];
@@ -98,7 +98,7 @@ void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C
   const int64_t items = C * ch.count;
   auto sum = alloc_vector<double>(items, "batch_norm_forward_cpu: chunk sums");
   auto m2 = alloc_vector<double>(items, "batch_norm_forward_cpu: chunk sums");
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t c = i / ch.count, q = i % ch.count, j0 = ch.begin(q), j1 = ch.end(q);
     double s = 0;
@@ -135,7 +135,7 @@ void grad_sums(double* sdy, double* sdyd, double* sd, const T* dout, const T* in
   const Chunks ch(N * S);
   const int64_t items = C * ch.count;
   auto part = alloc_vector<double>(3 * items, "batch_norm_backward_cpu: chunk sums");
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t c = i / ch.count, q = i % ch.count;
     const double m = double(m0[c]);
@@ -215,7 +215,7 @@ void lrn_forward(T* out, const T* inp, int64_t N, int64_t C, int64_t S, int64_t 
                  double alpha, double beta, double k) {
   const int64_t blocks = ceil_div(S, kCols), items = N * blocks;
   const double scale = alpha / double(size);
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t n = i / blocks, s0 = (i % blocks) * kCols, len = std::min(kCols, S - s0);
     double acc[kCols];
@@ -242,11 +242,11 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
   const double scale = alpha / double(size), coef = 2.0 * alpha * beta / double(size);
   // Per thread: den^beta and t of every channel at the block's cols positions, allocated before
   // the region (an exception must not leave one).
-  const bool threaded = N * C * S >= kParallelMin;
+  const int threads = max_threads();
   const int64_t cols = std::min(kCols, S), per_thread = 2 * C * cols;
-  const auto work = alloc_uninit<double>(mul_sat(threaded ? max_threads() : 1, per_thread),
+  const auto work = alloc_uninit<double>(mul_sat(threads, per_thread),
                                          "local_response_norm_backward_cpu: workspace");
-#pragma omp parallel if (threaded)
+#pragma omp parallel num_threads(threads) if (N * C * S >= kParallelMin)
   {
     double* powd = work.get() + thread_id() * per_thread;
     double* t = powd + C * cols;
@@ -347,7 +347,7 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     for (int64_t c = 0; c < C; ++c) {
       g[c] = T((weight ? double(weight[c]) : 1.0) * double(save_invstd[c]));
     }
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
     for (int64_t pl = 0; pl < N * C; ++pl) {
       const T gc = g[pl % C];
       const T* dy = dout + pl * S;
@@ -376,7 +376,7 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     f.set(c, mean, -w * invstd * invstd * invstd * dyxmu / NS, -w * invstd * sdy[c] / NS);
   }
   if (!dinp) return;
-#pragma omp parallel for schedule(static) if (N * C * S >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t pl = 0; pl < N * C; ++pl) {
     const int64_t c = pl % C;
     const T mh = f.mh[c], ml = f.ml[c], a = f.a[c], b = f.b[c], gc = g[c];
@@ -406,7 +406,7 @@ template <typename T>
 void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed) {
   const DropoutDraw draw(seed, p);
   const T scale = dropout_scale<T>(p);
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t keep = draw.keep(uint64_t(i));
     // keep * scale, not a branch: the draws are random, so a branch mispredicts half the time.
@@ -419,7 +419,7 @@ void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double 
 template <typename T>
 void dropout_backward_cpu(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
   const T scale = dropout_scale<T>(p);
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (mask[i] ? scale : T(0));
 }
 

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/parallel.h"
+
 namespace fc {
 namespace {
 
@@ -23,7 +25,7 @@ inline T lerp(T self, T end, T w) {
 template <typename T>
 void sgd_step_cpu(T* param, T* buf, const T* grad, int64_t n, const SgdArgs& a) {
   const T lr = T(a.lr), mom = T(a.momentum), damp1 = T(1 - a.dampening), wd = T(a.weight_decay);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T g = a.maximize ? -grad[i] : grad[i];
     if (a.weight_decay != 0) g = g + wd * param[i];
@@ -38,7 +40,7 @@ void sgd_step_cpu(T* param, T* buf, const T* grad, int64_t n, const SgdArgs& a) 
 template <typename T>
 void adagrad_step_cpu(T* param, T* sum, const T* grad, int64_t n, const AdagradArgs& a) {
   const T clr = T(a.clr), wd = T(a.weight_decay), eps = T(a.eps);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T g = a.maximize ? -grad[i] : grad[i];
     if (a.weight_decay != 0) g = g + wd * param[i];
@@ -52,7 +54,7 @@ void rmsprop_step_cpu(T* param, T* sq, T* gavg, T* buf, const T* grad, int64_t n
                       const RmspropArgs& a) {
   const T lr = T(a.lr), alpha = T(a.alpha), one_m_alpha = T(1 - a.alpha), eps = T(a.eps);
   const T wd = T(a.weight_decay), mom = T(a.momentum);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T g = a.maximize ? -grad[i] : grad[i];
     if (a.weight_decay != 0) g = g + wd * param[i];
@@ -78,7 +80,7 @@ void adam_step_cpu(T* param, T* m, T* v, T* vmax, const T* grad, int64_t n, cons
   const T b1w = T(1 - a.beta1), b2 = T(a.beta2), one_m_b2 = T(1 - a.beta2), eps = T(a.eps);
   const T wd = T(a.weight_decay), decay = T(1 - a.lr * a.weight_decay);
   const T step_size = T(a.step_size), bc2 = T(a.bias_correction2_sqrt);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T g = a.maximize ? -grad[i] : grad[i];
     if (a.weight_decay != 0) {

@@ -91,7 +91,7 @@ template <bool kMin, typename T>
 void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -244,7 +244,8 @@ void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
   int64_t bad = 0;
-#pragma omp parallel for schedule(static) if (threaded(g)) reduction(+ : bad)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (threaded(g)) reduction(+ : bad)
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
@@ -278,7 +279,7 @@ void avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, bool coun
                             int64_t divisor_override) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, count_include_pad, divisor_override);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -296,7 +297,7 @@ void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool c
                              int64_t divisor_override) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, count_include_pad, divisor_override);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
@@ -319,7 +320,7 @@ void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p) 
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
   const double area = double(g.R * g.S);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -341,7 +342,7 @@ void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGe
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
   const double area = double(g.R * g.S);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     const T* dy = dout + c * PQ;
@@ -372,7 +373,7 @@ template <typename T>
 void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -390,7 +391,7 @@ template <typename T>
 void adaptive_avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;
@@ -410,7 +411,7 @@ template <typename T>
 void mixed_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double alpha) {
   const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     const T* x = inp + c * HW;
     T* y = out + c * PQ;
@@ -432,7 +433,7 @@ void mixed_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2
   const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans extreme(g);
   const AvgSpans sp(g, true, 0);
-#pragma omp parallel for schedule(static) if (threaded(g))
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
   for (int64_t c = 0; c < g.planes(); ++c) {
     T* dx = dinp + c * HW;
     const T* dy = dout + c * PQ;

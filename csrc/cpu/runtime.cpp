@@ -3,21 +3,36 @@
 
 #include <atomic>
 
-#include "blas.h"
 #include "common.h"
 #include "cpu/parallel.h"
 
 namespace fc {
 
+namespace {
+// OpenMP's default when the library loads: OMP_NUM_THREADS, else the cores this process may
+// run on (read on the importing thread, before anyone could have changed its ICV).
+int default_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// The process-wide thread count (see parallel.h). Relaxed is enough: each kernel reads it once
+// and needs no other memory ordered with it; a count set in one thread reaches the kernels
+// other threads start afterwards.
+std::atomic<int> num_threads{default_threads()};
+}  // namespace
+
 void set_num_threads(int n) {
   FC_CHECK(n >= 1, "set_num_threads: n must be a positive integer, got ", n);
 #ifdef _OPENMP
-  omp_set_num_threads(n);
+  num_threads.store(n, std::memory_order_relaxed);
 #endif
-  blas::set_threads(1);
 }
 
-int get_num_threads() { return max_threads(); }
+int get_num_threads() { return num_threads.load(std::memory_order_relaxed); }
 
 std::string openmp_version() {
 #ifdef _OPENMP

@@ -459,6 +459,8 @@ void conv2d_forward_cuda(T* out, const T* inp, const T* weight, const T* bias,
   pb.w = weight;
   pb.bias = bias;
   const int64_t per = cuda::images_per_launch(g);
+  // Read once: the flag is process-wide and another thread may flip it during this call.
+  [[maybe_unused]] const bool tf32 = allow_tf32();
   cuda::with_tile<T>(g.Kg(), [&](auto tile) {
     using Cfg = decltype(tile);
     for (int64_t n0 = 0; n0 < g.N; n0 += per) {
@@ -468,7 +470,7 @@ void conv2d_forward_cuda(T* out, const T* inp, const T* weight, const T* bias,
       pb.x = inp + n0 * g.C * g.HW();
       pb.y = out + n0 * g.K * g.PQ();
       if constexpr (std::is_same_v<T, float>) {
-        if (allow_tf32()) {
+        if (tf32) {
           cuda::run_igemm<T, Cfg, true>(pb, name);
           continue;
         }

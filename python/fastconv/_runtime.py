@@ -15,21 +15,23 @@ def _version():
 
 def set_num_threads(n):
     """Set the threads fastconv's kernels use (OpenMP); the BLAS runs single-threaded inside
-    each of them, so the two never oversubscribe the cores."""
+    each of them, so the two never oversubscribe the cores. One count for the whole process:
+    called from any Python thread, it applies to kernels started afterwards in every thread."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     _C.set_num_threads(int(n))
 
 
 def get_num_threads():
-    """The number of threads fastconv's kernels use."""
+    """The number of threads fastconv's kernels use (process-wide, see set_num_threads)."""
     return _C.get_num_threads()
 
 
 def set_allow_tf32(allow):
     """Let float32 convolution and linear on the GPU use TF32 tensor cores (operands rounded
     to 10 mantissa bits, about 1e-3 relative error, several times faster). Off by default;
-    the CPU and float64 are never affected."""
+    the CPU and float64 are never affected. Process-wide: it applies to calls started
+    afterwards in every thread."""
     if not isinstance(allow, bool):
         raise TypeError(f"set_allow_tf32: allow must be a bool, got {allow!r}")
     _C.set_allow_tf32(allow)

@@ -1,6 +1,8 @@
 """Dropout (torch.nn.Dropout): in train() zeroes each element with probability p and scales
 the rest by 1 / (1 - p); in eval() it is the identity. The mask drawn in forward is kept for
-backward; masks come from fastconv's global generator (fastconv.manual_seed)."""
+backward. Each mask's seed comes from `generator` (a numpy.random.Generator, settable later as
+the `generator` attribute), or from fastconv's global generator (fastconv.manual_seed) when it
+is None; give each thread's model its own for reproducible concurrent training."""
 
 from .._arrays import is_array
 from .. import functional as F
@@ -8,11 +10,11 @@ from .module import Module
 
 
 class Dropout(Module):
-    def __init__(self, p=0.5, inplace=False):
+    def __init__(self, p=0.5, inplace=False, generator=None):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p, self.inplace = p, inplace
+        self.p, self.inplace, self.generator = p, inplace, generator
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
@@ -24,7 +26,8 @@ class Dropout(Module):
         self._mask = None
         if not self.training:
             return x
-        out, self._mask = F.dropout(x, self.p, True, self.inplace, return_mask=True)
+        out, self._mask = F.dropout(x, self.p, True, self.inplace, generator=self.generator,
+                                    return_mask=True)
         return out
 
     def backward(self, dout):
