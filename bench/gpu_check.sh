@@ -119,7 +119,7 @@ x = np.ones((1, 1, 5, 5), np.float32)
 assert float(F.conv2d(x, np.ones((1, 1, 3, 3), np.float32)).sum()) == 81.0") || return 1
   printf 'commit %s (%s), archs %s, nvcc %s\nnative %s\npython %s\n' \
     "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- csrc CMakeLists.txt python || echo +changes)" \
-    "$(date -Is)" "$archs" "$(nvcc --version | grep -o 'V[0-9.]*')" \
+    "$(date -Is)" "$archs" "$(nvcc --version | grep -o 'V[0-9][0-9.]*')" \
     "$(src_hash native)" "$(src_hash python)" > .whl/SOURCE
   cat .whl/SOURCE
   readelf -d /tmp/fc-prep-site/fastconv/_C*.so | grep NEEDED | sed 's/.*Shared library: /needs: /'
