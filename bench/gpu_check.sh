@@ -16,14 +16,18 @@
 #       memcheck  compute-sanitizer memcheck, one small case of every kernel (-m kernel_cover)
 #       racecheck compute-sanitizer racecheck, the shared-memory/shuffle kernels' files
 #   REHEARSE=1 bash bench/gpu_check.sh quick    HERE: the same stages and commands on the CUDA
-#       emulator (tools/cuda_emu, fake CuPy) with small limits; tools that need a GPU
-#       (nvidia-smi, compute-sanitizer, torch CUDA) report "not here" and their selections are
-#       still collected, so typos, paths and flags fail here, not on the device.
+#       emulator (tools/cuda_emu, fake CuPy) with small limits, so typos, paths and flags fail
+#       here, not on the device. What needs a GPU reports "not here": nvidia-smi; the ceilings
+#       (run with --smoke); PyTorch CUDA (the twin runs on the CPU); compute-sanitizer (a
+#       stand-in in tools/cuda_emu/bin runs the same command line and checks nothing).
 #
 # Any stage can be named instead (bash bench/gpu_check.sh tests memcheck). Longer stages, one
 # call each: build (from source, sm_90), test (the whole suite), sanitize (memcheck racecheck),
 # bench (--suite standard, for the speed issue), train (fashion_cnn and resnet18 with their
 # PyTorch twins), wheel (pip wheel on the device, installed alone and run).
+#
+# Knobs (environment): JOBS (16), TESTS_K / MEM_K / RACE_K (a -k expression for the tests and
+# each sanitizer), TEST_TIMEOUT / SAN_TIMEOUT (per test: 120 / 90 s), TRAIN_EPOCHS (5), PY.
 #
 # Every stage runs under `timeout` (cap below, CAP_<stage>=seconds to change) and within a
 # deadline for the whole call (DEADLINE, default 420 s: later stages get what is left). Full
@@ -40,7 +44,7 @@ export JOBS=${JOBS:-$([ "$REHEARSE" = 1 ] && echo 2 || echo 16)}
 export PY=${PY:-python3}
 export SITE=${SITE:-/tmp/fc-site}
 export EMU=${EMU:-/tmp/fastconv-emu}
-export FASTCONV_DATA=${FASTCONV_DATA_CARRIED:-$root/.data}
+export FASTCONV_DATA=$root/.data  # the carried datasets (prepare copies them)
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=$JOBS
 if [ "$REHEARSE" = 1 ]; then  # the emulated package (refreshed by install), the fake CuPy
   export PYTHONPATH=$EMU/pkg:$root/tools/cuda_emu/fakecupy
@@ -59,10 +63,8 @@ if [ "$REHEARSE" = 1 ]; then
   : "${TESTS_K:=f32 and not trains and not command and not large and not tf32 and not deterministic}"
   : "${BENCH_FILTER:=10 classes}" "${BENCH_OPS:=loss}"
   : "${TRAIN_EPOCHS:=1}" "${TRAIN_LIMIT:=64}" "${TEST_LIMIT:=64}"
-  CAP[tests]=${CAP_tests:-1500} CAP[bench_quick]=${CAP_bench_quick:-300}
-  CAP[train_quick]=${CAP_train_quick:-300} CAP[torch_quick]=${CAP_torch_quick:-120}
-  CAP[install]=${CAP_install:-900} CAP[memcheck]=${CAP_memcheck:-600}
-  CAP[racecheck]=${CAP_racecheck:-600}
+  CAP[install]=900 CAP[tests]=1500 CAP[bench_quick]=300 CAP[train_quick]=300
+  CAP[torch_quick]=120 CAP[memcheck]=600 CAP[racecheck]=600
   : "${DEADLINE:=7200}"
 fi
 export TESTS_K=${TESTS_K:-} BENCH_FILTER=${BENCH_FILTER:-} BENCH_OPS=${BENCH_OPS:-}
@@ -433,7 +435,9 @@ for line in sys.stdin:
 
 sanitize_with() {  # $1 tool
   local tool=$1 sel standin=0
-  mapfile -t sel < <(sanitizer_selection "$tool" "${RACE_K:-}")
+  local k=${MEM_K:-}
+  [ "$tool" = racecheck ] && k=${RACE_K:-}
+  mapfile -t sel < <(sanitizer_selection "$tool" "$k")
   # never an empty selection: pytest would run the whole suite under the sanitizer
   [ ${#sel[@]} -gt 0 ] || { echo "the $tool selection came out empty"; return 1; }
   local how="-m kernel_cover"
@@ -452,11 +456,11 @@ sanitize_with() {  # $1 tool
   # every array gets its own cudaMalloc under the sanitizer.
   compute-sanitizer --tool "$tool" --error-exitcode 99 --log-file "$WORK/$tool.san.log" \
     "$PY" -c 'import sys, cupy, pytest; cupy.cuda.set_allocator(None); sys.exit(pytest.main(sys.argv[1:]))' \
-    -q -p no:cacheprovider --timeout "${SAN_TIMEOUT:-90}" "${sel[@]}"
-  local rc=$?
+    -q -p no:cacheprovider --timeout "${SAN_TIMEOUT:-90}" "${sel[@]}" 2>&1 | tee "$WORK/$tool.pytest.log"
+  local rc=${PIPESTATUS[0]}
   result "$([ $standin = 1 ] && echo "not here, the stand-in ran it: ")$(grep -aE 'ERROR SUMMARY|RACECHECK SUMMARY' \
             "$WORK/$tool.san.log" | sort | uniq -c | sed 's/=//g; s/  */ /g' | tr '\n' ';')" \
-         "pytest: $(pytest_line "$WORK/$tool.log") ($how)"
+         "pytest: $(pytest_line "$WORK/$tool.pytest.log") ($how)"
   [ $rc -eq 0 ] && [ $standin = 1 ] && return $NOT_HERE
   return $rc
 }
@@ -528,12 +532,12 @@ run_stage() {
   local name=$1 cap=${CAP[$1]} left status rc t
   cap=$(eval echo "\${CAP_$name:-$cap}")
   left=$((DEADLINE - SECONDS - 15))
-  [ "$cap" -gt "$left" ] && cap=$left
-  if [ "$cap" -lt 20 ]; then
+  if [ "$left" -lt 20 ]; then
     printf '%s\tskipped\t0\t0\tno time left before the %s s deadline\n' "$name" "$DEADLINE" >> "$WORK/summary.tsv"
     echo "== $name: skipped (deadline)"
     return
   fi
+  [ "$cap" -gt "$left" ] && cap=$left
   echo "== $name (cap ${cap} s) at $(date +%T), $SECONDS s in"
   t=$SECONDS
   timeout -k 10 "$cap" bash "$self" --stage "$name" > "$WORK/$name.log" 2>&1
@@ -548,18 +552,19 @@ run_stage() {
   line=$(cat "$WORK/$name.result" 2>/dev/null || grep -av '^\s*$' "$WORK/$name.log" | tail -1)
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - t))" "$cap" "${line:0:400}" >> "$WORK/summary.tsv"
   echo "   $status in $((SECONDS - t)) s: ${line:0:300}"
-  case $status in ok|"not here") ;; *) tail -15 "$WORK/$name.log" | cut -c1-300 | sed 's/^/   | /' ;; esac
+  # the tool returns only the output's last 12,000 characters: keep failures' excerpts short
+  case $status in ok|"not here") ;; *) tail -8 "$WORK/$name.log" | cut -c1-200 | sed 's/^/   | /' ;; esac
   [ "$name" = prepare ] && cat "$WORK/prepare.log"
   pack
 }
 
-[ $# -gt 0 ] || { sed -n 2,36p "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,/^set -uo/{/^set/!p}' "$0"; exit 2; }
 stages=()
 for a in "$@"; do
   if [ "$a" = quick ]; then stages+=("${QUICK[@]}"); else stages+=("$a"); fi
 done
 for s in "${stages[@]}"; do
-  declare -F "stage_$s" > /dev/null || { echo "unknown stage '$s'"; sed -n 2,36p "$0"; exit 2; }
+  declare -F "stage_$s" > /dev/null || { echo "unknown stage '$s'"; sed -n '2,/^set -uo/{/^set/!p}' "$0"; exit 2; }
 done
 rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
 SECONDS=0
