@@ -131,10 +131,6 @@ def measure_torch(rows, smoke):
 def measure_cupy(rows, smoke):
     import cupy
 
-    if not hasattr(cupy, "RawKernel"):
-        raise RuntimeError("this CuPy has no RawKernel (the emulator's fake CuPy?)")
-    dev = cupy.cuda.Device()
-    sms = dev.attributes["MultiProcessorCount"]
     nbytes = (16 << 20) if smoke else (1 << 30)
     src = cupy.random.standard_normal(nbytes // 4, dtype=cupy.float32)
     dst = cupy.empty_like(src)
@@ -142,6 +138,18 @@ def measure_cupy(rows, smoke):
     rows.append(("copy", "cupy.copyto", f"{nbytes >> 20} MiB float32", 2 * nbytes / ms / 1e9,
                  "TB/s", ms))
     del src, dst
+    n = 256 if smoke else 8192
+    a = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+    b = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+    ms = cupy_time(cupy, lambda: cupy.matmul(a, b))
+    rows.append(("sgemm fp32", "cupy.matmul (CUPY_TF32 unset: full FP32)", f"{n}^3 random",
+                 2 * n**3 / ms / 1e9, "TFLOP/s", ms))
+    del a, b
+    env = {"cupy": cupy.__version__}
+    if not hasattr(cupy, "RawKernel"):
+        raise RuntimeError("this CuPy has no RawKernel (the emulator's fake CuPy?): no FMA rate")
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    sms = env["sms"] = props["multiProcessorCount"]
     kernel = cupy.RawKernel(FMA_KERNEL, "fma_peak")
     threads, blocks = 256, sms * 8
     iters = 256 if smoke else 16384
@@ -153,13 +161,7 @@ def measure_cupy(rows, smoke):
     flop = 2.0 * FMA_CHAINS * iters * threads * blocks
     rows.append(("fp32 fma", f"fmaf chains, {blocks}x{threads} threads ({sms} SMs)",
                  f"{iters} iterations x {FMA_CHAINS} chains", flop / ms / 1e9, "TFLOP/s", ms))
-    n = 256 if smoke else 8192
-    a = cupy.random.standard_normal((n, n), dtype=cupy.float32)
-    b = cupy.random.standard_normal((n, n), dtype=cupy.float32)
-    ms = cupy_time(cupy, lambda: cupy.matmul(a, b))
-    rows.append(("sgemm fp32", "cupy.matmul (CUPY_TF32 unset: full FP32)", f"{n}^3 random",
-                 2 * n**3 / ms / 1e9, "TFLOP/s", ms))
-    return {"cupy": cupy.__version__, "sms": sms}
+    return env
 
 
 def main(argv=None):
