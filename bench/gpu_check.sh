@@ -419,7 +419,7 @@ sanitizer_selection() {  # $1 memcheck|racecheck; writes the pytest arguments, o
   (cd /tmp && "$PY" -m pytest -q --collect-only -p no:cacheprovider \
      -k "not large and not trains and not command and not deterministic${k:+ and ($k)}" "${files[@]}") \
     | "$PY" -c '
-import re, sys
+import sys
 seen, root = set(), sys.argv[1]
 for line in sys.stdin:
     line = line.strip()
