@@ -60,6 +60,8 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--data", default=os.environ.get("FASTCONV_DATA"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int,
+                    help="train on the first LIMIT images only, as `fastconv train --limit`")
     args = ap.parse_args()
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -68,6 +70,8 @@ def main():
     epochs = args.epochs or epochs
     train = data.FashionMNIST(args.data, train=True, normalize=True)
     test = data.FashionMNIST(args.data, train=False, normalize=True)
+    if args.limit:
+        train.images, train.labels = train.images[:args.limit], train.labels[:args.limit]
     transform = (data.Compose([data.RandomHorizontalFlip(), data.RandomShift(2)])
                  if args.augment else None)
     loader = data.DataLoader(train.images, train.labels, args.batch_size, shuffle=True,

@@ -5,6 +5,8 @@ array results; mixing with numpy.ndarray raises TypeError as CuPy does."""
 import numpy as np
 from . import cuda  # noqa: F401
 
+__version__ = "emu"
+
 
 def _un(x):
     if isinstance(x, ndarray):
@@ -136,3 +138,18 @@ class _Linalg:
 
 
 linalg = _Linalg()
+
+
+class _Random:
+    """cupy.random's functions over NumPy's global generator; dtype= as CuPy takes it."""
+
+    def __getattr__(self, name):
+        fn = getattr(np.random, name)
+
+        def call(*a, dtype=None, **k):
+            r = fn(*_un(a), **k)
+            return _wr(np.asarray(r, dtype=dtype) if dtype is not None else r)
+        return call
+
+
+random = _Random()
