@@ -58,10 +58,18 @@ def param_grads(need_weight, need_bias, weight_shape, bias_shape, like, grad_wei
     return dweight, dbias
 
 
+_INT64 = (-2**63, 2**63 - 1)
+
+
 def as_int(value, name, op):
+    """value as a Python int that fits the extension's int64 arguments."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {value!r}")
-    return int(value)
+    value = int(value)
+    # Beyond int64 pybind11 would refuse the call with a TypeError that names no argument.
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise ValueError(f"{op}: {name} must fit in 64 bits, got {value}")
+    return value
 
 
 def as_pair(value, name, op):
