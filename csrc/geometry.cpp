@@ -2,11 +2,25 @@
 #include "geometry.h"
 
 #include <climits>
+#include <cstring>
 
 namespace fc {
 namespace {
 
 std::string pair_str(int64_t a, int64_t b) { return str('(', a, ", ", b, ')'); }
+
+// The largest kernel size, stride, padding, dilation, output padding or spatial size accepted.
+// Bounding every operand keeps the sizes computed from them (dilation * (kernel - 1) + 1,
+// (H - 1) * stride + 2 * padding, ...) and the kernels' index arithmetic far from int64
+// overflow, which would otherwise turn an impossible geometry into a "valid" one.
+constexpr int64_t kMaxExtent = INT_MAX;
+
+void check_extent(const char* op, const char* name, int64_t h, int64_t w) {
+  FC_CHECK(h <= kMaxExtent && w <= kMaxExtent, op, ": ", name, " must be at most ", kMaxExtent,
+           " along each side, got ", pair_str(h, w));
+}
+
+void check_extent(const char* op, const char* name, Pair v) { check_extent(op, name, v[0], v[1]); }
 
 // Output rows/cols with PyTorch's formula; rejects sizes below 1 and sizes BLAS cannot index.
 void finish(const char* op, Conv2dGeom& g) {
@@ -53,6 +67,11 @@ Conv2dGeom conv2d_geom(const char* op, const Shape& input, const Shape& weight, 
   FC_CHECK(weight[1] * groups == g.C, op, ": weight ", shape_str(weight), " with groups=", groups,
            " expects input with ", weight[1] * groups, " channels (weight.shape[1] * groups), got input ",
            shape_str(input));
+  check_extent(op, "input", g.H, g.W);
+  check_extent(op, "weight", g.R, g.S);
+  check_extent(op, "stride", stride);
+  check_extent(op, "dilation", dilation);
+  if (mode == PadMode::explicit_) check_extent(op, "padding", padding);
   g.stride_h = stride[0]; g.stride_w = stride[1];
   g.dil_h = dilation[0]; g.dil_w = dilation[1];
   if (mode == PadMode::same) {
@@ -99,6 +118,12 @@ Conv2dGeom conv_transpose2d_geom(const char* op, const Shape& input, const Shape
   FC_CHECK(output_padding[0] >= 0 && output_padding[1] >= 0, op,
            ": output_padding must be non-negative, got ",
            pair_str(output_padding[0], output_padding[1]));
+  check_extent(op, "input", input[2], input[3]);
+  check_extent(op, "weight", weight[2], weight[3]);
+  check_extent(op, "stride", stride);
+  check_extent(op, "padding", padding);
+  check_extent(op, "output_padding", output_padding);
+  check_extent(op, "dilation", dilation);
   for (int i = 0; i < 2; ++i) {
     FC_CHECK(output_padding[i] < stride[i] || output_padding[i] < dilation[i], op,
              ": output_padding must be smaller than either stride or dilation (as in PyTorch), got "
@@ -131,10 +156,19 @@ Conv2dGeom conv_transpose2d_geom(const char* op, const Shape& input, const Shape
 
 Conv2dGeom window_geom(const char* op, int64_t N, int64_t C, int64_t H, int64_t W, Pair kernel,
                        Pair stride, Pair padding, Pair dilation) {
+  // (H, W) is unfold's input size and fold's output_size.
+  const char* size_name = std::strcmp(op, "fold") == 0 ? "output_size" : "input";
   FC_CHECK(kernel[0] >= 1 && kernel[1] >= 1, op, ": kernel_size must be positive, got ",
            pair_str(kernel[0], kernel[1]));
-  FC_CHECK(N >= 0 && C >= 1 && H >= 1 && W >= 1, op, ": empty spatial or channel size, got (N, C, H, W) = ",
+  FC_CHECK(H >= 1 && W >= 1, op, ": ", size_name, " must have at least one row and column, got "
+           "(H, W) = ", pair_str(H, W));
+  FC_CHECK(N >= 0 && C >= 1, op, ": input must have at least one channel, got (N, C, H, W) = ",
            shape_str({N, C, H, W}));
+  check_extent(op, size_name, H, W);
+  check_extent(op, "kernel_size", kernel);
+  check_extent(op, "stride", stride);
+  check_extent(op, "padding", padding);
+  check_extent(op, "dilation", dilation);
   Conv2dGeom g;
   g.N = N; g.C = C; g.H = H; g.W = W; g.R = kernel[0]; g.S = kernel[1];
   g.stride_h = stride[0]; g.stride_w = stride[1];
@@ -160,6 +194,7 @@ void pool_input(const char* op, const Shape& input, Pool2dGeom& g) {
   g.C = input[o]; g.H = input[o + 1]; g.W = input[o + 2];
   FC_CHECK(g.C >= 1 && g.H >= 1 && g.W >= 1, op,
            ": input must have at least one channel, row and column, got shape ", shape_str(input));
+  check_extent(op, "input", g.H, g.W);
 }
 
 // PyTorch's pooling_output_shape: floor division (div_rtn), and in ceil mode a last window
@@ -185,6 +220,9 @@ Pool2dGeom pool2d_geom(const char* op, const Shape& input, Pair kernel, Pair str
            pair_str(dilation[0], dilation[1]));
   FC_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ",
            pair_str(padding[0], padding[1]));
+  check_extent(op, "kernel_size", kernel);
+  check_extent(op, "stride", stride);
+  check_extent(op, "dilation", dilation);
   FC_CHECK(padding[0] <= kernel[0] / 2 && padding[1] <= kernel[1] / 2, op, ": padding ",
            pair_str(padding[0], padding[1]), " must be at most half of kernel_size ",
            pair_str(kernel[0], kernel[1]), " (as in PyTorch)");
@@ -212,6 +250,7 @@ Pool2dGeom adaptive_pool2d_geom(const char* op, const Shape& input, std::optiona
   g.Q = Q.value_or(g.W);
   FC_CHECK(g.P >= 1 && g.Q >= 1, op, ": output_size must be positive, got ",
            pair_str(g.P, g.Q), " for input ", shape_str(input));
+  check_extent(op, "output_size", g.P, g.Q);
   g.R = g.S = 0;
   return g;
 }
