@@ -39,6 +39,14 @@ def as_float(value, name, op):
     return float(value)
 
 
+def as_bool(value, name, op):
+    """A flag: only True or False (NumPy's too), as PyTorch requires; bool(value) would quietly
+    read "False", 0.0 or None as a setting."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def as_mask(output_mask, op):
     """output_mask of a backward: which of (input, weight, bias) gradients to compute."""
     if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
