@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import settings, strategies as st
 
-from _util import rand
+from _util import assert_close, rand
 
 DTYPES = (np.float32, np.float64)
 
@@ -209,3 +209,16 @@ class Call:
         if self.exc is None:  # the unchanged call, which every invalid one is derived from
             return self.fn(*self.args, **self.kwargs)
         return rejects(lambda: self.fn(*self.args, **self.kwargs), *self.names, exc=self.exc)
+
+
+def assert_close_nonfinite(actual, expected, rtol, what="", atol=0.0):
+    """NaN and +-inf exactly where the reference has them; the finite entries within rtol."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} vs {e.shape}"
+    for name, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        differ = test(a) != test(e)
+        assert not differ.any(), (f"{what}: {name} differs at {np.argwhere(differ)[:3].tolist()}: "
+                                  f"actual {a[differ][:3]}, expected {e[differ][:3]}")
+    fin = np.isfinite(e)
+    assert_close(a[fin], e[fin], rtol, atol, what=what)

@@ -10,9 +10,9 @@ HYPOTHESIS_PROFILE environment variable:
 - ``ci`` (the default, what `python -m pytest` and CI run): derandomised, so every run tries
   the same examples; a fixed number of them per test; no deadline (the machine may be shared);
   no example database, so nothing is written into the tree.
-- ``long``: for a local hunt, ``HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties_*.py``:
-  25 times the examples, freshly random on every run, failures remembered in
-  ~/.cache/fastconv/hypothesis (outside the tree) and replayed first on the next run.
+- ``long``: for a local hunt, 25 times the examples, freshly random on every run, failures
+  remembered in ~/.cache/fastconv/hypothesis (outside the tree) and replayed first next time:
+  ``HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties_*.py``
 """
 
 import os

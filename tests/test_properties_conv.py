@@ -77,7 +77,8 @@ def test_conv2d_forward_backward_match_reference(c, mask, accumulate):
     dx_ref, dw_ref, db_ref = conv2d_backward_ref(dout, x, w, **geo)
     gw = gb = None
     if accumulate:  # the accumulation contract: the gradients are added into given arrays
-        gw, gb = data(c["seed"] + 4, w.shape, c["dtype"]), data(c["seed"] + 5, (c["K"],), c["dtype"])
+        gw = data(c["seed"] + 4, w.shape, c["dtype"])
+        gb = data(c["seed"] + 5, (c["K"],), c["dtype"])
         dw_ref, db_ref = dw_ref + gw, db_ref + gb
     dx, dw, db = F.conv2d_backward(dout, x, w, **geo, output_mask=tuple(mask), grad_weight=gw,
                                    grad_bias=gb)
@@ -258,7 +259,7 @@ def conv2d_invalid_calls(draw):
     kw = dict(input=x, weight=w, stride=1, padding=1, dilation=1, groups=g)
     out_shape = (N, K, 6, 6)
     arg = draw(st.sampled_from(
-        ["none"] + ["input", "weight", "stride", "dilation", "padding", "groups", "geometry"]
+        ["none", "input", "weight", "stride", "dilation", "padding", "groups", "geometry"]
         + (["grad_output", "output_mask", "grad_weight", "grad_bias"] if backward else ["bias"])))
     names = (arg,)
     if arg == "none":
@@ -327,7 +328,7 @@ def conv_transpose2d_invalid_calls(draw):
     kw = dict(input=x, weight=w, stride=2, padding=1, output_padding=1, groups=g, dilation=1)
     out_shape = (N, Cout, 8, 9)  # (4-1)*2 - 2 + 2 + 1 + 1, (5-1)*2 - 2 + 1 + 1 + 1
     arg = draw(st.sampled_from(
-        ["none"] + ["input", "weight", "stride", "dilation", "padding", "output_padding", "groups"]
+        ["none", "input", "weight", "stride", "dilation", "padding", "output_padding", "groups"]
         + (["grad_output", "output_mask", "grad_weight", "grad_bias"] if backward else ["bias"])))
     names = (arg,)
     if arg == "none":
@@ -382,7 +383,7 @@ def linear_invalid_calls(draw):
     lead = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
     x, w = data(seed, lead + (4,), dt), data(seed + 1, (3, 4), dt)
     kw = dict(input=x, weight=w)
-    arg = draw(st.sampled_from(["none"] + ["input", "weight"] + (
+    arg = draw(st.sampled_from(["none", "input", "weight"] + (
         ["grad_output", "output_mask", "grad_weight", "grad_bias"] if backward else ["bias"])))
     names = (arg,)
     if arg == "none":
@@ -434,7 +435,7 @@ def unfold_fold_invalid_calls(draw):
     kw["input"] = data(seed, (1, 12, 9) if is_fold else (1, 2, 5, 6), dt)
     if is_fold:
         kw["output_size"] = (5, 6)
-    arg = draw(st.sampled_from(["none"] + ["input", "kernel_size", "dilation", "padding", "stride"]
+    arg = draw(st.sampled_from(["none", "input", "kernel_size", "dilation", "padding", "stride"]
                                + (["output_size"] if is_fold else [])))
     names = (arg,)
     if arg == "none":

@@ -28,7 +28,8 @@ def _geometry(op, input, kernel_size, stride, padding, dilation=1, ceil_mode=Fal
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
         else as_pair(stride, "stride", op)
     return _C.pool2d_geometry(op, input, kernel, stride, as_pair(padding, "padding", op),
-                              as_pair(dilation, "dilation", op), as_bool(ceil_mode, "ceil_mode", op))
+                              as_pair(dilation, "dilation", op),
+                              as_bool(ceil_mode, "ceil_mode", op))
 
 
 def _output_size(value, op):
