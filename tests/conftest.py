@@ -9,34 +9,53 @@ HYPOTHESIS_PROFILE environment variable:
 
 - ``ci`` (the default, what `python -m pytest` and CI run): derandomised, so every run tries
   the same examples; a fixed number of them per test; no deadline (the machine may be shared);
-  no example database, so nothing is written into the tree.
+  no example database.
 - ``long``: for a local hunt, 25 times the examples, freshly random on every run, failures
-  remembered in ~/.cache/fastconv/hypothesis (outside the tree) and replayed first next time:
+  remembered in the example database and replayed first next time:
   ``HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties_*.py``
+
+Hypothesis keeps its files (the long profile's database, a cache of constants read from the
+source) in ~/.cache/fastconv/hypothesis, or $HYPOTHESIS_STORAGE_DIRECTORY: never in the tree.
 """
 
 import os
 import pathlib
 import sys
 
-from hypothesis import HealthCheck, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
-
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 # Fixtures shared by the test modules: `poisoned` (see _cuda.py), `poisoned_outputs` (_props.py).
-pytest_plugins = ["_cuda", "_props"]
+pytest_plugins = ["_cuda"]
 
-CI_EXAMPLES = 60
+try:
+    from hypothesis import HealthCheck, settings
+    from hypothesis.configuration import set_hypothesis_home_dir
+    from hypothesis.database import DirectoryBasedExampleDatabase
+except ImportError:
+    # Only the property tests need Hypothesis (pip install ".[test]"); an environment without
+    # it, such as a bare wheel on a GPU machine, still runs everything else.
+    collect_ignore_glob = ["test_properties_*.py"]
+else:
+    pytest_plugins.append("_props")
 
-settings.register_profile(
-    "ci", derandomize=True, max_examples=CI_EXAMPLES, deadline=None, database=None,
-    print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile(
-    "long", derandomize=False, max_examples=25 * CI_EXAMPLES, deadline=None, print_blob=True,
-    database=DirectoryBasedExampleDatabase(
-        pathlib.Path.home() / ".cache" / "fastconv" / "hypothesis"),
-    suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+    CI_EXAMPLES = 100
+    _STORAGE = pathlib.Path(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
+                            or pathlib.Path.home() / ".cache" / "fastconv" / "hypothesis")
+    set_hypothesis_home_dir(_STORAGE)
+
+    settings.register_profile(
+        "ci", derandomize=True, max_examples=CI_EXAMPLES, deadline=None, database=None,
+        print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile(
+        "long", derandomize=False, max_examples=25 * CI_EXAMPLES, deadline=None,
+        print_blob=True, database=DirectoryBasedExampleDatabase(_STORAGE / "examples"),
+        suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_report_header(config):
+    if "collect_ignore_glob" in globals():
+        return "hypothesis is not installed: tests/test_properties_*.py are not collected"
+    return f"hypothesis profile: {os.environ.get('HYPOTHESIS_PROFILE', 'ci')}"

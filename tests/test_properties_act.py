@@ -43,7 +43,8 @@ ELEMENTWISE = {
     "sigmoid": (F.sigmoid, F.sigmoid_backward, R.sigmoid_ref, R.sigmoid_backward_ref, {}),
     "tanh": (F.tanh, F.tanh_backward, R.tanh_ref, R.tanh_backward_ref, {}),
     "softplus": (F.softplus, F.softplus_backward, R.softplus_ref, R.softplus_backward_ref,
-                 {"beta": reals.filter(bool), "threshold": reals.map(lambda v: 10 * v)}),
+                 {"beta": reals.map(lambda v: v or 1.0),
+                  "threshold": reals.map(lambda v: 10 * v)}),
 }
 INPLACE = ("relu", "leaky_relu", "elu")
 
