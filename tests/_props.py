@@ -101,7 +101,8 @@ def poisoned_outputs():
 # ---------------------------------------------------------------------------
 
 NOT_ARRAYS = (1.5, 3, "x", b"x", [[1.0, 2.0]], (1.0,), {"a": 1}, object())
-BAD_DTYPES = (np.int32, np.int64, np.uint8, np.float16, np.complex64, np.bool_, object)
+BAD_DTYPES = (np.int32, np.int64, np.uint8, np.float16, np.complex64, np.bool_, object,
+              np.dtype(">f4"), np.dtype(">f8"))  # byte-swapped floats: not the machine's
 # Not an int: floats (even integral ones), strings, None, bools (PyTorch rejects True for an int
 # argument too), complex, containers.
 NOT_INTS = (1.5, 2.0, np.float64(2.0), "2", b"2", None, True, False, np.True_, 1j, {2})
