@@ -58,10 +58,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Returns out (N, C, P, Q), or (out, indices) with return_indices=True; pass those indices
     to max_pool2d_backward to skip recomputing the argmax.
     """
+    return_indices = as_bool(return_indices, "return_indices", "max_pool2d")
     input = contiguous(input)
     g = _geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     out, indices = _extreme("max_pool2d", input, g)
-    return (out, indices) if as_bool(return_indices, "return_indices", "max_pool2d") else out
+    return (out, indices) if return_indices else out
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
@@ -81,10 +82,11 @@ def min_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False):
     """Min pooling: -max_pool2d(-input) (padding never wins, a NaN wins, the first minimum in
     scan order wins ties). Arguments and return value as max_pool2d; indices are the argmin."""
+    return_indices = as_bool(return_indices, "return_indices", "min_pool2d")
     input = contiguous(input)
     g = _geometry("min_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     out, indices = _extreme("min_pool2d", input, g)
-    return (out, indices) if as_bool(return_indices, "return_indices", "min_pool2d") else out
+    return (out, indices) if return_indices else out
 
 
 def min_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
@@ -190,10 +192,11 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     """Adaptive max pooling, as torch.nn.functional.adaptive_max_pool2d (windows as
     adaptive_avg_pool2d); (out, indices) with return_indices=True, for the backward."""
     op = "adaptive_max_pool2d"
+    return_indices = as_bool(return_indices, "return_indices", op)
     input = contiguous(input)
     g = _adaptive_geometry(op, input, output_size)
     out, indices = _extreme(op, input, g)
-    return (out, indices) if as_bool(return_indices, "return_indices", op) else out
+    return (out, indices) if return_indices else out
 
 
 def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
