@@ -281,6 +281,8 @@ def conv2d_invalid_calls(draw):
         kw["padding"], exc = draw(st.one_of(
             bad_pairs(0), st.sampled_from([("full", ValueError), ("SAME", ValueError),
                                            ("", ValueError)])))
+        if isinstance(kw["padding"], str):  # a str is a padding mode: an unknown one
+            exc = ValueError
         if draw(st.booleans()) and not backward:  # 'same' needs stride 1, as in PyTorch
             kw.update(padding="same", stride=draw(st.sampled_from([2, (1, 2), (3, 1)])))
             exc, names = ValueError, ("padding", "stride")

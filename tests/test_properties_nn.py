@@ -255,7 +255,10 @@ def check_layer(m, x, seed, rtol, training=True, atol=0.0):
 
 @st.composite
 def simple_layers(draw):
-    """(layer, input shape): one random layer of each kind and an input it accepts."""
+    """(layer, input shape): one random layer of each kind and an input it accepts. The
+    initial weights come from fastconv's generator, seeded here, so that Hypothesis rebuilds
+    the same layer when it replays an example."""
+    fastconv.manual_seed(draw(seeds))
     kind = draw(st.sampled_from(
         ["Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "MinPool2d", "AvgPool2d",
          "LPPool2d", "MixedPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "ReLU", "LeakyReLU",
@@ -354,11 +357,15 @@ def test_layer_forward_backward_match_reference(made, dtype, training, layout, s
 
 @st.composite
 def blocks(draw):
+    fastconv.manual_seed(draw(seeds))  # reproducible weights, as in simple_layers
     kind = draw(st.sampled_from(["BasicBlock", "Bottleneck", "Inception", "Sequential",
                                  "BasicConv2d"]))
     C = draw(st.integers(1, 4))
-    N = draw(st.integers(1, 3))  # batch norm in training needs N * H * W > 1: H, W >= 3
-    shape = (N, C, draw(st.integers(3, 6)), draw(st.integers(3, 6)))
+    N = draw(st.integers(1, 3))
+    # H, W >= 4: on a 3x3 input, Inception's 3x3 max pool (stride 1, padding 1) can give every
+    # window the same maximum, a constant channel that batch norm maps to exactly 0, ReLU's
+    # kink, where the gradient depends on rounding (PyTorch's as much as fastconv's).
+    shape = (N, C, draw(st.integers(4, 6)), draw(st.integers(4, 6)))
     if kind == "BasicBlock":
         return nn.BasicBlock(C, draw(st.sampled_from([C, C + 1, 2 * C])),
                              stride=draw(st.integers(1, 2))), shape
