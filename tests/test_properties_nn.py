@@ -7,7 +7,6 @@ random wrong inputs must be rejected naming the layer.
 """
 
 import numpy as np
-import pytest
 from hypothesis import given, strategies as st
 
 import fastconv
@@ -486,6 +485,10 @@ OPS_OF = {"Conv2d": "conv2d", "ConvTranspose2d": "conv_transpose2d", "Linear": "
           "LocalResponseNorm": "local_response_norm", "Flatten": "Flatten",
           "Identity": "Identity"}
 
+ELEMENTWISE_NAMES = {"ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus"}
+POOL_NAMES = {"MaxPool2d", "MinPool2d", "AvgPool2d", "LPPool2d", "MixedPool2d",
+              "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"}
+
 
 @budget(2)
 @given(simple_layers(), st.sampled_from(["ndim", "channels", "dtype", "int", "list", "tiny"]),
@@ -535,7 +538,3 @@ def test_layer_wrong_input_is_rejected_naming_the_layer(made, wrong, seed):
             return
     rejects(lambda: layer(x), name, OPS_OF[name])
 
-
-ELEMENTWISE_NAMES = {"ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus"}
-POOL_NAMES = {"MaxPool2d", "MinPool2d", "AvgPool2d", "LPPool2d", "MixedPool2d",
-              "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"}
