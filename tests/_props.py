@@ -51,9 +51,12 @@ def relayout(a, layout):
 
 
 def pair_form(draw, h, w):
-    """(h, w) as the forms the ops accept: an int when equal, a tuple or a list."""
-    forms = ["tuple", "list"] + (["int"] if h == w else [])
+    """(h, w) as the forms the ops accept: an int when equal, a tuple or a list, of Python or
+    NumPy ints."""
+    forms = ["tuple", "list", "numpy"] + (["int"] if h == w else [])
     form = draw(st.sampled_from(forms))
+    if form == "numpy":
+        return (np.int64(h), np.int32(w))
     return h if form == "int" else (h, w) if form == "tuple" else [h, w]
 
 
