@@ -2,6 +2,7 @@
 #include "geometry.h"
 
 #include <climits>
+#include <cstring>
 
 namespace fc {
 namespace {
@@ -220,12 +221,21 @@ Conv2dGeom conv_transpose2d_geom(const char* op, const Shape& input, const Shape
 Conv2dGeom window_geom(const char* op, int64_t N, int64_t C, int64_t H, int64_t W, Pair kernel,
                        Pair stride, Pair padding, Pair dilation, const ConvRoles& roles,
                        Device dev) {
+  // (H, W) is unfold's input size and fold's output_size.
+  const bool fold = std::strcmp(op, "fold") == 0;
+  const char* size_name = fold ? "output_size" : "input";
   FC_CHECK(kernel[0] >= 1 && kernel[1] >= 1, op, ": kernel_size must be positive, got ",
            pair_str(kernel[0], kernel[1]));
-  FC_CHECK(N >= 0 && C >= 1 && H >= 1 && W >= 1, op, ": empty spatial or channel size, got (N, C, H, W) = ",
+  FC_CHECK(H >= 1 && W >= 1, op, ": ", size_name, " must have at least one row and column, got "
+           "(H, W) = ", pair_str(H, W));
+  FC_CHECK(N >= 0 && C >= 1, op, ": input must have at least one channel, got (N, C, H, W) = ",
            shape_str({N, C, H, W}));
-  check_extent(op, roles.in, {N, C, H, W}, "H", H);
-  check_extent(op, roles.in, {N, C, H, W}, "W", W);
+  if (fold) {
+    check_arg(op, "output_size", {H, W});
+  } else {
+    check_extent(op, roles.in, {N, C, H, W}, "H", H);
+    check_extent(op, roles.in, {N, C, H, W}, "W", W);
+  }
   check_arg(op, "kernel_size", kernel);
   check_arg(op, "stride", stride);
   check_arg(op, "padding", padding);
@@ -283,6 +293,9 @@ Pool2dGeom pool2d_geom(const char* op, const Shape& input, Pair kernel, Pair str
            pair_str(dilation[0], dilation[1]));
   FC_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ",
            pair_str(padding[0], padding[1]));
+  check_arg(op, "kernel_size", kernel);
+  check_arg(op, "stride", stride);
+  check_arg(op, "dilation", dilation);
   FC_CHECK(padding[0] <= kernel[0] / 2 && padding[1] <= kernel[1] / 2, op, ": padding ",
            pair_str(padding[0], padding[1]), " must be at most half of kernel_size ",
            pair_str(kernel[0], kernel[1]), " (as in PyTorch)");

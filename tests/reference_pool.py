@@ -61,6 +61,19 @@ def _sliding(n, k, pad, stride, dil, ceil_mode):
             for o in range(out)]
 
 
+def _clipped_starts(n, k, pad, stride, dil, ceil_mode):
+    """Per output index: PyTorch's CPU kernel's first window row, o*stride - pad stepped by dil
+    past the padding. A dilated window can lie wholly in the padding (its start then lies past
+    the input); PyTorch gives it -inf and the index start_h*W + start_w, which this reproduces."""
+    starts = []
+    for o in range(pool_output_size(n, k, pad, stride, dil, ceil_mode)):
+        i = o * stride - pad
+        while i < 0:
+            i += dil
+        starts.append(i)
+    return starts
+
+
 def adaptive_windows(n, out):
     """Output o reads [floor(o*n/out), ceil((o+1)*n/out))."""
     return [list(range((o * n) // out, -((-(o + 1) * n) // out))) for o in range(out)]
@@ -69,18 +82,24 @@ def adaptive_windows(n, out):
 def _gather(x, rows, cols):
     """(N, C, len(rows)*len(cols)) values and their flat in-plane positions h*W + w."""
     W = x.shape[3]
-    vals = x[:, :, rows][:, :, :, cols].reshape(x.shape[0], x.shape[1], -1)
+    vals = x[:, :, rows][:, :, :, cols].reshape(x.shape[0], x.shape[1], len(rows) * len(cols))
     pos = (np.asarray(rows)[:, None] * W + np.asarray(cols)[None, :]).reshape(-1)
     return vals, pos
 
 
-def _max_windows(x, row_lists, col_lists):
+def _max_windows(x, row_lists, col_lists, starts=None):
+    """Max and argmax per window; starts = (row starts, col starts) for windows that hold no
+    input element (sliding windows only, see _clipped_starts)."""
     N, C = x.shape[:2]
     P, Q = len(row_lists), len(col_lists)
     out = np.empty((N, C, P, Q))
     idx = np.empty((N, C, P, Q), dtype=np.int64)
     for p, rows in enumerate(row_lists):
         for q, cols in enumerate(col_lists):
+            if not rows or not cols:
+                out[:, :, p, q] = -np.inf
+                idx[:, :, p, q] = starts[0][p] * x.shape[3] + starts[1][q]
+                continue
             vals, pos = _gather(x, rows, cols)
             nan = np.isnan(vals)
             first_max = np.argmax(np.where(nan, -np.inf, vals), axis=2)
@@ -94,9 +113,14 @@ def _max_windows(x, row_lists, col_lists):
 def _scatter(grad_output, indices, in_shape):
     N, C, H, W = in_shape
     dx = np.zeros((N * C, H * W))
-    g = np.asarray(grad_output, dtype=np.float64).reshape(N * C, -1)
+    P, Q = np.shape(indices)[-2:]
+    g = np.asarray(grad_output, dtype=np.float64).reshape(N * C, P * Q)  # N may be 0
     plane = np.repeat(np.arange(N * C), g.shape[1])
-    np.add.at(dx, (plane, np.asarray(indices).reshape(-1)), g.reshape(-1))
+    flat = np.asarray(indices).reshape(-1)
+    # An empty window's index may lie outside its plane: it receives nothing (PyTorch's index
+    # inside the plane, which an empty window can also have, receives the gradient as there).
+    inside = (flat >= 0) & (flat < H * W)
+    np.add.at(dx, (plane[inside], flat[inside]), g.reshape(-1)[inside])
     return dx.reshape(in_shape)
 
 
@@ -106,7 +130,9 @@ def _windows(x, kernel_size, stride, padding, dilation, ceil_mode):
     ph, pw = pair(padding)
     dh, dw = pair(dilation)
     return (_sliding(x.shape[2], R, ph, sh, dh, ceil_mode),
-            _sliding(x.shape[3], S, pw, sw, dw, ceil_mode))
+            _sliding(x.shape[3], S, pw, sw, dw, ceil_mode),
+            (_clipped_starts(x.shape[2], R, ph, sh, dh, ceil_mode),
+             _clipped_starts(x.shape[3], S, pw, sw, dw, ceil_mode)))
 
 
 def max_pool2d_ref(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):

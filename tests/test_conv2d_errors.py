@@ -259,3 +259,48 @@ def test_conv2d_errors_unfold_fold():
         F.fold(_x((2, 35, 36)), (8, 8), 3)
     with pytest.raises(TypeError, match="input"):
         F.fold(np.ones((2, 36, 36), np.complex64), (8, 8), 3)
+
+
+# ---------------------------------------------------------------------------
+# regressions found by the property tests (tests/test_properties_conv.py)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,name", [(dict(stride=2**64), "stride"),
+                                     (dict(padding=(0, -(2**63) - 1)), "padding"),
+                                     (dict(groups=2**63), "groups")])
+def test_conv2d_errors_int_beyond_int64_is_named(kw, name):
+    """pybind11 refused these with a TypeError naming no argument."""
+    with pytest.raises(ValueError, match=name):
+        _fwd(**kw)
+
+
+@pytest.mark.parametrize("op,kw,name", [
+    # int64 overflow in the geometry made these "valid": a segfault, then a result.
+    ("conv2d", dict(stride=(2, 2**63 - 1), padding=(2, 2**40), dilation=(1, 2**62)), "stride"),
+    ("conv2d", dict(stride=(2**40, 3), padding=(0, 2), dilation=(2**62, 2**63 - 1)), "stride"),
+    ("conv2d", dict(padding="same", dilation=2**62), "dilation"),  # was blamed on padding
+    ("conv_transpose2d", dict(output_padding=(2**62, 0), dilation=(2**63 - 1, 1)),
+     "output_padding"),  # was NumPy's "array is too big"
+    ("unfold", dict(kernel_size=3, padding=2**31), "padding"),
+    ("max_pool2d", dict(kernel_size=3, dilation=2**62), "dilation"),
+    ("adaptive_avg_pool2d", dict(output_size=(2**62, 1)), "output_size"),
+])
+def test_conv2d_errors_geometry_beyond_int32_is_named(op, kw, name):
+    x = _x((1, 4, 5, 6))
+    args = dict(conv2d=(x, _w((2, 4, 3, 3))), conv_transpose2d=(x, _w((4, 2, 3, 3)))).get(op, (x,))
+    with pytest.raises(ValueError, match=f"{name} must be at most 2147483647"):
+        getattr(F, op)(*args, **kw)
+
+
+@pytest.mark.parametrize("output_size,kernel_size,name", [
+    ((0, 5), 2, "output_size"), ((-1, 5), 2, "output_size"), ((5, 5), 0, "kernel_size"),
+    ((2**62, 5), 2, "output_size")])
+def test_conv2d_errors_fold_names_output_size_and_kernel_size(output_size, kernel_size, name):
+    """fold said 'empty spatial or channel size' or 'kernel area 0*0', naming neither."""
+    with pytest.raises(ValueError, match=name):
+        F.fold(_x((1, 4, 1)), output_size, kernel_size)
+
+
+def test_conv2d_errors_unfold_empty_input_is_named():
+    with pytest.raises(ValueError, match="input"):
+        F.unfold(_x((1, 4, 0, 4)), 1)

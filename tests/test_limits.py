@@ -120,8 +120,8 @@ REFUSED = [
           r"linear_backward: weight \(1, 2147483648\) has in_features = 2147483648 and "
           r"out_features = 1; each must be at most 2147483647", "linear-in_features"),
     _case(lambda: F.fold(_x((1, 1, 1)), (2**31, 1), 1, stride=2**31),
-          r"fold: output \(1, 1, 2147483648, 1\) has H = 2147483648; spatial and kernel sizes "
-          r"are at most 2147483647", "fold-output_size"),
+          r"fold: output_size must be at most 2147483647 \(2\^31 - 1\), got \(2147483648, 1\)",
+          "fold-output_size"),
     _case(lambda: F.unfold(_x((1, 1, 2, 2)), (2**31, 1), padding=(2**30, 0)),
           r"unfold: kernel_size must be at most 2147483647", "unfold-kernel_size"),
     _case(lambda: F.unfold(_phantom((1, 1, 2**30, 2**29)), 2),

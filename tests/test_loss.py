@@ -490,6 +490,14 @@ T = np.array([0, 1, 3])
     (lambda: F.multi_margin_loss(X, T, reduction="max"), ValueError, "reduction"),
     (lambda: F.multi_margin_loss_backward(np.zeros(2), X, T, reduction="none"), ValueError,
      "grad_output"),
+    # pybind11 refused these with a TypeError naming no argument:
+    (lambda: F.multi_margin_loss(X, T, p=2**40), ValueError, "p must be 1 or 2, got 1099511627776"),
+    (lambda: F.multi_margin_loss_backward(1.0, X, T, p=2**31), ValueError, "p must be 1 or 2"),
+    (lambda: F.cross_entropy(X, T, reduction=None), TypeError, "reduction"),
+    (lambda: F.cross_entropy_backward(1.0, X, T, reduction=0), TypeError, "reduction"),
+    (lambda: F.mse_loss(X, X, reduction=None), TypeError, "reduction"),
+    (lambda: F.mse_loss_backward(1.0, X, X, reduction=b"sum"), TypeError, "reduction"),
+    (lambda: F.multi_margin_loss_backward(1.0, X, T, reduction=None), TypeError, "reduction"),
 ])
 def test_loss_errors(call, exc, match):
     with pytest.raises(exc, match=match):

@@ -94,6 +94,38 @@ def test_layers_reject_non_arrays_and_bad_arguments():
         nn.MSELoss().backward()
 
 
+@pytest.mark.parametrize("layer,shape,exc,match", [
+    # Out-of-range dims were wrapped modulo the rank: Flatten(5) returned a 2-D input unchanged.
+    (nn.Flatten(5), (2, 3), ValueError, r"Flatten\(start_dim=5, end_dim=-1\): start_dim 5 "),
+    (nn.Flatten(0, -4), (2, 3, 4), ValueError, "end_dim -4 is out of range"),
+    (nn.Flatten(1), (5,), ValueError, "start_dim 1 is out of range"),
+    (nn.Flatten("1"), (2, 3), TypeError, "start_dim must be an int"),
+    (nn.Flatten(), [1.0, 2.0], TypeError, r"Flatten\(.*\) expected a numpy.ndarray"),
+    # A str dim met the range check's '<=' first: a TypeError naming nothing.
+    (nn.Softmax(dim="1"), (2, 3), TypeError, r"Softmax\(dim=1\): dim must be an int"),
+    (nn.LogSoftmax(dim=1.0), (2, 3), TypeError, "dim must be an int"),
+])
+def test_layers_reject_bad_dims_by_name(layer, shape, exc, match):
+    x = np.zeros(shape) if isinstance(shape, tuple) else shape
+    with pytest.raises(exc, match=match):
+        layer(x)
+
+
+def test_layers_with_no_input_features_construct_and_run_as_torch():
+    """Initialising a zero-element weight divided by a fan-in of 0 (ZeroDivisionError); torch
+    makes it a no-op."""
+    layer = nn.Linear(0, 3).double()
+    assert (layer.weight.data.shape == (3, 0)) and (layer.bias.data == 0).all()
+    np.testing.assert_array_equal(layer(np.zeros((2, 0))), np.zeros((2, 3)))
+    assert nn.Conv2d(0, 2, 3).weight.data.shape == (2, 0, 3, 3)
+    assert nn.ConvTranspose2d(2, 3, 0).weight.data.shape == (2, 3, 0, 0)
+    assert nn.BasicBlock(0, 2).conv1.weight.data.shape == (2, 0, 3, 3)
+    w = np.empty((0, 4))
+    for init in (nn.init.xavier_uniform_, nn.init.xavier_normal_, nn.init.kaiming_uniform_,
+                 nn.init.kaiming_normal_):
+        assert init(w) is w
+
+
 def test_softmax_without_dim_warns_and_uses_torchs_legacy_choice():
     x = _x(2, 3)
     with pytest.warns(UserWarning, match="Implicit dimension choice for softmax"):

@@ -401,6 +401,9 @@ def _bn_args(**kw):
     (dict(running_var=None), ValueError, "running_var"),
     (dict(momentum=None), TypeError, "momentum"),
     (dict(eps="1e-5"), TypeError, "eps"),
+    (dict(training="False"), TypeError, "training"),  # was read as bool("False"), True
+    (dict(training=None), TypeError, "training"),
+    (dict(return_stats=1), TypeError, "return_stats"),
 ])
 def test_batch_norm_errors(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -469,6 +472,9 @@ def test_local_response_norm_backward_errors():
     (dict(generator=3), TypeError, "generator"),
     (dict(input=[1.0]), TypeError, "input"),
     (dict(input=np.ones(3, dtype=np.int64)), TypeError, "input"),
+    (dict(training="False"), TypeError, "training"),  # was read as bool("False"), True
+    (dict(inplace="no"), TypeError, "inplace"),  # was read as True: the input overwritten
+    (dict(return_mask=0), TypeError, "return_mask"),
 ])
 def test_dropout_errors(kw, exc, match):
     args = dict(input=np.ones((2, 3)), p=0.5)

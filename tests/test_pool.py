@@ -461,6 +461,14 @@ ERRORS = [
      "divisor_override"),
     ("divisor_zero_backward", lambda: F.avg_pool2d_backward(G4, X, 2, divisor_override=0),
      ValueError, "divisor_override"),
+    # Flags are bools, as in PyTorch: these were read as bool(value), "False" as True.
+    ("ceil_mode_int", lambda: F.max_pool2d(X, 2, ceil_mode=1), TypeError, "ceil_mode"),
+    ("ceil_mode_str", lambda: F.lp_pool2d_backward(G4, X, 2, 2, ceil_mode="False"), TypeError,
+     "ceil_mode"),
+    ("count_include_pad_none", lambda: F.avg_pool2d(X, 2, count_include_pad=None), TypeError,
+     "count_include_pad"),
+    ("return_indices_str", lambda: F.adaptive_max_pool2d(X, 2, return_indices="no"), TypeError,
+     "return_indices"),
 ]
 
 

@@ -212,7 +212,7 @@ struct MultiMargin {
   Shape loss_shape;
 };
 
-MultiMargin multi_margin_args(const char* op, py::handle input, py::handle target, int p,
+MultiMargin multi_margin_args(const char* op, py::handle input, py::handle target, int64_t p,
                               py::handle weight, const std::string& reduction) {
   MultiMargin a{view(input, op, "input"), view(target, op, "target", false, kInt64),
                 view_or_none(weight, op, "weight"), 1, 0, reduction_of(op, reduction), {}};
@@ -237,7 +237,9 @@ MultiMargin multi_margin_args(const char* op, py::handle input, py::handle targe
   return a;
 }
 
-void multi_margin_loss_forward(py::handle out_, py::handle input, py::handle target, int p,
+// p arrives as int64, like every Python int, so that any p reaches the check (a C++ int made
+// pybind11 refuse p >= 2**31 with a TypeError naming no argument); the kernels take it as int.
+void multi_margin_loss_forward(py::handle out_, py::handle input, py::handle target, int64_t p,
                                double margin, py::handle weight, const std::string& reduction) {
   const char* op = "multi_margin_loss";
   MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
@@ -247,12 +249,12 @@ void multi_margin_loss_forward(py::handle out_, py::handle input, py::handle tar
     using T = decltype(t);
     FC_TWIN(a.x.device, multi_margin_loss_forward, T)(out.data<T>(), a.x.data<T>(),
                                                       a.target.data<int64_t>(), ptr<T>(a.weight),
-                                                      a.N, a.C, p, margin, a.reduction);
+                                                      a.N, a.C, int(p), margin, a.reduction);
   });
 }
 
 void multi_margin_loss_backward(py::handle dinp_, py::handle dout_, py::handle input,
-                                py::handle target, int p, double margin, py::handle weight,
+                                py::handle target, int64_t p, double margin, py::handle weight,
                                 const std::string& reduction) {
   const char* op = "multi_margin_loss_backward";
   MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
@@ -264,7 +266,7 @@ void multi_margin_loss_backward(py::handle dinp_, py::handle dout_, py::handle i
     using T = decltype(t);
     FC_TWIN(a.x.device, multi_margin_loss_backward, T)(
         dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight),
-        a.N, a.C, p, margin, a.reduction);
+        a.N, a.C, int(p), margin, a.reduction);
   });
 }
 

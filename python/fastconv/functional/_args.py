@@ -39,6 +39,14 @@ def as_float(value, name, op):
     return float(value)
 
 
+def as_bool(value, name, op):
+    """A flag: only True or False (NumPy's too), as PyTorch requires; bool(value) would quietly
+    read "False", 0.0 or None as a setting."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def as_mask(output_mask, op):
     """output_mask of a backward: which of (input, weight, bias) gradients to compute."""
     if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
@@ -58,10 +66,18 @@ def param_grads(need_weight, need_bias, weight_shape, bias_shape, like, grad_wei
     return dweight, dbias
 
 
+_INT64 = (-2**63, 2**63 - 1)
+
+
 def as_int(value, name, op):
+    """value as a Python int that fits the extension's int64 arguments."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {value!r}")
-    return int(value)
+    value = int(value)
+    # Beyond int64 pybind11 would refuse the call with a TypeError that names no argument.
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise ValueError(f"{op}: {name} must fit in 64 bits, got {value}")
+    return value
 
 
 def as_pair(value, name, op):

@@ -73,9 +73,11 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     input = as_array(input, 3, "(N, C*R*S, L)", "input", op)
     R, S = as_pair(kernel_size, "kernel_size", op)
     H, W = as_pair(output_size, "output_size", op)
-    if R < 1 or S < 1 or input.shape[1] % (R * S) != 0:
-        raise ValueError(f"fold: input.shape[1] = {input.shape[1]} must be divisible by the "
-                         f"kernel area {R}*{S}")
+    if R < 1 or S < 1:
+        raise ValueError(f"fold: kernel_size must be positive, got {(R, S)}")
+    if input.shape[1] < R * S or input.shape[1] % (R * S) != 0:
+        raise ValueError(f"fold: input.shape[1] = {input.shape[1]} must be a positive multiple "
+                         f"of the kernel area {R}*{S}")
     g = _window_geometry(op, input, (input.shape[0], input.shape[1] // (R * S), H, W), (R, S),
                          dilation, padding, stride)
     if input.shape[2] != g.P * g.Q:

@@ -32,6 +32,14 @@ def _reduction(size_average, reduce, reduction):
     return ret
 
 
+def _reduction_name(reduction, op):
+    """reduction as a str for the extension, which checks its value (pybind11 would refuse a
+    non-str with a TypeError naming no argument)."""
+    if not isinstance(reduction, str):
+        raise TypeError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
 def _class_indices(target):
     """torch takes int64 (Long) or uint8 (Byte) class indices; the kernels read int64."""
     target = contiguous(target)
@@ -73,7 +81,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction as in torch (with its deprecation warning).
     """
     op = "cross_entropy"
-    reduction = _reduction(size_average, reduce, reduction)
+    reduction = _reduction_name(_reduction(size_average, reduce, reduction), op)
     input, weight = contiguous(input), contiguous(weight)
     target = _class_indices(target)
     out = _new(input, _class_loss_shape(input, reduction))
@@ -96,7 +104,8 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
     dinp = _new(input, getattr(input, "shape", ()))
     _C.cross_entropy_backward(dinp, grad_output, input, target, weight,
                               as_int(ignore_index, "ignore_index", op),
-                              as_float(label_smoothing, "label_smoothing", op), reduction)
+                              as_float(label_smoothing, "label_smoothing", op),
+                              _reduction_name(reduction, op))
     return dinp
 
 
@@ -106,7 +115,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     input and target must have the same shape and dtype: unlike torch (which warns and
     broadcasts), a different target shape is a ValueError.
     """
-    reduction = _reduction(size_average, reduce, reduction)
+    reduction = _reduction_name(_reduction(size_average, reduce, reduction), "mse_loss")
     input, target = contiguous(input), contiguous(target)
     shape = getattr(input, "shape", ()) if reduction == "none" else ()
     out = _new(input, shape)
@@ -120,7 +129,8 @@ def mse_loss_backward(grad_output, input, target, reduction="mean"):
     input, target = contiguous(input), contiguous(target)
     grad_output = _grad_output(grad_output, input)
     dinp = _new(input, getattr(input, "shape", ()))
-    _C.mse_loss_backward(dinp, grad_output, input, target, reduction)
+    _C.mse_loss_backward(dinp, grad_output, input, target,
+                         _reduction_name(reduction, "mse_loss_backward"))
     return dinp
 
 
@@ -140,7 +150,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     x[i])^p / C, p in {1, 2}; "mean" averages over the rows (NaN for no rows).
     """
     op = "multi_margin_loss"
-    reduction = _reduction(size_average, reduce, reduction)
+    reduction = _reduction_name(_reduction(size_average, reduce, reduction), op)
     input, weight = contiguous(input), contiguous(weight)
     target = contiguous(target)
     out = _new(input, _margin_loss_shape(target, reduction))
@@ -159,5 +169,6 @@ def multi_margin_loss_backward(grad_output, input, target, p=1, margin=1.0, weig
     grad_output = _grad_output(grad_output, input)
     dinp = _new(input, getattr(input, "shape", ()))
     _C.multi_margin_loss_backward(dinp, grad_output, input, target, as_int(p, "p", op),
-                                  as_float(margin, "margin", op), weight, reduction)
+                                  as_float(margin, "margin", op), weight,
+                                  _reduction_name(reduction, op))
     return dinp

@@ -3,7 +3,7 @@
 from .. import _random
 from .._arrays import empty, is_array, module_of, zeros
 from .._loader import _C
-from ._args import as_float, as_int, as_mask, contiguous, ndarray
+from ._args import as_bool, as_float, as_int, as_mask, contiguous, ndarray
 
 __all__ = ["batch_norm", "batch_norm_backward", "local_response_norm",
            "local_response_norm_backward", "dropout", "dropout_backward"]
@@ -34,7 +34,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     input = ndarray(input, "input", op)
     weight, bias = contiguous(weight), contiguous(bias)
     momentum, eps = as_float(momentum, "momentum", op), as_float(eps, "eps", op)
-    training = bool(training)
+    training = as_bool(training, "training", op)
+    return_stats = as_bool(return_stats, "return_stats", op)
     C = _channels(input)
     out = empty(input, input.shape)
     save_mean = empty(input, (C,))
@@ -77,7 +78,7 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd, trai
     if need_bias:
         dbias = zeros(input, (C,)) if grad_bias is None else grad_bias
     _C.batch_norm_backward(dinp, dweight, dbias, grad_output, input, weight, save_mean,
-                           save_invstd, bool(training))
+                           save_invstd, as_bool(training, "training", op))
     return dinp, dweight, dbias
 
 
@@ -126,7 +127,9 @@ def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, retur
         raise TypeError(f"{op}: input must be a numpy.ndarray or a cupy.ndarray, got "
                         f"{type(input).__module__}.{type(input).__qualname__}")
     p = as_float(p, "p", op)
-    training = bool(training)
+    training = as_bool(training, "training", op)
+    inplace = as_bool(inplace, "inplace", op)
+    return_mask = as_bool(return_mask, "return_mask", op)
     gen = _random.resolve(generator, op)
     seed = _random.draw_seed(gen, op) if training and 0 < p < 1 else 0
     mask = empty(input, input.shape, dtype="uint8") if return_mask else None

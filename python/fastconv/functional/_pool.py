@@ -11,7 +11,7 @@ import math
 from .._arrays import empty, module_of
 from .._loader import _C
 from .._random import resolve
-from ._args import as_float, as_int, as_pair, contiguous
+from ._args import as_bool, as_float, as_int, as_pair, contiguous
 
 __all__ = [
     "max_pool2d", "max_pool2d_backward", "min_pool2d", "min_pool2d_backward",
@@ -28,7 +28,8 @@ def _geometry(op, input, kernel_size, stride, padding, dilation=1, ceil_mode=Fal
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
         else as_pair(stride, "stride", op)
     return _C.pool2d_geometry(op, input, kernel, stride, as_pair(padding, "padding", op),
-                              as_pair(dilation, "dilation", op), bool(ceil_mode))
+                              as_pair(dilation, "dilation", op),
+                              as_bool(ceil_mode, "ceil_mode", op))
 
 
 def _output_size(value, op):
@@ -57,6 +58,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Returns out (N, C, P, Q), or (out, indices) with return_indices=True; pass those indices
     to max_pool2d_backward to skip recomputing the argmax.
     """
+    return_indices = as_bool(return_indices, "return_indices", "max_pool2d")
     input = contiguous(input)
     g = _geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     out, indices = _extreme("max_pool2d", input, g)
@@ -80,6 +82,7 @@ def min_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False):
     """Min pooling: -max_pool2d(-input) (padding never wins, a NaN wins, the first minimum in
     scan order wins ties). Arguments and return value as max_pool2d; indices are the argmin."""
+    return_indices = as_bool(return_indices, "return_indices", "min_pool2d")
     input = contiguous(input)
     g = _geometry("min_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     out, indices = _extreme("min_pool2d", input, g)
@@ -110,7 +113,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     input = contiguous(input)
     g = _geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
     out = empty(input, g.out_shape)
-    _C.avg_pool2d_forward(out, input, g, bool(count_include_pad), _divisor(divisor_override, op))
+    _C.avg_pool2d_forward(out, input, g, as_bool(count_include_pad, "count_include_pad", op),
+                          _divisor(divisor_override, op))
     return out
 
 
@@ -121,7 +125,8 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     grad_output, input = contiguous(grad_output), contiguous(input)
     g = _geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
     grad_input = empty(input, g.in_shape)
-    _C.avg_pool2d_backward(grad_input, grad_output, input, g, bool(count_include_pad),
+    _C.avg_pool2d_backward(grad_input, grad_output, input, g,
+                           as_bool(count_include_pad, "count_include_pad", op),
                            _divisor(divisor_override, op))
     return grad_input
 
@@ -187,6 +192,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     """Adaptive max pooling, as torch.nn.functional.adaptive_max_pool2d (windows as
     adaptive_avg_pool2d); (out, indices) with return_indices=True, for the backward."""
     op = "adaptive_max_pool2d"
+    return_indices = as_bool(return_indices, "return_indices", op)
     input = contiguous(input)
     g = _adaptive_geometry(op, input, output_size)
     out, indices = _extreme(op, input, g)

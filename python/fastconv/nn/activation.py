@@ -5,6 +5,7 @@ reads: the input, or the output where the gradient is a function of it (Sigmoid,
 Softmax, LogSoftmax).
 """
 
+import numbers
 import warnings
 
 from .._arrays import is_array
@@ -136,6 +137,8 @@ class _SoftmaxBase(_Elementwise):
                           f"deprecated. Change the call to include dim=X as an argument.",
                           UserWarning, stacklevel=3)
         ndim = max(x.ndim, 1)
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise TypeError(f"{self._name()}: dim must be an int, got {dim!r}")
         if not -ndim <= dim < ndim:
             raise ValueError(f"{self._name()}: dim {dim} is out of range for input of shape "
                              f"{x.shape}")

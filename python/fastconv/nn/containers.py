@@ -1,5 +1,8 @@
 """Containers and shape-only layers: Sequential, Identity, Flatten."""
 
+import numbers
+
+from .._arrays import is_array
 from .module import Module
 
 
@@ -63,10 +66,23 @@ class Flatten(Module):
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
+    def _dim(self, name, x):
+        dim, ndim = getattr(self, name), max(x.ndim, 1)
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise TypeError(f"{self._name()}: {name} must be an int, got {dim!r}")
+        if not -ndim <= dim < ndim:
+            raise ValueError(f"{self._name()}: {name} {dim} is out of range for input of shape "
+                             f"{x.shape}")
+        return dim % ndim
+
     def forward(self, x):
+        if not is_array(x):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray input, "
+                            f"got {type(x).__module__}.{type(x).__qualname__}")
         self._shape = x.shape
-        start = self.start_dim % x.ndim
-        end = self.end_dim % x.ndim
+        start, end = self._dim("start_dim", x), self._dim("end_dim", x)
+        if x.ndim == 0:
+            return x.reshape(1)  # torch.flatten of a 0-d tensor: one element, 1-D
         if start > end:
             raise ValueError(f"{self._name()}: start_dim comes after end_dim for input of shape "
                              f"{x.shape}")

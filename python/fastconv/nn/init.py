@@ -76,13 +76,23 @@ def ones_(tensor):
     return _fill(tensor, 1)
 
 
+def _empty(tensor):
+    """A zero-element array has nothing to initialise (and fans of 0): a no-op, as in torch,
+    so that layers such as Linear(0, n) construct."""
+    return _array(tensor).size == 0
+
+
 def xavier_uniform_(tensor, gain=1.0, generator=None):
+    if _empty(tensor):
+        return tensor
     fan_in, fan_out = _fans(_array(tensor))
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound, generator)
 
 
 def xavier_normal_(tensor, gain=1.0, generator=None):
+    if _empty(tensor):
+        return tensor
     fan_in, fan_out = _fans(_array(tensor))
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
@@ -95,11 +105,15 @@ def _kaiming_std(tensor, a, mode, nonlinearity):
 
 
 def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+    if _empty(tensor):
+        return tensor
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound, generator)
 
 
 def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+    if _empty(tensor):
+        return tensor
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity), generator)
 
 
