@@ -44,6 +44,20 @@ def test_set_num_threads_round_trips_and_validates():
         fastconv.set_num_threads(before)
 
 
+def test_set_allow_tf32_round_trips_and_validates():
+    before = fastconv.get_allow_tf32()
+    try:
+        fastconv.set_allow_tf32(True)
+        assert fastconv.get_allow_tf32() is True
+        fastconv.set_allow_tf32(False)
+        assert fastconv.get_allow_tf32() is False
+        with pytest.raises(TypeError, match="allow must be a bool"):
+            fastconv.set_allow_tf32(1)
+        assert fastconv.get_allow_tf32() is False
+    finally:
+        fastconv.set_allow_tf32(before)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_conv2d_results_are_repeatable_for_a_thread_count(threads):
     rng = np.random.default_rng(7)
