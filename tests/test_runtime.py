@@ -58,6 +58,14 @@ def test_set_allow_tf32_round_trips_and_validates():
         fastconv.set_allow_tf32(before)
 
 
+def test_set_num_threads_refuses_more_than_4096():
+    # 10**6 was accepted and the next parallel kernel crashed inside libgomp (stack overflow).
+    before = fastconv.get_num_threads()
+    with pytest.raises(ValueError, match="n must be at most 4096, got 1000000"):
+        fastconv.set_num_threads(10**6)
+    assert fastconv.get_num_threads() == before
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_conv2d_results_are_repeatable_for_a_thread_count(threads):
     rng = np.random.default_rng(7)
