@@ -44,6 +44,28 @@ def test_set_num_threads_round_trips_and_validates():
         fastconv.set_num_threads(before)
 
 
+def test_set_allow_tf32_round_trips_and_validates():
+    before = fastconv.get_allow_tf32()
+    try:
+        fastconv.set_allow_tf32(True)
+        assert fastconv.get_allow_tf32() is True
+        fastconv.set_allow_tf32(False)
+        assert fastconv.get_allow_tf32() is False
+        with pytest.raises(TypeError, match="allow must be a bool"):
+            fastconv.set_allow_tf32(1)
+        assert fastconv.get_allow_tf32() is False
+    finally:
+        fastconv.set_allow_tf32(before)
+
+
+def test_set_num_threads_refuses_more_than_4096():
+    # 10**6 was accepted and the next parallel kernel crashed inside libgomp (stack overflow).
+    before = fastconv.get_num_threads()
+    with pytest.raises(ValueError, match="n must be at most 4096, got 1000000"):
+        fastconv.set_num_threads(10**6)
+    assert fastconv.get_num_threads() == before
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_conv2d_results_are_repeatable_for_a_thread_count(threads):
     rng = np.random.default_rng(7)

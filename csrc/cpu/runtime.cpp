@@ -27,6 +27,10 @@ std::atomic<int> num_threads{default_threads()};
 
 void set_num_threads(int n) {
   FC_CHECK(n >= 1, "set_num_threads: n must be a positive integer, got ", n);
+  // libgomp keeps a team's per-thread data on the starting thread's stack: some tens of
+  // thousands of threads overflow it and crash the process at the next parallel kernel.
+  constexpr int kMaxThreads = 4096;
+  FC_CHECK(n <= kMaxThreads, "set_num_threads: n must be at most ", kMaxThreads, ", got ", n);
 #ifdef _OPENMP
   num_threads.store(n, std::memory_order_relaxed);
 #endif
