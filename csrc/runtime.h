@@ -10,7 +10,7 @@ namespace fc {
 // thread applies to kernels called from every thread from their next call on (parallel.h).
 // Default: OMP_NUM_THREADS, else the usable cores; always 1 without OpenMP. The BLAS is set to
 // one thread once, when the module loads, and stays so inside fastconv's threads (blas.h).
-void set_num_threads(int n);
+void set_num_threads(int64_t n);
 int get_num_threads();
 
 std::string openmp_version();  // empty without OpenMP

@@ -63,6 +63,9 @@ def test_set_num_threads_refuses_more_than_4096():
     before = fastconv.get_num_threads()
     with pytest.raises(ValueError, match="n must be at most 4096, got 1000000"):
         fastconv.set_num_threads(10**6)
+    # Past 32 bits too (pybind11 refused those with a TypeError naming no argument).
+    with pytest.raises(ValueError, match=f"n must be at most 4096, got {2**40}"):
+        fastconv.set_num_threads(2**40)
     assert fastconv.get_num_threads() == before
 
 

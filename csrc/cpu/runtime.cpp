@@ -1,6 +1,7 @@
 // Thread control and the build/CPU facts behind fastconv.info().
 #include "runtime.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include "common.h"
@@ -9,11 +10,16 @@
 namespace fc {
 
 namespace {
+// libgomp keeps a team's per-thread data on the starting thread's stack: some tens of
+// thousands of threads overflow it and crash the process at the next parallel kernel.
+constexpr int kMaxThreads = 4096;
+
 // OpenMP's default when the library loads: OMP_NUM_THREADS, else the cores this process may
-// run on (read on the importing thread, before anyone could have changed its ICV).
+// run on (read on the importing thread, before anyone could have changed its ICV), within
+// kMaxThreads.
 int default_threads() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  return std::min(omp_get_max_threads(), kMaxThreads);
 #else
   return 1;
 #endif
@@ -25,11 +31,8 @@ int default_threads() {
 std::atomic<int> num_threads{default_threads()};
 }  // namespace
 
-void set_num_threads(int n) {
+void set_num_threads(int64_t n) {
   FC_CHECK(n >= 1, "set_num_threads: n must be a positive integer, got ", n);
-  // libgomp keeps a team's per-thread data on the starting thread's stack: some tens of
-  // thousands of threads overflow it and crash the process at the next parallel kernel.
-  constexpr int kMaxThreads = 4096;
   FC_CHECK(n <= kMaxThreads, "set_num_threads: n must be at most ", kMaxThreads, ", got ", n);
 #ifdef _OPENMP
   num_threads.store(n, std::memory_order_relaxed);

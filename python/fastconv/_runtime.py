@@ -1,9 +1,9 @@
 """Threads and build information."""
 
-import numbers
 from importlib import metadata
 
 from ._loader import _C
+from .functional._args import as_int
 
 
 def _version():
@@ -17,9 +17,7 @@ def set_num_threads(n):
     """Set the threads fastconv's kernels use (OpenMP); the BLAS runs single-threaded inside
     each of them, so the two never oversubscribe the cores. One count for the whole process:
     called from any Python thread, it applies to kernels started afterwards in every thread."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    _C.set_num_threads(int(n))
+    _C.set_num_threads(as_int(n, "n", "set_num_threads"))
 
 
 def get_num_threads():
