@@ -29,10 +29,12 @@ reports=$work/sanitizer
 rm -f "$trace"
 run_env=(PYTHONPATH="$OUT/pkg:$OUT/fakecupy" FC_EMU_TRACE="$trace")
 if [ "$SANITIZE" != 0 ]; then
-  # Python is not built with ASan: its runtime must be loaded first. CPython frees not all of
-  # its memory at exit, so leak checking is off. Reports go to files, not through pytest's
-  # output capture, which a sanitizer's abort would lose.
-  run_env+=(LD_PRELOAD="$(g++ -print-file-name=libasan.so)"
+  # Python is not built with ASan: its runtime must be loaded first, and libstdc++ with it
+  # (GCC 12's ASan looks up __cxa_throw once, at start: without it the first C++ exception
+  # aborts with "CHECK failed ... real___cxa_throw"). CPython frees not all of its memory at
+  # exit, so leak checking is off. Reports go to files, not through pytest's output capture,
+  # which a sanitizer's abort would lose.
+  run_env+=(LD_PRELOAD="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.so)"
             ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$reports"
             UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports")
 fi
