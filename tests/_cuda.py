@@ -1,9 +1,15 @@
-"""GPU test support: why GPU tests skip here, host/device copies, and poisoned outputs.
+"""GPU test support: why GPU tests skip here, host/device copies, poisoned outputs, and the
+kernel_cover subset.
 
 GPU tests run when fastconv was built with CUDA, CuPy imports and a device is visible; otherwise
 they skip with the reason. The `poisoned` fixture makes every output array fastconv.functional
 allocates start as NaN (floats) or all ones bits (integers), so an element a kernel fails to write
 fails the comparison instead of passing on recycled memory.
+
+`pytest -m kernel_cover` selects small cases that together launch every CUDA twin (FC_KERNEL in
+csrc/*.h) in float32 and float64, forward and backward, and every launch site: CI runs them on
+the CUDA emulator and checks that claim (tools/cuda_emu/ci.sh), compute-sanitizer runs them on a
+GPU. A test or case joins the subset with @kernel_cover, cover(...) or covering(...).
 """
 
 import importlib
@@ -34,6 +40,22 @@ def _why_not():
 REASON = _why_not()
 requires_cuda = pytest.mark.skipif(REASON is not None, reason=f"GPU test: {REASON}")
 cp = importlib.import_module("cupy") if REASON is None else None
+
+kernel_cover = pytest.mark.kernel_cover
+
+
+def cover(*values, id=None):
+    """One parametrize entry (its argument values), in the kernel_cover subset."""
+    return pytest.param(*values, id=id, marks=kernel_cover)
+
+
+def covering(values, *chosen, spread=False):
+    """`values` for parametrize, the entries equal to one of `chosen` in the kernel_cover
+    subset. spread=True when each entry holds several arguments (parametrize("a,b", ...))."""
+    missing = [c for c in chosen if c not in values]
+    assert not missing, f"kernel_cover: not among the values: {missing}"
+    return [cover(*(v if spread else (v,))) if v in chosen else v for v in values]
+
 
 _FUNCTIONAL = ("_act", "_conv", "_dense", "_loss", "_norm", "_pool")
 

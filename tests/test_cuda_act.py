@@ -7,13 +7,14 @@ import pytest
 import fastconv.functional as F
 
 import reference_act as R
-from _cuda import dev, host, requires_cuda
+from _cuda import cover, covering, dev, host, requires_cuda
 from _util import stable_seed
 from test_act import DTYPE_IDS, DTYPES, ELEMENTWISE, OPS, assert_matches
 
 pytestmark = requires_cuda
 
-SHAPES = [(), (1,), (7,), (1, 3, 5, 7), (0,), (2, 64, 33, 17), (3, 1000, 37)]
+SHAPES = covering([(), (1,), (7,), (1, 3, 5, 7), (0,), (2, 64, 33, 17), (3, 1000, 37)],
+                  (1, 3, 5, 7))
 SHAPE_IDS = ["0d", "1", "7", "batch1", "empty", "conv_map", "large"]
 
 
@@ -56,7 +57,8 @@ def test_inplace_gpu(name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape,dim", [((1, 10), 1), ((7, 1000), -1), ((2, 3, 5, 7), 1),
+# kernel_cover: a row per block (inner 1) and a lane per (outer, inner) position.
+@pytest.mark.parametrize("shape,dim", [cover((1, 10), 1), ((7, 1000), -1), cover((2, 3, 5, 7), 1),
                                        ((2, 3, 5, 7), 0), ((4, 3, 2), 2), ((3, 2049), 1)])
 @pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
 def test_softmax_gpu(log, shape, dim, dtype, poisoned):

@@ -13,7 +13,7 @@ import fastconv
 import fastconv.functional as F
 
 from reference import conv2d_ref, conv2d_backward_ref, unfold_ref, fold_ref
-from _cuda import dev, host, requires_cuda
+from _cuda import covering, dev, host, requires_cuda
 from _util import (assert_close, rtol_for, rand, stable_seed, CASES, CASE_IDS, CASES_BY_ID,
                    conv_args, make_data, reduction_lengths)
 from test_conv2d import DTYPES, DTYPE_IDS, UNFOLD_GEOMS, UNFOLD_IDS, _nhwc_view, _unfold_shape
@@ -22,6 +22,8 @@ from test_dense import assert_close_nonfinite
 pytestmark = requires_cuda
 
 NAMES = ("grad_input", "grad_weight", "grad_bias")
+# kernel_cover: groups, stride and dilation at once.
+COVER_CASES = covering(CASES, CASES_BY_ID["combo_groups_stride_dil"])
 
 
 def _is_gpu(a, dtype):
@@ -49,7 +51,7 @@ def _backward_all(dout, x, w, args, **kw):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", COVER_CASES, ids=CASE_IDS)
 def test_conv2d_forward_gpu(case, dtype, poisoned):
     x, w, b, _ = make_data(case, dtype, stable_seed(case["id"], "fwd"))
     args = conv_args(case)
@@ -72,7 +74,7 @@ def test_conv2d_forward_no_bias_gpu(case_id, dtype, poisoned):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", COVER_CASES, ids=CASE_IDS)
 def test_conv2d_backward_gpu(case, dtype, poisoned):
     x, w, _, dout = make_data(case, dtype, stable_seed(case["id"], "bwd"), bias=False)
     args = conv_args(case)
@@ -164,10 +166,11 @@ TILE_GEOMS = [
 ]
 TILE_IDS = ["k16_5x5", "k32_5x5", "k64_s2", "k128", "k200_split", "groups_split",
             "alexnet_11x11_s4", "1x1"]
+TILE_BY_ID = dict(zip(TILE_IDS, TILE_GEOMS))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("geom", TILE_GEOMS, ids=TILE_IDS)
+@pytest.mark.parametrize("geom", covering(TILE_GEOMS, TILE_BY_ID["groups_split"]), ids=TILE_IDS)
 def test_conv2d_tiles_gpu(geom, dtype, poisoned):
     N, C, H, W, K, R, S, stride, padding, dilation, groups = geom
     rng = np.random.default_rng(stable_seed(geom))
@@ -289,8 +292,12 @@ def test_conv2d_devices_do_not_mix():
 # unfold / fold
 # ---------------------------------------------------------------------------
 
+# kernel_cover: padding and a stride of (2, 1).
+COVER_UNFOLD = covering(UNFOLD_GEOMS, UNFOLD_GEOMS[UNFOLD_IDS.index("unfold2")])
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("geom", UNFOLD_GEOMS, ids=UNFOLD_IDS)
+@pytest.mark.parametrize("geom", COVER_UNFOLD, ids=UNFOLD_IDS)
 def test_conv2d_unfold_gpu(geom, dtype, poisoned):
     N, C, H, W, ks, dil, pad, st = geom
     x = rand(np.random.default_rng(81), (N, C, H, W), dtype)
@@ -305,7 +312,7 @@ def test_conv2d_unfold_gpu(geom, dtype, poisoned):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("geom", UNFOLD_GEOMS, ids=UNFOLD_IDS)
+@pytest.mark.parametrize("geom", COVER_UNFOLD, ids=UNFOLD_IDS)
 def test_conv2d_fold_gpu(geom, dtype, poisoned):
     N, C, H, W, ks, dil, pad, st = geom
     shape, RS = _unfold_shape(geom)
@@ -341,7 +348,7 @@ def tf32():
     fastconv.set_allow_tf32(before)
 
 
-@pytest.mark.parametrize("geom", TILE_GEOMS, ids=TILE_IDS)
+@pytest.mark.parametrize("geom", covering(TILE_GEOMS, TILE_BY_ID["1x1"]), ids=TILE_IDS)
 def test_conv2d_forward_tf32_gpu(geom, tf32, poisoned):
     """TF32 keeps 10 mantissa bits of each operand: within 1e-2 of the largest output (float32
     sums of the rounded products are far closer), and float64 is unaffected."""

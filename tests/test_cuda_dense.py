@@ -10,7 +10,7 @@ import fastconv.functional as F
 
 from reference_dense import (linear_ref, linear_backward_ref, conv_transpose2d_ref,
                              conv_transpose2d_backward_ref)
-from _cuda import dev, host, requires_cuda
+from _cuda import covering, dev, host, requires_cuda
 from _util import assert_close, rtol_for, rand, stable_seed
 from test_dense import (DTYPES, DTYPE_IDS, MASKS, MASK_IDS, LINEAR_CASES, LINEAR_IDS, CT_CASES,
                         CT_IDS, CT_BY_ID, assert_close_nonfinite, ct_data, ct_lengths,
@@ -19,13 +19,18 @@ from test_cuda_conv import NAMES, _is_gpu, _matches
 
 pytestmark = requires_cuda
 
+# kernel_cover: odd sizes, and a reduction split over blocks (the weight gradient's columns).
+LINEAR_BY_ID = dict(zip(LINEAR_IDS, LINEAR_CASES))
+COVER_LINEAR = covering(LINEAR_CASES, LINEAR_BY_ID["2d_odd"], LINEAR_BY_ID["cols_split_remainder"])
+COVER_CT = covering(CT_CASES, CT_BY_ID["stride2_pad1_op1"])
+
 
 # ===========================================================================
 # linear
 # ===========================================================================
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", LINEAR_CASES, ids=LINEAR_IDS)
+@pytest.mark.parametrize("case", COVER_LINEAR, ids=LINEAR_IDS)
 def test_linear_forward_gpu(case, dtype, poisoned):
     _, x_shape, out_features = case
     x, w, b, _ = _linear_data(x_shape, out_features, dtype, 1)
@@ -38,7 +43,7 @@ def test_linear_forward_gpu(case, dtype, poisoned):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", LINEAR_CASES, ids=LINEAR_IDS)
+@pytest.mark.parametrize("case", COVER_LINEAR, ids=LINEAR_IDS)
 def test_linear_backward_gpu(case, dtype, poisoned):
     _, x_shape, out_features = case
     x, w, _, dout = _linear_data(x_shape, out_features, dtype, 2, bias=False)
@@ -157,7 +162,7 @@ def test_linear_devices_do_not_mix():
 # ===========================================================================
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", CT_CASES, ids=CT_IDS)
+@pytest.mark.parametrize("case", COVER_CT, ids=CT_IDS)
 def test_conv_transpose2d_forward_gpu(case, dtype, poisoned):
     x, w, b, _ = ct_data(case, dtype, 20)
     a = case["args"]
@@ -171,7 +176,7 @@ def test_conv_transpose2d_forward_gpu(case, dtype, poisoned):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", CT_CASES, ids=CT_IDS)
+@pytest.mark.parametrize("case", COVER_CT, ids=CT_IDS)
 def test_conv_transpose2d_backward_gpu(case, dtype, poisoned):
     x, w, _, dout = ct_data(case, dtype, 22, bias=False)
     a = case["args"]

@@ -11,7 +11,7 @@ import fastconv.functional as F
 from reference_loss import (cross_entropy_backward_ref, cross_entropy_ref, loss_shape,
                             mse_loss_backward_ref, mse_loss_ref, multi_margin_loss_backward_ref,
                             multi_margin_loss_ref)
-from _cuda import cp, dev, host, requires_cuda
+from _cuda import cover, covering, cp, dev, host, requires_cuda
 from _util import rand, rtol_for, stable_seed, upstream_grad
 from test_loss import (CE_SETTINGS, CE_SHAPES, DTYPE_IDS, DTYPES, MSE_SHAPES, REDUCTIONS,
                        _ce_data, _margin_data, assert_loss_close)
@@ -65,7 +65,8 @@ def _check_ce(x, t, w, ii, eps, dtype, reductions=REDUCTIONS):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("variant,eps", CE_SETTINGS, ids=[f"{v}-{e}" for v, e in CE_SETTINGS])
-@pytest.mark.parametrize("shape_id", list(GPU_CE_SHAPES))
+# kernel_cover: a thread per item and a warp per item.
+@pytest.mark.parametrize("shape_id", covering(list(GPU_CE_SHAPES), "3d", "warp_S3"))
 def test_cross_entropy_gpu(shape_id, variant, eps, dtype, poisoned):
     shape = GPU_CE_SHAPES[shape_id]
     x, t, w, ii = _ce_data(shape, variant, dtype, stable_seed(shape_id, variant, eps))
@@ -157,8 +158,8 @@ def test_cross_entropy_gpu_uint8_targets(dtype, poisoned):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("weighted,eps", [(False, 0.0), (True, 0.1), (True, 1.0)])
-@pytest.mark.parametrize("shape", [(6, 5), (1, 3), (4, 1), (7,), (2, 3, 4, 5), (300, 120),
-                                   (2, 40, 3), (5, 1000), (2, 64, 6, 7)],
+@pytest.mark.parametrize("shape", [(6, 5), (1, 3), (4, 1), (7,), cover((2, 3, 4, 5)), (300, 120),
+                                   cover((2, 40, 3)), (5, 1000), (2, 64, 6, 7)],
                          ids=["2d", "batch1", "C1", "unbatched", "4d", "warps", "warp_S3",
                               "C1000", "threads_C64"])
 def test_cross_entropy_gpu_probabilities(shape, weighted, eps, dtype, poisoned):
@@ -176,7 +177,7 @@ def test_cross_entropy_gpu_probabilities(shape, weighted, eps, dtype, poisoned):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape", MSE_SHAPES + [(1_000_003,)],
+@pytest.mark.parametrize("shape", covering(MSE_SHAPES, (3, 4, 5)) + [(1_000_003,)],
                          ids=["0d", "1d", "3d", "1x1", "parallel_4d", "many_blocks"])
 def test_mse_loss_gpu(shape, dtype, poisoned):
     rng = np.random.default_rng(stable_seed(shape))
@@ -220,7 +221,7 @@ MARGIN_SETTINGS = [(1, 1.0, False), (2, 1.0, True), (1, 0.5, True), (2, 0.5, Fal
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("p,margin,weighted", MARGIN_SETTINGS)
-@pytest.mark.parametrize("N,C", [(6, 5), (1, 4), (5, 1), (13, 11), (7, 32), (400, 100),
+@pytest.mark.parametrize("N,C", [(6, 5), (1, 4), (5, 1), cover(13, 11), cover(7, 32), (400, 100),
                                  (9000, 3)])
 def test_multi_margin_loss_gpu(N, C, p, margin, weighted, dtype, poisoned):
     x, t = _margin_data(N, C, margin, dtype, stable_seed(N, C, p, margin))

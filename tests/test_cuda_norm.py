@@ -10,7 +10,7 @@ from fastconv._loader import _C
 
 from reference_norm import (batch_norm_backward_ref, batch_norm_ref, dropout_ref,
                             local_response_norm_backward_ref, local_response_norm_ref)
-from _cuda import cp, dev, host, requires_cuda
+from _cuda import cover, covering, cp, dev, host, requires_cuda
 from _util import assert_close, rand, stable_seed
 from test_norm import BN_SHAPES, DTYPE_IDS, DTYPES, LRN_SHAPES, _bn_data, _rtol
 
@@ -60,7 +60,7 @@ def _bn_both(x, rm, rv, w, b, dy, training, momentum=0.2, eps=1e-4):
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+@pytest.mark.parametrize("shape", covering(BN_SHAPES, (2, 3, 5, 6)), ids=str)
 def test_batch_norm_gpu(shape, dtype, training, affine, poisoned):
     x, rm, rv, w, b, dy = _bn_data(shape, dtype, stable_seed("bn", shape))
     if not affine:
@@ -226,7 +226,7 @@ def test_batch_norm_deterministic_gpu():
 @pytest.mark.parametrize("beta", [0.75, 0.6], ids=["b075", "b06"])
 @pytest.mark.parametrize("size", [1, 2, 3, 9])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape", LRN_SHAPES, ids=str)
+@pytest.mark.parametrize("shape", covering(LRN_SHAPES, (2, 7, 5, 6)), ids=str)
 def test_local_response_norm_gpu(shape, dtype, size, beta, poisoned):
     """Odd and even windows, and windows wider than C (size 9 against C = 3, 6, 7)."""
     rng = np.random.default_rng(stable_seed("lrn", shape, size))
@@ -269,7 +269,7 @@ def test_local_response_norm_empty_and_deterministic_gpu(poisoned):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])
-@pytest.mark.parametrize("shape", [(7,), (3, 5, 7, 9), (8, 16, 123, 127)], ids=str)
+@pytest.mark.parametrize("shape", [(7,), cover((3, 5, 7, 9)), (8, 16, 123, 127)], ids=str)
 def test_dropout_matches_cpu_bit_for_bit_gpu(shape, p, dtype, poisoned):
     """One seed, one mask: the GPU hashes (seed, index) as the CPU does; the output and the
     gradient are the same products, so they are equal too."""

@@ -11,13 +11,17 @@ import pytest
 import fastconv.functional as F
 
 import reference_pool as R
-from _cuda import cp, dev, host, requires_cuda
+from _cuda import cover, covering, cp, dev, host, requires_cuda
 from _util import assert_close, rand, rtol_for, stable_seed
 from reference_pool import POOL_CASES, POOL_CASE_IDS, ids, undilated, unpadded, window_args
 from test_pool import (ADAPTIVE, ADAPTIVE_IDS, AVG_MODE_IDS, AVG_MODES, DTYPE_IDS, DTYPES,
                        EXTREME, LP_NORMS, MIXED_ALPHAS, _distinct)
 
 pytestmark = requires_cuda
+
+# kernel_cover: padding with ceil_mode (max, min, avg), overlapping windows (lp, mixed).
+POOL_BY_ID = {c["id"]: c for c in POOL_CASES}
+PADDED_CEIL, OVERLAP = POOL_BY_ID["k3s2p1_8x9_ceil"], POOL_BY_ID["k3s2_overlap"]
 
 
 def _on_gpu(y, dtype):
@@ -38,7 +42,7 @@ def _match(got, want, cpu, dtype, what, length=9):
 
 @pytest.mark.parametrize("op", ["max", "min"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_CASE_IDS)
+@pytest.mark.parametrize("case", covering(POOL_CASES, PADDED_CEIL), ids=POOL_CASE_IDS)
 def test_pool_extreme_gpu(case, dtype, op, poisoned):
     fwd, bwd, fwd_ref, bwd_ref = EXTREME[op]
     rng = np.random.default_rng(stable_seed(case["id"], op))
@@ -152,7 +156,7 @@ def test_pool_max_backward_caller_indices_gpu(poisoned):
 
 @pytest.mark.parametrize("count_include_pad,divisor_override", AVG_MODES, ids=AVG_MODE_IDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", undilated(), ids=ids(undilated()))
+@pytest.mark.parametrize("case", covering(undilated(), PADDED_CEIL), ids=ids(undilated()))
 def test_pool_avg_gpu(case, dtype, count_include_pad, divisor_override, poisoned):
     rng = np.random.default_rng(stable_seed(case["id"], "avg"))
     x = rand(rng, case["shape"], dtype)
@@ -178,7 +182,7 @@ def test_pool_avg_nan_inf_propagate_gpu(dtype, poisoned):
 
 @pytest.mark.parametrize("norm_type,positive", LP_NORMS, ids=[str(n) for n, _ in LP_NORMS])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", unpadded(), ids=ids(unpadded()))
+@pytest.mark.parametrize("case", covering(unpadded(), OVERLAP), ids=ids(unpadded()))
 def test_pool_lp_gpu(case, dtype, norm_type, positive, poisoned):
     rng = np.random.default_rng(stable_seed(case["id"], "lp"))
     x = rand(rng, case["shape"], dtype)
@@ -225,7 +229,9 @@ def test_pool_lp_inf_is_max_of_abs_gpu(poisoned):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape,output_size", ADAPTIVE, ids=ADAPTIVE_IDS)
+@pytest.mark.parametrize("shape,output_size",
+                         covering(ADAPTIVE, ((2, 2, 10, 5), (3, 7)), spread=True),
+                         ids=ADAPTIVE_IDS)
 def test_pool_adaptive_gpu(shape, output_size, dtype, poisoned):
     rng = np.random.default_rng(stable_seed(shape, output_size))
     x = rand(rng, shape, dtype)
@@ -253,11 +259,13 @@ def test_pool_adaptive_gpu(shape, output_size, dtype, poisoned):
 # Windows of 64 pixels or more are summed by a warp per output rather than a thread.
 LARGE_WINDOWS = [((4, 6, 7, 7), 1), ((2, 3, 40, 33), 1), ((1, 2, 64, 48), (3, 2)),
                  ((2, 5, 17, 19), (2, 1))]
+LARGE_WINDOW_IDS = [f"{'x'.join(map(str, s))}->{o}" for s, o in LARGE_WINDOWS]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape,output_size", LARGE_WINDOWS,
-                         ids=[f"{'x'.join(map(str, s))}->{o}" for s, o in LARGE_WINDOWS])
+@pytest.mark.parametrize("shape,output_size",
+                         covering(LARGE_WINDOWS, ((2, 5, 17, 19), (2, 1)), spread=True),
+                         ids=LARGE_WINDOW_IDS)
 def test_pool_large_windows_gpu(shape, output_size, dtype, poisoned):
     rng = np.random.default_rng(stable_seed(shape, output_size, "large"))
     x = rand(rng, shape, dtype)
@@ -286,7 +294,7 @@ def test_pool_large_windows_gpu(shape, output_size, dtype, poisoned):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,alpha", MIXED_ALPHAS,
+@pytest.mark.parametrize("case,alpha", covering(MIXED_ALPHAS, (OVERLAP, 0.3), spread=True),
                          ids=[f"{c['id']}-alpha{a}" for c, a in MIXED_ALPHAS])
 def test_pool_mixed_gpu(case, dtype, alpha, poisoned):
     rng = np.random.default_rng(stable_seed(case["id"], "mixed"))

@@ -58,8 +58,23 @@ inline std::optional<Tensor> view_like_or_none(py::handle obj, const Tensor& ref
 // agree by same_device/same_dtype). A build without CUDA never sees a CUDA array: view()
 // refuses one.
 #ifdef FC_CUDA
+#ifdef FC_TRACE_TWINS
+// Only the CUDA emulator's build defines FC_TRACE_TWINS (tools/cuda_emu/build.sh, which also
+// defines these two): the CUDA twin is called through a recorder that notes its name and
+// dtype, and whether the call launched a kernel, for the emulator's coverage check.
+long trace_launches();
+void trace_twin(const char* name, DType dtype, long launches_before);
+#define FC_CUDA_TWIN(name, T)                                                   \
+  static_cast<decltype(&name##_cpu<T>)>([](auto... args) {                      \
+    const long before = ::fc::bind::trace_launches();                           \
+    name##_cuda<T>(args...);                                                    \
+    ::fc::bind::trace_twin(#name, sizeof(T) == 4 ? DType::f32 : DType::f64, before); \
+  })
+#else
+#define FC_CUDA_TWIN(name, T) (&name##_cuda<T>)
+#endif
 #define FC_TWIN(device, name, T) \
-  ((device) == ::fc::Device::cuda ? &name##_cuda<T> : &name##_cpu<T>)
+  ((device) == ::fc::Device::cuda ? FC_CUDA_TWIN(name, T) : &name##_cpu<T>)
 #else
 #define FC_TWIN(device, name, T) (&name##_cpu<T>)
 #endif

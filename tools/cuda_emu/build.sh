@@ -7,41 +7,73 @@
 #     PYTHONPATH=/tmp/fastconv-emu/pkg:/tmp/fastconv-emu/fakecupy python -m pytest tests/test_cuda_*.py
 # It checks indexing, bounds, barriers, reductions and numerics of the kernels; not real memory
 # behaviour, concurrency between threads, FMA choices of nvcc, or speed.
+#
+# The build always records coverage when FC_EMU_TRACE names a file at run time (see
+# emu_runtime.cpp; $OUT/launch_sites.txt lists every launch site). SANITIZE=1 compiles the
+# kernels and the emulator with -fsanitize=address,undefined, SANITIZE=all everything (Python
+# then needs libasan preloaded: see ci.sh).
+# JOBS (default: the number of CPUs) bounds parallel compiles.
 set -euo pipefail
 E=$(cd "$(dirname "$0")" && pwd)
 SRC=${SRC:-$(cd "$E/../.." && pwd)}
 OUT=${OUT:-/tmp/fastconv-emu}
+JOBS=${JOBS:-$(nproc)}
 mkdir -p "$OUT"/{gen,obj,pkg,include/cuda}
-cp -r "$E/fakecupy" "$OUT/"
+rm -f "$OUT"/obj/*.o "$OUT"/gen/*.cpp "$OUT/launch_sites.txt"
+rm -rf "$OUT/fakecupy" && cp -r "$E/fakecupy" "$OUT/"
 cp "$E"/include/*.h "$OUT/include/"
 for h in "$SRC"/csrc/cuda/*.cuh; do
-  python3 "$E/transform.py" "$h" "$OUT/include/cuda/$(basename "$h")"
+  python3 "$E/transform.py" "$h" "$OUT/include/cuda/$(basename "$h")" "$OUT/launch_sites.txt"
 done
 for f in "$SRC"/csrc/cuda/*.cu; do
   b=$(basename "$f" .cu)
-  [ "$b" = runtime ] || python3 "$E/transform.py" "$f" "$OUT/gen/$b.cu.cpp"
+  [ "$b" = runtime ] || python3 "$E/transform.py" "$f" "$OUT/gen/$b.cu.cpp" "$OUT/launch_sites.txt"
 done
 PYINC=$(python3 -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 PB=$(python3 -c "import pybind11; print(pybind11.get_include())")
 BLAS=$(python3 -c "import scipy_openblas32 as b; print(b.get_lib_dir())")
 BLASINC=$(python3 -c "import scipy_openblas32 as b; print(b.get_include_dir())")
+EXT=$(python3 -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 INC="-I$OUT/include -I$SRC/csrc -isystem $PYINC -isystem $PB -isystem $BLASINC"
-DEF="-DFC_CUDA=1 -DFC_BLAS_PREFIX=scipy_ -DFC_BLAS_NAME=\"emu\""
-FL="-O1 -g -std=gnu++17 -fPIC -fopenmp -w"
-objs=()
-for f in "$SRC"/csrc/*.cpp "$SRC"/csrc/cpu/*.cpp "$SRC"/csrc/bind/*.cpp; do
-  o=$OUT/obj/$(echo "${f#$SRC/}" | tr / _).o
-  g++ $FL -O2 $DEF $INC -c "$f" -o "$o" &
-  objs+=("$o")
-done
+DEF="-DFC_CUDA=1 -DFC_TRACE_TWINS=1 -DFC_BLAS_PREFIX=scipy_ -DFC_BLAS_NAME=\"emu\""
+# Line tables only (-g1): enough for sanitizer and gdb backtraces, a fraction of -g's cost.
+FL="-g1 -std=gnu++17 -fPIC -fopenmp -w"
 # The emulated kernels contract multiply-adds into FMAs, as nvcc does by default.
-for f in "$OUT"/gen/*.cpp "$E/emu_runtime.cpp"; do
-  o=$OUT/obj/$(basename "$f").o
-  g++ $FL -mfma -ffp-contract=fast $DEF $INC -c "$f" -o "$o" &
+KFL="-O1 -mfma -ffp-contract=fast"
+HFL="-O1"
+LINK=()
+SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer"
+case "${SANITIZE:-0}" in
+  0) ;;
+  # The kernels and the emulator only, at -O0 (a third of -O1's compile time under the
+  # sanitizers; no FMA contraction then): the bindings and CPU kernels have their own
+  # sanitized CPU build.
+  1) KFL="-O0 $SAN"; LINK=($SAN) ;;
+  all) KFL="$KFL $SAN"; HFL="$HFL $SAN"; LINK=($SAN) ;;
+  *) echo "SANITIZE must be 0, 1 or all, not '$SANITIZE'" >&2; exit 2 ;;
+esac
+objs=()
+pids=()
+compile() {  # compile SOURCE OBJECT FLAGS...: in the background, at most JOBS at once
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  local f=$1 o=$2
+  shift 2
+  g++ "$@" -c "$f" -o "$o" &
+  pids+=($!)
   objs+=("$o")
+}
+# Longest first, so that the last compiles to start are short ones.
+for f in "$OUT"/gen/*.cpp "$E/emu_runtime.cpp"; do
+  compile "$f" "$OUT/obj/$(basename "$f").o" $FL $KFL $DEF $INC
 done
-wait
+for f in "$SRC"/csrc/bind/*.cpp "$SRC"/csrc/*.cpp "$SRC"/csrc/cpu/*.cpp; do
+  compile "$f" "$OUT/obj/$(echo "${f#$SRC/}" | tr / _).o" $FL $HFL $DEF $INC
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || failed=1; done
+for o in "${objs[@]}"; do [ -f "$o" ] || failed=1; done
+[ "$failed" = 0 ] || { echo "emu build: a compile failed (see above)" >&2; exit 1; }
 rm -rf "$OUT/pkg/fastconv" && cp -r "$SRC/python/fastconv" "$OUT/pkg/fastconv"
-g++ -shared -fopenmp -o "$OUT/pkg/fastconv/_C$(python3-config --extension-suffix)" "${objs[@]}" \
-  -L"$BLAS" -lscipy_openblas -Wl,-rpath,"$BLAS"
-echo "built $OUT/pkg/fastconv (emulated CUDA)"
+g++ -shared -fopenmp "${LINK[@]}" -o "$OUT/pkg/fastconv/_C$EXT" \
+  "${objs[@]}" -L"$BLAS" -lscipy_openblas -Wl,-rpath,"$BLAS"
+echo "built $OUT/pkg/fastconv (emulated CUDA${SANITIZE:+, SANITIZE=$SANITIZE})"

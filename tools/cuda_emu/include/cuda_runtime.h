@@ -2,6 +2,9 @@
 // Every block runs its threads as cooperative fibers on one OS thread, in a fixed order;
 // __syncthreads and warp shuffles are barriers (all threads of the block / all 32 lanes of the
 // warp must arrive, otherwise the emulator reports a deadlock = divergent barrier).
+// Under AddressSanitizer every switch between the scheduler's stack and a fiber's is announced
+// (__sanitizer_start/finish_switch_fiber), so ASan knows which stack is live and reports on
+// fiber stacks name the right frames.
 #pragma once
 #include <ucontext.h>
 #include <cmath>
@@ -9,8 +12,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 #include <math.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#endif
 
 #define __global__
 #define __device__
@@ -50,9 +59,26 @@ struct Barrier {
   unsigned gen = 0;
 };
 
+// A fiber's saved machine state. On x86-64 a switch is emu_switch (emu_runtime.cpp): it pushes
+// the callee-saved registers and swaps stack pointers, with no system call (swapcontext saves
+// the signal mask with one, and costs more than the kernels themselves); elsewhere, ucontext.
+#if defined(__x86_64__)
+#define EMU_FAST_SWITCH 1
+}  // namespace emu
+extern "C" void emu_switch(void** save_sp, void* to_sp);
+namespace emu {
+struct Context { void* sp = nullptr; };
+inline void switch_to(Context& from, Context& to) { emu_switch(&from.sp, to.sp); }
+#else
+struct Context { ucontext_t uc; };
+inline void switch_to(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
+constexpr size_t kStackBytes = size_t(1) << 18;
+
 struct Fiber {
-  ucontext_t ctx;
-  std::vector<char> stack;
+  Context ctx;
+  std::unique_ptr<char[]> stack;  // kStackBytes, left uninitialised (untouched pages cost nothing)
   bool done = false;
   Barrier* waiting = nullptr;
   unsigned wait_gen = 0;
@@ -66,15 +92,46 @@ struct Block {
   std::vector<Barrier> warp_bar;
   std::vector<unsigned long long> warp_buf;  // 32 slots per warp
   std::vector<Fiber> fibers;
-  ucontext_t sched;
+  Context sched;
   int cur = -1;
   void* fn = nullptr;
   void (*call)(void*) = nullptr;
+  // The scheduler's (the OS thread's) stack, as ASan reports it when a fiber first starts.
+  const void* sched_bottom = nullptr;
+  size_t sched_size = 0;
 };
 
 inline Block*& block() { static Block* b = nullptr; return b; }
 inline Fiber& cur() { return block()->fibers[block()->cur]; }
-inline long& launches() { static long n = 0; return n; }
+// Kernel launches made by this OS thread (the binding's coverage trace diffs it around a call).
+inline long& launches() { static thread_local long n = 0; return n; }
+// Notes the first launch from each `<<<` site (file:line) in the coverage trace.
+void trace_site(const char* site);
+
+// Scheduler -> fiber f, until f reaches a barrier or ends.
+inline void run_fiber(Block& B, Fiber& f) {
+#ifdef EMU_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(&fake_stack, f.stack.get(), kStackBytes);
+#endif
+  switch_to(B.sched, f.ctx);
+#ifdef EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+}
+
+// Fiber -> scheduler, until the scheduler resumes this fiber.
+inline void yield_fiber(Fiber& f) {
+  Block* B = block();
+#ifdef EMU_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(&fake_stack, B->sched_bottom, B->sched_size);
+#endif
+  switch_to(f.ctx, B->sched);
+#ifdef EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, &B->sched_bottom, &B->sched_size);
+#endif
+}
 
 inline void wait_at(Barrier& b, int count) {
   Fiber& f = cur();
@@ -85,14 +142,52 @@ inline void wait_at(Barrier& b, int count) {
   }
   f.waiting = &b;
   f.wait_gen = b.gen;
-  swapcontext(&f.ctx, &block()->sched);
+  yield_fiber(f);
 }
 
-inline void trampoline() {
+// Every fiber starts here, runs its thread of the kernel and switches back for good.
+[[noreturn]] inline void fiber_main() {
   Block* B = block();
+#ifdef EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &B->sched_bottom, &B->sched_size);
+#endif
   B->call(B->fn);
-  B->fibers[B->cur].done = true;
-  // returning switches to uc_link (the scheduler)
+  Fiber& f = B->fibers[B->cur];
+  f.done = true;
+#ifdef EMU_ASAN
+  // This stack is finished with: no fake stack to keep.
+  __sanitizer_start_switch_fiber(nullptr, B->sched_bottom, B->sched_size);
+#endif
+  switch_to(f.ctx, B->sched);
+  __builtin_unreachable();
+}
+
+// Makes f start at fiber_main on its own stack at the next switch to it.
+inline void init_fiber(Block& B, Fiber& f) {
+  if (!f.stack) f.stack.reset(new char[kStackBytes]);
+#ifdef EMU_ASAN
+  // The previous thread's frames all returned (and unpoisoned themselves) except fiber_main's,
+  // which ended by a switch: clear the top of the stack where it lies. Not the whole stack:
+  // that would be 32 KiB of shadow per GPU thread.
+  ASAN_UNPOISON_MEMORY_REGION(f.stack.get() + kStackBytes - 4096, 4096);
+#endif
+#ifdef EMU_FAST_SWITCH
+  // emu_switch pops r15 r14 r13 r12 rbx rbp, then returns into fiber_main with the stack
+  // aligned as after a call (rsp = 8 mod 16), above a null return address that ends backtraces.
+  auto top = (reinterpret_cast<uintptr_t>(f.stack.get()) + kStackBytes) & ~uintptr_t(15);
+  auto* sp = reinterpret_cast<void**>(top - 64);
+  for (int i = 0; i < 6; ++i) sp[i] = nullptr;
+  sp[6] = reinterpret_cast<void*>(&fiber_main);
+  sp[7] = nullptr;
+  f.ctx.sp = sp;
+  (void)B;
+#else
+  getcontext(&f.ctx.uc);
+  f.ctx.uc.uc_stack.ss_sp = f.stack.get();
+  f.ctx.uc.uc_stack.ss_size = kStackBytes;
+  f.ctx.uc.uc_link = &B.sched.uc;
+  makecontext(&f.ctx.uc, reinterpret_cast<void (*)()>(&fiber_main), 0);
+#endif
 }
 
 template <class F>
@@ -101,13 +196,15 @@ void call_fn(void* p) { (*static_cast<F*>(p))(); }
 inline dim3 to_dim3(dim3 d) { return d; }
 template <class I> inline dim3 to_dim3(I n) { dim3 d; d.x = unsigned(n); return d; }
 
+// `kernel<<<grid, block, smem, stream>>>(args)` at `site`, rewritten by transform.py.
 template <class G, class BL, class F>
-void launch(G grid_, BL block_, int smem, cudaStream_t, F fn) {
+void launch(const char* site, G grid_, BL block_, int smem, cudaStream_t, F fn) {
   (void)smem;
   const dim3 gd = to_dim3(grid_), bd = to_dim3(block_);
   const int threads = int(bd.x * bd.y * bd.z);
   const unsigned grid = gd.x * gd.y * gd.z;
   ++launches();
+  trace_site(site);
   if (grid == 0 || threads <= 0 || threads > 1024 || gd.y > 65535) {
     std::fprintf(stderr, "emu: invalid launch grid=%u,%u block=%d\n", gd.x, gd.y, threads);
     std::abort();
@@ -117,6 +214,10 @@ void launch(G grid_, BL block_, int smem, cudaStream_t, F fn) {
   if (pool.size() < size_t(threads)) pool.resize(threads);
   for (unsigned b = 0; b < grid; ++b) {
     Block B;
+#ifndef EMU_FAST_SWITCH
+    // Zeroed: ASan's swapcontext interceptor reads the target context's uc_stack.
+    std::memset(&B.sched.uc, 0, sizeof B.sched.uc);
+#endif
     B.bid.x = b % gd.x;
     B.bid.y = (b / gd.x) % gd.y;
     B.bid.z = b / (gd.x * gd.y);
@@ -131,15 +232,10 @@ void launch(G grid_, BL block_, int smem, cudaStream_t, F fn) {
     block() = &B;
     for (int t = 0; t < threads; ++t) {
       Fiber& f = B.fibers[t];
-      if (f.stack.empty()) f.stack.resize(1 << 18);
+      init_fiber(B, f);
       f.done = false;
       f.waiting = nullptr;
       f.tid = uint3{unsigned(t) % bd.x, (unsigned(t) / bd.x) % bd.y, unsigned(t) / (bd.x * bd.y)};
-      getcontext(&f.ctx);
-      f.ctx.uc_stack.ss_sp = f.stack.data();
-      f.ctx.uc_stack.ss_size = f.stack.size();
-      f.ctx.uc_link = &B.sched;
-      makecontext(&f.ctx, trampoline, 0);
     }
     for (;;) {
       bool all_done = true, progress = false;
@@ -150,7 +246,7 @@ void launch(G grid_, BL block_, int smem, cudaStream_t, F fn) {
         if (f.waiting && f.waiting->gen == f.wait_gen) continue;
         f.waiting = nullptr;
         B.cur = t;
-        swapcontext(&B.sched, &f.ctx);
+        run_fiber(B, f);
         progress = true;
       }
       if (all_done) break;
