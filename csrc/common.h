@@ -123,6 +123,19 @@ std::vector<T> alloc_vector(int64_t n, const char* what) {
   template <typename T> void name##_cpu(__VA_ARGS__);     \
   template <typename T> void name##_cuda(__VA_ARGS__)
 
+// Each family header declares its kernels once, as an op list: a macro FC_<FAMILY>_OPS(X, T)
+// calling X(name, kind, parameters...) per kernel, parameters written in terms of T. `kind`
+// names how the binding reads the kernel's arguments (its class in csrc/bind). The header
+// expands the list with FC_DECLARE (both twins' declarations), cpu/<family>.cpp with
+// FC_INSTANTIATE_CPU and cuda/<family>.cu with FC_INSTANTIATE_CUDA, once per float type:
+//   FC_ACT_OPS(FC_INSTANTIATE_CPU, float)
+// An explicit instantiation deduces the template argument from the parameter types, so the
+// list needs no separate type argument. Comments inside the list are /* */: a // comment would
+// swallow the rest of the macro's spliced line.
+#define FC_DECLARE(name, kind, ...) FC_KERNEL(name, __VA_ARGS__);
+#define FC_INSTANTIATE_CPU(name, kind, ...) template void name##_cpu(__VA_ARGS__);
+#define FC_INSTANTIATE_CUDA(name, kind, ...) template void name##_cuda(__VA_ARGS__);
+
 // Functions both twins call (CPU code and device code): __host__ __device__ under nvcc.
 #ifdef __CUDACC__
 #define FC_HOST_DEVICE __host__ __device__

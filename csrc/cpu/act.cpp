@@ -449,25 +449,7 @@ void log_softmax_backward_cpu(T* dinp, const T* dout, const T* out, int64_t oute
   softmax_backward<T, true>(dinp, dout, out, outer, D, inner);
 }
 
-#define FC_INSTANTIATE(T)                                                                     \
-  template void relu_forward_cpu<T>(T*, const T*, int64_t);                                   \
-  template void relu_backward_cpu<T>(T*, const T*, const T*, int64_t);                        \
-  template void leaky_relu_forward_cpu<T>(T*, const T*, int64_t, double);                     \
-  template void leaky_relu_backward_cpu<T>(T*, const T*, const T*, int64_t, double);          \
-  template void elu_forward_cpu<T>(T*, const T*, int64_t, double);                            \
-  template void elu_backward_cpu<T>(T*, const T*, const T*, int64_t, double);                 \
-  template void sigmoid_forward_cpu<T>(T*, const T*, int64_t);                                \
-  template void sigmoid_backward_cpu<T>(T*, const T*, const T*, const T*, int64_t);           \
-  template void tanh_forward_cpu<T>(T*, const T*, int64_t);                                   \
-  template void tanh_backward_cpu<T>(T*, const T*, const T*, const T*, int64_t);              \
-  template void softplus_forward_cpu<T>(T*, const T*, int64_t, double, double);               \
-  template void softplus_backward_cpu<T>(T*, const T*, const T*, int64_t, double, double);    \
-  template void softmax_forward_cpu<T>(T*, const T*, int64_t, int64_t, int64_t);              \
-  template void softmax_backward_cpu<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);   \
-  template void log_softmax_forward_cpu<T>(T*, const T*, int64_t, int64_t, int64_t);          \
-  template void log_softmax_backward_cpu<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+FC_ACT_OPS(FC_INSTANTIATE_CPU, float)
+FC_ACT_OPS(FC_INSTANTIATE_CPU, double)
 
 }  // namespace fc
