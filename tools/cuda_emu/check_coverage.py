@@ -1,5 +1,6 @@
 """Checks an emulator coverage trace (FC_EMU_TRACE, written by emu_runtime.cpp) against every
-CUDA twin declared with FC_KERNEL in csrc/*.h, in float32 and float64, and against every launch
+CUDA twin declared in csrc/*.h (an FC_KERNEL line or an entry of a family's op list), in
+float32 and float64, and against every launch
 site (`<<<`) the build found (launch_sites.txt). A twin counts only if a call of it launched a
 kernel; one that was called but returned before any launch (n == 0, nothing requested) is named
 as such. Exit status 1, naming each twin/dtype and site missing; the last line is a summary.
@@ -13,12 +14,22 @@ from pathlib import Path
 DTYPES = ("float32", "float64")
 
 
+# An op list is a macro `#define FC_<FAMILY>_OPS(X, T)` whose lines (joined by backslashes)
+# hold one `X(name, kind, params...)` entry per kernel; see FC_DECLARE in csrc/common.h.
+OP_LIST = re.compile(r"^#define\s+FC_\w+_OPS\(X,\s*T\)((?:.*\\\n)*.*)$", re.M)
+ENTRY = re.compile(r"\bX\(\s*(\w+)\s*,")
+KERNEL = re.compile(r"^\s*FC_KERNEL\(\s*(\w+)\s*,", re.M)
+
+
 def declared_twins(src_root):
     names = []
     for header in sorted(Path(src_root, "csrc").glob("*.h")):
-        names += re.findall(r"^\s*FC_KERNEL\(\s*(\w+)\s*,", header.read_text(), re.M)
+        text = header.read_text()
+        names += KERNEL.findall(text)
+        for body in OP_LIST.findall(text):
+            names += ENTRY.findall(body)
     if not names:
-        raise SystemExit(f"no FC_KERNEL declarations found under {src_root}/csrc")
+        raise SystemExit(f"no kernel declarations found under {src_root}/csrc")
     return names
 
 
