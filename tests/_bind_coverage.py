@@ -6,6 +6,9 @@ Every function of fastconv._C is wrapped before any test runs. A call counts onc
 the end the session fails, naming each function never run to completion and each one that took
 float arrays but never ran for both float32 and float64. .ci/sanitize uses it to show that its
 test selection drives every CPU kernel under the sanitizers.
+
+Under pytest-xdist each worker counts its own calls and hands them to the controller when it
+finishes (xdist's workeroutput); only the controller, which has them all, judges the gaps.
 """
 
 import functools
@@ -42,6 +45,16 @@ def pytest_configure(config):
         setattr(_C, name, _wrap(name, getattr(_C, name)))
 
 
+def _is_worker(config):
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for name, dtypes in getattr(node, "workeroutput", {}).get("fc_bind_seen", {}).items():
+        _seen.setdefault(name, set()).update(dtypes)
+
+
 def _gaps():
     gaps = []
     for name in _functions():
@@ -55,11 +68,16 @@ def _gaps():
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session):
+    if _is_worker(session.config):
+        session.config.workeroutput["fc_bind_seen"] = {n: sorted(d) for n, d in _seen.items()}
+        return
     if _gaps() and session.exitstatus == 0:
         session.exitstatus = 1
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
+    if _is_worker(config):
+        return
     gaps = _gaps()
     tr = terminalreporter
     if gaps:

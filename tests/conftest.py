@@ -63,6 +63,13 @@ def pytest_configure(config):
                                 "tests/test_properties_*.py would not run (pip install \".[test]\")")
 
 
+def pytest_collection_modifyitems(items):
+    # The long runs first: under pytest-xdist (-n auto) a minute-long test started last would
+    # leave the other workers idle while it finishes. The sort is stable and the same in every
+    # worker, as xdist requires.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_report_header(config):
     if "collect_ignore_glob" in globals():
         return "hypothesis is not installed: tests/test_properties_*.py are not collected"
