@@ -1,4 +1,4 @@
-"""fastconv.functional activations and softmax vs the NumPy reference (tests/reference_act.py).
+"""fastconv.functional activations and softmax vs the NumPy reference (fastconv/_opinfo/act.py).
 
 Expected values always come from the float64 reference, never from fastconv itself.
 """
@@ -9,7 +9,7 @@ import pytest
 import fastconv.functional as F
 from fastconv._loader import _C
 
-import reference_act as R
+from fastconv._opinfo import act as R
 from _util import assert_close, rtol_for
 
 DTYPES = [np.float32, np.float64]

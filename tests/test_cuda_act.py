@@ -6,7 +6,7 @@ import pytest
 
 import fastconv.functional as F
 
-import reference_act as R
+from fastconv._opinfo import act as R
 from _cuda import cover, covering, dev, host, requires_cuda
 from _util import stable_seed
 from test_act import DTYPE_IDS, DTYPES, ELEMENTWISE, OPS, assert_matches

@@ -13,8 +13,9 @@ import pytest
 import fastconv
 import fastconv.functional as F
 
-from reference_norm import (batch_norm_ref, batch_norm_backward_ref, local_response_norm_ref,
-                            local_response_norm_backward_ref, dropout_ref)
+from fastconv._opinfo.norm import (batch_norm_ref, batch_norm_backward_ref,
+                                   local_response_norm_ref, local_response_norm_backward_ref)
+from fastconv._opinfo.dropout import dropout_ref
 from _util import assert_close, rand
 
 DTYPES = [np.float32, np.float64]

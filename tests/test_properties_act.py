@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 import fastconv.functional as F
 
-import reference_act as R
+from fastconv._opinfo import act as R
 from _props import (Call, assert_close_nonfinite, bad_arrays, budget, data, dtypes, layouts,
                     relayout, seeds)
 from _util import rtol_for

@@ -1,6 +1,6 @@
 """Property tests of every layer in fastconv.nn: random layers (and the residual / Inception
 blocks built from them) run forward and backward and are compared with the float64 references
-composed by a small interpreter below, which knows each layer's math from tests/reference*.py
+composed by a small interpreter below, which knows each layer's math from fastconv/_opinfo
 and only reads the module's arguments, parameters and children. Parameter gradients must
 accumulate over backward calls and skip frozen parameters; losses are checked the same way;
 random wrong inputs must be rejected naming the layer.
@@ -12,17 +12,19 @@ from hypothesis import given, strategies as st
 import fastconv
 from fastconv import nn
 
-import reference_act as RA
-import reference_pool as RP
+from fastconv._opinfo import act as RA
+from fastconv._opinfo import pool as RP
 from _props import budget, dtypes, rejects, relayout, seeds, layouts
 from _util import assert_close, rand, rtol_for
-from reference import conv2d_backward_ref, conv2d_ref
-from reference_dense import (conv_transpose2d_backward_ref, conv_transpose2d_ref, linear_ref,
-                             linear_backward_ref)
-from reference_loss import (cross_entropy_backward_ref, cross_entropy_ref, mse_loss_backward_ref,
-                            mse_loss_ref, multi_margin_loss_backward_ref, multi_margin_loss_ref)
-from reference_norm import (batch_norm_backward_ref, batch_norm_ref, dropout_ref,
-                            local_response_norm_backward_ref, local_response_norm_ref)
+from fastconv._opinfo.conv import conv2d_backward_ref, conv2d_ref
+from fastconv._opinfo.conv import conv_transpose2d_backward_ref, conv_transpose2d_ref
+from fastconv._opinfo.dense import linear_ref, linear_backward_ref
+from fastconv._opinfo.loss import (cross_entropy_backward_ref, cross_entropy_ref,
+                                   mse_loss_backward_ref, mse_loss_ref,
+                                   multi_margin_loss_backward_ref, multi_margin_loss_ref)
+from fastconv._opinfo.norm import (batch_norm_backward_ref, batch_norm_ref,
+                                   local_response_norm_backward_ref, local_response_norm_ref)
+from fastconv._opinfo.dropout import dropout_ref
 
 
 # ---------------------------------------------------------------------------

@@ -1,15 +1,18 @@
-"""Float64 NumPy reference implementations for fastconv's tests.
+"""Op specs of the convolution family: conv2d, unfold, fold and conv_transpose2d (a
+convolution's data gradient), with their float64 NumPy references.
 
-Everything here is deliberately independent of im2col: the convolution and its
-gradients are computed as *direct tap sums* (one strided slice of the
-zero-padded input per kernel tap (r, s) and per group, contracted over the
-channels), and unfold/fold are plain index loops.  All results are float64
-whatever the input dtype.
-
-This module must never import fastconv.
+The references are deliberately independent of im2col and of fastconv's kernels: the
+convolution and its gradients are *direct tap sums* (one strided slice of the zero-padded
+input per kernel tap (r, s) and per group, contracted over the channels), unfold/fold are
+plain index loops, and conv_transpose2d is written as what it is, a scatter: every input pixel
+adds weight-scaled copies of itself into the output window it spreads over (one strided slice
+of an uncropped output per kernel tap and group), cropped by the padding; its backward is the
+matching gather. All results are float64 whatever the input dtype.
 """
 
 import numpy as np
+
+from ._spec import OpSpec, Sample
 
 __all__ = [
     "pair",
@@ -19,6 +22,9 @@ __all__ = [
     "conv2d_backward_ref",
     "unfold_ref",
     "fold_ref",
+    "conv_transpose2d_output_size",
+    "conv_transpose2d_ref",
+    "conv_transpose2d_backward_ref",
 ]
 
 
@@ -221,3 +227,120 @@ def fold_ref(cols, output_size, kernel_size, dilation=1, padding=0, stride=1):
                             continue
                         out[:, c, ih, iw] += cols[:, row, p * Q + q]
     return out
+
+
+def conv_transpose2d_output_size(H, W, kernel_size, stride=1, padding=0, output_padding=0,
+                                 dilation=1):
+    R, S = pair(kernel_size)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    oh, ow = pair(output_padding)
+    dh, dw = pair(dilation)
+    return ((H - 1) * sh - 2 * ph + dh * (R - 1) + oh + 1,
+            (W - 1) * sw - 2 * pw + dw * (S - 1) + ow + 1)
+
+
+def _setup(x, w, stride, padding, output_padding, groups, dilation):
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    N, Cin, H, W = x.shape
+    Cin_w, Cog, R, S = w.shape
+    if Cin != Cin_w or Cin % groups:
+        raise ValueError("bad channel / groups configuration")
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    oh, ow = pair(output_padding)
+    dh, dw = pair(dilation)
+    Ho, Wo = conv_transpose2d_output_size(H, W, (R, S), stride, padding, output_padding,
+                                          dilation)
+    if Ho < 1 or Wo < 1:
+        raise ValueError("empty output")
+    # The uncropped output: every tap lands inside it, and it reaches the cropped output's end.
+    Hf = max((H - 1) * sh + dh * (R - 1) + 1, ph + Ho)
+    Wf = max((W - 1) * sw + dw * (S - 1) + 1, pw + Wo)
+    geo = dict(N=N, Cin=Cin, H=H, W=W, Cog=Cog, R=R, S=S, sh=sh, sw=sw, ph=ph, pw=pw,
+               dh=dh, dw=dw, Ho=Ho, Wo=Wo, Hf=Hf, Wf=Wf, Cig=Cin // groups)
+    return x, w, geo
+
+
+def _taps(geo):
+    """For each tap (r, s): the slices of the uncropped output its input pixels land on."""
+    for r in range(geo["R"]):
+        for s in range(geo["S"]):
+            rows = slice(r * geo["dh"], r * geo["dh"] + (geo["H"] - 1) * geo["sh"] + 1, geo["sh"])
+            cols = slice(s * geo["dw"], s * geo["dw"] + (geo["W"] - 1) * geo["sw"] + 1, geo["sw"])
+            yield r, s, rows, cols
+
+
+def conv_transpose2d_ref(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
+                         dilation=1):
+    """torch.nn.functional.conv_transpose2d by tap scatter, float64."""
+    x, w, geo = _setup(x, w, stride, padding, output_padding, groups, dilation)
+    Cig, Cog = geo["Cig"], geo["Cog"]
+    full = np.zeros((geo["N"], Cog * groups, geo["Hf"], geo["Wf"]))
+    for g in range(groups):
+        xg = x[:, g * Cig:(g + 1) * Cig]           # (N, Cig, H, W)
+        outs = slice(g * Cog, (g + 1) * Cog)
+        for r, s, rows, cols in _taps(geo):
+            # (N, Cig, H, W) x (Cig, Cog) -> (N, H, W, Cog)
+            contrib = np.tensordot(xg, w[g * Cig:(g + 1) * Cig, :, r, s], axes=([1], [0]))
+            full[:, outs, rows, cols] += contrib.transpose(0, 3, 1, 2)
+    out = full[:, :, geo["ph"]:geo["ph"] + geo["Ho"], geo["pw"]:geo["pw"] + geo["Wo"]].copy()
+    if b is not None:
+        out += np.asarray(b, dtype=np.float64).reshape(1, -1, 1, 1)
+    return out
+
+
+def conv_transpose2d_backward_ref(dout, x, w, stride=1, padding=0, output_padding=0, groups=1,
+                                  dilation=1):
+    """(dx, dw, db) of conv_transpose2d by tap gather, float64."""
+    x, w, geo = _setup(x, w, stride, padding, output_padding, groups, dilation)
+    dout = np.asarray(dout, dtype=np.float64)
+    Cig, Cog = geo["Cig"], geo["Cog"]
+    if dout.shape != (geo["N"], Cog * groups, geo["Ho"], geo["Wo"]):
+        raise ValueError(f"dout shape {dout.shape} does not match the output")
+    # Uncropped gradient: zero where the output was cropped away (padding).
+    full = np.zeros((geo["N"], Cog * groups, geo["Hf"], geo["Wf"]))
+    full[:, :, geo["ph"]:geo["ph"] + geo["Ho"], geo["pw"]:geo["pw"] + geo["Wo"]] = dout
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    for g in range(groups):
+        ins = slice(g * Cig, (g + 1) * Cig)
+        outs = slice(g * Cog, (g + 1) * Cog)
+        for r, s, rows, cols in _taps(geo):
+            patch = full[:, outs, rows, cols]     # (N, Cog, H, W)
+            # dx[n, k, h, w] += sum_c patch[n, c, h, w] * w[k, c, r, s]
+            dx[:, ins] += np.einsum("nchw,kc->nkhw", patch, w[ins, :, r, s])
+            # dw[k, c, r, s] = sum_{n, h, w} x[n, k, h, w] * patch[n, c, h, w]
+            dw[ins, :, r, s] = np.einsum("nkhw,nchw->kc", x[:, ins], patch)
+    db = dout.sum(axis=(0, 2, 3))
+    return dx, dw, db
+
+
+SPECS = (
+    OpSpec("conv2d", "conv", conv2d_ref, conv2d_backward_ref, (
+        Sample("odd_stride2_pad1", {"x": (2, 3, 7, 9), "w": (4, 3, 3, 2), "b": (4,)},
+               {"stride": 2, "padding": 1}),
+        Sample("batch1_groups_nonsquare", {"x": (1, 4, 6, 5), "w": (6, 2, 3, 3), "b": (6,)},
+               {"stride": (2, 3), "padding": (1, 0), "groups": 2}),
+        Sample("dilated_same", {"x": (2, 2, 8, 7), "w": (3, 2, 3, 2)},
+               {"padding": "same", "dilation": 2}),
+    ), torch="torch.nn.functional.conv2d", module="Conv2d", grad_inputs=3, backward_args=2),
+    OpSpec("conv_transpose2d", "conv", conv_transpose2d_ref, conv_transpose2d_backward_ref, (
+        Sample("stride2_pad1_outpad1", {"x": (2, 3, 5, 4), "w": (3, 2, 3, 3), "b": (2,)},
+               {"stride": 2, "padding": 1, "output_padding": 1}),
+        Sample("batch1_groups_dilated", {"x": (1, 4, 3, 5), "w": (4, 3, 2, 3), "b": (6,)},
+               {"stride": (1, 2), "groups": 2, "dilation": 2}),
+    ), torch="torch.nn.functional.conv_transpose2d", module="ConvTranspose2d", grad_inputs=3,
+        backward_args=2),
+    OpSpec("unfold", "conv", unfold_ref, None, (
+        Sample("k3_s2_p1_odd", {"x": (2, 3, 7, 6)},
+               {"kernel_size": 3, "padding": 1, "stride": 2}),
+        Sample("batch1_nonsquare_dilated", {"x": (1, 2, 9, 8)},
+               {"kernel_size": (2, 3), "dilation": (2, 1), "stride": (3, 2)}),
+    ), torch="torch.nn.functional.unfold", grad_inputs=0),
+    OpSpec("fold", "conv", fold_ref, None, (
+        Sample("k3_s2_p1_odd", {"cols": (2, 27, 12)},
+               {"output_size": (7, 6), "kernel_size": 3, "padding": 1, "stride": 2}),
+    ), torch="torch.nn.functional.fold", grad_inputs=0),
+)
