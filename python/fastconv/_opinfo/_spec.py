@@ -97,14 +97,17 @@ class OpSpec:
 
 @dataclass(frozen=True)
 class ActSpec(OpSpec):
-    """An elementwise activation. One record gives all its tests: the CPU and CUDA tables
-    (samples: id -> keyword arguments), the PyTorch cross-check (torch_samples), the property
-    tests (prop_params(real) draws keyword arguments from real(), a float in [-3, 3]), the
-    kernel test (kernel_kwargs, passed positionally to _C.<name>_forward/_backward), in-place
-    support, and whether the backward can start from the forward's output."""
+    """An elementwise activation: fastconv.functional.<name>(input, **params, [inplace]) and
+    <name>_backward(grad_output, input, **params), module fastconv.nn.<module> with the params
+    as attributes. One record gives all its tests: the CPU and CUDA tables (samples, each an
+    id and keyword arguments), the PyTorch cross-check (torch_samples), the property tests and
+    the layer tests (params: each keyword parameter, in signature order, with the map from a
+    real drawn in [-3, 3] to a valid value), the kernel test (kernel_kwargs, passed
+    positionally to _C.<name>_forward/_backward), in-place support, and whether the backward
+    can start from the forward's output."""
     family: str = "act"
     torch_samples: tuple = ()
-    prop_params: Callable = _no_kinks
+    params: dict = field(default_factory=dict)
     kernel_kwargs: dict = field(default_factory=dict)
     inplace: bool = False
     output_backward: bool = False   # <name>_backward(grad, output=y) works without x

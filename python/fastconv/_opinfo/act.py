@@ -148,6 +148,10 @@ def log_softmax_backward_ref(g, y, dim):
 _X = {"x": (2, 3, 5, 7)}
 
 
+def _real(v):
+    return v
+
+
 def _at_zero(kwargs):
     return (0.0,)
 
@@ -164,14 +168,14 @@ ACTS = (
             samples=_samples(("leaky_relu", {"negative_slope": 0.2}), ("leaky_relu_default", {})),
             torch_samples=_samples(("leaky_relu", {}), ("leaky_relu_0.2", {"negative_slope": 0.2}),
                                    ("leaky_relu_neg", {"negative_slope": -0.5})),
-            prop_params=lambda real: {"negative_slope": real()},
+            params={"negative_slope": _real},
             kernel_kwargs={"negative_slope": 0.1}, kinks=_at_zero,
             torch="torch.nn.functional.leaky_relu", module="LeakyReLU", inplace=True),
     ActSpec("elu", reference=elu_ref, reference_backward=elu_backward_ref,
             samples=_samples(("elu", {"alpha": 1.3}), ("elu_default", {})),
             torch_samples=_samples(("elu", {}), ("elu_2", {"alpha": 2.0}),
                                    ("elu_0.3", {"alpha": 0.3})),
-            prop_params=lambda real: {"alpha": real()}, kernel_kwargs={"alpha": 0.7},
+            params={"alpha": _real}, kernel_kwargs={"alpha": 0.7},
             kinks=_at_zero, torch="torch.nn.functional.elu", module="ELU", inplace=True),
     ActSpec("sigmoid", reference=sigmoid_ref, reference_backward=sigmoid_backward_ref,
             samples=_samples(("sigmoid", {})), torch_samples=_samples(("sigmoid", {})),
@@ -187,7 +191,7 @@ ACTS = (
                                    ("softplus_2_5", {"beta": 2.0, "threshold": 5.0}),
                                    ("softplus_0.5_1", {"beta": 0.5, "threshold": 1.0}),
                                    ("softplus_neg", {"beta": -1.5, "threshold": 2.0})),
-            prop_params=lambda real: {"beta": real() or 1.0, "threshold": 10 * real()},
+            params={"beta": lambda v: v or 1.0, "threshold": lambda v: 10 * v},
             kernel_kwargs={"beta": 2.0, "threshold": 5.0},
             kinks=lambda kw: (kw.get("threshold", 20.0) / kw.get("beta", 1.0),),
             torch="torch.nn.functional.softplus", module="Softplus"),
