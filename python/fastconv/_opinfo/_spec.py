@@ -36,10 +36,11 @@ class OpSpec:
 
     reference(*inputs, **kwargs) is the float64 forward (a tuple's first entry is the output);
     reference_backward(grad, *inputs[:backward_args], **kwargs) its gradients, one per leading
-    input up to grad_inputs (0: the backward does not follow that convention; tests call it by
-    hand) -- or, with backward_from_output, reference_backward(grad, output, **kwargs). torch is the dotted name of PyTorch's
-    counterpart called as torch(*inputs, **kwargs) (None: PyTorch has none); module the name
-    of the fastconv.nn layer; kinks(kwargs) the input values where the derivative jumps.
+    input up to grad_inputs (0: the backward does not follow that convention; tests call it
+    by hand) -- or, with backward_from_output, reference_backward(grad, output, **kwargs).
+    torch is the dotted name of PyTorch's counterpart, called as torch(*inputs, **kwargs)
+    (None: PyTorch has none); module the name of the fastconv.nn layer (of the fastconv.optim
+    class for an optimizer); kinks(kwargs) the input values where the derivative jumps.
     """
     name: str
     family: str = ""
@@ -62,9 +63,10 @@ class OpSpec:
         from .. import functional as F
         return getattr(F, self.name + "_backward")
 
-    def make_module(self, **kwargs):
-        from .. import nn
-        return getattr(nn, self.module)(**kwargs)
+    def make_module(self, *args, **kwargs):
+        """fastconv.nn.<module>(*args, **kwargs) (fastconv.optim.<module> for an optimizer)."""
+        from .. import nn, optim
+        return getattr(optim if self.family == "optim" else nn, self.module)(*args, **kwargs)
 
     def torch_op(self, torch):
         """PyTorch's counterpart, resolved in the given torch module."""
