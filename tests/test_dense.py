@@ -1,7 +1,7 @@
 """fastconv.functional linear / conv_transpose2d (and their backward) vs the NumPy reference.
 
-Expected values always come from tests/reference_dense.py (float64 einsum and tap scatter /
-gather), never from fastconv itself.
+Expected values always come from fastconv/_opinfo/dense.py and conv.py (float64 einsum and
+tap scatter / gather), never from fastconv itself.
 """
 
 import itertools

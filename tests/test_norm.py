@@ -1,8 +1,8 @@
 """fastconv.functional batch_norm / local_response_norm / dropout vs the NumPy reference.
 
-Expected values come from tests/reference_norm.py (float64) or from explicit formulas, never
-from fastconv. Every output is allocated pre-poisoned (NaN, or 255 for masks) through the
-`poisoned` fixture, so an element a kernel forgets to write fails the comparison.
+Expected values come from fastconv/_opinfo/norm.py and dropout.py (float64) or from explicit
+formulas, never from fastconv. Every output is allocated pre-poisoned (NaN, or 255 for masks)
+through the `poisoned` fixture, so an element a kernel forgets to write fails the comparison.
 """
 
 import math

@@ -1,4 +1,4 @@
-"""fastconv.functional pooling ops vs the float64 NumPy reference (tests/reference_pool.py).
+"""fastconv.functional pooling ops vs the float64 NumPy reference (fastconv/_opinfo/pool.py).
 
 Expected values always come from the reference, never from fastconv itself.
 """

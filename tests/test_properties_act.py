@@ -1,6 +1,6 @@
 """Property tests of the activations: relu, leaky_relu, elu, sigmoid, tanh, softplus, softmax
-and log_softmax with their backwards, against reference_act.py on random shapes (0-d and empty
-included), scales that reach the overflow guards, NaN/inf, every parameter sign, in-place, every
+and log_softmax with their backwards, against fastconv/_opinfo/act.py on random shapes (0-d and
+empty included), scales that reach the overflow guards, NaN/inf, every parameter sign, in-place, every
 softmax dim; and random invalid calls rejected by name.
 """
 
