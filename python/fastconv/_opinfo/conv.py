@@ -168,19 +168,15 @@ def conv2d_backward_ref(dout, x, w, stride=1, padding=0, dilation=1, groups=1):
     return dx, dw, db
 
 
-def unfold_ref(x, kernel_size, dilation=1, padding=0, stride=1):
-    """torch.nn.functional.unfold by direct index loops, float64.
-
-    Row index of the result is c*R*S + r*S + s, column index p*Q + q.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    N, C, H, W = x.shape
+def _patch_pairs(C, H, W, kernel_size, dilation, padding, stride):
+    """(P, Q) and every (row, column, c, ih, iw) of unfold's matrix that reads an input pixel:
+    row c*R*S + r*S + s, column p*Q + q, by direct index loops."""
     R, S = pair(kernel_size)
     dh, dw = pair(dilation)
     ph, pw = pair(padding)
     sh, sw = pair(stride)
     P, Q = conv_output_size(H, W, (R, S), (sh, sw), (ph, ph, pw, pw), (dh, dw))
-    cols = np.zeros((N, C * R * S, P * Q), dtype=np.float64)
+    pairs = []
     for c in range(C):
         for r in range(R):
             for s in range(S):
@@ -191,9 +187,23 @@ def unfold_ref(x, kernel_size, dilation=1, padding=0, stride=1):
                         continue
                     for q in range(Q):
                         iw = q * sw - pw + s * dw
-                        if iw < 0 or iw >= W:
-                            continue
-                        cols[:, row, p * Q + q] = x[:, c, ih, iw]
+                        if 0 <= iw < W:
+                            pairs.append((row, p * Q + q, c, ih, iw))
+    return (P, Q), pairs
+
+
+def unfold_ref(x, kernel_size, dilation=1, padding=0, stride=1):
+    """torch.nn.functional.unfold by direct index loops, float64.
+
+    Row index of the result is c*R*S + r*S + s, column index p*Q + q.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    N, C, H, W = x.shape
+    R, S = pair(kernel_size)
+    (P, Q), pairs = _patch_pairs(C, H, W, kernel_size, dilation, padding, stride)
+    cols = np.zeros((N, C * R * S, P * Q), dtype=np.float64)
+    for row, col, c, ih, iw in pairs:
+        cols[:, row, col] = x[:, c, ih, iw]
     return cols
 
 
@@ -203,29 +213,15 @@ def fold_ref(cols, output_size, kernel_size, dilation=1, padding=0, stride=1):
     N, CRS, L = cols.shape
     H, W = pair(output_size)
     R, S = pair(kernel_size)
-    dh, dw = pair(dilation)
-    ph, pw = pair(padding)
-    sh, sw = pair(stride)
     if CRS % (R * S):
         raise ValueError("cols.shape[1] not divisible by R*S")
     C = CRS // (R * S)
-    P, Q = conv_output_size(H, W, (R, S), (sh, sw), (ph, ph, pw, pw), (dh, dw))
+    (P, Q), pairs = _patch_pairs(C, H, W, kernel_size, dilation, padding, stride)
     if P * Q != L:
         raise ValueError("cols.shape[2] does not match the geometry")
     out = np.zeros((N, C, H, W), dtype=np.float64)
-    for c in range(C):
-        for r in range(R):
-            for s in range(S):
-                row = (c * R + r) * S + s
-                for p in range(P):
-                    ih = p * sh - ph + r * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    for q in range(Q):
-                        iw = q * sw - pw + s * dw
-                        if iw < 0 or iw >= W:
-                            continue
-                        out[:, c, ih, iw] += cols[:, row, p * Q + q]
+    for row, col, c, ih, iw in pairs:
+        out[:, c, ih, iw] += cols[:, row, col]
     return out
 
 

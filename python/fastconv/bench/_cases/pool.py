@@ -43,28 +43,24 @@ def pool_case(name, N, op, C, H, W, window, numpy_peer=False):
         return {"fwd": lambda: F.adaptive_avg_pool2d(x, 1),
                 "bwd": lambda: F.adaptive_avg_pool2d_backward(dy, x, 1)}
 
-    def reference(ctx, a):
+    def passes(sides, a):
+        """{pass: fn} from op -> (forward, backward, window arguments) of one side."""
+        fwd, bwd, args = sides[op]
         x, dy = a["x"], a["dy"]
-        if op == "max":
-            # the indices fastconv and torch return are checked through the backward
-            return {"fwd": lambda: (R.max_pool2d_ref(x, k, s)[0], None),
-                    "bwd": lambda: R.max_pool2d_backward_ref(dy, x, k, s)}
-        if op == "avg":
-            return {"fwd": lambda: R.avg_pool2d_ref(x, k, s),
-                    "bwd": lambda: R.avg_pool2d_backward_ref(dy, x, k, s)}
-        return {"fwd": lambda: R.adaptive_avg_pool2d_ref(x, 1),
-                "bwd": lambda: R.adaptive_avg_pool2d_backward_ref(dy, x, 1)}
+        return {"fwd": lambda: fwd(x, *args), "bwd": lambda: bwd(dy, x, *args)}
+
+    def reference(ctx, a):
+        # max: the indices fastconv and torch return are checked through the backward
+        return passes({"max": (lambda x, *w: (R.max_pool2d_ref(x, *w)[0], None),
+                               R.max_pool2d_backward_ref, (k, s)),
+                       "avg": (R.avg_pool2d_ref, R.avg_pool2d_backward_ref, (k, s)),
+                       "global": (R.adaptive_avg_pool2d_ref, R.adaptive_avg_pool2d_backward_ref,
+                                  (1,))}, a)
 
     def numpy(ctx, a):
-        x, dy = a["x"], a["dy"]
-        if op == "max":
-            return {"fwd": lambda: peer.max_pool2d(x, k, s),
-                    "bwd": lambda: peer.max_pool2d_backward(dy, x, k, s)}
-        if op == "avg":
-            return {"fwd": lambda: peer.avg_pool2d(x, k, s),
-                    "bwd": lambda: peer.avg_pool2d_backward(dy, x, k, s)}
-        return {"fwd": lambda: peer.global_avg_pool(x),
-                "bwd": lambda: peer.global_avg_pool_backward(dy, x)}
+        return passes({"max": (peer.max_pool2d, peer.max_pool2d_backward, (k, s)),
+                       "avg": (peer.avg_pool2d, peer.avg_pool2d_backward, (k, s)),
+                       "global": (peer.global_avg_pool, peer.global_avg_pool_backward, ())}, a)
 
     def torch(ctx, a):
         TF, aten = ctx.torch.nn.functional, ctx.torch.ops.aten
