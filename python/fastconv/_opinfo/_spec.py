@@ -71,7 +71,8 @@ class OpSpec:
     def torch_op(self, torch):
         """PyTorch's counterpart, resolved in the given torch module."""
         path = self.torch.split(".")
-        assert path[0] == "torch", self.torch
+        if path[0] != "torch":
+            raise ValueError(f"{self.name}: torch counterpart {self.torch!r} is not in torch")
         obj = torch
         for part in path[1:]:
             obj = getattr(obj, part) if hasattr(obj, part) else importlib.import_module(
