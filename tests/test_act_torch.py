@@ -11,31 +11,18 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as TF  # noqa: E402
 
 import fastconv.functional as F  # noqa: E402
+from fastconv._opinfo.act import ACTS  # noqa: E402
 
 from _util import assert_close, rtol_for  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 
-# name: (fastconv forward, fastconv backward, torch forward, arguments)
-CASES = {
-    "relu": (F.relu, F.relu_backward, TF.relu, {}),
-    "leaky_relu": (F.leaky_relu, F.leaky_relu_backward, TF.leaky_relu, {}),
-    "leaky_relu_0.2": (F.leaky_relu, F.leaky_relu_backward, TF.leaky_relu,
-                       {"negative_slope": 0.2}),
-    "leaky_relu_neg": (F.leaky_relu, F.leaky_relu_backward, TF.leaky_relu,
-                       {"negative_slope": -0.5}),
-    "elu": (F.elu, F.elu_backward, TF.elu, {}),
-    "elu_2": (F.elu, F.elu_backward, TF.elu, {"alpha": 2.0}),
-    "elu_0.3": (F.elu, F.elu_backward, TF.elu, {"alpha": 0.3}),
-    "sigmoid": (F.sigmoid, F.sigmoid_backward, torch.sigmoid, {}),
-    "tanh": (F.tanh, F.tanh_backward, torch.tanh, {}),
-    "softplus": (F.softplus, F.softplus_backward, TF.softplus, {}),
-    "softplus_2_5": (F.softplus, F.softplus_backward, TF.softplus, {"beta": 2.0, "threshold": 5.0}),
-    "softplus_0.5_1": (F.softplus, F.softplus_backward, TF.softplus,
-                       {"beta": 0.5, "threshold": 1.0}),
-    "softplus_neg": (F.softplus, F.softplus_backward, TF.softplus, {"beta": -1.5, "threshold": 2.0}),
-}
+# From the activations' specs: sample id -> (fastconv forward, fastconv backward, torch
+# forward, arguments).
+CASES = {sample.id: (spec.functional(), spec.functional_backward(), spec.torch_op(torch),
+                     sample.kwargs)
+         for spec in ACTS for sample in spec.torch_samples}
 NAMES = list(CASES)
 
 SHAPES = [(), (1,), (9,), (1, 3, 5, 7), (2, 3, 5, 7), (2, 64, 33, 17)]

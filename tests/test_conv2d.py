@@ -1,6 +1,6 @@
 """fastconv.functional conv2d / conv2d_backward / unfold / fold vs the NumPy reference.
 
-Expected values always come from tests/reference.py (float64 direct tap sums),
+Expected values always come from fastconv/_opinfo/conv.py (float64 direct tap sums),
 never from fastconv itself.
 """
 
@@ -12,8 +12,8 @@ import pytest
 
 import fastconv.functional as F
 
-from reference import (conv2d_ref, conv2d_backward_ref, unfold_ref, fold_ref,
-                       pair, conv_output_size)
+from fastconv._opinfo.conv import (conv2d_ref, conv2d_backward_ref, unfold_ref, fold_ref, pair,
+                                   conv_output_size)
 from _util import (assert_close, rtol_for, rand, CASES, CASE_IDS, CASES_BY_ID,
                    conv_args, make_data, out_hw, reduction_lengths)
 

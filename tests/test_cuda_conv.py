@@ -12,7 +12,7 @@ import pytest
 import fastconv
 import fastconv.functional as F
 
-from reference import conv2d_ref, conv2d_backward_ref, unfold_ref, fold_ref
+from fastconv._opinfo.conv import conv2d_ref, conv2d_backward_ref, unfold_ref, fold_ref
 from _cuda import covering, dev, host, requires_cuda
 from _util import (assert_close, rtol_for, rand, stable_seed, CASES, CASE_IDS, CASES_BY_ID,
                    conv_args, make_data, reduction_lengths)

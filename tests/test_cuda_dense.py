@@ -8,8 +8,8 @@ import pytest
 
 import fastconv.functional as F
 
-from reference_dense import (linear_ref, linear_backward_ref, conv_transpose2d_ref,
-                             conv_transpose2d_backward_ref)
+from fastconv._opinfo.dense import linear_ref, linear_backward_ref
+from fastconv._opinfo.conv import conv_transpose2d_ref, conv_transpose2d_backward_ref
 from _cuda import covering, dev, host, requires_cuda
 from _util import assert_close, rtol_for, rand, stable_seed
 from test_dense import (DTYPES, DTYPE_IDS, MASKS, MASK_IDS, LINEAR_CASES, LINEAR_IDS, CT_CASES,

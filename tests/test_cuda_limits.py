@@ -20,7 +20,7 @@ import fastconv.functional as F
 from fastconv._loader import _C
 
 from _cuda import dev, host, requires_cuda
-from reference import conv2d_backward_ref
+from fastconv._opinfo.conv import conv2d_backward_ref
 
 pytestmark = pytest.mark.skipif(not fastconv.info()["cuda_built"],
                                 reason="CPU-only build: CUDA arrays are refused as a whole")

@@ -8,9 +8,9 @@ import pytest
 
 import fastconv.functional as F
 
-from reference_loss import (cross_entropy_backward_ref, cross_entropy_ref, loss_shape,
-                            mse_loss_backward_ref, mse_loss_ref, multi_margin_loss_backward_ref,
-                            multi_margin_loss_ref)
+from fastconv._opinfo.loss import (cross_entropy_backward_ref, cross_entropy_ref, loss_shape,
+                                   mse_loss_backward_ref, mse_loss_ref,
+                                   multi_margin_loss_backward_ref, multi_margin_loss_ref)
 from _cuda import cover, covering, cp, dev, host, requires_cuda
 from _util import rand, rtol_for, stable_seed, upstream_grad
 from test_loss import (CE_SETTINGS, CE_SHAPES, DTYPE_IDS, DTYPES, MSE_SHAPES, REDUCTIONS,

@@ -8,8 +8,9 @@ import pytest
 import fastconv.functional as F
 from fastconv._loader import _C
 
-from reference_norm import (batch_norm_backward_ref, batch_norm_ref, dropout_ref,
-                            local_response_norm_backward_ref, local_response_norm_ref)
+from fastconv._opinfo.norm import (batch_norm_backward_ref, batch_norm_ref,
+                                   local_response_norm_backward_ref, local_response_norm_ref)
+from fastconv._opinfo.dropout import dropout_ref
 from _cuda import cover, covering, cp, dev, host, requires_cuda
 from _util import assert_close, rand, stable_seed
 from test_norm import BN_SHAPES, DTYPE_IDS, DTYPES, LRN_SHAPES, _bn_data, _rtol

@@ -10,10 +10,10 @@ import pytest
 
 import fastconv.functional as F
 
-import reference_pool as R
+from fastconv._opinfo import pool as R
 from _cuda import cover, covering, cp, dev, host, requires_cuda
 from _util import assert_close, rand, rtol_for, stable_seed
-from reference_pool import POOL_CASES, POOL_CASE_IDS, ids, undilated, unpadded, window_args
+from fastconv._opinfo.pool import POOL_CASES, POOL_CASE_IDS, ids, undilated, unpadded, window_args
 from test_pool import (ADAPTIVE, ADAPTIVE_IDS, AVG_MODE_IDS, AVG_MODES, DTYPE_IDS, DTYPES,
                        EXTREME, LP_NORMS, MIXED_ALPHAS, _distinct)
 

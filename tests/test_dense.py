@@ -1,7 +1,7 @@
 """fastconv.functional linear / conv_transpose2d (and their backward) vs the NumPy reference.
 
-Expected values always come from tests/reference_dense.py (float64 einsum and tap scatter /
-gather), never from fastconv itself.
+Expected values always come from fastconv/_opinfo/dense.py and conv.py (float64 einsum and
+tap scatter / gather), never from fastconv itself.
 """
 
 import itertools
@@ -14,8 +14,9 @@ import fastconv
 import fastconv.functional as F
 from fastconv._loader import _C
 
-from reference_dense import (linear_ref, linear_backward_ref, conv_transpose2d_output_size,
-                             conv_transpose2d_ref, conv_transpose2d_backward_ref)
+from fastconv._opinfo.dense import linear_ref, linear_backward_ref
+from fastconv._opinfo.conv import (conv_transpose2d_output_size, conv_transpose2d_ref,
+                                   conv_transpose2d_backward_ref)
 from _util import assert_close, rtol_for, rand
 
 DTYPES = [np.float32, np.float64]

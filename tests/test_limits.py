@@ -183,7 +183,7 @@ _CHILD = textwrap.dedent("""
     import fastconv as fc
     import fastconv.functional as F
     sys.path.insert(0, sys.argv[1])
-    from reference import conv2d_ref
+    from fastconv._opinfo.conv import conv2d_ref
 
     fc.set_num_threads(2)
     rng = np.random.default_rng(0)

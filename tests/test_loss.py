@@ -1,6 +1,6 @@
 """fastconv.functional losses (cross_entropy, mse_loss, multi_margin_loss) vs the NumPy reference.
 
-Expected values always come from tests/reference_loss.py (float64), never from fastconv.
+Expected values always come from fastconv/_opinfo/loss.py (float64), never from fastconv.
 """
 
 
@@ -11,9 +11,9 @@ import fastconv
 import fastconv.functional as F
 from fastconv._loader import _C
 
-from reference_loss import (cross_entropy_ref, cross_entropy_backward_ref, mse_loss_ref,
-                            mse_loss_backward_ref, multi_margin_loss_ref,
-                            multi_margin_loss_backward_ref, loss_shape)
+from fastconv._opinfo.loss import (cross_entropy_ref, cross_entropy_backward_ref, mse_loss_ref,
+                                   mse_loss_backward_ref, multi_margin_loss_ref,
+                                   multi_margin_loss_backward_ref, loss_shape)
 from _util import assert_close, rtol_for, rand, stable_seed, upstream_grad
 
 DTYPES = [np.float32, np.float64]

@@ -11,7 +11,7 @@ import torch.nn.functional as TF  # noqa: E402
 import fastconv.functional as F  # noqa: E402
 
 from _util import assert_close, rtol_for, rand, stable_seed, upstream_grad  # noqa: E402
-from reference_loss import loss_shape  # noqa: E402
+from fastconv._opinfo.loss import loss_shape  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]

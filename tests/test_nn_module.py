@@ -10,7 +10,7 @@ from _cuda import REASON
 import fastconv as fc
 from fastconv import nn
 
-from reference import conv2d_backward_ref, conv2d_ref
+from fastconv._opinfo.conv import conv2d_backward_ref, conv2d_ref
 from _util import assert_close
 
 

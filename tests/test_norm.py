@@ -1,8 +1,8 @@
 """fastconv.functional batch_norm / local_response_norm / dropout vs the NumPy reference.
 
-Expected values come from tests/reference_norm.py (float64) or from explicit formulas, never
-from fastconv. Every output is allocated pre-poisoned (NaN, or 255 for masks) through the
-`poisoned` fixture, so an element a kernel forgets to write fails the comparison.
+Expected values come from fastconv/_opinfo/norm.py and dropout.py (float64) or from explicit
+formulas, never from fastconv. Every output is allocated pre-poisoned (NaN, or 255 for masks)
+through the `poisoned` fixture, so an element a kernel forgets to write fails the comparison.
 """
 
 import math
@@ -13,8 +13,9 @@ import pytest
 import fastconv
 import fastconv.functional as F
 
-from reference_norm import (batch_norm_ref, batch_norm_backward_ref, local_response_norm_ref,
-                            local_response_norm_backward_ref, dropout_ref)
+from fastconv._opinfo.norm import (batch_norm_ref, batch_norm_backward_ref,
+                                   local_response_norm_ref, local_response_norm_backward_ref)
+from fastconv._opinfo.dropout import dropout_ref
 from _util import assert_close, rand
 
 DTYPES = [np.float32, np.float64]

@@ -1,4 +1,4 @@
-"""Optimizers and schedulers against the float64 reference (tests/reference_optim.py)."""
+"""Optimizers and schedulers against the float64 reference (fastconv/_opinfo/optim.py)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import fastconv as fc
 from fastconv import optim
 from fastconv.nn import Parameter
 
-import reference_optim as ref
+from fastconv._opinfo import optim as ref
 from _util import assert_close
 
 SHAPES = [(7, 3), (5,), (2, 3, 4, 5)]

@@ -1,4 +1,4 @@
-"""fastconv.functional pooling ops vs the float64 NumPy reference (tests/reference_pool.py).
+"""fastconv.functional pooling ops vs the float64 NumPy reference (fastconv/_opinfo/pool.py).
 
 Expected values always come from the reference, never from fastconv itself.
 """
@@ -12,8 +12,8 @@ import fastconv
 import fastconv.functional as F
 from fastconv._loader import _C
 
-import reference_pool as R
-from reference_pool import POOL_CASES, POOL_CASE_IDS, ids, undilated, unpadded, window_args
+from fastconv._opinfo import pool as R
+from fastconv._opinfo.pool import POOL_CASES, POOL_CASE_IDS, ids, undilated, unpadded, window_args
 from _util import assert_close, rtol_for, rand
 
 DTYPES = [np.float32, np.float64]

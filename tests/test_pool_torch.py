@@ -15,8 +15,8 @@ import torch.nn.functional as TF  # noqa: E402
 
 import fastconv.functional as F  # noqa: E402
 
-from reference_pool import (POOL_CASES, POOL_CASE_IDS, ids, undilated, unpadded,  # noqa: E402
-                            window_args)
+from fastconv._opinfo.pool import (POOL_CASES, POOL_CASE_IDS, ids, undilated,  # noqa: E402
+                                   unpadded, window_args)
 from _util import assert_close, rtol_for, rand  # noqa: E402
 
 DTYPES = [np.float32, np.float64]

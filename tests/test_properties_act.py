@@ -1,6 +1,6 @@
 """Property tests of the activations: relu, leaky_relu, elu, sigmoid, tanh, softplus, softmax
-and log_softmax with their backwards, against reference_act.py on random shapes (0-d and empty
-included), scales that reach the overflow guards, NaN/inf, every parameter sign, in-place, every
+and log_softmax with their backwards, against fastconv/_opinfo/act.py on random shapes (0-d and
+empty included), scales that reach the overflow guards, NaN/inf, every parameter sign, in-place, every
 softmax dim; and random invalid calls rejected by name.
 """
 
@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 import fastconv.functional as F
 
-import reference_act as R
+from fastconv._opinfo import act as R
 from _props import (Call, assert_close_nonfinite, bad_arrays, budget, data, dtypes, layouts,
                     relayout, seeds)
 from _util import rtol_for
@@ -34,19 +34,13 @@ def _values(seed, shape, dtype, scale, specials, layout="c"):
 
 reals = st.floats(-3, 3, allow_nan=False).map(lambda v: round(v, 3))
 
-# name: (forward, backward, reference, reference backward, parameter strategies)
-ELEMENTWISE = {
-    "relu": (F.relu, F.relu_backward, R.relu_ref, R.relu_backward_ref, {}),
-    "leaky_relu": (F.leaky_relu, F.leaky_relu_backward, R.leaky_relu_ref,
-                   R.leaky_relu_backward_ref, {"negative_slope": reals}),
-    "elu": (F.elu, F.elu_backward, R.elu_ref, R.elu_backward_ref, {"alpha": reals}),
-    "sigmoid": (F.sigmoid, F.sigmoid_backward, R.sigmoid_ref, R.sigmoid_backward_ref, {}),
-    "tanh": (F.tanh, F.tanh_backward, R.tanh_ref, R.tanh_backward_ref, {}),
-    "softplus": (F.softplus, F.softplus_backward, R.softplus_ref, R.softplus_backward_ref,
-                 {"beta": reals.map(lambda v: v or 1.0),
-                  "threshold": reals.map(lambda v: 10 * v)}),
-}
-INPLACE = ("relu", "leaky_relu", "elu")
+# From the activations' specs: name -> (forward, backward, reference, reference backward,
+# parameter strategies).
+ELEMENTWISE = {spec.name: (spec.functional(), spec.functional_backward(), spec.reference,
+                           spec.reference_backward,
+                           {k: reals.map(f) for k, f in spec.params.items()})
+               for spec in R.ACTS}
+INPLACE = tuple(spec.name for spec in R.ACTS if spec.inplace)
 
 
 @st.composite

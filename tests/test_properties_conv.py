@@ -12,9 +12,9 @@ import fastconv.functional as F
 from _props import (Call, bad_arrays, bad_ints, bad_pairs, budget, data, dtypes, layouts, pair_form,
                     rejects, seeds)
 from _util import assert_close, rtol_for
-from reference import conv2d_backward_ref, conv2d_ref, fold_ref, unfold_ref
-from reference_dense import (conv_transpose2d_backward_ref, conv_transpose2d_ref, linear_ref,
-                             linear_backward_ref)
+from fastconv._opinfo.conv import conv2d_backward_ref, conv2d_ref, fold_ref, unfold_ref
+from fastconv._opinfo.conv import conv_transpose2d_backward_ref, conv_transpose2d_ref
+from fastconv._opinfo.dense import linear_ref, linear_backward_ref
 
 pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 

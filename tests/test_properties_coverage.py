@@ -1,7 +1,8 @@
 """The property tests cover every public functional op and every nn layer: each name in
 fastconv.functional.__all__ is called as F.<name> in tests/test_properties_*.py, and each layer
 class in fastconv.nn.__all__ appears as nn.<Name> there. A new op or layer fails this until its
-properties are written."""
+properties are written. An activation with an ActSpec (fastconv._opinfo.act) counts as
+named: test_properties_act.py and test_properties_nn.py build their tables from those specs."""
 
 import inspect
 import pathlib
@@ -9,6 +10,7 @@ import re
 
 import fastconv.functional as F
 from fastconv import nn
+from fastconv._opinfo.act import ACTS
 
 _HERE = pathlib.Path(__file__).resolve().parent
 # What is not a layer: the base classes and the helper namespaces.
@@ -16,8 +18,9 @@ _NOT_LAYERS = {"Module", "Parameter", "init", "utils"}
 
 
 def _property_sources():
-    return "\n".join(p.read_text() for p in sorted(_HERE.glob("test_properties_*.py"))
+    text = "\n".join(p.read_text() for p in sorted(_HERE.glob("test_properties_*.py"))
                      if p.name != pathlib.Path(__file__).name)
+    return text + "".join(f"\nF.{a.name} F.{a.name}_backward nn.{a.module}" for a in ACTS)
 
 
 def test_properties_cover_every_functional_op():

@@ -12,9 +12,9 @@ import fastconv.functional as F
 from _props import (Call, assert_close_nonfinite, bad_arrays, budget, data, dtypes, layouts,
                     seeds)
 from _util import rtol_for
-from reference_loss import (cross_entropy_backward_ref, cross_entropy_ref, loss_shape,
-                            mse_loss_backward_ref, mse_loss_ref, multi_margin_loss_backward_ref,
-                            multi_margin_loss_ref)
+from fastconv._opinfo.loss import (cross_entropy_backward_ref, cross_entropy_ref, loss_shape,
+                                   mse_loss_backward_ref, mse_loss_ref,
+                                   multi_margin_loss_backward_ref, multi_margin_loss_ref)
 
 pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 

@@ -1,6 +1,6 @@
 """Property tests of every layer in fastconv.nn: random layers (and the residual / Inception
 blocks built from them) run forward and backward and are compared with the float64 references
-composed by a small interpreter below, which knows each layer's math from tests/reference*.py
+composed by a small interpreter below, which knows each layer's math from fastconv/_opinfo
 and only reads the module's arguments, parameters and children. Parameter gradients must
 accumulate over backward calls and skip frozen parameters; losses are checked the same way;
 random wrong inputs must be rejected naming the layer.
@@ -12,17 +12,19 @@ from hypothesis import given, strategies as st
 import fastconv
 from fastconv import nn
 
-import reference_act as RA
-import reference_pool as RP
+from fastconv._opinfo import act as RA
+from fastconv._opinfo import pool as RP
 from _props import budget, dtypes, rejects, relayout, seeds, layouts
 from _util import assert_close, rand, rtol_for
-from reference import conv2d_backward_ref, conv2d_ref
-from reference_dense import (conv_transpose2d_backward_ref, conv_transpose2d_ref, linear_ref,
-                             linear_backward_ref)
-from reference_loss import (cross_entropy_backward_ref, cross_entropy_ref, mse_loss_backward_ref,
-                            mse_loss_ref, multi_margin_loss_backward_ref, multi_margin_loss_ref)
-from reference_norm import (batch_norm_backward_ref, batch_norm_ref, dropout_ref,
-                            local_response_norm_backward_ref, local_response_norm_ref)
+from fastconv._opinfo.conv import conv2d_backward_ref, conv2d_ref
+from fastconv._opinfo.conv import conv_transpose2d_backward_ref, conv_transpose2d_ref
+from fastconv._opinfo.dense import linear_ref, linear_backward_ref
+from fastconv._opinfo.loss import (cross_entropy_backward_ref, cross_entropy_ref,
+                                   mse_loss_backward_ref, mse_loss_ref,
+                                   multi_margin_loss_backward_ref, multi_margin_loss_ref)
+from fastconv._opinfo.norm import (batch_norm_backward_ref, batch_norm_ref,
+                                   local_response_norm_backward_ref, local_response_norm_ref)
+from fastconv._opinfo.dropout import dropout_ref
 
 
 # ---------------------------------------------------------------------------
@@ -50,16 +52,12 @@ def _pool_kw(m, dilation=True, padding=True, ceil=True):
     return kw
 
 
-ELEMENTWISE = {
-    nn.ReLU: (RA.relu_ref, RA.relu_backward_ref, lambda m: {}),
-    nn.LeakyReLU: (RA.leaky_relu_ref, RA.leaky_relu_backward_ref,
-                   lambda m: {"negative_slope": m.negative_slope}),
-    nn.ELU: (RA.elu_ref, RA.elu_backward_ref, lambda m: {"alpha": m.alpha}),
-    nn.Sigmoid: (RA.sigmoid_ref, RA.sigmoid_backward_ref, lambda m: {}),
-    nn.Tanh: (RA.tanh_ref, RA.tanh_backward_ref, lambda m: {}),
-    nn.Softplus: (RA.softplus_ref, RA.softplus_backward_ref,
-                  lambda m: {"beta": m.beta, "threshold": m.threshold}),
-}
+# module class -> (reference, reference backward, the module's keyword arguments), from the
+# activations' specs
+ELEMENTWISE = {getattr(nn, spec.module): (spec.reference, spec.reference_backward,
+                                          lambda m, spec=spec: {k: getattr(m, k)
+                                                                for k in spec.params})
+               for spec in RA.ACTS}
 
 
 # Batch norm's running statistics after the reference forward, by id of the module.
@@ -252,17 +250,21 @@ def check_layer(m, x, seed, rtol, training=True, atol=0.0):
 # Random layers
 # ---------------------------------------------------------------------------
 
+# Every layer kind drawn; an activation with a spec joins by its module name.
+LAYER_KINDS = ["Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "MinPool2d", "AvgPool2d",
+               "LPPool2d", "MixedPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "ReLU",
+               "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax",
+               "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Flatten", "Identity"]
+LAYER_KINDS += [spec.module for spec in RA.ACTS if spec.module not in LAYER_KINDS]
+
+
 @st.composite
 def simple_layers(draw):
     """(layer, input shape): one random layer of each kind and an input it accepts. The
     initial weights come from fastconv's generator, seeded here, so that Hypothesis rebuilds
     the same layer when it replays an example."""
     fastconv.manual_seed(draw(seeds))
-    kind = draw(st.sampled_from(
-        ["Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "MinPool2d", "AvgPool2d",
-         "LPPool2d", "MixedPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "ReLU", "LeakyReLU",
-         "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax", "BatchNorm1d",
-         "BatchNorm2d", "LocalResponseNorm", "Flatten", "Identity"]))
+    kind = draw(st.sampled_from(LAYER_KINDS))
     N = draw(st.sampled_from([1, 2, 3]))
     C = draw(st.integers(1, 4))
     # At least the largest window drawn below: kernel 3 with dilation 2.
@@ -320,6 +322,8 @@ def simple_layers(draw):
                            draw(st.sampled_from([20.0, 1.0]))), shape4
     if kind in ("Softmax", "LogSoftmax"):
         return getattr(nn, kind)(dim=ints(-len(shape4), len(shape4) - 1)), shape4
+    if kind in ELEMENTWISE_NAMES:  # an activation with no case of its own above: defaults
+        return getattr(nn, kind)(), shape4
     if kind == "BatchNorm1d":
         shape = draw(st.sampled_from([(N + 1, C), (N, C, W)]))
         return nn.BatchNorm1d(C, momentum=draw(st.sampled_from([0.1, None])),
@@ -485,7 +489,8 @@ OPS_OF = {"Conv2d": "conv2d", "ConvTranspose2d": "conv_transpose2d", "Linear": "
           "LocalResponseNorm": "local_response_norm", "Flatten": "Flatten",
           "Identity": "Identity"}
 
-ELEMENTWISE_NAMES = {"ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus"}
+ELEMENTWISE_NAMES = {spec.module for spec in RA.ACTS}
+OPS_OF.update({spec.module: spec.name for spec in RA.ACTS})
 POOL_NAMES = {"MaxPool2d", "MinPool2d", "AvgPool2d", "LPPool2d", "MixedPool2d",
               "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"}
 

@@ -18,8 +18,9 @@ import fastconv.functional as F
 from _props import (Call, NOT_REALS, assert_close_nonfinite, bad_arrays, budget, data, dtypes,
                     layouts, readonly, relayout, seeds)
 from _util import assert_close, rtol_for
-from reference_norm import (batch_norm_backward_ref, batch_norm_ref, dropout_ref,
-                            local_response_norm_backward_ref, local_response_norm_ref)
+from fastconv._opinfo.norm import (batch_norm_backward_ref, batch_norm_ref,
+                                   local_response_norm_backward_ref, local_response_norm_ref)
+from fastconv._opinfo.dropout import dropout_ref
 
 pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 

@@ -1,5 +1,5 @@
 """Property tests of the pooling family: max, min, avg, lp, adaptive avg/max and mixed pooling
-with their backwards, against the float64 references in reference_pool.py on random valid
+with their backwards, against the float64 references in fastconv/_opinfo/pool.py on random valid
 windows (3-D and 4-D input, ceil_mode, padding up to half the kernel, dilation, strides that do
 not divide, ties and NaNs for max/min), and random invalid calls rejected by name.
 """
@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 
 import fastconv.functional as F
 
-import reference_pool as R
+from fastconv._opinfo import pool as R
 from _props import (Call, bad_arrays, bad_pairs, budget, data, dtypes, layouts, pair_form,
                     rejects, relayout, seeds)
 from _util import assert_close, rtol_for

@@ -1,13 +1,10 @@
-"""Checks of the NumPy reference itself (tests/reference.py).
-
-These tests never import fastconv, so they pass before the build exists.
-"""
+"""Checks of the convolution references themselves (fastconv/_opinfo/conv.py)."""
 
 import numpy as np
 import pytest
 
-from reference import (conv2d_ref, conv2d_backward_ref, unfold_ref, fold_ref,
-                       resolve_padding, pair)
+from fastconv._opinfo.conv import (conv2d_ref, conv2d_backward_ref, unfold_ref, fold_ref,
+                                   resolve_padding, pair)
 from _util import assert_close, CASES, CASE_IDS, make_data, out_hw
 
 

@@ -1,14 +1,13 @@
-"""Checks of the dense references themselves (tests/reference_dense.py).
-
-Never imports fastconv: these pass before the build exists.
-"""
+"""Checks of the dense and transposed-convolution references themselves
+(fastconv/_opinfo/dense.py and conv.py)."""
 
 import numpy as np
 import pytest
 
-from reference import conv2d_ref, pair
-from reference_dense import (linear_ref, linear_backward_ref, conv_transpose2d_output_size,
-                             conv_transpose2d_ref, conv_transpose2d_backward_ref)
+from fastconv._opinfo.conv import conv2d_ref, pair
+from fastconv._opinfo.dense import linear_ref, linear_backward_ref
+from fastconv._opinfo.conv import (conv_transpose2d_output_size, conv_transpose2d_ref,
+                                   conv_transpose2d_backward_ref)
 from _util import assert_close
 
 # (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, groups, dilation)

@@ -1,14 +1,14 @@
-"""Checks of the loss references themselves (tests/reference_loss.py): forward against naive
-scalar loops, backward against central finite differences. Never imports fastconv."""
+"""Checks of the loss references themselves (fastconv/_opinfo/loss.py): forward against naive
+scalar loops, backward against central finite differences."""
 
 import math
 
 import numpy as np
 import pytest
 
-from reference_loss import (cross_entropy_ref, cross_entropy_backward_ref, mse_loss_ref,
-                            mse_loss_backward_ref, multi_margin_loss_ref,
-                            multi_margin_loss_backward_ref)
+from fastconv._opinfo.loss import (cross_entropy_ref, cross_entropy_backward_ref, mse_loss_ref,
+                                   mse_loss_backward_ref, multi_margin_loss_ref,
+                                   multi_margin_loss_backward_ref)
 from _util import assert_close
 
 REDUCTIONS = ["none", "mean", "sum"]

@@ -1,13 +1,13 @@
-"""Checks of the NumPy references in tests/reference_norm.py: their backward against central
+"""Checks of the NumPy references in fastconv/_opinfo/norm.py and dropout.py: their backward against central
 finite differences of L = sum(out * G), and their forward against properties that hold by
-definition. These tests never import fastconv."""
+definition."""
 
 import numpy as np
 import pytest
 
-from reference_norm import (batch_norm_ref, batch_norm_backward_ref, lrn_window,
-                            local_response_norm_ref, local_response_norm_backward_ref,
-                            dropout_ref, dropout_backward_ref)
+from fastconv._opinfo.norm import (batch_norm_ref, batch_norm_backward_ref, lrn_window,
+                                   local_response_norm_ref, local_response_norm_backward_ref)
+from fastconv._opinfo.dropout import dropout_ref, dropout_backward_ref
 from _util import assert_close
 
 H = 1e-6

@@ -1,10 +1,10 @@
-"""Checks of the pooling reference itself (tests/reference_pool.py): hand-worked values and
-backward against central finite differences. Never imports fastconv."""
+"""Checks of the pooling reference itself (fastconv/_opinfo/pool.py): hand-worked values and
+backward against central finite differences."""
 
 import numpy as np
 import pytest
 
-import reference_pool as R
+from fastconv._opinfo import pool as R
 from _util import assert_close
 
 

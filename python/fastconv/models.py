@@ -265,3 +265,22 @@ def mlp(sizes=(784, 300, 100, 10)):
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+# The networks `fastconv train` and `fastconv bench` build by name.
+MODELS = ("fashion_cnn", "lenet5", "resnet18", "inception_net", "mlp")
+
+
+def build_model(name, in_channels=1, num_classes=10):
+    """The network the command line trains as `name` (one of MODELS), for 28x28 inputs."""
+    if name == "fashion_cnn":
+        return fashion_cnn()
+    if name == "lenet5":
+        return lenet5(input_size=28)
+    if name == "resnet18":
+        return resnet18(num_classes=num_classes, in_channels=in_channels, small_input=True)
+    if name == "inception_net":
+        return inception_net(num_classes=num_classes, in_channels=in_channels)
+    if name == "mlp":
+        return mlp([28 * 28, 300, 100, num_classes])
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")

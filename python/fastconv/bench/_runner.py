@@ -131,7 +131,7 @@ def _run_case(case, dev, timing, log):
         else:
             sides[key] = _Side(fns, dev.torch_clock, case.tol, math)
     if dev.numpy_peer and case.numpy_peer:
-        sides["numpy"] = _Side(case.reference(ctx, {k: v.copy() for k, v in arrays.items()}),
+        sides["numpy"] = _Side(case.numpy_peer(ctx, {k: v.copy() for k, v in arrays.items()}),
                                CpuClock(), case.tol)
     errors = _validate(case, dev.name, ref, sides, arrays64)
     log(f"{dev.name} {case.family:<5} {case.name} [{case.shape}]: validated "

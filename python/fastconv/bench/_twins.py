@@ -5,7 +5,7 @@ import numpy as np
 
 
 def torch_model(torch, name):
-    """The torch.nn network matching fastconv.cli.build_model(name)."""
+    """The torch.nn network matching fastconv.models.build_model(name)."""
     tnn = torch.nn
     if name == "fashion_cnn":
         def block(cin, cout):

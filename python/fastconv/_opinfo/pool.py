@@ -5,13 +5,13 @@ columns it reads, in row-major scan order; the ops are then plain reductions ove
 lists, vectorised over (N, C) only. Max/min follow PyTorch's CPU rule (padding never wins;
 among NaNs the last one in scan order, since each NaN replaces the current maximum; otherwise
 the first maximum). Inputs are (N, C, H, W) or (C, H, W); results are float64, indices int64.
-
-This module must never import fastconv.
 """
 
 import numpy as np
 
-from reference import pair
+from ._spec import OpSpec, Sample
+
+from .conv import pair
 
 __all__ = [
     "pool_output_size", "max_pool2d_ref", "max_pool2d_backward_ref", "min_pool2d_ref",
@@ -372,3 +372,42 @@ def unpadded(cases=POOL_CASES):
 
 def ids(cases):
     return [c["id"] for c in cases]
+
+
+_WINDOWS = (
+    Sample("k3s2p1_odd", {"x": (2, 3, 8, 9)}, {"kernel_size": 3, "stride": 2, "padding": 1}),
+    Sample("batch1_nonsquare_stride3", {"x": (1, 2, 11, 10)},
+           {"kernel_size": (2, 3), "stride": (3, 2)}),
+)
+_ADAPTIVE = (Sample("odd_to_3x2", {"x": (2, 3, 7, 9)}, {"output_size": (3, 2)}),
+             Sample("batch1_to_1", {"x": (1, 4, 5, 5)}, {"output_size": 1}))
+
+SPECS = (
+    OpSpec("max_pool2d", "pool", max_pool2d_ref, max_pool2d_backward_ref, _WINDOWS + (
+        Sample("dilated_ceil", {"x": (2, 2, 10, 11)},
+               {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2,
+                "ceil_mode": True}),
+    ), torch="torch.nn.functional.max_pool2d", module="MaxPool2d"),
+    OpSpec("min_pool2d", "pool", min_pool2d_ref, min_pool2d_backward_ref, _WINDOWS,
+           module="MinPool2d"),
+    OpSpec("avg_pool2d", "pool", avg_pool2d_ref, avg_pool2d_backward_ref, _WINDOWS + (
+        Sample("ceil_no_pad_count", {"x": (2, 3, 7, 7)},
+               {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+                "count_include_pad": False}),
+    ), torch="torch.nn.functional.avg_pool2d", module="AvgPool2d"),
+    OpSpec("lp_pool2d", "pool", lp_pool2d_ref, lp_pool2d_backward_ref, (
+        Sample("p2_odd", {"x": (2, 3, 7, 9)}, {"norm_type": 2, "kernel_size": 3, "stride": 2}),
+        Sample("p1.5_batch1", {"x": (1, 2, 6, 5)},
+               {"norm_type": 1.5, "kernel_size": (2, 3), "stride": (2, 1)}),
+    ), torch="torch.nn.functional.lp_pool2d", module="LPPool2d", nonneg_inputs=True),
+    OpSpec("adaptive_avg_pool2d", "pool", adaptive_avg_pool2d_ref,
+           adaptive_avg_pool2d_backward_ref, _ADAPTIVE,
+           torch="torch.nn.functional.adaptive_avg_pool2d", module="AdaptiveAvgPool2d"),
+    OpSpec("adaptive_max_pool2d", "pool", adaptive_max_pool2d_ref,
+           adaptive_max_pool2d_backward_ref, _ADAPTIVE,
+           torch="torch.nn.functional.adaptive_max_pool2d", module="AdaptiveMaxPool2d"),
+    OpSpec("mixed_pool2d", "pool", mixed_pool2d_ref, mixed_pool2d_backward_ref, (
+        Sample("k3s2p1_alpha0.3", {"x": (2, 3, 8, 9)},
+               {"kernel_size": 3, "stride": 2, "padding": 1, "alpha": 0.3}),
+    ), module="MixedPool2d"),
+)

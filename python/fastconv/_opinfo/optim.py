@@ -4,6 +4,8 @@ parameter, gradient, a state dict and the hyperparameters, and returns the new p
 
 import numpy as np
 
+from ._spec import OpSpec
+
 
 def sgd(p, g, s, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
         maximize=False):
@@ -63,3 +65,11 @@ def adam(p, g, s, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=Fa
 
 def adamw(p, g, s, lr, weight_decay=1e-2, **kw):
     return adam(p, g, s, lr, weight_decay=weight_decay, decoupled=True, **kw)
+
+
+# An optimizer's "reference" is its update (p, g, state, lr, **hyperparameters) -> new p; the
+# module factory names the fastconv.optim class, torch PyTorch's.
+SPECS = tuple(OpSpec(name, "optim", fn, torch=f"torch.optim.{cls}", module=cls, grad_inputs=0)
+              for name, fn, cls in (("sgd", sgd, "SGD"), ("adagrad", adagrad, "Adagrad"),
+                                    ("rmsprop", rmsprop, "RMSprop"), ("adam", adam, "Adam"),
+                                    ("adamw", adamw, "AdamW")))

@@ -4,10 +4,12 @@ Written from the formulas in torch.nn.functional's documentation, independently 
 C++: whole-array NumPy for cross entropy and mse, a loop over rows for the margin loss. Backwards
 are the analytic gradients with respect to input, checked against finite differences in
 test_reference_loss.py. Results are float64 whatever the input dtype; NaN and Inf are computed,
-never warned about. This module must never import fastconv.
+never warned about.
 """
 
 import numpy as np
+
+from ._spec import OpSpec, Sample
 
 __all__ = [
     "as_rows",
@@ -180,3 +182,27 @@ def multi_margin_loss_backward_ref(grad_output, input, target, p=1, margin=1.0, 
             dx[n] = d
             dx[n, y] = -np.sum(d)
         return dx.reshape(np.shape(input))
+
+
+def _classes(shape, C):
+    return lambda rng: rng.integers(0, C, shape)
+
+
+SPECS = (
+    OpSpec("cross_entropy", "loss", cross_entropy_ref, cross_entropy_backward_ref, (
+        Sample("mean", {"input": (5, 7), "target": _classes((5,), 7)}),
+        Sample("spatial_sum_smoothed", {"input": (2, 4, 3, 5), "target": _classes((2, 3, 5), 4)},
+               {"reduction": "sum", "label_smoothing": 0.1}),
+        Sample("batch1_none", {"input": (1, 3), "target": _classes((1,), 3)},
+               {"reduction": "none"}),
+    ), torch="torch.nn.functional.cross_entropy", module="CrossEntropyLoss"),
+    OpSpec("mse_loss", "loss", mse_loss_ref, mse_loss_backward_ref, (
+        Sample("mean_odd", {"input": (3, 5, 7), "target": (3, 5, 7)}),
+        Sample("none_batch1", {"input": (1, 4), "target": (1, 4)}, {"reduction": "none"}),
+    ), torch="torch.nn.functional.mse_loss", module="MSELoss"),
+    OpSpec("multi_margin_loss", "loss", multi_margin_loss_ref, multi_margin_loss_backward_ref, (
+        Sample("p1_mean", {"input": (6, 5), "target": _classes((6,), 5)}),
+        Sample("p2_sum_margin", {"input": (4, 3), "target": _classes((4,), 3)},
+               {"p": 2, "margin": 0.5, "reduction": "sum"}),
+    ), torch="torch.nn.functional.multi_margin_loss", module="MultiMarginLoss"),
+)

@@ -3,10 +3,12 @@
 Written from the formulas (PyTorch's definitions, kink conventions and overflow guards), with
 no shared code with the C++ kernels. Inputs of any float dtype are computed in float64.
 Softmax works on a moved axis with NumPy reductions; its backward is the Jacobian-vector
-product written per row. This module must never import fastconv.
+product written per row.
 """
 
 import numpy as np
+
+from ._spec import ActSpec, OpSpec, Sample
 
 __all__ = ["relu_ref", "relu_backward_ref", "leaky_relu_ref", "leaky_relu_backward_ref",
            "elu_ref", "elu_backward_ref", "sigmoid_ref", "sigmoid_backward_ref", "tanh_ref",
@@ -136,3 +138,73 @@ def log_softmax_backward_ref(g, y, dim):
         J = np.eye(p.size) - np.outer(np.ones(p.size), p)
         out[idx] = J.T @ gm[idx]
     return back(out)
+
+
+# ---------------------------------------------------------------------------
+# The specs: one ActSpec per elementwise activation drives test_act.py, test_cuda_act.py,
+# test_act_torch.py, test_properties_act.py and the benchmark.
+# ---------------------------------------------------------------------------
+
+_X = {"x": (2, 3, 5, 7)}
+
+
+def _real(v):
+    return v
+
+
+def _at_zero(kwargs):
+    return (0.0,)
+
+
+def _samples(*cases):
+    return tuple(Sample(id, _X, kw) for id, kw in cases)
+
+
+ACTS = (
+    ActSpec("relu", reference=relu_ref, reference_backward=relu_backward_ref,
+            samples=_samples(("relu", {})), torch_samples=_samples(("relu", {})),
+            kinks=_at_zero, torch="torch.nn.functional.relu", module="ReLU", inplace=True),
+    ActSpec("leaky_relu", reference=leaky_relu_ref, reference_backward=leaky_relu_backward_ref,
+            samples=_samples(("leaky_relu", {"negative_slope": 0.2}), ("leaky_relu_default", {})),
+            torch_samples=_samples(("leaky_relu", {}), ("leaky_relu_0.2", {"negative_slope": 0.2}),
+                                   ("leaky_relu_neg", {"negative_slope": -0.5})),
+            params={"negative_slope": _real},
+            kernel_kwargs={"negative_slope": 0.1}, kinks=_at_zero,
+            torch="torch.nn.functional.leaky_relu", module="LeakyReLU", inplace=True),
+    ActSpec("elu", reference=elu_ref, reference_backward=elu_backward_ref,
+            samples=_samples(("elu", {"alpha": 1.3}), ("elu_default", {})),
+            torch_samples=_samples(("elu", {}), ("elu_2", {"alpha": 2.0}),
+                                   ("elu_0.3", {"alpha": 0.3})),
+            params={"alpha": _real}, kernel_kwargs={"alpha": 0.7},
+            kinks=_at_zero, torch="torch.nn.functional.elu", module="ELU", inplace=True),
+    ActSpec("sigmoid", reference=sigmoid_ref, reference_backward=sigmoid_backward_ref,
+            samples=_samples(("sigmoid", {})), torch_samples=_samples(("sigmoid", {})),
+            torch="torch.sigmoid", module="Sigmoid", output_backward=True),
+    ActSpec("tanh", reference=tanh_ref, reference_backward=tanh_backward_ref,
+            samples=_samples(("tanh", {})), torch_samples=_samples(("tanh", {})),
+            torch="torch.tanh", module="Tanh", output_backward=True),
+    ActSpec("softplus", reference=softplus_ref, reference_backward=softplus_backward_ref,
+            # threshold 3 / beta 1.5: |x| up to ~9 crosses the identity switch at x = 2
+            samples=_samples(("softplus", {}),
+                             ("softplus_beta_threshold", {"beta": 1.5, "threshold": 3.0})),
+            torch_samples=_samples(("softplus", {}),
+                                   ("softplus_2_5", {"beta": 2.0, "threshold": 5.0}),
+                                   ("softplus_0.5_1", {"beta": 0.5, "threshold": 1.0}),
+                                   ("softplus_neg", {"beta": -1.5, "threshold": 2.0})),
+            params={"beta": lambda v: v or 1.0, "threshold": lambda v: 10 * v},
+            kernel_kwargs={"beta": 2.0, "threshold": 5.0},
+            kinks=lambda kw: (kw.get("threshold", 20.0) / kw.get("beta", 1.0),),
+            torch="torch.nn.functional.softplus", module="Softplus"),
+)
+ACT_BY_NAME = {s.name: s for s in ACTS}
+
+_SOFTMAX_SAMPLES = (Sample("dim1", {"x": (2, 5, 3)}, {"dim": 1}),
+                    Sample("dim_last", {"x": (3, 7)}, {"dim": -1}),
+                    Sample("batch1_dim0", {"x": (1, 4, 3)}, {"dim": 0}))
+
+SPECS = ACTS + (
+    OpSpec("softmax", "act", softmax_ref, softmax_backward_ref, _SOFTMAX_SAMPLES,
+           torch="torch.softmax", module="Softmax", backward_from_output=True),
+    OpSpec("log_softmax", "act", log_softmax_ref, log_softmax_backward_ref, _SOFTMAX_SAMPLES,
+           torch="torch.log_softmax", module="LogSoftmax", backward_from_output=True),
+)

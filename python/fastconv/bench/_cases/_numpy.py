@@ -1,8 +1,8 @@
-"""Plain NumPy references the benchmark checks every output against.
-
-Written independently of fastconv's kernels (convolution as a sum over kernel taps, never
-im2col) and generic in dtype: run in float64 they are the reference, run in float32 on small
-cases they are the "NumPy" peer. Layouts as PyTorch: NCHW, weights (K, C/groups, R, S).
+"""The "numpy" peer: plain NumPy in the inputs' dtype (float32 when timed), the way one would
+write these ops without a library: convolution as a sum over kernel taps, pooling as window
+maxima and sums. Timed on the small cases only; its outputs are checked against the float64
+references of fastconv._opinfo like every other side's. Layouts as PyTorch: NCHW, weights
+(K, C/groups, R, S).
 """
 
 import numpy as np
@@ -62,22 +62,6 @@ def conv2d_backward(dy, x, w, stride=1, pad=0, groups=1):
     return dxp[:, :, pad:pad + H, pad:pad + W], dw, dy.sum(axis=(0, 2, 3))
 
 
-def conv_transpose2d(x, w, b=None, stride=1, pad=0):
-    """The input gradient of the conv2d whose weight is w (C_in, C_out, R, S), plus bias."""
-    N, C, H, W = x.shape
-    R, S = w.shape[2:]
-    Ho, Wo = (H - 1) * stride - 2 * pad + R, (W - 1) * stride - 2 * pad + S
-    y = conv2d_backward(x, np.zeros((N, w.shape[1], Ho, Wo), x.dtype), w, stride, pad)[0]
-    return y if b is None else y + b[None, :, None, None]
-
-
-def conv_transpose2d_backward(dy, x, w, stride=1, pad=0):
-    """(dx, dw, db): dx is the conv2d of dy, dw that conv2d's weight gradient with x as dy."""
-    dx = conv2d(dy, w, None, stride, pad)
-    dw = conv2d_backward(x, dy, w, stride, pad)[1]
-    return dx, dw, dy.sum(axis=(0, 2, 3))
-
-
 def _windows(x, k, stride):
     N, C, H, W = x.shape
     P, Q = _out_size(H, W, k, k, stride, 0)
@@ -134,22 +118,6 @@ def tanh_backward(dy, y):
     return dy * (1 - y * y)
 
 
-def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
-
-
-def sigmoid_backward(dy, y):
-    return dy * y * (1 - y)
-
-
-def elu(x):
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
-
-
-def elu_backward(dy, x):
-    return np.where(x > 0, dy, dy * np.exp(np.minimum(x, 0)))
-
-
 def softmax(x):
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -183,30 +151,6 @@ def batch_norm_eval(x, mean, var, w, b, eps=1e-5):
             + b[:, None, None])
 
 
-def _channel_window_sum(a, before, after):
-    """sum of a over channels [c - before, c + after] for each channel c (zeros outside)."""
-    C = a.shape[1]
-    padded = np.pad(a, ((0, 0), (before + 1, after), (0, 0), (0, 0)))
-    c = np.cumsum(padded, axis=1)
-    return c[:, before + 1 + after:] - c[:, :C]
-
-
-def local_response_norm(x, size, alpha, beta, k):
-    """x / (k + alpha/size * sum of x^2 over the channel window)^beta, the window as torch's:
-    size // 2 channels before, (size - 1) // 2 after."""
-    scale = k + alpha / size * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
-    return x * scale ** -beta
-
-
-def local_response_norm_backward(dy, x, size, alpha, beta, k):
-    """dx_j = dy_j s_j^-beta - 2 alpha beta / size * x_j * sum over the channels c whose window
-    holds j of dy_c x_c s_c^(-beta-1)."""
-    scale = k + alpha / size * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
-    t = dy * x * scale ** (-beta - 1)
-    spread = _channel_window_sum(t, (size - 1) // 2, size // 2)
-    return dy * scale ** -beta - 2 * alpha * beta / size * x * spread
-
-
 def cross_entropy(x, target):
     """Mean over the batch of logsumexp(x) - x[target]."""
     m = x.max(axis=1, keepdims=True)
@@ -218,14 +162,6 @@ def cross_entropy_backward(x, target):
     g = softmax(x)
     g[np.arange(len(target)), target] -= 1
     return g / len(target)
-
-
-def mse_loss(x, y):
-    return ((x - y) ** 2).mean()
-
-
-def mse_loss_backward(x, y):
-    return 2 * (x - y) / x.size
 
 
 def linear(x, w, b):

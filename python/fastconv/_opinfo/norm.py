@@ -1,14 +1,14 @@
-"""Float64 NumPy references for batch_norm, local_response_norm and dropout.
+"""Op specs of the normalisation family: batch_norm and local_response_norm, with their
+float64 NumPy references.
 
 Written from the formulas, not from fastconv's kernels: batch-norm statistics with
 numpy mean/var over (N, *), local-response-norm windows and their gradients by
-explicit loops over channels, dropout as a product with a given mask. All results
-are float64 whatever the input dtype.
-
-This module must never import fastconv.
+explicit loops over channels. All results are float64 whatever the input dtype.
 """
 
 import numpy as np
+
+from ._spec import OpSpec, Sample
 
 __all__ = [
     "batch_norm_ref",
@@ -16,8 +16,6 @@ __all__ = [
     "lrn_window",
     "local_response_norm_ref",
     "local_response_norm_backward_ref",
-    "dropout_ref",
-    "dropout_backward_ref",
 ]
 
 
@@ -120,14 +118,24 @@ def local_response_norm_backward_ref(dout, x, size, alpha=1e-4, beta=0.75, k=1.0
     return dx
 
 
-def dropout_ref(x, mask, p):
-    """x * mask / (1 - p); x * 0 everywhere when p = 1."""
-    x = _f64(x)
-    keep = np.asarray(mask, dtype=bool)
-    if p == 1:
-        return x * 0.0
-    return np.where(keep, x / (1 - p), x * 0.0)
+def _stats(C):
+    return {"running_mean": lambda rng: rng.standard_normal(C),
+            "running_var": lambda rng: rng.uniform(0.5, 2.0, C)}
 
 
-def dropout_backward_ref(dout, mask, p):
-    return dropout_ref(dout, mask, p)
+SPECS = (
+    # the backward takes the forward's mean and invstd: tests call it by hand (grad_inputs 0)
+    OpSpec("batch_norm", "norm", batch_norm_ref, batch_norm_backward_ref, (
+        Sample("train_odd", {"x": (3, 4, 5, 7), **_stats(4), "weight": (4,), "bias": (4,)},
+               {"training": True}),
+        Sample("eval_batch1", {"x": (1, 3, 6, 5), **_stats(3), "weight": (3,), "bias": (3,)},
+               {"training": False}),
+        Sample("train_2d", {"x": (5, 6), **_stats(6)}, {"training": True, "momentum": 0.3}),
+    ), torch="torch.nn.functional.batch_norm", module="BatchNorm2d", grad_inputs=0),
+    OpSpec("local_response_norm", "norm", local_response_norm_ref,
+           local_response_norm_backward_ref, (
+               Sample("size5_odd", {"x": (2, 7, 5, 3)},
+                      {"size": 5, "alpha": 1e-2, "beta": 0.75, "k": 2.0}),
+               Sample("size2_batch1", {"x": (1, 4, 3, 3)}, {"size": 2, "alpha": 0.1}),
+           ), torch="torch.nn.functional.local_response_norm", module="LocalResponseNorm"),
+)
