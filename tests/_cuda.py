@@ -57,7 +57,7 @@ def covering(values, *chosen, spread=False):
     return [cover(*(v if spread else (v,))) if v in chosen else v for v in values]
 
 
-_FUNCTIONAL = ("_act", "_conv", "_dense", "_loss", "_norm", "_pool")
+_FUNCTIONAL = ("_act", "_conv", "_dense", "_dropout", "_loss", "_norm", "_pool")
 
 
 def dev(*arrays):
