@@ -1,8 +1,7 @@
-// Dense family: linear (a GEMM split across threads) and conv_transpose2d (the conv2d kernels
-// with the roles of input and output swapped; its geometry is the equivalent conv2d's).
-// Contract: outputs and input gradients are written; parameter gradients are accumulated (+=);
-// a null gradient pointer means "not needed" and skips that work. M is the product of the
-// input's leading dimensions; IN and OUT are in_features and out_features.
+// Dense family: linear, a GEMM split across threads. Contract: outputs and input gradients are
+// written; parameter gradients are accumulated (+=); a null gradient pointer means "not
+// needed" and skips that work. M is the product of the input's leading dimensions; IN and OUT
+// are in_features and out_features.
 #pragma once
 
 #include <cstdint>
@@ -28,20 +27,17 @@ inline void check_linear_limits(const char* op, const Shape& input, const Shape&
            limit_str(max), ", ", gemm_limit_why(dev));
 }
 
-// out[M, OUT] = inp[M, IN] · weight[OUT, IN]^T + bias[OUT] (bias may be null).
-FC_KERNEL(linear_forward, T* out, const T* inp, const T* weight, const T* bias, int64_t M,
-          int64_t IN, int64_t OUT);
-// dinp[M, IN] written; dweight[OUT, IN] and dbias[OUT] accumulated over all M rows.
-FC_KERNEL(linear_backward, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-          const T* weight, int64_t M, int64_t IN, int64_t OUT);
+// The op list (see FC_DECLARE in common.h). Kinds, for the binding: Linear (out, inp, weight,
+// bias or null, M, IN, OUT) and LinearGrad (dinp, dweight, dbias, each null when not needed,
+// then dout, inp, weight, M, IN, OUT).
+#define FC_DENSE_OPS(X, T)                                                                    \
+  /* out[M, OUT] = inp[M, IN] · weight[OUT, IN]^T + bias[OUT] (bias may be null). */          \
+  X(linear_forward, Linear, T* out, const T* inp, const T* weight, const T* bias, int64_t M,  \
+    int64_t IN, int64_t OUT)                                                                  \
+  /* dinp[M, IN] written; dweight[OUT, IN] and dbias[OUT] accumulated over all M rows. */     \
+  X(linear_backward, LinearGrad, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,  \
+    const T* weight, int64_t M, int64_t IN, int64_t OUT)
 
-// out[N, C_out, H_out, W_out] = conv_transpose(inp[N, C_in, H_in, W_in],
-// weight[C_in, C_out/groups, R, S]) + bias[C_out] (bias may be null); g from conv_transpose2d_geom.
-FC_KERNEL(conv_transpose2d_forward, T* out, const T* inp, const T* weight, const T* bias,
-          const Conv2dGeom& g);
-// dinp[N, C_in, H_in, W_in] written; dweight[C_in, C_out/groups, R, S] and dbias[C_out]
-// accumulated; dout[N, C_out, H_out, W_out].
-FC_KERNEL(conv_transpose2d_backward, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-          const T* weight, const Conv2dGeom& g);
+FC_DENSE_OPS(FC_DECLARE, T)
 
 }  // namespace fc

@@ -72,7 +72,7 @@ void check_conv_limits(const char* op, const Conv2dGeom& g, const ConvRoles& rol
   const Shape out = windows ? Shape{g.N, CRS, PQ} : g.out_shape();
   const Shape w = windows ? Shape{g.R, g.S} : g.weight_shape();
   const char* wname = windows ? "kernel_size" : "weight";
-  // The CPU's unfold and fold (im2col.cpp) index in 64 bits and call no BLAS.
+  // The CPU's unfold and fold (cpu/im2col.h) index in 64 bits and call no BLAS.
   if (!windows || dev == Device::cuda) {
     check_index(op, roles.in, in, "H*W", mul_sat(g.H, g.W), dev);
     check_index(op, roles.out, out, "P*Q", PQ, dev);

@@ -115,6 +115,46 @@ void check_conv_limits(const char* op, const Conv2dGeom& g, const ConvRoles& rol
 
 namespace fc {
 
+// One axis of a pooling window, shared by Pool2dGeom and the CUDA twins (csrc/cuda/pool.cu).
+// pool_window: the input indices [i0, i1) step dil that window o of `out` reads, clipped to the
+// input, i0 the first tap inside it (valid unless i0 >= i1); adaptive windows are
+// [floor(o*in/out), ceil((o+1)*in/out)). This is PyTorch's CPU kernel's clipping, so argmax
+// indices agree with it.
+FC_HOST_DEVICE inline void pool_window(int64_t o, int64_t in, int64_t out, int64_t k,
+                                       int64_t stride, int64_t pad, int64_t dil, bool adaptive,
+                                       int64_t& i0, int64_t& i1) {
+  if (adaptive) {
+    i0 = o * in / out;
+    i1 = ((o + 1) * in + out - 1) / out;
+    return;
+  }
+  i0 = o * stride - pad;
+  const int64_t end = i0 + (k - 1) * dil + 1;
+  i1 = end < in ? end : in;
+  if (i0 < 0) i0 += (-i0 + dil - 1) / dil * dil;
+}
+
+// Average pooling (dilation 1), PyTorch's AvgPool2d windows: window o's part [lo, hi) inside
+// the input, and ext, its extent clipped to the padded input (so a ceil-mode window that runs
+// past the padding counts only the part inside it), which count_include_pad divides by.
+FC_HOST_DEVICE inline void avg_pool_span(int64_t o, int64_t in, int64_t k, int64_t stride,
+                                         int64_t pad, int64_t& lo, int64_t& hi, int64_t& ext) {
+  const int64_t start = o * stride - pad, end = start + k < in + pad ? start + k : in + pad;
+  ext = end - start;
+  lo = start > 0 ? start : 0;
+  hi = end < in ? end : in;
+}
+
+// 1 / the divisor of an average-pooling window: divisor_override (nonzero), else its padded
+// extent (ext_h * ext_w) with count_include_pad, else its clipped area.
+FC_HOST_DEVICE inline double avg_pool_scale(int64_t divisor_override, bool count_include_pad,
+                                            int64_t padded_area, int64_t area) {
+  const int64_t div = divisor_override ? divisor_override
+                      : count_include_pad ? padded_area
+                                          : area;
+  return 1.0 / double(div);
+}
+
 // Pooling windows. Names as above (P Q output rows/cols, R S window). A window covers input rows
 // p*stride_h - pad_h + r*dil_h, r < R, clipped to the input; max/min pooling treats padding as
 // never winning, so only the clipped rows are read. Adaptive pooling (adaptive = true) has no
@@ -133,33 +173,12 @@ struct Pool2dGeom {
   Shape in_shape() const { return batched ? Shape{N, C, H, W} : Shape{C, H, W}; }
   Shape out_shape() const { return batched ? Shape{N, C, P, Q} : Shape{C, P, Q}; }
 
-  // Input rows [h0, h1) step dil_h read by output row p (h0 is a valid row unless h0 >= h1);
-  // cols() likewise. This is PyTorch's CPU kernel's clipping, so argmax indices agree with it.
+  // Input rows [h0, h1) step dil_h read by output row p (pool_window); cols() likewise.
   void rows(int64_t p, int64_t& h0, int64_t& h1) const {
-    window(p, H, P, stride_h, pad_h, dil_h, R, h0, h1);
+    pool_window(p, H, P, R, stride_h, pad_h, dil_h, adaptive, h0, h1);
   }
   void cols(int64_t q, int64_t& w0, int64_t& w1) const {
-    window(q, W, Q, stride_w, pad_w, dil_w, S, w0, w1);
-  }
-
- private:
-  void window(int64_t o, int64_t in, int64_t out, int64_t stride, int64_t pad, int64_t dil,
-              int64_t k, int64_t& i0, int64_t& i1) const {
-    if (adaptive) {
-      i0 = adaptive_start(o, in, out);
-      i1 = adaptive_end(o, in, out);
-      return;
-    }
-    i0 = o * stride - pad;
-    i1 = std::min(i0 + (k - 1) * dil + 1, in);
-    if (i0 < 0) i0 += ceil_div_pos(-i0, dil) * dil;
-  }
-  static int64_t ceil_div_pos(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
- public:
-  static int64_t adaptive_start(int64_t o, int64_t in, int64_t out) { return o * in / out; }
-  static int64_t adaptive_end(int64_t o, int64_t in, int64_t out) {
-    return ((o + 1) * in + out - 1) / out;
+    pool_window(q, W, Q, S, stride_w, pad_w, dil_w, adaptive, w0, w1);
   }
 };
 

@@ -1,4 +1,4 @@
-// Normalisation and dropout: batch_norm, local_response_norm, dropout, forward and backward.
+// Normalisation family: batch_norm and local_response_norm, forward and backward.
 // Layout: input (N, C, S) with S the product of the spatial sizes (1 for 2-D input). Contract:
 // outputs and input gradients are written; parameter gradients are accumulated (+=); a null
 // pointer means "not given / not needed". Per-channel statistics of float32 are summed in
@@ -12,55 +12,76 @@
 
 namespace fc {
 
-// out[N, C, S] = (inp - mean) * invstd * weight + bias per channel; weight/bias may be null
-// (1 and 0). training: mean and biased variance of inp over (N, S), invstd = 1/sqrt(var + eps),
-// written to save_mean[C] and save_invstd[C]; running_mean[C]/running_var[C] (may be null) are
-// updated in place with momentum, the variance unbiased. Eval: running stats are read and
-// copied / converted into save_mean and save_invstd.
-FC_KERNEL(batch_norm_forward, T* out, T* save_mean, T* save_invstd, T* running_mean, T* running_var,
-          const T* inp, const T* weight, const T* bias, int64_t N, int64_t C, int64_t S,
-          bool training, double momentum, double eps);
-// dinp[N, C, S] written; dweight[C], dbias[C] accumulated. training: the mean and variance
-// depend on inp; eval: the affine map only. save_mean/save_invstd[C] as batch_norm_forward_cpu.
-FC_KERNEL(batch_norm_backward, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-          const T* weight, const T* save_mean, const T* save_invstd, int64_t N, int64_t C,
-          int64_t S, bool training);
+// The op list (see FC_DECLARE in common.h). Kinds, for the binding: BatchNorm (out, the saved
+// and running per-channel statistics, inp, then weight and bias, sizes and flags),
+// BatchNormGrad (dinp and the accumulated dweight, dbias, then dout, inp, weight and the saved
+// statistics), ChannelWindow (out, inp, sizes and the window's scalars) and ChannelWindowGrad
+// (dinp, dout, inp, sizes and scalars).
+#define FC_NORM_OPS(X, T)                                                                       \
+  /* out[N, C, S] = (inp - mean) * invstd * weight + bias per channel; weight/bias may be null \
+     (1 and 0). training: mean and biased variance of inp over (N, S), invstd =                \
+     1/sqrt(var + eps), written to save_mean[C] and save_invstd[C]; running_mean[C] and        \
+     running_var[C] (may be null) are updated in place with momentum, the variance unbiased.   \
+     Eval: running stats are read and copied / converted into save_mean and save_invstd. */    \
+  X(batch_norm_forward, BatchNorm, T* out, T* save_mean, T* save_invstd, T* running_mean,       \
+    T* running_var, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C,         \
+    int64_t S, bool training, double momentum, double eps)                                      \
+  /* dinp[N, C, S] written; dweight[C], dbias[C] accumulated. training: the mean and variance   \
+     depend on inp; eval: the affine map only. save_mean/save_invstd[C] as the forward's. */   \
+  X(batch_norm_backward, BatchNormGrad, T* dinp, T* dweight, T* dbias, const T* dout,           \
+    const T* inp, const T* weight, const T* save_mean, const T* save_invstd, int64_t N,         \
+    int64_t C, int64_t S, bool training)                                                        \
+  /* out[N, C, S] = inp / (k + alpha/size * sum of inp^2 over channels [c - size/2,             \
+     c + (size-1)/2], zero outside [0, C))^beta. */                                             \
+  X(local_response_norm_forward, ChannelWindow, T* out, const T* inp, int64_t N, int64_t C,     \
+    int64_t S, int64_t size, double alpha, double beta, double k)                               \
+  /* dinp[N, C, S] written, recomputing the denominators from inp. */                          \
+  X(local_response_norm_backward, ChannelWindowGrad, T* dinp, const T* dout, const T* inp,      \
+    int64_t N, int64_t C, int64_t S, int64_t size, double alpha, double beta, double k)
 
-// out[N, C, S] = inp / (k + alpha/size * sum of inp^2 over channels [c - size/2,
-// c + (size-1)/2], zero outside [0, C))^beta.
-FC_KERNEL(local_response_norm_forward, T* out, const T* inp, int64_t N, int64_t C, int64_t S,
-          int64_t size, double alpha, double beta, double k);
-// dinp[N, C, S] written, recomputing the denominators from inp.
-FC_KERNEL(local_response_norm_backward, T* dinp, const T* dout, const T* inp, int64_t N, int64_t C,
-          int64_t S, int64_t size, double alpha, double beta, double k);
+FC_NORM_OPS(FC_DECLARE, T)
 
-// Dropout's draw, one definition for both twins so that a seed gives the same mask on either
-// device: element i is kept when the top 53 bits of SplitMix64 (Steele, Lea, Flood 2014) output
-// i of `seed`, read as u in [0, 1), satisfy u >= p (probability 1 - p to 2^-53; p = 0 keeps all,
-// p = 1 none).
-struct DropoutDraw {
-  uint64_t seed, threshold;
-  DropoutDraw(uint64_t seed_, double p)
-      : seed(seed_), threshold(uint64_t(std::ceil(p * 9007199254740992.0))) {}
-  FC_HOST_DEVICE bool keep(uint64_t i) const {
-    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return ((z ^ (z >> 31)) >> 11) >= threshold;
-  }
-};
+// Batch norm's per-channel finishing math, in double, shared by both twins (whose reductions
+// differ in shape but deliver the same sums).
+namespace norm_math {
 
-// 1/(1 - p) in the data type, as PyTorch scales kept elements; 0 for p = 1, where nothing is kept.
+// Training: invstd of the biased batch variance var over NS elements, and channel c's running
+// statistics (either may be null) updated with momentum by PyTorch's formula, term order
+// included; the running variance is the unbiased one.
 template <typename T>
-T dropout_scale(double p) {
-  return p < 1 ? T(1.0 / (1.0 - p)) : T(0);
+FC_HOST_DEVICE inline double bn_train_stats(T* running_mean, T* running_var, int64_t c,
+                                            double mean, double var, double NS,
+                                            double momentum, double eps) {
+  if (running_mean) {
+    running_mean[c] = T(momentum * mean + (1 - momentum) * double(running_mean[c]));
+  }
+  if (running_var) {
+    const double unbiased = var * NS / (NS - 1);
+    running_var[c] = T(momentum * unbiased + (1 - momentum) * double(running_var[c]));
+  }
+  return 1.0 / sqrt(var + eps);
 }
 
-// out[n] = inp * mask / (1 - p), mask[n] (may be null) = 1 with probability 1 - p. Element i's
-// draw is a hash of (seed, i) alone, so the mask does not depend on the thread count. Dropped
-// elements are inp * 0 (NaN stays NaN, as in PyTorch); p = 1 drops everything.
-FC_KERNEL(dropout_forward, T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed);
-// dinp[n] = dout * mask / (1 - p); dout * 0 when p = 1.
-FC_KERNEL(dropout_backward, T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p);
+// Eval: invstd of the running variance.
+FC_HOST_DEVICE inline double bn_eval_invstd(double running_var, double eps) {
+  return 1.0 / sqrt(running_var + eps);
+}
 
+// Training backward of one channel from its sums over (N, S) of dy, dy * (x - save_mean) and
+// x - save_mean: the batch mean is recovered as save_mean + mean(x - save_mean) in double, so
+// float32 gradients do not inherit the rounding of the saved mean (large when the mean is
+// large). Then dx = w invstd (dy - mean(dy) - (x - mean) invstd^2 mean(dy (x - mean)))
+// = g dy + (x - mean) a + b, with g = w * invstd.
+struct BnGrad {
+  double mean, dweight, a, b;  // dweight: the increment of dweight[c]
+};
+FC_HOST_DEVICE inline BnGrad bn_train_grad(double sdy, double sdyd, double sd, double save_mean,
+                                           double invstd, double w, double NS) {
+  const double shift = sd / NS, mean = save_mean + shift;
+  const double dyxmu = sdyd - shift * sdy;  // sum dy * (x - mean)
+  return {mean, dyxmu * invstd, -w * invstd * invstd * invstd * dyxmu / NS,
+          -w * invstd * sdy / NS};
+}
+
+}  // namespace norm_math
 }  // namespace fc

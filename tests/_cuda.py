@@ -6,8 +6,8 @@ they skip with the reason. The `poisoned` fixture makes every output array fastc
 allocates start as NaN (floats) or all ones bits (integers), so an element a kernel fails to write
 fails the comparison instead of passing on recycled memory.
 
-`pytest -m kernel_cover` selects small cases that together launch every CUDA twin (FC_KERNEL in
-csrc/*.h) in float32 and float64, forward and backward, and every launch site: CI runs them on
+`pytest -m kernel_cover` selects small cases that together launch every CUDA twin (the op lists
+in csrc/*.h) in float32 and float64, forward and backward, and every launch site: CI runs them on
 the CUDA emulator and checks that claim (tools/cuda_emu/ci.sh), compute-sanitizer runs them on a
 GPU. A test or case joins the subset with @kernel_cover, cover(...) or covering(...).
 """
@@ -57,7 +57,7 @@ def covering(values, *chosen, spread=False):
     return [cover(*(v if spread else (v,))) if v in chosen else v for v in values]
 
 
-_FUNCTIONAL = ("_act", "_conv", "_dense", "_loss", "_norm", "_pool")
+_FUNCTIONAL = ("_act", "_conv", "_dense", "_dropout", "_loss", "_norm", "_pool")
 
 
 def dev(*arrays):

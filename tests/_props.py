@@ -77,7 +77,7 @@ def rejects(call, *names, exc=(ValueError, TypeError)):
                          f"{type(result).__name__} {getattr(result, 'shape', '')}")
 
 
-_FUNCTIONAL = ("_act", "_conv", "_dense", "_loss", "_norm", "_pool")
+_FUNCTIONAL = ("_act", "_conv", "_dense", "_dropout", "_loss", "_norm", "_pool")
 
 
 @pytest.fixture(scope="module")

@@ -515,7 +515,7 @@ def test_conv_transpose2d_outputs_fully_written(case_id, dtype, with_bias):
     no input reaches (stride gaps, output_padding rows) are exactly the bias (or 0)."""
     case = CT_BY_ID[case_id]
     x, w, b, dout = ct_data(case, dtype, 27, with_bias)
-    g = F._dense._conv_transpose2d_geometry("conv_transpose2d", x, w, **case["args"])
+    g = F._conv._conv_transpose2d_geometry("conv_transpose2d", x, w, **case["args"])
     out = np.full(g.in_shape, np.nan, dtype=dtype)
     _C.conv_transpose2d_forward(out, x, w, b, g)
     ref = conv_transpose2d_ref(x, w, b, **case["args"])

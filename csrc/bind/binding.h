@@ -96,6 +96,7 @@ void bind_conv(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_norm(py::module_& m);
+void bind_dropout(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_act(py::module_& m);
 void bind_loss(py::module_& m);

@@ -182,6 +182,7 @@ PYBIND11_MODULE(_C, m) {
   fc::bind::bind_optim(m);
   fc::bind::bind_dense(m);
   fc::bind::bind_norm(m);
+  fc::bind::bind_dropout(m);
   fc::bind::bind_pool(m);
   fc::bind::bind_act(m);
   fc::bind::bind_loss(m);

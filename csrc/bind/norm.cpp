@@ -1,4 +1,4 @@
-// Bindings of the normalisation family: batch_norm, local_response_norm and dropout, forward and
+// Bindings of the normalisation family: batch_norm and local_response_norm, forward and
 // backward. Input (N, C, *) is seen by the kernels as (N, C, S), S the product of the rest; the
 // input's device picks the _cpu or _cuda twin, every other array checked to be on it.
 #include "bind/binding.h"
@@ -30,11 +30,6 @@ void like(const Tensor& t, const Tensor& x, const Shape& s, const char* op, cons
 void channel_vector(const std::optional<Tensor>& t, const Tensor& x, int64_t C, const char* op,
                     const char* name) {
   if (t) like(*t, x, {C}, op, name);
-}
-
-void check_p(double p, const char* op) {
-  FC_CHECK(p >= 0 && p <= 1, op, ": p (the probability of an element to be zeroed) must be "
-           "between 0 and 1, got ", p);
 }
 
 void batch_norm_forward(py::handle out_, py::handle save_mean_, py::handle save_invstd_,
@@ -148,46 +143,6 @@ void local_response_norm_backward(py::handle dinp_, py::handle dout_, py::handle
   });
 }
 
-void dropout_forward(py::handle out_, py::handle mask_, py::handle input, double p, bool training,
-                     uint64_t seed) {
-  const char* op = "dropout";
-  Tensor x = view(input, op, "input"), out = view(out_, op, "out", true);
-  auto mask = view_or_none(mask_, op, "mask", true, kUInt8);
-  check_p(p, op);
-  like(out, x, x.shape, op, "out");
-  if (mask) {
-    same_device(*mask, x, op, "mask", "input");
-    FC_CHECK(mask->shape == x.shape, op, ": mask must have shape ", shape_str(x.shape),
-             " (the shape of input), got ", shape_str(mask->shape));
-  }
-  py::gil_scoped_release nogil;
-  dispatch(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    // Evaluation mode is dropout with p = 0: every element kept and scaled by exactly 1.
-    FC_TWIN(x.device, dropout_forward, T)(out.data<T>(),
-                                          mask ? mask->data<uint8_t>() : nullptr, x.data<T>(),
-                                          x.numel(), training ? p : 0.0, seed);
-  });
-}
-
-void dropout_backward(py::handle dinp_, py::handle dout_, py::handle mask_, double p) {
-  const char* op = "dropout_backward";
-  Tensor dout = view(dout_, op, "grad_output"), dinp = view(dinp_, op, "grad_input", true);
-  Tensor mask = view(mask_, op, "mask", false, kUInt8);
-  check_p(p, op);
-  same_device(mask, dout, op, "mask", "grad_output");
-  FC_CHECK(mask.shape == dout.shape, op, ": mask must have shape ", shape_str(dout.shape),
-           " (the shape of grad_output), got ", shape_str(mask.shape));
-  same_dtype(dinp, dout, op, "grad_input", "grad_output");
-  expect_shape(dinp, dout.shape, op, "grad_input");
-  py::gil_scoped_release nogil;
-  dispatch(dout.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(dout.device, dropout_backward, T)(dinp.data<T>(), dout.data<T>(),
-                                              mask.data<uint8_t>(), dout.numel(), p);
-  });
-}
-
 }  // namespace
 
 void bind_norm(py::module_& m) {
@@ -195,8 +150,6 @@ void bind_norm(py::module_& m) {
   m.def("batch_norm_backward", &batch_norm_backward);
   m.def("local_response_norm_forward", &local_response_norm_forward);
   m.def("local_response_norm_backward", &local_response_norm_backward);
-  m.def("dropout_forward", &dropout_forward);
-  m.def("dropout_backward", &dropout_backward);
 }
 
 }  // namespace fc::bind

@@ -4,12 +4,16 @@
 // single-threaded BLAS. Weight gradients go to one accumulator per part of the items (as many
 // parts as threads, cut the same whoever runs them) summed in a fixed order, so results depend
 // on the thread count set but never on timing or on the team OpenMP actually gives.
+// conv_transpose2d runs these kernels on the equivalent conv2d (geometry.h): its forward is
+// conv2d's data gradient, its data gradient conv2d's forward and its weight gradient conv2d's
+// with input and output swapped. unfold and fold are im2col and col2im over a whole batch.
 #include "conv.h"
 
 #include <algorithm>
 #include <memory>
 
 #include "blas.h"
+#include "cpu/im2col.h"
 #include "cpu/parallel.h"
 
 namespace fc {
@@ -153,20 +157,23 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
   }
 }
 
+// dbias[C] += sum over images and pixels of dout[N, C, HW]: sums of N*HW terms, accumulated
+// in double so float32 keeps its precision; one channel per thread, so the order is fixed.
 template <typename T>
-void backward_bias(T* dbias, const T* dout, const Conv2dGeom& g) {
-  const int64_t PQ = g.PQ();
-  // Sums of N*P*Q terms: accumulate in double so float32 keeps its precision.
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (worth_threads(g))
-  for (int64_t k = 0; k < g.K; ++k) {
+void channel_sums(T* dbias, const T* dout, int64_t N, int64_t C, int64_t HW, bool parallel) {
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (parallel)
+  for (int64_t c = 0; c < C; ++c) {
     double s = 0;
-    for (int64_t n = 0; n < g.N; ++n) {
-      const T* d = dout + (n * g.K + k) * PQ;
-      for (int64_t j = 0; j < PQ; ++j) s += d[j];
+    for (int64_t n = 0; n < N; ++n) {
+      const T* d = dout + (n * C + c) * HW;
+      for (int64_t j = 0; j < HW; ++j) s += d[j];
     }
-    dbias[k] += T(s);
+    dbias[c] += T(s);
   }
 }
+
+// Elements below which conv_transpose2d's bias passes stay on the calling thread.
+constexpr int64_t kParallelMinElems = int64_t(1) << 15;
 
 }  // namespace
 
@@ -204,15 +211,67 @@ void conv2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
   if (g.N == 0) return;  // an empty batch: nothing to write, nothing to accumulate
   if (dinp) backward_data(dinp, dout, weight, g);
   if (dweight) backward_weight(dweight, dout, inp, g);
-  if (dbias) backward_bias(dbias, dout, g);
+  if (dbias) channel_sums(dbias, dout, g.N, g.K, g.PQ(), worth_threads(g));
 }
 
-#define FC_INSTANTIATE(T)                                                                   \
-  template void conv2d_forward_cpu<T>(T*, const T*, const T*, const T*, const Conv2dGeom&); \
-  template void conv2d_backward_cpu<T>(T*, T*, T*, const T*, const T*, const T*,            \
-                                       const Conv2dGeom&);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+template <typename T>
+void conv_transpose2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias,
+                                  const Conv2dGeom& g) {
+  // An empty batch has nothing to write (and conv2d's work split divides by N).
+  if (g.N == 0) return;
+  // out is the equivalent conv2d's input gradient for grad_output = inp.
+  conv2d_backward_cpu<T>(out, nullptr, nullptr, inp, nullptr, weight, g);
+  if (!bias) return;
+  const int64_t HW = g.HW(), planes = g.N * g.C;
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (planes * HW >= kParallelMinElems)
+  for (int64_t i = 0; i < planes; ++i) {
+    T* y = out + i * HW;
+    const T b = bias[i % g.C];
+    for (int64_t j = 0; j < HW; ++j) y[j] += b;
+  }
+}
+
+template <typename T>
+void conv_transpose2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                   const T* weight, const Conv2dGeom& g) {
+  // An empty batch adds nothing to dweight and dbias, and dx is empty.
+  if (g.N == 0) return;
+  // dx is the equivalent conv2d's forward of dy.
+  if (dinp) conv2d_forward_cpu<T>(dinp, dout, weight, nullptr, g);
+  // dW[C_in, C_out/groups, R, S] += the equivalent conv2d's weight gradient, whose input is dy
+  // and whose output gradient is x.
+  if (dweight) conv2d_backward_cpu<T>(nullptr, dweight, nullptr, inp, dout, weight, g);
+  if (dbias) {
+    channel_sums(dbias, dout, g.N, g.C, g.HW(), g.N * g.C * g.HW() >= kParallelMinElems);
+  }
+}
+
+template <typename T>
+void unfold_cpu(T* col, const T* inp, const Conv2dGeom& g) {
+  const int64_t L = g.PQ(), items = g.N * g.C;
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (items * g.RS() * L >= (1 << 16))
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t n = i / g.C, c = i % g.C;
+    im2col_cpu(col + (n * g.C + c) * g.RS() * L, inp + n * g.C * g.HW(), g, c, c + 1, 0, g.P);
+  }
+}
+
+template <typename T>
+void fold_cpu(T* out, const T* col, const Conv2dGeom& g) {
+  const int64_t L = g.PQ(), items = g.N * g.C;
+#pragma omp parallel for schedule(static) num_threads(max_threads()) \
+    if (items * g.RS() * L >= (1 << 16))
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t n = i / g.C, c = i % g.C;
+    T* img = out + n * g.C * g.HW();
+    std::fill(img + c * g.HW(), img + (c + 1) * g.HW(), T(0));
+    col2im_cpu(img, col + (n * g.C + c) * g.RS() * L, g, c, c + 1, 0, g.P);
+  }
+}
+
+FC_CONV_OPS(FC_INSTANTIATE_CPU, float)
+FC_CONV_OPS(FC_INSTANTIATE_CPU, double)
 
 }  // namespace fc

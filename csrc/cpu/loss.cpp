@@ -217,7 +217,7 @@ struct CeTerms {
     return *this;
   }
   double loss(double eps, int64_t C, double divisor = 1) const {
-    return eps > 0 ? (1 - eps) * (nll / divisor) + smooth / divisor * (eps / double(C)) : nll / divisor;
+    return loss_math::ce_loss(nll, smooth, eps, C, divisor);
   }
 };
 
@@ -246,8 +246,7 @@ double ce_prob_item(const T* x, const T* y, int64_t C, int64_t st, const T* weig
   const double lse = log_sum_exp(x, C, st).value();
   double s = 0;
   for (int64_t c = 0; c < C; ++c) {
-    double yc = double(y[c * st]);
-    if (eps > 0) yc = yc * (1 - eps) + eps / double(C);
+    const double yc = loss_math::smoothed(double(y[c * st]), eps, C);
     s += (double(x[c * st]) - lse) * yc * (weight ? double(weight[c]) : 1.0);
   }
   return -s;
@@ -310,8 +309,7 @@ void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int6
       double q = 0, k = 0;
       if (t != ignore_index) {
         const double s = item_scale(dout, i, reduction, divisor);
-        q = (1 - eps) * (weight ? double(weight[t]) : 1.0) * s;
-        k = eps / double(C) * s;
+        loss_math::ce_grad_coef(s, weight ? double(weight[t]) : 1.0, eps, C, q, k);
       }
       const LogSumExp<T> lse = log_sum_exp(x, C, st);
       const bool smooth = eps > 0;
@@ -353,8 +351,7 @@ void cross_entropy_prob_backward_cpu(T* dinp, const T* dout, const T* inp, const
     T* dx = item(dinp, i, C, S);
     const double s = item_scale(dout, i, reduction, double(M));
     auto wy = [&](int64_t c) {
-      double yc = double(y[c * S]);
-      if (eps > 0) yc = yc * (1 - eps) + eps / double(C);
+      const double yc = loss_math::smoothed(double(y[c * S]), eps, C);
       return (weight ? double(weight[c]) : 1.0) * yc;
     };
     // d loss / d logp_c = -s w_c y'_c; through log_softmax: dx_c = s (p_c sum_c w_c y'_c - w_c y'_c).
@@ -369,10 +366,7 @@ template <typename T>
 void mse_loss_forward_cpu(T* out, const T* inp, const T* target, int64_t n, Reduction reduction) {
   if (reduction == Reduction::none) {
 #pragma omp parallel for simd schedule(static) num_threads(max_threads()) if (n >= kParallelWork)
-    for (int64_t i = 0; i < n; ++i) {
-      const T d = inp[i] - target[i];
-      out[i] = d * d;
-    }
+    for (int64_t i = 0; i < n; ++i) out[i] = loss_math::sq_diff(inp[i], target[i]);
     return;
   }
   // Items of B elements: long enough for the vectorised sum, fixed for determinism.
@@ -381,10 +375,7 @@ void mse_loss_forward_cpu(T* out, const T* inp, const T* target, int64_t n, Redu
     const int64_t i1 = std::min(n, (b + 1) * B);
     double s = 0;
 #pragma omp simd reduction(+ : s)
-    for (int64_t i = b * B; i < i1; ++i) {
-      const double d = double(inp[i]) - double(target[i]);
-      s += d * d;
-    }
+    for (int64_t i = b * B; i < i1; ++i) s += loss_math::sq_diff(double(inp[i]), double(target[i]));
     return s;
   });
   store_reduced(out, total, reduction, double(n));
@@ -395,7 +386,7 @@ void mse_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const T* target
                            Reduction reduction) {
   if (reduction == Reduction::none) {
 #pragma omp parallel for simd schedule(static) num_threads(max_threads()) if (n >= kParallelWork)
-    for (int64_t i = 0; i < n; ++i) dinp[i] = T(2) * (inp[i] - target[i]) * dout[i];
+    for (int64_t i = 0; i < n; ++i) dinp[i] = loss_math::mse_grad(inp[i], target[i], dout[i]);
     return;
   }
   const T scale = T((reduction == Reduction::mean ? 2.0 / double(n) : 2.0) * double(dout[0]));
@@ -413,10 +404,10 @@ void multi_margin_loss_forward_cpu(T* out, const T* inp, const int64_t* target, 
     const double wy = weight ? double(weight[y]) : 1.0;
     double s = 0;
     for (int64_t i = 0; i < C; ++i) {
-      // z in the input's precision, as torch, so the hinge switches at the same inputs;
-      // z > 0 is false for NaN, which torch's hinge therefore ignores.
-      const T z = m - x[y] + x[i];
-      if (i != y && z > 0) s += (p == 1 ? double(z) : double(z) * double(z)) * wy;
+      T z;
+      if (loss_math::margin_hinge(m, x, y, i, z)) {
+        s += loss_math::margin_loss_term(double(z), p, wy);
+      }
     }
     return s / double(C);
   };
@@ -432,7 +423,7 @@ void multi_margin_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const 
                                     const T* weight, int64_t N, int64_t C, int p, double margin,
                                     Reduction reduction) {
   const T m = T(margin);
-  const double g = reduction == Reduction::mean ? 1.0 / (double(N) * double(C)) : 1.0 / double(C);
+  const double g = loss_math::margin_grad_scale(reduction, N, C);
   for_items(N, N * C, [&](int64_t n) {
     const T* x = inp + n * C;
     T* dx = dinp + n * C;
@@ -441,9 +432,11 @@ void multi_margin_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const 
     const double wy = weight ? double(weight[y]) : 1.0;
     double dy = 0;
     for (int64_t i = 0; i < C; ++i) {
-      const T z = m - x[y] + x[i];
+      T z;
       double h = 0;
-      if (i != y && z > 0) h = (p == 1 ? g : 2 * g * double(z)) * wy;
+      if (loss_math::margin_hinge(m, x, y, i, z)) {
+        h = loss_math::margin_grad_term(double(z), p, g, wy);
+      }
       dy -= h;
       dx[i] = T(h * go);
     }
@@ -451,26 +444,7 @@ void multi_margin_loss_backward_cpu(T* dinp, const T* dout, const T* inp, const 
   });
 }
 
-#define FC_INSTANTIATE(T)                                                                       \
-  template void cross_entropy_forward_cpu<T>(T*, const T*, const int64_t*, const T*, int64_t,   \
-                                             int64_t, int64_t, int64_t, double, Reduction);     \
-  template void cross_entropy_backward_cpu<T>(T*, const T*, const T*, const int64_t*, const T*, \
-                                              int64_t, int64_t, int64_t, int64_t, double,       \
-                                              Reduction);                                       \
-  template void cross_entropy_prob_forward_cpu<T>(T*, const T*, const T*, const T*, int64_t,    \
-                                                  int64_t, int64_t, double, Reduction);         \
-  template void cross_entropy_prob_backward_cpu<T>(T*, const T*, const T*, const T*, const T*,  \
-                                                   int64_t, int64_t, int64_t, double,           \
-                                                   Reduction);                                  \
-  template void mse_loss_forward_cpu<T>(T*, const T*, const T*, int64_t, Reduction);            \
-  template void mse_loss_backward_cpu<T>(T*, const T*, const T*, const T*, int64_t, Reduction); \
-  template void multi_margin_loss_forward_cpu<T>(T*, const T*, const int64_t*, const T*,        \
-                                                 int64_t, int64_t, int, double, Reduction);     \
-  template void multi_margin_loss_backward_cpu<T>(T*, const T*, const T*, const int64_t*,       \
-                                                  const T*, int64_t, int64_t, int, double,      \
-                                                  Reduction);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+FC_LOSS_OPS(FC_INSTANTIATE_CPU, float)
+FC_LOSS_OPS(FC_INSTANTIATE_CPU, double)
 
 }  // namespace fc

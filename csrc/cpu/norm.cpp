@@ -1,9 +1,8 @@
-// Normalisation and dropout on the CPU. Batch-norm statistics are reduced over fixed chunks of
+// Normalisation on the CPU. Batch-norm statistics are reduced over fixed chunks of
 // each channel's N*S elements (in double, kLanes partial sums per run) and the chunks are then
 // combined in index order, so the result depends on the shape alone; elementwise passes run over
 // (n, c) planes. local_response_norm works per element in double over blocks of kCols positions
-// of one image. Dropout hashes (seed, element index) with SplitMix64, a counter-based generator
-// that a CUDA twin can evaluate per element and that gives the same mask for any thread count.
+// of one image. The per-channel finishing math is norm.h's, shared with the CUDA twins.
 #include "norm.h"
 
 #include <algorithm>
@@ -300,20 +299,13 @@ void batch_norm_forward_cpu(T* out, T* save_mean, T* save_invstd, T* running_mea
     channel_stats(mean.data(), var.data(), inp, N, C, S);
     const double NS = double(N * S);
     for (int64_t c = 0; c < C; ++c) {
-      invstd[c] = 1.0 / std::sqrt(var[c] + eps);
-      // PyTorch's update, term order included; the running variance is the unbiased one.
-      if (running_mean) {
-        running_mean[c] = T(momentum * mean[c] + (1 - momentum) * double(running_mean[c]));
-      }
-      if (running_var) {
-        const double unbiased = var[c] * NS / (NS - 1);
-        running_var[c] = T(momentum * unbiased + (1 - momentum) * double(running_var[c]));
-      }
+      invstd[c] = norm_math::bn_train_stats(running_mean, running_var, c, mean[c], var[c], NS,
+                                            momentum, eps);
     }
   } else {
     for (int64_t c = 0; c < C; ++c) {
       mean[c] = double(running_mean[c]);
-      invstd[c] = 1.0 / std::sqrt(double(running_var[c]) + eps);
+      invstd[c] = norm_math::bn_eval_invstd(double(running_var[c]), eps);
     }
   }
   ChannelAffine<T> f(C, what);
@@ -357,23 +349,19 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     return;
   }
   if (!dinp && !dweight && !dbias) return;
-  // The batch mean is recovered as save_mean + mean(x - save_mean) in double, so float32
-  // gradients do not inherit the rounding of the saved mean (large when the mean is large).
   auto sdy = alloc_vector<double>(C, what), sdyd = alloc_vector<double>(C, what);
   auto sd = alloc_vector<double>(C, what);
   grad_sums(sdy.data(), sdyd.data(), sd.data(), dout, inp, save_mean, N, C, S);
   ChannelAffine<T> f(C, what);
   auto g = alloc_vector<T>(C, what);
   for (int64_t c = 0; c < C; ++c) {
-    const double shift = sd[c] / NS, mean = double(save_mean[c]) + shift;
-    const double dyxmu = sdyd[c] - shift * sdy[c];  // sum dy * (x - mean)
     const double invstd = double(save_invstd[c]), w = weight ? double(weight[c]) : 1.0;
-    if (dweight) dweight[c] += T(dyxmu * invstd);
+    const norm_math::BnGrad d =
+        norm_math::bn_train_grad(sdy[c], sdyd[c], sd[c], double(save_mean[c]), invstd, w, NS);
+    if (dweight) dweight[c] += T(d.dweight);
     if (dbias) dbias[c] += T(sdy[c]);
-    // dx = w invstd (dy - mean(dy) - (x - mean) invstd^2 mean(dy (x - mean)))
-    //    = g dy + (x - mean) a + b
     g[c] = T(w * invstd);
-    f.set(c, mean, -w * invstd * invstd * invstd * dyxmu / NS, -w * invstd * sdy[c] / NS);
+    f.set(c, d.mean, d.a, d.b);
   }
   if (!dinp) return;
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
@@ -402,40 +390,7 @@ void local_response_norm_backward_cpu(T* dinp, const T* dout, const T* inp, int6
   else lrn_backward<false>(dinp, dout, inp, N, C, S, size, alpha, beta, k);
 }
 
-template <typename T>
-void dropout_forward_cpu(T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed) {
-  const DropoutDraw draw(seed, p);
-  const T scale = dropout_scale<T>(p);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t keep = draw.keep(uint64_t(i));
-    // keep * scale, not a branch: the draws are random, so a branch mispredicts half the time.
-    // inp * 0 rather than 0 for dropped elements: NaN and Inf give NaN, as in PyTorch.
-    out[i] = inp[i] * (T(keep) * scale);
-    if (mask) mask[i] = keep;
-  }
-}
-
-template <typename T>
-void dropout_backward_cpu(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
-  const T scale = dropout_scale<T>(p);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * (mask[i] ? scale : T(0));
-}
-
-#define FC_INSTANTIATE(T)                                                                      \
-  template void batch_norm_forward_cpu<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,    \
-                                          int64_t, int64_t, int64_t, bool, double, double);    \
-  template void batch_norm_backward_cpu<T>(T*, T*, T*, const T*, const T*, const T*, const T*, \
-                                           const T*, int64_t, int64_t, int64_t, bool);         \
-  template void local_response_norm_forward_cpu<T>(T*, const T*, int64_t, int64_t, int64_t,    \
-                                                   int64_t, double, double, double);           \
-  template void local_response_norm_backward_cpu<T>(T*, const T*, const T*, int64_t, int64_t,  \
-                                                    int64_t, int64_t, double, double, double); \
-  template void dropout_forward_cpu<T>(T*, uint8_t*, const T*, int64_t, double, uint64_t);     \
-  template void dropout_backward_cpu<T>(T*, const T*, const uint8_t*, int64_t, double);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+FC_NORM_OPS(FC_INSTANTIATE_CPU, float)
+FC_NORM_OPS(FC_INSTANTIATE_CPU, double)
 
 }  // namespace fc

@@ -149,9 +149,8 @@ struct AvgWindow {
   bool empty() const { return h0 >= h1 || w0 >= w1; }
 };
 
-// PyTorch's AvgPool2d windows: with count_include_pad the divisor is the window first clipped
-// to the padded input, so a ceil-mode window that runs past the padding counts only the part
-// inside it; divisor_override (nonzero) replaces the divisor.
+// The average-pooling windows of every output row and column (avg_pool_span, geometry.h) and
+// their divisors (avg_pool_scale).
 struct AvgSpans {
   std::vector<int64_t> h0, h1, hpad, w0, w1, wpad;  // clipped bounds; extent in the padded input
   bool count_include_pad;
@@ -167,21 +166,15 @@ struct AvgSpans {
   }
 
   AvgWindow at(int64_t p, int64_t q) const {
-    const int64_t div = divisor_override ? divisor_override
-                        : count_include_pad ? hpad[p] * wpad[q]
-                                            : (h1[p] - h0[p]) * (w1[q] - w0[q]);
-    return {h0[p], h1[p], w0[q], w1[q], 1.0 / double(div)};
+    return {h0[p], h1[p], w0[q], w1[q],
+            avg_pool_scale(divisor_override, count_include_pad, hpad[p] * wpad[q],
+                           (h1[p] - h0[p]) * (w1[q] - w0[q]))};
   }
 
  private:
   static void axis(int64_t out, int64_t in, int64_t k, int64_t stride, int64_t pad,
                    std::vector<int64_t>& lo, std::vector<int64_t>& hi, std::vector<int64_t>& ext) {
-    for (int64_t o = 0; o < out; ++o) {
-      const int64_t start = o * stride - pad, end = std::min(start + k, in + pad);
-      ext[o] = end - start;
-      lo[o] = std::max<int64_t>(start, 0);
-      hi[o] = std::min(end, in);
-    }
+    for (int64_t o = 0; o < out; ++o) avg_pool_span(o, in, k, stride, pad, lo[o], hi[o], ext[o]);
   }
 };
 
@@ -448,21 +441,7 @@ void mixed_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2
   }
 }
 
-#define FC_INSTANTIATE(T)                                                                        \
-  template void max_pool2d_forward_cpu<T>(T*, int64_t*, const T*, const Pool2dGeom&);            \
-  template void min_pool2d_forward_cpu<T>(T*, int64_t*, const T*, const Pool2dGeom&);            \
-  template void max_pool2d_backward_cpu<T>(T*, const T*, const int64_t*, const T*,               \
-                                           const Pool2dGeom&, bool);                             \
-  template void avg_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, bool, int64_t);       \
-  template void avg_pool2d_backward_cpu<T>(T*, const T*, const Pool2dGeom&, bool, int64_t);      \
-  template void lp_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, double);               \
-  template void lp_pool2d_backward_cpu<T>(T*, const T*, const T*, const Pool2dGeom&, double);    \
-  template void adaptive_avg_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&);             \
-  template void adaptive_avg_pool2d_backward_cpu<T>(T*, const T*, const Pool2dGeom&);            \
-  template void mixed_pool2d_forward_cpu<T>(T*, const T*, const Pool2dGeom&, double);            \
-  template void mixed_pool2d_backward_cpu<T>(T*, const T*, const T*, const Pool2dGeom&, double);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+FC_POOL_OPS(FC_INSTANTIATE_CPU, float)
+FC_POOL_OPS(FC_INSTANTIATE_CPU, double)
 
 }  // namespace fc

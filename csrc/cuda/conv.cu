@@ -1,4 +1,4 @@
-// conv2d, unfold and fold on the GPU. conv2d's three passes are implicit GEMMs (gemm.cuh) over
+// conv2d, conv_transpose2d, unfold and fold on the GPU. conv2d's three passes are implicit GEMMs (gemm.cuh) over
 // the virtual im2col matrix, gathered from the arrays themselves, one GEMM per group:
 //   forward  out[(n,p,q), k] = sum over (c,r,s) of x[n, c, p*sh-pt+r*dh, q*sw-pl+s*dw] W[k,c,r,s]
 //   data     dx[(n,h,w), c]  = sum over (k,r,s) of dy[n, k, p, q] W[k,c,r,s] for the taps with
@@ -6,7 +6,9 @@
 //                              stride phase at a time so that only those taps are visited
 //   weight   dW[(c,r,s), k] += sum over (n,p,q) of x[n, c, ...] dy[n, k, p, q], split in chunks
 // fold is a gather too: every output element is written by one thread, and no sum depends on
-// timing.
+// timing. conv_transpose2d is these kernels on the equivalent conv2d (geometry.h), as on the
+// CPU: forward is conv2d's data gradient (with the bias fused), data gradient conv2d's forward,
+// weight gradient conv2d's with input and output swapped.
 #include "conv.h"
 
 #include <numeric>
@@ -366,6 +368,8 @@ PhaseTaps phase_taps(int64_t phase, int64_t stride, int64_t dil, int64_t R) {
 
 }  // namespace
 
+// conv2d's input gradient plus an optional bias per input channel (conv_transpose2d's forward),
+// written, not accumulated.
 template <typename T>
 void conv2d_data_grad(T* dinp, const T* dout, const T* weight, const T* bias, const Conv2dGeom& g) {
   const char* name = bias ? "conv_transpose2d_forward_cuda" : "conv2d_backward_cuda (grad_input)";
@@ -415,6 +419,7 @@ void conv2d_data_grad(T* dinp, const T* dout, const T* weight, const T* bias, co
   });
 }
 
+// dsum[c] += sum over n, j of x[n, c, j].
 template <typename T>
 void channel_sums(T* dsum, const T* x, int64_t N, int64_t C, int64_t HW) {
   if (N == 0 || C == 0) return;
@@ -490,16 +495,29 @@ void conv2d_backward_cuda(T* dinp, T* dweight, T* dbias, const T* dout, const T*
   if (dbias) cuda::channel_sums(dbias, dout, g.N, g.K, g.PQ());
 }
 
-#define FC_INSTANTIATE(T)                                                                     \
-  template void unfold_cuda<T>(T*, const T*, const Conv2dGeom&);                              \
-  template void fold_cuda<T>(T*, const T*, const Conv2dGeom&);                                \
-  template void conv2d_forward_cuda<T>(T*, const T*, const T*, const T*, const Conv2dGeom&);  \
-  template void conv2d_backward_cuda<T>(T*, T*, T*, const T*, const T*, const T*,             \
-                                        const Conv2dGeom&);                                   \
-  template void cuda::conv2d_data_grad<T>(T*, const T*, const T*, const T*, const Conv2dGeom&); \
-  template void cuda::channel_sums<T>(T*, const T*, int64_t, int64_t, int64_t);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+template <typename T>
+void conv_transpose2d_forward_cuda(T* out, const T* inp, const T* weight, const T* bias,
+                                   const Conv2dGeom& g) {
+  if (g.N == 0) return;
+  check_conv_limits("conv_transpose2d", g, kConvTranspose2dRoles, Device::cuda);
+  // out is the equivalent conv2d's input gradient for grad_output = inp, plus the bias.
+  cuda::conv2d_data_grad<T>(out, inp, weight, bias, g);
+}
+
+template <typename T>
+void conv_transpose2d_backward_cuda(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                                    const T* weight, const Conv2dGeom& g) {
+  if (g.N == 0) return;
+  check_conv_limits("conv_transpose2d_backward", g, kConvTranspose2dRoles,
+                    Device::cuda);
+  // dx is the equivalent conv2d's forward of dy.
+  if (dinp) conv2d_forward_cuda<T>(dinp, dout, weight, nullptr, g);
+  // dW += the equivalent conv2d's weight gradient, whose input is dy and output gradient x.
+  if (dweight) conv2d_backward_cuda<T>(nullptr, dweight, nullptr, inp, dout, weight, g);
+  if (dbias) cuda::channel_sums(dbias, dout, g.N, g.C, g.HW());
+}
+
+FC_CONV_OPS(FC_INSTANTIATE_CUDA, float)
+FC_CONV_OPS(FC_INSTANTIATE_CUDA, double)
 
 }  // namespace fc

@@ -1,9 +1,6 @@
-// linear and conv_transpose2d on the GPU. linear's three passes are the tiled GEMM of gemm.cuh
-// on strided matrices, each computed as the transpose whose rows are contiguous in the output
-// (so a warp's stores are coalesced). conv_transpose2d is conv2d's kernels on the equivalent
-// conv2d (geometry.h), as on the CPU: forward is conv2d's data gradient (with the bias fused),
-// data gradient conv2d's forward, weight gradient conv2d's with input and output swapped.
-#include "conv.h"
+// linear on the GPU: its three passes are the tiled GEMM of gemm.cuh on strided matrices, each
+// computed as the transpose whose rows are contiguous in the output (so a warp's stores are
+// coalesced).
 #include "cuda/gemm.cuh"
 #include "dense.h"
 
@@ -144,39 +141,7 @@ void linear_backward_cuda(T* dinp, T* dweight, T* dbias, const T* dout, const T*
   }
 }
 
-template <typename T>
-void conv_transpose2d_forward_cuda(T* out, const T* inp, const T* weight, const T* bias,
-                                   const Conv2dGeom& g) {
-  if (g.N == 0) return;
-  check_conv_limits("conv_transpose2d", g, kConvTranspose2dRoles, Device::cuda);
-  // out is the equivalent conv2d's input gradient for grad_output = inp, plus the bias.
-  cuda::conv2d_data_grad<T>(out, inp, weight, bias, g);
-}
-
-template <typename T>
-void conv_transpose2d_backward_cuda(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                                    const T* weight, const Conv2dGeom& g) {
-  if (g.N == 0) return;
-  check_conv_limits("conv_transpose2d_backward", g, kConvTranspose2dRoles,
-                    Device::cuda);
-  // dx is the equivalent conv2d's forward of dy.
-  if (dinp) conv2d_forward_cuda<T>(dinp, dout, weight, nullptr, g);
-  // dW += the equivalent conv2d's weight gradient, whose input is dy and output gradient x.
-  if (dweight) conv2d_backward_cuda<T>(nullptr, dweight, nullptr, inp, dout, weight, g);
-  if (dbias) cuda::channel_sums(dbias, dout, g.N, g.C, g.HW());
-}
-
-#define FC_INSTANTIATE(T)                                                                     \
-  template void linear_forward_cuda<T>(T*, const T*, const T*, const T*, int64_t, int64_t,    \
-                                       int64_t);                                              \
-  template void linear_backward_cuda<T>(T*, T*, T*, const T*, const T*, const T*, int64_t,    \
-                                        int64_t, int64_t);                                    \
-  template void conv_transpose2d_forward_cuda<T>(T*, const T*, const T*, const T*,            \
-                                                 const Conv2dGeom&);                          \
-  template void conv_transpose2d_backward_cuda<T>(T*, T*, T*, const T*, const T*, const T*,   \
-                                                  const Conv2dGeom&);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+FC_DENSE_OPS(FC_INSTANTIATE_CUDA, float)
+FC_DENSE_OPS(FC_INSTANTIATE_CUDA, double)
 
 }  // namespace fc

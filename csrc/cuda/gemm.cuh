@@ -436,11 +436,4 @@ inline int64_t images_per_launch(const Conv2dGeom& g) {
   return std::max<int64_t>(1, (int64_t(1) << 30) / std::max(g.PQ(), g.HW()));
 }
 
-// Shared with dense.cu (conv_transpose2d): conv2d's input gradient plus an optional bias per
-// input channel, written (not accumulated); and dsum[c] += sum over n, j of x[n, c, j].
-template <typename T>
-void conv2d_data_grad(T* dinp, const T* dout, const T* weight, const T* bias, const Conv2dGeom& g);
-template <typename T>
-void channel_sums(T* dsum, const T* x, int64_t N, int64_t C, int64_t HW);
-
 }  // namespace fc::cuda

@@ -147,12 +147,6 @@ __device__ LogSumExp<T> log_sum_exp(const T* x, int64_t C, int64_t S, int lane) 
   return {m, log(group_sum<G>(s))};
 }
 
-// torch's smoothed cross entropy from its separately reduced terms (see CeTerms on the CPU).
-__device__ inline double ce_loss(double nll, double smooth, double eps, int64_t C, double divisor) {
-  return eps > 0 ? (1 - eps) * (nll / divisor) + smooth / divisor * (eps / double(C))
-                 : nll / divisor;
-}
-
 // {nll, smooth, target weight} of item i: nll = w_t (lse - x_t), smooth = sum_c w_c (lse - x_c)
 // (only for eps > 0); all 0 for an ignored item, whatever its logits.
 template <int G, typename T>
@@ -186,13 +180,13 @@ void ce_forward(T* out, const T* inp, const int64_t* target, const T* weight, in
   if (reduction == Reduction::none) {
     for_items<G>("cross_entropy_forward_cuda", M, [=] __device__(int64_t i, int lane) {
       const Sums<3> r = terms(i, lane);
-      if (lane == 0) out[i] = T(ce_loss(r.v[0], r.v[1], eps, C, 1.0));
+      if (lane == 0) out[i] = T(loss_math::ce_loss(r.v[0], r.v[1], eps, C, 1.0));
     });
     return;
   }
   const bool mean = reduction == Reduction::mean;
   reduce_items<3, G>("cross_entropy_forward_cuda", M, terms, [=] __device__(const Sums<3>& s) {
-    out[0] = T(ce_loss(s.v[0], s.v[1], eps, C, mean ? s.v[2] : 1.0));
+    out[0] = T(loss_math::ce_loss(s.v[0], s.v[1], eps, C, mean ? s.v[2] : 1.0));
   });
 }
 
@@ -244,8 +238,7 @@ void ce_backward(T* dinp, const T* dout, const T* inp, const int64_t* target, co
       const double s = reduction == Reduction::none ? double(dout[i])
                        : reduction == Reduction::mean ? double(dout[0]) / scal[0]
                                                       : double(dout[0]);
-      q = (1 - eps) * (weight ? double(weight[t]) : 1.0) * s;
-      k = eps / double(C) * s;
+      loss_math::ce_grad_coef(s, weight ? double(weight[t]) : 1.0, eps, C, q, k);
     }
     const LogSumExp<T> lse = log_sum_exp<G>(x, C, S, lane);
     const bool smooth = eps > 0;
@@ -273,8 +266,7 @@ __device__ double ce_prob_loss(const T* inp, const T* target, const T* weight, i
   const double lse = log_sum_exp<G>(x, C, S, lane).value();
   double s = 0;
   for (int64_t c = lane; c < C; c += G) {
-    double yc = double(y[c * S]);
-    if (eps > 0) yc = yc * (1 - eps) + eps / double(C);
+    const double yc = loss_math::smoothed(double(y[c * S]), eps, C);
     s += (double(x[c * S]) - lse) * yc * (weight ? double(weight[c]) : 1.0);
   }
   return -group_sum<G>(s);
@@ -316,8 +308,7 @@ void ce_prob_backward(T* dinp, const T* dout, const T* inp, const T* target, con
                      : reduction == Reduction::mean ? double(dout[0]) / double(M)
                                                     : double(dout[0]);
     auto wy = [&](int64_t c) {
-      double yc = double(y[c * S]);
-      if (eps > 0) yc = yc * (1 - eps) + eps / double(C);
+      const double yc = loss_math::smoothed(double(y[c * S]), eps, C);
       return (weight ? double(weight[c]) : 1.0) * yc;
     };
     double b = 0;
@@ -340,8 +331,8 @@ __device__ double margin_loss(const T* inp, const int64_t* target, const T* weig
   const double wy = weight ? double(weight[y]) : 1.0;
   double s = 0;
   for (int64_t i = lane; i < C; i += G) {
-    const T z = m - x[y] + x[i];
-    if (i != y && z > 0) s += (p == 1 ? double(z) : double(z) * double(z)) * wy;
+    T z;
+    if (loss_math::margin_hinge(m, x, y, i, z)) s += loss_math::margin_loss_term(double(z), p, wy);
   }
   return group_sum<G>(s) / double(C);
 }
@@ -421,8 +412,7 @@ template <typename T>
 void mse_loss_forward_cuda(T* out, const T* inp, const T* target, int64_t n, Reduction reduction) {
   if (reduction == Reduction::none) {
     cuda::for_each("mse_loss_forward_cuda", n, [=] __device__(int64_t i) {
-      const T d = inp[i] - target[i];
-      out[i] = d * d;
+      out[i] = loss_math::sq_diff(inp[i], target[i]);
     });
     return;
   }
@@ -430,9 +420,8 @@ void mse_loss_forward_cuda(T* out, const T* inp, const T* target, int64_t n, Red
   reduce_items<1, 1>(
       "mse_loss_forward_cuda", n,
       [=] __device__(int64_t i, int) {
-        const double d = double(inp[i]) - double(target[i]);
         Sums<1> r;
-        r.v[0] = d * d;
+        r.v[0] = loss_math::sq_diff(double(inp[i]), double(target[i]));
         return r;
       },
       [=] __device__(const Sums<1>& s) { out[0] = T(mean ? s.v[0] / double(n) : s.v[0]); });
@@ -443,7 +432,7 @@ void mse_loss_backward_cuda(T* dinp, const T* dout, const T* inp, const T* targe
                             Reduction reduction) {
   if (reduction == Reduction::none) {
     cuda::for_each("mse_loss_backward_cuda", n, [=] __device__(int64_t i) {
-      dinp[i] = T(2) * (inp[i] - target[i]) * dout[i];
+      dinp[i] = loss_math::mse_grad(inp[i], target[i], dout[i]);
     });
     return;
   }
@@ -473,7 +462,7 @@ void multi_margin_loss_backward_cuda(T* dinp, const T* dout, const T* inp, const
                                      const T* weight, int64_t N, int64_t C, int p, double margin,
                                      Reduction reduction) {
   const T m = T(margin);
-  const double g = reduction == Reduction::mean ? 1.0 / (double(N) * double(C)) : 1.0 / double(C);
+  const double g = loss_math::margin_grad_scale(reduction, N, C);
   cuda::for_each("multi_margin_loss_backward_cuda", N * C, [=] __device__(int64_t e) {
     const int64_t n = e / C, i = e % C;
     const T* x = inp + n * C;
@@ -481,8 +470,9 @@ void multi_margin_loss_backward_cuda(T* dinp, const T* dout, const T* inp, const
     const double go = double(reduction == Reduction::none ? dout[n] : dout[0]);
     const double wy = weight ? double(weight[y]) : 1.0;
     auto hinge = [&](int64_t j) {
-      const T z = m - x[y] + x[j];
-      return j != y && z > 0 ? (p == 1 ? g : 2 * g * double(z)) * wy : 0.0;
+      T z;
+      if (!loss_math::margin_hinge(m, x, y, j, z)) return 0.0;
+      return loss_math::margin_grad_term(double(z), p, g, wy);
     };
     if (i != y) {
       dinp[e] = T(hinge(i) * go);
@@ -518,26 +508,7 @@ int64_t first_bad_target_cuda(const int64_t* target, int64_t n, int64_t C, bool 
   return int64_t(found);
 }
 
-#define FC_INSTANTIATE(T)                                                                        \
-  template void cross_entropy_forward_cuda<T>(T*, const T*, const int64_t*, const T*, int64_t,   \
-                                              int64_t, int64_t, int64_t, double, Reduction);     \
-  template void cross_entropy_backward_cuda<T>(T*, const T*, const T*, const int64_t*, const T*, \
-                                               int64_t, int64_t, int64_t, int64_t, double,       \
-                                               Reduction);                                       \
-  template void cross_entropy_prob_forward_cuda<T>(T*, const T*, const T*, const T*, int64_t,    \
-                                                   int64_t, int64_t, double, Reduction);         \
-  template void cross_entropy_prob_backward_cuda<T>(T*, const T*, const T*, const T*, const T*,  \
-                                                    int64_t, int64_t, int64_t, double,           \
-                                                    Reduction);                                  \
-  template void mse_loss_forward_cuda<T>(T*, const T*, const T*, int64_t, Reduction);            \
-  template void mse_loss_backward_cuda<T>(T*, const T*, const T*, const T*, int64_t, Reduction); \
-  template void multi_margin_loss_forward_cuda<T>(T*, const T*, const int64_t*, const T*,        \
-                                                  int64_t, int64_t, int, double, Reduction);     \
-  template void multi_margin_loss_backward_cuda<T>(T*, const T*, const T*, const int64_t*,       \
-                                                   const T*, int64_t, int64_t, int, double,      \
-                                                   Reduction);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+FC_LOSS_OPS(FC_INSTANTIATE_CUDA, float)
+FC_LOSS_OPS(FC_INSTANTIATE_CUDA, double)
 
 }  // namespace fc

@@ -1,9 +1,9 @@
-// Normalisation and dropout on the GPU, twins of csrc/cpu/norm.cpp with its numerics. Batch-norm
+// Normalisation on the GPU, twins of csrc/cpu/norm.cpp with its numerics. Batch-norm
 // statistics are summed in double over fixed chunks of each channel's N*S elements, one block
 // per chunk writing its partial sums to scratch, then combined per channel in chunk order: the
 // result depends on the shape alone, and no floating-point atomic is used. local_response_norm
-// is computed per element in double, its window sums in channel order. Dropout hashes
-// (seed, element index) with the CPU's SplitMix64, so a seed gives the CPU's mask bit for bit.
+// is computed per element in double, its window sums in channel order. The per-channel
+// finishing math is norm.h's, shared with the CPU twins.
 #include "norm.h"
 #include "cuda/cuda_common.cuh"
 
@@ -143,19 +143,11 @@ __global__ void bn_forward_finish_kernel(T* coef, T* save_mean, T* save_invstd, 
         const double cnt = double(chunk_end(g, q) - q * kChunk), d = sum[q * C + c] / cnt - mean;
         v += m2[q * C + c] + cnt * d * d;
       }
-      const double var = v / NS;
-      invstd = 1.0 / sqrt(var + eps);
-      // PyTorch's update, term order included; the running variance is the unbiased one.
-      if (running_mean) {
-        running_mean[c] = T(momentum * mean + (1 - momentum) * double(running_mean[c]));
-      }
-      if (running_var) {
-        const double unbiased = var * NS / (NS - 1);
-        running_var[c] = T(momentum * unbiased + (1 - momentum) * double(running_var[c]));
-      }
+      invstd = norm_math::bn_train_stats(running_mean, running_var, c, mean, v / NS, NS,
+                                         momentum, eps);
     } else {
       mean = double(running_mean[c]);
-      invstd = 1.0 / sqrt(double(running_var[c]) + eps);
+      invstd = norm_math::bn_eval_invstd(double(running_var[c]), eps);
     }
     save_mean[c] = T(mean);
     save_invstd[c] = T(invstd);
@@ -250,16 +242,11 @@ __global__ void bn_backward_finish_kernel(T* coef, T* dweight, T* dbias, const d
       if (dbias) dbias[c] += T(sdy);
       continue;
     }
-    // The batch mean is recovered as save_mean + mean(x - save_mean) in double, so float32
-    // gradients do not inherit the rounding of the saved mean.
-    const double NS = double(g.NS), shift = sd / NS, mean = double(save_mean[c]) + shift;
-    const double dyxmu = sdyd - shift * sdy;  // sum dy * (x - mean)
-    if (dweight) dweight[c] += T(dyxmu * invstd);
+    const norm_math::BnGrad d = norm_math::bn_train_grad(sdy, sdyd, sd, double(save_mean[c]),
+                                                         invstd, w, double(g.NS));
+    if (dweight) dweight[c] += T(d.dweight);
     if (dbias) dbias[c] += T(sdy);
-    // dx = w invstd (dy - mean(dy) - (x - mean) invstd^2 mean(dy (x - mean)))
-    //    = g dy + (x - mean) a + b
-    set_affine(coef, C, c, mean, -w * invstd * invstd * invstd * dyxmu / NS,
-               -w * invstd * sdy / NS);
+    set_affine(coef, C, c, d.mean, d.a, d.b);
   }
 }
 
@@ -429,39 +416,7 @@ void local_response_norm_backward_cuda(T* dinp, const T* dout, const T* inp, int
   });
 }
 
-template <typename T>
-void dropout_forward_cuda(T* out, uint8_t* mask, const T* inp, int64_t n, double p, uint64_t seed) {
-  const DropoutDraw draw(seed, p);
-  const T scale = dropout_scale<T>(p);
-  cuda::for_each("dropout_forward_cuda", n, [=] __device__(int64_t i) {
-    const uint8_t keep = draw.keep(uint64_t(i));
-    // inp * 0 rather than 0 for dropped elements: NaN and Inf give NaN, as in PyTorch.
-    out[i] = inp[i] * (T(keep) * scale);
-    if (mask) mask[i] = keep;
-  });
-}
-
-template <typename T>
-void dropout_backward_cuda(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
-  const T scale = dropout_scale<T>(p);
-  cuda::for_each("dropout_backward_cuda", n, [=] __device__(int64_t i) {
-    dinp[i] = dout[i] * (mask[i] ? scale : T(0));
-  });
-}
-
-#define FC_INSTANTIATE(T)                                                                       \
-  template void batch_norm_forward_cuda<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*,    \
-                                           int64_t, int64_t, int64_t, bool, double, double);    \
-  template void batch_norm_backward_cuda<T>(T*, T*, T*, const T*, const T*, const T*, const T*, \
-                                            const T*, int64_t, int64_t, int64_t, bool);         \
-  template void local_response_norm_forward_cuda<T>(T*, const T*, int64_t, int64_t, int64_t,    \
-                                                    int64_t, double, double, double);           \
-  template void local_response_norm_backward_cuda<T>(T*, const T*, const T*, int64_t, int64_t,  \
-                                                     int64_t, int64_t, double, double, double); \
-  template void dropout_forward_cuda<T>(T*, uint8_t*, const T*, int64_t, double, uint64_t);     \
-  template void dropout_backward_cuda<T>(T*, const T*, const uint8_t*, int64_t, double);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+FC_NORM_OPS(FC_INSTANTIATE_CUDA, float)
+FC_NORM_OPS(FC_INSTANTIATE_CUDA, double)
 
 }  // namespace fc

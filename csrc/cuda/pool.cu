@@ -33,21 +33,15 @@ struct Axis {
     return first(o) <= i && i <= last(o);
   }
 
-  // Input indices [lo, hi) step dil that window o reads: Pool2dGeom::rows/cols exactly (lo is
-  // the first tap inside the input, so argmax indices agree with the CPU's).
+  // Input indices [lo, hi) step dil that window o reads: Pool2dGeom::rows/cols exactly.
   __host__ __device__ void taps(int64_t o, int64_t& lo, int64_t& hi) const {
-    lo = first(o);
-    hi = imin(last(o) + 1, in);
-    if (lo < 0) lo += (-lo + dil - 1) / dil * dil;
+    pool_window(o, in, out, k, stride, pad, dil, adaptive, lo, hi);
   }
 
   // Average pooling (dilation 1): window o's part [lo, hi) inside the input and its extent
-  // inside the padded input, which count_include_pad divides by (AvgSpans in cpu/pool.cpp).
+  // inside the padded input.
   __host__ __device__ void avg_span(int64_t o, int64_t& lo, int64_t& hi, int64_t& ext) const {
-    const int64_t start = o * stride - pad, end = imin(start + k, in + pad);
-    ext = end - start;
-    lo = imax(start, 0);
-    hi = imin(end, in);
+    avg_pool_span(o, in, k, stride, pad, lo, hi, ext);
   }
 
   // The windows whose extent holds input index i (0 <= i < in): [o0, o1], empty if o0 > o1.
@@ -132,10 +126,8 @@ __host__ __device__ inline Box avg_box(const Geo& g, int64_t p, int64_t q, bool 
   int64_t eh, ew;
   g.rows.avg_span(p, b.h0, b.h1, eh);
   g.cols.avg_span(q, b.w0, b.w1, ew);
-  const int64_t div = divisor_override ? divisor_override
-                      : count_include_pad ? eh * ew
-                                          : (b.h1 - b.h0) * (b.w1 - b.w0);
-  b.scale = 1.0 / double(div);
+  b.scale = avg_pool_scale(divisor_override, count_include_pad, eh * ew,
+                           (b.h1 - b.h0) * (b.w1 - b.w0));
   return b;
 }
 
@@ -537,21 +529,7 @@ void mixed_pool2d_backward_cuda(T* dinp, const T* dout, const T* inp, const Pool
                                         G.HW()});
 }
 
-#define FC_INSTANTIATE(T)                                                                         \
-  template void max_pool2d_forward_cuda<T>(T*, int64_t*, const T*, const Pool2dGeom&);            \
-  template void min_pool2d_forward_cuda<T>(T*, int64_t*, const T*, const Pool2dGeom&);            \
-  template void max_pool2d_backward_cuda<T>(T*, const T*, const int64_t*, const T*,               \
-                                            const Pool2dGeom&, bool);                             \
-  template void avg_pool2d_forward_cuda<T>(T*, const T*, const Pool2dGeom&, bool, int64_t);       \
-  template void avg_pool2d_backward_cuda<T>(T*, const T*, const Pool2dGeom&, bool, int64_t);      \
-  template void lp_pool2d_forward_cuda<T>(T*, const T*, const Pool2dGeom&, double);               \
-  template void lp_pool2d_backward_cuda<T>(T*, const T*, const T*, const Pool2dGeom&, double);    \
-  template void adaptive_avg_pool2d_forward_cuda<T>(T*, const T*, const Pool2dGeom&);             \
-  template void adaptive_avg_pool2d_backward_cuda<T>(T*, const T*, const Pool2dGeom&);            \
-  template void mixed_pool2d_forward_cuda<T>(T*, const T*, const Pool2dGeom&, double);            \
-  template void mixed_pool2d_backward_cuda<T>(T*, const T*, const T*, const Pool2dGeom&, double);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
+FC_POOL_OPS(FC_INSTANTIATE_CUDA, float)
+FC_POOL_OPS(FC_INSTANTIATE_CUDA, double)
 
 }  // namespace fc

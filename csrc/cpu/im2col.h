@@ -1,15 +1,15 @@
-// im2col and its adjoint col2im, and the whole-batch unfold/fold built on them.
-// Both walk the same index map col[(c, r, s), (p, q)] <-> inp[c, p*sh - pt + r*dh, q*sw - pl + s*dw];
-// for each (c, r, s) the valid q form one interval, so rows copy (or add) in contiguous runs.
-#include "conv.h"
+// im2col and its adjoint col2im on the CPU, header-only: only cpu/conv.cpp uses them (conv2d,
+// conv_transpose2d, unfold, fold), so they need no instantiation list of their own. Both walk
+// the same index map col[(c, r, s), (p, q)] <-> inp[c, p*sh - pt + r*dh, q*sw - pl + s*dw]; for
+// each (c, r, s) the valid q form one interval, so rows copy (or add) in contiguous runs.
+#pragma once
 
 #include <algorithm>
 #include <cstring>
 
-#include "cpu/parallel.h"
+#include "geometry.h"
 
 namespace fc {
-namespace {
 
 // Valid output columns [lo, hi) for kernel column s: 0 <= q*sw + off < W.
 inline void valid_cols(const Conv2dGeom& g, int64_t s, int64_t& off, int64_t& lo, int64_t& hi) {
@@ -19,8 +19,8 @@ inline void valid_cols(const Conv2dGeom& g, int64_t s, int64_t& off, int64_t& lo
   lo = std::min(lo, hi);
 }
 
-}  // namespace
-
+// col[(c1-c0)*R*S, (p1-p0)*Q] = the windows of channels [c0, c1) of one image inp[C, H, W]
+// for output rows [p0, p1); zero where a window reads padding.
 template <typename T>
 void im2col_cpu(T* col, const T* inp, const Conv2dGeom& g, int64_t c0, int64_t c1, int64_t p0,
                 int64_t p1) {
@@ -52,6 +52,7 @@ void im2col_cpu(T* col, const T* inp, const Conv2dGeom& g, int64_t c0, int64_t c
   }
 }
 
+// inp[c0:c1, H, W] += the adjoint of im2col_cpu over the same channels and rows.
 template <typename T>
 void col2im_cpu(T* inp, const T* col, const Conv2dGeom& g, int64_t c0, int64_t c1, int64_t p0,
                 int64_t p1) {
@@ -73,40 +74,5 @@ void col2im_cpu(T* inp, const T* col, const Conv2dGeom& g, int64_t c0, int64_t c
     }
   }
 }
-
-template <typename T>
-void unfold_cpu(T* col, const T* inp, const Conv2dGeom& g) {
-  const int64_t L = g.PQ(), items = g.N * g.C;
-#pragma omp parallel for schedule(static) num_threads(max_threads()) \
-    if (items * g.RS() * L >= (1 << 16))
-  for (int64_t i = 0; i < items; ++i) {
-    const int64_t n = i / g.C, c = i % g.C;
-    im2col_cpu(col + (n * g.C + c) * g.RS() * L, inp + n * g.C * g.HW(), g, c, c + 1, 0, g.P);
-  }
-}
-
-template <typename T>
-void fold_cpu(T* out, const T* col, const Conv2dGeom& g) {
-  const int64_t L = g.PQ(), items = g.N * g.C;
-#pragma omp parallel for schedule(static) num_threads(max_threads()) \
-    if (items * g.RS() * L >= (1 << 16))
-  for (int64_t i = 0; i < items; ++i) {
-    const int64_t n = i / g.C, c = i % g.C;
-    T* img = out + n * g.C * g.HW();
-    std::fill(img + c * g.HW(), img + (c + 1) * g.HW(), T(0));
-    col2im_cpu(img, col + (n * g.C + c) * g.RS() * L, g, c, c + 1, 0, g.P);
-  }
-}
-
-#define FC_INSTANTIATE(T)                                                                     \
-  template void im2col_cpu<T>(T*, const T*, const Conv2dGeom&, int64_t, int64_t, int64_t,     \
-                              int64_t);                                                       \
-  template void col2im_cpu<T>(T*, const T*, const Conv2dGeom&, int64_t, int64_t, int64_t,     \
-                              int64_t);                                                       \
-  template void unfold_cpu<T>(T*, const T*, const Conv2dGeom&);                               \
-  template void fold_cpu<T>(T*, const T*, const Conv2dGeom&);
-FC_INSTANTIATE(float)
-FC_INSTANTIATE(double)
-#undef FC_INSTANTIATE
 
 }  // namespace fc
