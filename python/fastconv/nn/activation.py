@@ -12,16 +12,26 @@ from .._arrays import is_array
 from .. import functional as F
 from .module import Module
 
+__all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax"]
+
 
 def _inplace_repr(inplace):
     return ", inplace=True" if inplace else ""
 
 
 class _Elementwise(Module):
-    def _check(self, x):
-        if not is_array(x):
-            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
-                            f"input, got {type(x).__module__}.{type(x).__qualname__}")
+    """The functional op checks the input (once, in the extension); a layer only renames a
+    non-array's error after the fact, in __call__."""
+
+    def __call__(self, x):
+        try:
+            return self.forward(x)
+        except (TypeError, AttributeError):
+            if not is_array(x):
+                raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
+                                f"input, got {type(x).__module__}.{type(x).__qualname__}"
+                                ) from None
+            raise
 
 
 class ReLU(_Elementwise):
@@ -33,7 +43,6 @@ class ReLU(_Elementwise):
         return "inplace=True" if self.inplace else ""
 
     def forward(self, x):
-        self._check(x)
         # With inplace=True, x ends up holding the output, which is positive exactly where the
         # input was: all that relu_backward reads.
         self._input = x
@@ -56,7 +65,6 @@ class LeakyReLU(_Elementwise):
         return f"negative_slope={self.negative_slope}{_inplace_repr(self.inplace)}"
 
     def forward(self, x):
-        self._check(x)
         self._input = x  # holds the output when inplace: positive where the input was, as ReLU
         return F.leaky_relu(x, self.negative_slope, inplace=self.inplace)
 
@@ -73,7 +81,6 @@ class ELU(_Elementwise):
         return f"alpha={self.alpha}{_inplace_repr(self.inplace)}"
 
     def forward(self, x):
-        self._check(x)
         # elu_backward reads the input; in-place keeps a copy of it before it is overwritten.
         self._input = x.copy() if self.inplace else x
         return F.elu(x, self.alpha, inplace=self.inplace)
@@ -84,7 +91,6 @@ class ELU(_Elementwise):
 
 class Sigmoid(_Elementwise):
     def forward(self, x):
-        self._check(x)
         self._output = F.sigmoid(x)
         return self._output
 
@@ -94,7 +100,6 @@ class Sigmoid(_Elementwise):
 
 class Tanh(_Elementwise):
     def forward(self, x):
-        self._check(x)
         self._output = F.tanh(x)
         return self._output
 
@@ -111,7 +116,6 @@ class Softplus(_Elementwise):
         return f"beta={self.beta}, threshold={self.threshold}"
 
     def forward(self, x):
-        self._check(x)
         self._input = x
         return F.softplus(x, self.beta, self.threshold)
 
@@ -128,7 +132,6 @@ class _SoftmaxBase(_Elementwise):
         return f"dim={self.dim}"
 
     def _resolve_dim(self, x):
-        self._check(x)
         dim = self.dim
         if dim is None:
             # torch.nn's legacy implicit choice, with its deprecation warning.
@@ -136,17 +139,21 @@ class _SoftmaxBase(_Elementwise):
             warnings.warn(f"Implicit dimension choice for {type(self).__name__.lower()} has been "
                           f"deprecated. Change the call to include dim=X as an argument.",
                           UserWarning, stacklevel=3)
-        ndim = max(x.ndim, 1)
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
             raise TypeError(f"{self._name()}: dim must be an int, got {dim!r}")
-        if not -ndim <= dim < ndim:
-            raise ValueError(f"{self._name()}: dim {dim} is out of range for input of shape "
-                             f"{x.shape}")
         return dim
 
     def forward(self, x):
-        self._dim = self._resolve_dim(x)
-        self._output = self._op(x, dim=self._dim)
+        self._dim = dim = self._resolve_dim(x)
+        try:
+            self._output = self._op(x, dim=dim)
+        except ValueError:
+            # The extension checked dim; the layer's message names the layer.
+            ndim = max(x.ndim, 1)
+            if not -ndim <= dim < ndim:
+                raise ValueError(f"{self._name()}: dim {dim} is out of range for input of "
+                                 f"shape {x.shape}") from None
+            raise
         return self._output
 
 
