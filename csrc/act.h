@@ -43,7 +43,8 @@ namespace fc {
   E(X, T, elu, ElementwiseGrad, (, double alpha), (alpha))                                 \
   E(X, T, sigmoid, ElementwiseGradOut, (), ())                                             \
   E(X, T, tanh, ElementwiseGradOut, (), ())                                                \
-  E(X, T, softplus, ElementwiseGrad, (, double beta, double threshold), (beta, threshold))
+  E(X, T, softplus, ElementwiseGrad, (, double beta, double threshold), (beta, threshold))    \
+  E(X, T, gelu, ElementwiseGrad, (), ())
 
 #define FC_ACT_UNPAREN(...) __VA_ARGS__
 #define FC_ACT_ELEMENTWISE_OPS(X, T, op, bkind, decls, names)                              \
@@ -122,6 +123,21 @@ struct softplus {
   FC_HOST_DEVICE T backward(T g, T x) const {
     const T z = M::exp(x * b);
     return M::select(x * b > t, g, g * z / (z + T(1)));
+  }
+};
+
+// PyTorch's approximate='none': x * cdf(x) with cdf(x) = (1 + erf(x / sqrt(2))) / 2, and
+// gelu'(x) = cdf(x) + x * exp(-x^2 / 2) / sqrt(2 pi), in its operation order.
+template <typename M, typename T>
+struct gelu {
+  static constexpr bool kCheap = false;
+  FC_HOST_DEVICE T forward(T x) const {
+    return x * T(0.5) * (T(1) + M::erf(x * T(0.70710678118654752440)));
+  }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    const T cdf = T(0.5) * (T(1) + M::erf(x * T(0.70710678118654752440)));
+    const T pdf = T(0.39894228040143267794) * M::exp(x * x * T(-0.5));
+    return g * (cdf + x * pdf);
   }
 };
 

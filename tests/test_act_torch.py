@@ -35,6 +35,7 @@ CASES = {
     "softplus_0.5_1": (F.softplus, F.softplus_backward, TF.softplus,
                        {"beta": 0.5, "threshold": 1.0}),
     "softplus_neg": (F.softplus, F.softplus_backward, TF.softplus, {"beta": -1.5, "threshold": 2.0}),
+    "gelu": (F.gelu, F.gelu_backward, TF.gelu, {"approximate": "none"}),
 }
 NAMES = list(CASES)
 

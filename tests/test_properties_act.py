@@ -45,6 +45,7 @@ ELEMENTWISE = {
     "softplus": (F.softplus, F.softplus_backward, R.softplus_ref, R.softplus_backward_ref,
                  {"beta": reals.map(lambda v: v or 1.0),
                   "threshold": reals.map(lambda v: 10 * v)}),
+    "gelu": (F.gelu, F.gelu_backward, R.gelu_ref, R.gelu_backward_ref, {}),
 }
 INPLACE = ("relu", "leaky_relu", "elu")
 

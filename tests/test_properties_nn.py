@@ -59,6 +59,7 @@ ELEMENTWISE = {
     nn.Tanh: (RA.tanh_ref, RA.tanh_backward_ref, lambda m: {}),
     nn.Softplus: (RA.softplus_ref, RA.softplus_backward_ref,
                   lambda m: {"beta": m.beta, "threshold": m.threshold}),
+    nn.GELU: (RA.gelu_ref, RA.gelu_backward_ref, lambda m: {}),
 }
 
 

@@ -1,4 +1,4 @@
-"""Activations and softmax: relu, leaky_relu, elu, sigmoid, tanh, softplus, softmax and
+"""Activations and softmax: relu, leaky_relu, elu, sigmoid, tanh, softplus, gelu, softmax and
 log_softmax, with torch.nn.functional's signatures, and their backwards.
 
 Elementwise ops take arrays of any shape (0-d included); non-contiguous inputs are copied,
@@ -15,10 +15,10 @@ from .._arrays import empty, is_array
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
-__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "softmax",
+__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "softmax",
            "log_softmax", "relu_backward", "leaky_relu_backward", "elu_backward",
-           "sigmoid_backward", "tanh_backward", "softplus_backward", "softmax_backward",
-           "log_softmax_backward"]
+           "sigmoid_backward", "tanh_backward", "softplus_backward", "gelu_backward",
+           "softmax_backward", "log_softmax_backward"]
 
 
 def _like(x):
@@ -75,6 +75,20 @@ def softplus(input, beta=1.0, threshold=20.0):
     threshold = as_float(threshold, "threshold", "softplus")
     input = contiguous(input)
     return _C.softplus_forward(_like(input), input, beta, threshold)
+
+
+def _approximate(approximate, op):
+    if approximate != "none":
+        raise ValueError(f"{op}: approximate must be 'none' (the exact erf form; 'tanh' is not "
+                         f"implemented), got {approximate!r}")
+
+
+def gelu(input, approximate="none"):
+    """input * cdf(input), cdf the standard normal's: (1 + erf(input / sqrt(2))) / 2, as
+    torch.nn.functional.gelu with approximate='none' (the only form here)."""
+    _approximate(approximate, "gelu")
+    input = contiguous(input)
+    return _C.gelu_forward(_like(input), input)
 
 
 def _dim(dim, op):
@@ -175,6 +189,13 @@ def softplus_backward(grad_output, input, beta=1.0, threshold=20.0):
     beta, threshold = as_float(beta, "beta", op), as_float(threshold, "threshold", op)
     grad_output, input = contiguous(grad_output), contiguous(input)
     return _C.softplus_backward(_like(input), grad_output, input, beta, threshold)
+
+
+def gelu_backward(grad_output, input, approximate="none"):
+    """Gradient of gelu: grad_output * (cdf(input) + input * exp(-input**2 / 2) / sqrt(2 pi))."""
+    _approximate(approximate, "gelu_backward")
+    grad_output, input = contiguous(grad_output), contiguous(input)
+    return _C.gelu_backward(_like(input), grad_output, input)
 
 
 def softmax_backward(grad_output, output, dim):

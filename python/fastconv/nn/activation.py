@@ -1,4 +1,5 @@
-"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, Softmax, LogSoftmax.
+"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, GELU, Softmax,
+LogSoftmax.
 
 Elementwise layers take arrays of any shape. Each forward keeps the one array its backward
 reads: the input, or the output where the gradient is a function of it (Sigmoid, Tanh,
@@ -12,7 +13,8 @@ from .._arrays import is_array
 from .. import functional as F
 from .module import Module
 
-__all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax"]
+__all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "GELU", "Softmax",
+           "LogSoftmax"]
 
 
 def _inplace_repr(inplace):
@@ -121,6 +123,25 @@ class Softplus(_Elementwise):
 
     def backward(self, dout):
         return F.softplus_backward(dout, self._input, self.beta, self.threshold)
+
+
+class GELU(_Elementwise):
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate != "none":
+            raise ValueError(f"GELU: approximate must be 'none' (the exact erf form; 'tanh' is "
+                             f"not implemented), got {approximate!r}")
+        self.approximate = approximate
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+    def forward(self, x):
+        self._input = x
+        return F.gelu(x)
+
+    def backward(self, dout):
+        return F.gelu_backward(dout, self._input)
 
 
 class _SoftmaxBase(_Elementwise):
