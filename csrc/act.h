@@ -15,37 +15,9 @@ namespace fc {
 // then the op's scalars; out may alias inp), ElementwiseGrad (dinp, dout, inp, n, scalars),
 // ElementwiseGradOut (dinp, dout, and the forward's output or, when that is null, its input),
 // Softmax (out, inp as [outer, D, inner]) and SoftmaxGrad (dinp, dout, the forward's output).
+// The elementwise activations come from FC_ACT_ELEMENTWISE below, two twins each.
 #define FC_ACT_OPS(X, T)                                                                   \
-  /* out[n] = max(inp, 0), NaN kept. */                                                    \
-  X(relu_forward, Elementwise, T* out, const T* inp, int64_t n)                            \
-  /* dinp[n] = dout where inp > 0 (and where inp is NaN), else 0. */                       \
-  X(relu_backward, ElementwiseGrad, T* dinp, const T* dout, const T* inp, int64_t n)       \
-  /* out[n] = inp > 0 ? inp : inp * negative_slope. */                                     \
-  X(leaky_relu_forward, Elementwise, T* out, const T* inp, int64_t n, double negative_slope) \
-  /* dinp[n] = inp > 0 ? dout : dout * negative_slope. */                                  \
-  X(leaky_relu_backward, ElementwiseGrad, T* dinp, const T* dout, const T* inp, int64_t n,  \
-    double negative_slope)                                                                 \
-  /* out[n] = inp > 0 ? inp : expm1(inp) * alpha. */                                       \
-  X(elu_forward, Elementwise, T* out, const T* inp, int64_t n, double alpha)               \
-  /* dinp[n] = inp > 0 ? dout : dout * alpha * exp(inp). */                                \
-  X(elu_backward, ElementwiseGrad, T* dinp, const T* dout, const T* inp, int64_t n,         \
-    double alpha)                                                                          \
-  /* out[n] = 1 / (1 + exp(-inp)). */                                                      \
-  X(sigmoid_forward, Elementwise, T* out, const T* inp, int64_t n)                         \
-  /* dinp[n] = dout * (1 - y) * y with y = out, or y = sigmoid(inp) when out is null. */   \
-  X(sigmoid_backward, ElementwiseGradOut, T* dinp, const T* dout, const T* out,             \
-    const T* inp, int64_t n)                                                               \
-  /* out[n] = tanh(inp). */                                                                \
-  X(tanh_forward, Elementwise, T* out, const T* inp, int64_t n)                            \
-  /* dinp[n] = dout * (1 - y * y) with y = out, or y = tanh(inp) when out is null. */      \
-  X(tanh_backward, ElementwiseGradOut, T* dinp, const T* dout, const T* out, const T* inp,  \
-    int64_t n)                                                                             \
-  /* out[n] = inp * beta > threshold ? inp : log1p(exp(inp * beta)) / beta. */             \
-  X(softplus_forward, Elementwise, T* out, const T* inp, int64_t n, double beta,            \
-    double threshold)                                                                      \
-  /* dinp[n] = inp * beta > threshold ? dout : dout * z / (z + 1), z = exp(inp * beta). */ \
-  X(softplus_backward, ElementwiseGrad, T* dinp, const T* dout, const T* inp, int64_t n,    \
-    double beta, double threshold)                                                         \
+  FC_ACT_ELEMENTWISE(FC_ACT_ELEMENTWISE_OPS, X, T)                                         \
   /* out[outer, D, inner] = exp(inp - max) / sum(exp(inp - max)) over D. */                \
   X(softmax_forward, Softmax, T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) \
   /* dinp[outer, D, inner] = out * (dout - sum(dout * out)) over D; out is softmax's. */   \
@@ -58,6 +30,117 @@ namespace fc {
   X(log_softmax_backward, SoftmaxGrad, T* dinp, const T* dout, const T* out, int64_t outer, \
     int64_t D, int64_t inner)
 
+// The elementwise activations: E(X, T, op, backward kind, (, scalar declarations), (scalar
+// names)) per op, whose formulas are act::<op> below. Each gives two twins, declared through X:
+//   <op>_forward  Elementwise         out[n] = f(inp), the scalars after n
+//   <op>_backward ElementwiseGrad     dinp[n] = f'(inp) * dout
+//              or ElementwiseGradOut  dinp[n] = from the forward's output (or its input)
+// cpu/act.cpp, cuda/act.cu and bind/act.cpp generate every body from this list: a new
+// elementwise activation is a line here and its formula struct.
+#define FC_ACT_ELEMENTWISE(E, X, T)                                                        \
+  E(X, T, relu, ElementwiseGrad, (), ())                                                   \
+  E(X, T, leaky_relu, ElementwiseGrad, (, double negative_slope), (negative_slope))        \
+  E(X, T, elu, ElementwiseGrad, (, double alpha), (alpha))                                 \
+  E(X, T, sigmoid, ElementwiseGradOut, (), ())                                             \
+  E(X, T, tanh, ElementwiseGradOut, (), ())                                                \
+  E(X, T, softplus, ElementwiseGrad, (, double beta, double threshold), (beta, threshold))    \
+  E(X, T, gelu, ElementwiseGrad, (), ())
+
+#define FC_ACT_UNPAREN(...) __VA_ARGS__
+#define FC_ACT_ELEMENTWISE_OPS(X, T, op, bkind, decls, names)                              \
+  X(op##_forward, Elementwise, T* out, const T* inp, int64_t n FC_ACT_UNPAREN decls)        \
+  FC_ACT_BACKWARD_##bkind(X, T, op, decls)
+#define FC_ACT_BACKWARD_ElementwiseGrad(X, T, op, decls)                                   \
+  X(op##_backward, ElementwiseGrad, T* dinp, const T* dout, const T* inp,                   \
+    int64_t n FC_ACT_UNPAREN decls)
+#define FC_ACT_BACKWARD_ElementwiseGradOut(X, T, op, decls)                                \
+  X(op##_backward, ElementwiseGradOut, T* dinp, const T* dout, const T* out, const T* inp,  \
+    int64_t n FC_ACT_UNPAREN decls)
+
 FC_ACT_OPS(FC_DECLARE, T)
+
+// The per-element formulas both twins run, written once. M is the twin's math: M::exp,
+// M::expm1, M::tanh, M::erf and M::log1p_exp (log1p(exp(v)), libm on both) for float and double,
+// and M::select(c, a, b), c ? a : b (a blend of both values on the CPU, where gcc then
+// vectorises). Scalars are rounded to T first, as PyTorch does. An op is a struct
+// act::<op><M, T> made from its scalars, with forward(x) and backward(g, x), or, for
+// ElementwiseGradOut, grad(g, y) from the forward's output y; kCheap marks formulas without
+// transcendental calls (the CPU splits their loops across threads only at larger sizes).
+namespace act {
+
+template <typename M, typename T>
+struct relu {
+  static constexpr bool kCheap = true;
+  // x < 0 rather than x > 0 so that NaN is kept.
+  FC_HOST_DEVICE T forward(T x) const { return x < T(0) ? T(0) : x; }
+  // PyTorch's threshold_backward: x <= 0 gives 0 (even for a NaN gradient), anything else,
+  // NaN included, passes the gradient.
+  FC_HOST_DEVICE T backward(T g, T x) const { return x <= T(0) ? T(0) : g; }
+};
+
+template <typename M, typename T>
+struct leaky_relu {
+  static constexpr bool kCheap = true;
+  T s;
+  FC_HOST_DEVICE explicit leaky_relu(double negative_slope) : s(T(negative_slope)) {}
+  FC_HOST_DEVICE T forward(T x) const { return M::select(x > T(0), x, x * s); }
+  FC_HOST_DEVICE T backward(T g, T x) const { return M::select(x > T(0), g, g * s); }
+};
+
+template <typename M, typename T>
+struct elu {
+  static constexpr bool kCheap = false;
+  T a;
+  FC_HOST_DEVICE explicit elu(double alpha) : a(T(alpha)) {}
+  FC_HOST_DEVICE T forward(T x) const { return M::select(x > T(0), x, M::expm1(x) * a); }
+  // elu'(0) = alpha and elu'(NaN) = NaN, as PyTorch's elu_backward (is_result=False).
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    return M::select(x > T(0), g, g * a * M::exp(x));
+  }
+};
+
+template <typename M, typename T>
+struct sigmoid {
+  static constexpr bool kCheap = false;
+  FC_HOST_DEVICE T forward(T x) const { return T(1) / (T(1) + M::exp(-x)); }
+  FC_HOST_DEVICE T grad(T g, T y) const { return g * (T(1) - y) * y; }
+};
+
+template <typename M, typename T>
+struct tanh {
+  static constexpr bool kCheap = false;
+  FC_HOST_DEVICE T forward(T x) const { return M::tanh(x); }
+  FC_HOST_DEVICE T grad(T g, T y) const { return g * (T(1) - y * y); }
+};
+
+template <typename M, typename T>
+struct softplus {
+  static constexpr bool kCheap = false;
+  T b, t;
+  FC_HOST_DEVICE softplus(double beta, double threshold) : b(T(beta)), t(T(threshold)) {}
+  // Above the threshold log1p(exp(x * beta)) / beta equals x to working precision.
+  FC_HOST_DEVICE T forward(T x) const { return x * b > t ? x : M::log1p_exp(x * b) / b; }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    const T z = M::exp(x * b);
+    return M::select(x * b > t, g, g * z / (z + T(1)));
+  }
+};
+
+// PyTorch's approximate='none': x * cdf(x) with cdf(x) = (1 + erf(x / sqrt(2))) / 2, and
+// gelu'(x) = cdf(x) + x * exp(-x^2 / 2) / sqrt(2 pi), in its operation order.
+template <typename M, typename T>
+struct gelu {
+  static constexpr bool kCheap = false;
+  FC_HOST_DEVICE T forward(T x) const {
+    return x * T(0.5) * (T(1) + M::erf(x * T(0.70710678118654752440)));
+  }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    const T cdf = T(0.5) * (T(1) + M::erf(x * T(0.70710678118654752440)));
+    const T pdf = T(0.39894228040143267794) * M::exp(x * x * T(-0.5));
+    return g * (cdf + x * pdf);
+  }
+};
+
+}  // namespace act
 
 }  // namespace fc

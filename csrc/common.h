@@ -162,6 +162,9 @@ struct Tensor {
   DType dtype = DType::f32;
   Device device = Device::cpu;
   Shape shape;
+  // A CUDA array's stream, as its CUDA array interface names it (0 on the CPU): the launch
+  // stream of a call the binding makes with this array as its primary one.
+  std::uintptr_t stream = 0;
 
   int64_t numel() const {
     int64_t n = 1;

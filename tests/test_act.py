@@ -1,12 +1,14 @@
 """fastconv.functional activations and softmax vs the NumPy reference (fastconv/_opinfo/act.py).
 
-Expected values always come from the float64 reference, never from fastconv itself.
+Expected values always come from the float64 reference, never from fastconv itself (except in
+the finite-difference check, which ties each backward to its own forward).
 """
 
 import numpy as np
 import pytest
 
 import fastconv.functional as F
+from fastconv import nn
 from fastconv._loader import _C
 
 from fastconv._opinfo import act as R
@@ -97,6 +99,27 @@ def test_act_kinks():
     assert np.array_equal(F.leaky_relu_backward(g, z, 0.25), 0.25 * g)
     assert np.array_equal(F.elu_backward(g, z, 0.5), 0.5 * g)
     assert np.array_equal(F.relu(np.array([-0.0, 0.0])), np.zeros(2))
+
+
+@pytest.mark.parametrize("op", [spec.name for spec in R.ACTS])
+def test_act_backward_matches_finite_differences(op):
+    """The backward kernel against central differences of the forward kernel in float64, away
+    from the kinks (|x| >= 0.1; each spec's first sample, whose kinks are at 0 or far out)."""
+    f, df, _, _, kw = ELEMENTWISE[op]
+    x, g = _data((3, 41), np.float64, 50)
+    x = np.where(np.abs(x) < 0.1, 0.5, x)
+    h = 1e-6
+    numeric = g * (f(x + h, **kw) - f(x - h, **kw)) / (2 * h)
+    assert_close(df(g, x, **kw), numeric, 1e-7, atol=1e-8, what=f"{op} finite differences")
+
+
+def test_act_gelu_rejects_the_tanh_approximation():
+    x = np.ones(3)
+    for call in (lambda: F.gelu(x, approximate="tanh"),
+                 lambda: F.gelu_backward(x, x, approximate="tanh"), lambda: nn.GELU("tanh")):
+        with pytest.raises(ValueError, match="approximate must be 'none'.*got 'tanh'"):
+            call()
+    assert repr(nn.GELU()) == "GELU(approximate='none')"
 
 
 NONFINITE = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -100.0, 1e4, -1e4, 1.5, -1.5,

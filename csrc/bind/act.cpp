@@ -1,48 +1,98 @@
-// Bindings of the activation family: elementwise activations (forward writes `out`, which is
-// the input itself for inplace=True), their backwards, and softmax/log_softmax along one dim.
-#include "bind/binding.h"
+// Bindings of the activation family: the op list (act.h) through the generic binder. The kinds
+// below read each argument layout once; forwards write `out` (the input itself for inplace=True)
+// and every binding returns the array it wrote, so a functional call is one crossing.
+#include "bind/generic.h"
 
 #include "act.h"
 
 namespace fc::bind {
 namespace {
 
-// Forward: input and out of one dtype and shape; out is the input array when inplace.
-struct Unary {
-  Tensor x, out;
-};
-
-Unary unary(const char* op, py::handle out_, py::handle input) {
-  const bool inplace = out_.is(input);
-  Tensor x = view(input, op, "input", inplace);
-  if (inplace) return {x, x};
-  return {x, view_like(out_, x, x.shape, op, "out", true)};
-}
-
-// Backward: grad_output like `ref` (the input, or the forward's output); grad_input like ref.
+// grad_output like `ref` (the input, or the forward's output).
 Tensor grad_like(const char* op, py::handle dout_, const Tensor& ref, const char* ref_name) {
-  Tensor dout = view(dout_, op, "grad_output");
+  Tensor dout = read(dout_, op, "grad_output");
   same_dtype(dout, ref, op, "grad_output", ref_name);
   FC_CHECK(dout.shape == ref.shape, op, ": grad_output must have shape ", shape_str(ref.shape),
            " (the shape of ", ref_name, "), got ", shape_str(dout.shape));
   return dout;
 }
 
-Tensor grad_input(const char* op, py::handle dinp_, const Tensor& ref) {
-  return view_like(dinp_, ref, ref.shape, op, "grad_input", true);
+// An output like ref (its dtype and shape), returned to the caller.
+py::object output_like(const char* op, const char* name, py::handle obj, const Tensor& ref,
+                       Tensor& out) {
+  out = read_like(obj, ref, ref.shape, op, name, true);
+  return py::reinterpret_borrow<py::object>(obj);
 }
 
-// Elementwise ops with no scalar argument (relu, sigmoid, tanh); pick(device, T{}) returns the
-// kernel twin to run.
-template <typename Pick>
-void forward0(const char* op, py::handle out_, py::handle input, Pick pick) {
-  Unary u = unary(op, out_, input);
-  py::gil_scoped_release nogil;
-  dispatch(u.x.dtype, [&](auto t) {
-    using T = decltype(t);
-    pick(u.x.device, t)(u.out.data<T>(), u.x.data<T>(), u.x.numel());
-  });
-}
+// Python (out, input, scalars...): kernel(out, inp, n, scalars...); out may be input.
+struct Elementwise {
+  static constexpr size_t kArrays = 3;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
+    m.def(name, [op, pick, tag](py::handle out_, py::handle input, S... s) {
+      check(tag, op.c_str(), s...);
+      const bool inplace = out_.is(input);
+      Tensor x = read(input, op.c_str(), "input", inplace), out = x;
+      py::object o = inplace ? py::reinterpret_borrow<py::object>(input)
+                             : output_like(op.c_str(), "out", out_, x, out);
+      Launch(x).run(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        pick(x.device, t)(out.data<T>(), x.data<T>(), x.numel(), s...);
+      });
+      return o;
+    });
+  }
+};
+
+// Python (grad_input, grad_output, input, scalars...): kernel(dinp, dout, inp, n, scalars...).
+struct ElementwiseGrad {
+  static constexpr size_t kArrays = 4;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
+    m.def(name, [op, pick, tag](py::handle dinp_, py::handle dout_, py::handle input, S... s) {
+      const char* o = op.c_str();
+      check(tag, o, s...);
+      Tensor x = read(input, o, "input"), dout = grad_like(o, dout_, x, "input"), dinp;
+      py::object d = output_like(o, "grad_input", dinp_, x, dinp);
+      Launch(x).run(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        pick(x.device, t)(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(), s...);
+      });
+      return d;
+    });
+  }
+};
+
+// Python (grad_input, grad_output, input, output, scalars...): kernel(dinp, dout, out, inp, n,
+// scalars...) from the forward's output when given (inp null), else from its input (out null).
+struct ElementwiseGradOut {
+  static constexpr size_t kArrays = 5;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
+    m.def(name, [op, pick, tag](py::handle dinp_, py::handle dout_, py::handle input,
+                                py::handle output, S... s) {
+      const char* o = op.c_str();
+      check(tag, o, s...);
+      FC_CHECK(!input.is_none() || !output.is_none(), o, ": pass input or output=");
+      std::optional<Tensor> x, y;
+      if (!input.is_none()) x = read(input, o, "input");
+      if (!output.is_none()) y = read(output, o, "output");
+      if (x && y) {
+        same_dtype(*y, *x, o, "output", "input");
+        expect_shape(*y, x->shape, o, "output");
+      }
+      const Tensor& ref = y ? *y : *x;
+      Tensor dout = grad_like(o, dout_, ref, y ? "output" : "input"), dinp;
+      py::object d = output_like(o, "grad_input", dinp_, ref, dinp);
+      Launch(ref).run(ref.dtype, [&](auto t) {
+        using T = decltype(t);
+        pick(ref.device, t)(dinp.data<T>(), dout.data<T>(), ptr<T>(y), y ? nullptr : x->data<T>(),
+                            ref.numel(), s...);
+      });
+      return d;
+    });
+  }
+};
 
 // Softmax geometry: the array as [outer, D, inner] around dim; a 0-d array is one element.
 struct SoftmaxDims {
@@ -62,161 +112,61 @@ SoftmaxDims softmax_dims(const char* op, const Shape& shape, int64_t dim) {
   return s;
 }
 
-template <bool Log>
-void softmax_fwd(py::handle out_, py::handle input, int64_t dim) {
-  const char* op = Log ? "log_softmax" : "softmax";
-  Unary u = unary(op, out_, input);
-  const SoftmaxDims s = softmax_dims(op, u.x.shape, dim);
-  py::gil_scoped_release nogil;
-  dispatch(u.x.dtype, [&](auto t) {
-    using T = decltype(t);
-    auto kernel = Log ? FC_TWIN(u.x.device, log_softmax_forward, T)
-                      : FC_TWIN(u.x.device, softmax_forward, T);
-    kernel(u.out.data<T>(), u.x.data<T>(), s.outer, s.D, s.inner);
-  });
-}
+// Python (out, input, dim): kernel(out, inp, outer, D, inner).
+struct Softmax {
+  static constexpr size_t kArrays = 5;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag) {
+    m.def(name, [op, pick](py::handle out_, py::handle input, int64_t dim) {
+      const char* o = op.c_str();
+      const bool inplace = out_.is(input);
+      Tensor x = read(input, o, "input", inplace), out = x;
+      py::object r = inplace ? py::reinterpret_borrow<py::object>(input)
+                             : output_like(o, "out", out_, x, out);
+      const SoftmaxDims d = softmax_dims(o, x.shape, dim);
+      Launch(x).run(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        pick(x.device, t)(out.data<T>(), x.data<T>(), d.outer, d.D, d.inner);
+      });
+      return r;
+    });
+  }
+};
 
-template <bool Log>
-void softmax_bwd(py::handle dinp_, py::handle dout_, py::handle output, int64_t dim) {
-  const char* op = Log ? "log_softmax_backward" : "softmax_backward";
-  Tensor y = view(output, op, "output");
-  Tensor dout = grad_like(op, dout_, y, "output");
-  const SoftmaxDims s = softmax_dims(op, y.shape, dim);
-  Tensor dinp = grad_input(op, dinp_, y);
-  py::gil_scoped_release nogil;
-  dispatch(y.dtype, [&](auto t) {
-    using T = decltype(t);
-    auto kernel = Log ? FC_TWIN(y.device, log_softmax_backward, T)
-                      : FC_TWIN(y.device, softmax_backward, T);
-    kernel(dinp.data<T>(), dout.data<T>(), y.data<T>(), s.outer, s.D, s.inner);
-  });
-}
+// Python (grad_input, grad_output, output, dim): kernel(dinp, dout, out, outer, D, inner).
+struct SoftmaxGrad {
+  static constexpr size_t kArrays = 6;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag) {
+    m.def(name, [op, pick](py::handle dinp_, py::handle dout_, py::handle output, int64_t dim) {
+      const char* o = op.c_str();
+      Tensor y = read(output, o, "output"), dout = grad_like(o, dout_, y, "output");
+      const SoftmaxDims d = softmax_dims(o, y.shape, dim);
+      Tensor dinp;
+      py::object r = output_like(o, "grad_input", dinp_, y, dinp);
+      Launch(y).run(y.dtype, [&](auto t) {
+        using T = decltype(t);
+        pick(y.device, t)(dinp.data<T>(), dout.data<T>(), y.data<T>(), d.outer, d.D, d.inner);
+      });
+      return r;
+    });
+  }
+};
 
 }  // namespace
 
+// softplus divides by beta.
+void check(OpTag<&softplus_forward_cpu<float>>, const char* op, double beta, double) {
+  FC_CHECK(beta != 0, op, ": beta must be nonzero, got ", beta);
+}
+void check(OpTag<&softplus_backward_cpu<float>>, const char* op, double beta, double) {
+  FC_CHECK(beta != 0, op, ": beta must be nonzero, got ", beta);
+}
+
 void bind_act(py::module_& m) {
-  m.def("relu_forward", [](py::handle out, py::handle input) {
-    forward0("relu", out, input,
-             [](Device d, auto t) { return FC_TWIN(d, relu_forward, decltype(t)); });
-  });
-  m.def("sigmoid_forward", [](py::handle out, py::handle input) {
-    forward0("sigmoid", out, input,
-             [](Device d, auto t) { return FC_TWIN(d, sigmoid_forward, decltype(t)); });
-  });
-  m.def("tanh_forward", [](py::handle out, py::handle input) {
-    forward0("tanh", out, input,
-             [](Device d, auto t) { return FC_TWIN(d, tanh_forward, decltype(t)); });
-  });
-  m.def("leaky_relu_forward", [](py::handle out, py::handle input, double negative_slope) {
-    const char* op = "leaky_relu";
-    Unary u = unary(op, out, input);
-    py::gil_scoped_release nogil;
-    dispatch(u.x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(u.x.device, leaky_relu_forward, T)(u.out.data<T>(), u.x.data<T>(), u.x.numel(),
-                                                 negative_slope);
-    });
-  });
-  m.def("elu_forward", [](py::handle out, py::handle input, double alpha) {
-    const char* op = "elu";
-    Unary u = unary(op, out, input);
-    py::gil_scoped_release nogil;
-    dispatch(u.x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(u.x.device, elu_forward, T)(u.out.data<T>(), u.x.data<T>(), u.x.numel(), alpha);
-    });
-  });
-  m.def("softplus_forward", [](py::handle out, py::handle input, double beta, double threshold) {
-    const char* op = "softplus";
-    FC_CHECK(beta != 0, op, ": beta must be nonzero, got ", beta);
-    Unary u = unary(op, out, input);
-    py::gil_scoped_release nogil;
-    dispatch(u.x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(u.x.device, softplus_forward, T)(u.out.data<T>(), u.x.data<T>(), u.x.numel(), beta,
-                                               threshold);
-    });
-  });
-
-  m.def("relu_backward", [](py::handle dinp_, py::handle dout_, py::handle input) {
-    const char* op = "relu_backward";
-    Tensor x = view(input, op, "input"), dout = grad_like(op, dout_, x, "input");
-    Tensor dinp = grad_input(op, dinp_, x);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, relu_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel());
-    });
-  });
-  m.def("leaky_relu_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
-                                  double negative_slope) {
-    const char* op = "leaky_relu_backward";
-    Tensor x = view(input, op, "input"), dout = grad_like(op, dout_, x, "input");
-    Tensor dinp = grad_input(op, dinp_, x);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, leaky_relu_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(),
-                                                x.numel(), negative_slope);
-    });
-  });
-  m.def("elu_backward", [](py::handle dinp_, py::handle dout_, py::handle input, double alpha) {
-    const char* op = "elu_backward";
-    Tensor x = view(input, op, "input"), dout = grad_like(op, dout_, x, "input");
-    Tensor dinp = grad_input(op, dinp_, x);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, elu_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(), x.numel(),
-                                         alpha);
-    });
-  });
-  m.def("softplus_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
-                                double beta, double threshold) {
-    const char* op = "softplus_backward";
-    FC_CHECK(beta != 0, op, ": beta must be nonzero, got ", beta);
-    Tensor x = view(input, op, "input"), dout = grad_like(op, dout_, x, "input");
-    Tensor dinp = grad_input(op, dinp_, x);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, softplus_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(),
-                                              x.numel(), beta, threshold);
-    });
-  });
-  // sigmoid/tanh backward from the forward's output when given, else from the input.
-  for (const char* name : {"sigmoid_backward", "tanh_backward"}) {
-    const bool is_sigmoid = name[0] == 's';
-    m.def(name, [name, is_sigmoid](py::handle dinp_, py::handle dout_, py::handle input,
-                                   py::handle output) {
-      const char* op = name;
-      FC_CHECK(!input.is_none() || !output.is_none(), op, ": pass input or output=");
-      auto x = view_or_none(input, op, "input"), y = view_or_none(output, op, "output");
-      if (x && y) {
-        same_dtype(*y, *x, op, "output", "input");
-        expect_shape(*y, x->shape, op, "output");
-      }
-      const Tensor& ref = y ? *y : *x;
-      const char* ref_name = y ? "output" : "input";
-      Tensor dout = grad_like(op, dout_, ref, ref_name);
-      Tensor dinp = grad_input(op, dinp_, ref);
-      py::gil_scoped_release nogil;
-      dispatch(ref.dtype, [&](auto t) {
-        using T = decltype(t);
-        const T* yp = y ? y->data<T>() : nullptr;
-        const T* xp = y ? nullptr : x->data<T>();
-        if (is_sigmoid) FC_TWIN(ref.device, sigmoid_backward, T)(dinp.data<T>(), dout.data<T>(),
-                                                                 yp, xp, ref.numel());
-        else FC_TWIN(ref.device, tanh_backward, T)(dinp.data<T>(), dout.data<T>(), yp, xp,
-                                                   ref.numel());
-      });
-    });
-  }
-
-  m.def("softmax_forward", &softmax_fwd<false>);
-  m.def("log_softmax_forward", &softmax_fwd<true>);
-  m.def("softmax_backward", &softmax_bwd<false>);
-  m.def("log_softmax_backward", &softmax_bwd<true>);
+#define FC_BIND_ACT(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
+  FC_ACT_OPS(FC_BIND_ACT, T)
+#undef FC_BIND_ACT
 }
 
 }  // namespace fc::bind

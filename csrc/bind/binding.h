@@ -22,8 +22,13 @@ enum Accept : unsigned { kFloat = 1u, kInt64 = 2u, kUInt8 = 4u };
 
 std::string type_name(py::handle obj);
 
-// A NumPy array (CPU) or an object with __cuda_array_interface__ (GPU; its stream becomes the
-// launch stream of this call), C-contiguous, of an accepted dtype.
+// A NumPy array (CPU) or an object with __cuda_array_interface__ (GPU, with its stream),
+// C-contiguous, of an accepted dtype.
+Tensor read(py::handle obj, const char* op, const char* name, bool writable = false,
+            unsigned accept = kFloat);
+
+// read(), and a CUDA array's stream becomes this thread's launch stream: for the bindings not
+// yet on the generic binder (bind/generic.h), which sets the stream explicitly at the launch.
 Tensor view(py::handle obj, const char* op, const char* name, bool writable = false,
             unsigned accept = kFloat);
 
@@ -45,6 +50,10 @@ void expect_shape(const Tensor& t, const Shape& s, const char* op, const char* n
 // An op's secondary array (weight, bias, out, a gradient): it must have ref's dtype (TypeError,
 // naming `name` and "input") and `shape` (ValueError; `note` says where that shape comes from).
 Tensor view_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
+                 const char* name, bool writable = false, const char* note = nullptr);
+
+// view_like() without the stream side effect (as read() is to view()).
+Tensor read_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
                  const char* name, bool writable = false, const char* note = nullptr);
 
 inline std::optional<Tensor> view_like_or_none(py::handle obj, const Tensor& ref,

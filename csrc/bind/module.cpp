@@ -80,9 +80,9 @@ Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable
     FC_CHECK(ok, op, ": ", name, " must be C-contiguous");
   }
   FC_CHECK(!writable || !readonly, op, ": ", name, " must be writable");
-  std::uintptr_t s = 0;
-  if (cai.contains("stream") && !cai["stream"].is_none()) s = cai["stream"].cast<std::uintptr_t>();
-  cuda::set_stream(s);
+  if (cai.contains("stream") && !cai["stream"].is_none()) {
+    t.stream = cai["stream"].cast<std::uintptr_t>();
+  }
   return t;
 #endif
 }
@@ -90,6 +90,14 @@ Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable
 }  // namespace
 
 Tensor view(py::handle obj, const char* op, const char* name, bool writable, unsigned accept) {
+  Tensor t = read(obj, op, name, writable, accept);
+#ifdef FC_CUDA
+  if (t.device == Device::cuda) cuda::set_stream(t.stream);
+#endif
+  return t;
+}
+
+Tensor read(py::handle obj, const char* op, const char* name, bool writable, unsigned accept) {
   if (!py::isinstance<py::array>(obj)) {
     if (py::hasattr(obj, "__cuda_array_interface__")) return cuda_view(obj, op, name, writable, accept);
     throw TypeError(str(op, ": ", name, " must be a numpy.ndarray or a CUDA array (cupy.ndarray), "
@@ -131,7 +139,16 @@ void expect_shape(const Tensor& t, const Shape& s, const char* op, const char* n
 
 Tensor view_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
                  const char* name, bool writable, const char* note) {
-  Tensor t = view(obj, op, name, writable);
+  Tensor t = read_like(obj, ref, shape, op, name, writable, note);
+#ifdef FC_CUDA
+  if (t.device == Device::cuda) cuda::set_stream(t.stream);
+#endif
+  return t;
+}
+
+Tensor read_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
+                 const char* name, bool writable, const char* note) {
+  Tensor t = read(obj, op, name, writable);
   same_dtype(t, ref, op, name, "input");
   FC_CHECK(t.shape == shape, op, ": ", name, " must have shape ", shape_str(shape),
            note ? str(" (", note, ")") : std::string(), ", got ", shape_str(t.shape));

@@ -130,8 +130,51 @@ FC_INLINE float tanh_of(float x) {
   return select((x != x) | (x == 0.0f), x, r);
 }
 
-template <typename T>
-FC_INLINE T sigmoid(T x) { return T(1) / (T(1) + exp_of(-x)); }
+// The CPU's math for the formulas in act.h (act::<op><CpuMath, T>).
+struct CpuMath {
+  template <typename T> static FC_INLINE T select(bool c, T a, T b) { return fc::select(c, a, b); }
+  template <typename T> static FC_INLINE T exp(T x) { return exp_of(x); }
+  template <typename T> static FC_INLINE T expm1(T x) { return expm1_of(x); }
+  template <typename T> static FC_INLINE T tanh(T x) { return tanh_of(x); }
+  template <typename T> static FC_INLINE T erf(T x) { return std::erf(x); }
+  template <typename T> static FC_INLINE T log1p_exp(T x) { return std::log1p(std::exp(x)); }
+};
+
+// The elementwise twins' loops: f an act::<op><CpuMath, T>.
+template <typename T, typename F>
+void map_forward(T* out, const T* inp, int64_t n, F f) {
+  for_chunks(n, F::kCheap ? kCheapGrain : kMathGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = f.forward(inp[i]);
+  });
+}
+
+template <typename T, typename F>
+void map_backward(T* dinp, const T* dout, const T* inp, int64_t n, F f) {
+  for_chunks(n, F::kCheap ? kCheapGrain : kMathGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T g = dout[i];
+      dinp[i] = f.backward(g, inp[i]);
+    }
+  });
+}
+
+// From the forward's output (a cheap loop), else recomputing it from the input.
+template <typename T, typename F>
+void map_backward_from_output(T* dinp, const T* dout, const T* out, const T* inp, int64_t n,
+                              F f) {
+  if (out) {
+    for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) dinp[i] = f.grad(dout[i], out[i]);
+    });
+    return;
+  }
+  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T y = f.forward(inp[i]);
+      dinp[i] = f.grad(dout[i], y);
+    }
+  });
+}
 
 // Softmax over a strided dim handles this many inner positions per work item: the running
 // max and sum of each lane live in small arrays and the loops over lanes read contiguously.
@@ -289,143 +332,27 @@ void softmax_backward(T* dinp, const T* dout, const T* out, int64_t outer, int64
 
 }  // namespace
 
-template <typename T>
-void relu_forward_cpu(T* out, const T* inp, int64_t n) {
-  for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
-    // x < 0 rather than x > 0 so that NaN is kept.
-    for (int64_t i = i0; i < i1; ++i) out[i] = inp[i] < T(0) ? T(0) : inp[i];
-  });
-}
-
-template <typename T>
-void relu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n) {
-  for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
-    // PyTorch's threshold_backward: x <= 0 gives 0 (even for a NaN gradient), anything else,
-    // NaN included, passes the gradient.
-    for (int64_t i = i0; i < i1; ++i) {
-      const T g = dout[i];
-      dinp[i] = inp[i] <= T(0) ? T(0) : g;
-    }
-  });
-}
-
-template <typename T>
-void leaky_relu_forward_cpu(T* out, const T* inp, int64_t n, double negative_slope) {
-  const T s = T(negative_slope);
-  for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T x = inp[i];
-      out[i] = select(x > T(0), x, x * s);
-    }
-  });
-}
-
-template <typename T>
-void leaky_relu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n,
-                             double negative_slope) {
-  const T s = T(negative_slope);
-  for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T g = dout[i];
-      dinp[i] = select(inp[i] > T(0), g, g * s);
-    }
-  });
-}
-
-template <typename T>
-void elu_forward_cpu(T* out, const T* inp, int64_t n, double alpha) {
-  const T a = T(alpha);
-  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T x = inp[i];
-      out[i] = select(x > T(0), x, expm1_of(x) * a);
-    }
-  });
-}
-
-template <typename T>
-void elu_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double alpha) {
-  const T a = T(alpha);
-  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    // elu'(0) = alpha and elu'(NaN) = NaN, as PyTorch's vectorised elu_backward
-    // (is_result=False).
-    for (int64_t i = i0; i < i1; ++i) {
-      const T x = inp[i], g = dout[i];
-      dinp[i] = select(x > T(0), g, g * a * exp_of(x));
-    }
-  });
-}
-
-template <typename T>
-void sigmoid_forward_cpu(T* out, const T* inp, int64_t n) {
-  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) out[i] = sigmoid(inp[i]);
-  });
-}
-
-template <typename T>
-void sigmoid_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64_t n) {
-  if (out) {
-    for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) dinp[i] = dout[i] * (T(1) - out[i]) * out[i];
-    });
-    return;
+// The elementwise twins, from the list in act.h.
+#define FC_ACT_CPU_TWINS(X, T, op, bkind, decls, names)                                    \
+  template <typename T>                                                                    \
+  void op##_forward_cpu(T* out, const T* inp, int64_t n FC_ACT_UNPAREN decls) {             \
+    map_forward(out, inp, n, act::op<CpuMath, T>(FC_ACT_UNPAREN names));                   \
+  }                                                                                        \
+  FC_ACT_CPU_BACKWARD_##bkind(T, op, decls, names)
+#define FC_ACT_CPU_BACKWARD_ElementwiseGrad(T, op, decls, names)                           \
+  template <typename T>                                                                    \
+  void op##_backward_cpu(T* dinp, const T* dout, const T* inp,                             \
+                         int64_t n FC_ACT_UNPAREN decls) {                                 \
+    map_backward(dinp, dout, inp, n, act::op<CpuMath, T>(FC_ACT_UNPAREN names));           \
   }
-  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T y = sigmoid(inp[i]);
-      dinp[i] = dout[i] * (T(1) - y) * y;
-    }
-  });
-}
-
-template <typename T>
-void tanh_forward_cpu(T* out, const T* inp, int64_t n) {
-  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) out[i] = tanh_of(inp[i]);
-  });
-}
-
-template <typename T>
-void tanh_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp, int64_t n) {
-  if (out) {
-    for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) dinp[i] = dout[i] * (T(1) - out[i] * out[i]);
-    });
-    return;
+#define FC_ACT_CPU_BACKWARD_ElementwiseGradOut(T, op, decls, names)                        \
+  template <typename T>                                                                    \
+  void op##_backward_cpu(T* dinp, const T* dout, const T* out, const T* inp,               \
+                         int64_t n FC_ACT_UNPAREN decls) {                                 \
+    map_backward_from_output(dinp, dout, out, inp, n,                                      \
+                             act::op<CpuMath, T>(FC_ACT_UNPAREN names));                   \
   }
-  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T y = tanh_of(inp[i]);
-      dinp[i] = dout[i] * (T(1) - y * y);
-    }
-  });
-}
-
-template <typename T>
-void softplus_forward_cpu(T* out, const T* inp, int64_t n, double beta, double threshold) {
-  const T b = T(beta), t = T(threshold);
-  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    // Above the threshold log1p(exp(x * beta)) / beta equals x to working precision.
-    for (int64_t i = i0; i < i1; ++i) {
-      const T x = inp[i];
-      out[i] = x * b > t ? x : std::log1p(std::exp(x * b)) / b;
-    }
-  });
-}
-
-template <typename T>
-void softplus_backward_cpu(T* dinp, const T* dout, const T* inp, int64_t n, double beta,
-                           double threshold) {
-  const T b = T(beta), t = T(threshold);
-  for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T x = inp[i], g = dout[i];
-      const T z = exp_of(x * b);
-      dinp[i] = select(x * b > t, g, g * z / (z + T(1)));
-    }
-  });
-}
+FC_ACT_ELEMENTWISE(FC_ACT_CPU_TWINS, X, T)
 
 template <typename T>
 void softmax_forward_cpu(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {

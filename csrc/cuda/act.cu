@@ -11,15 +11,51 @@ namespace {
 
 __device__ inline float exp_of(float x) { return expf(x); }
 __device__ inline double exp_of(double x) { return exp(x); }
-__device__ inline float expm1_of(float x) { return expm1f(x); }
-__device__ inline double expm1_of(double x) { return expm1(x); }
-__device__ inline float tanh_of(float x) { return tanhf(x); }
-__device__ inline double tanh_of(double x) { return tanh(x); }
-__device__ inline float log1p_of(float x) { return log1pf(x); }
-__device__ inline double log1p_of(double x) { return log1p(x); }
 
-template <typename T>
-__device__ inline T sigmoid(T x) { return T(1) / (T(1) + exp_of(-x)); }
+}  // namespace
+
+// Named, not anonymous: the extended __device__ lambdas below live in these functions.
+namespace act_cuda {
+
+// The device's math for the formulas in act.h (act::<op><DeviceMath, T>): CUDA's float and
+// double functions, and a plain select.
+struct DeviceMath {
+  template <typename T> FC_HOST_DEVICE static T select(bool c, T a, T b) { return c ? a : b; }
+  FC_HOST_DEVICE static float exp(float x) { return expf(x); }
+  FC_HOST_DEVICE static double exp(double x) { return ::exp(x); }
+  FC_HOST_DEVICE static float expm1(float x) { return expm1f(x); }
+  FC_HOST_DEVICE static double expm1(double x) { return ::expm1(x); }
+  FC_HOST_DEVICE static float tanh(float x) { return tanhf(x); }
+  FC_HOST_DEVICE static double tanh(double x) { return ::tanh(x); }
+  FC_HOST_DEVICE static float erf(float x) { return erff(x); }
+  FC_HOST_DEVICE static double erf(double x) { return ::erf(x); }
+  FC_HOST_DEVICE static float log1p_exp(float x) { return log1pf(expf(x)); }
+  FC_HOST_DEVICE static double log1p_exp(double x) { return ::log1p(::exp(x)); }
+};
+
+// The elementwise twins' kernels: f an act::<op><DeviceMath, T>, captured by value.
+template <typename T, typename F>
+void map_forward(const char* name, T* out, const T* inp, int64_t n, F f) {
+  cuda::for_each(name, n, [=] __device__(int64_t i) { out[i] = f.forward(inp[i]); });
+}
+
+template <typename T, typename F>
+void map_backward(const char* name, T* dinp, const T* dout, const T* inp, int64_t n, F f) {
+  cuda::for_each(name, n, [=] __device__(int64_t i) { dinp[i] = f.backward(dout[i], inp[i]); });
+}
+
+template <typename T, typename F>
+void map_backward_from_output(const char* name, T* dinp, const T* dout, const T* out,
+                              const T* inp, int64_t n, F f) {
+  cuda::for_each(name, n, [=] __device__(int64_t i) {
+    const T y = out ? out[i] : f.forward(inp[i]);
+    dinp[i] = f.grad(dout[i], y);
+  });
+}
+
+}  // namespace act_cuda
+
+namespace {
 
 __device__ inline double block_max_ignoring_nan(double v, double* shared) {
   for (int o = 16; o > 0; o >>= 1) {
@@ -157,105 +193,29 @@ void softmax_backward(T* dinp, const T* dout, const T* out, int64_t outer, int64
 
 }  // namespace
 
-template <typename T>
-void relu_forward_cuda(T* out, const T* inp, int64_t n) {
-  // x < 0 rather than x > 0 so that NaN is kept.
-  cuda::for_each("relu_forward_cuda", n, [=] __device__(int64_t i) {
-    const T x = inp[i];
-    out[i] = x < T(0) ? T(0) : x;
-  });
-}
-
-template <typename T>
-void relu_backward_cuda(T* dinp, const T* dout, const T* inp, int64_t n) {
-  // PyTorch's threshold_backward: x <= 0 gives 0 even for a NaN gradient; NaN x passes it.
-  cuda::for_each("relu_backward_cuda", n, [=] __device__(int64_t i) {
-    dinp[i] = inp[i] <= T(0) ? T(0) : dout[i];
-  });
-}
-
-template <typename T>
-void leaky_relu_forward_cuda(T* out, const T* inp, int64_t n, double negative_slope) {
-  const T s = T(negative_slope);
-  cuda::for_each("leaky_relu_forward_cuda", n, [=] __device__(int64_t i) {
-    const T x = inp[i];
-    out[i] = x > T(0) ? x : x * s;
-  });
-}
-
-template <typename T>
-void leaky_relu_backward_cuda(T* dinp, const T* dout, const T* inp, int64_t n,
-                              double negative_slope) {
-  const T s = T(negative_slope);
-  cuda::for_each("leaky_relu_backward_cuda", n, [=] __device__(int64_t i) {
-    const T g = dout[i];
-    dinp[i] = inp[i] > T(0) ? g : g * s;
-  });
-}
-
-template <typename T>
-void elu_forward_cuda(T* out, const T* inp, int64_t n, double alpha) {
-  const T a = T(alpha);
-  cuda::for_each("elu_forward_cuda", n, [=] __device__(int64_t i) {
-    const T x = inp[i];
-    out[i] = x > T(0) ? x : expm1_of(x) * a;
-  });
-}
-
-template <typename T>
-void elu_backward_cuda(T* dinp, const T* dout, const T* inp, int64_t n, double alpha) {
-  const T a = T(alpha);
-  cuda::for_each("elu_backward_cuda", n, [=] __device__(int64_t i) {
-    const T x = inp[i], g = dout[i];
-    dinp[i] = x > T(0) ? g : g * a * exp_of(x);
-  });
-}
-
-template <typename T>
-void sigmoid_forward_cuda(T* out, const T* inp, int64_t n) {
-  cuda::for_each("sigmoid_forward_cuda", n, [=] __device__(int64_t i) { out[i] = sigmoid(inp[i]); });
-}
-
-template <typename T>
-void sigmoid_backward_cuda(T* dinp, const T* dout, const T* out, const T* inp, int64_t n) {
-  cuda::for_each("sigmoid_backward_cuda", n, [=] __device__(int64_t i) {
-    const T y = out ? out[i] : sigmoid(inp[i]);
-    dinp[i] = dout[i] * (T(1) - y) * y;
-  });
-}
-
-template <typename T>
-void tanh_forward_cuda(T* out, const T* inp, int64_t n) {
-  cuda::for_each("tanh_forward_cuda", n, [=] __device__(int64_t i) { out[i] = tanh_of(inp[i]); });
-}
-
-template <typename T>
-void tanh_backward_cuda(T* dinp, const T* dout, const T* out, const T* inp, int64_t n) {
-  cuda::for_each("tanh_backward_cuda", n, [=] __device__(int64_t i) {
-    const T y = out ? out[i] : tanh_of(inp[i]);
-    dinp[i] = dout[i] * (T(1) - y * y);
-  });
-}
-
-template <typename T>
-void softplus_forward_cuda(T* out, const T* inp, int64_t n, double beta, double threshold) {
-  const T b = T(beta), th = T(threshold);
-  cuda::for_each("softplus_forward_cuda", n, [=] __device__(int64_t i) {
-    const T x = inp[i];
-    out[i] = x * b > th ? x : log1p_of(exp_of(x * b)) / b;
-  });
-}
-
-template <typename T>
-void softplus_backward_cuda(T* dinp, const T* dout, const T* inp, int64_t n, double beta,
-                            double threshold) {
-  const T b = T(beta), th = T(threshold);
-  cuda::for_each("softplus_backward_cuda", n, [=] __device__(int64_t i) {
-    const T x = inp[i], g = dout[i];
-    const T z = exp_of(x * b);
-    dinp[i] = x * b > th ? g : g * z / (z + T(1));
-  });
-}
+// The elementwise twins, from the list in act.h.
+#define FC_ACT_CUDA_OP(op, T, names) act::op<act_cuda::DeviceMath, T>(FC_ACT_UNPAREN names)
+#define FC_ACT_CUDA_TWINS(X, T, op, bkind, decls, names)                                    \
+  template <typename T>                                                                     \
+  void op##_forward_cuda(T* out, const T* inp, int64_t n FC_ACT_UNPAREN decls) {            \
+    act_cuda::map_forward(#op "_forward_cuda", out, inp, n, FC_ACT_CUDA_OP(op, T, names));  \
+  }                                                                                         \
+  FC_ACT_CUDA_BACKWARD_##bkind(T, op, decls, names)
+#define FC_ACT_CUDA_BACKWARD_ElementwiseGrad(T, op, decls, names)                           \
+  template <typename T>                                                                     \
+  void op##_backward_cuda(T* dinp, const T* dout, const T* inp,                             \
+                          int64_t n FC_ACT_UNPAREN decls) {                                 \
+    act_cuda::map_backward(#op "_backward_cuda", dinp, dout, inp, n,                        \
+                           FC_ACT_CUDA_OP(op, T, names));                                   \
+  }
+#define FC_ACT_CUDA_BACKWARD_ElementwiseGradOut(T, op, decls, names)                        \
+  template <typename T>                                                                     \
+  void op##_backward_cuda(T* dinp, const T* dout, const T* out, const T* inp,               \
+                          int64_t n FC_ACT_UNPAREN decls) {                                 \
+    act_cuda::map_backward_from_output(#op "_backward_cuda", dinp, dout, out, inp, n,       \
+                                       FC_ACT_CUDA_OP(op, T, names));                       \
+  }
+FC_ACT_ELEMENTWISE(FC_ACT_CUDA_TWINS, X, T)
 
 template <typename T>
 void softmax_forward_cuda(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {

@@ -19,6 +19,11 @@ DTYPES = ("float32", "float64")
 OP_LIST = re.compile(r"^#define\s+FC_\w+_OPS\(X,\s*T\)((?:.*\\\n)*.*)$", re.M)
 ENTRY = re.compile(r"\bX\(\s*(\w+)\s*,")
 KERNEL = re.compile(r"^\s*FC_KERNEL\(\s*(\w+)\s*,", re.M)
+# An elementwise list `#define FC_<FAMILY>_ELEMENTWISE(E, X, T)` holds `E(X, T, op, ...)` per
+# op, which the family's op list expands to the twins op_forward and op_backward (csrc/act.h).
+ELEMENTWISE_LIST = re.compile(r"^#define\s+FC_\w+_ELEMENTWISE\(E,\s*X,\s*T\)((?:.*\\\n)*.*)$",
+                              re.M)
+ELEMENTWISE_ENTRY = re.compile(r"\bE\(\s*X\s*,\s*T\s*,\s*(\w+)\s*,")
 
 
 def declared_twins(src_root):
@@ -28,6 +33,9 @@ def declared_twins(src_root):
         names += KERNEL.findall(text)
         for body in OP_LIST.findall(text):
             names += ENTRY.findall(body)
+        for body in ELEMENTWISE_LIST.findall(text):
+            names += [f"{op}_{p}" for op in ELEMENTWISE_ENTRY.findall(body)
+                      for p in ("forward", "backward")]
     if not names:
         raise SystemExit(f"no kernel declarations found under {src_root}/csrc")
     return names

@@ -6,13 +6,16 @@ Softmax works on a moved axis with NumPy reductions; its backward is the Jacobia
 product written per row.
 """
 
+import math
+
 import numpy as np
 
 from ._spec import ActSpec, OpSpec, Sample
 
 __all__ = ["relu_ref", "relu_backward_ref", "leaky_relu_ref", "leaky_relu_backward_ref",
            "elu_ref", "elu_backward_ref", "sigmoid_ref", "sigmoid_backward_ref", "tanh_ref",
-           "tanh_backward_ref", "softplus_ref", "softplus_backward_ref", "softmax_ref",
+           "tanh_backward_ref", "softplus_ref", "softplus_backward_ref", "gelu_ref",
+           "gelu_backward_ref", "softmax_ref",
            "softmax_backward_ref", "log_softmax_ref", "log_softmax_backward_ref"]
 
 
@@ -90,6 +93,27 @@ def softplus_backward_ref(g, x, beta=1.0, threshold=20.0):
     g, x = _f64(g, x)
     z = x * beta
     return np.where(z > threshold, g, g * sigmoid_ref(z))
+
+
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def _normal_cdf(x):
+    # erfc, not 1 + erf: no cancellation in the left tail.
+    return 0.5 * _erfc(-x / math.sqrt(2.0))
+
+
+def gelu_ref(x):
+    (x,) = _f64(x)
+    with np.errstate(invalid="ignore"):
+        return x * _normal_cdf(x)  # -inf * 0 is NaN, as PyTorch
+
+
+def gelu_backward_ref(g, x):
+    g, x = _f64(g, x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        return g * (_normal_cdf(x) + x * pdf)  # +-inf * 0 is NaN, as PyTorch
 
 
 def _moved(x, dim):
@@ -195,6 +219,10 @@ ACTS = (
             kernel_kwargs={"beta": 2.0, "threshold": 5.0},
             kinks=lambda kw: (kw.get("threshold", 20.0) / kw.get("beta", 1.0),),
             torch="torch.nn.functional.softplus", module="Softplus"),
+    ActSpec("gelu", reference=gelu_ref, reference_backward=gelu_backward_ref,
+            samples=_samples(("gelu", {})),
+            torch_samples=_samples(("gelu", {}), ("gelu_none", {"approximate": "none"})),
+            torch="torch.nn.functional.gelu", module="GELU"),
 )
 ACT_BY_NAME = {s.name: s for s in ACTS}
 

@@ -1,9 +1,12 @@
-"""Activations and softmax: relu, leaky_relu, elu, sigmoid, tanh, softplus, softmax and
+"""Activations and softmax: relu, leaky_relu, elu, sigmoid, tanh, softplus, gelu, softmax and
 log_softmax, with torch.nn.functional's signatures, and their backwards.
 
 Elementwise ops take arrays of any shape (0-d included); non-contiguous inputs are copied,
 except with inplace=True, which writes into the input and so needs it writable and
 C-contiguous. Backward functions return the input gradient as a new array.
+
+Each call crosses into the extension once: the result is allocated here, with the input's array
+module (NumPy or CuPy), and the extension checks every argument, writes the result and returns it.
 """
 
 import numpy as np
@@ -12,10 +15,10 @@ from .._arrays import empty, is_array
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
-__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "softmax",
+__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "softmax",
            "log_softmax", "relu_backward", "leaky_relu_backward", "elu_backward",
-           "sigmoid_backward", "tanh_backward", "softplus_backward", "softmax_backward",
-           "log_softmax_backward"]
+           "sigmoid_backward", "tanh_backward", "softplus_backward", "gelu_backward",
+           "softmax_backward", "log_softmax_backward"]
 
 
 def _like(x):
@@ -36,40 +39,33 @@ def _forward(op, input, inplace):
 def relu(input, inplace=False):
     """max(input, 0) elementwise, as torch.nn.functional.relu; relu(NaN) is NaN."""
     input, out = _forward("relu", input, inplace)
-    _C.relu_forward(out, input)
-    return out
+    return _C.relu_forward(out, input)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """input where input > 0, else input * negative_slope (torch.nn.functional.leaky_relu)."""
     negative_slope = as_float(negative_slope, "negative_slope", "leaky_relu")
     input, out = _forward("leaky_relu", input, inplace)
-    _C.leaky_relu_forward(out, input, negative_slope)
-    return out
+    return _C.leaky_relu_forward(out, input, negative_slope)
 
 
 def elu(input, alpha=1.0, inplace=False):
     """input where input > 0, else alpha * expm1(input) (torch.nn.functional.elu)."""
     alpha = as_float(alpha, "alpha", "elu")
     input, out = _forward("elu", input, inplace)
-    _C.elu_forward(out, input, alpha)
-    return out
+    return _C.elu_forward(out, input, alpha)
 
 
 def sigmoid(input):
     """1 / (1 + exp(-input)), as torch.sigmoid."""
     input = contiguous(input)
-    out = _like(input)
-    _C.sigmoid_forward(out, input)
-    return out
+    return _C.sigmoid_forward(_like(input), input)
 
 
 def tanh(input):
     """tanh(input), as torch.tanh."""
     input = contiguous(input)
-    out = _like(input)
-    _C.tanh_forward(out, input)
-    return out
+    return _C.tanh_forward(_like(input), input)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -78,9 +74,21 @@ def softplus(input, beta=1.0, threshold=20.0):
     beta = as_float(beta, "beta", "softplus")
     threshold = as_float(threshold, "threshold", "softplus")
     input = contiguous(input)
-    out = _like(input)
-    _C.softplus_forward(out, input, beta, threshold)
-    return out
+    return _C.softplus_forward(_like(input), input, beta, threshold)
+
+
+def _approximate(approximate, op):
+    if approximate != "none":
+        raise ValueError(f"{op}: approximate must be 'none' (the exact erf form; 'tanh' is not "
+                         f"implemented), got {approximate!r}")
+
+
+def gelu(input, approximate="none"):
+    """input * cdf(input), cdf the standard normal's: (1 + erf(input / sqrt(2))) / 2, as
+    torch.nn.functional.gelu with approximate='none' (the only form here)."""
+    _approximate(approximate, "gelu")
+    input = contiguous(input)
+    return _C.gelu_forward(_like(input), input)
 
 
 def _dim(dim, op):
@@ -114,9 +122,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """
     input = _cast(input, dtype, "softmax")
     dim = _dim(dim, "softmax")
-    out = _like(input)
-    _C.softmax_forward(out, input, dim)
-    return out
+    return _C.softmax_forward(_like(input), input, dim)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
@@ -126,18 +132,14 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """
     input = _cast(input, dtype, "log_softmax")
     dim = _dim(dim, "log_softmax")
-    out = _like(input)
-    _C.log_softmax_forward(out, input, dim)
-    return out
+    return _C.log_softmax_forward(_like(input), input, dim)
 
 
 def relu_backward(grad_output, input):
     """Gradient of relu: grad_output where input > 0, else 0 (relu'(0) = 0; a NaN input passes
     the gradient, as PyTorch's threshold_backward)."""
     grad_output, input = contiguous(grad_output), contiguous(input)
-    dinp = _like(input)
-    _C.relu_backward(dinp, grad_output, input)
-    return dinp
+    return _C.relu_backward(_like(input), grad_output, input)
 
 
 def leaky_relu_backward(grad_output, input, negative_slope=0.01):
@@ -145,9 +147,7 @@ def leaky_relu_backward(grad_output, input, negative_slope=0.01):
     (the slope at 0 is negative_slope, as PyTorch)."""
     negative_slope = as_float(negative_slope, "negative_slope", "leaky_relu_backward")
     grad_output, input = contiguous(grad_output), contiguous(input)
-    dinp = _like(input)
-    _C.leaky_relu_backward(dinp, grad_output, input, negative_slope)
-    return dinp
+    return _C.leaky_relu_backward(_like(input), grad_output, input, negative_slope)
 
 
 def elu_backward(grad_output, input, alpha=1.0):
@@ -156,16 +156,12 @@ def elu_backward(grad_output, input, alpha=1.0):
     is_result=False)."""
     alpha = as_float(alpha, "alpha", "elu_backward")
     grad_output, input = contiguous(grad_output), contiguous(input)
-    dinp = _like(input)
-    _C.elu_backward(dinp, grad_output, input, alpha)
-    return dinp
+    return _C.elu_backward(_like(input), grad_output, input, alpha)
 
 
 def _from_output(op, grad_output, input, output):
     grad_output, input, output = contiguous(grad_output), contiguous(input), contiguous(output)
-    dinp = _like(output if output is not None else input)
-    getattr(_C, op)(dinp, grad_output, input, output)
-    return dinp
+    return op(_like(output if output is not None else input), grad_output, input, output)
 
 
 def sigmoid_backward(grad_output, input=None, *, output=None):
@@ -174,7 +170,7 @@ def sigmoid_backward(grad_output, input=None, *, output=None):
     y is recomputed from input; pass output=sigmoid(input) instead (input may then be None) to
     skip the recomputation, which is what torch's sigmoid_backward and the nn layer do.
     """
-    return _from_output("sigmoid_backward", grad_output, input, output)
+    return _from_output(_C.sigmoid_backward, grad_output, input, output)
 
 
 def tanh_backward(grad_output, input=None, *, output=None):
@@ -183,7 +179,7 @@ def tanh_backward(grad_output, input=None, *, output=None):
     y is recomputed from input; pass output=tanh(input) instead (input may then be None) to
     skip the recomputation, which is what torch's tanh_backward and the nn layer do.
     """
-    return _from_output("tanh_backward", grad_output, input, output)
+    return _from_output(_C.tanh_backward, grad_output, input, output)
 
 
 def softplus_backward(grad_output, input, beta=1.0, threshold=20.0):
@@ -192,9 +188,14 @@ def softplus_backward(grad_output, input, beta=1.0, threshold=20.0):
     op = "softplus_backward"
     beta, threshold = as_float(beta, "beta", op), as_float(threshold, "threshold", op)
     grad_output, input = contiguous(grad_output), contiguous(input)
-    dinp = _like(input)
-    _C.softplus_backward(dinp, grad_output, input, beta, threshold)
-    return dinp
+    return _C.softplus_backward(_like(input), grad_output, input, beta, threshold)
+
+
+def gelu_backward(grad_output, input, approximate="none"):
+    """Gradient of gelu: grad_output * (cdf(input) + input * exp(-input**2 / 2) / sqrt(2 pi))."""
+    _approximate(approximate, "gelu_backward")
+    grad_output, input = contiguous(grad_output), contiguous(input)
+    return _C.gelu_backward(_like(input), grad_output, input)
 
 
 def softmax_backward(grad_output, output, dim):
@@ -202,9 +203,7 @@ def softmax_backward(grad_output, output, dim):
     y * (grad_output - sum(grad_output * y, dim)). The result has output's dtype."""
     dim = _dim(dim, "softmax_backward")
     grad_output, output = contiguous(grad_output), contiguous(output)
-    dinp = _like(output)
-    _C.softmax_backward(dinp, grad_output, output, dim)
-    return dinp
+    return _C.softmax_backward(_like(output), grad_output, output, dim)
 
 
 def log_softmax_backward(grad_output, output, dim):
@@ -212,6 +211,4 @@ def log_softmax_backward(grad_output, output, dim):
     grad_output - exp(y) * sum(grad_output, dim). The result has output's dtype."""
     dim = _dim(dim, "log_softmax_backward")
     grad_output, output = contiguous(grad_output), contiguous(output)
-    dinp = _like(output)
-    _C.log_softmax_backward(dinp, grad_output, output, dim)
-    return dinp
+    return _C.log_softmax_backward(_like(output), grad_output, output, dim)

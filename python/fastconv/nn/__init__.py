@@ -1,7 +1,7 @@
 """Layers, containers and losses with explicit forward/backward (no autograd tape)."""
 
-from . import init, utils
-from .activation import ELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from . import activation, init, utils
+from .activation import *  # noqa: F401,F403
 from .blocks import BasicBlock, BasicConv2d, Bottleneck, Inception
 from .containers import Flatten, Identity, Sequential
 from .conv import Conv2d, ConvTranspose2d
@@ -19,7 +19,7 @@ __all__ = [
     "Conv2d", "ConvTranspose2d", "Linear",
     "MaxPool2d", "MinPool2d", "AvgPool2d", "LPPool2d", "MixedPool2d", "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
-    "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax",
+    *activation.__all__,
     "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Dropout",
     "CrossEntropyLoss", "MSELoss", "MultiMarginLoss",
     "BasicBlock", "Bottleneck", "BasicConv2d", "Inception",

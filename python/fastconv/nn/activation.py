@@ -1,4 +1,5 @@
-"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, Softmax, LogSoftmax.
+"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, GELU, Softmax,
+LogSoftmax.
 
 Elementwise layers take arrays of any shape. Each forward keeps the one array its backward
 reads: the input, or the output where the gradient is a function of it (Sigmoid, Tanh,
@@ -12,16 +13,27 @@ from .._arrays import is_array
 from .. import functional as F
 from .module import Module
 
+__all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "GELU", "Softmax",
+           "LogSoftmax"]
+
 
 def _inplace_repr(inplace):
     return ", inplace=True" if inplace else ""
 
 
 class _Elementwise(Module):
-    def _check(self, x):
-        if not is_array(x):
-            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
-                            f"input, got {type(x).__module__}.{type(x).__qualname__}")
+    """The functional op checks the input (once, in the extension); a layer only renames a
+    non-array's error after the fact, in __call__."""
+
+    def __call__(self, x):
+        try:
+            return self.forward(x)
+        except (TypeError, AttributeError):
+            if not is_array(x):
+                raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
+                                f"input, got {type(x).__module__}.{type(x).__qualname__}"
+                                ) from None
+            raise
 
 
 class ReLU(_Elementwise):
@@ -33,7 +45,6 @@ class ReLU(_Elementwise):
         return "inplace=True" if self.inplace else ""
 
     def forward(self, x):
-        self._check(x)
         # With inplace=True, x ends up holding the output, which is positive exactly where the
         # input was: all that relu_backward reads.
         self._input = x
@@ -56,7 +67,6 @@ class LeakyReLU(_Elementwise):
         return f"negative_slope={self.negative_slope}{_inplace_repr(self.inplace)}"
 
     def forward(self, x):
-        self._check(x)
         self._input = x  # holds the output when inplace: positive where the input was, as ReLU
         return F.leaky_relu(x, self.negative_slope, inplace=self.inplace)
 
@@ -73,7 +83,6 @@ class ELU(_Elementwise):
         return f"alpha={self.alpha}{_inplace_repr(self.inplace)}"
 
     def forward(self, x):
-        self._check(x)
         # elu_backward reads the input; in-place keeps a copy of it before it is overwritten.
         self._input = x.copy() if self.inplace else x
         return F.elu(x, self.alpha, inplace=self.inplace)
@@ -84,7 +93,6 @@ class ELU(_Elementwise):
 
 class Sigmoid(_Elementwise):
     def forward(self, x):
-        self._check(x)
         self._output = F.sigmoid(x)
         return self._output
 
@@ -94,7 +102,6 @@ class Sigmoid(_Elementwise):
 
 class Tanh(_Elementwise):
     def forward(self, x):
-        self._check(x)
         self._output = F.tanh(x)
         return self._output
 
@@ -111,12 +118,30 @@ class Softplus(_Elementwise):
         return f"beta={self.beta}, threshold={self.threshold}"
 
     def forward(self, x):
-        self._check(x)
         self._input = x
         return F.softplus(x, self.beta, self.threshold)
 
     def backward(self, dout):
         return F.softplus_backward(dout, self._input, self.beta, self.threshold)
+
+
+class GELU(_Elementwise):
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate != "none":
+            raise ValueError(f"GELU: approximate must be 'none' (the exact erf form; 'tanh' is "
+                             f"not implemented), got {approximate!r}")
+        self.approximate = approximate
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+    def forward(self, x):
+        self._input = x
+        return F.gelu(x)
+
+    def backward(self, dout):
+        return F.gelu_backward(dout, self._input)
 
 
 class _SoftmaxBase(_Elementwise):
@@ -128,7 +153,6 @@ class _SoftmaxBase(_Elementwise):
         return f"dim={self.dim}"
 
     def _resolve_dim(self, x):
-        self._check(x)
         dim = self.dim
         if dim is None:
             # torch.nn's legacy implicit choice, with its deprecation warning.
@@ -136,17 +160,21 @@ class _SoftmaxBase(_Elementwise):
             warnings.warn(f"Implicit dimension choice for {type(self).__name__.lower()} has been "
                           f"deprecated. Change the call to include dim=X as an argument.",
                           UserWarning, stacklevel=3)
-        ndim = max(x.ndim, 1)
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
             raise TypeError(f"{self._name()}: dim must be an int, got {dim!r}")
-        if not -ndim <= dim < ndim:
-            raise ValueError(f"{self._name()}: dim {dim} is out of range for input of shape "
-                             f"{x.shape}")
         return dim
 
     def forward(self, x):
-        self._dim = self._resolve_dim(x)
-        self._output = self._op(x, dim=self._dim)
+        self._dim = dim = self._resolve_dim(x)
+        try:
+            self._output = self._op(x, dim=dim)
+        except ValueError:
+            # The extension checked dim; the layer's message names the layer.
+            ndim = max(x.ndim, 1)
+            if not -ndim <= dim < ndim:
+                raise ValueError(f"{self._name()}: dim {dim} is out of range for input of "
+                                 f"shape {x.shape}") from None
+            raise
         return self._output
 
 

@@ -1,0 +1,96 @@
+"""Per-call overhead of small fastconv calls on the CPU: the time a call costs beyond its
+arithmetic, which is most of it on arrays this small.
+
+    PYTHONPATH=python python bench/overhead.py [--calls 2000] [--repeats 15] [--threads 1]
+
+Each case is checked once, warmed up, then timed as `repeats` samples of `calls` calls each;
+the median sample per call is printed (microseconds). Run it on two builds (say main and a
+branch) in the same way to compare; --threads 1 keeps OpenMP out of the numbers.
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import fastconv
+import fastconv.functional as F
+from fastconv import models, nn, optim
+
+
+def _relu_forward():
+    x = np.random.default_rng(0).standard_normal((8, 16, 14, 14)).astype(np.float32)
+    assert np.array_equal(F.relu(x), np.maximum(x, 0))
+    return lambda: F.relu(x)
+
+
+def _relu_backward():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 16, 14, 14)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    assert np.array_equal(F.relu_backward(g, x), np.where(x > 0, g, 0))
+    return lambda: F.relu_backward(g, x)
+
+
+def _softmax():
+    x = np.random.default_rng(2).standard_normal((8, 10)).astype(np.float32)
+    assert np.allclose(F.softmax(x, dim=1).sum(axis=1), 1, atol=1e-6)
+    return lambda: F.softmax(x, dim=1)
+
+
+def _fashion_cnn_step():
+    rng = np.random.default_rng(3)
+    model = models.fashion_cnn()
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, size=8)
+
+    def step():
+        loss = loss_fn(model(x), y)
+        model.backward(loss_fn.backward())
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    assert np.isfinite(float(step()))
+    return step
+
+
+CASES = {
+    "relu forward f32 8x16x14x14": _relu_forward,
+    "relu backward f32 8x16x14x14": _relu_backward,
+    "softmax f32 8x10 dim=1": _softmax,
+    "fashion_cnn train step, batch 8": _fashion_cnn_step,
+}
+
+
+def measure(fn, calls, repeats, warmup=3):
+    for _ in range(warmup):
+        for _ in range(max(1, calls // 10)):
+            fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        samples.append((time.perf_counter() - start) / calls)
+    return statistics.median(samples)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=2000, help="calls per sample (a step: / 20)")
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    fastconv.set_num_threads(args.threads)
+    for name, make in CASES.items():
+        fn = make()
+        calls = args.calls // 20 if "step" in name else args.calls
+        print(f"{name:34s} {measure(fn, calls, args.repeats) * 1e6:10.2f} us")
+
+
+if __name__ == "__main__":
+    main()
