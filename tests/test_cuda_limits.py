@@ -23,7 +23,7 @@ from _cuda import dev, host, requires_cuda
 from fastconv._opinfo.conv import conv2d_backward_ref
 
 pytestmark = pytest.mark.skipif(not fastconv.info()["cuda_built"],
-                                reason="CPU-only build: CUDA arrays are refused as a whole")
+                                reason="build: CPU-only, CUDA arrays are refused as a whole")
 
 CUDA = r"more than 1073741823 \(2\^30 - 1\), the largest size the CUDA kernels index in 32 bits"
 
