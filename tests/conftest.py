@@ -26,6 +26,15 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+# Under pytest-xdist (-n auto) each worker is a process with its own OpenMP team and PyTorch's;
+# at the default width every worker starts a thread per core, N workers x N threads on N cores,
+# and OpenMP's spin-waiting then slows them all. Each worker takes its share of the cores, set
+# before fastconv or PyTorch is imported (OpenMP reads it when it loads). Tests about the thread
+# count set it themselves; a width the user chose is left alone.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+
 # Fixtures shared by the test modules: `poisoned` (see _cuda.py), `poisoned_outputs` (_props.py);
 # the --strict-skips option CI runs with (_skips.py).
 pytest_plugins = ["_cuda", "_skips"]
