@@ -9,9 +9,8 @@
 # behaviour, concurrency between threads, FMA choices of nvcc, or speed.
 #
 # The build always records coverage when FC_EMU_TRACE names a file at run time (see
-# emu_runtime.cpp; $OUT/launch_sites.txt lists every launch site). SANITIZE=1 compiles the
-# kernels and the emulator with -fsanitize=address,undefined, SANITIZE=all everything (Python
-# then needs libasan preloaded: see ci.sh).
+# emu_runtime.cpp; $OUT/launch_sites.txt lists every launch site). SANITIZE=1 compiles
+# everything with -fsanitize=address,undefined (Python then needs libasan preloaded: see ci.sh).
 # JOBS (default: the number of CPUs) bounds parallel compiles.
 set -euo pipefail
 E=$(cd "$(dirname "$0")" && pwd)
@@ -35,21 +34,25 @@ BLAS=$(python3 -c "import scipy_openblas32 as b; print(b.get_lib_dir())")
 BLASINC=$(python3 -c "import scipy_openblas32 as b; print(b.get_include_dir())")
 EXT=$(python3 -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 INC="-I$OUT/include -I$SRC/csrc -isystem $PYINC -isystem $PB -isystem $BLASINC"
-DEF="-DFC_CUDA=1 -DFC_TRACE_TWINS=1 -DFC_BLAS_PREFIX=scipy_ -DFC_BLAS_NAME=\"emu\""
+DEF="-DFC_CUDA=1 -DFC_TRACE_TWINS=1 -DFC_BLAS_PREFIX=scipy_ -DFC_BLAS_NAME=\"scipy-openblas32/cuda_emu\""
 # Line tables only (-g1): enough for sanitizer and gdb backtraces, a fraction of -g's cost.
 FL="-g1 -std=gnu++17 -fPIC -fopenmp -w"
 # The emulated kernels contract multiply-adds into FMAs, as nvcc does by default.
 KFL="-O1 -mfma -ffp-contract=fast"
 HFL="-O1"
+BFL="-O1"
 LINK=()
 SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer"
 case "${SANITIZE:-0}" in
   0) ;;
-  # The kernels and the emulator only, at -O0 (a third of -O1's compile time under the
-  # sanitizers; no FMA contraction then): the bindings and CPU kernels have their own
-  # sanitized CPU build.
-  1) KFL="-O0 $SAN"; LINK=($SAN) ;;
-  all) KFL="$KFL $SAN"; HFL="$HFL $SAN"; LINK=($SAN) ;;
+  # Everything instrumented, so that one build serves both CI sanitizer stages (the emulated
+  # CUDA twins here, the CPU kernels and bindings in .ci/sanitize). The emulated kernels at -O0
+  # (a third of -O1's compile time under the sanitizers; no FMA contraction then), and the
+  # pybind11 bindings too (they dominate an instrumented build and run once per call); the CPU
+  # kernels keep -O1, as in CMake's FASTCONV_SANITIZE build.
+  1) KFL="-O0 $SAN"; HFL="$HFL $SAN"; BFL="-O0 $SAN"; LINK=($SAN) ;;
+  # The emulated kernels at -O1 with FMA contraction as well (about twice the compile time).
+  all) KFL="$KFL $SAN"; HFL="$HFL $SAN"; BFL="-O0 $SAN"; LINK=($SAN) ;;
   *) echo "SANITIZE must be 0, 1 or all, not '$SANITIZE'" >&2; exit 2 ;;
 esac
 objs=()
@@ -66,7 +69,10 @@ compile() {  # compile SOURCE OBJECT FLAGS...: in the background, at most JOBS a
 for f in "$OUT"/gen/*.cpp "$E/emu_runtime.cpp"; do
   compile "$f" "$OUT/obj/$(basename "$f").o" $FL $KFL $DEF $INC
 done
-for f in "$SRC"/csrc/bind/*.cpp "$SRC"/csrc/*.cpp "$SRC"/csrc/cpu/*.cpp; do
+for f in "$SRC"/csrc/bind/*.cpp; do
+  compile "$f" "$OUT/obj/$(echo "${f#$SRC/}" | tr / _).o" $FL $BFL $DEF $INC
+done
+for f in "$SRC"/csrc/*.cpp "$SRC"/csrc/cpu/*.cpp; do
   compile "$f" "$OUT/obj/$(echo "${f#$SRC/}" | tr / _).o" $FL $HFL $DEF $INC
 done
 failed=0

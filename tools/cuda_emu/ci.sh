@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CI stage for the CUDA kernels on a machine without a GPU: builds the emulator with the kernels
-# under AddressSanitizer and UBSan (build.sh SANITIZE=1), runs the kernel_cover tests on it with
+# CI stage for the CUDA kernels on a machine without a GPU: builds the emulator, kernels and
+# host code under AddressSanitizer and UBSan (build.sh SANITIZE=1), runs the kernel_cover tests on it with
 # the coverage trace on, and checks that every CUDA twin launched in float32 and float64 and
 # every launch site was reached (check_coverage.py). A build error, a failed test, a sanitizer
 # report or a missing twin fails the stage; the last line sums it up.
