@@ -39,6 +39,30 @@ def _softmax():
     return lambda: F.softmax(x, dim=1)
 
 
+def _max_pool_forward_backward():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 16, 14, 14)).astype(np.float32)
+    g = rng.standard_normal((8, 16, 7, 7)).astype(np.float32)
+    windows = x.reshape(8, 16, 7, 2, 7, 2)
+    assert np.array_equal(F.max_pool2d(x, 2), windows.max(axis=(3, 5)))
+
+    def call():
+        out, indices = F.max_pool2d(x, 2, return_indices=True)
+        return F.max_pool2d_backward(g, x, 2, indices=indices)
+
+    return call
+
+
+def _conv2d_small():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    patches = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))
+    expect = np.einsum("ncpqrs,kcrs->nkpq", patches.astype(np.float64), w.astype(np.float64))
+    assert np.allclose(F.conv2d(x, w), expect, atol=1e-4)
+    return lambda: F.conv2d(x, w)
+
+
 def _fashion_cnn_step():
     rng = np.random.default_rng(3)
     model = models.fashion_cnn()
@@ -62,6 +86,8 @@ CASES = {
     "relu forward f32 8x16x14x14": _relu_forward,
     "relu backward f32 8x16x14x14": _relu_backward,
     "softmax f32 8x10 dim=1": _softmax,
+    "max_pool2d k2 forward + backward f32 8x16x14x14": _max_pool_forward_backward,
+    "conv2d f32 2x4x8x8, 4x4x3x3": _conv2d_small,
     "fashion_cnn train step, batch 8": _fashion_cnn_step,
 }
 
@@ -89,7 +115,7 @@ def main(argv=None):
     for name, make in CASES.items():
         fn = make()
         calls = args.calls // 20 if "step" in name else args.calls
-        print(f"{name:34s} {measure(fn, calls, args.repeats) * 1e6:10.2f} us")
+        print(f"{name:48s} {measure(fn, calls, args.repeats) * 1e6:10.2f} us")
 
 
 if __name__ == "__main__":

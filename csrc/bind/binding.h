@@ -56,6 +56,18 @@ Tensor view_like(py::handle obj, const Tensor& ref, const Shape& shape, const ch
 Tensor read_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
                  const char* name, bool writable = false, const char* note = nullptr);
 
+// An output the binding allocates, in the same crossing that computes its shape: the caller
+// passes its allocator, alloc(like, shape) or alloc(like, shape, "int64") (fastconv._arrays.empty,
+// which makes it with like's array module on like's device, or a test's poisoned stand-in).
+// The array is checked like any output (ref's device, ref's dtype unless int64, `shape`,
+// writable) and returned to Python beside its view.
+struct Output {
+  py::object array;
+  Tensor view;
+};
+Output allocate(py::handle alloc, py::handle like, const Tensor& ref, const Shape& shape,
+                const char* op, const char* name, bool int64 = false);
+
 inline std::optional<Tensor> view_like_or_none(py::handle obj, const Tensor& ref,
                                                const Shape& shape, const char* op,
                                                const char* name, bool writable = false) {

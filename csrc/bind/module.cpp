@@ -1,7 +1,8 @@
 // The extension module fastconv._C: shared argument helpers, the exception mapping, the
 // runtime facts, and one registration call per op family (bind/<family>.cpp). Each op reads
 // its arrays into Tensor views, checks types, dtypes and shapes once, releases the GIL and
-// calls the kernel for the arrays' dtype. Outputs are allocated by Python and passed in.
+// calls the kernel for the arrays' dtype. Outputs are passed in, or made through the caller's
+// allocator in the same crossing (allocate()).
 #include "bind/binding.h"
 
 #include "blas.h"
@@ -153,6 +154,19 @@ Tensor read_like(py::handle obj, const Tensor& ref, const Shape& shape, const ch
   FC_CHECK(t.shape == shape, op, ": ", name, " must have shape ", shape_str(shape),
            note ? str(" (", note, ")") : std::string(), ", got ", shape_str(t.shape));
   return t;
+}
+
+Output allocate(py::handle alloc, py::handle like, const Tensor& ref, const Shape& shape,
+                const char* op, const char* name, bool int64) {
+  py::tuple dims(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) dims[i] = py::int_(shape[i]);
+  Output o;
+  o.array = int64 ? alloc(like, dims, "int64") : alloc(like, dims);
+  o.view = read(o.array, op, name, true, int64 ? kInt64 : kFloat);
+  if (int64) same_device(o.view, ref, op, name, "input");
+  else same_dtype(o.view, ref, op, name, "input");
+  expect_shape(o.view, shape, op, name);
+  return o;
 }
 
 void bind_runtime(py::module_& m) {
