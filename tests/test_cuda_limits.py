@@ -46,7 +46,8 @@ def no_allocation(monkeypatch):
 
     for name in ("_conv", "_dense", "_pool"):
         monkeypatch.setattr(sys.modules[f"fastconv.functional.{name}"], "empty", refuse)
-    monkeypatch.setattr(sys.modules["fastconv.functional._args"], "zeros", refuse)
+    for name in ("_conv", "_args"):
+        monkeypatch.setattr(sys.modules[f"fastconv.functional.{name}"], "zeros", refuse)
 
 
 def _d(*shape):
@@ -98,16 +99,25 @@ def test_cuda_limits_refused_before_allocation(no_allocation, call, message):
         call()
 
 
-def test_cuda_limits_are_tighter_than_the_cpu_ones():
+class _Allocated(Exception):
+    """Raised by an allocator that only records the shape asked for."""
+
+
+def test_cuda_limits_are_tighter_than_the_cpu_ones(no_allocation, monkeypatch):
     # The same geometry: valid for NumPy arrays (up to 2^31 - 1), refused for CUDA arrays.
     x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (1, 1, 2**15, 2**15 + 1),
                                         (0, 0, 4 * (2**15 + 1), 4), writeable=False)
     w = np.ones((1, 1, 1, 1), np.float32)
-    g = _C.conv2d_geometry("conv2d", x, w, (1, 1), "explicit", (0, 0), (1, 1), 1)
-    assert g.out_shape == (1, 1, 2**15, 2**15 + 1)
     with pytest.raises(ValueError, match=CUDA):
-        _C.conv2d_geometry("conv2d", _d(1, 1, 2**15, 2**15 + 1), _d(1, 1, 1, 1), (1, 1),
-                           "explicit", (0, 0), (1, 1), 1)
+        F.conv2d(_d(1, 1, 2**15, 2**15 + 1), _d(1, 1, 1, 1))
+
+    def shape_only(like, shape, dtype=None):
+        raise _Allocated(tuple(shape))
+
+    monkeypatch.setattr(sys.modules["fastconv.functional._conv"], "empty", shape_only)
+    with pytest.raises(_Allocated) as allocated:
+        F.conv2d(x, w)
+    assert allocated.value.args[0] == (1, 1, 2**15, 2**15 + 1)
 
 
 @pytest.mark.parametrize("shape", [(2**62, 2**62), (-1, 4), (2**61, 1)],

@@ -510,14 +510,12 @@ def test_conv_transpose2d_backward_accumulates(case_id, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case_id", ["stride_gt_kernel_gaps", "op_below_dilation_not_stride",
                                      "1x1_op_dilation", "1x1_stride2", "groups3_stride3"])
-def test_conv_transpose2d_outputs_fully_written(case_id, dtype, with_bias):
-    """Outputs handed to the kernel full of NaN come back with every element written: pixels
-    no input reaches (stride gaps, output_padding rows) are exactly the bias (or 0)."""
+def test_conv_transpose2d_outputs_fully_written(poisoned, case_id, dtype, with_bias):
+    """Outputs handed to the kernel full of NaN (poisoned) come back with every element written:
+    pixels no input reaches (stride gaps, output_padding rows) are exactly the bias (or 0)."""
     case = CT_BY_ID[case_id]
     x, w, b, dout = ct_data(case, dtype, 27, with_bias)
-    g = F._conv._conv_transpose2d_geometry("conv_transpose2d", x, w, **case["args"])
-    out = np.full(g.in_shape, np.nan, dtype=dtype)
-    _C.conv_transpose2d_forward(out, x, w, b, g)
+    out = F.conv_transpose2d(x, w, b, **case["args"])
     ref = conv_transpose2d_ref(x, w, b, **case["args"])
     assert_close(out, ref, rtol_for(dtype, ct_lengths(case)[0]), what="forward")
     unreached = conv_transpose2d_ref(np.ones(x.shape), np.ones(w.shape), None,
@@ -526,8 +524,8 @@ def test_conv_transpose2d_outputs_fully_written(case_id, dtype, with_bias):
     expect = np.zeros(ref.shape) if b is None else np.broadcast_to(b.reshape(1, -1, 1, 1),
                                                                    ref.shape)
     assert np.array_equal(out[unreached], expect[unreached])
-    dinp = np.full(x.shape, np.nan, dtype=dtype)
-    _C.conv_transpose2d_backward(dinp, None, None, dout, x, w, g)
+    dinp, _, _ = F.conv_transpose2d_backward(dout, x, w, **case["args"],
+                                             output_mask=(True, False, False))
     assert_close(dinp, conv_transpose2d_backward_ref(dout, x, w, **case["args"])[0],
                  rtol_for(dtype, ct_lengths(case)[1]), what="grad_input")
 

@@ -1,8 +1,10 @@
-// Bindings of the convolution family: geometry, conv2d and conv_transpose2d forward/backward,
-// unfold/fold. conv_transpose2d's geometry (conv_transpose2d_geom) is the equivalent conv2d's:
-// its in_shape is the transposed conv's OUTPUT shape and its out_shape the transposed conv's
-// input shape, so both ops share one binder, with the roles of the two shapes swapped.
-#include "bind/binding.h"
+// Bindings of the convolution family: the op list (conv.h) through the generic binder, one
+// crossing per call. Each binding reads its arrays, computes the geometry from their shapes and
+// the Python scalars, allocates its outputs through the caller's allocator and returns them.
+// conv_transpose2d's geometry (conv_transpose2d_geom) is the equivalent conv2d's: its in_shape
+// is the transposed conv's OUTPUT shape and its out_shape the transposed conv's input shape, so
+// both ops share one binder, with the roles of the two shapes swapped (Direct, Transposed).
+#include "bind/generic.h"
 
 #include "conv.h"
 #include "geometry.h"
@@ -17,170 +19,226 @@ PadMode pad_mode(const std::string& s) {
   return PadMode::explicit_;
 }
 
-Conv2dGeom conv2d_geometry(const std::string& op, py::handle input, py::handle weight,
-                           Pair stride, const std::string& mode, Pair padding, Pair dilation,
-                           int64_t groups) {
-  Tensor x = view(input, op.c_str(), "input"), w = view(weight, op.c_str(), "weight");
-  same_dtype(w, x, op.c_str(), "weight", "input");
-  return conv2d_geom(op.c_str(), x.shape, w.shape, stride, pad_mode(mode), padding, dilation,
-                     groups, x.device);
-}
+std::string pair_str(int64_t a, int64_t b) { return str("(", a, ", ", b, ")"); }
 
-// unfold's or fold's geometry for (N, C, H, W) images; `input` (the op's input) gives the device.
-Conv2dGeom window_geometry(const std::string& op, py::handle input, bool fold, int64_t N,
-                           int64_t C, int64_t H, int64_t W, Pair kernel, Pair stride,
-                           Pair padding, Pair dilation) {
-  Tensor x = view(input, op.c_str(), "input");
-  return window_geom(op.c_str(), N, C, H, W, kernel, stride, padding, dilation,
-                     fold ? kFoldRoles : kUnfoldRoles, x.device);
-}
-
-Conv2dGeom conv_transpose2d_geometry(const std::string& op, py::handle input, py::handle weight,
-                                     Pair stride, Pair padding, Pair output_padding,
-                                     Pair dilation, int64_t groups) {
-  Tensor x = view(input, op.c_str(), "input"), w = view(weight, op.c_str(), "weight");
-  same_dtype(w, x, op.c_str(), "weight", "input");
-  return conv_transpose2d_geom(op.c_str(), x.shape, w.shape, stride, padding, output_padding,
-                               dilation, groups, x.device);
-}
-
-// The shapes a conv-kind op reads: conv2d's input is g's in_shape, its output g's out_shape and
-// its bias per output channel (g.K); conv_transpose2d's the other way round, its bias per g.C.
+// The geometry of a conv-kind op from its input x, weight w and Python scalars (Scalars), and
+// the shapes it reads: its input is `in`, its output `out`, its bias per `channels`.
 struct ConvShapes {
+  Conv2dGeom g;
   Shape in, out;
   int64_t channels;
 };
 
-ConvShapes conv_shapes(const Conv2dGeom& g, bool transposed) {
-  if (transposed) return {g.out_shape(), g.in_shape(), g.C};
-  return {g.in_shape(), g.out_shape(), g.K};
+// conv2d: (stride, padding mode, padding, dilation, groups).
+struct Direct {
+  using Scalars = std::tuple<Pair, std::string, Pair, Pair, int64_t>;
+  static ConvShapes shapes(const char* op, const Tensor& x, const Tensor& w, Pair stride,
+                           const std::string& mode, Pair padding, Pair dilation, int64_t groups) {
+    Conv2dGeom g = conv2d_geom(op, x.shape, w.shape, stride, pad_mode(mode), padding, dilation,
+                               groups, x.device);
+    return {g, g.in_shape(), g.out_shape(), g.K};
+  }
+};
+
+// conv_transpose2d: (stride, padding, output_padding, dilation, groups).
+struct Transposed {
+  using Scalars = std::tuple<Pair, Pair, Pair, Pair, int64_t>;
+  static ConvShapes shapes(const char* op, const Tensor& x, const Tensor& w, Pair stride,
+                           Pair padding, Pair output_padding, Pair dilation, int64_t groups) {
+    Conv2dGeom g = conv_transpose2d_geom(op, x.shape, w.shape, stride, padding, output_padding,
+                                         dilation, groups, x.device);
+    return {g, g.out_shape(), g.in_shape(), g.C};
+  }
+};
+
+// The geometry of a window op from its input x and Python scalars, and its output's shape.
+struct WindowShapes {
+  Conv2dGeom g;
+  Shape out;
+};
+
+// unfold: (kernel_size, dilation, padding, stride); x is (N, C, H, W).
+struct Unfold {
+  using Scalars = std::tuple<Pair, Pair, Pair, Pair>;
+  static WindowShapes shapes(const char* op, const Tensor& x, Pair kernel, Pair dilation,
+                             Pair padding, Pair stride) {
+    FC_CHECK(x.shape.size() == 4, op, ": input must be 4-D (N, C, H, W), got shape ",
+             shape_str(x.shape));
+    Conv2dGeom g = window_geom(op, x.shape[0], x.shape[1], x.shape[2], x.shape[3], kernel,
+                               stride, padding, dilation, kUnfoldRoles, x.device);
+    return {g, {g.N, g.C * g.RS(), g.PQ()}};
+  }
+};
+
+// fold: (output_size, kernel_size, dilation, padding, stride); x is (N, C*R*S, L).
+struct Fold {
+  using Scalars = std::tuple<Pair, Pair, Pair, Pair, Pair>;
+  static WindowShapes shapes(const char* op, const Tensor& x, Pair size, Pair kernel,
+                             Pair dilation, Pair padding, Pair stride) {
+    FC_CHECK(x.shape.size() == 3, op, ": input must be 3-D (N, C*R*S, L), got shape ",
+             shape_str(x.shape));
+    const auto [R, S] = kernel;
+    FC_CHECK(R >= 1 && S >= 1, op, ": kernel_size must be positive, got ", pair_str(R, S));
+    const int64_t CRS = x.shape[1], RS = mul_sat(R, S);
+    FC_CHECK(CRS >= RS && CRS % RS == 0, op, ": input.shape[1] = ", CRS,
+             " must be a positive multiple of the kernel area ", R, "*", S);
+    Conv2dGeom g = window_geom(op, x.shape[0], CRS / RS, size[0], size[1], kernel, stride,
+                               padding, dilation, kFoldRoles, x.device);
+    FC_CHECK(x.shape[2] == g.PQ(), op, ": input.shape[2] = ", x.shape[2],
+             " must equal the number of sliding blocks ", g.P, "*", g.Q, " = ", g.PQ(),
+             " for output_size ", pair_str(size[0], size[1]));
+    return {g, g.in_shape()};
+  }
+};
+
+// Which scalars and shapes an op takes, by its tag.
+Direct roles(decltype(FC_TAG(conv2d_forward))) { return {}; }
+Direct roles(decltype(FC_TAG(conv2d_backward))) { return {}; }
+Transposed roles(decltype(FC_TAG(conv_transpose2d_forward))) { return {}; }
+Transposed roles(decltype(FC_TAG(conv_transpose2d_backward))) { return {}; }
+Unfold roles(decltype(FC_TAG(unfold))) { return {}; }
+Fold roles(decltype(FC_TAG(fold))) { return {}; }
+
+// Registers `name` as the lambda made by Make::make<G...>(op, pick, roles) with G the Roles'
+// Python scalars (Roles::Scalars).
+template <typename Make, typename Roles, typename Pick, typename... G>
+void def_roles(py::module_& m, const char* name, std::string op, Pick pick, std::tuple<G...>*) {
+  m.def(name, Make::template make<Roles, G...>(std::move(op), pick));
 }
 
-// pick(device, T{}) returns the kernel twin to run.
-template <typename Pick>
-void conv_forward(const char* op, bool transposed, py::handle out_, py::handle input,
-                  py::handle weight, py::handle bias_, const Conv2dGeom& g, Pick pick) {
-  const ConvShapes s = conv_shapes(g, transposed);
-  Tensor x = view(input, op, "input");
-  expect_shape(x, s.in, op, "input");
-  Tensor w = view_like(weight, x, g.weight_shape(), op, "weight");
-  Tensor out = view_like(out_, x, s.out, op, "out", true);
-  auto b = view_like_or_none(bias_, x, {s.channels}, op, "bias");
-  py::gil_scoped_release nogil;
-  dispatch(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    pick(x.device, t)(out.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), g);
-  });
+template <typename Make, typename Pick, typename Tag>
+void def_kind(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
+  using Roles = decltype(roles(tag));
+  def_roles<Make, Roles>(m, name, std::move(op), pick,
+                         static_cast<typename Roles::Scalars*>(nullptr));
 }
 
-// `note` says where grad_output's shape comes from.
-template <typename Pick>
-void conv_backward(const char* op, bool transposed, const char* note, py::handle dinp_,
-                   py::handle dweight_, py::handle dbias_, py::handle dout_, py::handle input,
-                   py::handle weight, const Conv2dGeom& g, Pick pick) {
-  const ConvShapes s = conv_shapes(g, transposed);
-  Tensor x = view(input, op, "input");
-  expect_shape(x, s.in, op, "input");
-  Tensor w = view_like(weight, x, g.weight_shape(), op, "weight");
-  Tensor dout = view_like(dout_, x, s.out, op, "grad_output", false, note);
-  auto dinp = view_like_or_none(dinp_, x, s.in, op, "grad_input", true);
-  auto dw = view_like_or_none(dweight_, x, g.weight_shape(), op, "grad_weight", true);
-  auto db = view_like_or_none(dbias_, x, {s.channels}, op, "grad_bias", true);
-  py::gil_scoped_release nogil;
-  dispatch(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    pick(x.device, t)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
-                      w.data<T>(), g);
-  });
+// Python (empty, input, scalars...) -> out: kernel(out, inp, g).
+struct Window {
+  static constexpr size_t kArrays = 3;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
+    def_kind<Window>(m, name, std::move(op), pick, tag);
+  }
+  template <typename Roles, typename... G, typename Pick>
+  static auto make(std::string op, Pick pick) {
+    return [op, pick](py::handle alloc, py::handle input, G... geo) {
+      const char* o = op.c_str();
+      Tensor x = read(input, o, "input");
+      const WindowShapes s = Roles::shapes(o, x, geo...);
+      Output out = allocate(alloc, input, x, s.out, o, "out");
+      Launch(x).run(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        pick(x.device, t)(out.view.data<T>(), x.data<T>(), s.g);
+      });
+      return out.array;
+    };
+  }
+};
+
+// Reads a conv-kind op's input and weight and computes its geometry.
+template <typename Roles, typename... G>
+ConvShapes conv_inputs(const char* op, py::handle input, py::handle weight, Tensor& x,
+                       Tensor& w, G... geo) {
+  x = read(input, op, "input");
+  w = read(weight, op, "weight");
+  same_dtype(w, x, op, "weight", "input");
+  return Roles::shapes(op, x, w, geo...);
 }
 
-// Registers <op>_forward and <op>_backward of a conv-kind op (conv2d, conv_transpose2d);
-// fwd/bwd(device, T{}) return the twins.
-template <typename Fwd, typename Bwd>
-void def_conv(py::module_& m, const std::string& op, bool transposed, Fwd fwd, Bwd bwd) {
-  const std::string bop = op + "_backward";
-  const std::string note = "the " + op + " output for this input, weight and geometry";
-  m.def((op + "_forward").c_str(), [=](py::handle out, py::handle input, py::handle weight,
-                                       py::handle bias, const Conv2dGeom& g) {
-    conv_forward(op.c_str(), transposed, out, input, weight, bias, g, fwd);
-  });
-  m.def(bop.c_str(), [=](py::handle dinp, py::handle dweight, py::handle dbias, py::handle dout,
-                         py::handle input, py::handle weight, const Conv2dGeom& g) {
-    conv_backward(bop.c_str(), transposed, note.c_str(), dinp, dweight, dbias, dout, input,
-                  weight, g, bwd);
-  });
-}
+// Python (empty, input, weight, bias or None, scalars...) -> out:
+// kernel(out, inp, weight, bias or null, g).
+struct Conv {
+  static constexpr size_t kArrays = 5;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
+    def_kind<Conv>(m, name, std::move(op), pick, tag);
+  }
+  template <typename Roles, typename... G, typename Pick>
+  static auto make(std::string op, Pick pick) {
+    return [op, pick](py::handle alloc, py::handle input, py::handle weight, py::handle bias_,
+                      G... geo) {
+      const char* o = op.c_str();
+      Tensor x, w;
+      const ConvShapes s = conv_inputs<Roles>(o, input, weight, x, w, geo...);
+      std::optional<Tensor> b;
+      if (!bias_.is_none()) b = read_like(bias_, x, {s.channels}, o, "bias");
+      Output out = allocate(alloc, input, x, s.out, o, "out");
+      Launch(x).run(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        pick(x.device, t)(out.view.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), s.g);
+      });
+      return out.array;
+    };
+  }
+};
 
-void unfold(py::handle col_, py::handle input, const Conv2dGeom& g) {
-  const char* op = "unfold";
-  Tensor x = view(input, op, "input");
-  expect_shape(x, g.in_shape(), op, "input");
-  Tensor col = view_like(col_, x, {g.N, g.C * g.RS(), g.PQ()}, op, "out", true);
-  py::gil_scoped_release nogil;
-  dispatch(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(x.device, unfold, T)(col.data<T>(), x.data<T>(), g);
-  });
-}
+// Python (empty, zeros, grad_output, input, weight, need_input, need_weight, need_bias,
+// grad_weight or None, grad_bias or None, scalars...) -> (grad_input, grad_weight, grad_bias),
+// None where not needed: kernel(dinp, dweight, dbias, dout, inp, weight, g). A parameter
+// gradient is a fresh zeros array, or the caller's to accumulate into (returned as given).
+struct ConvGrad {
+  static constexpr size_t kArrays = 7;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
+    def_kind<ConvGrad>(m, name, std::move(op), pick, tag);
+  }
 
-void fold(py::handle out_, py::handle input, const Conv2dGeom& g) {
-  const char* op = "fold";
-  Tensor col = view(input, op, "input");
-  expect_shape(col, {g.N, g.C * g.RS(), g.PQ()}, op, "input");
-  Tensor out = view_like(out_, col, g.in_shape(), op, "out", true);
-  py::gil_scoped_release nogil;
-  dispatch(col.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(col.device, fold, T)(out.data<T>(), col.data<T>(), g);
-  });
-}
+  // A parameter gradient: the caller's array (accumulated into) or a fresh zeros one.
+  static py::object param_grad(bool need, py::handle given, py::handle zeros, py::handle input,
+                               const Tensor& x, const Shape& shape, const char* op,
+                               const char* name, std::optional<Tensor>& view) {
+    if (!need) return py::none();
+    if (given.is_none()) {
+      Output o = allocate(zeros, input, x, shape, op, name);
+      view = o.view;
+      return o.array;
+    }
+    view = read_like(given, x, shape, op, name, true);
+    return py::reinterpret_borrow<py::object>(given);
+  }
+
+  template <typename Roles, typename... G, typename Pick>
+  static auto make(std::string op, Pick pick) {
+    // The forward's name, for where grad_output's shape comes from.
+    const std::string note =
+        "the " + op.substr(0, op.size() - std::strlen("_backward")) +
+        " output for this input, weight and geometry";
+    return [op, note, pick](py::handle alloc, py::handle zeros, py::handle dout_,
+                            py::handle input, py::handle weight, bool need_input,
+                            bool need_weight, bool need_bias, py::handle grad_weight,
+                            py::handle grad_bias, G... geo) {
+      const char* o = op.c_str();
+      Tensor x, w;
+      const ConvShapes s = conv_inputs<Roles>(o, input, weight, x, w, geo...);
+      Tensor dout = read_like(dout_, x, s.out, o, "grad_output", false, note.c_str());
+      std::optional<Tensor> dinp, dw, db;
+      py::object rinp = py::none();
+      if (need_input) {
+        Output d = allocate(alloc, input, x, s.in, o, "grad_input");
+        dinp = d.view;
+        rinp = d.array;
+      }
+      py::object rw = param_grad(need_weight, grad_weight, zeros, input, x, s.g.weight_shape(),
+                                 o, "grad_weight", dw);
+      py::object rb = param_grad(need_bias, grad_bias, zeros, input, x, {s.channels}, o,
+                                 "grad_bias", db);
+      Launch(x).run(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        pick(x.device, t)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
+                          w.data<T>(), s.g);
+      });
+      return py::make_tuple(rinp, rw, rb);
+    };
+  }
+};
 
 }  // namespace
 
 void bind_conv(py::module_& m) {
-  py::class_<Conv2dGeom>(m, "Conv2dGeom")
-      .def_readonly("N", &Conv2dGeom::N).def_readonly("C", &Conv2dGeom::C)
-      .def_readonly("H", &Conv2dGeom::H).def_readonly("W", &Conv2dGeom::W)
-      .def_readonly("K", &Conv2dGeom::K).def_readonly("R", &Conv2dGeom::R)
-      .def_readonly("S", &Conv2dGeom::S).def_readonly("groups", &Conv2dGeom::groups)
-      .def_readonly("P", &Conv2dGeom::P).def_readonly("Q", &Conv2dGeom::Q)
-      .def_property_readonly("padding", [](const Conv2dGeom& g) {
-        return py::make_tuple(g.pad_t, g.pad_b, g.pad_l, g.pad_r);
-      })
-      .def_property_readonly("out_shape", [](const Conv2dGeom& g) { return py::tuple(py::cast(g.out_shape())); })
-      .def_property_readonly("in_shape", [](const Conv2dGeom& g) { return py::tuple(py::cast(g.in_shape())); })
-      .def_property_readonly("weight_shape", [](const Conv2dGeom& g) { return py::tuple(py::cast(g.weight_shape())); })
-      .def("__repr__", [](const Conv2dGeom& g) {
-        return str("Conv2dGeom(in=", shape_str(g.in_shape()), ", weight=", shape_str(g.weight_shape()),
-                   ", out=", shape_str(g.out_shape()), ", stride=(", g.stride_h, ", ", g.stride_w,
-                   "), padding=(", g.pad_t, ", ", g.pad_b, ", ", g.pad_l, ", ", g.pad_r,
-                   "), dilation=(", g.dil_h, ", ", g.dil_w, "), groups=", g.groups, ")");
-      });
-
-  m.def("conv2d_geometry", &conv2d_geometry, py::arg("op"), py::arg("input"), py::arg("weight"),
-        py::arg("stride"), py::arg("mode"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
-  m.def("window_geometry", &window_geometry, py::arg("op"), py::arg("input"), py::arg("fold"),
-        py::arg("N"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("kernel"),
-        py::arg("stride"), py::arg("padding"), py::arg("dilation"));
-  m.def("conv_transpose2d_geometry", &conv_transpose2d_geometry, py::arg("op"), py::arg("input"),
-        py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("output_padding"),
-        py::arg("dilation"), py::arg("groups"));
-  def_conv(m, "conv2d", false,
-           []([[maybe_unused]] Device d, auto t) {
-             return FC_TWIN(d, conv2d_forward, decltype(t));
-           },
-           []([[maybe_unused]] Device d, auto t) {
-             return FC_TWIN(d, conv2d_backward, decltype(t));
-           });
-  def_conv(m, "conv_transpose2d", true,
-           []([[maybe_unused]] Device d, auto t) {
-             return FC_TWIN(d, conv_transpose2d_forward, decltype(t));
-           },
-           []([[maybe_unused]] Device d, auto t) {
-             return FC_TWIN(d, conv_transpose2d_backward, decltype(t));
-           });
-  m.def("unfold", &unfold);
-  m.def("fold", &fold);
+#define FC_BIND_CONV(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
+  FC_CONV_OPS(FC_BIND_CONV, T)
+#undef FC_BIND_CONV
 }
 
 }  // namespace fc::bind

@@ -1,22 +1,21 @@
 """Convolution: conv2d, conv_transpose2d and their backwards, unfold (im2col) and fold (col2im).
 
-conv_transpose2d is computed on the equivalent conv2d, whose geometry the extension returns:
-that geometry's in_shape is the transposed conv's output shape and its out_shape the
-transposed conv's input shape.
+Each op parses its Python scalars and crosses into the extension once, passing its allocators
+(looked up at call time): the binding computes the geometry, allocates and returns the outputs.
 """
 
-from .._arrays import empty
+from .._arrays import empty, zeros
 from .._loader import _C
-from ._args import as_array, as_int, as_mask, as_pair, contiguous, conv_padding, param_grads
+from ._args import as_array, as_int, as_mask, as_pair, contiguous, conv_padding
 
 __all__ = ["conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward", "unfold",
            "fold"]
 
 
-def _conv2d_geometry(op, input, weight, stride, padding, dilation, groups):
+def _conv2d_scalars(op, stride, padding, dilation, groups):
     mode, pad = conv_padding(padding, op)
-    return _C.conv2d_geometry(op, input, weight, as_pair(stride, "stride", op), mode, pad,
-                              as_pair(dilation, "dilation", op), as_int(groups, "groups", op))
+    return (as_pair(stride, "stride", op), mode, pad, as_pair(dilation, "dilation", op),
+            as_int(groups, "groups", op))
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -28,10 +27,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     one more row/column at the bottom/right, as PyTorch does).
     """
     input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
-    g = _conv2d_geometry("conv2d", input, weight, stride, padding, dilation, groups)
-    out = empty(input, g.out_shape)
-    _C.conv2d_forward(out, input, weight, bias, g)
-    return out
+    return _C.conv2d_forward(empty, input, weight, bias,
+                             *_conv2d_scalars("conv2d", stride, padding, dilation, groups))
+
+
+def _backward(kernel, op, grad_output, input, weight, scalars, output_mask, grad_weight,
+              grad_bias):
+    """A conv-kind backward: (grad_input, grad_weight, grad_bias), None where output_mask is
+    False; fresh parameter gradients are zeros for the kernel to accumulate into."""
+    need_input, need_weight, need_bias = as_mask(output_mask, op)
+    return kernel(empty, zeros, contiguous(grad_output), contiguous(input), contiguous(weight),
+                  need_input, need_weight, need_bias, grad_weight, grad_bias, *scalars(op))
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,
@@ -44,62 +50,39 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     or grad_bias (K,) arrays are passed, the gradients are accumulated into them (+=) and they
     are returned: that is how a layer adds into its parameters' .grad without a temporary.
     """
-    op = "conv2d_backward"
-    need_input, need_weight, need_bias = as_mask(output_mask, op)
-    grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
-    g = _conv2d_geometry(op, input, weight, stride, padding, dilation, groups)
-    dinp = empty(input, g.in_shape) if need_input else None
-    dweight, dbias = param_grads(need_weight, need_bias, g.weight_shape, (g.K,), input,
-                                 grad_weight, grad_bias)
-    _C.conv2d_backward(dinp, dweight, dbias, grad_output, input, weight, g)
-    return dinp, dweight, dbias
+    return _backward(_C.conv2d_backward, "conv2d_backward", grad_output, input, weight,
+                     lambda op: _conv2d_scalars(op, stride, padding, dilation, groups),
+                     output_mask, grad_weight, grad_bias)
 
 
-def _window_geometry(op, input, shape, kernel_size, dilation, padding, stride):
-    """Geometry of unfold/fold on images of `shape` (N, C, H, W); input is the op's input (its
-    device sets the size limits, which are checked before anything is allocated)."""
-    return _C.window_geometry(op, input, op == "fold", *shape,
-                              as_pair(kernel_size, "kernel_size", op),
-                              as_pair(stride, "stride", op), as_pair(padding, "padding", op),
-                              as_pair(dilation, "dilation", op))
+def _window_scalars(op, kernel, dilation, padding, stride):
+    """(kernel_size, dilation, padding, stride) as pairs, parsed in the order the messages of
+    several bad arguments have always named them: stride, padding, then dilation."""
+    stride, padding = as_pair(stride, "stride", op), as_pair(padding, "padding", op)
+    return kernel, as_pair(dilation, "dilation", op), padding, stride
 
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """im2col, as torch.nn.functional.unfold: (N, C, H, W) -> (N, C*R*S, P*Q)."""
-    input = as_array(input, 4, "(N, C, H, W)", "input", "unfold")
-    g = _window_geometry("unfold", input, input.shape, kernel_size, dilation, padding, stride)
-    out = empty(input, (g.N, g.C * g.R * g.S, g.P * g.Q))
-    _C.unfold(out, input, g)
-    return out
+    op = "unfold"
+    input = as_array(input, 4, "(N, C, H, W)", "input", op)
+    return _C.unfold(empty, input, *_window_scalars(op, as_pair(kernel_size, "kernel_size", op),
+                                                    dilation, padding, stride))
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """col2im, as torch.nn.functional.fold: (N, C*R*S, L) -> (N, C, H, W), overlaps summed."""
     op = "fold"
     input = as_array(input, 3, "(N, C*R*S, L)", "input", op)
-    R, S = as_pair(kernel_size, "kernel_size", op)
-    H, W = as_pair(output_size, "output_size", op)
-    if R < 1 or S < 1:
-        raise ValueError(f"fold: kernel_size must be positive, got {(R, S)}")
-    if input.shape[1] < R * S or input.shape[1] % (R * S) != 0:
-        raise ValueError(f"fold: input.shape[1] = {input.shape[1]} must be a positive multiple "
-                         f"of the kernel area {R}*{S}")
-    g = _window_geometry(op, input, (input.shape[0], input.shape[1] // (R * S), H, W), (R, S),
-                         dilation, padding, stride)
-    if input.shape[2] != g.P * g.Q:
-        raise ValueError(f"fold: input.shape[2] = {input.shape[2]} must equal the number of "
-                         f"sliding blocks {g.P}*{g.Q} = {g.P * g.Q} for output_size {(H, W)}")
-    out = empty(input, g.in_shape)
-    _C.fold(out, input, g)
-    return out
+    kernel = as_pair(kernel_size, "kernel_size", op)
+    return _C.fold(empty, input, as_pair(output_size, "output_size", op),
+                   *_window_scalars(op, kernel, dilation, padding, stride))
 
 
-def _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
-                               dilation):
-    return _C.conv_transpose2d_geometry(
-        op, input, weight, as_pair(stride, "stride", op), as_pair(padding, "padding", op),
-        as_pair(output_padding, "output_padding", op), as_pair(dilation, "dilation", op),
-        as_int(groups, "groups", op))
+def _conv_transpose2d_scalars(op, stride, padding, output_padding, groups, dilation):
+    return (as_pair(stride, "stride", op), as_pair(padding, "padding", op),
+            as_pair(output_padding, "output_padding", op), as_pair(dilation, "dilation", op),
+            as_int(groups, "groups", op))
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
@@ -113,13 +96,11 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     at the bottom/right and must be smaller than stride or dilation. Unlike torch, input must
     be 4-D (no unbatched 3-D input), as for conv2d.
     """
-    op = "conv_transpose2d"
     input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
-    g = _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
-                                   dilation)
-    out = empty(input, g.in_shape)
-    _C.conv_transpose2d_forward(out, input, weight, bias, g)
-    return out
+    return _C.conv_transpose2d_forward(
+        empty, input, weight, bias,
+        *_conv_transpose2d_scalars("conv_transpose2d", stride, padding, output_padding, groups,
+                                   dilation))
 
 
 def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0,
@@ -132,13 +113,8 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     is always a new array. When grad_weight (C_in, C_out/groups, R, S) or grad_bias (C_out,)
     arrays are passed, the gradients are accumulated into them (+=) and they are returned.
     """
-    op = "conv_transpose2d_backward"
-    need_input, need_weight, need_bias = as_mask(output_mask, op)
-    grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
-    g = _conv_transpose2d_geometry(op, input, weight, stride, padding, output_padding, groups,
-                                   dilation)
-    dinp = empty(input, g.out_shape) if need_input else None
-    dweight, dbias = param_grads(need_weight, need_bias, g.weight_shape, (g.C,), input,
-                                  grad_weight, grad_bias)
-    _C.conv_transpose2d_backward(dinp, dweight, dbias, grad_output, input, weight, g)
-    return dinp, dweight, dbias
+    return _backward(_C.conv_transpose2d_backward, "conv_transpose2d_backward", grad_output,
+                     input, weight,
+                     lambda op: _conv_transpose2d_scalars(op, stride, padding, output_padding,
+                                                          groups, dilation),
+                     output_mask, grad_weight, grad_bias)

@@ -17,7 +17,8 @@ def _pair(v):
 class _Conv(Module):
     """What both convolutions share: arguments, torch's initialisation (kaiming_uniform_ with
     a=sqrt(5) for the weight, U(+-1/sqrt(fan_in)) for the bias, fan_in from weight.shape[1:]),
-    the input check, and forward/backward through their functional pair."""
+    and forward/backward through their functional pair, whose binding checks the input (a refusal
+caused by the input is re-raised naming the layer)."""
 
     _transposed = False
 
@@ -56,13 +57,21 @@ class _Conv(Module):
         return s + ("" if self.bias is not None else ", bias=False")
 
     def forward(self, x):
+        self._input = x
+        try:
+            return self._forward(x, self.weight.data,
+                                 None if self.bias is None else self.bias.data, *self._args())
+        except (TypeError, ValueError) as error:
+            self._refused(x, error)
+            raise
+
+    def _refused(self, x, error):
+        """The binding refused the call: when x itself is why (not an array, not 4-D, or not
+        in_channels channels), say so naming this layer."""
         self._expect(x, 4, "(N, C, H, W)")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{self._name()} expected input with {self.in_channels} channels, "
-                             f"got {x.shape}")
-        self._input = x
-        return self._forward(x, self.weight.data, None if self.bias is None else self.bias.data,
-                             *self._args())
+                             f"got {x.shape}") from error
 
     def backward(self, dout):
         gw, gb = accumulating_grads(self.weight, self.bias)
