@@ -99,27 +99,27 @@ Transposed roles(decltype(FC_TAG(conv_transpose2d_backward))) { return {}; }
 Unfold roles(decltype(FC_TAG(unfold))) { return {}; }
 Fold roles(decltype(FC_TAG(fold))) { return {}; }
 
-// Registers `name` as the lambda made by Make::make<G...>(op, pick, roles) with G the Roles'
-// Python scalars (Roles::Scalars).
+// Registers `name` as the binding Make::make<Roles, G...>(op, pick), G the Roles' Python scalars.
 template <typename Make, typename Roles, typename Pick, typename... G>
 void def_roles(py::module_& m, const char* name, std::string op, Pick pick, std::tuple<G...>*) {
   m.def(name, Make::template make<Roles, G...>(std::move(op), pick));
 }
 
-template <typename Make, typename Pick, typename Tag>
-void def_kind(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
-  using Roles = decltype(roles(tag));
-  def_roles<Make, Roles>(m, name, std::move(op), pick,
-                         static_cast<typename Roles::Scalars*>(nullptr));
-}
-
-// Python (empty, input, scalars...) -> out: kernel(out, inp, g).
-struct Window {
-  static constexpr size_t kArrays = 3;
+// A kind's def() for bind_op: the op's roles (by its tag) give the Python scalars, with which
+// Kind::make builds the binding.
+template <typename Kind>
+struct ByRoles {
   template <typename... S, typename Pick, typename Tag>
   static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
-    def_kind<Window>(m, name, std::move(op), pick, tag);
+    using Roles = decltype(roles(tag));
+    def_roles<Kind, Roles>(m, name, std::move(op), pick,
+                           static_cast<typename Roles::Scalars*>(nullptr));
   }
+};
+
+// Python (empty, input, scalars...) -> out: kernel(out, inp, g).
+struct Window : ByRoles<Window> {
+  static constexpr size_t kArrays = 3;
   template <typename Roles, typename... G, typename Pick>
   static auto make(std::string op, Pick pick) {
     return [op, pick](py::handle alloc, py::handle input, G... geo) {
@@ -148,12 +148,8 @@ ConvShapes conv_inputs(const char* op, py::handle input, py::handle weight, Tens
 
 // Python (empty, input, weight, bias or None, scalars...) -> out:
 // kernel(out, inp, weight, bias or null, g).
-struct Conv {
+struct Conv : ByRoles<Conv> {
   static constexpr size_t kArrays = 5;
-  template <typename... S, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
-    def_kind<Conv>(m, name, std::move(op), pick, tag);
-  }
   template <typename Roles, typename... G, typename Pick>
   static auto make(std::string op, Pick pick) {
     return [op, pick](py::handle alloc, py::handle input, py::handle weight, py::handle bias_,
@@ -177,12 +173,8 @@ struct Conv {
 // grad_weight or None, grad_bias or None, scalars...) -> (grad_input, grad_weight, grad_bias),
 // None where not needed: kernel(dinp, dweight, dbias, dout, inp, weight, g). A parameter
 // gradient is a fresh zeros array, or the caller's to accumulate into (returned as given).
-struct ConvGrad {
+struct ConvGrad : ByRoles<ConvGrad> {
   static constexpr size_t kArrays = 7;
-  template <typename... S, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
-    def_kind<ConvGrad>(m, name, std::move(op), pick, tag);
-  }
 
   // A parameter gradient: the caller's array (accumulated into) or a fresh zeros one.
   static py::object param_grad(bool need, py::handle given, py::handle zeros, py::handle input,
