@@ -46,6 +46,19 @@ def _abs(input):
     return abs(input) if is_array(input) else input
 
 
+def _extreme(forward, op, input, window, return_indices):
+    """max/min pooling through `forward`; window: (kernel_size, stride, padding, dilation,
+    ceil_mode) as the caller got them."""
+    return_indices = as_bool(return_indices, "return_indices", op)
+    out, indices = forward(empty, contiguous(input), *_window(op, *window))
+    return (out, indices) if return_indices else out
+
+
+def _extreme_backward(backward, op, grad_output, input, window, indices):
+    grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
+    return backward(empty, grad_output, indices, input, *_window(op, *window))
+
+
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Max pooling, as torch.nn.functional.max_pool2d.
@@ -53,11 +66,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Returns out (N, C, P, Q), or (out, indices) with return_indices=True; pass those indices
     to max_pool2d_backward to skip recomputing the argmax.
     """
-    return_indices = as_bool(return_indices, "return_indices", "max_pool2d")
-    input = contiguous(input)
-    out, indices = _C.max_pool2d_forward(
-        empty, input, *_window("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode))
-    return (out, indices) if return_indices else out
+    return _extreme(_C.max_pool2d_forward, "max_pool2d", input,
+                    (kernel_size, stride, padding, dilation, ceil_mode), return_indices)
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
@@ -65,30 +75,23 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     """Gradient of max_pool2d with respect to its input: grad_output added at each window's
     argmax (overlapping windows add). Uses `indices` from max_pool2d(..., return_indices=True)
     when given, else recomputes the argmax from `input`."""
-    op = "max_pool2d_backward"
-    grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
-    return _C.max_pool2d_backward(empty, grad_output, indices, input,
-                                  *_window(op, kernel_size, stride, padding, dilation, ceil_mode))
+    return _extreme_backward(_C.max_pool2d_backward, "max_pool2d_backward", grad_output, input,
+                             (kernel_size, stride, padding, dilation, ceil_mode), indices)
 
 
 def min_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Min pooling: -max_pool2d(-input) (padding never wins, a NaN wins, the first minimum in
     scan order wins ties). Arguments and return value as max_pool2d; indices are the argmin."""
-    return_indices = as_bool(return_indices, "return_indices", "min_pool2d")
-    input = contiguous(input)
-    out, indices = _C.min_pool2d_forward(
-        empty, input, *_window("min_pool2d", kernel_size, stride, padding, dilation, ceil_mode))
-    return (out, indices) if return_indices else out
+    return _extreme(_C.min_pool2d_forward, "min_pool2d", input,
+                    (kernel_size, stride, padding, dilation, ceil_mode), return_indices)
 
 
 def min_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, indices=None):
     """Gradient of min_pool2d, as max_pool2d_backward with the argmin."""
-    op = "min_pool2d_backward"
-    grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
-    return _C.min_pool2d_backward(empty, grad_output, indices, input,
-                                  *_window(op, kernel_size, stride, padding, dilation, ceil_mode))
+    return _extreme_backward(_C.min_pool2d_backward, "min_pool2d_backward", grad_output, input,
+                             (kernel_size, stride, padding, dilation, ceil_mode), indices)
 
 
 def _divisor(divisor_override, op):

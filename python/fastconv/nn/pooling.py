@@ -18,14 +18,17 @@ class _Pool2d(Module):
         try:
             return self.forward(x)
         except (TypeError, ValueError, AttributeError):
-            if not is_array(x):
-                raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
-                                f"input, got {type(x).__module__}.{type(x).__qualname__}"
-                                ) from None
-            if x.ndim not in (3, 4):
-                raise ValueError(f"{self._name()} expected 3-D (C, H, W) or 4-D (N, C, H, W) "
-                                 f"input, got {x.shape}") from None
+            self._refuse(x)
             raise
+
+    def _refuse(self, x):
+        """Raises the layer's own error for an input that no pooling layer takes."""
+        if not is_array(x):
+            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray input, "
+                            f"got {type(x).__module__}.{type(x).__qualname__}") from None
+        if x.ndim not in (3, 4):
+            raise ValueError(f"{self._name()} expected 3-D (C, H, W) or 4-D (N, C, H, W) input, "
+                             f"got {x.shape}") from None
 
 
 class _ExtremePool2d(_Pool2d):
