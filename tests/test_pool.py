@@ -188,12 +188,13 @@ def test_pool_lp_negative_windows_and_zero_windows():
     assert (dx[0, 0, :3, :3] == 0).all()
 
 
-def test_pool_lp_inf_is_max_of_abs():
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_pool_lp_inf_is_max_of_abs(dtype):
     rng = np.random.default_rng(15)
-    x = _distinct(rng, (2, 3, 7, 7), np.float64)
+    x = _distinct(rng, (2, 3, 7, 7), dtype)
     ref, _ = R.max_pool2d_ref(np.abs(x), 2, 2, 0, 1, True)
     assert np.array_equal(F.lp_pool2d(x, float("inf"), 2, ceil_mode=True), ref)
-    g = rng.standard_normal(ref.shape)
+    g = rng.standard_normal(ref.shape).astype(dtype)
     want = R.max_pool2d_backward_ref(g, np.abs(x), 2, 2, 0, 1, True) * np.sign(x)
     assert_close(F.lp_pool2d_backward(g, x, float("inf"), 2, ceil_mode=True), want, 1e-14)
 
