@@ -10,11 +10,12 @@
 
 namespace fc {
 
-// The op list (see FC_DECLARE in common.h). Kinds, for the binding: ArgPool (out, idx, inp,
-// geometry), ArgPoolGrad (dinp, dout, idx or null, inp, geometry, flag), Pool (out, inp,
-// geometry, scalars), PoolGrad (dinp, dout, inp, geometry, scalars) and LinearPoolGrad (dinp,
-// dout, geometry, scalars: the adjoint of a linear pooling needs no input). Window bounds are
-// pool_window / avg_pool_span in geometry.h, shared by both twins.
+// The op list (see FC_DECLARE in common.h). Kinds, for the binding (bind/pool.cpp: Python
+// passes its `empty`, the arrays, the window arguments and the scalars; the binding makes g):
+// ArgPool (out, idx, inp, g), ArgPoolGrad (dinp, dout, idx or null, inp, g, flag), Pool (out,
+// inp, g, scalars), PoolGrad (dinp, dout, inp, g, scalars) and LinearPoolGrad (dinp, dout, g,
+// scalars: the adjoint of a linear pooling needs no input); Adaptive* take output_size for g.
+// Window bounds are pool_window / avg_pool_span in geometry.h, shared by both twins.
 #define FC_POOL_OPS(X, T)                                                                     \
   /* out[N, C, P, Q] = window max of inp[N, C, H, W]; idx[N, C, P, Q] = its position in the  \
      plane. */                                                                                \
@@ -43,10 +44,11 @@ namespace fc {
   X(lp_pool2d_backward, PoolGrad, T* dinp, const T* dout, const T* inp, const Pool2dGeom& g,  \
     double p)                                                                                 \
   /* out[N, C, P, Q] = mean of each adaptive window of inp[N, C, H, W] (g.adaptive). */       \
-  X(adaptive_avg_pool2d_forward, Pool, T* out, const T* inp, const Pool2dGeom& g)             \
+  X(adaptive_avg_pool2d_forward, AdaptivePool, T* out, const T* inp, const Pool2dGeom& g)     \
   /* dinp[N, C, H, W] = adjoint of adaptive_avg_pool2d_forward applied to dout[N, C, P, Q].  \
      Adaptive max pooling is max_pool2d_forward / max_pool2d_backward on an adaptive g. */    \
-  X(adaptive_avg_pool2d_backward, LinearPoolGrad, T* dinp, const T* dout, const Pool2dGeom& g) \
+  X(adaptive_avg_pool2d_backward, AdaptiveLinearPoolGrad, T* dinp, const T* dout,            \
+    const Pool2dGeom& g)                                                                      \
   /* out[N, C, P, Q] = alpha * window max + (1 - alpha) * window mean (padding counted). */   \
   X(mixed_pool2d_forward, Pool, T* out, const T* inp, const Pool2dGeom& g, double alpha)      \
   /* dinp[N, C, H, W] = alpha * max-pool gradient + (1 - alpha) * avg-pool gradient of dout. */ \

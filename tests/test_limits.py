@@ -157,13 +157,25 @@ def test_limits_refused_before_allocation(no_allocation, call, message):
         call()
 
 
-def test_limits_pooling_indexes_planes_past_32_bits():
-    # Pooling runs 64-bit indices on both devices: a plane of 2^32 pixels is a valid geometry.
-    g = _C.pool2d_geometry("max_pool2d", _phantom((1, 1, 2**16, 2**16)), (2, 2), (2, 2), (0, 0),
-                           (1, 1), False)
-    assert g.out_shape == (1, 1, 2**15, 2**15)
-    g = _C.adaptive_pool2d_geometry("adaptive_avg_pool2d", _x((1, 1, 3, 3)), 2**16, 2**16)
-    assert g.out_shape == (1, 1, 2**16, 2**16)
+class _Allocated(Exception):
+    pass
+
+
+def test_limits_pooling_indexes_planes_past_32_bits(monkeypatch):
+    # Pooling runs 64-bit indices on both devices: a plane of 2^32 pixels is a valid geometry
+    # (each call stops at its first allocation, which notes the output's shape).
+    shapes = []
+
+    def note(like, shape, dtype=None):
+        shapes.append(shape)
+        raise _Allocated
+
+    monkeypatch.setattr(sys.modules["fastconv.functional._pool"], "empty", note)
+    with pytest.raises(_Allocated):
+        F.max_pool2d(_phantom((1, 1, 2**16, 2**16)), 2)
+    with pytest.raises(_Allocated):
+        F.adaptive_avg_pool2d(_x((1, 1, 3, 3)), 2**16)
+    assert shapes == [(1, 1, 2**15, 2**15), (1, 1, 2**16, 2**16)]
 
 
 def test_limits_at_the_blas_bound_are_accepted():

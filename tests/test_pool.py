@@ -10,6 +10,7 @@ import pytest
 
 import fastconv
 import fastconv.functional as F
+from fastconv._arrays import empty
 from fastconv._loader import _C
 
 from fastconv._opinfo import pool as R
@@ -187,12 +188,13 @@ def test_pool_lp_negative_windows_and_zero_windows():
     assert (dx[0, 0, :3, :3] == 0).all()
 
 
-def test_pool_lp_inf_is_max_of_abs():
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_pool_lp_inf_is_max_of_abs(dtype):
     rng = np.random.default_rng(15)
-    x = _distinct(rng, (2, 3, 7, 7), np.float64)
+    x = _distinct(rng, (2, 3, 7, 7), dtype)
     ref, _ = R.max_pool2d_ref(np.abs(x), 2, 2, 0, 1, True)
     assert np.array_equal(F.lp_pool2d(x, float("inf"), 2, ceil_mode=True), ref)
-    g = rng.standard_normal(ref.shape)
+    g = rng.standard_normal(ref.shape).astype(dtype)
     want = R.max_pool2d_backward_ref(g, np.abs(x), 2, 2, 0, 1, True) * np.sign(x)
     assert_close(F.lp_pool2d_backward(g, x, float("inf"), 2, ceil_mode=True), want, 1e-14)
 
@@ -294,55 +296,50 @@ def test_pool_outputs_fully_written(dtype):
     """Call the kernels with NaN-poisoned outputs: every element must be overwritten."""
     rng = np.random.default_rng(20)
     x = _distinct(rng, (2, 3, 9, 8), dtype)
-    geom = _C.pool2d_geometry("test", x, (3, 3), (2, 2), (1, 1), (1, 1), True)
-    agm = _C.adaptive_pool2d_geometry("test", x, 4, 3)
+    window = ((3, 3), (2, 2), (1, 1), (1, 1), True)
+    lp_window = ((3, 3), (2, 2), (0, 0), (1, 1), True)
+    mixed_window = ((3, 3), (2, 2), (1, 1), (1, 1), False)
 
-    def poisoned(shape, dt=dtype):
-        return np.full(shape, -7 if dt == np.int64 else np.nan, dtype=dt)
+    def poisoned(like, shape, dt=dtype):
+        return np.full(shape, -7 if np.dtype(dt) == np.int64 else np.nan, dtype=dt)
 
-    g = rand(rng, geom.out_shape, dtype)
-    ga = rand(rng, agm.out_shape, dtype)
     kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
-    for name, geo, ref_fn in (("max_pool2d", geom, lambda: R.max_pool2d_ref(x, **kw)),
-                              ("min_pool2d", geom, lambda: R.min_pool2d_ref(x, **kw)),
-                              ("adaptive_max_pool2d", agm,
+    g = rand(rng, R.max_pool2d_ref(x, **kw)[0].shape, dtype)
+    ga = rand(rng, R.adaptive_avg_pool2d_ref(x, (4, 3)).shape, dtype)
+    for name, geo, ref_fn in (("max_pool2d", window, lambda: R.max_pool2d_ref(x, **kw)),
+                              ("min_pool2d", window, lambda: R.min_pool2d_ref(x, **kw)),
+                              ("adaptive_max_pool2d", (4, 3),
                                lambda: R.adaptive_max_pool2d_ref(x, (4, 3)))):
-        out, idx = poisoned(geo.out_shape), poisoned(geo.out_shape, np.int64)
-        getattr(_C, name + "_forward")(out, idx, x, geo)
+        out, idx = getattr(_C, name + "_forward")(poisoned, x, *geo)
         ref_out, ref_idx = ref_fn()
         assert np.array_equal(out, ref_out.astype(dtype)) and np.array_equal(idx, ref_idx), name
-    lp_geom = _C.pool2d_geometry("test", x, (3, 3), (2, 2), (0, 0), (1, 1), True)
-    mixed_geom = _C.pool2d_geometry("test", x, (3, 3), (2, 2), (1, 1), (1, 1), False)
     forward = [
-        ("avg_pool2d_forward", (geom, True, None), R.avg_pool2d_ref(x, **kw)),
-        ("lp_pool2d_forward", (lp_geom, 2.0), R.lp_pool2d_ref(x, 2, 3, 2, True)),
-        ("adaptive_avg_pool2d_forward", (agm,), R.adaptive_avg_pool2d_ref(x, (4, 3))),
-        ("mixed_pool2d_forward", (mixed_geom, 0.4), R.mixed_pool2d_ref(x, 3, 2, 1, 0.4)),
+        ("avg_pool2d_forward", (*window, True, None), R.avg_pool2d_ref(x, **kw)),
+        ("lp_pool2d_forward", (*lp_window, 2.0), R.lp_pool2d_ref(x, 2, 3, 2, True)),
+        ("adaptive_avg_pool2d_forward", (4, 3), R.adaptive_avg_pool2d_ref(x, (4, 3))),
+        ("mixed_pool2d_forward", (*mixed_window, 0.4), R.mixed_pool2d_ref(x, 3, 2, 1, 0.4)),
     ]
     for name, args, ref in forward:
-        out = poisoned(ref.shape)
-        getattr(_C, name)(out, x, *args)
+        out = getattr(_C, name)(poisoned, x, *args)
         _check(out, ref, dtype, name, 9)
     backward = [
-        ("max_pool2d_backward", (g, None, x, geom), R.max_pool2d_backward_ref(g, x, **kw)),
-        ("min_pool2d_backward", (g, None, x, geom), R.min_pool2d_backward_ref(g, x, **kw)),
-        ("adaptive_max_pool2d_backward", (ga, None, x, agm),
+        ("max_pool2d_backward", (g, None, x, *window), R.max_pool2d_backward_ref(g, x, **kw)),
+        ("min_pool2d_backward", (g, None, x, *window), R.min_pool2d_backward_ref(g, x, **kw)),
+        ("adaptive_max_pool2d_backward", (ga, None, x, 4, 3),
          R.adaptive_max_pool2d_backward_ref(ga, x, (4, 3))),
-        ("avg_pool2d_backward", (g, x, geom, True, None), R.avg_pool2d_backward_ref(g, x, **kw)),
-        ("adaptive_avg_pool2d_backward", (ga, x, agm),
+        ("avg_pool2d_backward", (g, x, *window, True, None),
+         R.avg_pool2d_backward_ref(g, x, **kw)),
+        ("adaptive_avg_pool2d_backward", (ga, x, 4, 3),
          R.adaptive_avg_pool2d_backward_ref(ga, x, (4, 3))),
     ]
     for name, args, ref in backward:
-        dx = poisoned(x.shape)
-        getattr(_C, name)(dx, *args)
+        dx = getattr(_C, name)(poisoned, *args)
         _check(dx, ref, dtype, name, 9)
-    gl = rand(rng, lp_geom.out_shape, dtype)
-    dx = poisoned(x.shape)
-    _C.lp_pool2d_backward(dx, gl, x, lp_geom, 2.0)
+    gl = rand(rng, R.lp_pool2d_ref(x, 2, 3, 2, True).shape, dtype)
+    dx = _C.lp_pool2d_backward(poisoned, gl, x, *lp_window, 2.0)
     _check(dx, R.lp_pool2d_backward_ref(gl, x, 2, 3, 2, True), dtype, "lp backward", 9)
-    gm = rand(rng, mixed_geom.out_shape, dtype)
-    dx = poisoned(x.shape)
-    _C.mixed_pool2d_backward(dx, gm, x, mixed_geom, 0.4)
+    gm = rand(rng, R.mixed_pool2d_ref(x, 3, 2, 1, 0.4).shape, dtype)
+    dx = _C.mixed_pool2d_backward(poisoned, gm, x, *mixed_window, 0.4)
     _check(dx, R.mixed_pool2d_backward_ref(gm, x, 3, 2, 1, 0.4), dtype, "mixed backward", 9)
 
 
@@ -487,18 +484,9 @@ def test_pool_error_messages_show_shapes():
 
 def test_pool_kernels_refuse_geometry_they_cannot_honour():
     x = np.zeros((1, 2, 9, 9))
-    dilated = _C.pool2d_geometry("t", x, (3, 3), (1, 1), (1, 1), (2, 2), False)
-    padded = _C.pool2d_geometry("t", x, (3, 3), (2, 2), (1, 1), (1, 1), False)
-    ceil = _C.pool2d_geometry("t", x, (2, 2), (2, 2), (0, 0), (1, 1), True)
-    adaptive = _C.adaptive_pool2d_geometry("t", x, 3, 3)
     with pytest.raises(ValueError, match="dilation"):
-        _C.avg_pool2d_forward(np.empty(dilated.out_shape), x, dilated, True, None)
+        _C.avg_pool2d_forward(empty, x, (3, 3), (1, 1), (1, 1), (2, 2), False, True, None)
     with pytest.raises(ValueError, match="padding"):
-        _C.lp_pool2d_forward(np.empty(padded.out_shape), x, padded, 2.0)
+        _C.lp_pool2d_forward(empty, x, (3, 3), (2, 2), (1, 1), (1, 1), False, 2.0)
     with pytest.raises(ValueError, match="ceil_mode"):
-        _C.mixed_pool2d_forward(np.empty(ceil.out_shape), x, ceil, 0.5)
-    with pytest.raises(ValueError, match="geometry"):
-        _C.max_pool2d_forward(np.empty(adaptive.out_shape), np.empty(adaptive.out_shape, np.int64),
-                              x, adaptive)
-    with pytest.raises(ValueError, match="geometry"):
-        _C.adaptive_avg_pool2d_forward(np.empty(padded.out_shape), x, padded)
+        _C.mixed_pool2d_forward(empty, x, (2, 2), (2, 2), (0, 0), (1, 1), True, 0.5)

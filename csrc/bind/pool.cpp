@@ -1,74 +1,54 @@
-// Bindings of the pooling family: geometry, and forward/backward of max, min, avg, lp,
-// adaptive avg/max and mixed pooling. Arrays and values are validated here, once.
-#include "bind/binding.h"
+// Bindings of the pooling family: the op list (pool.h) through the generic binder, one crossing
+// per call. A binding reads the input, makes the geometry from the Python scalars (pool2d_geom
+// or adaptive_pool2d_geom), checks the op's rules once, allocates its outputs through the
+// caller's `empty` (allocate()) and returns them: Python (empty, arrays..., window...,
+// scalars...).
+#include "bind/generic.h"
 
+#include <array>
 #include <cmath>
 
 #include "geometry.h"
 #include "pool.h"
 
 namespace fc::bind {
+
+// How a call gives its windows, as Python arguments after the arrays.
+// Window: kernel, stride, padding, dilation, ceil_mode; an op whose kernels ignore some of them
+// refuses any but the neutral value (check_geometry) rather than misread them.
+struct Window {
+  using Args = std::tuple<Pair, Pair, Pair, Pair, bool>;
+  static Pool2dGeom make(const char* op, const Shape& in, Pair kernel, Pair stride, Pair padding,
+                         Pair dilation, bool ceil_mode) {
+    return pool2d_geom(op, in, kernel, stride, padding, dilation, ceil_mode);
+  }
+};
+
+// Adaptive: output_size (P, Q), None keeping the input's size.
+struct Adaptive {
+  using Args = std::tuple<std::optional<int64_t>, std::optional<int64_t>>;
+  static Pool2dGeom make(const char* op, const Shape& in, std::optional<int64_t> P,
+                         std::optional<int64_t> Q) {
+    return adaptive_pool2d_geom(op, in, P, Q);
+  }
+};
+
+// Geometry rules of one op, as check() is for its scalars (generic.h): the default accepts any.
+template <auto Twin>
+void check_geometry(OpTag<Twin>, const char*, const Pool2dGeom&) {}
+
 namespace {
 
-Pool2dGeom pool2d_geometry(const std::string& op, py::handle input, Pair kernel, Pair stride,
-                           Pair padding, Pair dilation, bool ceil_mode) {
-  Tensor x = view(input, op.c_str(), "input");
-  return pool2d_geom(op.c_str(), x.shape, kernel, stride, padding, dilation, ceil_mode);
-}
-
-Pool2dGeom adaptive_pool2d_geometry(const std::string& op, py::handle input,
-                                    std::optional<int64_t> P, std::optional<int64_t> Q) {
-  Tensor x = view(input, op.c_str(), "input");
-  return adaptive_pool2d_geom(op.c_str(), x.shape, P, Q);
-}
-
-// The input of a forward or backward pass, checked against the geometry it was measured for.
-Tensor input_view(py::handle input, const Pool2dGeom& g, const char* op) {
-  Tensor x = view(input, op, "input");
-  expect_shape(x, g.in_shape(), op, "input");
-  return x;
-}
-
-Tensor out_view(py::handle out_, const Tensor& x, const Pool2dGeom& g, const char* op) {
-  return view_like(out_, x, g.out_shape(), op, "out", true);
-}
-
-Tensor grad_output_view(py::handle dout_, const Tensor& x, const Pool2dGeom& g, const char* op) {
-  return view_like(dout_, x, g.out_shape(), op, "grad_output", false,
-                   "the pooled output for this input and geometry");
-}
-
-Tensor grad_input_view(py::handle dinp_, const Tensor& x, const Pool2dGeom& g, const char* op) {
-  return view_like(dinp_, x, g.in_shape(), op, "grad_input", true);
-}
-
-Tensor indices_view(py::handle idx_, const Pool2dGeom& g, const char* op, bool writable) {
-  Tensor idx = view(idx_, op, "indices", writable, kInt64);
-  FC_CHECK(idx.shape == g.out_shape(), op, ": indices must have shape ", shape_str(g.out_shape()),
-           " (the pooled output's), got ", shape_str(idx.shape));
-  return idx;
-}
-
-void check_pool(const Pool2dGeom& g, bool adaptive, const char* op) {
-  FC_CHECK(g.adaptive == adaptive, op, ": geometry from ",
-           g.adaptive ? "adaptive_pool2d_geometry" : "pool2d_geometry", " does not fit this op");
-}
-
-// divisor_override as the kernels take it: 0 for none.
-int64_t check_divisor(std::optional<int64_t> divisor_override, const char* op) {
-  FC_CHECK(divisor_override.value_or(1) != 0, op, ": divisor_override must be nonzero, got 0");
-  return divisor_override.value_or(0);
-}
-
-// avg, lp and mixed pooling have no dilation (and lp no padding, mixed no ceil_mode); their
-// kernels ignore those fields, so a geometry carrying them is refused rather than misread.
 void check_window(const Pool2dGeom& g, const char* op, bool padding, bool ceil_mode) {
-  check_pool(g, false, op);
   FC_CHECK(g.dil_h == 1 && g.dil_w == 1, op, ": takes no dilation, got a geometry with dilation (",
            g.dil_h, ", ", g.dil_w, ")");
   FC_CHECK(padding || (g.pad_h == 0 && g.pad_w == 0), op,
            ": takes no padding, got a geometry with padding (", g.pad_h, ", ", g.pad_w, ")");
   FC_CHECK(ceil_mode || !g.ceil_mode, op, ": takes no ceil_mode, got a ceil_mode geometry");
+}
+
+void check_divisor(std::optional<int64_t> divisor_override, const char* op) {
+  FC_CHECK(divisor_override.value_or(1) != 0, op, ": divisor_override must be nonzero, got 0");
 }
 
 void check_alpha(double alpha, const char* op) {
@@ -80,200 +60,202 @@ void check_norm_type(double p, const char* op) {
            ": norm_type must be a positive finite number (or inf), got ", p);
 }
 
-void extreme_forward(py::handle out_, py::handle idx_, py::handle input, const Pool2dGeom& g,
-                     bool is_min, const char* op) {
-  Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
-  Tensor idx = indices_view(idx_, g, op, true);
-  same_device(idx, x, op, "indices", "input");
-  py::gil_scoped_release nogil;
-  dispatch(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    auto kernel = is_min ? FC_TWIN(x.device, min_pool2d_forward, T)
-                         : FC_TWIN(x.device, max_pool2d_forward, T);
-    kernel(out.data<T>(), idx.data<int64_t>(), x.data<T>(), g);
+}  // namespace
+
+// avg, lp and mixed pooling have no dilation (and lp no padding, mixed no ceil_mode).
+#define FC_POOL_RULES(name, padding, ceil_mode)                                  \
+  void check_geometry(OpTag<&name##_cpu<float>>, const char* op, const Pool2dGeom& g) { \
+    check_window(g, op, padding, ceil_mode);                                     \
+  }
+FC_POOL_RULES(avg_pool2d_forward, true, true)
+FC_POOL_RULES(avg_pool2d_backward, true, true)
+FC_POOL_RULES(lp_pool2d_forward, false, true)
+FC_POOL_RULES(lp_pool2d_backward, false, true)
+FC_POOL_RULES(mixed_pool2d_forward, true, false)
+FC_POOL_RULES(mixed_pool2d_backward, true, false)
+#undef FC_POOL_RULES
+
+void check(OpTag<&avg_pool2d_forward_cpu<float>>, const char* op, bool,
+           std::optional<int64_t> divisor_override) {
+  check_divisor(divisor_override, op);
+}
+void check(OpTag<&avg_pool2d_backward_cpu<float>>, const char* op, bool,
+           std::optional<int64_t> divisor_override) {
+  check_divisor(divisor_override, op);
+}
+void check(OpTag<&lp_pool2d_forward_cpu<float>>, const char* op, double p) {
+  check_norm_type(p, op);
+}
+void check(OpTag<&lp_pool2d_backward_cpu<float>>, const char* op, double p) {
+  check_norm_type(p, op);
+}
+void check(OpTag<&mixed_pool2d_forward_cpu<float>>, const char* op, double alpha) {
+  check_alpha(alpha, op);
+}
+void check(OpTag<&mixed_pool2d_backward_cpu<float>>, const char* op, double alpha) {
+  check_alpha(alpha, op);
+}
+
+namespace {
+
+// A twin's scalar as Python passes it: an int64_t (avg's divisor_override) is optional, None
+// being the kernels' 0; check() sees the Python value, so an explicit 0 is refused.
+template <typename T> struct Scalar {
+  using Py = T;
+  static T get(T v) { return v; }
+};
+template <> struct Scalar<int64_t> {
+  using Py = std::optional<int64_t>;
+  static int64_t get(std::optional<int64_t> v) { return v.value_or(0); }
+};
+
+template <size_t> using Handle = py::handle;
+
+// Registers a pooling op: Python (empty, arrays..., geometry args..., scalars...), the input
+// the last array. Reads the input, makes and checks the geometry and scalars, then
+// Layout::call reads the other arrays, allocates the outputs, launches and returns them.
+template <typename Layout, typename Geom, typename... S, typename Pick, typename Tag,
+          typename... G, size_t... I>
+void def_pool(py::module_& m, const char* name, std::string op, Pick pick, Tag tag,
+              std::tuple<G...>*, std::index_sequence<I...>) {
+  m.def(name, [op, pick, tag](py::handle alloc, Handle<I>... arrays, G... geometry,
+                              typename Scalar<S>::Py... s) {
+    const char* o = op.c_str();
+    const std::array<py::handle, sizeof...(I)> a{arrays...};
+    const Tensor x = read(a.back(), o, "input");
+    const Pool2dGeom g = Geom::make(o, x.shape, geometry...);
+    check_geometry(tag, o, g);
+    check(tag, o, s...);
+    return Layout::call(o, alloc, a, x, g, pick, Scalar<S>::get(s)...);
   });
 }
 
-void extreme_backward(py::handle dinp_, py::handle dout_, py::handle idx_, py::handle input,
-                      const Pool2dGeom& g, bool is_min, const char* op) {
-  Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
-  Tensor dout = grad_output_view(dout_, x, g, op);
-  std::optional<Tensor> idx;
-  if (!idx_.is_none()) {
-    idx = indices_view(idx_, g, op, false);
-    same_device(*idx, x, op, "indices", "input");
+// A kind of the op list: an argument layout on a way of giving windows.
+template <typename Layout, typename Geom>
+struct Kind {
+  static constexpr size_t kArrays = Layout::kArrays;
+  template <typename... S, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag tag) {
+    def_pool<Layout, Geom, S...>(m, name, std::move(op), pick, tag,
+                                 static_cast<typename Geom::Args*>(nullptr),
+                                 std::make_index_sequence<Layout::kInputs>{});
   }
-  py::gil_scoped_release nogil;
-  dispatch(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(x.device, max_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), ptr<int64_t>(idx),
-                                              x.data<T>(), g, is_min);
-  });
+};
+
+Tensor grad_output(const char* op, py::handle dout_, const Tensor& x, const Pool2dGeom& g) {
+  return read_like(dout_, x, g.out_shape(), op, "grad_output", false,
+                   "the pooled output for this input and geometry");
 }
+
+// (input): kernel(out, idx, inp, g); returns (out, indices).
+struct ArgPoolLayout {
+  static constexpr size_t kArrays = 4, kInputs = 1;
+  template <typename Pick>
+  static py::tuple call(const char* op, py::handle alloc, const std::array<py::handle, 1>& a,
+                        const Tensor& x, const Pool2dGeom& g, Pick pick) {
+    Output out = allocate(alloc, a[0], x, g.out_shape(), op, "out");
+    Output idx = allocate(alloc, a[0], x, g.out_shape(), op, "indices", true);
+    Launch(x).run(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(x.device, t)(out.view.data<T>(), idx.view.data<int64_t>(), x.data<T>(), g);
+    });
+    return py::make_tuple(out.array, idx.array);
+  }
+};
+
+// (grad_output, indices or None, input): kernel(dinp, dout, idx, inp, g, kMin); returns
+// grad_input.
+template <bool kMin>
+struct ArgPoolGradLayout {
+  static constexpr size_t kArrays = 6, kInputs = 3;
+  template <typename Pick>
+  static py::object call(const char* op, py::handle alloc, const std::array<py::handle, 3>& a,
+                         const Tensor& x, const Pool2dGeom& g, Pick pick) {
+    const Tensor dout = grad_output(op, a[0], x, g);
+    std::optional<Tensor> idx;
+    if (!a[1].is_none()) {
+      idx = read(a[1], op, "indices", false, kInt64);
+      FC_CHECK(idx->shape == g.out_shape(), op, ": indices must have shape ",
+               shape_str(g.out_shape()), " (the pooled output's), got ", shape_str(idx->shape));
+      same_device(*idx, x, op, "indices", "input");
+    }
+    Output dinp = allocate(alloc, a[2], x, g.in_shape(), op, "grad_input");
+    Launch(x).run(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(x.device, t)(dinp.view.data<T>(), dout.data<T>(), ptr<int64_t>(idx), x.data<T>(), g,
+                        kMin);
+    });
+    return dinp.array;
+  }
+};
+
+// (input): kernel(out, inp, g, scalars...); returns out.
+struct PoolLayout {
+  static constexpr size_t kArrays = 3, kInputs = 1;
+  template <typename Pick, typename... S>
+  static py::object call(const char* op, py::handle alloc, const std::array<py::handle, 1>& a,
+                         const Tensor& x, const Pool2dGeom& g, Pick pick, S... s) {
+    Output out = allocate(alloc, a[0], x, g.out_shape(), op, "out");
+    Launch(x).run(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(x.device, t)(out.view.data<T>(), x.data<T>(), g, s...);
+    });
+    return out.array;
+  }
+};
+
+// (grad_output, input): kernel(dinp, dout, inp, g, scalars...), or for a linear pooling
+// (kLinear: its adjoint needs no input) kernel(dinp, dout, g, scalars...); returns grad_input.
+template <bool kLinear>
+struct PoolGradLayout {
+  static constexpr size_t kArrays = kLinear ? 3 : 4, kInputs = 2;
+  template <typename Pick, typename... S>
+  static py::object call(const char* op, py::handle alloc, const std::array<py::handle, 2>& a,
+                         const Tensor& x, const Pool2dGeom& g, Pick pick, S... s) {
+    const Tensor dout = grad_output(op, a[0], x, g);
+    Output dinp = allocate(alloc, a[1], x, g.in_shape(), op, "grad_input");
+    Launch(x).run(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      if constexpr (kLinear) {
+        pick(x.device, t)(dinp.view.data<T>(), dout.data<T>(), g, s...);
+      } else {
+        pick(x.device, t)(dinp.view.data<T>(), dout.data<T>(), x.data<T>(), g, s...);
+      }
+    });
+    return dinp.array;
+  }
+};
+
+// The kinds pool.h names.
+using ArgPool = Kind<ArgPoolLayout, Window>;
+using ArgPoolGrad = Kind<ArgPoolGradLayout<false>, Window>;
+using Pool = Kind<PoolLayout, Window>;
+using PoolGrad = Kind<PoolGradLayout<false>, Window>;
+using LinearPoolGrad = Kind<PoolGradLayout<true>, Window>;
+using AdaptivePool = Kind<PoolLayout, Adaptive>;
+using AdaptiveLinearPoolGrad = Kind<PoolGradLayout<true>, Adaptive>;
 
 }  // namespace
 
 void bind_pool(py::module_& m) {
-  py::class_<Pool2dGeom>(m, "Pool2dGeom")
-      .def_readonly("N", &Pool2dGeom::N).def_readonly("C", &Pool2dGeom::C)
-      .def_readonly("H", &Pool2dGeom::H).def_readonly("W", &Pool2dGeom::W)
-      .def_readonly("R", &Pool2dGeom::R).def_readonly("S", &Pool2dGeom::S)
-      .def_readonly("P", &Pool2dGeom::P).def_readonly("Q", &Pool2dGeom::Q)
-      .def_property_readonly("out_shape",
-                             [](const Pool2dGeom& g) { return py::tuple(py::cast(g.out_shape())); })
-      .def_property_readonly("in_shape",
-                             [](const Pool2dGeom& g) { return py::tuple(py::cast(g.in_shape())); })
-      .def("__repr__", [](const Pool2dGeom& g) {
-        if (g.adaptive) {
-          return str("Pool2dGeom(in=", shape_str(g.in_shape()), ", out=", shape_str(g.out_shape()),
-                     ", adaptive)");
-        }
-        return str("Pool2dGeom(in=", shape_str(g.in_shape()), ", out=", shape_str(g.out_shape()),
-                   ", kernel=(", g.R, ", ", g.S, "), stride=(", g.stride_h, ", ", g.stride_w,
-                   "), padding=(", g.pad_h, ", ", g.pad_w, "), dilation=(", g.dil_h, ", ", g.dil_w,
-                   "), ceil_mode=", g.ceil_mode ? "True" : "False", ")");
-      });
-
-  m.def("pool2d_geometry", &pool2d_geometry, py::arg("op"), py::arg("input"), py::arg("kernel"),
-        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"));
-  m.def("adaptive_pool2d_geometry", &adaptive_pool2d_geometry, py::arg("op"), py::arg("input"),
-        py::arg("P"), py::arg("Q"));
-
-  m.def("max_pool2d_forward", [](py::handle out, py::handle idx, py::handle x,
-                                 const Pool2dGeom& g) {
-    check_pool(g, false, "max_pool2d");
-    extreme_forward(out, idx, x, g, false, "max_pool2d");
-  });
-  m.def("min_pool2d_forward", [](py::handle out, py::handle idx, py::handle x,
-                                 const Pool2dGeom& g) {
-    check_pool(g, false, "min_pool2d");
-    extreme_forward(out, idx, x, g, true, "min_pool2d");
-  });
-  m.def("adaptive_max_pool2d_forward", [](py::handle out, py::handle idx, py::handle x,
-                                          const Pool2dGeom& g) {
-    check_pool(g, true, "adaptive_max_pool2d");
-    extreme_forward(out, idx, x, g, false, "adaptive_max_pool2d");
-  });
-  m.def("max_pool2d_backward", [](py::handle dinp, py::handle dout, py::handle idx, py::handle x,
-                                  const Pool2dGeom& g) {
-    check_pool(g, false, "max_pool2d_backward");
-    extreme_backward(dinp, dout, idx, x, g, false, "max_pool2d_backward");
-  });
-  m.def("min_pool2d_backward", [](py::handle dinp, py::handle dout, py::handle idx, py::handle x,
-                                  const Pool2dGeom& g) {
-    check_pool(g, false, "min_pool2d_backward");
-    extreme_backward(dinp, dout, idx, x, g, true, "min_pool2d_backward");
-  });
-  m.def("adaptive_max_pool2d_backward", [](py::handle dinp, py::handle dout, py::handle idx,
-                                           py::handle x, const Pool2dGeom& g) {
-    check_pool(g, true, "adaptive_max_pool2d_backward");
-    extreme_backward(dinp, dout, idx, x, g, false, "adaptive_max_pool2d_backward");
-  });
-
-  m.def("avg_pool2d_forward", [](py::handle out_, py::handle input, const Pool2dGeom& g,
-                                 bool count_include_pad, std::optional<int64_t> divisor_override) {
-    const char* op = "avg_pool2d";
-    check_window(g, op, true, true);
-    const int64_t divisor = check_divisor(divisor_override, op);
-    Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, avg_pool2d_forward, T)(out.data<T>(), x.data<T>(), g, count_include_pad,
-                                               divisor);
-    });
-  });
-  m.def("avg_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
-                                  const Pool2dGeom& g, bool count_include_pad,
-                                  std::optional<int64_t> divisor_override) {
-    const char* op = "avg_pool2d_backward";
-    check_window(g, op, true, true);
-    const int64_t divisor = check_divisor(divisor_override, op);
-    Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
-    Tensor dout = grad_output_view(dout_, x, g, op);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, avg_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), g,
-                                                count_include_pad, divisor);
-    });
-  });
-
-  m.def("lp_pool2d_forward", [](py::handle out_, py::handle input, const Pool2dGeom& g, double p) {
-    const char* op = "lp_pool2d";
-    check_window(g, op, false, true);
-    check_norm_type(p, op);
-    Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, lp_pool2d_forward, T)(out.data<T>(), x.data<T>(), g, p);
-    });
-  });
-  m.def("lp_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
-                                 const Pool2dGeom& g, double p) {
-    const char* op = "lp_pool2d_backward";
-    check_window(g, op, false, true);
-    check_norm_type(p, op);
-    Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
-    Tensor dout = grad_output_view(dout_, x, g, op);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, lp_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(), g,
-                                               p);
-    });
-  });
-
-  m.def("adaptive_avg_pool2d_forward", [](py::handle out_, py::handle input, const Pool2dGeom& g) {
-    const char* op = "adaptive_avg_pool2d";
-    check_pool(g, true, op);
-    Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, adaptive_avg_pool2d_forward, T)(out.data<T>(), x.data<T>(), g);
-    });
-  });
-  m.def("adaptive_avg_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
-                                           const Pool2dGeom& g) {
-    const char* op = "adaptive_avg_pool2d_backward";
-    check_pool(g, true, op);
-    Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
-    Tensor dout = grad_output_view(dout_, x, g, op);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, adaptive_avg_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), g);
-    });
-  });
-
-  m.def("mixed_pool2d_forward", [](py::handle out_, py::handle input, const Pool2dGeom& g,
-                                   double alpha) {
-    const char* op = "mixed_pool2d";
-    check_window(g, op, true, false);
-    check_alpha(alpha, op);
-    Tensor x = input_view(input, g, op), out = out_view(out_, x, g, op);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, mixed_pool2d_forward, T)(out.data<T>(), x.data<T>(), g, alpha);
-    });
-  });
-  m.def("mixed_pool2d_backward", [](py::handle dinp_, py::handle dout_, py::handle input,
-                                    const Pool2dGeom& g, double alpha) {
-    const char* op = "mixed_pool2d_backward";
-    check_window(g, op, true, false);
-    check_alpha(alpha, op);
-    Tensor x = input_view(input, g, op), dinp = grad_input_view(dinp_, x, g, op);
-    Tensor dout = grad_output_view(dout_, x, g, op);
-    py::gil_scoped_release nogil;
-    dispatch(x.dtype, [&](auto t) {
-      using T = decltype(t);
-      FC_TWIN(x.device, mixed_pool2d_backward, T)(dinp.data<T>(), dout.data<T>(), x.data<T>(), g,
-                                                  alpha);
-    });
-  });
+#define FC_BIND_POOL(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
+  FC_POOL_OPS(FC_BIND_POOL, T)
+#undef FC_BIND_POOL
+  // Ops that run another op's twin: adaptive max pooling is max pooling on adaptive windows,
+  // min pooling's gradient max pooling's with is_min.
+  const auto max_fwd = FC_PICK(max_pool2d_forward);
+  const auto max_bwd = FC_PICK(max_pool2d_backward);
+  bind_op<Kind<ArgPoolLayout, Adaptive>>(m, "adaptive_max_pool2d_forward", max_fwd,
+                                         FC_TAG(max_pool2d_forward));
+  bind_op<Kind<ArgPoolGradLayout<false>, Adaptive>>(m, "adaptive_max_pool2d_backward", max_bwd,
+                                                    FC_TAG(max_pool2d_backward));
+  bind_op<Kind<ArgPoolGradLayout<true>, Window>>(m, "min_pool2d_backward", max_bwd,
+                                                 FC_TAG(max_pool2d_backward));
+  // lp pooling with norm_type=inf is max pooling of |input| (Python passes |input|), under
+  // lp_pool2d's name.
+  ArgPool::def<>(m, "lp_pool2d_inf_forward", "lp_pool2d", max_fwd, FC_TAG(max_pool2d_forward));
+  ArgPoolGrad::def<>(m, "lp_pool2d_inf_backward", "lp_pool2d_backward", max_bwd,
+                     FC_TAG(max_pool2d_backward));
 }
 
 }  // namespace fc::bind

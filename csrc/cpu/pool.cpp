@@ -219,6 +219,44 @@ inline void window_add(T* dx, int64_t W, int64_t h0, int64_t h1, int64_t w0, int
   }
 }
 
+// out[c, p, q] = value(x, p, q) for every plane c (x its plane of inp) and output (p, q).
+template <typename T, typename F>
+void pool_planes(T* out, const T* inp, const Pool2dGeom& g, F value) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    const T* x = inp + c * HW;
+    T* y = out + c * PQ;
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) y[p * g.Q + q] = value(x, p, q);
+    }
+  }
+}
+
+// For every plane c (dx, dy, x its planes of dinp, dout, inp; x null when inp is): dx = 0,
+// first(dx, dy, x), then add(dx, x, dy[p, q], p, q) for every output (p, q), in that order.
+template <typename T, typename First, typename Add>
+void unpool_planes(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g, First first,
+                   Add add) {
+  const int64_t HW = g.HW(), PQ = g.PQ();
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
+  for (int64_t c = 0; c < g.planes(); ++c) {
+    T* dx = dinp + c * HW;
+    const T* dy = dout + c * PQ;
+    const T* x = inp ? inp + c * HW : nullptr;
+    std::fill(dx, dx + HW, T(0));
+    first(dx, dy, x);
+    for (int64_t p = 0; p < g.P; ++p) {
+      for (int64_t q = 0; q < g.Q; ++q) add(dx, x, dy[p * g.Q + q], p, q);
+    }
+  }
+}
+
+template <typename T, typename Add>
+void unpool_planes(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g, Add add) {
+  unpool_planes(dinp, dout, inp, g, [](T*, const T*, const T*) {}, add);
+}
+
 }  // namespace
 
 template <typename T>
@@ -270,175 +308,112 @@ void max_pool2d_backward_cpu(T* dinp, const T* dout, const int64_t* idx, const T
 template <typename T>
 void avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, bool count_include_pad,
                             int64_t divisor_override) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, count_include_pad, divisor_override);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    const T* x = inp + c * HW;
-    T* y = out + c * PQ;
-    for (int64_t p = 0; p < g.P; ++p) {
-      for (int64_t q = 0; q < g.Q; ++q) {
-        const AvgWindow a = sp.at(p, q);
-        y[p * g.Q + q] = a.empty() ? T(0) : T(window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale);
-      }
-    }
-  }
+  pool_planes(out, inp, g, [&](const T* x, int64_t p, int64_t q) {
+    const AvgWindow a = sp.at(p, q);
+    return a.empty() ? T(0) : T(window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale);
+  });
 }
 
 template <typename T>
 void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool count_include_pad,
                              int64_t divisor_override) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, count_include_pad, divisor_override);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    T* dx = dinp + c * HW;
-    const T* dy = dout + c * PQ;
-    std::fill(dx, dx + HW, T(0));
-    for (int64_t p = 0; p < g.P; ++p) {
-      for (int64_t q = 0; q < g.Q; ++q) {
-        const AvgWindow a = sp.at(p, q);
-        window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T(dy[p * g.Q + q] * a.scale));
-      }
-    }
-  }
+  unpool_planes(dinp, dout, static_cast<const T*>(nullptr), g,
+                [&](T* dx, const T*, T dy, int64_t p, int64_t q) {
+                  const AvgWindow a = sp.at(p, q);
+                  window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T(dy * a.scale));
+                });
 }
 
 // lp_pool2d is PyTorch's composition (sign(a) * relu(|a|) * R*S)^(1/p) with a = avg_pool2d(x^p)
 // (no padding, padding counted): a * R*S is the window's power sum, rescaled where a ceil-mode
 // window is clipped. Its gradient is zero where a == 0 (relu's kink) and otherwise
 // dy * (1/p) z^(1/p - 1) * R*S / divisor * p x^(p-1), with z = a * R*S.
+namespace {
+
+template <typename T>
+double power_sum(const T* x, const Pool2dGeom& g, const AvgWindow& a, double p) {
+  double s = 0;
+  for (int64_t h = a.h0; h < a.h1; ++h) {
+    for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
+  }
+  return s;
+}
+
+}  // namespace
+
 template <typename T>
 void lp_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double p) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
   const double area = double(g.R * g.S);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    const T* x = inp + c * HW;
-    T* y = out + c * PQ;
-    for (int64_t i = 0; i < g.P; ++i) {
-      for (int64_t j = 0; j < g.Q; ++j) {
-        const AvgWindow a = sp.at(i, j);
-        double s = 0;
-        for (int64_t h = a.h0; h < a.h1; ++h) {
-          for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
-        }
-        y[i * g.Q + j] = T(std::pow(s * a.scale * area, 1.0 / p));
-      }
-    }
-  }
+  pool_planes(out, inp, g, [&](const T* x, int64_t i, int64_t j) {
+    const AvgWindow a = sp.at(i, j);
+    return T(std::pow(power_sum(x, g, a, p) * a.scale * area, 1.0 / p));
+  });
 }
 
 template <typename T>
 void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g, double p) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
   const double area = double(g.R * g.S);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    const T* x = inp + c * HW;
-    const T* dy = dout + c * PQ;
-    T* dx = dinp + c * HW;
-    std::fill(dx, dx + HW, T(0));
-    for (int64_t i = 0; i < g.P; ++i) {
-      for (int64_t j = 0; j < g.Q; ++j) {
-        const AvgWindow a = sp.at(i, j);
-        double s = 0;
-        for (int64_t h = a.h0; h < a.h1; ++h) {
-          for (int64_t w = a.w0; w < a.w1; ++w) s += std::pow(double(x[h * g.W + w]), p);
-        }
-        const double mean = s * a.scale;
-        if (mean == 0) continue;
-        const double z = mean * area;
-        const double f = dy[i * g.Q + j] * (1.0 / p) * std::pow(z, 1.0 / p - 1.0) * area * a.scale;
-        for (int64_t h = a.h0; h < a.h1; ++h) {
-          for (int64_t w = a.w0; w < a.w1; ++w) {
-            dx[h * g.W + w] += T(f * p * std::pow(double(x[h * g.W + w]), p - 1.0));
-          }
-        }
+  unpool_planes(dinp, dout, inp, g, [&](T* dx, const T* x, T dy, int64_t i, int64_t j) {
+    const AvgWindow a = sp.at(i, j);
+    const double mean = power_sum(x, g, a, p) * a.scale;
+    if (mean == 0) return;
+    const double z = mean * area;
+    const double f = dy * (1.0 / p) * std::pow(z, 1.0 / p - 1.0) * area * a.scale;
+    for (int64_t h = a.h0; h < a.h1; ++h) {
+      for (int64_t w = a.w0; w < a.w1; ++w) {
+        dx[h * g.W + w] += T(f * p * std::pow(double(x[h * g.W + w]), p - 1.0));
       }
     }
-  }
+  });
 }
 
 template <typename T>
 void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    const T* x = inp + c * HW;
-    T* y = out + c * PQ;
-    for (int64_t p = 0; p < g.P; ++p) {
-      const int64_t h0 = sp.h0[p], h1 = sp.h1[p];
-      for (int64_t q = 0; q < g.Q; ++q) {
-        const int64_t w0 = sp.w0[q], w1 = sp.w1[q];
-        y[p * g.Q + q] = T(window_sum(x, g.W, h0, h1, w0, w1) / double((h1 - h0) * (w1 - w0)));
-      }
-    }
-  }
+  pool_planes(out, inp, g, [&](const T* x, int64_t p, int64_t q) {
+    const int64_t h0 = sp.h0[p], h1 = sp.h1[p], w0 = sp.w0[q], w1 = sp.w1[q];
+    return T(window_sum(x, g.W, h0, h1, w0, w1) / double((h1 - h0) * (w1 - w0)));
+  });
 }
 
 template <typename T>
 void adaptive_avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    T* dx = dinp + c * HW;
-    const T* dy = dout + c * PQ;
-    std::fill(dx, dx + HW, T(0));
-    for (int64_t p = 0; p < g.P; ++p) {
-      const int64_t h0 = sp.h0[p], h1 = sp.h1[p];
-      for (int64_t q = 0; q < g.Q; ++q) {
-        const int64_t w0 = sp.w0[q], w1 = sp.w1[q];
-        window_add(dx, g.W, h0, h1, w0, w1,
-                   T(dy[p * g.Q + q] / double((h1 - h0) * (w1 - w0))));
-      }
-    }
-  }
+  unpool_planes(dinp, dout, static_cast<const T*>(nullptr), g,
+                [&](T* dx, const T*, T dy, int64_t p, int64_t q) {
+                  const int64_t h0 = sp.h0[p], h1 = sp.h1[p], w0 = sp.w0[q], w1 = sp.w1[q];
+                  window_add(dx, g.W, h0, h1, w0, w1, T(dy / double((h1 - h0) * (w1 - w0))));
+                });
 }
 
 template <typename T>
 void mixed_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, double alpha) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const AvgSpans sp(g, true, 0);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    const T* x = inp + c * HW;
-    T* y = out + c * PQ;
-    for (int64_t p = 0; p < g.P; ++p) {
-      for (int64_t q = 0; q < g.Q; ++q) {
-        const AvgWindow a = sp.at(p, q);
-        T best;
-        arg_extreme<false>(x, g, a.h0, a.h1, a.w0, a.w1, best);
-        const double mean = window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale;
-        y[p * g.Q + q] = T(alpha * double(best) + (1.0 - alpha) * mean);
-      }
-    }
-  }
+  pool_planes(out, inp, g, [&](const T* x, int64_t p, int64_t q) {
+    const AvgWindow a = sp.at(p, q);
+    T best;
+    arg_extreme<false>(x, g, a.h0, a.h1, a.w0, a.w1, best);
+    const double mean = window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale;
+    return T(alpha * double(best) + (1.0 - alpha) * mean);
+  });
 }
 
 template <typename T>
 void mixed_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGeom& g,
                                double alpha) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans extreme(g);
   const AvgSpans sp(g, true, 0);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    T* dx = dinp + c * HW;
-    const T* dy = dout + c * PQ;
-    std::fill(dx, dx + HW, T(0));
-    scatter_extreme<false>(dx, dy, inp + c * HW, g, extreme, alpha);
-    for (int64_t p = 0; p < g.P; ++p) {
-      for (int64_t q = 0; q < g.Q; ++q) {
+  unpool_planes(
+      dinp, dout, inp, g,
+      [&](T* dx, const T* dy, const T* x) { scatter_extreme<false>(dx, dy, x, g, extreme, alpha); },
+      [&](T* dx, const T*, T dy, int64_t p, int64_t q) {
         const AvgWindow a = sp.at(p, q);
-        window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T((1.0 - alpha) * dy[p * g.Q + q] * a.scale));
-      }
-    }
-  }
+        window_add(dx, g.W, a.h0, a.h1, a.w0, a.w1, T((1.0 - alpha) * dy * a.scale));
+      });
 }
 
 FC_POOL_OPS(FC_INSTANTIATE_CPU, float)

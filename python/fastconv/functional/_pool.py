@@ -8,7 +8,7 @@ positions h*W + w within each input plane, as torch's return_indices gives them.
 
 import math
 
-from .._arrays import empty, module_of
+from .._arrays import empty, is_array, module_of
 from .._loader import _C
 from .._random import resolve
 from ._args import as_bool, as_float, as_int, as_pair, contiguous
@@ -22,14 +22,14 @@ __all__ = [
 ]
 
 
-def _geometry(op, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
+def _window(op, kernel_size, stride, padding, dilation=1, ceil_mode=False):
+    """The window arguments of a pooling call, as the extension takes them."""
     kernel = as_pair(kernel_size, "kernel_size", op)
     # torch: stride=None (or an empty list) means the kernel size.
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
         else as_pair(stride, "stride", op)
-    return _C.pool2d_geometry(op, input, kernel, stride, as_pair(padding, "padding", op),
-                              as_pair(dilation, "dilation", op),
-                              as_bool(ceil_mode, "ceil_mode", op))
+    return (kernel, stride, as_pair(padding, "padding", op), as_pair(dilation, "dilation", op),
+            as_bool(ceil_mode, "ceil_mode", op))
 
 
 def _output_size(value, op):
@@ -40,15 +40,23 @@ def _output_size(value, op):
     return tuple(None if v is None else as_int(v, "output_size", op) for v in entries)
 
 
-def _adaptive_geometry(op, input, output_size):
-    return _C.adaptive_pool2d_geometry(op, input, *_output_size(output_size, op))
+def _abs(input):
+    """|input| for lp_pool2d's norm_type=inf; anything else goes to the extension as is, which
+    refuses it by name."""
+    return abs(input) if is_array(input) else input
 
 
-def _extreme(op, input, g):
-    out = empty(input, g.out_shape)
-    indices = empty(input, g.out_shape, dtype="int64")
-    getattr(_C, op + "_forward")(out, indices, input, g)
-    return out, indices
+def _extreme(forward, op, input, window, return_indices):
+    """max/min pooling through `forward`; window: (kernel_size, stride, padding, dilation,
+    ceil_mode) as the caller got them."""
+    return_indices = as_bool(return_indices, "return_indices", op)
+    out, indices = forward(empty, contiguous(input), *_window(op, *window))
+    return (out, indices) if return_indices else out
+
+
+def _extreme_backward(backward, op, grad_output, input, window, indices):
+    grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
+    return backward(empty, grad_output, indices, input, *_window(op, *window))
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -58,11 +66,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Returns out (N, C, P, Q), or (out, indices) with return_indices=True; pass those indices
     to max_pool2d_backward to skip recomputing the argmax.
     """
-    return_indices = as_bool(return_indices, "return_indices", "max_pool2d")
-    input = contiguous(input)
-    g = _geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
-    out, indices = _extreme("max_pool2d", input, g)
-    return (out, indices) if return_indices else out
+    return _extreme(_C.max_pool2d_forward, "max_pool2d", input,
+                    (kernel_size, stride, padding, dilation, ceil_mode), return_indices)
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
@@ -70,34 +75,23 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     """Gradient of max_pool2d with respect to its input: grad_output added at each window's
     argmax (overlapping windows add). Uses `indices` from max_pool2d(..., return_indices=True)
     when given, else recomputes the argmax from `input`."""
-    op = "max_pool2d_backward"
-    grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
-    g = _geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode)
-    grad_input = empty(input, g.in_shape)
-    _C.max_pool2d_backward(grad_input, grad_output, indices, input, g)
-    return grad_input
+    return _extreme_backward(_C.max_pool2d_backward, "max_pool2d_backward", grad_output, input,
+                             (kernel_size, stride, padding, dilation, ceil_mode), indices)
 
 
 def min_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """Min pooling: -max_pool2d(-input) (padding never wins, a NaN wins, the first minimum in
     scan order wins ties). Arguments and return value as max_pool2d; indices are the argmin."""
-    return_indices = as_bool(return_indices, "return_indices", "min_pool2d")
-    input = contiguous(input)
-    g = _geometry("min_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
-    out, indices = _extreme("min_pool2d", input, g)
-    return (out, indices) if return_indices else out
+    return _extreme(_C.min_pool2d_forward, "min_pool2d", input,
+                    (kernel_size, stride, padding, dilation, ceil_mode), return_indices)
 
 
 def min_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False, indices=None):
     """Gradient of min_pool2d, as max_pool2d_backward with the argmin."""
-    op = "min_pool2d_backward"
-    grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
-    g = _geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode)
-    grad_input = empty(input, g.in_shape)
-    _C.min_pool2d_backward(grad_input, grad_output, indices, input, g)
-    return grad_input
+    return _extreme_backward(_C.min_pool2d_backward, "min_pool2d_backward", grad_output, input,
+                             (kernel_size, stride, padding, dilation, ceil_mode), indices)
 
 
 def _divisor(divisor_override, op):
@@ -111,11 +105,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     inside the padded input; divisor_override, when given, replaces the divisor)."""
     op = "avg_pool2d"
     input = contiguous(input)
-    g = _geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
-    out = empty(input, g.out_shape)
-    _C.avg_pool2d_forward(out, input, g, as_bool(count_include_pad, "count_include_pad", op),
-                          _divisor(divisor_override, op))
-    return out
+    return _C.avg_pool2d_forward(empty, input, *_window(op, kernel_size, stride, padding, 1,
+                                                        ceil_mode),
+                                 as_bool(count_include_pad, "count_include_pad", op),
+                                 _divisor(divisor_override, op))
 
 
 def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -123,12 +116,10 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     """Gradient of avg_pool2d with respect to its input (input gives only the shape)."""
     op = "avg_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
-    g = _geometry(op, input, kernel_size, stride, padding, 1, ceil_mode)
-    grad_input = empty(input, g.in_shape)
-    _C.avg_pool2d_backward(grad_input, grad_output, input, g,
-                           as_bool(count_include_pad, "count_include_pad", op),
-                           _divisor(divisor_override, op))
-    return grad_input
+    return _C.avg_pool2d_backward(empty, grad_output, input,
+                                  *_window(op, kernel_size, stride, padding, 1, ceil_mode),
+                                  as_bool(count_include_pad, "count_include_pad", op),
+                                  _divisor(divisor_override, op))
 
 
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
@@ -142,12 +133,10 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     op = "lp_pool2d"
     input = contiguous(input)
     p = as_float(norm_type, "norm_type", op)
-    g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
+    window = _window(op, kernel_size, stride, 0, 1, ceil_mode)
     if p == math.inf:
-        return max_pool2d(abs(input), kernel_size, stride, 0, 1, ceil_mode)
-    out = empty(input, g.out_shape)
-    _C.lp_pool2d_forward(out, input, g, p)
-    return out
+        return _C.lp_pool2d_inf_forward(empty, _abs(input), *window)[0]
+    return _C.lp_pool2d_forward(empty, input, *window, p)
 
 
 def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode=False):
@@ -156,14 +145,11 @@ def lp_pool2d_backward(grad_output, input, norm_type, kernel_size, stride=None, 
     op = "lp_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
     p = as_float(norm_type, "norm_type", op)
-    g = _geometry(op, input, kernel_size, stride, 0, 1, ceil_mode)
+    window = _window(op, kernel_size, stride, 0, 1, ceil_mode)
     if p == math.inf:
-        grad_input = max_pool2d_backward(grad_output, abs(input), kernel_size, stride, 0, 1,
-                                         ceil_mode)
+        grad_input = _C.lp_pool2d_inf_backward(empty, grad_output, None, _abs(input), *window)
         return grad_input * module_of(input).sign(input)
-    grad_input = empty(input, g.in_shape)
-    _C.lp_pool2d_backward(grad_input, grad_output, input, g, p)
-    return grad_input
+    return _C.lp_pool2d_backward(empty, grad_output, input, *window, p)
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -172,20 +158,15 @@ def adaptive_avg_pool2d(input, output_size):
     entry keeps the input's size; (1, 1) is global average pooling."""
     op = "adaptive_avg_pool2d"
     input = contiguous(input)
-    g = _adaptive_geometry(op, input, output_size)
-    out = empty(input, g.out_shape)
-    _C.adaptive_avg_pool2d_forward(out, input, g)
-    return out
+    return _C.adaptive_avg_pool2d_forward(empty, input, *_output_size(output_size, op))
 
 
 def adaptive_avg_pool2d_backward(grad_output, input, output_size):
     """Gradient of adaptive_avg_pool2d with respect to its input."""
     op = "adaptive_avg_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
-    g = _adaptive_geometry(op, input, output_size)
-    grad_input = empty(input, g.in_shape)
-    _C.adaptive_avg_pool2d_backward(grad_input, grad_output, input, g)
-    return grad_input
+    return _C.adaptive_avg_pool2d_backward(empty, grad_output, input,
+                                           *_output_size(output_size, op))
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):
@@ -194,8 +175,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     op = "adaptive_max_pool2d"
     return_indices = as_bool(return_indices, "return_indices", op)
     input = contiguous(input)
-    g = _adaptive_geometry(op, input, output_size)
-    out, indices = _extreme(op, input, g)
+    out, indices = _C.adaptive_max_pool2d_forward(empty, input, *_output_size(output_size, op))
     return (out, indices) if return_indices else out
 
 
@@ -203,10 +183,8 @@ def adaptive_max_pool2d_backward(grad_output, input, output_size, indices=None):
     """Gradient of adaptive_max_pool2d; uses `indices` when given, else recomputes them."""
     op = "adaptive_max_pool2d_backward"
     grad_output, input, indices = contiguous(grad_output), contiguous(input), contiguous(indices)
-    g = _adaptive_geometry(op, input, output_size)
-    grad_input = empty(input, g.in_shape)
-    _C.adaptive_max_pool2d_backward(grad_input, grad_output, indices, input, g)
-    return grad_input
+    return _C.adaptive_max_pool2d_backward(empty, grad_output, indices, input,
+                                           *_output_size(output_size, op))
 
 
 def mixed_pool2d(input, kernel_size, stride=None, padding=0, alpha=0.5, generator=None):
@@ -218,11 +196,10 @@ def mixed_pool2d(input, kernel_size, stride=None, padding=0, alpha=0.5, generato
     """
     op = "mixed_pool2d"
     input = contiguous(input)
-    g = _geometry(op, input, kernel_size, stride, padding)
+    window = _window(op, kernel_size, stride, padding)
     drawn = alpha is None
     alpha = float(resolve(generator, op).random()) if drawn else as_float(alpha, "alpha", op)
-    out = empty(input, g.out_shape)
-    _C.mixed_pool2d_forward(out, input, g, alpha)
+    out = _C.mixed_pool2d_forward(empty, input, *window, alpha)
     return (out, alpha) if drawn else out
 
 
@@ -231,7 +208,6 @@ def mixed_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=
     alpha * the max-pool gradient (argmax recomputed) + (1 - alpha) * the avg-pool gradient."""
     op = "mixed_pool2d_backward"
     grad_output, input = contiguous(grad_output), contiguous(input)
-    g = _geometry(op, input, kernel_size, stride, padding)
-    grad_input = empty(input, g.in_shape)
-    _C.mixed_pool2d_backward(grad_input, grad_output, input, g, as_float(alpha, "alpha", op))
-    return grad_input
+    return _C.mixed_pool2d_backward(empty, grad_output, input,
+                                    *_window(op, kernel_size, stride, padding),
+                                    as_float(alpha, "alpha", op))

@@ -11,14 +11,24 @@ from .module import Module
 
 
 class _Pool2d(Module):
-    def _check(self, x):
+    """The functional op checks the input (once, in the extension); a layer only renames an
+    input's error after the fact, in __call__."""
+
+    def __call__(self, x):
+        try:
+            return self.forward(x)
+        except (TypeError, ValueError, AttributeError):
+            self._refuse(x)
+            raise
+
+    def _refuse(self, x):
+        """Raises the layer's own error for an input that no pooling layer takes."""
         if not is_array(x):
-            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray "
-                            f"input, got {type(x).__module__}.{type(x).__qualname__}")
+            raise TypeError(f"{self._name()} expected a numpy.ndarray or cupy.ndarray input, "
+                            f"got {type(x).__module__}.{type(x).__qualname__}") from None
         if x.ndim not in (3, 4):
             raise ValueError(f"{self._name()} expected 3-D (C, H, W) or 4-D (N, C, H, W) input, "
-                             f"got {x.shape}")
-        self._input = x
+                             f"got {x.shape}") from None
 
 
 class _ExtremePool2d(_Pool2d):
@@ -40,7 +50,7 @@ class _ExtremePool2d(_Pool2d):
         return self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
 
     def forward(self, x):
-        self._check(x)
+        self._input = x
         out, self._indices = self._forward(x, *self._args(), return_indices=True)
         return (out, self._indices) if self.return_indices else out
 
@@ -76,7 +86,7 @@ class AvgPool2d(_Pool2d):
                 self.count_include_pad, self.divisor_override)
 
     def forward(self, x):
-        self._check(x)
+        self._input = x
         return F.avg_pool2d(x, *self._args())
 
     def backward(self, dout):
@@ -99,7 +109,7 @@ class LPPool2d(_Pool2d):
         return self.norm_type, self.kernel_size, self.stride, self.ceil_mode
 
     def forward(self, x):
-        self._check(x)
+        self._input = x
         return F.lp_pool2d(x, *self._args())
 
     def backward(self, dout):
@@ -128,7 +138,7 @@ class MixedPool2d(_Pool2d):
                 f"alpha={self.alpha}")
 
     def forward(self, x):
-        self._check(x)
+        self._input = x
         args = (self.kernel_size, self.stride, self.padding)
         if self.alpha is None:
             out, self.last_alpha = F.mixed_pool2d(x, *args, alpha=None, generator=self.generator)
@@ -149,7 +159,7 @@ class AdaptiveAvgPool2d(_Pool2d):
         return f"output_size={self.output_size}"
 
     def forward(self, x):
-        self._check(x)
+        self._input = x
         return F.adaptive_avg_pool2d(x, self.output_size)
 
     def backward(self, dout):
@@ -165,7 +175,7 @@ class AdaptiveMaxPool2d(_Pool2d):
         return f"output_size={self.output_size}"
 
     def forward(self, x):
-        self._check(x)
+        self._input = x
         out, self._indices = F.adaptive_max_pool2d(x, self.output_size, return_indices=True)
         return (out, self._indices) if self.return_indices else out
 
