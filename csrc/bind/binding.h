@@ -40,8 +40,7 @@ Tensor view(py::handle obj, const char* op, const char* name, bool writable = fa
 
 inline std::optional<Tensor> view_or_none(py::handle obj, const char* op, const char* name,
                                           bool writable = false, unsigned accept = kFloat) {
-  if (obj.is_none()) return std::nullopt;
-  return view(obj, op, name, writable, accept);
+  return obj.is_none() ? std::nullopt : std::optional(view(obj, op, name, writable, accept));
 }
 
 // Both arrays on one device (ValueError otherwise); for index and mask arrays.

@@ -36,53 +36,46 @@ py::tuple linear_out_shape(const std::string& op, py::handle input, py::handle w
 
 // Python (empty, input, weight, bias or None) -> out, allocated here with `empty` (the
 // functional module's allocator): kernel(out, inp, weight, bias, M, IN, OUT).
-struct Linear {
-  static constexpr size_t kArrays = 4;
-  template <typename... Scalars, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag) {
-    m.def(name, [op, pick](py::handle empty, py::handle input, py::handle weight,
-                           py::handle bias_) {
-      const char* o = op.c_str();
-      Tensor x = read(input, o, "input"), w = read(weight, o, "weight");
-      same_dtype(w, x, o, "weight", "input");
-      const LinearDims d = linear_dims(o, x, w);
-      Output out = allocate(empty, input, x, d.out, o, "out");
-      std::optional<Tensor> b;
-      if (!bias_.is_none()) b = read_like(bias_, x, {d.OUT}, o, "bias");
-      Launch(x).run(x.dtype, [&](auto t) {
-        using T = decltype(t);
-        pick(x.device, t)(out.view.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), d.M, d.IN,
-                          d.OUT);
-      });
-      return out.array;
+struct Linear : OwnSignature<Linear, 4> {
+  template <typename Pick>
+  static py::object call(Pick pick, py::handle empty, py::handle input, py::handle weight,
+                         py::handle bias_) {
+    const char* o = "linear";
+    Tensor x = read(input, o, "input"), w = read(weight, o, "weight");
+    same_dtype(w, x, o, "weight", "input");
+    const LinearDims d = linear_dims(o, x, w);
+    Output out = allocate(empty, input, x, d.out, o, "out");
+    std::optional<Tensor> b;
+    if (!bias_.is_none()) b = read_like(bias_, x, {d.OUT}, o, "bias");
+    Launch(x).run(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(x.device, t)(out.view.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), d.M, d.IN, d.OUT);
     });
+    return out.array;
   }
 };
 
 // Python (grad_input, grad_weight, grad_bias, each None when not needed, grad_output, input,
 // weight): kernel(dinp, dweight, dbias, dout, inp, weight, M, IN, OUT).
-struct LinearGrad {
-  static constexpr size_t kArrays = 6;
-  template <typename... Scalars, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string op, Pick pick, Tag) {
-    m.def(name, [op, pick](py::handle dinp_, py::handle dweight_, py::handle dbias_,
-                           py::handle dout_, py::handle input, py::handle weight) {
-      const char* o = op.c_str();
-      Tensor x = read(input, o, "input"), w = read(weight, o, "weight");
-      same_dtype(w, x, o, "weight", "input");
-      const LinearDims d = linear_dims(o, x, w);
-      Tensor dout = read_like(dout_, x, d.out, o, "grad_output", false,
-                              "the linear output for this input and weight");
-      auto opt = [&](py::handle h, const Shape& s, const char* n) {
-        return h.is_none() ? std::optional<Tensor>() : read_like(h, x, s, o, n, true);
-      };
-      auto dinp = opt(dinp_, x.shape, "grad_input"), dw = opt(dweight_, w.shape, "grad_weight");
-      auto db = opt(dbias_, {d.OUT}, "grad_bias");
-      Launch(x).run(x.dtype, [&](auto t) {
-        using T = decltype(t);
-        pick(x.device, t)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
-                          w.data<T>(), d.M, d.IN, d.OUT);
-      });
+struct LinearGrad : OwnSignature<LinearGrad, 6> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle dinp_, py::handle dweight_, py::handle dbias_,
+                   py::handle dout_, py::handle input, py::handle weight) {
+    const char* o = "linear_backward";
+    Tensor x = read(input, o, "input"), w = read(weight, o, "weight");
+    same_dtype(w, x, o, "weight", "input");
+    const LinearDims d = linear_dims(o, x, w);
+    Tensor dout = read_like(dout_, x, d.out, o, "grad_output", false,
+                            "the linear output for this input and weight");
+    auto opt = [&](py::handle h, const Shape& s, const char* n) {
+      return h.is_none() ? std::optional<Tensor>() : read_like(h, x, s, o, n, true);
+    };
+    auto dinp = opt(dinp_, x.shape, "grad_input"), dw = opt(dweight_, w.shape, "grad_weight");
+    auto db = opt(dbias_, {d.OUT}, "grad_bias");
+    Launch(x).run(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(x.device, t)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
+                        w.data<T>(), d.M, d.IN, d.OUT);
     });
   }
 };
@@ -91,9 +84,7 @@ struct LinearGrad {
 
 void bind_dense(py::module_& m) {
   m.def("linear_out_shape", &linear_out_shape, py::arg("op"), py::arg("input"), py::arg("weight"));
-#define FC_BIND_DENSE(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
-  FC_DENSE_OPS(FC_BIND_DENSE, T)
-#undef FC_BIND_DENSE
+  FC_DENSE_OPS(FC_BIND_OP, T)
 }
 
 }  // namespace fc::bind

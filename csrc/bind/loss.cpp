@@ -52,12 +52,20 @@ void check_targets(const Tensor& t, int64_t C, const char* op, bool has_ignore,
           has_ignore ? str(" and is not ignore_index (", ignore_index, ")") : ""));
 }
 
-void check_grad_output(const Tensor& dout, const Tensor& x, const Shape& loss_shape,
-                       Reduction r, const char* op) {
-  same_dtype(dout, x, op, "grad_output", "input");
-  FC_CHECK(dout.shape == loss_shape, op, ": grad_output must have shape ", shape_str(loss_shape),
+// A backward's grad_output (the loss's shape) and grad_input (the input's), read and checked.
+struct LossGrads {
+  Tensor dout, dinp;
+};
+
+LossGrads read_grads(py::handle dout_, py::handle dinp_, const Tensor& x, const Shape& loss_shape,
+                     Reduction r, const char* op) {
+  LossGrads g{read(dout_, op, "grad_output"), {}};
+  same_dtype(g.dout, x, op, "grad_output", "input");
+  FC_CHECK(g.dout.shape == loss_shape, op, ": grad_output must have shape ", shape_str(loss_shape),
            r == Reduction::none ? " (the per-element loss)" : " (a scalar, for a reduced loss)",
-           ", got ", shape_str(dout.shape));
+           ", got ", shape_str(g.dout.shape));
+  g.dinp = read_like(dinp_, x, x.shape, op, "grad_input", true);
+  return g;
 }
 
 // cross_entropy's arguments, checked. Logits (C,), (N, C) or (N, C, d1, ...) are seen as
@@ -97,8 +105,9 @@ CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle tar
   a.prob = a.target.dtype != DType::i64;
   if (a.prob) {
     same_dtype(a.target, a.x, op, "target", "input");
-    FC_CHECK(a.target.shape == xs, op, ": target of class probabilities must have the input's shape ",
-             shape_str(xs), ", got ", shape_str(a.target.shape));
+    FC_CHECK(a.target.shape == xs, op,
+             ": target of class probabilities must have the input's shape ", shape_str(xs),
+             ", got ", shape_str(a.target.shape));
   } else {
     FC_CHECK(a.target.shape == per_item, op, ": target of class indices must have shape ",
              shape_str(per_item), " (input ", shape_str(xs), " without the class dimension), got ",
@@ -119,61 +128,53 @@ CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle tar
 
 // Python (out, input, target, weight, ignore_index, label_smoothing, reduction): the index
 // twin, or the probability twin (its op-list entry binds nothing: ProbTarget) for a float target.
-struct CrossEntropyLoss {
-  static constexpr size_t kArrays = 4;
-  template <typename... Scalars, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string, Pick pick, Tag) {
-    m.def(name, [pick](py::handle out_, py::handle input, py::handle target, py::handle weight,
-                       int64_t ignore_index, double label_smoothing, const std::string& reduction) {
-      const char* op = "cross_entropy";
-      CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index,
-                                          label_smoothing, reduction);
-      Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
-      Launch(a.x).run(a.x.dtype, [&](auto t) {
-        using T = decltype(t);
-        if (a.prob) {
-          FC_PICK(cross_entropy_prob_forward)(a.x.device, t)(out.data<T>(), a.x.data<T>(),
-                                                             a.target.data<T>(), ptr<T>(a.weight),
-                                                             a.N, a.C, a.S, label_smoothing,
-                                                             a.reduction);
-        } else {
-          pick(a.x.device, t)(out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
-                              ptr<T>(a.weight), a.N, a.C, a.S, ignore_index, label_smoothing,
-                              a.reduction);
-        }
-      });
+struct CrossEntropyLoss : OwnSignature<CrossEntropyLoss, 4> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle out_, py::handle input, py::handle target,
+                   py::handle weight, int64_t ignore_index, double label_smoothing,
+                   const std::string& reduction) {
+    const char* op = "cross_entropy";
+    CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index,
+                                        label_smoothing, reduction);
+    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      if (a.prob) {
+        FC_PICK(cross_entropy_prob_forward)(a.x.device, t)(
+            out.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N, a.C, a.S,
+            label_smoothing, a.reduction);
+      } else {
+        pick(a.x.device, t)(
+            out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S,
+            ignore_index, label_smoothing, a.reduction);
+      }
     });
   }
 };
 
 // Python (grad_input, grad_output, input, target, weight, ignore_index, label_smoothing,
 // reduction), twins picked as by the forward.
-struct CrossEntropyLossGrad {
-  static constexpr size_t kArrays = 5;
-  template <typename... Scalars, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string, Pick pick, Tag) {
-    m.def(name, [pick](py::handle dinp_, py::handle dout_, py::handle input, py::handle target,
-                       py::handle weight, int64_t ignore_index, double label_smoothing,
-                       const std::string& reduction) {
-      const char* op = "cross_entropy_backward";
-      CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index,
-                                          label_smoothing, reduction);
-      Tensor dout = read(dout_, op, "grad_output");
-      check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-      Tensor dinp = read_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
-      Launch(a.x).run(a.x.dtype, [&](auto t) {
-        using T = decltype(t);
-        if (a.prob) {
-          FC_PICK(cross_entropy_prob_backward)(a.x.device, t)(dinp.data<T>(), dout.data<T>(),
-                                                              a.x.data<T>(), a.target.data<T>(),
-                                                              ptr<T>(a.weight), a.N, a.C, a.S,
-                                                              label_smoothing, a.reduction);
-        } else {
-          pick(a.x.device, t)(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
-                              a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S,
-                              ignore_index, label_smoothing, a.reduction);
-        }
-      });
+struct CrossEntropyLossGrad : OwnSignature<CrossEntropyLossGrad, 5> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
+                   py::handle target, py::handle weight, int64_t ignore_index,
+                   double label_smoothing, const std::string& reduction) {
+    const char* op = "cross_entropy_backward";
+    CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index,
+                                        label_smoothing, reduction);
+    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      if (a.prob) {
+        FC_PICK(cross_entropy_prob_backward)(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(),
+                                                            a.x.data<T>(), a.target.data<T>(),
+                                                            ptr<T>(a.weight), a.N, a.C, a.S,
+                                                            label_smoothing, a.reduction);
+      } else {
+        pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(),
+                            a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S, ignore_index,
+                            label_smoothing, a.reduction);
+      }
     });
   }
 };
@@ -195,41 +196,33 @@ Mse mse_args(const char* op, py::handle input, py::handle target, const std::str
 }
 
 // Python (out, input, target, reduction): kernel(out, inp, target, n, reduction).
-struct PairLoss {
-  static constexpr size_t kArrays = 4;
-  template <typename... Scalars, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string, Pick pick, Tag) {
-    m.def(name, [pick](py::handle out_, py::handle input, py::handle target,
-                       const std::string& reduction) {
-      const char* op = "mse_loss";
-      Mse a = mse_args(op, input, target, reduction);
-      Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
-      Launch(a.x).run(a.x.dtype, [&](auto t) {
-        using T = decltype(t);
-        pick(a.x.device, t)(out.data<T>(), a.x.data<T>(), a.target.data<T>(), a.x.numel(),
-                            a.reduction);
-      });
+struct PairLoss : OwnSignature<PairLoss, 4> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle out_, py::handle input, py::handle target,
+                   const std::string& reduction) {
+    const char* op = "mse_loss";
+    Mse a = mse_args(op, input, target, reduction);
+    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(a.x.device, t)(out.data<T>(), a.x.data<T>(), a.target.data<T>(), a.x.numel(),
+                          a.reduction);
     });
   }
 };
 
 // Python (grad_input, grad_output, input, target, reduction).
-struct PairLossGrad {
-  static constexpr size_t kArrays = 5;
-  template <typename... Scalars, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string, Pick pick, Tag) {
-    m.def(name, [pick](py::handle dinp_, py::handle dout_, py::handle input, py::handle target,
-                       const std::string& reduction) {
-      const char* op = "mse_loss_backward";
-      Mse a = mse_args(op, input, target, reduction);
-      Tensor dout = read(dout_, op, "grad_output");
-      check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-      Tensor dinp = read_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
-      Launch(a.x).run(a.x.dtype, [&](auto t) {
-        using T = decltype(t);
-        pick(a.x.device, t)(dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<T>(),
-                            a.x.numel(), a.reduction);
-      });
+struct PairLossGrad : OwnSignature<PairLossGrad, 5> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
+                   py::handle target, const std::string& reduction) {
+    const char* op = "mse_loss_backward";
+    Mse a = mse_args(op, input, target, reduction);
+    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(), a.target.data<T>(),
+                          a.x.numel(), a.reduction);
     });
   }
 };
@@ -272,42 +265,35 @@ MultiMargin multi_margin_args(const char* op, py::handle input, py::handle targe
 // p arrives as int64, like every Python int, so that any p reaches the check (a C++ int made
 // pybind11 refuse p >= 2**31 with a TypeError naming no argument); the kernels take it as int.
 // Python (out, input, target, p, margin, weight, reduction).
-struct MarginLoss {
-  static constexpr size_t kArrays = 4;
-  template <typename... Scalars, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string, Pick pick, Tag) {
-    m.def(name, [pick](py::handle out_, py::handle input, py::handle target, int64_t p,
-                       double margin, py::handle weight, const std::string& reduction) {
-      const char* op = "multi_margin_loss";
-      MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
-      Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
-      Launch(a.x).run(a.x.dtype, [&](auto t) {
-        using T = decltype(t);
-        pick(a.x.device, t)(
-            out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C,
-            int(p), margin, a.reduction);
-      });
+struct MarginLoss : OwnSignature<MarginLoss, 4> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle out_, py::handle input, py::handle target, int64_t p,
+                   double margin, py::handle weight, const std::string& reduction) {
+    const char* op = "multi_margin_loss";
+    MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
+    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(a.x.device, t)(out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight),
+                          a.N, a.C, int(p), margin, a.reduction);
     });
   }
 };
 
 // Python (grad_input, grad_output, input, target, p, margin, weight, reduction).
-struct MarginLossGrad {
-  static constexpr size_t kArrays = 5;
-  template <typename... Scalars, typename Pick, typename Tag>
-  static void def(py::module_& m, const char* name, std::string, Pick pick, Tag) {
-    m.def(name, [pick](py::handle dinp_, py::handle dout_, py::handle input, py::handle target,
-                       int64_t p, double margin, py::handle weight, const std::string& reduction) {
-      const char* op = "multi_margin_loss_backward";
-      MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
-      Tensor dout = read(dout_, op, "grad_output");
-      check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-      Tensor dinp = read_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
-      Launch(a.x).run(a.x.dtype, [&](auto t) {
-        using T = decltype(t);
-        pick(a.x.device, t)(dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
-                            ptr<T>(a.weight), a.N, a.C, int(p), margin, a.reduction);
-      });
+struct MarginLossGrad : OwnSignature<MarginLossGrad, 5> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
+                   py::handle target, int64_t p, double margin, py::handle weight,
+                   const std::string& reduction) {
+    const char* op = "multi_margin_loss_backward";
+    MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
+    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(),
+                          a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, int(p), margin,
+                          a.reduction);
     });
   }
 };
@@ -323,9 +309,7 @@ struct ProbTarget {
 }  // namespace
 
 void bind_loss(py::module_& m) {
-#define FC_BIND_LOSS(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
-  FC_LOSS_OPS(FC_BIND_LOSS, T)
-#undef FC_BIND_LOSS
+  FC_LOSS_OPS(FC_BIND_OP, T)
 }
 
 }  // namespace fc::bind
