@@ -13,45 +13,45 @@ namespace fc {
 // Same numbering as torch's at::Reduction.
 enum class Reduction { none = 0, mean = 1, sum = 2 };
 
-// The op list (see FC_DECLARE in common.h). Kinds, for the binding: ClassLoss (out, logits,
-// class-index targets, class weights or null, sizes and options), ClassLossGrad (dinp, dout,
-// then ClassLoss's inputs and options), ProbLoss (out, logits, class-probability targets,
-// weights, sizes, options), ProbLossGrad (dinp, dout, ProbLoss's inputs), PairLoss (out, inp,
-// target of inp's shape, n, reduction) and PairLossGrad (dinp, dout, inp, target, n,
-// reduction).
-#define FC_LOSS_OPS(X, T)                                                                     \
-  /* out[N, S] (none) or out[] (mean, sum) = cross entropy of logits inp[N, C, S] against    \
-     class indices target[N, S] in [0, C) or == ignore_index; weight[C] may be null (all      \
-     ones). */                                                                                \
-  X(cross_entropy_forward, ClassLoss, T* out, const T* inp, const int64_t* target,            \
-    const T* weight, int64_t N, int64_t C, int64_t S, int64_t ignore_index,                   \
-    double label_smoothing, Reduction reduction)                                              \
+// The op list (see FC_DECLARE in common.h). Kinds, for the binding: CrossEntropyLoss (out,
+// logits, class-index targets, class weights or null, sizes and options) and its Grad (dinp,
+// dout, then the forward's inputs and options), which also serve the class-probability twins
+// (kind ProbTarget: bound under cross_entropy's name, picked for a float target); MarginLoss
+// and its Grad, laid out as cross_entropy's; PairLoss (out, inp, target of inp's shape, n,
+// reduction) and PairLossGrad (dinp, dout, inp, target, n, reduction).
+#define FC_LOSS_OPS(X, T)                                                                      \
+  /* out[N, S] (none) or out[] (mean, sum) = cross entropy of logits inp[N, C, S] against      \
+     class indices target[N, S] in [0, C) or == ignore_index; weight[C] may be null (all       \
+     ones). */                                                                                 \
+  X(cross_entropy_forward, CrossEntropyLoss, T* out, const T* inp, const int64_t* target,      \
+    const T* weight, int64_t N, int64_t C, int64_t S, int64_t ignore_index,                    \
+    double label_smoothing, Reduction reduction)                                               \
   /* dinp[N, C, S] written from dout[N, S] (none) or dout[] (mean, sum). */                    \
-  X(cross_entropy_backward, ClassLossGrad, T* dinp, const T* dout, const T* inp,               \
-    const int64_t* target, const T* weight, int64_t N, int64_t C, int64_t S,                  \
-    int64_t ignore_index, double label_smoothing, Reduction reduction)                        \
-  /* out[N, S] or out[] = cross entropy of inp[N, C, S] against class probabilities          \
-     target[N, C, S]. */                                                                      \
-  X(cross_entropy_prob_forward, ProbLoss, T* out, const T* inp, const T* target,              \
-    const T* weight, int64_t N, int64_t C, int64_t S, double label_smoothing,                 \
-    Reduction reduction)                                                                      \
-  /* dinp[N, C, S] written (the gradient with respect to the logits only). */                 \
-  X(cross_entropy_prob_backward, ProbLossGrad, T* dinp, const T* dout, const T* inp,           \
+  X(cross_entropy_backward, CrossEntropyLossGrad, T* dinp, const T* dout, const T* inp,        \
+    const int64_t* target, const T* weight, int64_t N, int64_t C, int64_t S,                   \
+    int64_t ignore_index, double label_smoothing, Reduction reduction)                         \
+  /* out[N, S] or out[] = cross entropy of inp[N, C, S] against class probabilities            \
+     target[N, C, S]. */                                                                       \
+  X(cross_entropy_prob_forward, ProbTarget, T* out, const T* inp, const T* target,             \
+    const T* weight, int64_t N, int64_t C, int64_t S, double label_smoothing,                  \
+    Reduction reduction)                                                                       \
+  /* dinp[N, C, S] written (the gradient with respect to the logits only). */                  \
+  X(cross_entropy_prob_backward, ProbTarget, T* dinp, const T* dout, const T* inp,             \
     const T* target, const T* weight, int64_t N, int64_t C, int64_t S, double label_smoothing, \
-    Reduction reduction)                                                                      \
-  /* out[n] (none) or out[] = (inp[n] - target[n])^2 over n elements, reduced. */            \
-  X(mse_loss_forward, PairLoss, T* out, const T* inp, const T* target, int64_t n,             \
-    Reduction reduction)                                                                      \
-  /* dinp[n] = 2 (inp - target) dout (/ n for mean); the target gradient is its negative. */ \
-  X(mse_loss_backward, PairLossGrad, T* dinp, const T* dout, const T* inp, const T* target,   \
-    int64_t n, Reduction reduction)                                                           \
-  /* out[N] (none) or out[] = sum_{i != y} max(0, margin - inp[y] + inp[i])^p * weight[y] / C \
-     per row of inp[N, C], y = target[N]; weight[C] may be null; p is 1 or 2. */              \
-  X(multi_margin_loss_forward, ClassLoss, T* out, const T* inp, const int64_t* target,        \
-    const T* weight, int64_t N, int64_t C, int p, double margin, Reduction reduction)         \
-  /* dinp[N, C] written from dout[N] (none) or dout[] (mean, sum). */                         \
-  X(multi_margin_loss_backward, ClassLossGrad, T* dinp, const T* dout, const T* inp,           \
-    const int64_t* target, const T* weight, int64_t N, int64_t C, int p, double margin,       \
+    Reduction reduction)                                                                       \
+  /* out[n] (none) or out[] = (inp[n] - target[n])^2 over n elements, reduced. */              \
+  X(mse_loss_forward, PairLoss, T* out, const T* inp, const T* target, int64_t n,              \
+    Reduction reduction)                                                                       \
+  /* dinp[n] = 2 (inp - target) dout (/ n for mean); the target gradient is its negative. */   \
+  X(mse_loss_backward, PairLossGrad, T* dinp, const T* dout, const T* inp, const T* target,    \
+    int64_t n, Reduction reduction)                                                            \
+  /* out[N] (none) or out[] = sum_{i != y} max(0, margin - inp[y] + inp[i])^p * weight[y] / C  \
+     per row of inp[N, C], y = target[N]; weight[C] may be null; p is 1 or 2. */               \
+  X(multi_margin_loss_forward, MarginLoss, T* out, const T* inp, const int64_t* target,        \
+    const T* weight, int64_t N, int64_t C, int p, double margin, Reduction reduction)          \
+  /* dinp[N, C] written from dout[N] (none) or dout[] (mean, sum). */                          \
+  X(multi_margin_loss_backward, MarginLossGrad, T* dinp, const T* dout, const T* inp,          \
+    const int64_t* target, const T* weight, int64_t N, int64_t C, int p, double margin,        \
     Reduction reduction)
 
 FC_LOSS_OPS(FC_DECLARE, T)

@@ -36,20 +36,21 @@ struct AdamArgs {
   bool amsgrad, maximize, decoupled;        // decoupled: AdamW's weight decay
 };
 
-// The op list (see FC_DECLARE in common.h). One kind, Step: the parameter and its state
-// buffers (updated in place; an optional buffer is null when not used), the gradient, n, and
-// the optimizer's scalars.
+// The op list (see FC_DECLARE in common.h). One kind per optimizer (its scalars are its own):
+// the parameter and its state buffers (updated in place; an optional buffer is null when not
+// used), the gradient, n, and the optimizer's scalars.
 #define FC_OPTIM_OPS(X, T)                                                                  \
-  /* param[n] -= lr * update; momentum_buf[n] (null when momentum == 0) updated in place. */ \
-  X(sgd_step, Step, T* param, T* momentum_buf, const T* grad, int64_t n, const SgdArgs& a)  \
-  X(adagrad_step, Step, T* param, T* state_sum, const T* grad, int64_t n,                   \
+  /* param[n] -= lr * update; momentum_buf[n] (null when momentum == 0) updated in place. */\
+  X(sgd_step, SgdStep, T* param, T* momentum_buf, const T* grad, int64_t n,                 \
+    const SgdArgs& a)                                                                       \
+  X(adagrad_step, AdagradStep, T* param, T* state_sum, const T* grad, int64_t n,            \
     const AdagradArgs& a)                                                                   \
   /* grad_avg is null unless centered; momentum_buf is null unless momentum > 0. */         \
-  X(rmsprop_step, Step, T* param, T* square_avg, T* grad_avg, T* momentum_buf, const T* grad, \
-    int64_t n, const RmspropArgs& a)                                                        \
+  X(rmsprop_step, RmspropStep, T* param, T* square_avg, T* grad_avg, T* momentum_buf,       \
+    const T* grad, int64_t n, const RmspropArgs& a)                                         \
   /* max_exp_avg_sq is null unless amsgrad. */                                              \
-  X(adam_step, Step, T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, const T* grad, \
-    int64_t n, const AdamArgs& a)
+  X(adam_step, AdamStep, T* param, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,            \
+    const T* grad, int64_t n, const AdamArgs& a)
 
 FC_OPTIM_OPS(FC_DECLARE, T)
 

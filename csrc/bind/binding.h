@@ -27,6 +27,12 @@ std::string type_name(py::handle obj);
 Tensor read(py::handle obj, const char* op, const char* name, bool writable = false,
             unsigned accept = kFloat);
 
+inline std::optional<Tensor> read_or_none(py::handle obj, const char* op, const char* name,
+                                          bool writable = false, unsigned accept = kFloat) {
+  if (obj.is_none()) return std::nullopt;
+  return read(obj, op, name, writable, accept);
+}
+
 // read(), and a CUDA array's stream becomes this thread's launch stream: for the bindings not
 // yet on the generic binder (bind/generic.h), which sets the stream explicitly at the launch.
 Tensor view(py::handle obj, const char* op, const char* name, bool writable = false,
@@ -34,8 +40,7 @@ Tensor view(py::handle obj, const char* op, const char* name, bool writable = fa
 
 inline std::optional<Tensor> view_or_none(py::handle obj, const char* op, const char* name,
                                           bool writable = false, unsigned accept = kFloat) {
-  if (obj.is_none()) return std::nullopt;
-  return view(obj, op, name, writable, accept);
+  return obj.is_none() ? std::nullopt : std::optional(view(obj, op, name, writable, accept));
 }
 
 // Both arrays on one device (ValueError otherwise); for index and mask arrays.

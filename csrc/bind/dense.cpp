@@ -1,6 +1,6 @@
-// Bindings of the dense family: linear, forward and backward; its sizes are checked here
-// (linear_dims).
-#include "bind/binding.h"
+// Bindings of the dense family: linear, forward and backward, from its op list (dense.h) through
+// the generic binder; its sizes are checked here (linear_dims). The forward allocates its output.
+#include "bind/generic.h"
 
 #include "dense.h"
 #include "geometry.h"
@@ -29,51 +29,62 @@ LinearDims linear_dims(const char* op, const Tensor& x, const Tensor& w) {
 }
 
 py::tuple linear_out_shape(const std::string& op, py::handle input, py::handle weight) {
-  Tensor x = view(input, op.c_str(), "input"), w = view(weight, op.c_str(), "weight");
+  Tensor x = read(input, op.c_str(), "input"), w = read(weight, op.c_str(), "weight");
   same_dtype(w, x, op.c_str(), "weight", "input");
   return py::tuple(py::cast(linear_dims(op.c_str(), x, w).out));
 }
 
-void linear_forward(py::handle out_, py::handle input, py::handle weight, py::handle bias_) {
-  const char* op = "linear";
-  Tensor x = view(input, op, "input"), w = view(weight, op, "weight");
-  same_dtype(w, x, op, "weight", "input");
-  const LinearDims d = linear_dims(op, x, w);
-  Tensor out = view_like(out_, x, d.out, op, "out", true);
-  auto b = view_like_or_none(bias_, x, {d.OUT}, op, "bias");
-  py::gil_scoped_release nogil;
-  dispatch(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(x.device, linear_forward, T)(out.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), d.M,
-                                         d.IN, d.OUT);
-  });
-}
+// Python (empty, input, weight, bias or None) -> out, allocated here with `empty` (the
+// functional module's allocator): kernel(out, inp, weight, bias, M, IN, OUT).
+struct Linear : OwnSignature<Linear, 4> {
+  template <typename Pick>
+  static py::object call(Pick pick, py::handle empty, py::handle input, py::handle weight,
+                         py::handle bias_) {
+    const char* o = "linear";
+    Tensor x = read(input, o, "input"), w = read(weight, o, "weight");
+    same_dtype(w, x, o, "weight", "input");
+    const LinearDims d = linear_dims(o, x, w);
+    Output out = allocate(empty, input, x, d.out, o, "out");
+    std::optional<Tensor> b;
+    if (!bias_.is_none()) b = read_like(bias_, x, {d.OUT}, o, "bias");
+    Launch(x).run(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(x.device, t)(out.view.data<T>(), x.data<T>(), w.data<T>(), ptr<T>(b), d.M, d.IN, d.OUT);
+    });
+    return out.array;
+  }
+};
 
-void linear_backward(py::handle dinp_, py::handle dweight_, py::handle dbias_, py::handle dout_,
-                     py::handle input, py::handle weight) {
-  const char* op = "linear_backward";
-  Tensor x = view(input, op, "input"), w = view(weight, op, "weight");
-  same_dtype(w, x, op, "weight", "input");
-  const LinearDims d = linear_dims(op, x, w);
-  Tensor dout = view_like(dout_, x, d.out, op, "grad_output", false,
-                          "the linear output for this input and weight");
-  auto dinp = view_like_or_none(dinp_, x, x.shape, op, "grad_input", true);
-  auto dw = view_like_or_none(dweight_, x, w.shape, op, "grad_weight", true);
-  auto db = view_like_or_none(dbias_, x, {d.OUT}, op, "grad_bias", true);
-  py::gil_scoped_release nogil;
-  dispatch(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(x.device, linear_backward, T)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(),
-                                          x.data<T>(), w.data<T>(), d.M, d.IN, d.OUT);
-  });
-}
+// Python (grad_input, grad_weight, grad_bias, each None when not needed, grad_output, input,
+// weight): kernel(dinp, dweight, dbias, dout, inp, weight, M, IN, OUT).
+struct LinearGrad : OwnSignature<LinearGrad, 6> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle dinp_, py::handle dweight_, py::handle dbias_,
+                   py::handle dout_, py::handle input, py::handle weight) {
+    const char* o = "linear_backward";
+    Tensor x = read(input, o, "input"), w = read(weight, o, "weight");
+    same_dtype(w, x, o, "weight", "input");
+    const LinearDims d = linear_dims(o, x, w);
+    Tensor dout = read_like(dout_, x, d.out, o, "grad_output", false,
+                            "the linear output for this input and weight");
+    auto opt = [&](py::handle h, const Shape& s, const char* n) {
+      return h.is_none() ? std::optional<Tensor>() : read_like(h, x, s, o, n, true);
+    };
+    auto dinp = opt(dinp_, x.shape, "grad_input"), dw = opt(dweight_, w.shape, "grad_weight");
+    auto db = opt(dbias_, {d.OUT}, "grad_bias");
+    Launch(x).run(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(x.device, t)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
+                        w.data<T>(), d.M, d.IN, d.OUT);
+    });
+  }
+};
 
 }  // namespace
 
 void bind_dense(py::module_& m) {
   m.def("linear_out_shape", &linear_out_shape, py::arg("op"), py::arg("input"), py::arg("weight"));
-  m.def("linear_forward", &linear_forward);
-  m.def("linear_backward", &linear_backward);
+  FC_DENSE_OPS(FC_BIND_OP, T)
 }
 
 }  // namespace fc::bind

@@ -75,6 +75,25 @@ template <auto Twin, typename... S>
 void check(OpTag<Twin>, const char*, S...) {}
 #define FC_TAG(name) ::fc::bind::OpTag<&name##_cpu<float>>{}
 
+// The base of a kind whose Python signature is its own rather than derived from the twin (an
+// optimizer's scalars packed into its Args struct, an allocator argument, a flag the twin does
+// not take): Kind::call<Pick>(pick, args...) is bound with the signature of its args and
+// returns what the Python call returns.
+template <typename Kind, size_t N>
+struct OwnSignature {
+  static constexpr size_t kArrays = N;
+  template <typename... Scalars, typename Pick, typename Tag>
+  static void def(py::module_& m, const char* name, std::string, Pick pick, Tag) {
+    def_call(m, name, pick, &Kind::template call<Pick>);
+  }
+
+ private:
+  template <typename Pick, typename R, typename... A>
+  static void def_call(py::module_& m, const char* name, Pick pick, R (*call)(Pick, A...)) {
+    m.def(name, [pick, call](A... a) { return call(pick, a...); });
+  }
+};
+
 namespace detail {
 template <typename Kind, typename Pick, typename Tag, typename... S>
 void bind_with(py::module_& m, const char* name, Pick pick, Tag tag, std::tuple<S...>*) {
@@ -90,5 +109,9 @@ void bind_op(py::module_& m, const char* name, Pick pick, Tag tag) {
   using Tail = typename TailOf<Kind::kArrays, Sig>::type;
   detail::bind_with<Kind>(m, name, pick, tag, static_cast<Tail*>(nullptr));
 }
+
+// An op list's X for bind_op, with the module in scope as `m`: FC_<FAMILY>_OPS(FC_BIND_OP, T).
+#define FC_BIND_OP(name, kind, ...) \
+  ::fc::bind::bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
 
 }  // namespace fc::bind

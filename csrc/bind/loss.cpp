@@ -1,7 +1,8 @@
 // Bindings of the loss family: cross_entropy (class indices or probabilities), mse_loss and
 // multi_margin_loss, forward and backward. Shapes, dtypes, target values, label_smoothing, p
-// and the reduction string are all checked here, once; the kernels trust their arguments.
-#include "bind/binding.h"
+// and the reduction string are all checked here, once; the kernels trust their arguments. From
+// the op list (loss.h) through the generic binder.
+#include "bind/generic.h"
 
 #include "loss.h"
 
@@ -34,6 +35,7 @@ void check_targets(const Tensor& t, int64_t C, const char* op, bool has_ignore,
   if (t.device == Device::cuda) {
 #ifdef FC_CUDA
     py::gil_scoped_release nogil;
+    cuda::set_stream(t.stream);  // the scan runs on the target's stream, as the kernels will
     bad = first_bad_target_cuda(t.data<int64_t>(), n, C, has_ignore, ignore_index, &value);
 #endif
   } else {
@@ -50,12 +52,20 @@ void check_targets(const Tensor& t, int64_t C, const char* op, bool has_ignore,
           has_ignore ? str(" and is not ignore_index (", ignore_index, ")") : ""));
 }
 
-void check_grad_output(const Tensor& dout, const Tensor& x, const Shape& loss_shape,
-                       Reduction r, const char* op) {
-  same_dtype(dout, x, op, "grad_output", "input");
-  FC_CHECK(dout.shape == loss_shape, op, ": grad_output must have shape ", shape_str(loss_shape),
+// A backward's grad_output (the loss's shape) and grad_input (the input's), read and checked.
+struct LossGrads {
+  Tensor dout, dinp;
+};
+
+LossGrads read_grads(py::handle dout_, py::handle dinp_, const Tensor& x, const Shape& loss_shape,
+                     Reduction r, const char* op) {
+  LossGrads g{read(dout_, op, "grad_output"), {}};
+  same_dtype(g.dout, x, op, "grad_output", "input");
+  FC_CHECK(g.dout.shape == loss_shape, op, ": grad_output must have shape ", shape_str(loss_shape),
            r == Reduction::none ? " (the per-element loss)" : " (a scalar, for a reduced loss)",
-           ", got ", shape_str(dout.shape));
+           ", got ", shape_str(g.dout.shape));
+  g.dinp = read_like(dinp_, x, x.shape, op, "grad_input", true);
+  return g;
 }
 
 // cross_entropy's arguments, checked. Logits (C,), (N, C) or (N, C, d1, ...) are seen as
@@ -73,9 +83,9 @@ CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle tar
                                 py::handle weight, int64_t ignore_index, double label_smoothing,
                                 const std::string& reduction) {
   CrossEntropy a;
-  a.x = view(input, op, "input");
-  a.target = view(target, op, "target", false, kFloat | kInt64);
-  a.weight = view_or_none(weight, op, "weight");
+  a.x = read(input, op, "input");
+  a.target = read(target, op, "target", false, kFloat | kInt64);
+  a.weight = read_or_none(weight, op, "weight");
   a.reduction = reduction_of(op, reduction);
   const Shape& xs = a.x.shape;
   FC_CHECK(!xs.empty(), op, ": input must be (C,), (N, C) or (N, C, d1, ...) logits, got shape ",
@@ -95,8 +105,9 @@ CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle tar
   a.prob = a.target.dtype != DType::i64;
   if (a.prob) {
     same_dtype(a.target, a.x, op, "target", "input");
-    FC_CHECK(a.target.shape == xs, op, ": target of class probabilities must have the input's shape ",
-             shape_str(xs), ", got ", shape_str(a.target.shape));
+    FC_CHECK(a.target.shape == xs, op,
+             ": target of class probabilities must have the input's shape ", shape_str(xs),
+             ", got ", shape_str(a.target.shape));
   } else {
     FC_CHECK(a.target.shape == per_item, op, ": target of class indices must have shape ",
              shape_str(per_item), " (input ", shape_str(xs), " without the class dimension), got ",
@@ -115,48 +126,58 @@ CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle tar
   return a;
 }
 
-void cross_entropy_forward(py::handle out_, py::handle input, py::handle target, py::handle weight,
-                           int64_t ignore_index, double label_smoothing, const std::string& reduction) {
-  const char* op = "cross_entropy";
-  CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index, label_smoothing, reduction);
-  Tensor out = view_like(out_, a.x, a.loss_shape, op, "out", true);
-  py::gil_scoped_release nogil;
-  dispatch(a.x.dtype, [&](auto t) {
-    using T = decltype(t);
-    if (a.prob) {
-      FC_TWIN(a.x.device, cross_entropy_prob_forward, T)(
-          out.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N, a.C, a.S,
-          label_smoothing, a.reduction);
-    } else {
-      FC_TWIN(a.x.device, cross_entropy_forward, T)(
-          out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S,
-          ignore_index, label_smoothing, a.reduction);
-    }
-  });
-}
+// Python (out, input, target, weight, ignore_index, label_smoothing, reduction): the index
+// twin, or the probability twin (its op-list entry binds nothing: ProbTarget) for a float target.
+struct CrossEntropyLoss : OwnSignature<CrossEntropyLoss, 4> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle out_, py::handle input, py::handle target,
+                   py::handle weight, int64_t ignore_index, double label_smoothing,
+                   const std::string& reduction) {
+    const char* op = "cross_entropy";
+    CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index,
+                                        label_smoothing, reduction);
+    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      if (a.prob) {
+        FC_PICK(cross_entropy_prob_forward)(a.x.device, t)(
+            out.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N, a.C, a.S,
+            label_smoothing, a.reduction);
+      } else {
+        pick(a.x.device, t)(
+            out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S,
+            ignore_index, label_smoothing, a.reduction);
+      }
+    });
+  }
+};
 
-void cross_entropy_backward(py::handle dinp_, py::handle dout_, py::handle input, py::handle target,
-                            py::handle weight, int64_t ignore_index, double label_smoothing,
-                            const std::string& reduction) {
-  const char* op = "cross_entropy_backward";
-  CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index, label_smoothing, reduction);
-  Tensor dout = view(dout_, op, "grad_output");
-  check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-  Tensor dinp = view_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
-  py::gil_scoped_release nogil;
-  dispatch(a.x.dtype, [&](auto t) {
-    using T = decltype(t);
-    if (a.prob) {
-      FC_TWIN(a.x.device, cross_entropy_prob_backward, T)(
-          dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N,
-          a.C, a.S, label_smoothing, a.reduction);
-    } else {
-      FC_TWIN(a.x.device, cross_entropy_backward, T)(
-          dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight),
-          a.N, a.C, a.S, ignore_index, label_smoothing, a.reduction);
-    }
-  });
-}
+// Python (grad_input, grad_output, input, target, weight, ignore_index, label_smoothing,
+// reduction), twins picked as by the forward.
+struct CrossEntropyLossGrad : OwnSignature<CrossEntropyLossGrad, 5> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
+                   py::handle target, py::handle weight, int64_t ignore_index,
+                   double label_smoothing, const std::string& reduction) {
+    const char* op = "cross_entropy_backward";
+    CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index,
+                                        label_smoothing, reduction);
+    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      if (a.prob) {
+        FC_PICK(cross_entropy_prob_backward)(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(),
+                                                            a.x.data<T>(), a.target.data<T>(),
+                                                            ptr<T>(a.weight), a.N, a.C, a.S,
+                                                            label_smoothing, a.reduction);
+      } else {
+        pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(),
+                            a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S, ignore_index,
+                            label_smoothing, a.reduction);
+      }
+    });
+  }
+};
 
 // mse_loss's arguments, checked: input and target of one shape and dtype (no broadcasting).
 struct Mse {
@@ -166,7 +187,7 @@ struct Mse {
 };
 
 Mse mse_args(const char* op, py::handle input, py::handle target, const std::string& reduction) {
-  Mse a{view(input, op, "input"), view(target, op, "target"), reduction_of(op, reduction), {}};
+  Mse a{read(input, op, "input"), read(target, op, "target"), reduction_of(op, reduction), {}};
   same_dtype(a.target, a.x, op, "target", "input");
   FC_CHECK(a.target.shape == a.x.shape, op, ": target must have the input's shape ",
            shape_str(a.x.shape), " (fastconv does not broadcast), got ", shape_str(a.target.shape));
@@ -174,33 +195,37 @@ Mse mse_args(const char* op, py::handle input, py::handle target, const std::str
   return a;
 }
 
-void mse_loss_forward(py::handle out_, py::handle input, py::handle target,
-                      const std::string& reduction) {
-  const char* op = "mse_loss";
-  Mse a = mse_args(op, input, target, reduction);
-  Tensor out = view_like(out_, a.x, a.loss_shape, op, "out", true);
-  py::gil_scoped_release nogil;
-  dispatch(a.x.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(a.x.device, mse_loss_forward, T)(out.data<T>(), a.x.data<T>(), a.target.data<T>(),
-                                             a.x.numel(), a.reduction);
-  });
-}
+// Python (out, input, target, reduction): kernel(out, inp, target, n, reduction).
+struct PairLoss : OwnSignature<PairLoss, 4> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle out_, py::handle input, py::handle target,
+                   const std::string& reduction) {
+    const char* op = "mse_loss";
+    Mse a = mse_args(op, input, target, reduction);
+    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(a.x.device, t)(out.data<T>(), a.x.data<T>(), a.target.data<T>(), a.x.numel(),
+                          a.reduction);
+    });
+  }
+};
 
-void mse_loss_backward(py::handle dinp_, py::handle dout_, py::handle input, py::handle target,
-                       const std::string& reduction) {
-  const char* op = "mse_loss_backward";
-  Mse a = mse_args(op, input, target, reduction);
-  Tensor dout = view(dout_, op, "grad_output");
-  check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-  Tensor dinp = view_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
-  py::gil_scoped_release nogil;
-  dispatch(a.x.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(a.x.device, mse_loss_backward, T)(dinp.data<T>(), dout.data<T>(), a.x.data<T>(),
-                                              a.target.data<T>(), a.x.numel(), a.reduction);
-  });
-}
+// Python (grad_input, grad_output, input, target, reduction).
+struct PairLossGrad : OwnSignature<PairLossGrad, 5> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
+                   py::handle target, const std::string& reduction) {
+    const char* op = "mse_loss_backward";
+    Mse a = mse_args(op, input, target, reduction);
+    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(), a.target.data<T>(),
+                          a.x.numel(), a.reduction);
+    });
+  }
+};
 
 // multi_margin_loss's arguments, checked: input (C,) or (N, C); target int64 with N elements,
 // 0-d or 1-D as torch allows; the per-sample loss has the target's shape.
@@ -214,8 +239,8 @@ struct MultiMargin {
 
 MultiMargin multi_margin_args(const char* op, py::handle input, py::handle target, int64_t p,
                               py::handle weight, const std::string& reduction) {
-  MultiMargin a{view(input, op, "input"), view(target, op, "target", false, kInt64),
-                view_or_none(weight, op, "weight"), 1, 0, reduction_of(op, reduction), {}};
+  MultiMargin a{read(input, op, "input"), read(target, op, "target", false, kInt64),
+                read_or_none(weight, op, "weight"), 1, 0, reduction_of(op, reduction), {}};
   const Shape& xs = a.x.shape;
   FC_CHECK(xs.size() == 1 || xs.size() == 2, op, ": input must be (C,) or (N, C), got shape ",
            shape_str(xs));
@@ -239,46 +264,52 @@ MultiMargin multi_margin_args(const char* op, py::handle input, py::handle targe
 
 // p arrives as int64, like every Python int, so that any p reaches the check (a C++ int made
 // pybind11 refuse p >= 2**31 with a TypeError naming no argument); the kernels take it as int.
-void multi_margin_loss_forward(py::handle out_, py::handle input, py::handle target, int64_t p,
-                               double margin, py::handle weight, const std::string& reduction) {
-  const char* op = "multi_margin_loss";
-  MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
-  Tensor out = view_like(out_, a.x, a.loss_shape, op, "out", true);
-  py::gil_scoped_release nogil;
-  dispatch(a.x.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(a.x.device, multi_margin_loss_forward, T)(out.data<T>(), a.x.data<T>(),
-                                                      a.target.data<int64_t>(), ptr<T>(a.weight),
-                                                      a.N, a.C, int(p), margin, a.reduction);
-  });
-}
+// Python (out, input, target, p, margin, weight, reduction).
+struct MarginLoss : OwnSignature<MarginLoss, 4> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle out_, py::handle input, py::handle target, int64_t p,
+                   double margin, py::handle weight, const std::string& reduction) {
+    const char* op = "multi_margin_loss";
+    MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
+    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(a.x.device, t)(out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight),
+                          a.N, a.C, int(p), margin, a.reduction);
+    });
+  }
+};
 
-void multi_margin_loss_backward(py::handle dinp_, py::handle dout_, py::handle input,
-                                py::handle target, int64_t p, double margin, py::handle weight,
-                                const std::string& reduction) {
-  const char* op = "multi_margin_loss_backward";
-  MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
-  Tensor dout = view(dout_, op, "grad_output");
-  check_grad_output(dout, a.x, a.loss_shape, a.reduction, op);
-  Tensor dinp = view_like(dinp_, a.x, a.x.shape, op, "grad_input", true);
-  py::gil_scoped_release nogil;
-  dispatch(a.x.dtype, [&](auto t) {
-    using T = decltype(t);
-    FC_TWIN(a.x.device, multi_margin_loss_backward, T)(
-        dinp.data<T>(), dout.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight),
-        a.N, a.C, int(p), margin, a.reduction);
-  });
-}
+// Python (grad_input, grad_output, input, target, p, margin, weight, reduction).
+struct MarginLossGrad : OwnSignature<MarginLossGrad, 5> {
+  template <typename Pick>
+  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
+                   py::handle target, int64_t p, double margin, py::handle weight,
+                   const std::string& reduction) {
+    const char* op = "multi_margin_loss_backward";
+    MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
+    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    Launch(a.x).run(a.x.dtype, [&](auto t) {
+      using T = decltype(t);
+      pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(),
+                          a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, int(p), margin,
+                          a.reduction);
+    });
+  }
+};
+
+// The probability twins of cross_entropy: bound by CrossEntropyLoss(Grad) under the op's one
+// Python name, which picks them for a float target.
+struct ProbTarget {
+  static constexpr size_t kArrays = 0;
+  template <typename... Scalars, typename Pick, typename Tag>
+  static void def(py::module_&, const char*, std::string, Pick, Tag) {}
+};
 
 }  // namespace
 
 void bind_loss(py::module_& m) {
-  m.def("cross_entropy_forward", &cross_entropy_forward);
-  m.def("cross_entropy_backward", &cross_entropy_backward);
-  m.def("mse_loss_forward", &mse_loss_forward);
-  m.def("mse_loss_backward", &mse_loss_backward);
-  m.def("multi_margin_loss_forward", &multi_margin_loss_forward);
-  m.def("multi_margin_loss_backward", &multi_margin_loss_backward);
+  FC_LOSS_OPS(FC_BIND_OP, T)
 }
 
 }  // namespace fc::bind

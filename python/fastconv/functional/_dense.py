@@ -15,10 +15,7 @@ def linear(input, weight, bias=None):
     float64 throughout. Unlike torch, weight must be 2-D and bias 1-D.
     """
     input, weight, bias = contiguous(input), contiguous(weight), contiguous(bias)
-    shape = _C.linear_out_shape("linear", input, weight)
-    out = empty(input, shape)
-    _C.linear_forward(out, input, weight, bias)
-    return out
+    return _C.linear_forward(empty, input, weight, bias)
 
 
 def linear_backward(grad_output, input, weight, output_mask=(True, True, True), *,

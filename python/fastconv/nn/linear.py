@@ -30,11 +30,16 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
     def forward(self, x):
-        if not is_array(x) or x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(f"{self._name()} expected input (*, {self.in_features}), got "
-                             f"{getattr(x, 'shape', type(x).__name__)}")
+        try:
+            out = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        except (TypeError, ValueError, AttributeError):
+            # The extension checked the input; the layer's message names the layer.
+            if not is_array(x) or x.ndim < 1 or x.shape[-1] != self.in_features:
+                raise ValueError(f"{self._name()} expected input (*, {self.in_features}), got "
+                                 f"{getattr(x, 'shape', type(x).__name__)}") from None
+            raise
         self._input = x
-        return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        return out
 
     def backward(self, dout):
         gw, gb = accumulating_grads(self.weight, self.bias)

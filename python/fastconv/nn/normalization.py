@@ -105,11 +105,17 @@ class LocalResponseNorm(Module):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
     def forward(self, x):
-        if not is_array(x) or x.ndim < 3:
-            raise ValueError(f"{self._name()} expected input of at least 3 dimensions "
-                             f"(N, C, *), got {getattr(x, 'shape', type(x).__name__)}")
+        try:
+            out = F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        except (TypeError, ValueError, AttributeError):
+            # The extension checked the input; the layer's message names the layer.
+            if not is_array(x) or x.ndim < 3:
+                raise ValueError(f"{self._name()} expected input of at least 3 dimensions "
+                                 f"(N, C, *), got {getattr(x, 'shape', type(x).__name__)}"
+                                 ) from None
+            raise
         self._input = x
-        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        return out
 
     def backward(self, dout):
         return F.local_response_norm_backward(dout, self._input, self.size, self.alpha,
