@@ -33,7 +33,7 @@ namespace cuda {
 // The stream the CUDA twins launch on for this thread, as a CUDA array interface "stream"
 // value (0 or 1: legacy default stream, 2: per-thread default stream, else a cudaStream_t).
 // Set by the binding just before it calls a twin, to the stream of the call's arrays
-// (bind/generic.h's Launch; view() for bindings not yet on it); defined only in CUDA builds.
+// (bind/generic.h's Launch); defined only in CUDA builds.
 void set_stream(std::uintptr_t stream);
 }  // namespace cuda
 

@@ -164,9 +164,7 @@ void check(OpTag<&softplus_backward_cpu<float>>, const char* op, double beta, do
 }
 
 void bind_act(py::module_& m) {
-#define FC_BIND_ACT(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
-  FC_ACT_OPS(FC_BIND_ACT, T)
-#undef FC_BIND_ACT
+  FC_ACT_OPS(FC_BIND_OP, T)
 }
 
 }  // namespace fc::bind

@@ -33,16 +33,6 @@ inline std::optional<Tensor> read_or_none(py::handle obj, const char* op, const 
   return read(obj, op, name, writable, accept);
 }
 
-// read(), and a CUDA array's stream becomes this thread's launch stream: for the bindings not
-// yet on the generic binder (bind/generic.h), which sets the stream explicitly at the launch.
-Tensor view(py::handle obj, const char* op, const char* name, bool writable = false,
-            unsigned accept = kFloat);
-
-inline std::optional<Tensor> view_or_none(py::handle obj, const char* op, const char* name,
-                                          bool writable = false, unsigned accept = kFloat) {
-  return obj.is_none() ? std::nullopt : std::optional(view(obj, op, name, writable, accept));
-}
-
 // Both arrays on one device (ValueError otherwise); for index and mask arrays.
 void same_device(const Tensor& t, const Tensor& ref, const char* op, const char* name,
                  const char* ref_name);
@@ -54,10 +44,7 @@ void expect_shape(const Tensor& t, const Shape& s, const char* op, const char* n
 
 // An op's secondary array (weight, bias, out, a gradient): it must have ref's dtype (TypeError,
 // naming `name` and "input") and `shape` (ValueError; `note` says where that shape comes from).
-Tensor view_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
-                 const char* name, bool writable = false, const char* note = nullptr);
-
-// view_like() without the stream side effect (as read() is to view()).
+// Reading an array never sets the CUDA stream: the launch does (bind/generic.h's Launch).
 Tensor read_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
                  const char* name, bool writable = false, const char* note = nullptr);
 
@@ -73,15 +60,8 @@ struct Output {
 Output allocate(py::handle alloc, py::handle like, const Tensor& ref, const Shape& shape,
                 const char* op, const char* name, bool int64 = false);
 
-inline std::optional<Tensor> view_like_or_none(py::handle obj, const Tensor& ref,
-                                               const Shape& shape, const char* op,
-                                               const char* name, bool writable = false) {
-  if (obj.is_none()) return std::nullopt;
-  return view_like(obj, ref, shape, op, name, writable);
-}
-
 // The _cpu or _cuda twin of kernel `name` for element type T, by the arrays' device (checked to
-// agree by same_device/same_dtype). A build without CUDA never sees a CUDA array: view()
+// agree by same_device/same_dtype). A build without CUDA never sees a CUDA array: read()
 // refuses one.
 #ifdef FC_CUDA
 #ifdef FC_TRACE_TWINS

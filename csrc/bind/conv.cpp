@@ -228,9 +228,7 @@ struct ConvGrad : ByRoles<ConvGrad> {
 }  // namespace
 
 void bind_conv(py::module_& m) {
-#define FC_BIND_CONV(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
-  FC_CONV_OPS(FC_BIND_CONV, T)
-#undef FC_BIND_CONV
+  FC_CONV_OPS(FC_BIND_OP, T)
 }
 
 }  // namespace fc::bind

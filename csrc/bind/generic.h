@@ -4,13 +4,12 @@
 // what the twin needs. bind_op then does the rest, the same for every op:
 //   - the Python signature is the kind's arrays followed by the twin's trailing scalars
 //     (those after Kind::kArrays kernel parameters), so a new scalar needs no binding code;
-//   - outputs are passed in (Python allocates them with the input's array module, in the same
-//     crossing) and the binding returns the array it wrote;
+//   - outputs are passed in, or the binding makes them through the caller's allocator
+//     (allocate(), binding.h) once it knows their shape; either way it returns them;
 //   - the GIL is released, the twin picked by device and dtype, and called on the stream of
 //     the call's arrays, set explicitly (Launch) rather than as a side effect of reading them.
-// A family moves onto it with: a kind class per argument layout, then
-//   #define FC_BIND_<FAMILY>(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
-//   FC_<FAMILY>_OPS(FC_BIND_<FAMILY>, T)
+// A family is on it with: a kind class per argument layout, then
+//   FC_<FAMILY>_OPS(FC_BIND_OP, T)
 // plus a check() overload (OpTag, below) for any rule on an op's scalars. bind/act.cpp is the
 // model: its kinds cover elementwise ops (out, inp, n), their gradients, and row reductions.
 #pragma once

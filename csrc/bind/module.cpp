@@ -90,14 +90,6 @@ Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable
 
 }  // namespace
 
-Tensor view(py::handle obj, const char* op, const char* name, bool writable, unsigned accept) {
-  Tensor t = read(obj, op, name, writable, accept);
-#ifdef FC_CUDA
-  if (t.device == Device::cuda) cuda::set_stream(t.stream);
-#endif
-  return t;
-}
-
 Tensor read(py::handle obj, const char* op, const char* name, bool writable, unsigned accept) {
   if (!py::isinstance<py::array>(obj)) {
     if (py::hasattr(obj, "__cuda_array_interface__")) return cuda_view(obj, op, name, writable, accept);
@@ -136,15 +128,6 @@ void same_dtype(const Tensor& t, const Tensor& ref, const char* op, const char* 
 void expect_shape(const Tensor& t, const Shape& s, const char* op, const char* name) {
   FC_CHECK(t.shape == s, op, ": ", name, " must have shape ", shape_str(s), ", got ",
            shape_str(t.shape));
-}
-
-Tensor view_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,
-                 const char* name, bool writable, const char* note) {
-  Tensor t = read_like(obj, ref, shape, op, name, writable, note);
-#ifdef FC_CUDA
-  if (t.device == Device::cuda) cuda::set_stream(t.stream);
-#endif
-  return t;
 }
 
 Tensor read_like(py::handle obj, const Tensor& ref, const Shape& shape, const char* op,

@@ -238,9 +238,7 @@ using AdaptiveLinearPoolGrad = Kind<PoolGradLayout<true>, Adaptive>;
 }  // namespace
 
 void bind_pool(py::module_& m) {
-#define FC_BIND_POOL(name, kind, ...) bind_op<kind>(m, #name, FC_PICK(name), FC_TAG(name));
-  FC_POOL_OPS(FC_BIND_POOL, T)
-#undef FC_BIND_POOL
+  FC_POOL_OPS(FC_BIND_OP, T)
   // Ops that run another op's twin: adaptive max pooling is max pooling on adaptive windows,
   // min pooling's gradient max pooling's with is_min.
   const auto max_fwd = FC_PICK(max_pool2d_forward);
