@@ -18,6 +18,18 @@ std::string simd_compiled();   // the instruction sets this build was compiled f
 std::string simd_cpu();        // what this CPU offers at run time
 std::string compiler();
 
+// The instruction-set variant of the CPU's hot loops (cpu/isa.h): baseline (SSE2, any x86-64),
+// avx2 (AVX2 + FMA) or avx512 (AVX-512 F/BW/DQ/VL). The default is the best this CPU has;
+// set_cpu_isa picks a lower one (FASTCONV_CPU_ISA at import, and tests that cover each
+// variant). Process-wide (an atomic), read once per work item; results may differ between
+// variants in the last bits (FMA contraction, wider partial sums), never between runs.
+enum class CpuIsa : int { baseline = 0, avx2 = 1, avx512 = 2 };
+CpuIsa cpu_isa();
+CpuIsa cpu_isa_best();  // the best variant this CPU and build support
+const char* cpu_isa_name(CpuIsa isa);
+// By name; ValueError for an unknown name or one this CPU cannot run.
+void set_cpu_isa(const std::string& name);
+
 bool cuda_built();
 std::string cuda_archs();
 std::string cuda_version();

@@ -35,9 +35,10 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
     os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
 
-# Fixtures shared by the test modules: `poisoned` (see _cuda.py), `poisoned_outputs` (_props.py);
+# Fixtures shared by the test modules: `poisoned` (see _cuda.py), `cpu_isa` (_isa.py),
+# `poisoned_outputs` (_props.py);
 # the --strict-skips option CI runs with (_skips.py).
-pytest_plugins = ["_cuda", "_skips"]
+pytest_plugins = ["_cuda", "_isa", "_skips"]
 
 try:
     from hypothesis import HealthCheck, settings

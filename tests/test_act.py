@@ -14,6 +14,9 @@ from fastconv._loader import _C
 from fastconv._opinfo import act as R
 from _util import assert_close, rtol_for
 
+# Every test here runs once per CPU variant of the kernels (avx512, avx2, baseline; _isa.py).
+pytestmark = pytest.mark.usefixtures("cpu_isa")
+
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 

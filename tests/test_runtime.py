@@ -1,5 +1,6 @@
 """Threads, info() and the `fastconv info` command."""
 
+import os
 import subprocess
 import sys
 
@@ -106,3 +107,46 @@ print((peak - base) * 1024)
     grown = int(out.stdout.strip())
     arrays = 2 * 4 * 3600 * 3600 * 4  # y and dx (grad_output is y itself)
     assert grown < arrays + (256 << 20), f"peak grew by {grown / 2**20:.0f} MiB"
+
+
+def test_cpu_isa_is_the_best_supported_by_default_and_reported():
+    d = fastconv.info()
+    assert d["cpu_isas"][-1] == "baseline"
+    assert set(d["cpu_isas"]) <= {"avx512", "avx2", "baseline"}
+    assert d["cpu_isa"] == fastconv.get_cpu_isa() in d["cpu_isas"]
+    if "FASTCONV_CPU_ISA" not in os.environ:
+        assert d["cpu_isa"] == d["cpu_isas"][0]
+
+
+def test_set_cpu_isa_validates():
+    from fastconv._loader import _C
+
+    before = fastconv.get_cpu_isa()
+    try:
+        with pytest.raises(ValueError, match="isa must be one of avx512, avx2, baseline, got 'sse9'"):
+            _C.set_cpu_isa("sse9")
+        assert fastconv.get_cpu_isa() == before
+        _C.set_cpu_isa("baseline")
+        assert fastconv.get_cpu_isa() == "baseline"
+    finally:
+        _C.set_cpu_isa(before)
+
+
+def _info_with_isa(value):
+    env = dict(os.environ, FASTCONV_CPU_ISA=value)
+    return subprocess.run([sys.executable, "-m", "fastconv.cli", "info"], capture_output=True,
+                          text=True, env=env)
+
+
+@pytest.mark.parametrize("isa", fastconv.info()["cpu_isas"])
+def test_environment_variable_forces_a_variant(isa):
+    run = _info_with_isa(isa)
+    assert run.returncode == 0, run.stderr
+    line = next(s for s in run.stdout.splitlines() if s.startswith("cpu_isa "))
+    assert line.split() == ["cpu_isa", isa]
+
+
+def test_environment_variable_rejects_an_unknown_variant():
+    run = _info_with_isa("avx1024")
+    assert run.returncode != 0
+    assert "FASTCONV_CPU_ISA must be one of avx512, avx2, baseline, got 'avx1024'" in run.stderr

@@ -155,6 +155,8 @@ Output allocate(py::handle alloc, py::handle like, const Tensor& ref, const Shap
 void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
+  m.def("set_cpu_isa", &set_cpu_isa);
+  m.def("get_cpu_isa", [] { return cpu_isa_name(cpu_isa()); });
   m.def("set_allow_tf32", &set_allow_tf32);
   m.def("get_allow_tf32", &allow_tf32);
   m.def("build_info", [] {
@@ -165,6 +167,9 @@ void bind_runtime(py::module_& m) {
     d["openmp"] = omp.empty() ? py::object(py::none()) : py::object(py::str(omp));
     d["simd"] = simd_compiled();
     d["cpu_simd"] = simd_cpu();
+    py::list isas;
+    for (int i = int(cpu_isa_best()); i >= 0; --i) isas.append(cpu_isa_name(CpuIsa(i)));
+    d["cpu_isas"] = isas;
     d["compiler"] = compiler();
     d["cuda_built"] = cuda_built();
     d["cuda_version"] = cuda_built() ? py::object(py::str(cuda_version())) : py::object(py::none());

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "cpu/isa.h"
 #include "cpu/parallel.h"
 
 namespace fc {
@@ -144,17 +145,21 @@ struct CpuMath {
 template <typename T, typename F>
 void map_forward(T* out, const T* inp, int64_t n, F f) {
   for_chunks(n, F::kCheap ? kCheapGrain : kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) out[i] = f.forward(inp[i]);
+    with_isa([&] {
+      for (int64_t i = i0; i < i1; ++i) out[i] = f.forward(inp[i]);
+    });
   });
 }
 
 template <typename T, typename F>
 void map_backward(T* dinp, const T* dout, const T* inp, int64_t n, F f) {
   for_chunks(n, F::kCheap ? kCheapGrain : kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T g = dout[i];
-      dinp[i] = f.backward(g, inp[i]);
-    }
+    with_isa([&] {
+      for (int64_t i = i0; i < i1; ++i) {
+        const T g = dout[i];
+        dinp[i] = f.backward(g, inp[i]);
+      }
+    });
   });
 }
 
@@ -164,15 +169,19 @@ void map_backward_from_output(T* dinp, const T* dout, const T* out, const T* inp
                               F f) {
   if (out) {
     for_chunks(n, kCheapGrain, [=](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) dinp[i] = f.grad(dout[i], out[i]);
+      with_isa([&] {
+        for (int64_t i = i0; i < i1; ++i) dinp[i] = f.grad(dout[i], out[i]);
+      });
     });
     return;
   }
   for_chunks(n, kMathGrain, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const T y = f.forward(inp[i]);
-      dinp[i] = f.grad(dout[i], y);
-    }
+    with_isa([&] {
+      for (int64_t i = i0; i < i1; ++i) {
+        const T y = f.forward(inp[i]);
+        dinp[i] = f.grad(dout[i], y);
+      }
+    });
   });
 }
 
@@ -316,8 +325,10 @@ void for_softmax_items(int64_t outer, int64_t D, int64_t inner, F f) {
 template <typename T, bool Log>
 void softmax_forward(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
   for_softmax_items(outer, D, inner, [&](int64_t off, int64_t L) {
-    if (inner == 1) softmax_row<T, Log>(out + off, inp + off, D);
-    else softmax_lanes<T, Log>(out + off, inp + off, D, inner, L);
+    with_isa([&] {
+      if (inner == 1) softmax_row<T, Log>(out + off, inp + off, D);
+      else softmax_lanes<T, Log>(out + off, inp + off, D, inner, L);
+    });
   });
 }
 
@@ -325,8 +336,10 @@ template <typename T, bool Log>
 void softmax_backward(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
                       int64_t inner) {
   for_softmax_items(outer, D, inner, [&](int64_t off, int64_t L) {
-    if (inner == 1) softmax_backward_row<T, Log>(dinp + off, dout + off, out + off, D);
-    else softmax_backward_lanes<T, Log>(dinp + off, dout + off, out + off, D, inner, L);
+    with_isa([&] {
+      if (inner == 1) softmax_backward_row<T, Log>(dinp + off, dout + off, out + off, D);
+      else softmax_backward_lanes<T, Log>(dinp + off, dout + off, out + off, D, inner, L);
+    });
   });
 }
 

@@ -102,9 +102,54 @@ std::string compiler() {
 #endif
 }
 
+CpuIsa cpu_isa_best() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("bmi2")) {
+    return CpuIsa::avx512;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c")) {
+    return CpuIsa::avx2;
+  }
+#endif
+  return CpuIsa::baseline;
+}
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::avx512: return "avx512";
+    case CpuIsa::avx2: return "avx2";
+    default: return "baseline";
+  }
+}
+
 namespace {
+std::atomic<CpuIsa> isa_in_use{cpu_isa_best()};
 std::atomic<bool> tf32_allowed{false};
 }  // namespace
+
+CpuIsa cpu_isa() { return isa_in_use.load(std::memory_order_relaxed); }
+
+void set_cpu_isa(const std::string& name) {
+  constexpr int kCount = int(CpuIsa::avx512) + 1;
+  const int best = int(cpu_isa_best());
+  auto names = [](int hi) {
+    std::string s;
+    for (int i = hi; i >= 0; --i) s += str(s.empty() ? "" : ", ", cpu_isa_name(CpuIsa(i)));
+    return s;
+  };
+  int i = 0;
+  while (i < kCount && name != cpu_isa_name(CpuIsa(i))) ++i;
+  FC_CHECK(i < kCount, "set_cpu_isa: isa must be one of ", names(kCount - 1), ", got '", name,
+           "'");
+  FC_CHECK(i <= best, "set_cpu_isa: this CPU cannot run '", name, "'; it supports ",
+           names(best));
+  isa_in_use.store(CpuIsa(i), std::memory_order_relaxed);
+}
 
 void set_allow_tf32(bool allow) { tf32_allowed.store(allow, std::memory_order_relaxed); }
 bool allow_tf32() { return tf32_allowed.load(std::memory_order_relaxed); }

@@ -2,8 +2,8 @@
 
 from . import data, functional, models, nn, optim, train, viz
 from ._random import manual_seed
-from ._runtime import (_version, get_allow_tf32, get_num_threads, info, set_allow_tf32,
-                       set_num_threads)
+from ._runtime import (_version, get_allow_tf32, get_cpu_isa, get_num_threads, info,
+                       set_allow_tf32, set_num_threads)
 from .serialize import load, save
 from .summary import summary
 
@@ -11,5 +11,5 @@ __version__ = _version()
 
 __all__ = ["data", "functional", "nn", "optim", "models", "train", "viz", "save", "load",
            "summary", "info", "set_num_threads", "get_num_threads", "set_allow_tf32",
-           "get_allow_tf32", "manual_seed",
+           "get_allow_tf32", "get_cpu_isa", "manual_seed",
            "__version__"]

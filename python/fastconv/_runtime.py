@@ -1,5 +1,7 @@
-"""Threads and build information."""
+"""Threads, the CPU variant, and build information."""
 
+import os
+import warnings
 from importlib import metadata
 
 from ._loader import _C
@@ -23,6 +25,34 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads fastconv's kernels use (process-wide, see set_num_threads)."""
     return _C.get_num_threads()
+
+
+def get_cpu_isa():
+    """The instruction-set variant of the CPU kernels' hot loops: "avx512", "avx2" or
+    "baseline" (SSE2, any x86-64). The best this CPU has unless the environment variable
+    FASTCONV_CPU_ISA named a lower one when fastconv was imported; info()["cpu_isas"] lists
+    what this CPU supports. Results may differ between variants in the last bits (fused
+    multiply-adds, wider partial sums), never between runs of one variant."""
+    return _C.get_cpu_isa()
+
+
+def _cpu_isa_from_environment():
+    name = os.environ.get("FASTCONV_CPU_ISA", "").strip().lower()
+    if not name:
+        return
+    supported = _C.build_info()["cpu_isas"]
+    known = ("avx512", "avx2", "baseline")
+    if name not in known:
+        raise ValueError(f"FASTCONV_CPU_ISA must be one of {', '.join(known)}, got "
+                         f"{os.environ['FASTCONV_CPU_ISA']!r}")
+    if name not in supported:
+        warnings.warn(f"FASTCONV_CPU_ISA={name}: this CPU cannot run it; using "
+                      f"{supported[0]}", RuntimeWarning, stacklevel=3)
+        return
+    _C.set_cpu_isa(name)
+
+
+_cpu_isa_from_environment()
 
 
 def set_allow_tf32(allow):
@@ -64,4 +94,5 @@ def info():
     d.update(_C.build_info())
     d["blas_threads"] = 1
     d["allow_tf32"] = get_allow_tf32()
+    d["cpu_isa"] = get_cpu_isa()
     return d

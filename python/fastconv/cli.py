@@ -31,6 +31,8 @@ def _print_info():
             value = "-"
         elif isinstance(value, bool):
             value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = " ".join(map(str, value))
         print(f"{key:<{width}}  {value}")
 
 
