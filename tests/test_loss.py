@@ -16,6 +16,9 @@ from fastconv._opinfo.loss import (cross_entropy_ref, cross_entropy_backward_ref
                                    multi_margin_loss_backward_ref, loss_shape)
 from _util import assert_close, rtol_for, rand, stable_seed, upstream_grad
 
+# Every test here runs once per CPU variant of the kernels (avx512, avx2, baseline; _isa.py).
+pytestmark = pytest.mark.usefixtures("cpu_isa")
+
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 REDUCTIONS = ["none", "mean", "sum"]

@@ -12,6 +12,7 @@
 
 #include "cpu/isa.h"
 #include "cpu/parallel.h"
+#include "cpu/vmath.h"
 
 namespace fc {
 namespace {
@@ -34,101 +35,6 @@ void for_chunks(int64_t n, int64_t grain, F body) {
   const int64_t items = ceil_div(n, chunk);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t c = 0; c < items; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
-}
-
-// The vector loops below need these helpers inlined; with the module's link-time optimisation
-// gcc otherwise may keep them as calls, and a call keeps a loop scalar.
-#if defined(__GNUC__)
-#define FC_INLINE inline __attribute__((always_inline))
-#else
-#define FC_INLINE inline
-#endif
-
-template <typename T> struct Bits;
-template <> struct Bits<float> { using U = uint32_t; };
-template <> struct Bits<double> { using U = uint64_t; };
-
-// c ? a : b as a bit-mask blend of two computed values: gcc will not if-convert
-// `c ? a : a * s` (under the default -ftrapping-math the product must not be speculated),
-// so such a ternary keeps its loop scalar, while this blend vectorises.
-template <typename T>
-FC_INLINE T select(bool c, T a, T b) {
-  using U = typename Bits<T>::U;
-  U ua, ub;
-  std::memcpy(&ua, &a, sizeof(T));
-  std::memcpy(&ub, &b, sizeof(T));
-  const U m = U(0) - U(c);
-  const U r = (ua & m) | (ub & ~m);
-  T out;
-  std::memcpy(&out, &r, sizeof(T));
-  return out;
-}
-
-// 2^n for n in [-126, 127], built from its bit pattern.
-FC_INLINE float pow2i(int32_t n) {
-  const uint32_t u = uint32_t(n + 127) << 23;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-// exp, expm1 and tanh: libm for double; for float, branch-free Cephes-style versions (within
-// 2 ulp of the exact result, NaN/Inf/overflow/subnormals as libm) that gcc vectorises, where
-// a libm call would keep the whole loop scalar.
-FC_INLINE double exp_of(double x) { return std::exp(x); }
-FC_INLINE double expm1_of(double x) { return std::expm1(x); }
-FC_INLINE double tanh_of(double x) { return std::tanh(x); }
-
-FC_INLINE float exp_of(float x) {
-  constexpr float hi = 88.72283935546875f, lo = -103.97208404541015625f;
-  float xc = select(x < lo, lo, x);
-  xc = select(xc > hi, hi, xc);
-  xc = select(x != x, 0.0f, xc);
-  // round(xc / ln 2) by the 1.5 * 2^23 trick (exact for |v| < 2^22), then r = xc - n ln 2 in
-  // two parts so that r keeps full precision.
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float e = p * r * r + r + 1.0f;
-  const int32_t ni = int32_t(n), n1 = ni >> 1;
-  float y = e * pow2i(n1) * pow2i(ni - n1);
-  y = select(x > hi, std::numeric_limits<float>::infinity(), y);
-  y = select(x < lo, 0.0f, y);
-  return select(x != x, x, y);
-}
-
-FC_INLINE float expm1_of(float x) {
-  float t = 1.0f / 3628800;
-  t = t * x + 1.0f / 362880;
-  t = t * x + 1.0f / 40320;
-  t = t * x + 1.0f / 5040;
-  t = t * x + 1.0f / 720;
-  t = t * x + 1.0f / 120;
-  t = t * x + 1.0f / 24;
-  t = t * x + 1.0f / 6;
-  t = t * x + 0.5f;
-  // Taylor series below 0.5 in magnitude, where exp(x) - 1 would cancel.
-  const float small = (t * x) * x + x;
-  const float big = exp_of(x) - 1.0f;
-  return select(x == 0.0f, x, select(std::fabs(x) < 0.5f, small, big));
-}
-
-FC_INLINE float tanh_of(float x) {
-  const float a = std::fabs(x), z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
-  const float big = 1.0f - 2.0f / (exp_of(2.0f * a) + 1.0f);
-  const float r = select(a < 0.625f, small, select(x < 0.0f, -big, big));
-  return select((x != x) | (x == 0.0f), x, r);
 }
 
 // The CPU's math for the formulas in act.h (act::<op><CpuMath, T>).
@@ -189,42 +95,61 @@ void map_backward_from_output(T* dinp, const T* dout, const T* out, const T* inp
 // max and sum of each lane live in small arrays and the loops over lanes read contiguously.
 constexpr int64_t kLanes = 64;
 
-// sum(a[0:D]) in double with four interleaved partial sums: a fixed order, and short
-// dependency chains instead of one long one.
+// sum(a[0:D]) and sum(a[0:D] * b[0:D]) in double with 16 interleaved partial sums: a fixed
+// order, and short dependency chains (vector registers of them) instead of one long one.
+constexpr int64_t kSumLanes = 16;
+
+template <typename T>
+double lanes_total(const double* s, int64_t d, int64_t D, const T* a, const T* b) {
+  double t = 0;
+  for (int64_t j = 0; j < kSumLanes; ++j) t += s[j];
+  for (; d < D; ++d) t += b ? double(a[d]) * double(b[d]) : double(a[d]);
+  return t;
+}
+
 template <typename T>
 double sum_of(const T* a, int64_t D) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  double s[kSumLanes] = {};
   int64_t d = 0;
-  for (; d + 4 <= D; d += 4) {
-    s0 += a[d];
-    s1 += a[d + 1];
-    s2 += a[d + 2];
-    s3 += a[d + 3];
+  for (; d + kSumLanes <= D; d += kSumLanes) {
+    for (int64_t j = 0; j < kSumLanes; ++j) s[j] += double(a[d + j]);
   }
-  for (; d < D; ++d) s0 += a[d];
-  return (s0 + s1) + (s2 + s3);
+  return lanes_total<T>(s, d, D, a, nullptr);
 }
 
 template <typename T>
 double dot_of(const T* a, const T* b, int64_t D) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  double s[kSumLanes] = {};
   int64_t d = 0;
-  for (; d + 4 <= D; d += 4) {
-    s0 += double(a[d]) * double(b[d]);
-    s1 += double(a[d + 1]) * double(b[d + 1]);
-    s2 += double(a[d + 2]) * double(b[d + 2]);
-    s3 += double(a[d + 3]) * double(b[d + 3]);
+  for (; d + kSumLanes <= D; d += kSumLanes) {
+    for (int64_t j = 0; j < kSumLanes; ++j) s[j] += double(a[d + j]) * double(b[d + j]);
   }
-  for (; d < D; ++d) s0 += double(a[d]) * double(b[d]);
-  return (s0 + s1) + (s2 + s3);
+  return lanes_total(s, d, D, a, b);
+}
+
+// max(-inf, x[0:n]) in 16 independent lanes: one running maximum is a chain of dependent
+// compares, about 4 cycles per element, most of a softmax row's time. NaN is never taken (a row
+// holding one gives NaN through x - max anyway).
+template <typename T>
+T max_of(const T* x, int64_t n) {
+  constexpr int64_t L = 16;
+  T m[L];
+  std::fill(m, m + L, -std::numeric_limits<T>::infinity());
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    for (int64_t j = 0; j < L; ++j) m[j] = select(x[i + j] > m[j], x[i + j], m[j]);
+  }
+  T r = -std::numeric_limits<T>::infinity();
+  for (; i < n; ++i) r = select(x[i] > r, x[i], r);
+  for (int64_t j = 0; j < L; ++j) r = select(m[j] > r, m[j], r);
+  return r;
 }
 
 // One row (inner == 1). exp(x - m) goes through y first so that the exp loop vectorises apart
 // from the double sum.
 template <typename T, bool Log>
 void softmax_row(T* y, const T* x, int64_t D) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t d = 0; d < D; ++d) m = x[d] > m ? x[d] : m;
+  const T m = max_of(x, D);
   // A row of -inf (or one holding +inf or NaN) gives x - m = NaN, hence NaN out, as PyTorch.
   for (int64_t d = 0; d < D; ++d) y[d] = exp_of(x[d] - m);
   const double s = sum_of(y, D);

@@ -3,7 +3,8 @@
 // the work passes kParallelWork elements. Reductions sum blocks of about kBlockWork elements in
 // double, then the blocks in order, so the result is the same for any thread count. The
 // arithmetic follows torch's formulas term by term, so NaN and +-Inf propagate as they do there.
-// Contiguous float32 softmax rows use a 4-lane exp (the build targets baseline x86-64).
+// Contiguous float32 softmax rows use a 16- and 4-lane exp, compiled per instruction set: items
+// run through with_isa (isa.h).
 #include "loss.h"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "cpu/parallel.h"
 
 namespace fc {
@@ -32,7 +34,9 @@ V ordered_sum(int64_t M, int64_t cost, F f) {
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i1 = std::min(M, (b + 1) * block);
     V s{};
-    for (int64_t i = b * block; i < i1; ++i) s += f(i);
+    with_isa([&] {
+      for (int64_t i = b * block; i < i1; ++i) s += f(i);
+    });
     part[b] = s;
   }
   V s{};
@@ -40,55 +44,86 @@ V ordered_sum(int64_t M, int64_t cost, F f) {
   return s;
 }
 
-// Runs f(i) for i in [0, M), in parallel when the work is large enough.
+// Runs f(i) for i in [0, M), `work` elements in all, in blocks of about kBlockWork elements
+// (each through with_isa), in parallel when the work is large enough.
 template <typename F>
 void for_items(int64_t M, int64_t work, F f) {
+  const int64_t cost = std::max<int64_t>(1, work / std::max<int64_t>(1, M));
+  const int64_t block = std::max<int64_t>(1, kBlockWork / cost);
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (work >= kParallelWork)
-  for (int64_t i = 0; i < M; ++i) f(i);
+  for (int64_t b = 0; b < ceil_div(M, block); ++b) {
+    const int64_t i1 = std::min(M, (b + 1) * block);
+    with_isa([&] {
+      for (int64_t i = b * block; i < i1; ++i) f(i);
+    });
+  }
 }
 
-// exp of 4 floats with GCC/Clang vector extensions: GCC will not if-convert the range checks of
-// a scalar exp under -ftrapping-math, and libm's expf does not vectorise without -ffast-math.
-// Cephes' degree-6 polynomial on [-ln2/2, ln2/2] times 2^n, within 2 ulp for x <= 88; exactly 0
-// below the normal range (and for -inf), +inf above 88, NaN for NaN.
+// exp of 4 or 16 floats with GCC/Clang vector extensions: GCC will not if-convert the range
+// checks of a scalar exp under -ftrapping-math, and libm's expf does not vectorise without
+// -ffast-math. Cephes' degree-6 polynomial on [-ln2/2, ln2/2] times 2^n, within 2 ulp for
+// x <= 88; exactly 0 below the normal range (and for -inf), +inf above 88, NaN for NaN. Rows
+// go a register's width at a time (16 lanes under AVX-512, 8 under AVX2), then 4, then one.
 using f4 = float __attribute__((vector_size(16)));
-using i4 = int32_t __attribute__((vector_size(16)));
+using f8 = float __attribute__((vector_size(32)));
+using f16 = float __attribute__((vector_size(64)));
 
-inline f4 select(i4 mask, f4 a, f4 b) {
-  return reinterpret_cast<f4>((reinterpret_cast<i4>(a) & mask) | (reinterpret_cast<i4>(b) & ~mask));
+// Calls f(V{}) with V the float vector of one register of the variant in use. Called inside
+// with_isa's copy for that variant (items run through it), so the wide types meet only code
+// compiled for them; the other copies hold them too, never run, hence no -Wpsabi.
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <typename F>
+void with_lanes(F f) {
+  switch (cpu_isa()) {
+    case CpuIsa::avx512: return f(f16{});
+    case CpuIsa::avx2: return f(f8{});
+    default: return f(f4{});
+  }
 }
 
-inline f4 exp4(f4 x) {
-  const f4 zero = f4{} + 0.0f, lo = zero - 87.33654f, hi = zero + 88.0f;
-  const i4 below = x < lo, above = x > hi, nan = x != x;
+template <typename V>
+constexpr int kLanesOf = int(sizeof(V) / sizeof(float));
+
+template <typename V, typename M>
+inline V select(M mask, V a, V b) {
+  return reinterpret_cast<V>((reinterpret_cast<M>(a) & mask) | (reinterpret_cast<M>(b) & ~mask));
+}
+
+template <typename V>
+inline V expv(V x) {
+  using M = decltype(x < x);  // int32 lanes
+  const V zero = V{} + 0.0f, lo = zero - 87.33654f, hi = zero + 88.0f;
+  const M below = x < lo, above = x > hi, nan = x != x;
   // clamp, and NaN to 0, so the integer conversion below is always defined
-  const f4 xc = select(nan, zero, select(above, hi, select(below, lo, x)));
-  const f4 round = zero + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const f4 n = (xc * 1.44269504088896341f + round) - round;
-  const f4 r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts
-  f4 p = zero + 1.9875691500e-4f;
+  const V xc = select(nan, zero, select(above, hi, select(below, lo, x)));
+  const V round = zero + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const V n = (xc * 1.44269504088896341f + round) - round;
+  const V r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts
+  V p = zero + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const i4 bits = (__builtin_convertvector(n, i4) + 127) << 23;
-  const f4 y = p * reinterpret_cast<f4>(bits);
+  const M bits = (__builtin_convertvector(n, M) + 127) << 23;
+  const V y = p * reinterpret_cast<V>(bits);
   return select(nan, x, select(above, zero + std::numeric_limits<float>::infinity(),
                                select(below, zero, y)));
 }
 
-inline f4 load4(const float* p) {
-  f4 v;
+template <typename V>
+inline V load(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 
-inline void store4(float* p, f4 v) { std::memcpy(p, &v, sizeof v); }
+template <typename V>
+inline void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
 
-// Scalar exp: float goes through exp4 so every path of a kernel rounds alike.
-inline float exp_(float x) { return exp4(f4{x, x, x, x})[0]; }
+// Scalar exp: float goes through expv so every path of a kernel rounds alike.
+inline float exp_(float x) { return expv(f4{x, x, x, x})[0]; }
 inline double exp_(double x) { return std::exp(x); }
 
 // Calls f(stride): a compile-time 1 when the classes are contiguous (S == 1), so those loops
@@ -121,16 +156,28 @@ double sum_exp(const T* x, int64_t C, St st, T m) {
   return s;
 }
 
-// Contiguous float rows, 4 lanes at a time: the lanes add in float over blocks of 256 classes
-// (relative error below 1e-5 even then, the terms lying in [0, 1]), the blocks in double.
-inline double sum_exp(const float* x, int64_t C, std::integral_constant<int64_t, 1>, float m) {
+// Contiguous float rows, from class c on, V's lanes at a time while a whole V remains: the
+// lanes add in float over blocks of 256 classes (relative error below 1e-5 even then, the terms
+// lying in [0, 1]), the blocks in double. Advances c past the classes it added.
+template <typename V>
+double sum_exp_lanes(const float* x, int64_t& c, int64_t C, float m) {
+  constexpr int W = kLanesOf<V>;
   double s = 0;
-  int64_t c = 0;
-  for (; c + 4 <= C;) {
-    f4 acc = f4{} + 0.0f;
-    for (const int64_t c1 = std::min(C - 3, c + 256); c < c1; c += 4) acc += exp4(load4(x + c) - m);
-    s += double(acc[0]) + double(acc[1]) + double(acc[2]) + double(acc[3]);
+  while (c + W <= C) {
+    V acc = V{} + 0.0f;
+    for (const int64_t c1 = std::min(C - (W - 1), c + 256); c < c1; c += W) {
+      acc += expv(load<V>(x + c) - m);
+    }
+    for (int k = 0; k < W; ++k) s += double(acc[k]);
   }
+  return s;
+}
+
+inline double sum_exp(const float* x, int64_t C, std::integral_constant<int64_t, 1>, float m) {
+  int64_t c = 0;
+  double s = 0;
+  with_lanes([&](auto v) { s = sum_exp_lanes<decltype(v)>(x, c, C, m); });
+  s += sum_exp_lanes<f4>(x, c, C, m);
   for (; c < C; ++c) s += double(exp_(x[c] - m));
   return s;
 }
@@ -144,15 +191,23 @@ T row_max(const T* x, int64_t C, St st) {
   return m;
 }
 
-inline float row_max(const float* x, int64_t C, std::integral_constant<int64_t, 1>) {
-  f4 m4 = f4{} + x[0];
-  int64_t c = 0;
-  for (; c + 4 <= C; c += 4) {
-    const f4 v = load4(x + c);
-    m4 = select(v > m4, v, m4);
+template <typename V>
+void row_max_lanes(const float* x, int64_t& c, int64_t C, float& m) {
+  constexpr int W = kLanesOf<V>;
+  if (c + W > C) return;
+  V mv = V{} + m;
+  for (; c + W <= C; c += W) {
+    const V v = load<V>(x + c);
+    mv = select(v > mv, v, mv);
   }
-  float m = m4[0];
-  for (int k = 1; k < 4; ++k) m = m4[k] > m ? m4[k] : m;
+  for (int k = 0; k < W; ++k) m = mv[k] > m ? mv[k] : m;
+}
+
+inline float row_max(const float* x, int64_t C, std::integral_constant<int64_t, 1>) {
+  float m = x[0];
+  int64_t c = 0;
+  with_lanes([&](auto v) { row_max_lanes<decltype(v)>(x, c, C, m); });
+  row_max_lanes<f4>(x, c, C, m);
   for (; c < C; ++c) m = x[c] > m ? x[c] : m;
   return m;
 }
@@ -173,14 +228,21 @@ void softmax_grad(T* dx, const T* x, int64_t C, St st, const LogSumExp<T>& lse, 
   }
 }
 
+template <typename V>
+void softmax_grad_lanes(float* dx, const float* x, int64_t& c, int64_t C, float m, float ls,
+                        float sa, float kk, const float* weight) {
+  for (; c + kLanesOf<V> <= C; c += kLanesOf<V>) {
+    const V w = weight ? load<V>(weight + c) : V{} + 1.0f;
+    store(dx + c, -(kk * w) - expv((load<V>(x + c) - m) - ls) * sa);
+  }
+}
+
 inline void softmax_grad(float* dx, const float* x, int64_t C, std::integral_constant<int64_t, 1>,
                          const LogSumExp<float>& lse, float sa, float kk, const float* weight) {
   const float m = lse.max, ls = float(lse.log_sum);
   int64_t c = 0;
-  for (; c + 4 <= C; c += 4) {
-    const f4 w = weight ? load4(weight + c) : f4{} + 1.0f;
-    store4(dx + c, -(kk * w) - exp4((load4(x + c) - m) - ls) * sa);
-  }
+  with_lanes([&](auto v) { softmax_grad_lanes<decltype(v)>(dx, x, c, C, m, ls, sa, kk, weight); });
+  softmax_grad_lanes<f4>(dx, x, c, C, m, ls, sa, kk, weight);
   for (; c < C; ++c) dx[c] = -(kk * (weight ? weight[c] : 1.0f)) - lse.prob(x[c]) * sa;
 }
 

@@ -39,7 +39,8 @@ DEF="-DFC_CUDA=1 -DFC_TRACE_TWINS=1 -DFC_BLAS_PREFIX=scipy_ -DFC_BLAS_NAME=\"sci
 FL="-g1 -std=gnu++17 -fPIC -fopenmp -w"
 # The emulated kernels contract multiply-adds into FMAs, as nvcc does by default.
 KFL="-O1 -mfma -ffp-contract=fast"
-HFL="-O1"
+# The CPU kernels without contraction, as CMakeLists.txt builds them.
+HFL="-O1 -ffp-contract=off"
 BFL="-O1"
 LINK=()
 SAN="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer"
