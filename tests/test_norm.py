@@ -18,6 +18,9 @@ from fastconv._opinfo.norm import (batch_norm_ref, batch_norm_backward_ref,
 from fastconv._opinfo.dropout import dropout_ref
 from _util import assert_close, rand
 
+# Every test here runs once per CPU variant of the kernels (avx512, avx2, baseline; _isa.py).
+pytestmark = pytest.mark.usefixtures("cpu_isa")
+
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 

@@ -1,7 +1,7 @@
-// Normalisation on the CPU. Batch-norm statistics are reduced over fixed chunks of
-// each channel's N*S elements (in double, kLanes partial sums per run) and the chunks are then
-// combined in index order, so the result depends on the shape alone; elementwise passes run over
-// (n, c) planes. local_response_norm works per element in double over blocks of kCols positions
+// Normalisation on the CPU. Batch-norm statistics are reduced over fixed chunks of each
+// channel's N*S elements (in double, vector partial sums per run) and the chunks are then
+// combined in index order, so the result depends on the shape (and CPU variant) alone;
+// elementwise passes run over (n, c) planes; loops run through with_isa (isa.h). local_response_norm works per element in double over blocks of kCols positions
 // of one image. The per-channel finishing math is norm.h's, shared with the CUDA twins.
 #include "norm.h"
 
@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "cpu/parallel.h"
 
 namespace fc {
@@ -20,21 +21,28 @@ constexpr int64_t kParallelMin = int64_t(1) << 15;
 constexpr int64_t kChunk = int64_t(1) << 14;
 // Spatial positions per local_response_norm work item.
 constexpr int64_t kCols = 128;
-constexpr int kLanes = 8;
 
-// The sum of f(i) over i < n in double. A single floating-point sum may not be reordered, so
-// the compiler vectorises only across the kLanes independent partial sums; their fixed order
-// keeps the result deterministic.
-template <typename F>
-double lane_sum(int64_t n, F&& f) {
-  double acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += f(i + l);
-  }
+// sum(x[0:n]) and sum((x[0:n] - m)^2) in double. A floating-point sum may not be reordered by
+// the compiler, so `omp simd` allows it: vector-register partial sums, added in a fixed order,
+// so the result is the same on every run (of one CPU variant, isa.h: the register width sets
+// the partial sums). The loops read plain local pointers: loads through a lambda's captures
+// keep gcc from vectorising.
+template <typename T>
+double sum_of(const T* x, int64_t n) {
   double s = 0;
-  for (; i < n; ++i) s += f(i);
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += double(x[i]);
+  return s;
+}
+
+template <typename T>
+double sq_dev_sum(const T* x, int64_t n, double m) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = double(x[i]) - m;
+    s += d * d;
+  }
   return s;
 }
 
@@ -84,7 +92,9 @@ void apply_affine(T* out, const T* inp, const ChannelAffine<T>& f, int64_t N, in
     const T mh = f.mh[c], ml = f.ml[c], a = f.a[c], b = f.b[c];
     const T* x = inp + pl * S;
     T* y = out + pl * S;
-    for (int64_t s = 0; s < S; ++s) y[s] = ((x[s] - mh) - ml) * a + b;
+    with_isa([&] {
+      for (int64_t s = 0; s < S; ++s) y[s] = ((x[s] - mh) - ml) * a + b;
+    });
   }
 }
 
@@ -100,17 +110,19 @@ void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t c = i / ch.count, q = i % ch.count, j0 = ch.begin(q), j1 = ch.end(q);
-    double s = 0;
-    channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
-      s += lane_sum(len, [&](int64_t e) { return double(inp[o + e]); });
+    with_isa([&] {
+      double s = 0;
+      channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
+        s += sum_of(inp + o, len);
+      });
+      const double m = s / double(j1 - j0);
+      double v = 0;
+      channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
+        v += sq_dev_sum(inp + o, len, m);
+      });
+      sum[i] = s;
+      m2[i] = v;
     });
-    const double m = s / double(j1 - j0);
-    double v = 0;
-    channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
-      v += lane_sum(len, [&](int64_t e) { const double d = double(inp[o + e]) - m; return d * d; });
-    });
-    sum[i] = s;
-    m2[i] = v;
   }
   for (int64_t c = 0; c < C; ++c) {
     double s = 0;
@@ -139,31 +151,23 @@ void grad_sums(double* sdy, double* sdyd, double* sd, const T* dout, const T* in
     const int64_t c = i / ch.count, q = i % ch.count;
     const double m = double(m0[c]);
     double a = 0, b = 0, d = 0;
-    channel_runs(C, S, c, ch.begin(q), ch.end(q), [&](int64_t o, int64_t len) {
-      const T* x = inp + o;
-      const T* dy = dout + o;
-      // One pass for the three sums, in lanes as lane_sum does.
-      double la[kLanes] = {}, lb[kLanes] = {}, ld[kLanes] = {};
-      int64_t e = 0;
-      for (; e + kLanes <= len; e += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-          const double g = double(dy[e + l]), xm = double(x[e + l]) - m;
-          la[l] += g;
-          lb[l] += g * xm;
-          ld[l] += xm;
+    with_isa([&] {
+      channel_runs(C, S, c, ch.begin(q), ch.end(q), [&](int64_t o, int64_t len) {
+        const T* x = inp + o;
+        const T* dy = dout + o;
+        // One pass for the three sums, vectorised as sum_of's.
+        double ra = 0, rb = 0, rd = 0;
+#pragma omp simd reduction(+ : ra, rb, rd)
+        for (int64_t e = 0; e < len; ++e) {
+          const double g = double(dy[e]), xm = double(x[e]) - m;
+          ra += g;
+          rb += g * xm;
+          rd += xm;
         }
-      }
-      for (; e < len; ++e) {
-        const double g = double(dy[e]), xm = double(x[e]) - m;
-        a += g;
-        b += g * xm;
-        d += xm;
-      }
-      for (int l = 0; l < kLanes; ++l) {
-        a += la[l];
-        b += lb[l];
-        d += ld[l];
-      }
+        a += ra;
+        b += rb;
+        d += rd;
+      });
     });
     part[3 * i] = a;
     part[3 * i + 1] = b;
@@ -217,15 +221,17 @@ void lrn_forward(T* out, const T* inp, int64_t N, int64_t C, int64_t S, int64_t 
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t n = i / blocks, s0 = (i % blocks) * kCols, len = std::min(kCols, S - s0);
-    double acc[kCols];
-    for (int64_t c = 0; c < C; ++c) {
-      window_sq_sum(acc, inp, n, c, s0, len, C, S, size);
-      const T* x = inp + (n * C + c) * S + s0;
-      T* y = out + (n * C + c) * S + s0;
-      for (int64_t s = 0; s < len; ++s) {
-        y[s] = T(double(x[s]) / pow_beta<kThreeQuarters>(k + scale * acc[s], beta));
+    with_isa([&] {
+      double acc[kCols];
+      for (int64_t c = 0; c < C; ++c) {
+        window_sq_sum(acc, inp, n, c, s0, len, C, S, size);
+        const T* x = inp + (n * C + c) * S + s0;
+        T* y = out + (n * C + c) * S + s0;
+        for (int64_t s = 0; s < len; ++s) {
+          y[s] = T(double(x[s]) / pow_beta<kThreeQuarters>(k + scale * acc[s], beta));
+        }
       }
-    }
+    });
   }
 }
 
@@ -252,35 +258,37 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t n = i / blocks, s0 = (i % blocks) * kCols, len = std::min(kCols, S - s0);
-      double acc[kCols];
-      for (int64_t c = 0; c < C; ++c) {
-        window_sq_sum(acc, inp, n, c, s0, len, C, S, size);
-        const T* x = inp + (n * C + c) * S + s0;
-        const T* dy = dout + (n * C + c) * S + s0;
-        double* p = powd + c * cols;
-        double* tc = t + c * cols;
-        for (int64_t s = 0; s < len; ++s) {
-          const double den = k + scale * acc[s];
-          p[s] = pow_beta<kThreeQuarters>(den, beta);
-          tc[s] = double(dy[s]) * double(x[s]) / (p[s] * den);
+      with_isa([&] {
+        double acc[kCols];
+        for (int64_t c = 0; c < C; ++c) {
+          window_sq_sum(acc, inp, n, c, s0, len, C, S, size);
+          const T* x = inp + (n * C + c) * S + s0;
+          const T* dy = dout + (n * C + c) * S + s0;
+          double* p = powd + c * cols;
+          double* tc = t + c * cols;
+          for (int64_t s = 0; s < len; ++s) {
+            const double den = k + scale * acc[s];
+            p[s] = pow_beta<kThreeQuarters>(den, beta);
+            tc[s] = double(dy[s]) * double(x[s]) / (p[s] * den);
+          }
         }
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t lo = std::max<int64_t>(0, c - (size - 1) / 2);
-        const int64_t hi = std::min(C - 1, c + size / 2);
-        std::fill(acc, acc + len, 0.0);
-        for (int64_t j = lo; j <= hi; ++j) {
-          const double* tj = t + j * cols;
-          for (int64_t s = 0; s < len; ++s) acc[s] += tj[s];
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t lo = std::max<int64_t>(0, c - (size - 1) / 2);
+          const int64_t hi = std::min(C - 1, c + size / 2);
+          std::fill(acc, acc + len, 0.0);
+          for (int64_t j = lo; j <= hi; ++j) {
+            const double* tj = t + j * cols;
+            for (int64_t s = 0; s < len; ++s) acc[s] += tj[s];
+          }
+          const T* x = inp + (n * C + c) * S + s0;
+          const T* dy = dout + (n * C + c) * S + s0;
+          const double* p = powd + c * cols;
+          T* dx = dinp + (n * C + c) * S + s0;
+          for (int64_t s = 0; s < len; ++s) {
+            dx[s] = T(double(dy[s]) / p[s] - coef * double(x[s]) * acc[s]);
+          }
         }
-        const T* x = inp + (n * C + c) * S + s0;
-        const T* dy = dout + (n * C + c) * S + s0;
-        const double* p = powd + c * cols;
-        T* dx = dinp + (n * C + c) * S + s0;
-        for (int64_t s = 0; s < len; ++s) {
-          dx[s] = T(double(dy[s]) / p[s] - coef * double(x[s]) * acc[s]);
-        }
-      }
+      });
     }
   }
 }
@@ -344,7 +352,9 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
       const T gc = g[pl % C];
       const T* dy = dout + pl * S;
       T* dx = dinp + pl * S;
-      for (int64_t s = 0; s < S; ++s) dx[s] = gc * dy[s];
+      with_isa([&] {
+        for (int64_t s = 0; s < S; ++s) dx[s] = gc * dy[s];
+      });
     }
     return;
   }
@@ -371,7 +381,9 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     const T* x = inp + pl * S;
     const T* dy = dout + pl * S;
     T* dx = dinp + pl * S;
-    for (int64_t s = 0; s < S; ++s) dx[s] = gc * dy[s] + (((x[s] - mh) - ml) * a + b);
+    with_isa([&] {
+      for (int64_t s = 0; s < S; ++s) dx[s] = gc * dy[s] + (((x[s] - mh) - ml) * a + b);
+    });
   }
 }
 
