@@ -39,13 +39,18 @@ void im2col_cpu(T* col, const T* inp, const Conv2dGeom& g, int64_t c0, int64_t c
             continue;
           }
           const T* src = plane + h * g.W + off;
-          std::fill(dst, dst + lo, T(0));
+          // Plain loops rather than memcpy/fill: a row is often a dozen elements, where a
+          // library call costs more than the copy.
+#pragma omp simd
+          for (int64_t q = 0; q < lo; ++q) dst[q] = T(0);
           if (sw == 1) {
-            std::memcpy(dst + lo, src + lo, sizeof(T) * (hi - lo));
+#pragma omp simd
+            for (int64_t q = lo; q < hi; ++q) dst[q] = src[q];
           } else {
             for (int64_t q = lo; q < hi; ++q) dst[q] = src[q * sw];
           }
-          std::fill(dst + hi, dst + Q, T(0));
+#pragma omp simd
+          for (int64_t q = hi; q < Q; ++q) dst[q] = T(0);
         }
       }
     }
