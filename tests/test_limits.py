@@ -210,6 +210,7 @@ _CHILD = textwrap.dedent("""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
     w = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
     F.conv2d(x, w, padding=4)  # starts the OpenMP team and the BLAS before the cap
 
     def mapped():
@@ -234,15 +235,28 @@ _CHILD = textwrap.dedent("""
         "numpy output": outcome(lambda: F.adaptive_avg_pool2d(x[:, :1, :1, :1], (2**20, 2**20))),
         "fold output": outcome(lambda: F.fold(x[:, :1, 0, :1], (2**20, 2**20), 1, stride=2**20)),
         "conv2d workspace": outcome(lambda: F.conv2d(x, w, padding=wide)),
+        # float64: float32's input gradient takes the direct path (csrc/cpu/conv_direct.h),
+        # which needs no col2im workspace ("grad_input direct" below).
         "grad_input workspace": outcome(lambda: F.conv2d_backward(
-            np.ones((1, 1, 1, 2**19 + 1), np.float32), x, w, padding=wide,
+            np.ones((1, 1, 1, 2**19 + 1)), x64, w64, padding=wide,
             output_mask=(True, False, False))),
         "grad_weight workspace": outcome(lambda: F.conv2d_backward(
             np.ones((1, 1, 1, 2**19 + 1), np.float32), x, w, padding=wide,
             output_mask=(False, True, False))),
         "transposed workspace": outcome(lambda: F.conv_transpose2d(
-            np.ones((1, 1, 1, 2**19 + 1), np.float32), w, padding=wide)),
+            np.ones((1, 1, 1, 2**19 + 1)), w64, padding=wide)),
     }
+    # dy all ones over 2^19 + 1 columns, every window inside them: dx[c, h, j] is the sum of
+    # the kernel's row h over its columns.
+    # The baseline variant (FASTCONV_CPU_ISA=baseline, or a CPU without AVX2) has no direct
+    # path: there the GEMM path's workspace is refused as above.
+    try:
+        dx = F.conv2d_backward(np.ones((1, 1, 1, 2**19 + 1), np.float32), x, w, padding=wide,
+                               output_mask=(True, False, False))[0]
+        want = np.broadcast_to(w64.sum(axis=3, keepdims=True), (1, 64, 8, 8))
+        out["grad_input direct"] = [float(np.max(np.abs(dx - want))), float(np.max(np.abs(want)))]
+    except MemoryError:
+        out["grad_input direct"] = fc.get_cpu_isa()
     # Still working: the same layer at a size that fits, against the float64 reference.
     y = F.conv2d(x, w, padding=(1, 300))
     ref = conv2d_ref(x.astype(np.float64), w.astype(np.float64), padding=(1, 300))
@@ -278,5 +292,8 @@ def test_limits_out_of_memory_is_memory_error_naming_size_and_process_recovers()
         assert re.fullmatch(r"conv2d_backward_cpu \(grad_input\): col2im workspace: cannot "
                             r"allocate [\d.]+ GiB \(\d+ bytes\) of working memory", msg), msg
         assert int(re.search(r"\((\d+) bytes\)", msg).group(1)) > 2**30
+    if out["grad_input direct"] != "baseline":
+        err, scale = out["grad_input direct"]
+        assert err <= 1e-5 * scale, out["grad_input direct"]
     err, scale = out["after"]
     assert err <= 1e-5 * scale, out["after"]

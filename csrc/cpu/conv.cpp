@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 
 #include "blas.h"
+#include "cpu/conv_direct.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
 
@@ -77,6 +79,9 @@ ColBlock<T> col_block(int64_t i, const RowBlocks& b, const T* inp, T* col, const
 
 template <typename T>
 void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_direct_backward_data(dinp, dout, weight, g)) return;
+  }
   const bool direct = g.direct_1x1();
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS(), CgRS = Cg * RS, PQ = g.PQ(), HW = g.HW();
   const int threads = max_threads();
@@ -119,6 +124,9 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
 
 template <typename T>
 void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_direct_backward_weight(dweight, dout, inp, g)) return;
+  }
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const int64_t wsize = g.K * CgRS;
   const int threads = max_threads();
@@ -180,6 +188,9 @@ constexpr int64_t kParallelMinElems = int64_t(1) << 15;
 template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
   if (g.N == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_direct_forward(out, inp, weight, bias, g)) return;
+  }
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const int threads = max_threads();
   const RowBlocks b = row_blocks<T>(g, threads);

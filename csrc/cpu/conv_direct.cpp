@@ -1,0 +1,506 @@
+// The direct convolution (conv_direct.h). Built with -ffp-contract=fast (CMakeLists.txt): the
+// tile's a * b + c must be one fused multiply-add, and this file has no expression whose
+// rounding another variant or a reference relies on.
+#include "cpu/conv_direct.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+
+#include "common.h"
+#include "cpu/isa.h"
+#include "cpu/parallel.h"
+
+namespace fc {
+
+#ifdef FC_ISA_X86
+namespace {
+
+// Loads and stores go through memcpy, so the types keep their natural alignment.
+typedef float V16 __attribute__((vector_size(64)));
+typedef float V8 __attribute__((vector_size(32)));
+
+template <typename V>
+constexpr int64_t kLanes = sizeof(V) / sizeof(float);
+
+// Output pixels per tile: RR * J accumulators, J weights and one broadcast fit the register
+// file (32 vector registers under AVX-512, 16 under AVX2) with J = 2.
+template <typename V>
+constexpr int kMaxRR = sizeof(V) == 64 ? 14 : 6;
+
+// Input buffer per work item: the padded rows one block of output rows reads, kept within a
+// core's L2 beside the packed weights.
+constexpr int64_t kBufBytes = int64_t(512) << 10;
+
+// One register tile: RR consecutive output pixels of one row, J blocks of `lanes` channels.
+struct Tile {
+  const float* x;      // buffer at the tile's first window: channel 0, first row and column
+  const float* w;      // packed weights of the tile's first channel block
+  const float* bias;   // J * lanes starting values
+  float* res;          // [RR][J * lanes] results
+  int64_t C, R, S;     // channels read, kernel rows and columns
+  int64_t plane, Wb;   // buffer channel-plane and row lengths
+  int64_t sw, dh, dw;  // column stride; dilations
+  int64_t block;       // floats from one channel block's packed weights to the next
+};
+
+template <typename V, int RR, int J, bool Unit>
+inline void tile_body(const Tile& t) {
+  constexpr int64_t L = kLanes<V>;
+  const int64_t sw = Unit ? 1 : t.sw;
+  V acc[RR][J];
+#pragma GCC unroll 2
+  for (int j = 0; j < J; ++j) {
+    V b;
+    std::memcpy(&b, t.bias + j * L, sizeof(V));
+#pragma GCC unroll 16
+    for (int r = 0; r < RR; ++r) acc[r][j] = b;
+  }
+  for (int64_t c = 0; c < t.C; ++c) {
+    for (int64_t kh = 0; kh < t.R; ++kh) {
+      const float* xr = t.x + c * t.plane + kh * t.dh * t.Wb;
+      const float* wr = t.w + (c * t.R + kh) * t.S * L;
+      for (int64_t kw = 0; kw < t.S; ++kw) {
+        V wv[J];
+#pragma GCC unroll 2
+        for (int j = 0; j < J; ++j) std::memcpy(&wv[j], wr + kw * L + j * t.block, sizeof(V));
+        const float* xk = xr + kw * t.dw;
+#pragma GCC unroll 16
+        for (int r = 0; r < RR; ++r) {
+          // x - V{} is the broadcast of x (x + V{} is not: -0 + +0 = +0).
+          const V b = xk[r * sw] - V{};
+#pragma GCC unroll 2
+          for (int j = 0; j < J; ++j) acc[r][j] += b * wv[j];
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < RR; ++r) {
+#pragma GCC unroll 2
+    for (int j = 0; j < J; ++j) std::memcpy(t.res + (r * J + j) * L, &acc[r][j], sizeof(V));
+  }
+}
+
+using TileFn = void (*)(const Tile&);
+
+template <typename V, int RR, int J, bool Unit>
+void run_tile(const Tile& t) {
+  if constexpr (sizeof(V) == 64) {
+    run_avx512([&] { tile_body<V, RR, J, Unit>(t); });
+  } else {
+    run_avx2([&] { tile_body<V, RR, J, Unit>(t); });
+  }
+}
+
+template <typename V, int J, bool Unit, size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> tile_row(std::index_sequence<I...>) {
+  return {{&run_tile<V, int(I) + 1, J, Unit>...}};
+}
+
+// The tile for RR pixels (1..kMaxRR), J blocks (1 or 2), unit column stride or not.
+template <typename V>
+TileFn pick_tile(int64_t rr, int64_t j, bool unit) {
+  constexpr auto seq = std::make_index_sequence<kMaxRR<V>>{};
+  static constexpr std::array<TileFn, kMaxRR<V>> table[2][2] = {
+      {tile_row<V, 1, false>(seq), tile_row<V, 1, true>(seq)},
+      {tile_row<V, 2, false>(seq), tile_row<V, 2, true>(seq)}};
+  return table[j - 1][unit][rr - 1];
+}
+
+// Weight-gradient tile: T kernel taps times J blocks of `lanes` output channels, summed over a
+// block of output pixels. Taps run along the flattened (c, r, s) so that a tile stays full
+// whatever the kernel's shape; each pixel loads J dy vectors and broadcasts T input pixels.
+struct GradTile {
+  const float* x;      // the item's buffer
+  const int64_t* off;  // buffer offset of each tap's pixel for output pixel (0, 0)
+  const float* dy;     // the item's dy, pixel-major: [rows * Q][ldy], at the first block
+  float* sum;          // packed sums at the first tap of the first block; added to
+  int64_t rows, Q, Wb, sh, sw;
+  int64_t ldy;    // floats per dy pixel
+  int64_t block;  // floats from one block's packed sums to the next
+};
+
+// Taps per weight-gradient tile, J = 2: 2 * T accumulators, two dy vectors and a broadcast.
+template <typename V>
+constexpr int kMaxTaps = sizeof(V) == 64 ? 12 : 6;
+
+template <typename V, int T, int J>
+inline void grad_tile_body(const GradTile& t) {
+  constexpr int64_t L = kLanes<V>;
+  V acc[T][J];
+  const float* xt[T];
+#pragma GCC unroll 16
+  for (int u = 0; u < T; ++u) {
+    xt[u] = t.x + t.off[u];
+#pragma GCC unroll 2
+    for (int j = 0; j < J; ++j) acc[u][j] = V{};
+  }
+  for (int64_t p = 0; p < t.rows; ++p) {
+    const float* d = t.dy + p * t.Q * t.ldy;
+    const int64_t xrow = p * t.sh * t.Wb;
+    for (int64_t q = 0; q < t.Q; ++q) {
+      V dv[J];
+#pragma GCC unroll 2
+      for (int j = 0; j < J; ++j) std::memcpy(&dv[j], d + q * t.ldy + j * L, sizeof(V));
+      const int64_t xo = xrow + q * t.sw;
+#pragma GCC unroll 16
+      for (int u = 0; u < T; ++u) {
+        const V b = xt[u][xo] - V{};
+#pragma GCC unroll 2
+        for (int j = 0; j < J; ++j) acc[u][j] += b * dv[j];
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int u = 0; u < T; ++u) {
+#pragma GCC unroll 2
+    for (int j = 0; j < J; ++j) {
+      V s;
+      float* at = t.sum + j * t.block + u * L;
+      std::memcpy(&s, at, sizeof(V));
+      s += acc[u][j];
+      std::memcpy(at, &s, sizeof(V));
+    }
+  }
+}
+
+using GradTileFn = void (*)(const GradTile&);
+
+template <typename V, int T, int J>
+void run_grad_tile(const GradTile& t) {
+  if constexpr (sizeof(V) == 64) {
+    run_avx512([&] { grad_tile_body<V, T, J>(t); });
+  } else {
+    run_avx2([&] { grad_tile_body<V, T, J>(t); });
+  }
+}
+
+template <typename V, int J, size_t... I>
+constexpr std::array<GradTileFn, sizeof...(I)> grad_tile_row(std::index_sequence<I...>) {
+  return {{&run_grad_tile<V, int(I) + 1, J>...}};
+}
+
+// The weight-gradient tile for T taps (1..kMaxTaps) and J blocks (1 or 2).
+template <typename V>
+GradTileFn pick_grad_tile(int64_t taps, int64_t j) {
+  constexpr auto seq = std::make_index_sequence<kMaxTaps<V>>{};
+  static constexpr std::array<GradTileFn, kMaxTaps<V>> table[2] = {grad_tile_row<V, 1>(seq),
+                                                                    grad_tile_row<V, 2>(seq)};
+  return table[j - 1][taps - 1];
+}
+
+// One correlation of a batch, weights packed: out[n, gi*K + k, p, q] = bias + the sum over
+// (c, r, s) of src[n, gi*C + c, p*sh + r*dh - oh, q*sw + s*dw - ow] (zero outside src) times
+// the weight packed for (gi, k, c, r, s).
+struct Corr {
+  int64_t N, groups, C, K;  // per group: C channels read, K written
+  int64_t H, W, P, Q;       // source and output planes
+  int64_t R, S, sh, sw, dh, dw;
+  int64_t oh, ow;  // source pixel (h, w) is buffer pixel (h + oh, w + ow) of the full frame
+  bool parallel;
+};
+
+// Packed weights: [groups][K blocks][C][R*S][lanes], lanes past K zero; `at(gi, k, c, rs)` is
+// the weight of output channel k, input channel c, kernel tap rs of group gi.
+template <typename V, typename At>
+std::unique_ptr<float[]> pack_weights(const Corr& d, const At& at) {
+  constexpr int64_t L = kLanes<V>;
+  const int64_t KB = ceil_div(d.K, L), RS = d.R * d.S;
+  auto w = alloc_uninit<float>(d.groups * KB * d.C * RS * L, "conv2d (direct): packed weights");
+  float* o = w.get();
+  for (int64_t gi = 0; gi < d.groups; ++gi) {
+    for (int64_t kb = 0; kb < KB; ++kb) {
+      for (int64_t c = 0; c < d.C; ++c) {
+        for (int64_t rs = 0; rs < RS; ++rs) {
+          for (int64_t l = 0; l < L; ++l) {
+            const int64_t k = kb * L + l;
+            *o++ = k < d.K ? at(gi, k, c, rs) : 0.0f;
+          }
+        }
+      }
+    }
+  }
+  return w;
+}
+
+// buf[c, i, j] = src[c, top + i, j - ow] (zero outside src) for c < C, i < hb, j < Wb.
+void fill_buffer(float* buf, const float* src, const Corr& d, int64_t top, int64_t hb,
+                 int64_t Wb) {
+  const int64_t j0 = std::clamp<int64_t>(d.ow, 0, Wb);
+  const int64_t j1 = std::clamp<int64_t>(d.W + d.ow, j0, Wb);
+  for (int64_t c = 0; c < d.C; ++c) {
+    for (int64_t i = 0; i < hb; ++i) {
+      float* b = buf + (c * hb + i) * Wb;
+      const int64_t h = top + i;
+      if (h < 0 || h >= d.H) {
+        std::fill(b, b + Wb, 0.0f);
+        continue;
+      }
+      std::fill(b, b + j0, 0.0f);
+      std::memcpy(b + j0, src + (c * d.H + h) * d.W + (j0 - d.ow), sizeof(float) * (j1 - j0));
+      std::fill(b + j1, b + Wb, 0.0f);
+    }
+  }
+}
+
+// Work items: (image, group, block of output rows). A block's input buffer stays within
+// kBufBytes (one row at least), and there are items enough for every thread even at batch 1.
+struct RowPlan {
+  int64_t rows, chunks, items;
+  int64_t Wb;         // buffer row length
+  int64_t workspace;  // buffer floats per thread
+  int64_t buffer_rows(int64_t r, const Corr& d) const { return (r - 1) * d.sh + (d.R - 1) * d.dh + 1; }
+};
+
+RowPlan plan_rows(const Corr& d, int threads) {
+  RowPlan b{d.P, 0, 0, (d.Q - 1) * d.sw + (d.S - 1) * d.dw + 1, 0};
+  const int64_t row_bytes = mul_sat(d.C * b.Wb, sizeof(float));
+  while (b.rows > 1 && mul_sat(b.buffer_rows(b.rows, d), row_bytes) > kBufBytes) {
+    b.rows = ceil_div(b.rows, 2);
+  }
+  if (d.N * d.groups * ceil_div(d.P, b.rows) < threads) {
+    b.rows = std::min(b.rows, ceil_div(d.P, ceil_div(threads, d.N * d.groups)));
+  }
+  b.chunks = ceil_div(d.P, b.rows);
+  b.items = d.N * d.groups * b.chunks;
+  b.workspace = d.C * b.buffer_rows(b.rows, d) * b.Wb;
+  return b;
+}
+
+// Item i of plan b: image n, group gi, output rows [p0, p1), its buffer filled (hb rows).
+struct Item {
+  int64_t n, gi, p0, p1, hb;
+};
+
+Item load_item(int64_t i, const RowPlan& b, float* buf, const float* src, const Corr& d) {
+  Item it{i / (d.groups * b.chunks), (i / b.chunks) % d.groups, (i % b.chunks) * b.rows, 0, 0};
+  it.p1 = std::min(d.P, it.p0 + b.rows);
+  it.hb = b.buffer_rows(it.p1 - it.p0, d);
+  fill_buffer(buf, src + (it.n * d.groups + it.gi) * d.C * d.H * d.W, d, it.p0 * d.sh - d.oh,
+              it.hb, b.Wb);
+  return it;
+}
+
+template <typename V>
+void correlate(float* out, const float* src, const float* wpack, const float* bpack,
+               const Corr& d) {
+  constexpr int64_t L = kLanes<V>;
+  const int64_t KB = ceil_div(d.K, L), block = d.C * d.R * d.S * L;
+  const int64_t nt = ceil_div(d.Q, kMaxRR<V>), RR = ceil_div(d.Q, nt);
+  const int threads = max_threads();
+  const RowPlan b = plan_rows(d, threads);
+  const int64_t ws = b.workspace, items = b.items, Wb = b.Wb;
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, ws), "conv2d (direct): input buffers");
+  const TileFn single = pick_tile<V>(RR, 1, d.sw == 1), pair = pick_tile<V>(RR, 2, d.sw == 1);
+#pragma omp parallel num_threads(threads) if (d.parallel)
+  {
+    float* buf = bufs.get() + thread_id() * ws;
+    alignas(64) float res[kMaxRR<V> * 2 * L];
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const Item it = load_item(i, b, buf, src, d);
+      const int64_t gi = it.gi, p0 = it.p0, p1 = it.p1, hb = it.hb;
+      float* y = out + (it.n * d.groups + gi) * d.K * d.P * d.Q;
+      Tile t{nullptr, nullptr, nullptr, res, d.C, d.R, d.S, hb * Wb, Wb, d.sw, d.dh, d.dw, block};
+      for (int64_t kb = 0; kb < KB; kb += 2) {
+        const int64_t J = std::min<int64_t>(2, KB - kb);
+        const TileFn run = J == 2 ? pair : single;
+        t.w = wpack + (gi * KB + kb) * block;
+        t.bias = bpack + (gi * KB + kb) * L;
+        for (int64_t p = p0; p < p1; ++p) {
+          for (int64_t tt = 0; tt < nt; ++tt) {
+            // The last tile may overlap the one before; both compute the shared pixels alike.
+            const int64_t q0 = std::min(tt * RR, d.Q - RR);
+            t.x = buf + (p - p0) * d.sh * Wb + q0 * d.sw;
+            run(t);
+            for (int64_t j = 0; j < J; ++j) {
+              const int64_t k1 = std::min(L, d.K - (kb + j) * L);
+              for (int64_t l = 0; l < k1; ++l) {
+                float* yk = y + ((kb + j) * L + l) * d.P * d.Q + p * d.Q + q0;
+                for (int64_t r = 0; r < RR; ++r) yk[r] = res[(r * J + j) * L + l];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename V, typename At>
+void run_corr(float* out, const float* src, const float* bias, const Corr& d, const At& at) {
+  constexpr int64_t L = kLanes<V>;
+  const int64_t KB = ceil_div(d.K, L);
+  const auto wpack = pack_weights<V>(d, at);
+  auto bpack = alloc_uninit<float>(d.groups * KB * L, "conv2d (direct): packed bias");
+  for (int64_t gi = 0; gi < d.groups; ++gi) {
+    for (int64_t k = 0; k < KB * L; ++k) {
+      bpack[gi * KB * L + k] = bias && k < d.K ? bias[gi * d.K + k] : 0.0f;
+    }
+  }
+  correlate<V>(out, src, wpack.get(), bpack.get(), d);
+}
+
+// dweight[gi*K + k, c, r, s] += the sum over images and output pixels of
+// dy[n, gi*K + k, p, q] * src[n, gi*C + c, p*sh + r*dh - oh, q*sw + s*dw - ow], for the forward
+// correlation d. Part t of the items (as many parts as threads, cut the same whoever runs
+// them) sums into its own packed copy; the copies are added in a fixed order.
+template <typename V>
+void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Corr& d) {
+  constexpr int64_t L = kLanes<V>;
+  const int64_t KB = ceil_div(d.K, L), RS = d.R * d.S, CRS = d.C * RS, ldy = KB * L;
+  const int64_t block = CRS * L, wsize = d.groups * KB * block, PQ = d.P * d.Q;
+  const int threads = max_threads();
+  const RowPlan b = plan_rows(d, threads);
+  const int64_t ws = b.workspace, dws = b.rows * d.Q * ldy, items = b.items, Wb = b.Wb;
+  const auto sums = alloc_uninit<float>(mul_sat(threads, wsize),
+                                        "conv2d_backward_cpu (grad_weight, direct): part sums");
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, ws + dws),
+                                        "conv2d_backward_cpu (grad_weight, direct): buffers");
+#pragma omp parallel num_threads(threads) if (d.parallel)
+  {
+    float* buf = bufs.get() + thread_id() * (ws + dws);
+    float* dyt = buf + ws;
+    int64_t off[kMaxTaps<V>];
+#pragma omp for schedule(static)
+    for (int part = 0; part < threads; ++part) {
+      float* mine = sums.get() + part * wsize;
+      std::fill(mine, mine + wsize, 0.0f);
+      const int64_t i1 = part_begin(items, threads, part + 1);
+      for (int64_t i = part_begin(items, threads, part); i < i1; ++i) {
+        const Item it = load_item(i, b, buf, src, d);
+        const int64_t rows = it.p1 - it.p0;
+        const float* dy = dout + ((it.n * d.groups + it.gi) * d.K) * PQ + it.p0 * d.Q;
+        for (int64_t k = 0; k < ldy; ++k) {
+          for (int64_t e = 0; e < rows * d.Q; ++e) dyt[e * ldy + k] = k < d.K ? dy[k * PQ + e] : 0.0f;
+        }
+        GradTile t{buf, nullptr, nullptr, nullptr, rows, d.Q, Wb, d.sh, d.sw, ldy, block};
+        const int64_t T = kMaxTaps<V>;
+        for (int64_t u0 = 0; u0 < CRS; u0 += T) {
+          const int64_t taps = std::min(T, CRS - u0);
+          for (int64_t u = 0; u < taps; ++u) {
+            const int64_t c = (u0 + u) / RS, r = (u0 + u) % RS / d.S, s = (u0 + u) % d.S;
+            off[u] = c * it.hb * Wb + r * d.dh * Wb + s * d.dw;
+          }
+          t.off = off;
+          for (int64_t kb = 0; kb < KB; kb += 2) {
+            const int64_t J = std::min<int64_t>(2, KB - kb);
+            t.dy = dyt + kb * L;
+            t.sum = mine + (it.gi * KB + kb) * block + u0 * L;
+            pick_grad_tile<V>(taps, J)(t);
+          }
+        }
+      }
+    }
+  }
+  const int64_t total = d.groups * d.K * CRS;
+#pragma omp parallel for schedule(static) num_threads(threads) if (d.parallel)
+  for (int64_t e = 0; e < total; ++e) {
+    const int64_t gk = e / CRS, u = e % CRS, gi = gk / d.K, k = gk % d.K;
+    const int64_t at = (gi * KB + k / L) * block + u * L + k % L;
+    float s = dweight[e];
+    for (int p = 0; p < threads; ++p) s += sums[p * wsize + at];
+    dweight[e] = s;
+  }
+}
+
+// Multiply-adds below which a call runs on the calling thread (as cpu/conv.cpp).
+constexpr double kParallelMacs = double(int64_t(1) << 18);
+
+// Whether a correlation of these channel counts fills the tiles well enough to beat the GEMM:
+// fewer than 8 output channels waste most of an AVX-512 vector, and a short (c, r, s) walk
+// leaves the tile's loads and stores uncovered. The same for AVX2, so that the two variants
+// take the same path and give the same bits.
+bool worth_direct(int64_t C, int64_t K, int64_t RS) { return K >= 8 && C * RS >= 32; }
+
+template <typename V>
+struct Lanes {
+  using type = V;
+};
+
+template <typename F>
+bool dispatch(int64_t K, int64_t C, int64_t RS, const F& f) {
+  if (!worth_direct(C, K, RS)) return false;
+  switch (cpu_isa()) {
+    case CpuIsa::avx512:
+            f(Lanes<V16>{});
+      return true;
+    case CpuIsa::avx2:
+            f(Lanes<V8>{});
+      return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+bool conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
+                           const Conv2dGeom& g) {
+  if (g.direct_1x1() || g.PQ() == 0) return false;
+  const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
+  const Corr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w,
+               g.dil_h, g.dil_w, g.pad_t, g.pad_l,
+               double(g.N) * double(g.K) * double(g.PQ()) * double(C * RS) >= kParallelMacs};
+  return dispatch(K, C, RS, [&](auto v) {
+    run_corr<typename decltype(v)::type>(out, inp, bias, d, [&](int64_t gi, int64_t k, int64_t c, int64_t rs) {
+      return weight[((gi * K + k) * C + c) * RS + rs];
+    });
+  });
+}
+
+bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
+                                 const Conv2dGeom& g) {
+  // The correlation walks every kernel tap for every input pixel, where the GEMM path computes
+  // only the products of real dy pixels: when padding makes dy much smaller than x (LeNet's C5:
+  // 1x1 from 5x5), most of the walk multiplies zeros.
+  if (g.stride_h != 1 || g.stride_w != 1 || g.RS() == 1 || g.HW() == 0 ||
+      4 * g.HW() > 5 * g.PQ()) {
+    return false;
+  }
+  // dx[c, h, w] = sum over (k, r, s) of dy[k, h + pt - r*dh, w + pl - s*dw] * W[k, c, r, s]:
+  // with r' = R-1-r, the correlation of dy (offset (R-1)*dh - pt) with the flipped kernel,
+  // dy's channels read and x's written.
+  const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS();
+  const Corr d{g.N, g.groups, Kg, Cg, g.P, g.Q, g.H, g.W, g.R, g.S, 1, 1, g.dil_h, g.dil_w,
+               (g.R - 1) * g.dil_h - g.pad_t, (g.S - 1) * g.dil_w - g.pad_l,
+               double(g.N) * double(g.K) * double(g.PQ()) * double(Cg * RS) >= kParallelMacs};
+  return dispatch(Cg, Kg, RS, [&](auto v) {
+    run_corr<typename decltype(v)::type>(dinp, dout, nullptr, d,
+                          [&](int64_t gi, int64_t c, int64_t k, int64_t rs) {
+                            return weight[((gi * Kg + k) * Cg + c) * RS + (RS - 1 - rs)];
+                          });
+  });
+}
+
+bool conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
+                                   const Conv2dGeom& g) {
+  const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
+  // A tile sums over an item's output pixels, so a handful of them (LeNet's C5: one) leaves
+  // it all overhead; and where the per-image GEMM is large (K * C*R*S of a ResNet stage's
+  // 3x3 stride-2 layer, 256 x 1152), BLAS's kernel runs at the machine's ceiling already.
+  if (g.direct_1x1() || g.PQ() < 16 || K * C * RS > (int64_t(1) << 16)) return false;
+  const Corr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w,
+               g.dil_h, g.dil_w, g.pad_t, g.pad_l,
+               double(g.N) * double(g.K) * double(g.PQ()) * double(C * RS) >= kParallelMacs};
+  return dispatch(K, C, RS, [&](auto v) {
+    correlate_weight_grad<typename decltype(v)::type>(dweight, dout, inp, d);
+  });
+}
+
+#else
+
+bool conv2d_direct_forward(float*, const float*, const float*, const float*, const Conv2dGeom&) {
+  return false;
+}
+bool conv2d_direct_backward_data(float*, const float*, const float*, const Conv2dGeom&) {
+  return false;
+}
+bool conv2d_direct_backward_weight(float*, const float*, const float*, const Conv2dGeom&) {
+  return false;
+}
+
+#endif
+
+}  // namespace fc

@@ -1,0 +1,35 @@
+// Direct convolution on the CPU, float32 under AVX2 or AVX-512: no im2col and no GEMM call.
+// im2col + one single-threaded GEMM per image reaches a third of an AVX-512 core on the course
+// networks' layers (their GEMMs are a few hundred wide, where BLAS's packing and edge handling
+// cost as much as the multiply), and copies each input pixel R*S times. Here one register tile
+// keeps RR output pixels of one row times J vectors of output channels in registers and walks
+// (input channel, kernel row, kernel column): each step loads J weight vectors and broadcasts
+// RR input pixels, so every load feeds J or RR fused multiply-adds.
+//
+// One routine serves conv2d's forward (and conv_transpose2d's data gradient) and, for stride 1,
+// conv2d's data gradient (and conv_transpose2d's forward): the latter is the forward of dy with
+// the kernel flipped and its channel roles swapped. Each output element is one chain of
+// multiply-adds in a fixed order, so results do not depend on the thread count.
+#pragma once
+
+#include "geometry.h"
+
+namespace fc {
+
+// out = conv2d(inp, weight) + bias (bias may be null) by the direct path. Returns false, having
+// written nothing, where the path does not apply (not x86 with AVX2, a 1x1 layer the GEMM takes
+// whole, or a layer too thin to fill a register tile).
+bool conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
+                           const Conv2dGeom& g);
+
+// dinp = conv2d's input gradient for dout; false, having written nothing, where the path does
+// not apply (as above, or a stride other than 1).
+bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
+                                 const Conv2dGeom& g);
+
+// dweight += conv2d's weight gradient for dout; false, having written nothing, where the path
+// does not apply (as for the forward).
+bool conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
+                                   const Conv2dGeom& g);
+
+}  // namespace fc

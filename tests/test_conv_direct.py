@@ -1,0 +1,140 @@
+"""conv2d's direct path (csrc/cpu/conv_direct.cpp: float32 under AVX2 or AVX-512) against the
+float64 reference of fastconv/_opinfo/conv.py, under every instruction-set variant this machine
+has (the baseline variant runs the same shapes through im2col + GEMM).
+
+test_conv2d.py's shape table is small on purpose and mostly misses the direct path's gates
+(output channels per group at least half a vector, C/groups*R*S at least 32, for the weight
+gradient 16 output pixels or more); these shapes are built to pass them and to reach the
+path's corners: channel counts that leave a partial vector, rows wider than a register tile
+(the last tile overlapping the one before), strides that do not divide, dilation, asymmetric
+and 'same' padding, padding beyond the kernel's reach (the data gradient's buffer offset
+negative), groups, batch 1, and input buffers split into row blocks.
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+import fastconv.functional as F
+from fastconv._loader import _C
+
+from fastconv._opinfo.conv import conv2d_ref, conv2d_backward_ref
+from _util import _case, assert_close, conv_args, make_data, reduction_lengths, rtol_for, stable_seed
+
+CASES = [
+    _case("fashion_conv2", 2, 16, 14, 14, 32, 5, 5, padding=2),
+    _case("partial_vector_wide_rows_batch1", 1, 5, 9, 31, 20, 3, 3, padding=1),
+    _case("stride_2_3_dilation_pad_pair", 2, 8, 23, 29, 24, 3, 5, stride=(2, 3),
+          padding=(1, 2), dilation=(2, 1)),
+    _case("groups2", 2, 16, 11, 13, 32, 3, 3, padding=1, groups=2),
+    _case("pad_beyond_kernel", 2, 12, 6, 7, 16, 3, 3, padding=3),
+    _case("same_even_kernel", 2, 8, 10, 12, 16, 4, 2, padding="same"),
+    _case("dilated_unit_stride", 1, 9, 17, 19, 12, 3, 3, padding=(2, 3), dilation=2),
+    _case("row_blocks_batch1", 1, 96, 44, 40, 16, 3, 3, padding=1),
+    _case("lenet_c3_valid", 3, 6, 14, 14, 16, 5, 5),
+]
+IDS = [c["id"] for c in CASES]
+
+# The variants with a direct path: AVX2 and AVX-512 (every x86-64 CPU of the last decade has
+# AVX2; elsewhere this list is empty, and pytest skips the tests parametrized over it).
+VECTOR_ISAS = [i for i in fc.info()["cpu_isas"] if i != "baseline"]
+
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    before = fc.get_num_threads()
+    fc.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fc.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def isa(name):
+    before = _C.get_cpu_isa()
+    _C.set_cpu_isa(name)
+    try:
+        yield
+    finally:
+        _C.set_cpu_isa(before)
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_forward(case, dtype):
+    x, w, b, _ = make_data(case, dtype, stable_seed("direct fwd", case["id"]))
+    out = F.conv2d(x, w, b, **conv_args(case))
+    assert out.dtype == dtype and not np.isnan(out).any()
+    assert_close(out, conv2d_ref(x, w, b, **conv_args(case)),
+                 rtol_for(dtype, reduction_lengths(case)[0]), what=f"forward {case['id']}")
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_backward(case, dtype):
+    x, w, _, dout = make_data(case, dtype, stable_seed("direct bwd", case["id"]), bias=False)
+    got = F.conv2d_backward(dout, x, w, **conv_args(case))
+    ref = conv2d_backward_ref(dout, x, w, **conv_args(case))
+    _, l_dx, l_dw = reduction_lengths(case)
+    for name, g, r, n in zip(("grad_input", "grad_weight", "grad_bias"), got, ref,
+                             (l_dx, l_dw, l_dw)):
+        assert g.dtype == dtype and not np.isnan(g).any(), name
+        assert_close(g, r, rtol_for(dtype, n), what=f"{name} {case['id']}")
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_backward_accumulates_into_given_gradients(case):
+    x, w, _, dout = make_data(case, np.float32, stable_seed("direct acc", case["id"]), bias=False)
+    rng = np.random.default_rng(stable_seed("direct acc start", case["id"]))
+    start_w = rng.standard_normal(w.shape).astype(np.float32)
+    start_b = rng.standard_normal(case["K"]).astype(np.float32)
+    gw, gb = start_w.copy(), start_b.copy()
+    F.conv2d_backward(dout, x, w, **conv_args(case), grad_weight=gw, grad_bias=gb)
+    _, ref_w, ref_b = conv2d_backward_ref(dout, x, w, **conv_args(case))
+    _, _, l_dw = reduction_lengths(case)
+    assert_close(gw, start_w + ref_w, rtol_for(np.float32, l_dw), what="grad_weight += ")
+    assert_close(gb, start_b + ref_b, rtol_for(np.float32, l_dw), what="grad_bias += ")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("variant", VECTOR_ISAS)
+def test_forward_and_input_grad_do_not_depend_on_thread_count(variant, case):
+    """Each output element is one chain of multiply-adds in a fixed order, whoever computes it
+    (the GEMM path's blocks, and so its bits, follow the thread count)."""
+    x, w, b, dout = make_data(case, np.float32, stable_seed("direct threads", case["id"]))
+    runs = []
+    for n in (1, 2, 3):
+        with num_threads(n), isa(variant):
+            runs.append((F.conv2d(x, w, b, **conv_args(case)),
+                         F.conv2d_backward(dout, x, w, **conv_args(case),
+                                           output_mask=(True, False, False))[0]))
+    for n, (y, dx) in zip((2, 3), runs[1:]):
+        np.testing.assert_array_equal(y, runs[0][0], err_msg=f"forward, {n} threads vs 1")
+        np.testing.assert_array_equal(dx, runs[0][1], err_msg=f"grad_input, {n} threads vs 1")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_vector_variants_agree_bit_for_bit(case):
+    """The AVX2 and AVX-512 tiles differ only in how many channels one instruction carries:
+    every output element is the same chain of fused multiply-adds, so they give the same bits.
+    Each vector variant this machine has is compared with the first, which is also run twice
+    (with a single vector variant, that rerun is the check)."""
+    vector = VECTOR_ISAS or ["baseline"]
+    x, w, b, dout = make_data(case, np.float32, stable_seed("direct isa", case["id"]))
+    results = []
+    for name in [vector[0]] + vector:
+        with isa(name):
+            results.append((F.conv2d(x, w, b, **conv_args(case)),)
+                           + F.conv2d_backward(dout, x, w, **conv_args(case)))
+    for name, got in zip(vector, results[1:]):
+        for what, a, e in zip(("out", "dx", "dw", "db"), got, results[0]):
+            np.testing.assert_array_equal(a, e, err_msg=f"{what}: {name} vs {vector[0]}")
