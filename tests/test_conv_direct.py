@@ -20,7 +20,8 @@ import fastconv as fc
 import fastconv.functional as F
 from fastconv._loader import _C
 
-from fastconv._opinfo.conv import conv2d_ref, conv2d_backward_ref
+from fastconv._opinfo.conv import (conv2d_ref, conv2d_backward_ref, conv_transpose2d_ref,
+                                   conv_transpose2d_backward_ref)
 from _util import _case, assert_close, conv_args, make_data, reduction_lengths, rtol_for, stable_seed
 
 CASES = [
@@ -138,3 +139,38 @@ def test_vector_variants_agree_bit_for_bit(case):
     for name, got in zip(vector, results[1:]):
         for what, a, e in zip(("out", "dx", "dw", "db"), got, results[0]):
             np.testing.assert_array_equal(a, e, err_msg=f"{what}: {name} vs {vector[0]}")
+
+
+# conv_transpose2d runs conv2d's kernels on its equivalent conv2d: its forward is that conv2d's
+# input gradient (direct at stride 1), its input gradient that conv2d's forward.
+# (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, groups, dilation)
+TRANSPOSED = [
+    ("decoder_3x3", 2, 32, 9, 11, 16, 3, 3, 1, 1, 0, 1, 1),
+    ("wide_5x5_batch1", 1, 12, 7, 30, 24, 5, 5, 1, 2, 0, 1, 1),
+    ("stride2_groups2", 2, 16, 6, 7, 32, 4, 4, 2, 1, 1, 2, 1),
+    ("dilated", 2, 16, 8, 9, 10, 3, 3, 1, 0, 0, 1, 2),
+]
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("case", TRANSPOSED, ids=[c[0] for c in TRANSPOSED])
+def test_conv_transpose2d(case):
+    name, N, C, H, W, K, R, S, stride, padding, out_pad, groups, dil = case
+    rng = np.random.default_rng(stable_seed("direct transposed", name))
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((C, K // groups, R, S)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    args = dict(stride=stride, padding=padding, output_padding=out_pad, groups=groups,
+                dilation=dil)
+    y = F.conv_transpose2d(x, w, b, **args)
+    want = conv_transpose2d_ref(x.astype(np.float64), w.astype(np.float64),
+                                b.astype(np.float64), **args)
+    assert_close(y, want, rtol_for(np.float32, C // groups * R * S), what="forward")
+    dout = rng.standard_normal(y.shape).astype(np.float32)
+    got = F.conv_transpose2d_backward(dout, x, w, **args)
+    ref = conv_transpose2d_backward_ref(dout.astype(np.float64), x.astype(np.float64),
+                                        w.astype(np.float64), **args)
+    for what, g, r, n in zip(("grad_input", "grad_weight", "grad_bias"), got, ref,
+                             (K // groups * R * S, N * H * W, N * y.shape[2] * y.shape[3])):
+        assert not np.isnan(g).any(), what
+        assert_close(g, r, rtol_for(np.float32, n), what=what)

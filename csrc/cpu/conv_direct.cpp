@@ -36,15 +36,17 @@ constexpr int64_t kBufBytes = int64_t(512) << 10;
 // One register tile: RR consecutive output pixels of one row, J blocks of `lanes` channels.
 struct Tile {
   const float* x;      // buffer at the tile's first window: channel 0, first row and column
+  const int64_t* off;  // buffer offset of each (c, r, s) tap, in the packed weights' order
   const float* w;      // packed weights of the tile's first channel block
   const float* bias;   // J * lanes starting values
   float* res;          // [RR][J * lanes] results
-  int64_t C, R, S;     // channels read, kernel rows and columns
-  int64_t plane, Wb;   // buffer channel-plane and row lengths
-  int64_t sw, dh, dw;  // column stride; dilations
+  int64_t taps;        // C * R * S
+  int64_t sw;          // column stride
   int64_t block;       // floats from one channel block's packed weights to the next
 };
 
+// One loop over the (c, r, s) taps, through a table of their offsets, rather than three
+// nested ones: with 3x3 kernels the inner loops would run three steps each.
 template <typename V, int RR, int J, bool Unit>
 inline void tile_body(const Tile& t) {
   constexpr int64_t L = kLanes<V>;
@@ -57,23 +59,17 @@ inline void tile_body(const Tile& t) {
 #pragma GCC unroll 16
     for (int r = 0; r < RR; ++r) acc[r][j] = b;
   }
-  for (int64_t c = 0; c < t.C; ++c) {
-    for (int64_t kh = 0; kh < t.R; ++kh) {
-      const float* xr = t.x + c * t.plane + kh * t.dh * t.Wb;
-      const float* wr = t.w + (c * t.R + kh) * t.S * L;
-      for (int64_t kw = 0; kw < t.S; ++kw) {
-        V wv[J];
+  for (int64_t u = 0; u < t.taps; ++u) {
+    V wv[J];
 #pragma GCC unroll 2
-        for (int j = 0; j < J; ++j) std::memcpy(&wv[j], wr + kw * L + j * t.block, sizeof(V));
-        const float* xk = xr + kw * t.dw;
+    for (int j = 0; j < J; ++j) std::memcpy(&wv[j], t.w + u * L + j * t.block, sizeof(V));
+    const float* xk = t.x + t.off[u];
 #pragma GCC unroll 16
-        for (int r = 0; r < RR; ++r) {
-          // x - V{} is the broadcast of x (x + V{} is not: -0 + +0 = +0).
-          const V b = xk[r * sw] - V{};
+    for (int r = 0; r < RR; ++r) {
+      // x - V{} is the broadcast of x (x + V{} is not: -0 + +0 = +0).
+      const V b = xk[r * sw] - V{};
 #pragma GCC unroll 2
-          for (int j = 0; j < J; ++j) acc[r][j] += b * wv[j];
-        }
-      }
+      for (int j = 0; j < J; ++j) acc[r][j] += b * wv[j];
     }
   }
 #pragma GCC unroll 16
@@ -245,6 +241,21 @@ void fill_buffer(float* buf, const float* src, const Corr& d, int64_t top, int64
   }
 }
 
+// off[i] = the buffer offset of tap u0 + i of the flattened (c, r, s), for i < n: where the
+// pixel that tap reads for output pixel (0, 0) sits in a buffer of hb rows of Wb. Walked as
+// (c, r, s) counters: a division per tap would cost as much as a small layer's tiles.
+void tap_offsets(int64_t* off, int64_t u0, int64_t n, const Corr& d, int64_t hb, int64_t Wb) {
+  const int64_t RS = d.R * d.S;
+  int64_t c = u0 / RS, r = u0 % RS / d.S, s = u0 % d.S;
+  for (int64_t i = 0; i < n; ++i) {
+    off[i] = (c * hb + r * d.dh) * Wb + s * d.dw;
+    if (++s == d.S) {
+      s = 0;
+      if (++r == d.R) r = 0, ++c;
+    }
+  }
+}
+
 // Work items: (image, group, block of output rows). A block's input buffer stays within
 // kBufBytes (one row at least), and there are items enough for every thread even at batch 1.
 struct RowPlan {
@@ -293,17 +304,23 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
   const RowPlan b = plan_rows(d, threads);
   const int64_t ws = b.workspace, items = b.items, Wb = b.Wb;
   const auto bufs = alloc_uninit<float>(mul_sat(threads, ws), "conv2d (direct): input buffers");
+  const int64_t taps = d.C * d.R * d.S;
+  const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
   const TileFn single = pick_tile<V>(RR, 1, d.sw == 1), pair = pick_tile<V>(RR, 2, d.sw == 1);
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* buf = bufs.get() + thread_id() * ws;
+    int64_t* off = offs.get() + thread_id() * taps;
+    int64_t off_hb = -1;  // the hb off was computed for
     alignas(64) float res[kMaxRR<V> * 2 * L];
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
       const Item it = load_item(i, b, buf, src, d);
       const int64_t gi = it.gi, p0 = it.p0, p1 = it.p1, hb = it.hb;
       float* y = out + (it.n * d.groups + gi) * d.K * d.P * d.Q;
-      Tile t{nullptr, nullptr, nullptr, res, d.C, d.R, d.S, hb * Wb, Wb, d.sw, d.dh, d.dw, block};
+      // Only an item with fewer rows than the others (the last block) has a different hb.
+      if (hb != off_hb) tap_offsets(off, 0, taps, d, hb, Wb), off_hb = hb;
+      Tile t{nullptr, off, nullptr, nullptr, res, taps, d.sw, block};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
         const TileFn run = J == 2 ? pair : single;
@@ -380,10 +397,7 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
         const int64_t T = kMaxTaps<V>;
         for (int64_t u0 = 0; u0 < CRS; u0 += T) {
           const int64_t taps = std::min(T, CRS - u0);
-          for (int64_t u = 0; u < taps; ++u) {
-            const int64_t c = (u0 + u) / RS, r = (u0 + u) % RS / d.S, s = (u0 + u) % d.S;
-            off[u] = c * it.hb * Wb + r * d.dh * Wb + s * d.dw;
-          }
+          tap_offsets(off, u0, taps, d, it.hb, Wb);
           t.off = off;
           for (int64_t kb = 0; kb < KB; kb += 2) {
             const int64_t J = std::min<int64_t>(2, KB - kb);

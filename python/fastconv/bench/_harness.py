@@ -227,6 +227,7 @@ def environment(threads, torch=None, cupy=None):
         "blas": f"{info['blas']} ({info['blas_core']})",
         "compiler": info["compiler"],
         "simd_compiled": info["simd"],
+        "cpu_isa": info["cpu_isa"],
         "cpu_simd": info["cpu_simd"],
         "openmp": info["openmp"],
         "cuda_built": info["cuda_built"],

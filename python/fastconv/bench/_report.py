@@ -54,6 +54,8 @@ def _describe(result, name):
         where = (f"{env['cpu_model']} ({env['cpu_simd']}), {env['threads']} threads for "
                  f"fastconv and its peers ({env['cpus_usable']} CPUs usable); BLAS "
                  f"{env['blas']}, {env['compiler']}, fastconv compiled for {env['simd_compiled']}")
+        if "cpu_isa" in env:  # results saved before the variants existed do not name one
+            where += f", its hot loops running the {env['cpu_isa']} variant"
     else:
         dev_env = device["environment"]
         where = (f"{dev_env['gpu']}, CUDA driver {dev_env['cuda_driver']}, runtime "
