@@ -1,5 +1,6 @@
 """Shared test helpers: tolerance comparison, random data, the shape table."""
 
+import contextlib
 import math
 import zlib
 import os
@@ -176,3 +177,15 @@ def upstream_grad(rng, loss_shape, reduction, dtype):
     if reduction == "none":
         return rand(rng, loss_shape, dtype)
     return np.asarray(rng.standard_normal(), dtype=dtype)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """fastconv's process-wide thread count set to n inside the block, restored after."""
+    import fastconv
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fastconv.set_num_threads(before)

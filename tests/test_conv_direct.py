@@ -22,7 +22,8 @@ from fastconv._loader import _C
 
 from fastconv._opinfo.conv import (conv2d_ref, conv2d_backward_ref, conv_transpose2d_ref,
                                    conv_transpose2d_backward_ref)
-from _util import _case, assert_close, conv_args, make_data, reduction_lengths, rtol_for, stable_seed
+from _util import (_case, assert_close, conv_args, make_data, num_threads, reduction_lengths,
+                   rtol_for, stable_seed)
 
 CASES = [
     _case("fashion_conv2", 2, 16, 14, 14, 32, 5, 5, padding=2),
@@ -44,16 +45,6 @@ VECTOR_ISAS = [i for i in fc.info()["cpu_isas"] if i != "baseline"]
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    before = fc.get_num_threads()
-    fc.set_num_threads(n)
-    try:
-        yield
-    finally:
-        fc.set_num_threads(before)
 
 
 @contextlib.contextmanager

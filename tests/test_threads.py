@@ -8,7 +8,6 @@ start: a worker that fell back to OpenMP's per-thread default would cut the conv
 gradient's partial sums differently and change its bits.
 """
 
-import contextlib
 import pathlib
 import re
 import threading
@@ -21,17 +20,9 @@ import fastconv.functional as F
 from fastconv import data, models, nn, optim
 from fastconv.train import fit
 
+from _util import num_threads
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    before = fc.get_num_threads()
-    fc.set_num_threads(n)
-    try:
-        yield
-    finally:
-        fc.set_num_threads(before)
 
 
 def _rand(seed, shape, dtype):
