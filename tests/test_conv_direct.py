@@ -36,6 +36,8 @@ CASES = [
     _case("dilated_unit_stride", 1, 9, 17, 19, 12, 3, 3, padding=(2, 3), dilation=2),
     _case("row_blocks_batch1", 1, 96, 44, 40, 16, 3, 3, padding=1),
     _case("lenet_c3_valid", 3, 6, 14, 14, 16, 5, 5),
+    # Small planes, many channels, an odd batch (ResNet's last stages at small input).
+    _case("small_planes_odd_batch", 7, 32, 5, 4, 24, 3, 3, padding=1),
 ]
 IDS = [c["id"] for c in CASES]
 
