@@ -80,7 +80,7 @@ ColBlock<T> col_block(int64_t i, const RowBlocks& b, const T* inp, T* col, const
 template <typename T>
 void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g) {
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_direct_backward_data(dinp, dout, weight, g)) return;
+    if (conv2d_direct_backward_data(dinp, dout, weight, g, worth_threads(g))) return;
   }
   const bool direct = g.direct_1x1();
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS(), CgRS = Cg * RS, PQ = g.PQ(), HW = g.HW();
@@ -125,7 +125,7 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
 template <typename T>
 void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g) {
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_direct_backward_weight(dweight, dout, inp, g)) return;
+    if (conv2d_direct_backward_weight(dweight, dout, inp, g, worth_threads(g))) return;
   }
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const int64_t wsize = g.K * CgRS;
@@ -189,7 +189,7 @@ template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
   if (g.N == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_direct_forward(out, inp, weight, bias, g)) return;
+    if (conv2d_direct_forward(out, inp, weight, bias, g, worth_threads(g))) return;
   }
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const int threads = max_threads();

@@ -79,15 +79,21 @@ inline void tile_body(const Tile& t) {
   }
 }
 
+// f() compiled for the instruction set whose vectors V is (isa.h's runners).
+template <typename V, typename F>
+void run_for(const F& f) {
+  if constexpr (sizeof(V) == 64) {
+    run_avx512(f);
+  } else {
+    run_avx2(f);
+  }
+}
+
 using TileFn = void (*)(const Tile&);
 
 template <typename V, int RR, int J, bool Unit>
 void run_tile(const Tile& t) {
-  if constexpr (sizeof(V) == 64) {
-    run_avx512([&] { tile_body<V, RR, J, Unit>(t); });
-  } else {
-    run_avx2([&] { tile_body<V, RR, J, Unit>(t); });
-  }
+  run_for<V>([&] { tile_body<V, RR, J, Unit>(t); });
 }
 
 template <typename V, int J, bool Unit, size_t... I>
@@ -166,11 +172,7 @@ using GradTileFn = void (*)(const GradTile&);
 
 template <typename V, int T, int J>
 void run_grad_tile(const GradTile& t) {
-  if constexpr (sizeof(V) == 64) {
-    run_avx512([&] { grad_tile_body<V, T, J>(t); });
-  } else {
-    run_avx2([&] { grad_tile_body<V, T, J>(t); });
-  }
+  run_for<V>([&] { grad_tile_body<V, T, J>(t); });
 }
 
 template <typename V, int J, size_t... I>
@@ -420,9 +422,6 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
   }
 }
 
-// Multiply-adds below which a call runs on the calling thread (as cpu/conv.cpp).
-constexpr double kParallelMacs = double(int64_t(1) << 18);
-
 // Whether a correlation of these channel counts fills the tiles well enough to beat the GEMM:
 // fewer than 8 output channels waste most of an AVX-512 vector, and a short (c, r, s) walk
 // leaves the tile's loads and stores uncovered. The same for AVX2, so that the two variants
@@ -451,12 +450,11 @@ bool dispatch(int64_t K, int64_t C, int64_t RS, const F& f) {
 }  // namespace
 
 bool conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
-                           const Conv2dGeom& g) {
+                           const Conv2dGeom& g, bool parallel) {
   if (g.direct_1x1() || g.PQ() == 0) return false;
   const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
   const Corr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w,
-               g.dil_h, g.dil_w, g.pad_t, g.pad_l,
-               double(g.N) * double(g.K) * double(g.PQ()) * double(C * RS) >= kParallelMacs};
+               g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
   return dispatch(K, C, RS, [&](auto v) {
     run_corr<typename decltype(v)::type>(out, inp, bias, d, [&](int64_t gi, int64_t k, int64_t c, int64_t rs) {
       return weight[((gi * K + k) * C + c) * RS + rs];
@@ -465,7 +463,7 @@ bool conv2d_direct_forward(float* out, const float* inp, const float* weight, co
 }
 
 bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
-                                 const Conv2dGeom& g) {
+                                 const Conv2dGeom& g, bool parallel) {
   // The correlation walks every kernel tap for every input pixel, where the GEMM path computes
   // only the products of real dy pixels: when padding makes dy much smaller than x (LeNet's C5:
   // 1x1 from 5x5), most of the walk multiplies zeros.
@@ -478,8 +476,7 @@ bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* we
   // dy's channels read and x's written.
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS();
   const Corr d{g.N, g.groups, Kg, Cg, g.P, g.Q, g.H, g.W, g.R, g.S, 1, 1, g.dil_h, g.dil_w,
-               (g.R - 1) * g.dil_h - g.pad_t, (g.S - 1) * g.dil_w - g.pad_l,
-               double(g.N) * double(g.K) * double(g.PQ()) * double(Cg * RS) >= kParallelMacs};
+               (g.R - 1) * g.dil_h - g.pad_t, (g.S - 1) * g.dil_w - g.pad_l, parallel};
   return dispatch(Cg, Kg, RS, [&](auto v) {
     run_corr<typename decltype(v)::type>(dinp, dout, nullptr, d,
                           [&](int64_t gi, int64_t c, int64_t k, int64_t rs) {
@@ -489,15 +486,14 @@ bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* we
 }
 
 bool conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
-                                   const Conv2dGeom& g) {
+                                   const Conv2dGeom& g, bool parallel) {
   const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
   // A tile sums over an item's output pixels, so a handful of them (LeNet's C5: one) leaves
   // it all overhead; and where the per-image GEMM is large (K * C*R*S of a ResNet stage's
   // 3x3 stride-2 layer, 256 x 1152), BLAS's kernel runs at the machine's ceiling already.
   if (g.direct_1x1() || g.PQ() < 16 || K * C * RS > (int64_t(1) << 16)) return false;
   const Corr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w,
-               g.dil_h, g.dil_w, g.pad_t, g.pad_l,
-               double(g.N) * double(g.K) * double(g.PQ()) * double(C * RS) >= kParallelMacs};
+               g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
   return dispatch(K, C, RS, [&](auto v) {
     correlate_weight_grad<typename decltype(v)::type>(dweight, dout, inp, d);
   });
@@ -505,13 +501,14 @@ bool conv2d_direct_backward_weight(float* dweight, const float* dout, const floa
 
 #else
 
-bool conv2d_direct_forward(float*, const float*, const float*, const float*, const Conv2dGeom&) {
+bool conv2d_direct_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
+                           bool) {
   return false;
 }
-bool conv2d_direct_backward_data(float*, const float*, const float*, const Conv2dGeom&) {
+bool conv2d_direct_backward_data(float*, const float*, const float*, const Conv2dGeom&, bool) {
   return false;
 }
-bool conv2d_direct_backward_weight(float*, const float*, const float*, const Conv2dGeom&) {
+bool conv2d_direct_backward_weight(float*, const float*, const float*, const Conv2dGeom&, bool) {
   return false;
 }
 

@@ -10,6 +10,8 @@
 // conv2d's data gradient (and conv_transpose2d's forward): the latter is the forward of dy with
 // the kernel flipped and its channel roles swapped. Each output element is one chain of
 // multiply-adds in a fixed order, so results do not depend on the thread count.
+//
+// `parallel`: whether the call is worth waking the thread team (cpu/conv.cpp's worth_threads).
 #pragma once
 
 #include "geometry.h"
@@ -20,16 +22,16 @@ namespace fc {
 // written nothing, where the path does not apply (not x86 with AVX2, a 1x1 layer the GEMM takes
 // whole, or a layer too thin to fill a register tile).
 bool conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
-                           const Conv2dGeom& g);
+                           const Conv2dGeom& g, bool parallel);
 
 // dinp = conv2d's input gradient for dout; false, having written nothing, where the path does
 // not apply (as above, or a stride other than 1).
 bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
-                                 const Conv2dGeom& g);
+                                 const Conv2dGeom& g, bool parallel);
 
 // dweight += conv2d's weight gradient for dout; false, having written nothing, where the path
 // does not apply (as for the forward).
 bool conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
-                                   const Conv2dGeom& g);
+                                   const Conv2dGeom& g, bool parallel);
 
 }  // namespace fc

@@ -1,8 +1,9 @@
 // Normalisation on the CPU. Batch-norm statistics are reduced over fixed chunks of each
 // channel's N*S elements (in double, vector partial sums per run) and the chunks are then
 // combined in index order, so the result depends on the shape (and CPU variant) alone;
-// elementwise passes run over (n, c) planes; loops run through with_isa (isa.h). local_response_norm works per element in double over blocks of kCols positions
-// of one image. The per-channel finishing math is norm.h's, shared with the CUDA twins.
+// elementwise passes run over (n, c) planes; loops run through with_isa (isa.h).
+// local_response_norm works per element in double over blocks of kCols positions of one image.
+// The per-channel finishing math is norm.h's, shared with the CUDA twins.
 #include "norm.h"
 
 #include <algorithm>
