@@ -63,6 +63,50 @@ def _conv2d_small():
     return lambda: F.conv2d(x, w)
 
 
+def _linear_backward():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 64)).astype(np.float32)
+    w = rng.standard_normal((10, 64)).astype(np.float32)
+    g = rng.standard_normal((8, 10)).astype(np.float32)
+    dx, dw, db = F.linear_backward(g, x, w)
+    assert np.allclose(dx, g @ w, atol=1e-4) and np.allclose(dw, g.T @ x, atol=1e-4)
+    assert np.allclose(db, g.sum(axis=0), atol=1e-5)
+    return lambda: F.linear_backward(g, x, w)
+
+
+def _batch_norm_forward_backward():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((8, 16, 7, 7)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    gamma, beta = np.ones(16, np.float32), np.zeros(16, np.float32)
+    mean, var = np.zeros(16, np.float32), np.ones(16, np.float32)
+    x64 = x.astype(np.float64)
+    expect = (x64 - x64.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(
+        x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    assert np.allclose(F.batch_norm(x, mean, var, gamma, beta, training=True), expect, atol=1e-4)
+
+    def call():
+        out, m, s = F.batch_norm(x, mean, var, gamma, beta, training=True, return_stats=True)
+        return F.batch_norm_backward(g, x, gamma, m, s, training=True)
+
+    return call
+
+
+def _cross_entropy_forward_backward():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((8, 10)).astype(np.float32)
+    y = rng.integers(0, 10, size=8)
+    x64 = x.astype(np.float64)
+    logp = x64 - np.log(np.exp(x64).sum(axis=1, keepdims=True))
+    assert np.isclose(float(F.cross_entropy(x, y)), -logp[np.arange(8), y].mean(), atol=1e-5)
+
+    def call():
+        F.cross_entropy(x, y)
+        return F.cross_entropy_backward(1.0, x, y)
+
+    return call
+
+
 def _fashion_cnn_step():
     rng = np.random.default_rng(3)
     model = models.fashion_cnn()
@@ -88,6 +132,9 @@ CASES = {
     "softmax f32 8x10 dim=1": _softmax,
     "max_pool2d k2 forward + backward f32 8x16x14x14": _max_pool_forward_backward,
     "conv2d f32 2x4x8x8, 4x4x3x3": _conv2d_small,
+    "linear_backward f32 8x64 -> 10": _linear_backward,
+    "batch_norm train forward + backward f32 8x16x7x7": _batch_norm_forward_backward,
+    "cross_entropy forward + backward f32 8x10": _cross_entropy_forward_backward,
     "fashion_cnn train step, batch 8": _fashion_cnn_step,
 }
 

@@ -4,7 +4,8 @@ kernel_cover subset.
 GPU tests run when fastconv was built with CUDA, CuPy imports and a device is visible; otherwise
 they skip with the reason. The `poisoned` fixture makes every output array fastconv.functional
 allocates start as NaN (floats) or all ones bits (integers), so an element a kernel fails to write
-fails the comparison instead of passing on recycled memory.
+fails the comparison instead of passing on recycled memory. The `no_allocation` fixture (CPU and
+GPU alike) fails a call that allocates an output before refusing its arguments.
 
 `pytest -m kernel_cover` selects small cases that together launch every CUDA twin (the op lists
 in csrc/*.h) in float32 and float64, forward and backward, and every launch site: CI runs them on
@@ -86,3 +87,20 @@ def poisoned(monkeypatch):
         if hasattr(mod, "empty"):
             monkeypatch.setattr(mod, "empty", empty)
     yield
+
+
+# The modules whose outputs the binding allocates, after its checks (act and dropout allocate
+# theirs in Python: an elementwise output is the input's shape, or the input itself in place).
+_ALLOCATED_IN_BINDING = ("_conv", "_dense", "_loss", "_norm", "_pool")
+
+
+@pytest.fixture
+def no_allocation(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("an output was allocated before the arguments were checked")
+
+    for name in _ALLOCATED_IN_BINDING:
+        mod = importlib.import_module(f"fastconv.functional.{name}")
+        for alloc in ("empty", "zeros"):
+            if hasattr(mod, alloc):
+                monkeypatch.setattr(mod, alloc, refuse)

@@ -39,17 +39,6 @@ class FakeCudaArray:
                                          "version": 3, "stream": 1}
 
 
-@pytest.fixture
-def no_allocation(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("an output was allocated before the arguments were checked")
-
-    for name in ("_conv", "_dense", "_pool"):
-        monkeypatch.setattr(sys.modules[f"fastconv.functional.{name}"], "empty", refuse)
-    for name in ("_conv", "_args"):
-        monkeypatch.setattr(sys.modules[f"fastconv.functional.{name}"], "zeros", refuse)
-
-
 def _d(*shape):
     return FakeCudaArray(shape)
 

@@ -195,7 +195,7 @@ def test_linear_outputs_fully_written(case_id, dtype, with_bias):
     _C.linear_forward(_handing(out), x, w, b)
     assert_close(out, linear_ref(x, w, b), rtol_for(dtype, x_shape[-1]), what="forward")
     dinp = np.full(x_shape, np.nan, dtype=dtype)
-    _C.linear_backward(dinp, None, None, dout, x, w)
+    _C.linear_backward(_handing(dinp), None, dout, x, w, True, False, False, None, None)
     assert_close(dinp, linear_backward_ref(dout, x, w)[0], rtol_for(dtype, out_features),
                  what="grad_input")
 
@@ -227,7 +227,8 @@ def test_linear_empty_sizes(dtype):
     x, w = rand(rng, (3, 5), dtype), rand(rng, (0, 5), dtype)
     assert F.linear(x, w).shape == (3, 0)
     dinp = np.full((3, 5), np.nan, dtype=dtype)
-    _C.linear_backward(dinp, None, None, np.zeros((3, 0), dtype), x, w)
+    _C.linear_backward(_handing(dinp), None, np.zeros((3, 0), dtype), x, w, True, False, False,
+                       None, None)
     assert_close(dinp, np.zeros((3, 5)), 0.0)
 
 
@@ -313,7 +314,7 @@ def test_linear_errors_input():
         _lin(b=np.zeros(4, dtype=np.float32))
 
 
-def test_linear_errors_backward_arguments():
+def test_linear_errors_backward_arguments(no_allocation):
     x, w, dout = np.zeros((2, 3, 5)), np.zeros((4, 5)), np.zeros((2, 3, 4))
     with pytest.raises(ValueError, match="grad_output") as ei:
         F.linear_backward(np.zeros((2, 3, 5)), x, w)
@@ -338,7 +339,7 @@ def test_linear_errors_backward_arguments():
         F.linear_backward(dout, x, w, output_mask=(1, 1, 1))
 
 
-def test_linear_errors_readonly_grad_buffer():
+def test_linear_errors_readonly_grad_buffer(no_allocation):
     x, w, dout = np.zeros((3, 5)), np.zeros((4, 5)), np.zeros((3, 4))
     buf = np.zeros((4, 5))
     buf.setflags(write=False)

@@ -409,12 +409,12 @@ def _bn_args(**kw):
     (dict(training=None), TypeError, "training"),
     (dict(return_stats=1), TypeError, "return_stats"),
 ])
-def test_batch_norm_errors(kw, exc, match):
+def test_batch_norm_errors(kw, exc, match, no_allocation):
     with pytest.raises(exc, match=match):
         F.batch_norm(**_bn_args(**kw))
 
 
-def test_batch_norm_errors_readonly_running_stats():
+def test_batch_norm_errors_readonly_running_stats(no_allocation):
     args = _bn_args()
     args["running_mean"].setflags(write=False)
     with pytest.raises(ValueError, match="running_mean"):
@@ -435,7 +435,7 @@ def test_batch_norm_eval_accepts_batch_1_and_zero_eps():
     (dict(grad_bias=np.ones(3, dtype=np.float32)), TypeError, "grad_bias"),
     (dict(output_mask=(True, True)), TypeError, "output_mask"),
 ])
-def test_batch_norm_backward_errors(kw, exc, match):
+def test_batch_norm_backward_errors(kw, exc, match, no_allocation):
     args = dict(grad_output=np.ones((2, 3, 4)), input=np.arange(24.0).reshape(2, 3, 4),
                 weight=np.ones(3), save_mean=np.zeros(3), save_invstd=np.ones(3), training=True)
     args.update(kw)
@@ -451,14 +451,14 @@ def test_batch_norm_backward_errors(kw, exc, match):
     (dict(beta="x"), TypeError, "beta"),
     (dict(k=None), TypeError, "k"),
 ])
-def test_local_response_norm_errors(kw, exc, match):
+def test_local_response_norm_errors(kw, exc, match, no_allocation):
     args = dict(input=np.ones((2, 4, 3)), size=2)
     args.update(kw)
     with pytest.raises(exc, match=match):
         F.local_response_norm(**args)
 
 
-def test_local_response_norm_backward_errors():
+def test_local_response_norm_backward_errors(no_allocation):
     with pytest.raises(ValueError, match="grad_output"):
         F.local_response_norm_backward(np.ones((2, 4, 4)), np.ones((2, 4, 3)), 2)
     with pytest.raises(TypeError, match="grad_output"):

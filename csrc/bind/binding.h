@@ -60,6 +60,19 @@ struct Output {
 Output allocate(py::handle alloc, py::handle like, const Tensor& ref, const Shape& shape,
                 const char* op, const char* name, bool int64 = false);
 
+// The outputs of a backward that computes (grad_input, grad_weight, grad_bias), each only when
+// its need_* flag is set, as (arrays, views): grad_input fresh from alloc (empty); a parameter
+// gradient the caller's array when given (the kernel accumulates into it and it is returned as
+// given), else fresh from zeros. Given arrays are checked before anything is allocated.
+struct GradOutputs {
+  py::tuple arrays;
+  std::optional<Tensor> input, weight, bias;
+};
+GradOutputs grad_outputs(py::handle alloc, py::handle zeros, py::handle like, const Tensor& ref,
+                         const char* op, bool need_input, const Shape& input_shape,
+                         bool need_weight, py::handle grad_weight, const Shape& weight_shape,
+                         bool need_bias, py::handle grad_bias, const Shape& bias_shape);
+
 // The _cpu or _cuda twin of kernel `name` for element type T, by the arrays' device (checked to
 // agree by same_device/same_dtype). A build without CUDA never sees a CUDA array: read()
 // refuses one.

@@ -176,20 +176,6 @@ struct Conv : ByRoles<Conv> {
 struct ConvGrad : ByRoles<ConvGrad> {
   static constexpr size_t kArrays = 7;
 
-  // A parameter gradient: the caller's array (accumulated into) or a fresh zeros one.
-  static py::object param_grad(bool need, py::handle given, py::handle zeros, py::handle input,
-                               const Tensor& x, const Shape& shape, const char* op,
-                               const char* name, std::optional<Tensor>& view) {
-    if (!need) return py::none();
-    if (given.is_none()) {
-      Output o = allocate(zeros, input, x, shape, op, name);
-      view = o.view;
-      return o.array;
-    }
-    view = read_like(given, x, shape, op, name, true);
-    return py::reinterpret_borrow<py::object>(given);
-  }
-
   template <typename Roles, typename... G, typename Pick>
   static auto make(std::string op, Pick pick) {
     // The forward's name, for where grad_output's shape comes from.
@@ -204,23 +190,15 @@ struct ConvGrad : ByRoles<ConvGrad> {
       Tensor x, w;
       const ConvShapes s = conv_inputs<Roles>(o, input, weight, x, w, geo...);
       Tensor dout = read_like(dout_, x, s.out, o, "grad_output", false, note.c_str());
-      std::optional<Tensor> dinp, dw, db;
-      py::object rinp = py::none();
-      if (need_input) {
-        Output d = allocate(alloc, input, x, s.in, o, "grad_input");
-        dinp = d.view;
-        rinp = d.array;
-      }
-      py::object rw = param_grad(need_weight, grad_weight, zeros, input, x, s.g.weight_shape(),
-                                 o, "grad_weight", dw);
-      py::object rb = param_grad(need_bias, grad_bias, zeros, input, x, {s.channels}, o,
-                                 "grad_bias", db);
+      const GradOutputs g = grad_outputs(alloc, zeros, input, x, o, need_input, s.in, need_weight,
+                                         grad_weight, s.g.weight_shape(), need_bias, grad_bias,
+                                         {s.channels});
       Launch(x).run(x.dtype, [&](auto t) {
         using T = decltype(t);
-        pick(x.device, t)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
-                          w.data<T>(), s.g);
+        pick(x.device, t)(ptr<T>(g.input), ptr<T>(g.weight), ptr<T>(g.bias), dout.data<T>(),
+                          x.data<T>(), w.data<T>(), s.g);
       });
-      return py::make_tuple(rinp, rw, rb);
+      return g.arrays;
     };
   }
 };

@@ -1,5 +1,5 @@
 // Bindings of the dense family: linear, forward and backward, from its op list (dense.h) through
-// the generic binder; its sizes are checked here (linear_dims). The forward allocates its output.
+// the generic binder; its sizes are checked here (linear_dims). Both passes allocate their outputs.
 #include "bind/generic.h"
 
 #include "dense.h"
@@ -28,12 +28,6 @@ LinearDims linear_dims(const char* op, const Tensor& x, const Tensor& w) {
   return d;
 }
 
-py::tuple linear_out_shape(const std::string& op, py::handle input, py::handle weight) {
-  Tensor x = read(input, op.c_str(), "input"), w = read(weight, op.c_str(), "weight");
-  same_dtype(w, x, op.c_str(), "weight", "input");
-  return py::tuple(py::cast(linear_dims(op.c_str(), x, w).out));
-}
-
 // Python (empty, input, weight, bias or None) -> out, allocated here with `empty` (the
 // functional module's allocator): kernel(out, inp, weight, bias, M, IN, OUT).
 struct Linear : OwnSignature<Linear, 4> {
@@ -55,35 +49,35 @@ struct Linear : OwnSignature<Linear, 4> {
   }
 };
 
-// Python (grad_input, grad_weight, grad_bias, each None when not needed, grad_output, input,
-// weight): kernel(dinp, dweight, dbias, dout, inp, weight, M, IN, OUT).
+// Python (empty, zeros, grad_output, input, weight, need_input, need_weight, need_bias,
+// grad_weight or None, grad_bias or None) -> (grad_input, grad_weight, grad_bias), None where
+// not needed, allocated by grad_outputs(): kernel(dinp, dweight, dbias, dout, inp, weight,
+// M, IN, OUT).
 struct LinearGrad : OwnSignature<LinearGrad, 6> {
   template <typename Pick>
-  static void call(Pick pick, py::handle dinp_, py::handle dweight_, py::handle dbias_,
-                   py::handle dout_, py::handle input, py::handle weight) {
+  static py::tuple call(Pick pick, py::handle alloc, py::handle zeros, py::handle dout_,
+                        py::handle input, py::handle weight, bool need_input, bool need_weight,
+                        bool need_bias, py::handle grad_weight, py::handle grad_bias) {
     const char* o = "linear_backward";
     Tensor x = read(input, o, "input"), w = read(weight, o, "weight");
     same_dtype(w, x, o, "weight", "input");
     const LinearDims d = linear_dims(o, x, w);
     Tensor dout = read_like(dout_, x, d.out, o, "grad_output", false,
                             "the linear output for this input and weight");
-    auto opt = [&](py::handle h, const Shape& s, const char* n) {
-      return h.is_none() ? std::optional<Tensor>() : read_like(h, x, s, o, n, true);
-    };
-    auto dinp = opt(dinp_, x.shape, "grad_input"), dw = opt(dweight_, w.shape, "grad_weight");
-    auto db = opt(dbias_, {d.OUT}, "grad_bias");
+    const GradOutputs g = grad_outputs(alloc, zeros, input, x, o, need_input, x.shape, need_weight,
+                                       grad_weight, w.shape, need_bias, grad_bias, {d.OUT});
     Launch(x).run(x.dtype, [&](auto t) {
       using T = decltype(t);
-      pick(x.device, t)(ptr<T>(dinp), ptr<T>(dw), ptr<T>(db), dout.data<T>(), x.data<T>(),
-                        w.data<T>(), d.M, d.IN, d.OUT);
+      pick(x.device, t)(ptr<T>(g.input), ptr<T>(g.weight), ptr<T>(g.bias), dout.data<T>(),
+                        x.data<T>(), w.data<T>(), d.M, d.IN, d.OUT);
     });
+    return g.arrays;
   }
 };
 
 }  // namespace
 
 void bind_dense(py::module_& m) {
-  m.def("linear_out_shape", &linear_out_shape, py::arg("op"), py::arg("input"), py::arg("weight"));
   FC_DENSE_OPS(FC_BIND_OP, T)
 }
 

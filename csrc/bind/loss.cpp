@@ -1,6 +1,7 @@
 // Bindings of the loss family: cross_entropy (class indices or probabilities), mse_loss and
 // multi_margin_loss, forward and backward. Shapes, dtypes, target values, label_smoothing, p
-// and the reduction string are all checked here, once; the kernels trust their arguments. From
+// and the reduction string are all checked here, once; the kernels trust their arguments. The
+// loss and the input gradient are then allocated here, through the caller's allocator. From
 // the op list (loss.h) through the generic binder.
 #include "bind/generic.h"
 
@@ -52,20 +53,21 @@ void check_targets(const Tensor& t, int64_t C, const char* op, bool has_ignore,
           has_ignore ? str(" and is not ignore_index (", ignore_index, ")") : ""));
 }
 
-// A backward's grad_output (the loss's shape) and grad_input (the input's), read and checked.
+// A backward's grad_output (the loss's shape), read and checked, and its grad_input (the
+// input's shape), allocated with `alloc` once the arguments are checked.
 struct LossGrads {
-  Tensor dout, dinp;
+  Tensor dout;
+  Output dinp;
 };
 
-LossGrads read_grads(py::handle dout_, py::handle dinp_, const Tensor& x, const Shape& loss_shape,
-                     Reduction r, const char* op) {
-  LossGrads g{read(dout_, op, "grad_output"), {}};
-  same_dtype(g.dout, x, op, "grad_output", "input");
-  FC_CHECK(g.dout.shape == loss_shape, op, ": grad_output must have shape ", shape_str(loss_shape),
+LossGrads loss_grads(py::handle alloc, py::handle dout_, py::handle input, const Tensor& x,
+                     const Shape& loss_shape, Reduction r, const char* op) {
+  Tensor dout = read(dout_, op, "grad_output");
+  same_dtype(dout, x, op, "grad_output", "input");
+  FC_CHECK(dout.shape == loss_shape, op, ": grad_output must have shape ", shape_str(loss_shape),
            r == Reduction::none ? " (the per-element loss)" : " (a scalar, for a reduced loss)",
-           ", got ", shape_str(g.dout.shape));
-  g.dinp = read_like(dinp_, x, x.shape, op, "grad_input", true);
-  return g;
+           ", got ", shape_str(dout.shape));
+  return {dout, allocate(alloc, input, x, x.shape, op, "grad_input")};
 }
 
 // cross_entropy's arguments, checked. Logits (C,), (N, C) or (N, C, d1, ...) are seen as
@@ -126,56 +128,59 @@ CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle tar
   return a;
 }
 
-// Python (out, input, target, weight, ignore_index, label_smoothing, reduction): the index
-// twin, or the probability twin (its op-list entry binds nothing: ProbTarget) for a float target.
+// Python (empty, input, target, weight, ignore_index, label_smoothing, reduction) -> the loss,
+// allocated here: the index twin, or the probability twin (its op-list entry binds nothing:
+// ProbTarget) for a float target.
 struct CrossEntropyLoss : OwnSignature<CrossEntropyLoss, 4> {
   template <typename Pick>
-  static void call(Pick pick, py::handle out_, py::handle input, py::handle target,
-                   py::handle weight, int64_t ignore_index, double label_smoothing,
-                   const std::string& reduction) {
+  static py::object call(Pick pick, py::handle alloc, py::handle input, py::handle target,
+                         py::handle weight, int64_t ignore_index, double label_smoothing,
+                         const std::string& reduction) {
     const char* op = "cross_entropy";
     CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index,
                                         label_smoothing, reduction);
-    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Output out = allocate(alloc, input, a.x, a.loss_shape, op, "out");
     Launch(a.x).run(a.x.dtype, [&](auto t) {
       using T = decltype(t);
       if (a.prob) {
         FC_PICK(cross_entropy_prob_forward)(a.x.device, t)(
-            out.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N, a.C, a.S,
-            label_smoothing, a.reduction);
+            out.view.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N, a.C,
+            a.S, label_smoothing, a.reduction);
       } else {
-        pick(a.x.device, t)(
-            out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S,
-            ignore_index, label_smoothing, a.reduction);
+        pick(a.x.device, t)(out.view.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
+                            ptr<T>(a.weight), a.N, a.C, a.S, ignore_index, label_smoothing,
+                            a.reduction);
       }
     });
+    return out.array;
   }
 };
 
-// Python (grad_input, grad_output, input, target, weight, ignore_index, label_smoothing,
-// reduction), twins picked as by the forward.
+// Python (empty, grad_output, input, target, weight, ignore_index, label_smoothing, reduction)
+// -> grad_input, twins picked as by the forward.
 struct CrossEntropyLossGrad : OwnSignature<CrossEntropyLossGrad, 5> {
   template <typename Pick>
-  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
-                   py::handle target, py::handle weight, int64_t ignore_index,
-                   double label_smoothing, const std::string& reduction) {
+  static py::object call(Pick pick, py::handle alloc, py::handle dout_, py::handle input,
+                         py::handle target, py::handle weight, int64_t ignore_index,
+                         double label_smoothing, const std::string& reduction) {
     const char* op = "cross_entropy_backward";
     CrossEntropy a = cross_entropy_args(op, input, target, weight, ignore_index,
                                         label_smoothing, reduction);
-    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    const LossGrads g = loss_grads(alloc, dout_, input, a.x, a.loss_shape, a.reduction, op);
     Launch(a.x).run(a.x.dtype, [&](auto t) {
       using T = decltype(t);
+      T* dinp = g.dinp.view.data<T>();
       if (a.prob) {
-        FC_PICK(cross_entropy_prob_backward)(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(),
-                                                            a.x.data<T>(), a.target.data<T>(),
-                                                            ptr<T>(a.weight), a.N, a.C, a.S,
-                                                            label_smoothing, a.reduction);
+        FC_PICK(cross_entropy_prob_backward)(a.x.device, t)(
+            dinp, g.dout.data<T>(), a.x.data<T>(), a.target.data<T>(), ptr<T>(a.weight), a.N,
+            a.C, a.S, label_smoothing, a.reduction);
       } else {
-        pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(),
-                            a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, a.S, ignore_index,
-                            label_smoothing, a.reduction);
+        pick(a.x.device, t)(dinp, g.dout.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
+                            ptr<T>(a.weight), a.N, a.C, a.S, ignore_index, label_smoothing,
+                            a.reduction);
       }
     });
+    return g.dinp.array;
   }
 };
 
@@ -195,35 +200,37 @@ Mse mse_args(const char* op, py::handle input, py::handle target, const std::str
   return a;
 }
 
-// Python (out, input, target, reduction): kernel(out, inp, target, n, reduction).
+// Python (empty, input, target, reduction) -> the loss: kernel(out, inp, target, n, reduction).
 struct PairLoss : OwnSignature<PairLoss, 4> {
   template <typename Pick>
-  static void call(Pick pick, py::handle out_, py::handle input, py::handle target,
-                   const std::string& reduction) {
+  static py::object call(Pick pick, py::handle alloc, py::handle input, py::handle target,
+                         const std::string& reduction) {
     const char* op = "mse_loss";
     Mse a = mse_args(op, input, target, reduction);
-    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Output out = allocate(alloc, input, a.x, a.loss_shape, op, "out");
     Launch(a.x).run(a.x.dtype, [&](auto t) {
       using T = decltype(t);
-      pick(a.x.device, t)(out.data<T>(), a.x.data<T>(), a.target.data<T>(), a.x.numel(),
+      pick(a.x.device, t)(out.view.data<T>(), a.x.data<T>(), a.target.data<T>(), a.x.numel(),
                           a.reduction);
     });
+    return out.array;
   }
 };
 
-// Python (grad_input, grad_output, input, target, reduction).
+// Python (empty, grad_output, input, target, reduction) -> grad_input.
 struct PairLossGrad : OwnSignature<PairLossGrad, 5> {
   template <typename Pick>
-  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
-                   py::handle target, const std::string& reduction) {
+  static py::object call(Pick pick, py::handle alloc, py::handle dout_, py::handle input,
+                         py::handle target, const std::string& reduction) {
     const char* op = "mse_loss_backward";
     Mse a = mse_args(op, input, target, reduction);
-    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    const LossGrads g = loss_grads(alloc, dout_, input, a.x, a.loss_shape, a.reduction, op);
     Launch(a.x).run(a.x.dtype, [&](auto t) {
       using T = decltype(t);
-      pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(), a.target.data<T>(),
-                          a.x.numel(), a.reduction);
+      pick(a.x.device, t)(g.dinp.view.data<T>(), g.dout.data<T>(), a.x.data<T>(),
+                          a.target.data<T>(), a.x.numel(), a.reduction);
     });
+    return g.dinp.array;
   }
 };
 
@@ -264,37 +271,40 @@ MultiMargin multi_margin_args(const char* op, py::handle input, py::handle targe
 
 // p arrives as int64, like every Python int, so that any p reaches the check (a C++ int made
 // pybind11 refuse p >= 2**31 with a TypeError naming no argument); the kernels take it as int.
-// Python (out, input, target, p, margin, weight, reduction).
+// Python (empty, input, target, p, margin, weight, reduction) -> the loss.
 struct MarginLoss : OwnSignature<MarginLoss, 4> {
   template <typename Pick>
-  static void call(Pick pick, py::handle out_, py::handle input, py::handle target, int64_t p,
-                   double margin, py::handle weight, const std::string& reduction) {
+  static py::object call(Pick pick, py::handle alloc, py::handle input, py::handle target,
+                         int64_t p, double margin, py::handle weight,
+                         const std::string& reduction) {
     const char* op = "multi_margin_loss";
     MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
-    Tensor out = read_like(out_, a.x, a.loss_shape, op, "out", true);
+    Output out = allocate(alloc, input, a.x, a.loss_shape, op, "out");
     Launch(a.x).run(a.x.dtype, [&](auto t) {
       using T = decltype(t);
-      pick(a.x.device, t)(out.data<T>(), a.x.data<T>(), a.target.data<int64_t>(), ptr<T>(a.weight),
-                          a.N, a.C, int(p), margin, a.reduction);
+      pick(a.x.device, t)(out.view.data<T>(), a.x.data<T>(), a.target.data<int64_t>(),
+                          ptr<T>(a.weight), a.N, a.C, int(p), margin, a.reduction);
     });
+    return out.array;
   }
 };
 
-// Python (grad_input, grad_output, input, target, p, margin, weight, reduction).
+// Python (empty, grad_output, input, target, p, margin, weight, reduction) -> grad_input.
 struct MarginLossGrad : OwnSignature<MarginLossGrad, 5> {
   template <typename Pick>
-  static void call(Pick pick, py::handle dinp_, py::handle dout_, py::handle input,
-                   py::handle target, int64_t p, double margin, py::handle weight,
-                   const std::string& reduction) {
+  static py::object call(Pick pick, py::handle alloc, py::handle dout_, py::handle input,
+                         py::handle target, int64_t p, double margin, py::handle weight,
+                         const std::string& reduction) {
     const char* op = "multi_margin_loss_backward";
     MultiMargin a = multi_margin_args(op, input, target, p, weight, reduction);
-    const LossGrads g = read_grads(dout_, dinp_, a.x, a.loss_shape, a.reduction, op);
+    const LossGrads g = loss_grads(alloc, dout_, input, a.x, a.loss_shape, a.reduction, op);
     Launch(a.x).run(a.x.dtype, [&](auto t) {
       using T = decltype(t);
-      pick(a.x.device, t)(g.dinp.data<T>(), g.dout.data<T>(), a.x.data<T>(),
+      pick(a.x.device, t)(g.dinp.view.data<T>(), g.dout.data<T>(), a.x.data<T>(),
                           a.target.data<int64_t>(), ptr<T>(a.weight), a.N, a.C, int(p), margin,
                           a.reduction);
     });
+    return g.dinp.array;
   }
 };
 

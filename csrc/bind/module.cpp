@@ -152,6 +152,31 @@ Output allocate(py::handle alloc, py::handle like, const Tensor& ref, const Shap
   return o;
 }
 
+GradOutputs grad_outputs(py::handle alloc, py::handle zeros, py::handle like, const Tensor& ref,
+                         const char* op, bool need_input, const Shape& input_shape,
+                         bool need_weight, py::handle grad_weight, const Shape& weight_shape,
+                         bool need_bias, py::handle grad_bias, const Shape& bias_shape) {
+  GradOutputs g;
+  const bool given_w = need_weight && !grad_weight.is_none();
+  const bool given_b = need_bias && !grad_bias.is_none();
+  if (given_w) g.weight = read_like(grad_weight, ref, weight_shape, op, "grad_weight", true);
+  if (given_b) g.bias = read_like(grad_bias, ref, bias_shape, op, "grad_bias", true);
+  py::object in = py::none(), w = py::none(), b = py::none();
+  auto fresh = [&](py::handle make, const Shape& shape, const char* name,
+                   std::optional<Tensor>& view) {
+    Output o = allocate(make, like, ref, shape, op, name);
+    view = o.view;
+    return o.array;
+  };
+  if (need_input) in = fresh(alloc, input_shape, "grad_input", g.input);
+  if (given_w) w = py::reinterpret_borrow<py::object>(grad_weight);
+  else if (need_weight) w = fresh(zeros, weight_shape, "grad_weight", g.weight);
+  if (given_b) b = py::reinterpret_borrow<py::object>(grad_bias);
+  else if (need_bias) b = fresh(zeros, bias_shape, "grad_bias", g.bias);
+  g.arrays = py::make_tuple(in, w, b);
+  return g;
+}
+
 void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);

@@ -67,6 +67,21 @@ struct Geo {
   __host__ __device__ int64_t HW() const { return H * W; }
   __host__ __device__ int64_t PQ() const { return P * Q; }
 
+  // The output (plane, p, q) at flat index i of the outputs, and the input pixel (plane, h, w)
+  // at flat index i of the inputs: the one-thread-per-element kernels' decompositions.
+  __host__ __device__ void output_at(int64_t i, int64_t& plane, int64_t& p, int64_t& q) const {
+    plane = i / PQ();
+    const int64_t j = i - plane * PQ();
+    p = j / Q;
+    q = j - p * Q;
+  }
+  __host__ __device__ void pixel_at(int64_t i, int64_t& plane, int64_t& h, int64_t& w) const {
+    plane = i / HW();
+    const int64_t e = i - plane * HW();
+    h = e / W;
+    w = e - h * W;
+  }
+
   // f(p, q) for every window whose extent holds input pixel (h, w), rows then columns in order
   // (the fixed order the gathers sum in).
   template <typename F>
@@ -143,8 +158,8 @@ struct ExtremeForward {
   Geo g;
 
   __host__ __device__ void operator()(int64_t i) const {
-    const int64_t plane = i / g.PQ(), j = i - plane * g.PQ();
-    const int64_t p = j / g.Q, q = j - p * g.Q;
+    int64_t plane, p, q;
+    g.output_at(i, plane, p, q);
     int64_t h0, h1, w0, w1;
     g.rows.taps(p, h0, h1);
     g.cols.taps(q, w0, w1);
@@ -292,8 +307,8 @@ struct WindowSum {
   Op op;
 
   __host__ __device__ void operator()(int64_t i) const {
-    const int64_t plane = i / g.PQ(), j = i - plane * g.PQ();
-    const int64_t p = j / g.Q, q = j - p * g.Q;
+    int64_t plane, p, q;
+    g.output_at(i, plane, p, q);
     const Box b = op.box(g, p, q);
     const T* x = inp + plane * g.HW();
     double s = 0;
@@ -324,8 +339,8 @@ __global__ void window_sum_warps(Out* out, const T* inp, Geo g, Op op, int64_t n
   const int lane = threadIdx.x & 31;
   const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; i < n; i += warps) {
-    const int64_t plane = i / g.PQ(), j = i - plane * g.PQ();
-    const int64_t p = j / g.Q, q = j - p * g.Q;
+    int64_t plane, p, q;
+    g.output_at(i, plane, p, q);
     const Box b = op.box(g, p, q);
     double s = lane_sum(op, inp + plane * g.HW(), g.W, b, lane, 32);
     for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(0xffffffffu, s, o);
@@ -357,8 +372,8 @@ struct SumGather {
   Op op;
 
   __host__ __device__ void operator()(int64_t i) const {
-    const int64_t plane = i / g.HW(), e = i - plane * g.HW();
-    const int64_t h = e / g.W, w = e - h * g.W;
+    int64_t plane, h, w;
+    g.pixel_at(i, plane, h, w);
     const T* dy = dout + plane * g.PQ();
     double acc = 0;
     g.each_window_of(h, w, [&](int64_t p, int64_t q) {
@@ -381,8 +396,8 @@ struct LpGather {
   LpOp op;
 
   __host__ __device__ void operator()(int64_t i) const {
-    const int64_t plane = i / g.HW(), e = i - plane * g.HW();
-    const int64_t h = e / g.W, w = e - h * g.W;
+    int64_t plane, h, w;
+    g.pixel_at(i, plane, h, w);
     const T* dy = dout + plane * g.PQ();
     const double* s = sums + plane * g.PQ();
     const double px = pow(double(inp[i]), op.p - 1.0);
@@ -409,8 +424,8 @@ struct MixedForward {
   double alpha;
 
   __host__ __device__ void operator()(int64_t i) const {
-    const int64_t plane = i / g.PQ(), j = i - plane * g.PQ();
-    const int64_t p = j / g.Q, q = j - p * g.Q;
+    int64_t plane, p, q;
+    g.output_at(i, plane, p, q);
     const Box b = avg_box(g, p, q, true, 0);
     const T* x = inp + plane * g.HW();
     T best = T(-HUGE_VAL);

@@ -1,9 +1,13 @@
 """One thin function per kernel, with torch.nn.functional's names, arguments and defaults.
 
-Each function normalises its arguments, asks the extension for the geometry (which validates
-shapes and computes output sizes), allocates the outputs and calls the kernel. Arrays that
-are not C-contiguous are copied first; everything else is checked once, in the extension.
-Backward functions are named <op>_backward and take grad_output first.
+Each function normalises its Python arguments and crosses into the extension once: the binding
+checks the arrays and scalars, computes the output shapes, allocates the outputs through the
+allocator it is handed (fastconv._arrays.empty/zeros, which use the input's array module, so
+NumPy in gives NumPy out and CuPy gives CuPy on the input's device), runs the kernel and returns
+them. Elementwise ops (activations, dropout) allocate their input-shaped output here instead,
+as the same array may be written in place. Arrays that are not C-contiguous are copied first;
+everything else is checked once, in the extension. Backward functions are named <op>_backward
+and take grad_output first.
 """
 
 from . import _act, _conv, _dense, _dropout, _loss, _norm, _pool

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from .._arrays import c_contiguous, is_array, zeros
+from .._arrays import c_contiguous, is_array
 
 
 def contiguous(x):
@@ -53,17 +53,6 @@ def as_mask(output_mask, op):
             or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
         raise TypeError(f"{op}: output_mask must be a sequence of 3 bools, got {output_mask!r}")
     return tuple(bool(m) for m in output_mask)
-
-
-def param_grads(need_weight, need_bias, weight_shape, bias_shape, like, grad_weight, grad_bias):
-    """Zeroed gradient arrays on like's device with its dtype, or the caller's arrays for the
-    kernel to accumulate into."""
-    dweight = dbias = None
-    if need_weight:
-        dweight = zeros(like, weight_shape) if grad_weight is None else grad_weight
-    if need_bias:
-        dbias = zeros(like, bias_shape) if grad_bias is None else grad_bias
-    return dweight, dbias
 
 
 _INT64 = (-2**63, 2**63 - 1)

@@ -1,8 +1,8 @@
 """Dense ops: linear and its backward."""
 
-from .._arrays import empty
+from .._arrays import empty, zeros
 from .._loader import _C
-from ._args import as_mask, contiguous, param_grads
+from ._args import as_mask, contiguous
 
 __all__ = ["linear", "linear_backward"]
 
@@ -28,12 +28,7 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True), 
     (out_features, in_features) or grad_bias (out_features,) arrays are passed, the gradients
     are accumulated into them (+=) and they are returned.
     """
-    op = "linear_backward"
-    need_input, need_weight, need_bias = as_mask(output_mask, op)
-    grad_output, input, weight = contiguous(grad_output), contiguous(input), contiguous(weight)
-    shape = _C.linear_out_shape(op, input, weight)
-    dinp = empty(input, input.shape) if need_input else None
-    dweight, dbias = param_grads(need_weight, need_bias, weight.shape, (shape[-1],), input,
-                                  grad_weight, grad_bias)
-    _C.linear_backward(dinp, dweight, dbias, grad_output, input, weight)
-    return dinp, dweight, dbias
+    need_input, need_weight, need_bias = as_mask(output_mask, "linear_backward")
+    return _C.linear_backward(empty, zeros, contiguous(grad_output), contiguous(input),
+                              contiguous(weight), need_input, need_weight, need_bias,
+                              grad_weight, grad_bias)

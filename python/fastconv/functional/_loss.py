@@ -55,19 +55,6 @@ def _grad_output(grad_output, input):
     return contiguous(grad_output)
 
 
-def _new(input, shape):
-    """An output array on input's device with its dtype; float64 NumPy when input is not an
-    array (the extension then rejects input by name)."""
-    return empty(input, shape) if is_array(input) else np.empty(shape, dtype=np.float64)
-
-
-def _class_loss_shape(input, reduction):
-    """cross_entropy's output: the input's shape without the class dimension, or ()."""
-    if reduction != "none" or not is_array(input) or input.ndim < 2:
-        return ()
-    return input.shape[:1] + input.shape[2:]
-
-
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """Cross entropy of logits, as torch.nn.functional.cross_entropy (fused log-softmax + NLL).
@@ -84,10 +71,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = _reduction_name(_reduction(size_average, reduce, reduction), op)
     input, weight = contiguous(input), contiguous(weight)
     target = _class_indices(target)
-    out = _new(input, _class_loss_shape(input, reduction))
-    _C.cross_entropy_forward(out, input, target, weight, as_int(ignore_index, "ignore_index", op),
-                             as_float(label_smoothing, "label_smoothing", op), reduction)
-    return out
+    return _C.cross_entropy_forward(empty, input, target, weight,
+                                    as_int(ignore_index, "ignore_index", op),
+                                    as_float(label_smoothing, "label_smoothing", op), reduction)
 
 
 def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index=-100,
@@ -101,12 +87,10 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
     input, weight = contiguous(input), contiguous(weight)
     target = _class_indices(target)
     grad_output = _grad_output(grad_output, input)
-    dinp = _new(input, getattr(input, "shape", ()))
-    _C.cross_entropy_backward(dinp, grad_output, input, target, weight,
-                              as_int(ignore_index, "ignore_index", op),
-                              as_float(label_smoothing, "label_smoothing", op),
-                              _reduction_name(reduction, op))
-    return dinp
+    return _C.cross_entropy_backward(empty, grad_output, input, target, weight,
+                                     as_int(ignore_index, "ignore_index", op),
+                                     as_float(label_smoothing, "label_smoothing", op),
+                                     _reduction_name(reduction, op))
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
@@ -117,10 +101,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     """
     reduction = _reduction_name(_reduction(size_average, reduce, reduction), "mse_loss")
     input, target = contiguous(input), contiguous(target)
-    shape = getattr(input, "shape", ()) if reduction == "none" else ()
-    out = _new(input, shape)
-    _C.mse_loss_forward(out, input, target, reduction)
-    return out
+    return _C.mse_loss_forward(empty, input, target, reduction)
 
 
 def mse_loss_backward(grad_output, input, target, reduction="mean"):
@@ -128,17 +109,8 @@ def mse_loss_backward(grad_output, input, target, reduction="mean"):
     "mean"). The gradient with respect to target is its negative."""
     input, target = contiguous(input), contiguous(target)
     grad_output = _grad_output(grad_output, input)
-    dinp = _new(input, getattr(input, "shape", ()))
-    _C.mse_loss_backward(dinp, grad_output, input, target,
-                         _reduction_name(reduction, "mse_loss_backward"))
-    return dinp
-
-
-def _margin_loss_shape(target, reduction):
-    """torch's multi_margin_loss output for "none": (N,) for a 1-D target, () for a 0-d one."""
-    if reduction != "none" or not is_array(target):
-        return ()
-    return target.shape
+    return _C.mse_loss_backward(empty, grad_output, input, target,
+                                _reduction_name(reduction, "mse_loss_backward"))
 
 
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
@@ -153,10 +125,8 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     reduction = _reduction_name(_reduction(size_average, reduce, reduction), op)
     input, weight = contiguous(input), contiguous(weight)
     target = contiguous(target)
-    out = _new(input, _margin_loss_shape(target, reduction))
-    _C.multi_margin_loss_forward(out, input, target, as_int(p, "p", op),
-                                 as_float(margin, "margin", op), weight, reduction)
-    return out
+    return _C.multi_margin_loss_forward(empty, input, target, as_int(p, "p", op),
+                                        as_float(margin, "margin", op), weight, reduction)
 
 
 def multi_margin_loss_backward(grad_output, input, target, p=1, margin=1.0, weight=None,
@@ -167,8 +137,6 @@ def multi_margin_loss_backward(grad_output, input, target, p=1, margin=1.0, weig
     input, weight = contiguous(input), contiguous(weight)
     target = contiguous(target)
     grad_output = _grad_output(grad_output, input)
-    dinp = _new(input, getattr(input, "shape", ()))
-    _C.multi_margin_loss_backward(dinp, grad_output, input, target, as_int(p, "p", op),
-                                  as_float(margin, "margin", op), weight,
-                                  _reduction_name(reduction, op))
-    return dinp
+    return _C.multi_margin_loss_backward(empty, grad_output, input, target, as_int(p, "p", op),
+                                         as_float(margin, "margin", op), weight,
+                                         _reduction_name(reduction, op))

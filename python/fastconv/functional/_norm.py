@@ -8,11 +8,6 @@ __all__ = ["batch_norm", "batch_norm_backward", "local_response_norm",
            "local_response_norm_backward"]
 
 
-def _channels(x):
-    """C of an (N, C, *) array, 0 when x has too few dimensions (the extension says so)."""
-    return x.shape[1] if x.ndim >= 2 else 0
-
-
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5, *, return_stats=False):
     """Batch normalisation over (N, *) per channel, as torch.nn.functional.batch_norm.
@@ -35,14 +30,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     momentum, eps = as_float(momentum, "momentum", op), as_float(eps, "eps", op)
     training = as_bool(training, "training", op)
     return_stats = as_bool(return_stats, "return_stats", op)
-    C = _channels(input)
-    out = empty(input, input.shape)
-    save_mean = empty(input, (C,))
-    save_invstd = empty(input, (C,))
-
     rm, rv = contiguous(running_mean), contiguous(running_var)
-    _C.batch_norm_forward(out, save_mean, save_invstd, rm, rv, input, weight, bias, training,
-                          momentum, eps)
+    out, save_mean, save_invstd = _C.batch_norm_forward(empty, rm, rv, input, weight, bias,
+                                                        training, momentum, eps)
     if training:
         # A strided running statistic was updated in a contiguous copy: write it back.
         for stat, buf in ((running_mean, rm), (running_var, rv)):
@@ -69,17 +59,9 @@ def batch_norm_backward(grad_output, input, weight, save_mean, save_invstd, trai
     input = ndarray(input, "input", op)
     grad_output, weight = contiguous(grad_output), contiguous(weight)
     save_mean, save_invstd = contiguous(save_mean), contiguous(save_invstd)
-    C = _channels(input)
-    dinp = empty(input, input.shape) if need_input else None
-    dweight = dbias = None
-    if need_weight and weight is not None:
-        dweight = zeros(input, (C,)) if grad_weight is None else grad_weight
-    if need_bias:
-        dbias = zeros(input, (C,)) if grad_bias is None else grad_bias
-    _C.batch_norm_backward(dinp, dweight, dbias, grad_output, input, weight, save_mean,
-                           save_invstd, as_bool(training, "training", op))
-    return dinp, dweight, dbias
-
+    return _C.batch_norm_backward(empty, zeros, grad_output, input, weight, save_mean,
+                                  save_invstd, as_bool(training, "training", op), need_input,
+                                  need_weight, need_bias, grad_weight, grad_bias)
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Local response normalisation across channels, as torch.nn.functional.local_response_norm.
@@ -91,10 +73,8 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     op = "local_response_norm"
     input = ndarray(input, "input", op)
     size = as_int(size, "size", op)
-    out = empty(input, input.shape)
-    _C.local_response_norm_forward(out, input, size, as_float(alpha, "alpha", op),
-                                   as_float(beta, "beta", op), as_float(k, "k", op))
-    return out
+    return _C.local_response_norm_forward(empty, input, size, as_float(alpha, "alpha", op),
+                                          as_float(beta, "beta", op), as_float(k, "k", op))
 
 
 def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
@@ -103,8 +83,6 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
     op = "local_response_norm_backward"
     input = ndarray(input, "input", op)
     size = as_int(size, "size", op)
-    dinp = empty(input, input.shape)
-    _C.local_response_norm_backward(dinp, contiguous(grad_output), input, size,
-                                    as_float(alpha, "alpha", op), as_float(beta, "beta", op),
-                                    as_float(k, "k", op))
-    return dinp
+    return _C.local_response_norm_backward(empty, contiguous(grad_output), input, size,
+                                           as_float(alpha, "alpha", op),
+                                           as_float(beta, "beta", op), as_float(k, "k", op))
