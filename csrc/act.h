@@ -59,6 +59,30 @@ namespace fc {
 
 FC_ACT_OPS(FC_DECLARE, T)
 
+// The four softmax twins of backend `dev` (cpu or cuda) from its
+// softmax_forward<T, kLog>(out, inp, outer, D, inner) and
+// softmax_backward<T, kLog>(dinp, dout, out, outer, D, inner) templates.
+#define FC_SOFTMAX_TWINS(dev)                                                                   \
+  template <typename T>                                                                         \
+  void softmax_forward_##dev(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {   \
+    softmax_forward<T, false>(out, inp, outer, D, inner);                                       \
+  }                                                                                             \
+  template <typename T>                                                                         \
+  void log_softmax_forward_##dev(T* out, const T* inp, int64_t outer, int64_t D,                \
+                                 int64_t inner) {                                               \
+    softmax_forward<T, true>(out, inp, outer, D, inner);                                        \
+  }                                                                                             \
+  template <typename T>                                                                         \
+  void softmax_backward_##dev(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,   \
+                              int64_t inner) {                                                  \
+    softmax_backward<T, false>(dinp, dout, out, outer, D, inner);                               \
+  }                                                                                             \
+  template <typename T>                                                                         \
+  void log_softmax_backward_##dev(T* dinp, const T* dout, const T* out, int64_t outer,          \
+                                  int64_t D, int64_t inner) {                                   \
+    softmax_backward<T, true>(dinp, dout, out, outer, D, inner);                                \
+  }
+
 // The per-element formulas both twins run, written once. M is the twin's math: M::exp,
 // M::expm1, M::tanh, M::erf and M::log1p_exp (log1p(exp(v)), libm on both) for float and double,
 // and M::select(c, a, b), c ? a : b (a blend of both values on the CPU, where gcc then

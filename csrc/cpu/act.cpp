@@ -292,27 +292,7 @@ void softmax_backward(T* dinp, const T* dout, const T* out, int64_t outer, int64
   }
 FC_ACT_ELEMENTWISE(FC_ACT_CPU_TWINS, X, T)
 
-template <typename T>
-void softmax_forward_cpu(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
-  softmax_forward<T, false>(out, inp, outer, D, inner);
-}
-
-template <typename T>
-void softmax_backward_cpu(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
-                          int64_t inner) {
-  softmax_backward<T, false>(dinp, dout, out, outer, D, inner);
-}
-
-template <typename T>
-void log_softmax_forward_cpu(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
-  softmax_forward<T, true>(out, inp, outer, D, inner);
-}
-
-template <typename T>
-void log_softmax_backward_cpu(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
-                              int64_t inner) {
-  softmax_backward<T, true>(dinp, dout, out, outer, D, inner);
-}
+FC_SOFTMAX_TWINS(cpu)
 
 FC_ACT_OPS(FC_INSTANTIATE_CPU, float)
 FC_ACT_OPS(FC_INSTANTIATE_CPU, double)

@@ -217,27 +217,7 @@ void softmax_backward(T* dinp, const T* dout, const T* out, int64_t outer, int64
   }
 FC_ACT_ELEMENTWISE(FC_ACT_CUDA_TWINS, X, T)
 
-template <typename T>
-void softmax_forward_cuda(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
-  softmax_forward<T, false>(out, inp, outer, D, inner);
-}
-
-template <typename T>
-void log_softmax_forward_cuda(T* out, const T* inp, int64_t outer, int64_t D, int64_t inner) {
-  softmax_forward<T, true>(out, inp, outer, D, inner);
-}
-
-template <typename T>
-void softmax_backward_cuda(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
-                           int64_t inner) {
-  softmax_backward<T, false>(dinp, dout, out, outer, D, inner);
-}
-
-template <typename T>
-void log_softmax_backward_cuda(T* dinp, const T* dout, const T* out, int64_t outer, int64_t D,
-                               int64_t inner) {
-  softmax_backward<T, true>(dinp, dout, out, outer, D, inner);
-}
+FC_SOFTMAX_TWINS(cuda)
 
 FC_ACT_OPS(FC_INSTANTIATE_CUDA, float)
 FC_ACT_OPS(FC_INSTANTIATE_CUDA, double)

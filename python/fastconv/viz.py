@@ -16,11 +16,13 @@ __all__ = ["plot_history", "plot_confusion_matrix", "plot_filters", "plot_featur
            "feature_maps"]
 
 
-def _pyplot():
+def pyplot(who="fastconv.viz"):
+    """matplotlib's pyplot on the Agg backend (files, no display); an ImportError that names
+    `who` and the install command when matplotlib is missing."""
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("fastconv.viz needs matplotlib: pip install matplotlib "
+        raise ImportError(f"{who} needs matplotlib: pip install matplotlib "
                           "(or pip install \"fastconv[viz]\")") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -31,13 +33,13 @@ def _pyplot():
 def _save(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def plot_history(history, path, title="Training"):
     """Loss and accuracy per epoch (train, and validation when recorded) from fit()'s history."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
@@ -57,7 +59,7 @@ def plot_history(history, path, title="Training"):
 def plot_confusion_matrix(confusion, path, class_names=None, title="Confusion matrix"):
     """The confusion matrix (rows: true class, columns: predicted), with counts in the cells
     and colours by row-normalised rate."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(confusion)
     k = cm.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
@@ -87,7 +89,7 @@ def _grid(n):
 def plot_filters(weight, path, title="First-layer filters"):
     """Each output channel's kernel (averaged over input channels; RGB when there are 3) as a
     small image, scaled to the filter's own range."""
-    plt = _pyplot()
+    plt = pyplot()
     w = to_numpy(getattr(weight, "data", weight)).astype(np.float64)
     if w.ndim != 4:
         raise ValueError(f"plot_filters: weight must be 4-D (K, C, R, S), got {w.shape}")
@@ -121,7 +123,7 @@ def feature_maps(model, layer, image):
 
 def plot_feature_maps(model, layer, image, path, title="Feature maps", max_maps=32):
     """The input image and up to max_maps feature maps of `layer` for it."""
-    plt = _pyplot()
+    plt = pyplot()
     maps = feature_maps(model, layer, image)
     n = min(len(maps), max_maps)
     rows, cols = _grid(n + 1)

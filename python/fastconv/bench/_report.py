@@ -2,6 +2,8 @@
 
 import json
 
+from .. import viz
+
 RATIO_NOTE = "ratio = fastconv time / peer time: below 1, fastconv is faster"
 
 
@@ -125,16 +127,8 @@ def write_json(result, path):
 
 
 def pyplot():
-    """matplotlib's pyplot on the Agg backend; a plain ImportError when it is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install matplotlib (or pip install "
-                          "\"fastconv[viz]\")") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    """matplotlib's pyplot, or an ImportError that says --plot needs it."""
+    return viz.pyplot("--plot")
 
 
 def plot(result, path):
