@@ -305,7 +305,8 @@ stage_tests() {
   local k=()
   [ -n "$TESTS_K" ] && k=(-k "$TESTS_K")
   "$PY" -m pytest -q -n "$JOBS" --timeout "${TEST_TIMEOUT:-120}" -p no:cacheprovider \
-    --junitxml "$WORK/tests.xml" "${k[@]}" "$root"/tests/test_cuda_*.py
+    --junitxml "$WORK/tests.xml" "${k[@]}" "$root"/tests/test_cuda_*.py \
+    "$root"/tests/test_distributed.py::test_nccl_backend_on_the_gpu
   local rc=$?
   result "$(pytest_line "$WORK/tests.log")"
   return $rc

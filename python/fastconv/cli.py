@@ -3,9 +3,13 @@
 import argparse
 import json
 import math
+import os
 import pathlib
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 
 # build_model and MODELS live in models (the benchmark needs them without the command line);
 # re-exported here for callers of fastconv.cli.build_model
@@ -73,6 +77,47 @@ def _write_json(path, obj):
         f.write(text)
 
 
+# Where the common MPI launchers say how many ranks the job has (MPICH/Hydra, Intel MPI and
+# Slurm's PMI; Open MPI; MVAPICH).
+_LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _launched_size():
+    """The number of ranks of the MPI job this process was started in (1 when not launched)."""
+    for var in _LAUNCHER_SIZE:
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def _launch(argv, nproc):
+    """`fastconv train ... --nproc N`: the same command on N ranks under this environment's
+    mpiexec (the mpich wheel's, beside this Python, first), each with cores / N threads unless
+    OMP_NUM_THREADS or --threads says otherwise."""
+    here = os.path.dirname(sys.executable)
+    mpiexec = shutil.which("mpiexec", path=here + os.pathsep + os.environ.get("PATH", ""))
+    if mpiexec is None:
+        raise SystemExit("fastconv train: --nproc needs an MPI launcher (mpiexec); "
+                         "pip install \"fastconv[mpi]\" installs MPICH's")
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // nproc))
+    cmd = [mpiexec, "-n", str(nproc), sys.executable, "-m", "mpi4py", "-m", "fastconv", *argv]
+    from .distributed._group import DONE_FILE_ENV
+
+    with tempfile.TemporaryDirectory() as tmp:
+        done = os.path.join(tmp, "finished")
+        env[DONE_FILE_ENV] = done
+        code = subprocess.run(cmd, env=env).returncode
+        if code == 0 and not os.path.exists(done):
+            print("fastconv train: a rank left without finishing and mpiexec stopped the "
+                  "others; the run did not complete", file=sys.stderr)
+            return 1
+    return code
+
+
 def _train(args):
     import numpy as np
 
@@ -80,6 +125,17 @@ def _train(args):
 
     if args.threads:
         set_num_threads(args.threads)
+    distributed = _launched_size() > 1
+    rank = 0
+    if distributed:
+        from . import distributed as dist
+
+        dist.init_process_group("nccl" if args.device == "cuda" else "mpi")
+        rank = dist.get_rank()
+    main = rank == 0
+    say = print if main else (lambda *a, **k: None)
+    # The same seed everywhere makes the same initial model; dropout and augmentation then draw
+    # from a stream of their own on each rank.
     manual_seed(args.seed)
     opt_name, lr, epochs = RECIPES[args.model]
     opt_name = args.optimizer or opt_name
@@ -94,23 +150,38 @@ def _train(args):
         # Digits must not be mirrored; clothes may.
         flips = [data.RandomHorizontalFlip()] if args.dataset == "fashion-mnist" else []
         transform = data.Compose(flips + [data.RandomShift(2)])
-    loader = data.DataLoader(train_set.images, train_set.labels, args.batch_size, shuffle=True,
-                             seed=args.seed, transform=transform)
-    test_loader = data.DataLoader(test_set.images, test_set.labels, 500)
+    if distributed:
+        shard = dist.DistributedSampler(len(train_set), shuffle=True, seed=args.seed)
+        loader = data.DataLoader(train_set.images, train_set.labels, args.batch_size,
+                                 seed=[args.seed, rank], transform=transform, sampler=shard)
+        test_loader = data.DataLoader(test_set.images, test_set.labels, 500,
+                                      sampler=dist.DistributedSampler(len(test_set), shuffle=False))
+    else:
+        loader = data.DataLoader(train_set.images, train_set.labels, args.batch_size,
+                                 shuffle=True, seed=args.seed, transform=transform)
+        test_loader = data.DataLoader(test_set.images, test_set.labels, 500)
     model = build_model(args.model)
+    if distributed:
+        manual_seed([args.seed, rank])
     loss_fn = nn.CrossEntropyLoss()
     opt = _optimizer(opt_name, model.parameters(), lr)
     sched = optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs)))
-    print(f"training {args.model} on {args.dataset} ({len(train_set)} images) for {epochs} "
-          f"epochs: {opt_name} lr {lr}, batch {args.batch_size}, seed {args.seed}"
-          + (", augmented" if args.augment else ""))
+    say(f"training {args.model} on {args.dataset} ({len(train_set)} images) for {epochs} "
+        f"epochs: {opt_name} lr {lr}, batch {args.batch_size}"
+        + (f" per rank on {dist.get_world_size()} ranks" if distributed else "")
+        + f", seed {args.seed}" + (", augmented" if args.augment else ""))
     history = train.fit(model, loss_fn, opt, loader, epochs, val_loader=test_loader,
-                        scheduler=sched, device=args.device)
+                        scheduler=sched, device=args.device, progress=main,
+                        distributed=distributed)
     for r in history:
-        print(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
-              f"test loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}  {r['time']:.1f} s "
-              f"({r['images_per_s']:.0f} images/s)")
+        say(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f}  "
+            f"test loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}  {r['time']:.1f} s "
+            f"({r['images_per_s']:.0f} images/s)")
     scores = train.evaluate(model, test_loader, loss_fn)
+    if distributed:
+        dist.destroy_process_group()
+    if not main:
+        return 0  # every rank holds the same model: rank 0 reports and writes the files
     _report(scores, test_set.classes)
     model.to("cpu")  # the pictures and the saved file are made from NumPy arrays
     out = pathlib.Path(args.out)
@@ -180,7 +251,11 @@ def main(argv=None):
     tr.add_argument("--augment", action="store_true", help="random flips (Fashion-MNIST) and shifts")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--limit", type=int, help="train on the first LIMIT images only (quick runs)")
-    tr.add_argument("--threads", type=int)
+    tr.add_argument("--threads", type=int, help="CPU threads (per rank with --nproc)")
+    tr.add_argument("--nproc", type=int, default=1,
+                    help="train data-parallel on NPROC processes of this machine through its "
+                         "mpiexec (needs fastconv[mpi]); --batch-size is then per rank. Under "
+                         "mpiexec or srun, leave it out: the ranks find each other")
     tr.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cuda: train on the GPU (CuPy arrays; needs a CUDA build and CuPy)")
     tr.add_argument("--data", help="folder with the dataset files (default: $FASTCONV_DATA or "
@@ -200,6 +275,10 @@ def main(argv=None):
         argv = sys.argv[1:] if argv is None else argv
         return bench.run_cli(args, "fastconv " + shlex.join(argv))
     if args.command == "train":
+        if args.nproc < 1:
+            parser.error(f"--nproc must be at least 1, got {args.nproc}")
+        if args.nproc > 1 and _launched_size() == 1:
+            return _launch(sys.argv[1:] if argv is None else list(argv), args.nproc)
         return _train(args)
     return _evaluate(args)
 

@@ -175,27 +175,37 @@ class MNIST(_IDXDataset):
 
 class DataLoader:
     """Batches (x, y) of images and labels, reshuffled each epoch when shuffle=True; transform
-    (an augmentation) is applied to each image batch as it is drawn. Reproducible for a seed."""
+    (an augmentation) is applied to each image batch as it is drawn. Reproducible for a seed.
+
+    sampler (say a fastconv.distributed.DistributedSampler) gives the indices of each epoch
+    instead, in its order; it excludes shuffle=True, as in torch. The seed then drives only
+    the transform, so data-parallel ranks pass the same sampler seed and their own loader seed.
+    """
 
     def __init__(self, images, labels, batch_size=64, shuffle=False, drop_last=False, seed=None,
-                 transform=None):
+                 transform=None, sampler=None):
         images, labels = np.asarray(images), np.asarray(labels)
         if len(images) != len(labels):
             raise ValueError(f"DataLoader: {len(images)} images but {len(labels)} labels")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.transform = transform
+        self.transform, self.sampler = transform, sampler
         self.rng = np.random.default_rng(seed)
 
     def __len__(self):
-        n = len(self.labels)
+        n = len(self.labels) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
         n = len(self.labels)
-        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64, count=len(self.sampler))
+        else:
+            order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             x = self.images[idx]

@@ -20,12 +20,25 @@ def _predictions(logits):
     return to_numpy(logits.argmax(axis=1))
 
 
+def _sharded(loader):
+    """Whether loader yields this rank's shard (a DistributedSampler in a process group of
+    more than one), so that its counts must be summed over the ranks."""
+    from .distributed import _group, _sampler
+
+    group = _group.group()
+    return (group is not None and group.size > 1
+            and isinstance(getattr(loader, "sampler", None), _sampler.DistributedSampler))
+
+
 def evaluate(model, loader, loss_fn=None, num_classes=None):
     """Score a model on a loader, in eval mode (restored afterwards).
 
     Returns a dict: accuracy; loss (mean over samples) when loss_fn is given; macro precision,
     recall and F1; per-class precision, recall, f1 and support; the confusion matrix
-    (rows: true class, columns: predicted class). Batches go to the model's device.
+    (rows: true class, columns: predicted class). Batches go to the model's device. When the
+    loader draws from a DistributedSampler inside a process group, every rank scores its shard
+    and the counts are summed over the ranks, so each rank returns the scores of the whole set
+    (the sampler's padding repeats a few samples when the set does not divide evenly).
     """
     device = model.device
     was_training = model.training
@@ -43,8 +56,21 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     true = np.concatenate(targets) if targets else np.zeros(0, np.int64)
     k = num_classes or int(max(pred.max(initial=-1), true.max(initial=-1)) + 1)
+    sharded = _sharded(loader)
+    if sharded:
+        from . import distributed as dist
+
+        top = np.array([k], np.int64)
+        dist.all_reduce(top, "max")
+        k = int(top[0])
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (true, pred), 1)
+    if sharded:
+        totals = np.array([loss_sum])
+        dist.all_reduce(confusion)
+        dist.all_reduce(totals)
+        loss_sum = float(totals[0])
+    true_count = int(confusion.sum())
     tp = np.diag(confusion).astype(np.float64)
     predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -52,14 +78,14 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
         recall = np.where(support > 0, tp / support, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     out = {
-        "accuracy": float(tp.sum() / max(len(true), 1)),
+        "accuracy": float(tp.sum() / max(true_count, 1)),
         "precision": float(precision.mean()), "recall": float(recall.mean()),
         "f1": float(f1.mean()),
         "per_class": {"precision": precision, "recall": recall, "f1": f1, "support": support},
         "confusion_matrix": confusion,
     }
     if loss_fn is not None:
-        out["loss"] = loss_sum / max(len(true), 1)
+        out["loss"] = loss_sum / max(true_count, 1)
     return out
 
 
@@ -125,13 +151,15 @@ class Checkpoint(Callback):
         self.best = -math.inf if self.mode == "max" else math.inf
 
     def on_epoch_end(self, epoch, record, model, optimizer):
+        from .distributed import is_main_process
         from .serialize import save
 
         value = record.get(self.monitor)
         if not self.best_only or (value is not None and _better(self.mode, value, self.best, 0)):
             if value is not None:
                 self.best = value
-            save(model.state_dict(), self.path)
+            if is_main_process():  # data-parallel ranks hold the same model: one file
+                save(model.state_dict(), self.path)
         return False
 
 
@@ -143,8 +171,49 @@ def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True)
 
 
+def _distributed(model, train_loader, device):
+    """fit's data-parallel set-up: the process group (initialised if needed) and the model
+    wrapped in DistributedDataParallel, after checking that the loader is sharded."""
+    from . import distributed as dist
+
+    sampler = getattr(train_loader, "sampler", None)
+    if not isinstance(sampler, dist.DistributedSampler):
+        raise ValueError("fit(distributed=True): train_loader must draw from a "
+                         "fastconv.distributed.DistributedSampler (DataLoader(..., "
+                         "sampler=DistributedSampler(len(images))))")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "mpi")
+    if isinstance(model, dist.DistributedDataParallel):
+        return model
+    return dist.DistributedDataParallel(model)
+
+
+def _reduced(values, how="sum"):
+    from . import distributed as dist
+
+    values = np.asarray(values, dtype=np.float64)
+    dist.all_reduce(values, how)
+    return values
+
+
+def _check_replicas(model):
+    """Every rank must end with the same parameters: compares a digest of them."""
+    import hashlib
+
+    from . import distributed as dist
+
+    digest = hashlib.sha256()
+    for p in model.parameters():
+        digest.update(np.ascontiguousarray(to_numpy(p.data)).tobytes())
+    mine = np.frombuffer(digest.digest()[:8], np.int64).copy()
+    every = dist.all_gather(mine)
+    if not (every == mine).all():
+        raise dist.DistributedError("fit: the ranks' models differ after training "
+                                    f"(parameter digests {every.ravel().tolist()})")
+
+
 def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, scheduler=None,
-        callbacks=(), device="cpu", progress=True):
+        callbacks=(), device="cpu", progress=True, distributed=False):
     """Train for `epochs` epochs and return the history: a list with one record per epoch
     (epoch, train_loss, train_acc, val_loss and val_acc with a val_loader, lr, time in seconds,
     images_per_s). A scheduler steps once per epoch (ReduceLROnPlateau with val_loss, or
@@ -152,26 +221,42 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
 
     device="cuda" moves the model to the GPU first (create the optimizer before or after: its
     state is made on the parameters' device at the first step) and each batch as it comes.
+
+    distributed=True trains data-parallel, one process per rank (fastconv.distributed; the group
+    is initialised if it is not, over NCCL for device="cuda", else MPI): the model is wrapped in
+    DistributedDataParallel (rank 0's initial weights everywhere, gradients averaged over the
+    global batch), train_loader must draw from a DistributedSampler (set_epoch is called each
+    epoch), the history's losses, accuracies and images/s are those of the global batch on
+    every rank, only rank 0 shows progress and Checkpoint writes only there, and the ranks'
+    final parameters are checked to be identical. A val_loader with a DistributedSampler is
+    scored shard by shard (see evaluate); one without is scored whole on every rank.
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"fit: device must be 'cpu' or 'cuda', got {device!r}")
     from .optim.lr_scheduler import ReduceLROnPlateau
 
     model.to(device)
+    net = _distributed(model, train_loader, device) if distributed else model
+    if distributed:
+        from .distributed import is_main_process
+
+        progress = progress and is_main_process()
     callbacks = list(callbacks)
     for cb in callbacks:
         cb.on_train_begin(model, optimizer)
     history = []
     for epoch in range(1, epochs + 1):
-        model.train()
+        net.train()
+        if distributed:
+            train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         bar = _progress(len(train_loader), f"epoch {epoch}/{epochs}", progress)
         for x, y in train_loader:
             x, y = to_device(x, device), to_device(y, device)
-            logits = model(x)
+            logits = net(x)
             loss = float(loss_fn(logits, y))
-            model.backward(loss_fn.backward())
+            net.backward(loss_fn.backward())
             optimizer.step()
             optimizer.zero_grad()
             loss_sum += loss * len(y)
@@ -184,6 +269,10 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - start
+        if distributed:
+            loss_sum, correct, seen = _reduced([loss_sum, correct, seen])
+            correct, seen = int(correct), int(seen)
+            elapsed = float(_reduced([elapsed], "max")[0])
         record = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1),
                   "train_acc": correct / max(seen, 1),
                   "lr": optimizer.param_groups[0]["lr"], "time": elapsed,
@@ -204,4 +293,6 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
             break
     for cb in callbacks:
         cb.on_train_end(model, optimizer)
+    if distributed:
+        _check_replicas(model)
     return history

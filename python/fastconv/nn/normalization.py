@@ -48,7 +48,9 @@ class _BatchNorm(Module):
             self.running_var[...] = 1
             self.num_batches_tracked[...] = 0
 
-    def forward(self, x):
+    def _step(self, x):
+        """Checks the input and, in training, counts the batch; returns the momentum for it
+        (1 / num_batches_tracked, the cumulative average, when momentum is None)."""
         if not is_array(x) or x.ndim not in self._dims:
             raise ValueError(f"{self._name()} expected {self._layout} input, got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
@@ -61,6 +63,10 @@ class _BatchNorm(Module):
             self.num_batches_tracked[...] += 1
             if momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
+        return momentum
+
+    def forward(self, x):
+        momentum = self._step(x)
         # Batch statistics in training, and always when there are no running ones (torch); the
         # kernel updates the running statistics exactly when it gets them in training mode.
         self._training = self.training or not self.track_running_stats

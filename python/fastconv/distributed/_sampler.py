@@ -1,0 +1,75 @@
+"""DistributedSampler: each rank's share of a dataset's indices, as torch.utils.data's."""
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _group as G
+
+
+def _count(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"DistributedSampler: {name} must be an int, got {value!r}")
+    return int(value)
+
+
+class DistributedSampler:
+    """Indices of rank `rank`'s shard of `dataset` (anything with len(), or that length as an
+    int) for the current epoch.
+
+    Every rank draws the same permutation (seed + epoch; call set_epoch(epoch) at the start of
+    each epoch for a new order) and takes every num_replicas-th index starting at its rank. With
+    drop_last=False the index list is padded by repeating its start until it divides evenly,
+    so every rank gets ceil(len / num_replicas) indices; with drop_last=True the tail is dropped
+    instead (floor). num_replicas and rank default to the process group's. The permutation comes
+    from NumPy (np.random.default_rng(seed + epoch)), so the order is not torch's, but the
+    sharding, padding and dropping are.
+    """
+
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
+                 drop_last=False):
+        n = _count(dataset, "dataset") if isinstance(dataset, numbers.Integral) else len(dataset)
+        if num_replicas is None:
+            num_replicas = G._require("DistributedSampler").size
+        if rank is None:
+            rank = G._require("DistributedSampler").rank
+        num_replicas, rank = _count(num_replicas, "num_replicas"), _count(rank, "rank")
+        if num_replicas < 1:
+            raise ValueError(f"DistributedSampler: num_replicas must be at least 1, "
+                             f"got {num_replicas}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"DistributedSampler: rank must be in [0, {num_replicas - 1}], "
+                             f"got {rank}")
+        self.dataset_len, self.num_replicas, self.rank = n, num_replicas, rank
+        self.shuffle, self.seed, self.drop_last = bool(shuffle), _count(seed, "seed"), drop_last
+        self.epoch = 0
+        if drop_last and n % num_replicas:
+            self.num_samples = math.ceil((n - num_replicas) / num_replicas)
+        else:
+            self.num_samples = math.ceil(n / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def set_epoch(self, epoch):
+        self.epoch = _count(epoch, "epoch")
+
+    def indices(self):
+        """This rank's indices for the current epoch, as an int64 array."""
+        n = self.dataset_len
+        if self.shuffle:
+            order = np.random.default_rng(self.seed + self.epoch).permutation(n)
+        else:
+            order = np.arange(n)
+        if not self.drop_last:
+            pad = self.total_size - n
+            if pad > 0:
+                order = np.concatenate([order, np.resize(order, pad)]) if n else order
+        else:
+            order = order[:self.total_size]
+        return order[self.rank:self.total_size:self.num_replicas].astype(np.int64)
+
+    def __iter__(self):
+        return iter(self.indices().tolist())
+
+    def __len__(self):
+        return self.num_samples
