@@ -2,10 +2,45 @@
 same device. CuPy is imported only when a CUDA array is met, so CPU users never need it.
 
 Any object exposing ``__cuda_array_interface__`` counts as a GPU array; new GPU arrays are made
-with CuPy (on its current device, from its memory pool).
+with CuPy (on its current device, from its memory pool). Other tensors (PyTorch, JAX, ...)
+enter through DLPack: shared_view/from_dlpack view their memory as NumPy or CuPy, no copy.
 """
 
 import numpy as np
+
+
+# DLPack device types (dlpack.h's DLDeviceType): where an exporter's memory lives.
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
+
+
+def from_dlpack(x):
+    """x as a NumPy array (CPU memory) or a CuPy array (CUDA memory) sharing its memory, for
+    any object with __dlpack__ (PyTorch and JAX tensors, ...); NumPy and CuPy arrays, and
+    other objects with __cuda_array_interface__, come back as they are."""
+    if isinstance(x, np.ndarray) or is_cuda(x):
+        return x
+    if not hasattr(x, "__dlpack__") or not hasattr(x, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: expected an object with __dlpack__ (a tensor or array), "
+                        f"got {type(x).__module__}.{type(x).__qualname__}")
+    device = int(x.__dlpack_device__()[0])
+    try:
+        if device in (_DL_CPU, _DL_CUDA_HOST):
+            return np.from_dlpack(x)
+        if device in (_DL_CUDA, _DL_CUDA_MANAGED):
+            return _cupy("a CUDA tensor passed through DLPack").from_dlpack(x)
+    except BufferError as e:
+        raise TypeError(f"from_dlpack: {type(x).__qualname__} refused to share its memory: "
+                        f"{e}") from None
+    raise TypeError(f"from_dlpack: {type(x).__qualname__} lives on DLPack device type {device}; "
+                    "fastconv takes CPU and CUDA memory")
+
+
+def shared_view(x):
+    """x itself when it is a NumPy/CUDA array or not array-like at all (the extension then
+    refuses it by name); a NumPy or CuPy view of it when it speaks DLPack."""
+    if isinstance(x, np.ndarray) or is_cuda(x) or not hasattr(x, "__dlpack__"):
+        return x
+    return from_dlpack(x)
 
 
 def is_cuda(x):

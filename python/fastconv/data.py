@@ -1,24 +1,32 @@
 """Datasets and batches: a real IDX reader (gzip or raw, md5-checked), Fashion-MNIST and MNIST,
-a DataLoader, and the augmentations taught with them, applied on the fly.
+CIFAR-10 from its published binary version, a DataLoader, and the augmentations taught with
+them, applied on the fly.
 
 Where the files are looked for: the `root` argument, else $FASTCONV_DATA, else a per-user cache
 folder ($XDG_CACHE_HOME/fastconv or ~/.cache/fastconv). Inside a root, a dataset's files may sit
-in a sub-folder named after it ("fashion-mnist", "mnist") or directly in the root.
+in a sub-folder named after it ("fashion-mnist", "mnist", "cifar10") or directly in the root.
+
+Nothing here unpickles: CIFAR-10's pickled "python version" is refused, since loading a pickle
+runs whatever code the file names.
 """
 
 import gzip
 import hashlib
+import http.client
 import os
 import pathlib
+import shutil
+import tarfile
 import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 
 from ._random import resolve
 
-__all__ = ["read_idx", "FashionMNIST", "MNIST", "DataLoader", "RandomHorizontalFlip",
-           "RandomCrop", "RandomShift", "Compose", "default_root"]
+__all__ = ["read_idx", "FashionMNIST", "MNIST", "CIFAR10", "DataLoader", "RandomHorizontalFlip",
+           "RandomCrop", "RandomShift", "Normalize", "Compose", "default_root"]
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -65,8 +73,32 @@ def _md5(path):
     return h.hexdigest()
 
 
+def _fetch(urls, target, who):
+    """Download the first of `urls` that answers into `target` and return it; RuntimeError
+    listing every failure when none does. The bytes go to a .part file renamed at the end, so an
+    interrupted download never passes for a complete one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    errors = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
+                shutil.copyfileobj(r, f, 1 << 20)
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+            errors.append(f"{url}: {err}")
+            tmp.unlink(missing_ok=True)
+            continue
+        tmp.replace(target)
+        return target
+    raise RuntimeError(f"{who}: could not download {target.name} (offline?): "
+                       + "; ".join(errors) + f". Copy the files into {target.parent} instead.")
+
+
 class _IDXDataset:
-    """Images (N, 1, 28, 28) float32 in [0, 1] (or normalised) and labels (N,) int64."""
+    """Images (N, 1, 28, 28) float32 in [0, 1] (or normalised) and labels (N,) int64.
+
+    check_integrity=False skips the md5 check of files found on disk (a download is always
+    checked)."""
 
     name = ""
     urls = ()
@@ -74,9 +106,11 @@ class _IDXDataset:
     mean_std = (0.0, 1.0)
     classes = ()
 
-    def __init__(self, root=None, train=True, download=False, normalize=False):
+    def __init__(self, root=None, train=True, download=False, normalize=False,
+                 check_integrity=True):
         split = "train" if train else "t10k"
         self.root = pathlib.Path(root) if root is not None else default_root()
+        self.check_integrity = check_integrity
         images = self._locate(f"{split}-images-idx3-ubyte.gz", download)
         labels = self._locate(f"{split}-labels-idx1-ubyte.gz", download)
         x, y = read_idx(images), read_idx(labels)
@@ -105,7 +139,8 @@ class _IDXDataset:
     def _locate(self, fname, download):
         for path in self._candidates(fname):
             if path.exists():
-                self._verify(path, fname)
+                if self.check_integrity:
+                    self._verify(path, fname)
                 return path
         if download:
             return self._download(fname)
@@ -123,23 +158,11 @@ class _IDXDataset:
                              "delete it and download it again")
 
     def _download(self, fname):
-        target = self.root / self.name / fname
-        target.parent.mkdir(parents=True, exist_ok=True)
-        errors = []
-        for base in self.urls:
-            try:
-                with urllib.request.urlopen(base + fname, timeout=30) as r:
-                    data = r.read()
-            except (urllib.error.URLError, OSError) as err:
-                errors.append(f"{base + fname}: {err}")
-                continue
-            tmp = target.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(target)
-            self._verify(target, fname)
-            return target
-        raise RuntimeError(f"{type(self).__name__}: could not download {fname} (offline?): "
-                           + "; ".join(errors) + f". Copy the files into {target.parent} instead.")
+        # Bytes from the network are always checked, check_integrity or not.
+        target = _fetch([base + fname for base in self.urls], self.root / self.name / fname,
+                        type(self).__name__)
+        self._verify(target, fname)
+        return target
 
 
 class FashionMNIST(_IDXDataset):
@@ -171,6 +194,169 @@ class MNIST(_IDXDataset):
     }
     mean_std = (0.1307, 0.3081)
     classes = tuple(str(d) for d in range(10))
+
+
+class CIFAR10:
+    """Krizhevsky's CIFAR-10: 50,000 train / 10,000 test 32x32 colour images in 10 classes, read
+    from the published binary version, cifar-10-binary.tar.gz.
+
+    images (N, 3, 32, 32) float32 in [0, 1], channels R, G, B (normalize=True: each channel
+    standardised with the published mean_std), labels (N,) int64, classes from batches.meta.txt.
+
+    root (or root/cifar10) holds the .tar.gz, read in place without extracting it, or the
+    extracted cifar-10-batches-bin/ folder; the archive is preferred when both are there, since
+    only it can be checked against a published md5. check_integrity=True checks that md5, and in
+    a folder, which has no published checksums, that each .bin holds the published 10,000
+    records; check_integrity=False reads any well-formed file (a download is always checked).
+    The pickled "python version" (cifar-10-python.tar.gz, cifar-10-batches-py/) is refused.
+    """
+
+    name = "cifar10"
+    url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+    archive = "cifar-10-binary.tar.gz"
+    md5 = "c32a1d4ab5d03f1284b67883e8d87530"
+    folder = "cifar-10-batches-bin"
+    train_files = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+    test_files = ("test_batch.bin",)
+    meta_file = "batches.meta.txt"
+    records_per_file = 10000
+    record_size = 1 + 3 * 32 * 32  # a label byte, then 1024 red, 1024 green, 1024 blue pixels
+    mean_std = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck")
+    _pickled = ("cifar-10-python.tar.gz", "cifar-10-batches-py")
+
+    def __init__(self, root=None, train=True, download=False, normalize=False,
+                 check_integrity=True):
+        self.root = pathlib.Path(root) if root is not None else default_root()
+        self.train, self.check_integrity = train, check_integrity
+        files = self.train_files if train else self.test_files
+        source = self._locate(download)
+        if source.name == self.archive:
+            raw, meta = self._read_archive(source, files)
+        else:
+            raw, meta = self._read_folder(source, files)
+        records = np.concatenate([self._records(where, blob) for where, blob in raw])
+        del raw  # the file bytes (150 MB for train) would otherwise live through the conversion
+        if meta is not None:
+            self.classes = self._class_names(*meta)
+        # In-place arithmetic: a single float32 copy of the set (614 MB for train) at any time.
+        self.images = records[:, 1:].astype(np.float32).reshape(-1, 3, 32, 32)
+        self.images /= 255.0
+        if normalize:
+            mean, std = (np.asarray(v, np.float32).reshape(3, 1, 1) for v in self.mean_std)
+            self.images -= mean
+            self.images /= std
+        self.labels = records[:, 0].astype(np.int64)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    def _folders(self):
+        return [self.root / self.name, self.root]
+
+    def _locate(self, download):
+        for folder in self._folders():
+            if (folder / self.archive).is_file():
+                path = folder / self.archive
+                if self.check_integrity:
+                    self._verify(path)
+                return path
+            if (folder / self.folder).is_dir():
+                return folder / self.folder
+        if download:
+            path = _fetch([self.url], self.root / self.name / self.archive, type(self).__name__)
+            self._verify(path)
+            return path
+        pickled = [f / p for f in self._folders() for p in self._pickled if (f / p).exists()]
+        if pickled:
+            raise FileNotFoundError(
+                f"CIFAR10: {pickled[0]} is CIFAR-10's Python version, which fastconv refuses to "
+                f"read: it is pickled, and unpickling a file runs whatever code it names. Get the "
+                f"binary version instead, {self.archive} ({self.url}, md5 {self.md5}), into "
+                f"{self.root / self.name}, or use download=True.")
+        looked = ", ".join(str(f / n) for f in self._folders() for n in (self.archive, self.folder))
+        raise FileNotFoundError(
+            f"CIFAR10: {self.archive} not found, nor its extracted {self.folder}/ folder (looked "
+            f"for {looked}). Pass root= the folder holding it, set FASTCONV_DATA, or use "
+            f"download=True to fetch it into {self.root / self.name}.")
+
+    def _verify(self, path):
+        digest = _md5(path)
+        if digest != self.md5:
+            raise ValueError(f"{path}: md5 {digest} does not match the published {self.md5}: "
+                             "the file is corrupt or not the original; delete it and download it "
+                             "again (check_integrity=False reads it anyway)")
+
+    def _read_archive(self, path, files):
+        """[(where, bytes)] of `files` and (where, bytes) of the class names (None when absent),
+        in one pass over the archive: a .tar.gz read out of order is decompressed again from
+        its start for every backward seek."""
+        wanted = {f"{self.folder}/{f}": f for f in (*files, self.meta_file)}
+        found = {}
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                for member in tar:
+                    name = member.name[2:] if member.name.startswith("./") else member.name
+                    if name not in wanted:
+                        continue
+                    if not member.isfile():
+                        raise ValueError(f"{path}: {name} is not a regular file in the archive")
+                    found[wanted[name]] = tar.extractfile(member).read()
+                    if len(found) == len(wanted):
+                        break
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"{path}: not a readable .tar.gz archive ({err}): corrupt or "
+                             "truncated; delete it and download it again") from None
+        missing = [f"{self.folder}/{f}" for f in files if f not in found]
+        if missing:
+            raise ValueError(f"{path}: the archive has no {', '.join(missing)}: it is not "
+                             f"CIFAR-10's binary version")
+        meta = None
+        if self.meta_file in found:
+            meta = (f"{path}:{self.folder}/{self.meta_file}", found[self.meta_file])
+        return [(f"{path}:{self.folder}/{f}", found[f]) for f in files], meta
+
+    def _read_folder(self, folder, files):
+        missing = [f for f in files if not (folder / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder}: {', '.join(missing)} missing: the extracted "
+                                    f"folder is incomplete; extract {self.archive} again")
+        meta = folder / self.meta_file
+        return ([(str(folder / f), (folder / f).read_bytes()) for f in files],
+                (str(meta), meta.read_bytes()) if meta.is_file() else None)
+
+    def _records(self, where, blob):
+        """The (n, 3073) uint8 records of one .bin file, checked."""
+        if len(blob) % self.record_size:
+            raise ValueError(f"{where}: {len(blob)} bytes is not a whole number of "
+                             f"{self.record_size}-byte records (a label byte and 3072 pixels): "
+                             "truncated or corrupt")
+        records = np.frombuffer(blob, np.uint8).reshape(-1, self.record_size)
+        if self.check_integrity and len(records) != self.records_per_file:
+            raise ValueError(f"{where}: {len(records)} records, the published file has "
+                             f"{self.records_per_file}: truncated or not the original "
+                             "(check_integrity=False reads it anyway)")
+        bad = np.flatnonzero(records[:, 0] >= len(type(self).classes))
+        if bad.size:
+            raise ValueError(f"{where}: record {int(bad[0])} has label {int(records[bad[0], 0])}; "
+                             f"CIFAR-10's labels are 0-{len(type(self).classes) - 1}: corrupt or "
+                             "not a CIFAR-10 file")
+        return records
+
+    def _class_names(self, where, blob):
+        try:
+            names = tuple(line.strip() for line in blob.decode("utf-8").splitlines())
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}: not a text file of class names") from None
+        names = tuple(n for n in names if n)  # the published file ends in blank lines
+        if len(names) != len(type(self).classes):
+            raise ValueError(f"{where}: {len(names)} class names, CIFAR-10 has "
+                             f"{len(type(self).classes)}")
+        return names
 
 
 class DataLoader:
@@ -238,6 +424,8 @@ class RandomCrop:
 
     def __call__(self, x, rng=None):
         rng = resolve(rng, "RandomCrop")
+        if np.ndim(x) != 4:
+            raise ValueError(f"RandomCrop: expected a batch (N, C, H, W), got shape {np.shape(x)}")
         p = self.padding
         padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
         h, w = self.size
@@ -259,6 +447,39 @@ class RandomShift:
     def __call__(self, x, rng=None):
         H, W = x.shape[2:]
         return RandomCrop((H, W), padding=self.max_shift)(x, rng)
+
+
+class Normalize:
+    """Standardise each channel, (x - mean[c]) / std[c], as torchvision's Normalize: one mean
+    and one std per channel, for batches (N, C, H, W) or single images (C, H, W). Floating
+    input keeps its dtype, integer input comes out float32; the input is not modified. rng is
+    accepted so that it composes with the random transforms, and not used."""
+
+    def __init__(self, mean, std):
+        mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+        std = np.atleast_1d(np.asarray(std, dtype=np.float64))
+        if mean.ndim != 1 or std.ndim != 1 or len(mean) != len(std):
+            raise ValueError(f"Normalize: mean and std need one value per channel each, got "
+                             f"{len(mean)} means and {len(std)} stds")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()) or (std == 0).any():
+            raise ValueError(f"Normalize: mean must be finite and std finite and non-zero, got "
+                             f"mean {tuple(mean.tolist())}, std {tuple(std.tolist())}")
+        self.mean, self.std = tuple(mean.tolist()), tuple(std.tolist())
+
+    def __call__(self, x, rng=None):
+        x = np.asarray(x)
+        if x.ndim not in (3, 4):
+            raise ValueError(f"Normalize: expected (N, C, H, W) or (C, H, W), got shape {x.shape}")
+        if x.shape[-3] != len(self.mean):
+            raise ValueError(f"Normalize: {len(self.mean)} means and stds for {x.shape[-3]} "
+                             f"channels (input of shape {x.shape})")
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
+        mean = np.asarray(self.mean, dtype).reshape(-1, 1, 1)
+        std = np.asarray(self.std, dtype).reshape(-1, 1, 1)
+        return (x.astype(dtype, copy=False) - mean) / std
+
+    def __repr__(self):
+        return f"Normalize(mean={self.mean}, std={self.std})"
 
 
 class Compose:

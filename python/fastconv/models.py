@@ -35,9 +35,12 @@ __all__ = ["fashion_cnn", "LeNet5", "lenet5", "AlexNet", "alexnet", "ResNet", "r
            "resnet34", "resnet50", "InceptionNet", "inception_net", "mlp"]
 
 
-def fashion_cnn():
+def fashion_cnn(in_channels=1, input_size=28, num_classes=10):
     """The seed CNN for 28x28 Fashion-MNIST: two conv blocks (5x5 'same' conv, batch norm,
     ReLU, 2x2 max-pool: 1x28x28 -> 16x14x14 -> 32x7x7), flatten, Linear(7*7*32, 10).
+
+    in_channels and input_size shape it for other images: 3 and 32 for CIFAR-10
+    (3x32x32 -> 16x16x16 -> 32x8x8, Linear(2048, num_classes)).
 
     Keys as torch.nn.Sequential(Sequential(conv, bn, relu, pool), Sequential(...), Flatten(),
     Linear(1568, 10)): "0.0.weight", "0.1.running_mean", ..., "3.weight", "3.bias".
@@ -46,11 +49,16 @@ def fashion_cnn():
         return nn.Sequential(nn.Conv2d(cin, cout, 5, stride=1, padding=2), nn.BatchNorm2d(cout),
                              nn.ReLU(), nn.MaxPool2d(2, 2))
 
-    return nn.Sequential(block(1, 16), block(16, 32), nn.Flatten(), nn.Linear(7 * 7 * 32, 10))
+    side = input_size // 2 // 2
+    if side < 1:
+        raise ValueError(f"fashion_cnn: input_size must be at least 4, got {input_size}")
+    return nn.Sequential(block(in_channels, 16), block(16, 32), nn.Flatten(),
+                         nn.Linear(side * side * 32, num_classes))
 
 
 class LeNet5(nn.Sequential):
-    """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, for 1-channel images.
+    """LeNet-5 (LeCun et al. 1998) with tanh and average pooling, for 1-channel images
+    (in_channels=3 widens C1 for colour ones such as CIFAR-10).
 
     C1 Conv2d(1, 6, 5) -> tanh -> S2 AvgPool2d(2) -> C3 Conv2d(6, 16, 5) -> tanh ->
     S4 AvgPool2d(2) -> C5 Conv2d(16, 120, 5) -> tanh -> flatten -> F6 Linear(120, 84) -> tanh
@@ -61,32 +69,33 @@ class LeNet5(nn.Sequential):
     weights and give the same outputs.
     """
 
-    def __init__(self, input_size=32, num_classes=10):
+    def __init__(self, input_size=32, num_classes=10, in_channels=1):
         if input_size not in (28, 32):
             raise ValueError(f"lenet5: input_size must be 32 or 28, got {input_size}")
         super().__init__(
-            nn.Conv2d(1, 6, 5, padding=2 if input_size == 28 else 0), nn.Tanh(),
+            nn.Conv2d(in_channels, 6, 5, padding=2 if input_size == 28 else 0), nn.Tanh(),
             nn.AvgPool2d(2),
             nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
             nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),
             nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, num_classes))
-        self.input_size, self.num_classes = input_size, num_classes
+        self.input_size, self.num_classes, self.in_channels = input_size, num_classes, in_channels
 
     def extra_repr(self):
-        return f"input_size={self.input_size}, num_classes={self.num_classes}"
+        return (f"input_size={self.input_size}, num_classes={self.num_classes}, "
+                f"in_channels={self.in_channels}")
 
     def forward(self, x):
         # Any other size fails deep inside C5 with a message about a 5x5 kernel on 4x4 maps.
         if is_array(x) and x.ndim == 4 and x.shape[2:] != (self.input_size,) * 2:
             hint = " (28x28 images: use lenet5(input_size=28))" if x.shape[2:] == (28, 28) else ""
-            raise ValueError(f"{self._name()} expected (N, 1, {self.input_size}, "
+            raise ValueError(f"{self._name()} expected (N, {self.in_channels}, {self.input_size}, "
                              f"{self.input_size}) input, got {x.shape}{hint}")
         return super().forward(x)
 
 
-def lenet5(input_size=32, num_classes=10):
+def lenet5(input_size=32, num_classes=10, in_channels=1):
     """LeNet-5 for 32x32 images, or 28x28 ones with input_size=28 (see LeNet5)."""
-    return LeNet5(input_size, num_classes)
+    return LeNet5(input_size, num_classes, in_channels)
 
 
 class _Chain(nn.Module):
@@ -271,16 +280,18 @@ def mlp(sizes=(784, 300, 100, 10)):
 MODELS = ("fashion_cnn", "lenet5", "resnet18", "inception_net", "mlp")
 
 
-def build_model(name, in_channels=1, num_classes=10):
-    """The network the command line trains as `name` (one of MODELS), for 28x28 inputs."""
+def build_model(name, in_channels=1, num_classes=10, input_size=28):
+    """The network the command line trains as `name` (one of MODELS), for square inputs of
+    in_channels x input_size x input_size: 1x28x28 (MNIST, Fashion-MNIST) by default, 3x32x32
+    for CIFAR-10. lenet5 takes 28 or 32."""
     if name == "fashion_cnn":
-        return fashion_cnn()
+        return fashion_cnn(in_channels, input_size, num_classes)
     if name == "lenet5":
-        return lenet5(input_size=28)
+        return lenet5(input_size=input_size, num_classes=num_classes, in_channels=in_channels)
     if name == "resnet18":
         return resnet18(num_classes=num_classes, in_channels=in_channels, small_input=True)
     if name == "inception_net":
         return inception_net(num_classes=num_classes, in_channels=in_channels)
     if name == "mlp":
-        return mlp([28 * 28, 300, 100, num_classes])
+        return mlp([in_channels * input_size * input_size, 300, 100, num_classes])
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")

@@ -11,7 +11,7 @@ module (NumPy or CuPy), and the extension checks every argument, writes the resu
 
 import numpy as np
 
-from .._arrays import empty, is_array
+from .._arrays import shared_view, empty, is_array
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
@@ -31,6 +31,7 @@ def _forward(op, input, inplace):
     if not isinstance(inplace, (bool, np.bool_)):
         raise TypeError(f"{op}: inplace must be a bool, got {inplace!r}")
     if inplace:
+        input = shared_view(input)  # a DLPack tensor is written through its shared memory
         return input, input
     input = contiguous(input)
     return input, _like(input)
@@ -100,6 +101,7 @@ def _dim(dim, op):
 
 def _cast(input, dtype, op):
     """input cast to dtype (None: unchanged) before the op, like torch's dtype= argument."""
+    input = shared_view(input)
     if dtype is not None:
         try:
             dt = np.dtype(dtype)

@@ -8,17 +8,20 @@ import numbers
 
 import numpy as np
 
-from .._arrays import c_contiguous, is_array
+from .._arrays import c_contiguous, is_array, shared_view
 
 
 def contiguous(x):
-    """x as a C-contiguous array (NumPy or CuPy), copied only when it is not one (0-d stays
-    0-d); non-arrays pass through for the extension to reject by name."""
+    """x as a C-contiguous array (NumPy or CuPy; a DLPack tensor is viewed as one), copied only
+    when it is not one (0-d stays 0-d); non-arrays pass through for the extension to reject by
+    name."""
+    x = shared_view(x)
     return c_contiguous(x) if is_array(x) else x
 
 
 def ndarray(x, name, op):
     """x as a C-contiguous NumPy or CuPy array; dtype and shape are checked by the extension."""
+    x = shared_view(x)
     if not is_array(x):
         raise TypeError(f"{op}: {name} must be a numpy.ndarray or a cupy.ndarray, got "
                         f"{type(x).__module__}.{type(x).__qualname__}")

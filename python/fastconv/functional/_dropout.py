@@ -1,7 +1,7 @@
 """Dropout: dropout and its backward."""
 
 from .. import _random
-from .._arrays import empty, is_array, module_of
+from .._arrays import shared_view, empty, is_array, module_of
 from .._loader import _C
 from ._args import as_bool, as_float, contiguous, ndarray
 
@@ -20,6 +20,7 @@ def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, retur
     torch) returns (out, mask), mask a uint8 0/1 array of input's shape for dropout_backward.
     """
     op = "dropout"
+    input = shared_view(input)
     if not is_array(input):
         raise TypeError(f"{op}: input must be a numpy.ndarray or a cupy.ndarray, got "
                         f"{type(input).__module__}.{type(input).__qualname__}")

@@ -1,6 +1,6 @@
 """Normalisation: batch_norm, local_response_norm and their backwards."""
 
-from .._arrays import empty, module_of, zeros
+from .._arrays import shared_view, empty, module_of, zeros
 from .._loader import _C
 from ._args import as_bool, as_float, as_int, as_mask, contiguous, ndarray
 
@@ -30,6 +30,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     momentum, eps = as_float(momentum, "momentum", op), as_float(eps, "eps", op)
     training = as_bool(training, "training", op)
     return_stats = as_bool(return_stats, "return_stats", op)
+    running_mean, running_var = shared_view(running_mean), shared_view(running_var)
     rm, rv = contiguous(running_mean), contiguous(running_var)
     out, save_mean, save_invstd = _C.batch_norm_forward(empty, rm, rv, input, weight, bias,
                                                         training, momentum, eps)

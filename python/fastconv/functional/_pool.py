@@ -8,7 +8,7 @@ positions h*W + w within each input plane, as torch's return_indices gives them.
 
 import math
 
-from .._arrays import empty, is_array, module_of
+from .._arrays import shared_view, empty, is_array, module_of
 from .._loader import _C
 from .._random import resolve
 from ._args import as_bool, as_float, as_int, as_pair, contiguous
@@ -43,6 +43,7 @@ def _output_size(value, op):
 def _abs(input):
     """|input| for lp_pool2d's norm_type=inf; anything else goes to the extension as is, which
     refuses it by name."""
+    input = shared_view(input)
     return abs(input) if is_array(input) else input
 
 

@@ -9,7 +9,7 @@ Softmax, LogSoftmax).
 import numbers
 import warnings
 
-from .._arrays import is_array
+from .._arrays import shared_view, is_array
 from .. import functional as F
 from .module import Module
 
@@ -26,6 +26,7 @@ class _Elementwise(Module):
     non-array's error after the fact, in __call__."""
 
     def __call__(self, x):
+        x = shared_view(x)
         try:
             return self.forward(x)
         except (TypeError, AttributeError):

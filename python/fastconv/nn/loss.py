@@ -8,7 +8,7 @@ per-item array for "none"; ``loss_fn.backward()`` then returns d loss / d input 
 
 import numpy as np
 
-from .._arrays import device_of, is_array, module_of, to_device
+from .._arrays import shared_view, device_of, is_array, module_of, to_device
 from .. import functional as F
 from ..functional._loss import _reduction
 from .module import Module
@@ -41,7 +41,7 @@ class _Loss(Module):
         return to_device(self.weight, device_of(input)).astype(input.dtype, copy=False)
 
     def __call__(self, input, target):
-        return self.forward(input, target)
+        return self.forward(shared_view(input), shared_view(target))
 
     def forward(self, input, target):
         self._input, self._target = input, target

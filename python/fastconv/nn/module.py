@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._arrays import is_array, module_of, to_device, to_numpy
+from .._arrays import shared_view, is_array, module_of, to_device, to_numpy
 from .parameter import Parameter
 
 
@@ -55,7 +55,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
     def __call__(self, x):
-        return self.forward(x)
+        # A PyTorch/JAX tensor is viewed as NumPy/CuPy through DLPack, without a copy.
+        return self.forward(shared_view(x))
 
     # -- traversal ----------------------------------------------------------------------
     def named_children(self):

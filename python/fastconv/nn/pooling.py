@@ -5,7 +5,7 @@ Inputs are (N, C, H, W) or unbatched (C, H, W). Max/min pooling keep the argmax/
 forward for backward; the others keep the input.
 """
 
-from .._arrays import is_array
+from .._arrays import shared_view, is_array
 from .. import functional as F
 from .module import Module
 
@@ -15,6 +15,7 @@ class _Pool2d(Module):
     input's error after the fact, in __call__."""
 
     def __call__(self, x):
+        x = shared_view(x)
         try:
             return self.forward(x)
         except (TypeError, ValueError, AttributeError):

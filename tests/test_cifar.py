@@ -1,0 +1,369 @@
+"""fastconv.data.CIFAR10 read from small archives written in the published binary layout,
+Normalize and RandomCrop on colour batches, and `fastconv train cifar10` end to end."""
+
+import gzip
+import hashlib
+import io
+import json
+import pickle
+import tarfile
+import urllib.error
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import cli, data, models
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+           "truck")
+TRAIN_LABELS = (3, 0, 9, 5, 1, 7, 2)
+TRAIN_COUNTS = (2, 1, 1, 2, 1)          # records in data_batch_1.bin ... data_batch_5.bin
+TEST_LABELS = (4, 8, 6)
+PUBLISHED_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+
+
+def _pixel(k, c, r, col):
+    """Record k's byte at channel c, row r, column col: differs when r and col swap, and
+    between channels."""
+    return (k * 37 + c * 101 + r * 7 + col * 3 + r * col) % 256
+
+
+def _asymmetric():
+    """One image whose only non-zero bytes are red (0, 1), green (1, 0) and blue (31, 30):
+    a transposed, mirrored or channel-swapped reader puts them elsewhere."""
+    x = np.zeros((3, 32, 32), np.uint8)
+    x[0, 0, 1], x[1, 1, 0], x[2, 31, 30] = 200, 100, 50
+    return x
+
+
+def _expected_images(first, count):
+    """The uint8 images written as records first .. first+count-1, built from _pixel
+    independently of the byte layout."""
+    c, r, col = np.meshgrid(np.arange(3), np.arange(32), np.arange(32), indexing="ij")
+    images = np.stack([(k * 37 + c * 101 + r * 7 + col * 3 + r * col) % 256
+                       for k in range(first, first + count)]).astype(np.uint8)
+    if first == 0:
+        images[0] = _asymmetric()
+    return images
+
+
+def _record(k, label):
+    """One record as the format describes it: the label byte, then 1024 red, 1024 green and
+    1024 blue bytes, each plane row by row."""
+    out = bytearray([label])
+    special = _asymmetric() if k == 0 else None
+    for c in range(3):
+        for r in range(32):
+            for col in range(32):
+                out.append(int(special[c, r, col]) if k == 0 else _pixel(k, c, r, col))
+    return bytes(out)
+
+
+def _bins(train_labels=TRAIN_LABELS, test_labels=TEST_LABELS):
+    """{file name: bytes} of the five train batches, the test batch and batches.meta.txt.
+    Train records are numbered 0.. across the batches, test records continue after them."""
+    files, k = {}, 0
+    for i, n in enumerate(TRAIN_COUNTS):
+        files[f"data_batch_{i + 1}.bin"] = b"".join(_record(k + j, train_labels[k + j])
+                                                    for j in range(n))
+        k += n
+    files["test_batch.bin"] = b"".join(_record(k + j, y) for j, y in enumerate(test_labels))
+    files["batches.meta.txt"] = ("\n".join(CLASSES) + "\n\n").encode()  # as published: blank tail
+    return files
+
+
+def _write_archive(path, files, folder="cifar-10-batches-bin"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in files.items():
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return path
+
+
+def _write_folder(folder, files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, blob in files.items():
+        (folder / name).write_bytes(blob)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def archive_bytes(tmp_path_factory):
+    path = _write_archive(tmp_path_factory.mktemp("cifar") / "cifar-10-binary.tar.gz", _bins())
+    return path.read_bytes()
+
+
+@pytest.fixture
+def archive_root(tmp_path, archive_bytes):
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive_bytes)
+    return tmp_path
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("something tried to unpickle")
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(np, "load", refuse)
+
+
+def test_archive_decodes_the_published_layout(archive_root):
+    train = data.CIFAR10(archive_root, check_integrity=False)
+    assert train.images.shape == (7, 3, 32, 32) and len(train) == 7
+    assert train.images.dtype == np.float32 and train.labels.dtype == np.int64
+    assert train.images.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(train.labels, TRAIN_LABELS)
+    np.testing.assert_array_equal(train.images,
+                                  _expected_images(0, 7).astype(np.float32) / np.float32(255))
+    first = train.images[0]
+    assert first[0, 0, 1] == np.float32(200) / 255 and first[1, 1, 0] == np.float32(100) / 255
+    assert first[2, 31, 30] == np.float32(50) / 255 and np.count_nonzero(first) == 3
+    assert train.classes == CLASSES and data.CIFAR10.classes == CLASSES
+    x, y = train[3]
+    np.testing.assert_array_equal(x, train.images[3])
+    assert y == TRAIN_LABELS[3]
+
+
+def test_train_and_test_splits_hold_their_own_records(archive_root):
+    test = data.CIFAR10(archive_root, train=False, check_integrity=False)
+    assert test.images.shape == (3, 3, 32, 32) and not test.train
+    np.testing.assert_array_equal(test.labels, TEST_LABELS)
+    np.testing.assert_array_equal(np.round(test.images * 255).astype(np.uint8),
+                                  _expected_images(7, 3))
+
+
+def test_normalize_standardises_each_channel_with_the_published_statistics(archive_root):
+    assert data.CIFAR10.mean_std == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    x = data.CIFAR10(archive_root, normalize=True, check_integrity=False).images
+    mean = np.array([0.4914, 0.4822, 0.4465]).reshape(3, 1, 1)
+    std = np.array([0.2470, 0.2435, 0.2616]).reshape(3, 1, 1)
+    expected = (_expected_images(0, 7) / 255.0 - mean) / std
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(x, expected, rtol=0, atol=2e-6)
+
+
+def test_extracted_folder_reads_like_the_archive(tmp_path, archive_root, monkeypatch):
+    folder = _write_folder(tmp_path / "extracted" / "cifar10" / "cifar-10-batches-bin", _bins())
+    monkeypatch.setenv("FASTCONV_DATA", str(folder.parent.parent))
+    for train in (True, False):
+        a = data.CIFAR10(archive_root, train=train, check_integrity=False)
+        b = data.CIFAR10(train=train, check_integrity=False)
+        np.testing.assert_array_equal(a.images, b.images)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert b.classes == CLASSES
+
+
+def test_integrity_check_refuses_an_archive_that_is_not_the_published_one(archive_root):
+    found = hashlib.md5((archive_root / "cifar-10-binary.tar.gz").read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match=rf"cifar-10-binary\.tar\.gz: md5 {found} does not match "
+                                         rf"the published {PUBLISHED_MD5}"):
+        data.CIFAR10(archive_root)
+    assert len(data.CIFAR10(archive_root, check_integrity=False)) == 7
+
+
+def test_integrity_check_of_a_folder_counts_the_records(tmp_path):
+    _write_folder(tmp_path / "cifar-10-batches-bin", _bins())
+    with pytest.raises(ValueError, match=r"test_batch\.bin: 3 records, the published file has "
+                                         r"10000"):
+        data.CIFAR10(tmp_path, train=False)
+
+
+@pytest.mark.parametrize("where", ["archive", "folder"])
+def test_python_version_is_refused_without_unpickling(tmp_path, no_unpickling, where):
+    batch = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0]})
+    if where == "archive":
+        _write_archive(tmp_path / "cifar-10-python.tar.gz", {"data_batch_1": batch},
+                       folder="cifar-10-batches-py")
+    else:
+        _write_folder(tmp_path / "cifar10" / "cifar-10-batches-py", {"data_batch_1": batch})
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-(python\.tar\.gz|batches-py) is "
+                                                r"CIFAR-10's Python version.*refuses.*pickled.*"
+                                                r"cifar-10-binary\.tar\.gz"):
+        data.CIFAR10(tmp_path, check_integrity=False)
+
+
+def test_binary_version_is_read_when_the_python_version_sits_beside_it(archive_root,
+                                                                      no_unpickling):
+    _write_folder(archive_root / "cifar-10-batches-py", {"data_batch_1": b"\x80\x04N."})
+    assert len(data.CIFAR10(archive_root, check_integrity=False)) == 7
+
+
+def test_truncated_files_and_bad_labels_are_named(tmp_path):
+    files = _bins()
+    files["data_batch_3.bin"] = files["data_batch_3.bin"][:-1]
+    _write_archive(tmp_path / "a" / "cifar-10-binary.tar.gz", files)
+    _write_folder(tmp_path / "f" / "cifar-10-batches-bin", files)
+    for root in (tmp_path / "a", tmp_path / "f"):
+        with pytest.raises(ValueError, match=r"data_batch_3\.bin: 3072 bytes is not a whole "
+                                             r"number of 3073-byte records"):
+            data.CIFAR10(root, check_integrity=False)
+    bad = _bins(test_labels=(4, 10, 6))
+    _write_folder(tmp_path / "b" / "cifar-10-batches-bin", bad)
+    with pytest.raises(ValueError, match=r"test_batch\.bin: record 1 has label 10"):
+        data.CIFAR10(tmp_path / "b", train=False, check_integrity=False)
+
+
+def test_missing_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-binary\.tar\.gz not found.*"
+                                                r"download=True"):
+        data.CIFAR10(tmp_path)
+    files = _bins()
+    del files["data_batch_4.bin"]
+    _write_folder(tmp_path / "f" / "cifar-10-batches-bin", files)
+    with pytest.raises(FileNotFoundError, match=r"data_batch_4\.bin missing"):
+        data.CIFAR10(tmp_path / "f", check_integrity=False)
+    _write_archive(tmp_path / "a" / "cifar-10-binary.tar.gz", files)
+    with pytest.raises(ValueError, match=r"has no cifar-10-batches-bin/data_batch_4\.bin"):
+        data.CIFAR10(tmp_path / "a", check_integrity=False)
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "cifar-10-binary.tar.gz").write_bytes(b"not a tar.gz")
+    with pytest.raises(ValueError, match="not a readable .tar.gz"):
+        data.CIFAR10(tmp_path / "g", check_integrity=False)
+
+
+def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(RuntimeError, match=r"could not download cifar-10-binary\.tar\.gz "
+                                           r"\(offline\?\)"):
+        data.CIFAR10(tmp_path, download=True)
+    assert not any(tmp_path.rglob("*.part"))
+
+
+def test_download_fetches_the_archive_and_always_checks_it(tmp_path, monkeypatch, archive_bytes):
+    asked = []
+
+    def serve(url, timeout):
+        asked.append(url)
+        return io.BytesIO(archive_bytes)
+    monkeypatch.setattr(data.urllib.request, "urlopen", serve)
+    with pytest.raises(ValueError, match="does not match the published"):
+        data.CIFAR10(tmp_path / "x", download=True, check_integrity=False)
+    monkeypatch.setattr(data.CIFAR10, "md5", hashlib.md5(archive_bytes).hexdigest())
+    test = data.CIFAR10(tmp_path / "y", train=False, download=True, check_integrity=False)
+    assert asked == [data.CIFAR10.url] * 2
+    assert (tmp_path / "y" / "cifar10" / "cifar-10-binary.tar.gz").read_bytes() == archive_bytes
+    np.testing.assert_array_equal(test.labels, TEST_LABELS)
+
+
+def test_normalize_transform_matches_numpy():
+    rng = np.random.default_rng(7)
+    mean, std = [0.1, -0.4, 2.5, 0.0], [0.5, 1.5, 3.0, 0.25]
+    t = data.Normalize(mean, std)
+    m, s = np.array(mean).reshape(4, 1, 1), np.array(std).reshape(4, 1, 1)
+    batch = rng.random((5, 4, 7, 9)).astype(np.float32)
+    before = batch.copy()
+    out = t(batch, rng)
+    assert out.dtype == np.float32 and out.shape == batch.shape
+    np.testing.assert_allclose(out, (before.astype(np.float64) - m) / s, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(batch, before)
+    np.testing.assert_allclose(t(batch[2]), out[2], rtol=0, atol=0)
+    double = rng.random((4, 3, 5))
+    np.testing.assert_allclose(t(double), (double - m) / s, rtol=1e-15)
+    assert t(double).dtype == np.float64
+    ints = rng.integers(0, 256, (2, 4, 3, 3), dtype=np.uint8)
+    np.testing.assert_allclose(t(ints), (ints - m) / s, rtol=1e-6)
+    assert t(ints).dtype == np.float32
+    state = np.random.default_rng(1)
+    t(batch, state)
+    assert state.random() == np.random.default_rng(1).random()  # draws nothing
+
+
+def test_normalize_rejects_mismatched_channels():
+    with pytest.raises(ValueError, match="2 means and 3 stds"):
+        data.Normalize([0.5, 0.5], [0.2, 0.2, 0.2])
+    with pytest.raises(ValueError, match="non-zero"):
+        data.Normalize([0.5, 0.5], [0.2, 0.0])
+    t = data.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    with pytest.raises(ValueError, match=r"3 means and stds for 1 channels"):
+        t(np.zeros((2, 1, 32, 32), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(C, H, W\)"):
+        t(np.zeros((32, 32), np.float32))
+
+
+def _offsets(out, x, padding):
+    """For each cropped image, every (top, left) of the zero-padded original whose window it
+    equals, found by brute force."""
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, out.shape[2:], axis=(2, 3))
+    match = (windows == out[:, :, None, None]).all(axis=(1, 4, 5))   # (N, tops, lefts)
+    return [list(zip(*np.nonzero(m))) for m in match]
+
+
+def test_random_crop_with_padding_on_colour_batches():
+    x = np.random.default_rng(3).random((6, 3, 32, 32)).astype(np.float32) + 0.5
+    before = x.copy()
+    crop = data.RandomCrop(32, padding=4)
+    out = crop(x, np.random.default_rng(11))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    np.testing.assert_array_equal(x, before)
+    found = _offsets(out, x, 4)
+    assert all(len(f) == 1 for f in found)                 # each image is one padded window
+    offsets = [f[0] for f in found]
+    assert all(0 <= t <= 8 and 0 <= l <= 8 for t, l in offsets)
+    assert len(set(offsets)) > 1                           # offsets drawn per image
+    assert any(t != 4 or l != 4 for t, l in offsets) and (out == 0).any()   # zeros came in
+    np.testing.assert_array_equal(crop(x, np.random.default_rng(11)), out)
+    assert not np.array_equal(crop(x, np.random.default_rng(12)), out)
+    with pytest.raises(ValueError, match=r"batch \(N, C, H, W\)"):
+        crop(x[0], np.random.default_rng(0))
+
+
+def test_random_crop_reaches_every_offset_independently_per_image():
+    x = np.random.default_rng(5).random((3000, 3, 5, 7)).astype(np.float32) + 0.5
+    out = data.RandomCrop((5, 7), padding=4)(x, np.random.default_rng(0))
+    found = _offsets(out, x, 4)
+    assert all(len(f) == 1 for f in found)
+    tops = np.array([f[0][0] for f in found])
+    lefts = np.array([f[0][1] for f in found])
+    counts = np.zeros((9, 9), int)
+    np.add.at(counts, (tops, lefts), 1)
+    assert counts.min() > 0                 # 81 offsets, about 37 each
+    assert abs(np.corrcoef(tops, lefts)[0, 1]) < 0.1
+
+
+def test_check_integrity_false_also_reads_idx_files_of_another_md5(tmp_path):
+    # `--no-integrity-check` reaches every dataset, so the IDX ones take the argument too.
+    def idx(shape, values):
+        header = bytes([0, 0, 0x08, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
+        return gzip.compress(header + bytes(values))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(idx((2, 28, 28), [7] * 2 * 28 * 28))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(idx((2,), [3, 1]))
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz: md5"):
+        data.MNIST(tmp_path, train=False)
+    mnist = data.MNIST(tmp_path, train=False, check_integrity=False)
+    assert mnist.images.shape == (2, 1, 28, 28) and list(mnist.labels) == [3, 1]
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_every_command_line_model_takes_cifar_images(name):
+    fc.manual_seed(0)
+    net = cli._model(name, "cifar10")
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    y = net(x)
+    assert y.shape == (2, 10)
+    assert net.backward(np.ones_like(y)).shape == x.shape
+    grey = {k: v.shape for k, v in cli._model(name, "mnist").state_dict().items()}
+    assert grey == {k: v.shape for k, v in models.build_model(name).state_dict().items()}
+
+
+def test_cli_trains_and_evaluates_on_cifar10(archive_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "cifar10", "--model", "resnet18", "--epochs", "1", "--limit", "16",
+            "--batch-size", "8", "--augment", "--data", str(archive_root), "--out", str(out)]
+    with pytest.raises(ValueError, match="does not match the published"):
+        cli.main(argv)
+    assert cli.main(argv + ["--no-integrity-check"]) == 0
+    assert json.loads((out / "run.json").read_text()) == {"model": "resnet18",
+                                                         "dataset": "cifar10"}
+    assert fc.load(out / "model.npz")["conv1.weight"].shape == (64, 3, 3, 3)
+    assert "training resnet18 on cifar10 (7 images)" in capsys.readouterr().out
+    assert cli.main(["evaluate", "--model-file", str(out / "model.npz"), "--data",
+                     str(archive_root), "--no-integrity-check"]) == 0
+    printed = capsys.readouterr().out
+    assert "on the cifar10 test set (3 images)" in printed and "airplane" in printed
