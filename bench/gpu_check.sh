@@ -306,7 +306,8 @@ stage_tests() {
   [ -n "$TESTS_K" ] && k=(-k "$TESTS_K")
   "$PY" -m pytest -q -n "$JOBS" --timeout "${TEST_TIMEOUT:-120}" -p no:cacheprovider \
     --junitxml "$WORK/tests.xml" "${k[@]}" "$root"/tests/test_cuda_*.py \
-    "$root"/tests/test_distributed.py::test_nccl_backend_on_the_gpu
+    "$root"/tests/test_distributed.py::test_nccl_backend_on_the_gpu \
+    "$root"/tests/test_dlpack.py::test_torch_cuda_tensors_stay_on_the_device
   local rc=$?
   result "$(pytest_line "$WORK/tests.log")"
   return $rc
