@@ -8,7 +8,8 @@ gradient 16 output pixels or more); these shapes are built to pass them and to r
 path's corners: channel counts that leave a partial vector, rows wider than a register tile
 (the last tile overlapping the one before), strides that do not divide, dilation, asymmetric
 and 'same' padding, padding beyond the kernel's reach (the data gradient's buffer offset
-negative), groups, batch 1, and input buffers split into row blocks.
+negative), groups, batch 1, input buffers split into row blocks, and planes narrower than a
+tile.
 """
 
 import contextlib
@@ -38,6 +39,10 @@ CASES = [
     _case("lenet_c3_valid", 3, 6, 14, 14, 16, 5, 5),
     # Small planes, many channels, an odd batch (ResNet's last stages at small input).
     _case("small_planes_odd_batch", 7, 32, 5, 4, 24, 3, 3, padding=1),
+    # Planes narrower than a register tile, dilated and one column wide.
+    _case("narrow_7x7", 3, 16, 7, 7, 40, 3, 3, padding=1),
+    _case("narrow_dilated_uneven", 2, 12, 9, 6, 16, 3, 2, padding=(2, 1), dilation=(2, 1)),
+    _case("one_column_batch1", 1, 40, 6, 1, 16, 3, 1, padding=(1, 0)),
 ]
 IDS = [c["id"] for c in CASES]
 

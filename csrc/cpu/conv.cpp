@@ -1,5 +1,7 @@
-// conv2d on the CPU: im2col + one GEMM per (image, block of output rows, group), and a 1x1 path
-// that hands the input to the GEMM directly. OpenMP splits the (image, row block) items; each
+// conv2d on the CPU: im2col + one GEMM per (image, block of output rows, group), a 1x1 path
+// that hands the input to the GEMM directly, and for small planes one GEMM over a chunk of
+// images side by side (small_planes); float32 tries the direct convolution (conv_direct.h)
+// first. OpenMP splits the (image, row block) items; each
 // thread owns an im2col workspace of at most kColBudgetBytes (or one output row) and calls the
 // single-threaded BLAS. Weight gradients go to one accumulator per part of the items (as many
 // parts as threads, cut the same whoever runs them) summed in a fixed order, so results depend
@@ -75,6 +77,106 @@ ColBlock<T> col_block(int64_t i, const RowBlocks& b, const T* inp, T* col, const
   if (g.direct_1x1()) return {n, p0, L, x + p0 * g.Q, g.HW()};
   im2col_cpu(col, x, g, 0, g.C, p0, p1);
   return {n, p0, L, col, L};
+}
+
+// Small output planes (ResNet's last stages, LeNet's C5): a GEMM per image has P*Q columns,
+// too few for the BLAS to run near its peak, and the direct tiles too few pixels to hide the
+// weights' loads. Instead the images of a chunk sit side by side, [C*R*S, images * P*Q], and
+// each pass is one large GEMM split into a block of rows or columns per thread
+// (blas::gemm_parallel). Chunks are fixed by the geometry alone; as on the other BLAS paths,
+// the blocks (and so the last bits) follow the thread count. Fixed blocks would keep the bits
+// but cost 20-60 % here: each block packs the whole other operand again.
+constexpr int64_t kSmallPlane = 16;                         // P*Q at most
+constexpr int64_t kSmallBudgetBytes = int64_t(64) << 20;    // columns (and gradients) per chunk
+
+bool small_planes(const Conv2dGeom& g) {
+  return g.groups == 1 && g.N >= 2 && g.PQ() <= kSmallPlane && g.C * g.RS() >= 32;
+}
+
+// Images per chunk: as many as the budget takes (at least one).
+template <typename T>
+int64_t small_chunk(const Conv2dGeom& g) {
+  const int64_t per_image = mul_sat(std::max(g.C * g.RS(), g.K) * g.PQ(), sizeof(T));
+  return std::clamp<int64_t>(kSmallBudgetBytes / std::max<int64_t>(per_image, 1), 1, g.N);
+}
+
+// cols[C*R*S, m*PQ] = the windows of images [n0, n0 + m), side by side.
+template <typename T>
+void batch_im2col(T* cols, const T* inp, const Conv2dGeom& g, int64_t n0, int64_t m,
+                  bool parallel) {
+  const int64_t ld = m * g.PQ();
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (parallel)
+  for (int64_t i = 0; i < m; ++i) {
+    im2col_cpu(cols + i * g.PQ(), inp + (n0 + i) * g.C * g.HW(), g, 0, g.C, 0, g.P, ld);
+  }
+}
+
+// dy[K, m*PQ] = dout of images [n0, n0 + m), side by side.
+template <typename T>
+void batch_gather(T* dy, const T* dout, const Conv2dGeom& g, int64_t n0, int64_t m,
+                  bool parallel) {
+  const int64_t PQ = g.PQ(), ld = m * PQ;
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (parallel)
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t k = 0; k < g.K; ++k) {
+      std::copy_n(dout + ((n0 + i) * g.K + k) * PQ, PQ, dy + k * ld + i * PQ);
+    }
+  }
+}
+
+template <typename T>
+void small_forward(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
+  const int64_t CRS = g.C * g.RS(), PQ = g.PQ(), chunk = small_chunk<T>(g);
+  const bool par = worth_threads(g);
+  const auto cols = alloc_uninit<T>(CRS * chunk * PQ, "conv2d_forward_cpu: batched columns");
+  const auto ys = alloc_uninit<T>(g.K * chunk * PQ, "conv2d_forward_cpu: batched outputs");
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t m = std::min(chunk, g.N - n0), ld = m * PQ;
+    batch_im2col(cols.get(), inp, g, n0, m, par);
+    blas::gemm_parallel(false, false, g.K, ld, CRS, T(1), weight, CRS, cols.get(), ld, T(0),
+                        ys.get(), ld);
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (par)
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t k = 0; k < g.K; ++k) {
+        const T* y = ys.get() + k * ld + i * PQ;
+        T* o = out + ((n0 + i) * g.K + k) * PQ;
+        const T b = bias ? bias[k] : T(0);
+        for (int64_t e = 0; e < PQ; ++e) o[e] = y[e] + b;
+      }
+    }
+  }
+}
+
+// The input and/or weight gradient (either may be null) of a small-plane convolution, from one
+// gather of dout per chunk.
+template <typename T>
+void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
+                    const Conv2dGeom& g) {
+  const int64_t CRS = g.C * g.RS(), PQ = g.PQ(), HW = g.HW(), chunk = small_chunk<T>(g);
+  const bool par = worth_threads(g);
+  const auto dy = alloc_uninit<T>(g.K * chunk * PQ, "conv2d_backward_cpu: batched grad_output");
+  const auto cols = alloc_uninit<T>(CRS * chunk * PQ, "conv2d_backward_cpu: batched columns");
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t m = std::min(chunk, g.N - n0), ld = m * PQ;
+    batch_gather(dy.get(), dout, g, n0, m, par);
+    if (dinp) {
+      // cols[C*R*S, m*PQ] = W[K, C*R*S]^T · dy[K, m*PQ], then back onto the images
+      blas::gemm_parallel(true, false, CRS, ld, g.K, T(1), weight, CRS, dy.get(), ld, T(0),
+                          cols.get(), ld);
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (par)
+      for (int64_t i = 0; i < m; ++i) {
+        T* dx = dinp + (n0 + i) * g.C * HW;
+        std::fill(dx, dx + g.C * HW, T(0));
+        col2im_cpu(dx, cols.get() + i * PQ, g, 0, g.C, 0, g.P, ld);
+      }
+    }
+    if (dweight) {
+      // dW[K, C*R*S] += dy[K, m*PQ] · cols[C*R*S, m*PQ]^T
+      batch_im2col(cols.get(), inp, g, n0, m, par);
+      blas::gemm_parallel(false, true, g.K, CRS, ld, T(1), dy.get(), ld, cols.get(), ld, T(1),
+                          dweight, CRS);
+    }
+  }
 }
 
 template <typename T>
@@ -188,6 +290,7 @@ constexpr int64_t kParallelMinElems = int64_t(1) << 15;
 template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
   if (g.N == 0) return;
+  if (small_planes(g)) return small_forward(out, inp, weight, bias, g);
   if constexpr (std::is_same_v<T, float>) {
     if (conv2d_direct_forward(out, inp, weight, bias, g, worth_threads(g))) return;
   }
@@ -220,8 +323,12 @@ template <typename T>
 void conv2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                          const T* weight, const Conv2dGeom& g) {
   if (g.N == 0) return;  // an empty batch: nothing to write, nothing to accumulate
-  if (dinp) backward_data(dinp, dout, weight, g);
-  if (dweight) backward_weight(dweight, dout, inp, g);
+  if (small_planes(g) && (dinp || dweight)) {
+    small_backward(dinp, dweight, dout, inp, weight, g);
+  } else {
+    if (dinp) backward_data(dinp, dout, weight, g);
+    if (dweight) backward_weight(dweight, dout, inp, g);
+  }
   if (dbias) channel_sums(dbias, dout, g.N, g.K, g.PQ(), worth_threads(g));
 }
 

@@ -20,18 +20,20 @@ inline void valid_cols(const Conv2dGeom& g, int64_t s, int64_t& off, int64_t& lo
 }
 
 // col[(c1-c0)*R*S, (p1-p0)*Q] = the windows of channels [c0, c1) of one image inp[C, H, W]
-// for output rows [p0, p1); zero where a window reads padding.
+// for output rows [p0, p1); zero where a window reads padding. Rows of col are ld apart
+// (default (p1-p0)*Q: packed), so images can sit side by side in one wider matrix.
 template <typename T>
 void im2col_cpu(T* col, const T* inp, const Conv2dGeom& g, int64_t c0, int64_t c1, int64_t p0,
-                int64_t p1) {
+                int64_t p1, int64_t ld = -1) {
   const int64_t Q = g.Q, sw = g.stride_w;
+  if (ld < 0) ld = (p1 - p0) * Q;
   for (int64_t c = c0; c < c1; ++c) {
     const T* plane = inp + c * g.HW();
     for (int64_t r = 0; r < g.R; ++r) {
       for (int64_t s = 0; s < g.S; ++s) {
         int64_t off, lo, hi;
         valid_cols(g, s, off, lo, hi);
-        T* dst = col + (((c - c0) * g.R + r) * g.S + s) * (p1 - p0) * Q;
+        T* dst = col + (((c - c0) * g.R + r) * g.S + s) * ld;
         for (int64_t p = p0; p < p1; ++p, dst += Q) {
           const int64_t h = p * g.stride_h - g.pad_t + r * g.dil_h;
           if (h < 0 || h >= g.H) {
@@ -60,15 +62,16 @@ void im2col_cpu(T* col, const T* inp, const Conv2dGeom& g, int64_t c0, int64_t c
 // inp[c0:c1, H, W] += the adjoint of im2col_cpu over the same channels and rows.
 template <typename T>
 void col2im_cpu(T* inp, const T* col, const Conv2dGeom& g, int64_t c0, int64_t c1, int64_t p0,
-                int64_t p1) {
+                int64_t p1, int64_t ld = -1) {
   const int64_t Q = g.Q, sw = g.stride_w;
+  if (ld < 0) ld = (p1 - p0) * Q;
   for (int64_t c = c0; c < c1; ++c) {
     T* plane = inp + c * g.HW();
     for (int64_t r = 0; r < g.R; ++r) {
       for (int64_t s = 0; s < g.S; ++s) {
         int64_t off, lo, hi;
         valid_cols(g, s, off, lo, hi);
-        const T* src = col + (((c - c0) * g.R + r) * g.S + s) * (p1 - p0) * Q;
+        const T* src = col + (((c - c0) * g.R + r) * g.S + s) * ld;
         for (int64_t p = p0; p < p1; ++p, src += Q) {
           const int64_t h = p * g.stride_h - g.pad_t + r * g.dil_h;
           if (h < 0 || h >= g.H) continue;
