@@ -9,7 +9,7 @@ path's corners: channel counts that leave a partial vector, rows wider than a re
 (the last tile overlapping the one before), strides that do not divide, dilation, asymmetric
 and 'same' padding, padding beyond the kernel's reach (the data gradient's buffer offset
 negative), groups, batch 1, input buffers split into row blocks, and planes narrower than a
-tile.
+tile (at most half a tile wide: several rows, of one image or the next, per tile).
 """
 
 import contextlib
@@ -43,6 +43,11 @@ CASES = [
     _case("narrow_7x7", 3, 16, 7, 7, 40, 3, 3, padding=1),
     _case("narrow_dilated_uneven", 2, 12, 9, 6, 16, 3, 2, padding=(2, 1), dilation=(2, 1)),
     _case("one_column_batch1", 1, 40, 6, 1, 16, 3, 1, padding=(1, 0)),
+    # Rows at most half a tile wide: tiles of several rows, across images (a last tile with
+    # fewer rows), at stride 2 and in groups; AVX2's narrower tiles group fewer rows.
+    _case("grouped_rows_stride2_groups", 5, 16, 9, 7, 32, 3, 3, stride=2, padding=1, groups=2),
+    _case("grouped_rows_many_images", 9, 24, 5, 3, 16, 3, 3, padding=1),
+    _case("grouped_rows_one_pixel", 7, 16, 5, 5, 24, 5, 5),
 ]
 IDS = [c["id"] for c in CASES]
 

@@ -33,9 +33,15 @@ constexpr int kMaxRR = sizeof(V) == 64 ? 14 : 6;
 // core's L2 beside the packed weights.
 constexpr int64_t kBufBytes = int64_t(512) << 10;
 
-// One register tile: RR consecutive output pixels of one row, J blocks of `lanes` channels.
+// Rows per register tile at most: a plane narrower than the tile puts G whole rows (of this
+// image or the next ones) side by side, so that G * RR accumulators still fill the registers.
+constexpr int kMaxGroups = 4;
+
+// One register tile: G groups of RR consecutive output pixels of one row each, J blocks of
+// `lanes` channels.
 struct Tile {
-  const float* x;      // buffer at the tile's first window: channel 0, first row and column
+  const float* x;      // buffer at the first group's first window: channel 0, first row, column
+  const float* xg[kMaxGroups];  // the same for each group (xg[0] == x)
   const int64_t* off;  // buffer offset of each (c, r, s) tap, in the packed weights' order
   const float* w;      // packed weights of the tile's first channel block
   const float* bias;   // J * lanes starting values
@@ -47,33 +53,40 @@ struct Tile {
 
 // One loop over the (c, r, s) taps, through a table of their offsets, rather than three
 // nested ones: with 3x3 kernels the inner loops would run three steps each.
-template <typename V, int RR, int J, bool Unit>
+template <typename V, int G, int RR, int J, bool Unit>
 inline void tile_body(const Tile& t) {
   constexpr int64_t L = kLanes<V>;
   const int64_t sw = Unit ? 1 : t.sw;
-  V acc[RR][J];
+  const float* xg[G];
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) xg[g] = t.xg[g];
+  V acc[G * RR][J];
 #pragma GCC unroll 2
   for (int j = 0; j < J; ++j) {
     V b;
     std::memcpy(&b, t.bias + j * L, sizeof(V));
 #pragma GCC unroll 16
-    for (int r = 0; r < RR; ++r) acc[r][j] = b;
+    for (int r = 0; r < G * RR; ++r) acc[r][j] = b;
   }
   for (int64_t u = 0; u < t.taps; ++u) {
     V wv[J];
 #pragma GCC unroll 2
     for (int j = 0; j < J; ++j) std::memcpy(&wv[j], t.w + u * L + j * t.block, sizeof(V));
-    const float* xk = t.x + t.off[u];
+    const int64_t o = t.off[u];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      const float* xk = xg[g] + o;
 #pragma GCC unroll 16
-    for (int r = 0; r < RR; ++r) {
-      // x - V{} is the broadcast of x (x + V{} is not: -0 + +0 = +0).
-      const V b = xk[r * sw] - V{};
+      for (int r = 0; r < RR; ++r) {
+        // x - V{} is the broadcast of x (x + V{} is not: -0 + +0 = +0).
+        const V b = xk[r * sw] - V{};
 #pragma GCC unroll 2
-      for (int j = 0; j < J; ++j) acc[r][j] += b * wv[j];
+        for (int j = 0; j < J; ++j) acc[g * RR + r][j] += b * wv[j];
+      }
     }
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < RR; ++r) {
+  for (int r = 0; r < G * RR; ++r) {
 #pragma GCC unroll 2
     for (int j = 0; j < J; ++j) std::memcpy(t.res + (r * J + j) * L, &acc[r][j], sizeof(V));
   }
@@ -91,24 +104,32 @@ void run_for(const F& f) {
 
 using TileFn = void (*)(const Tile&);
 
-template <typename V, int RR, int J, bool Unit>
+template <typename V, int G, int RR, int J, bool Unit>
 void run_tile(const Tile& t) {
-  run_for<V>([&] { tile_body<V, RR, J, Unit>(t); });
+  // Only G * RR <= kMaxRR is ever picked; the rest of the table is not built.
+  if constexpr (G * RR <= kMaxRR<V>) run_for<V>([&] { tile_body<V, G, RR, J, Unit>(t); });
 }
 
-template <typename V, int J, bool Unit, size_t... I>
+template <typename V, int G, int J, bool Unit, size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> tile_row(std::index_sequence<I...>) {
-  return {{&run_tile<V, int(I) + 1, J, Unit>...}};
+  return {{&run_tile<V, G, int(I) + 1, J, Unit>...}};
 }
 
-// The tile for RR pixels (1..kMaxRR), J blocks (1 or 2), unit column stride or not.
-template <typename V>
-TileFn pick_tile(int64_t rr, int64_t j, bool unit) {
+template <typename V, int J, bool Unit>
+constexpr std::array<std::array<TileFn, kMaxRR<V>>, kMaxGroups> tile_groups() {
   constexpr auto seq = std::make_index_sequence<kMaxRR<V>>{};
-  static constexpr std::array<TileFn, kMaxRR<V>> table[2][2] = {
-      {tile_row<V, 1, false>(seq), tile_row<V, 1, true>(seq)},
-      {tile_row<V, 2, false>(seq), tile_row<V, 2, true>(seq)}};
-  return table[j - 1][unit][rr - 1];
+  return {{tile_row<V, 1, J, Unit>(seq), tile_row<V, 2, J, Unit>(seq),
+           tile_row<V, 3, J, Unit>(seq), tile_row<V, 4, J, Unit>(seq)}};
+}
+
+// The tile for G groups (1..kMaxGroups) of RR pixels (G * RR <= kMaxRR), J blocks (1 or 2),
+// unit column stride or not.
+template <typename V>
+TileFn pick_tile(int64_t g, int64_t rr, int64_t j, bool unit) {
+  static constexpr std::array<std::array<TileFn, kMaxRR<V>>, kMaxGroups> table[2][2] = {
+      {tile_groups<V, 1, false>(), tile_groups<V, 1, true>()},
+      {tile_groups<V, 2, false>(), tile_groups<V, 2, true>()}};
+  return table[j - 1][unit][g - 1][rr - 1];
 }
 
 // Weight-gradient tile: T kernel taps times J blocks of `lanes` output channels, summed over a
@@ -296,10 +317,74 @@ Item load_item(int64_t i, const RowPlan& b, float* buf, const float* src, const 
   return it;
 }
 
+// Planes at most half a tile wide (G >= 2 whole rows fit a tile): items of whole planes of
+// several images, each tile G rows of Q pixels taken in (image, row) order across them.
+template <typename V>
+void correlate_rows(float* out, const float* src, const float* wpack, const float* bpack,
+                    const Corr& d, int64_t G) {
+  constexpr int64_t L = kLanes<V>;
+  const int64_t KB = ceil_div(d.K, L), taps = d.C * d.R * d.S, block = taps * L, PQ = d.P * d.Q;
+  const int64_t Wb = (d.Q - 1) * d.sw + (d.S - 1) * d.dw + 1;
+  const int64_t hb = (d.P - 1) * d.sh + (d.R - 1) * d.dh + 1, plane = d.C * hb * Wb;
+  const int threads = max_threads();
+  // As many images as the buffer budget takes, but items enough for every thread.
+  int64_t imgs = std::clamp<int64_t>(kBufBytes / mul_sat(plane, sizeof(float)), 1, d.N);
+  imgs = std::min(imgs, ceil_div(d.N, ceil_div(threads, d.groups)));
+  const int64_t per_group = ceil_div(d.N, imgs), items = d.groups * per_group;
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, imgs * plane),
+                                        "conv2d (direct): input buffers");
+  const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
+#pragma omp parallel num_threads(threads) if (d.parallel)
+  {
+    float* buf = bufs.get() + thread_id() * imgs * plane;
+    int64_t* off = offs.get() + thread_id() * taps;
+    tap_offsets(off, 0, taps, d, hb, Wb);
+    alignas(64) float res[kMaxRR<V> * 2 * L];
+    int64_t at[kMaxGroups];  // output offset of each group's row (without the channel)
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t gi = i / per_group, n0 = (i % per_group) * imgs;
+      const int64_t m = std::min(imgs, d.N - n0), rows = m * d.P;
+      for (int64_t k = 0; k < m; ++k) {
+        fill_buffer(buf + k * plane, src + ((n0 + k) * d.groups + gi) * d.C * d.H * d.W, d,
+                    -d.oh, hb, Wb);
+      }
+      Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
+      for (int64_t kb = 0; kb < KB; kb += 2) {
+        const int64_t J = std::min<int64_t>(2, KB - kb);
+        t.w = wpack + (gi * KB + kb) * block;
+        t.bias = bpack + (gi * KB + kb) * L;
+        for (int64_t row0 = 0; row0 < rows; row0 += G) {
+          const int64_t groups = std::min(G, rows - row0);
+          for (int64_t g = 0; g < groups; ++g) {
+            const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
+            t.xg[g] = buf + img * plane + p * d.sh * Wb;
+            at[g] = ((n0 + img) * d.groups + gi) * d.K * PQ + p * d.Q;
+          }
+          t.x = t.xg[0];
+          pick_tile<V>(groups, d.Q, J, d.sw == 1)(t);
+          for (int64_t j = 0; j < J; ++j) {
+            const int64_t k1 = std::min(L, d.K - (kb + j) * L);
+            for (int64_t l = 0; l < k1; ++l) {
+              const int64_t ch = ((kb + j) * L + l) * PQ;
+              for (int64_t g = 0; g < groups; ++g) {
+                float* yk = out + at[g] + ch;
+                for (int64_t r = 0; r < d.Q; ++r) yk[r] = res[((g * d.Q + r) * J + j) * L + l];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 template <typename V>
 void correlate(float* out, const float* src, const float* wpack, const float* bpack,
                const Corr& d) {
   constexpr int64_t L = kLanes<V>;
+  const int64_t G = std::min<int64_t>(kMaxGroups, kMaxRR<V> / d.Q);
+  if (G >= 2) return correlate_rows<V>(out, src, wpack, bpack, d, G);
   const int64_t KB = ceil_div(d.K, L), block = d.C * d.R * d.S * L;
   const int64_t nt = ceil_div(d.Q, kMaxRR<V>), RR = ceil_div(d.Q, nt);
   const int threads = max_threads();
@@ -308,7 +393,8 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
   const auto bufs = alloc_uninit<float>(mul_sat(threads, ws), "conv2d (direct): input buffers");
   const int64_t taps = d.C * d.R * d.S;
   const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
-  const TileFn single = pick_tile<V>(RR, 1, d.sw == 1), pair = pick_tile<V>(RR, 2, d.sw == 1);
+  const TileFn single = pick_tile<V>(1, RR, 1, d.sw == 1);
+  const TileFn pair = pick_tile<V>(1, RR, 2, d.sw == 1);
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* buf = bufs.get() + thread_id() * ws;
@@ -322,7 +408,7 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
       float* y = out + (it.n * d.groups + gi) * d.K * d.P * d.Q;
       // Only an item with fewer rows than the others (the last block) has a different hb.
       if (hb != off_hb) tap_offsets(off, 0, taps, d, hb, Wb), off_hb = hb;
-      Tile t{nullptr, off, nullptr, nullptr, res, taps, d.sw, block};
+      Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
         const TileFn run = J == 2 ? pair : single;
@@ -332,7 +418,7 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
           for (int64_t tt = 0; tt < nt; ++tt) {
             // The last tile may overlap the one before; both compute the shared pixels alike.
             const int64_t q0 = std::min(tt * RR, d.Q - RR);
-            t.x = buf + (p - p0) * d.sh * Wb + q0 * d.sw;
+            t.x = t.xg[0] = buf + (p - p0) * d.sh * Wb + q0 * d.sw;
             run(t);
             for (int64_t j = 0; j < J; ++j) {
               const int64_t k1 = std::min(L, d.K - (kb + j) * L);
