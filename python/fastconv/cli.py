@@ -220,25 +220,34 @@ def _train(args):
     return 0
 
 
-def _evaluate(args):
-    from . import data, load, nn, train
+def _saved_model(args, command, default_dataset=None):
+    """(model with the file's weights, its name, its dataset) for --model-file, the model and
+    dataset from the options, else from run.json beside the file (else default_dataset)."""
+    from . import load
 
     model_file = pathlib.Path(args.model_file)
     run = model_file.parent / "run.json"
     saved = json.loads(run.read_text()) if run.exists() else {}
     model_name = args.model or saved.get("model")
-    dataset = args.dataset or saved.get("dataset")
+    dataset = args.dataset or saved.get("dataset") or default_dataset
     if not model_name or not dataset:
-        raise SystemExit(f"fastconv evaluate: pass --model and --dataset (no run.json beside "
+        raise SystemExit(f"fastconv {command}: pass --model and --dataset (no run.json beside "
                          f"{model_file})")
     model = _model(model_name, dataset)
     model.load_state_dict(load(model_file))
+    return model, model_name, dataset
+
+
+def _evaluate(args):
+    from . import data, nn, train
+
+    model, model_name, dataset = _saved_model(args, "evaluate")
     model.to(args.device)
     test_set = _dataset(dataset, args.data, False, not args.no_integrity_check)
     scores = train.evaluate(model, data.DataLoader(test_set.images, test_set.labels, 500),
                             nn.CrossEntropyLoss(), num_classes=len(test_set.classes))
-    print(f"{model_name} from {model_file} on the {dataset} test set ({len(test_set)} images): "
-          f"loss {scores['loss']:.4f}")
+    print(f"{model_name} from {args.model_file} on the {dataset} test set ({len(test_set)} "
+          f"images): loss {scores['loss']:.4f}")
     _report(scores, test_set.classes)
     return 0
 
@@ -246,17 +255,9 @@ def _evaluate(args):
 def _export(args):
     import numpy as np
 
-    from . import load, onnx
+    from . import onnx
 
-    model_file = pathlib.Path(args.model_file)
-    run = model_file.parent / "run.json"
-    saved = json.loads(run.read_text()) if run.exists() else {}
-    model_name = args.model or saved.get("model")
-    dataset = args.dataset or saved.get("dataset") or "fashion-mnist"
-    if not model_name:
-        raise SystemExit(f"fastconv export: pass --model (no run.json beside {model_file})")
-    model = _model(model_name, dataset)
-    model.load_state_dict(load(model_file))
+    model, model_name, dataset = _saved_model(args, "export", "fashion-mnist")
     channels, side = IMAGE_SHAPES[dataset]
     example = np.zeros((1, channels, side, side), np.float32)
     onnx.export(model, example, args.out, opset_version=args.opset)
