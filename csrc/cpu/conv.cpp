@@ -148,7 +148,8 @@ void small_forward(T* out, const T* inp, const T* weight, const T* bias, const C
 }
 
 // The input and/or weight gradient (either may be null) of a small-plane convolution, from one
-// gather of dout per chunk.
+// gather of dout per chunk. The input gradient comes here only when the direct path declines
+// it (strides, float64): at stride 1 its grouped-row tiles are faster.
 template <typename T>
 void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
                     const Conv2dGeom& g) {
@@ -184,6 +185,7 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
   if constexpr (std::is_same_v<T, float>) {
     if (conv2d_direct_backward_data(dinp, dout, weight, g, worth_threads(g))) return;
   }
+  if (small_planes(g)) return small_backward<T>(dinp, nullptr, dout, nullptr, weight, g);
   const bool direct = g.direct_1x1();
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS(), CgRS = Cg * RS, PQ = g.PQ(), HW = g.HW();
   const int threads = max_threads();
@@ -229,6 +231,7 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
   if constexpr (std::is_same_v<T, float>) {
     if (conv2d_direct_backward_weight(dweight, dout, inp, g, worth_threads(g))) return;
   }
+  if (small_planes(g)) return small_backward<T>(nullptr, dweight, dout, inp, nullptr, g);
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const int64_t wsize = g.K * CgRS;
   const int threads = max_threads();
@@ -291,7 +294,8 @@ template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
   if (g.N == 0) return;
   // The direct tiles put several rows of a narrow plane side by side: on small planes they beat
-  // the batched GEMM forward (not its backward, whose weight gradient they do not cover).
+  // the batched GEMM forward (and, at stride 1, input gradient); the weight gradient of small
+  // planes stays with the batched GEMM.
   if constexpr (std::is_same_v<T, float>) {
     if (conv2d_direct_forward(out, inp, weight, bias, g, worth_threads(g))) return;
   }
@@ -325,12 +329,8 @@ template <typename T>
 void conv2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                          const T* weight, const Conv2dGeom& g) {
   if (g.N == 0) return;  // an empty batch: nothing to write, nothing to accumulate
-  if (small_planes(g) && (dinp || dweight)) {
-    small_backward(dinp, dweight, dout, inp, weight, g);
-  } else {
-    if (dinp) backward_data(dinp, dout, weight, g);
-    if (dweight) backward_weight(dweight, dout, inp, g);
-  }
+  if (dinp) backward_data(dinp, dout, weight, g);
+  if (dweight) backward_weight(dweight, dout, inp, g);
   if (dbias) channel_sums(dbias, dout, g.N, g.K, g.PQ(), worth_threads(g));
 }
 

@@ -327,9 +327,11 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
   const int64_t Wb = (d.Q - 1) * d.sw + (d.S - 1) * d.dw + 1;
   const int64_t hb = (d.P - 1) * d.sh + (d.R - 1) * d.dh + 1, plane = d.C * hb * Wb;
   const int threads = max_threads();
-  // As many images as the buffer budget takes, but items enough for every thread.
-  int64_t imgs = std::clamp<int64_t>(kBufBytes / mul_sat(plane, sizeof(float)), 1, d.N);
-  imgs = std::min(imgs, ceil_div(d.N, ceil_div(threads, d.groups)));
+  // At most as many images per item as the buffer budget takes, and items in whole rounds of
+  // the team (16 images in items of 7 would leave one thread a third of the work).
+  const int64_t budget = std::clamp<int64_t>(kBufBytes / mul_sat(plane, sizeof(float)), 1, d.N);
+  const int64_t rounds = ceil_div(ceil_div(d.N, budget) * d.groups, threads) * threads;
+  const int64_t imgs = ceil_div(d.N, std::min(d.N, ceil_div(rounds, d.groups)));
   const int64_t per_group = ceil_div(d.N, imgs), items = d.groups * per_group;
   const auto bufs = alloc_uninit<float>(mul_sat(threads, imgs * plane),
                                         "conv2d (direct): input buffers");
