@@ -118,6 +118,21 @@ def sampler():
     return out
 
 
+def evaluate():
+    """Sharded scoring of 11 samples on the ranks (one padded sample) against one process."""
+    from fastconv import data, train
+
+    x, y = _data(11, "float64")
+    fastconv.manual_seed(5)
+    model = _model("float64")
+    loader = data.DataLoader(x, y, 4, sampler=dist.DistributedSampler(11, shuffle=False))
+    got = train.evaluate(model, loader, nn.CrossEntropyLoss(), num_classes=5)
+    want = train.evaluate(model, data.DataLoader(x, y, 4), nn.CrossEntropyLoss(), num_classes=5)
+    return {"loss": [got["loss"], want["loss"]], "accuracy": [got["accuracy"], want["accuracy"]],
+            "support": [got["per_class"]["support"].tolist(),
+                        want["per_class"]["support"].tolist()]}
+
+
 def collectives():
     rank, world = dist.get_rank(), dist.get_world_size()
     a = np.arange(5, dtype=np.float32) + rank

@@ -84,6 +84,16 @@ def test_sampler_shards_cover_the_dataset_once(n, replicas, drop_last):
         assert counts.sum() == replicas * per and (counts >= 1).all()
 
 
+@pytest.mark.parametrize("n, replicas", [(10, 2), (11, 2), (7, 3), (2, 4), (0, 3)])
+def test_sampler_real_count_marks_the_padding(n, replicas):
+    """The padding comes last in every shard: the first real_count indices of the shards are
+    the dataset, each index once."""
+    samplers = [dist.DistributedSampler(n, replicas, r, seed=2) for r in range(replicas)]
+    real = [s.indices()[:s.real_count] for s in samplers]
+    assert sum(s.real_count for s in samplers) == n
+    assert sorted(np.concatenate(real).tolist()) == list(range(n))
+
+
 def test_sampler_interleaves_one_permutation_and_set_epoch_changes_it():
     s0 = dist.DistributedSampler(20, num_replicas=2, rank=0, seed=1)
     s1 = dist.DistributedSampler(20, num_replicas=2, rank=1, seed=1)
@@ -217,6 +227,14 @@ def test_sampler_shards_across_ranks():
             assert len(set(every)) == len(every) == 2 * (n // 2)
         else:
             assert set(every) == set(range(n)) and len(every) == 2 * -(-n // 2)
+
+
+@needs_mpi
+def test_sharded_evaluation_scores_every_sample_once():
+    r = _result("evaluate")
+    assert r["support"][0] == r["support"][1] and sum(r["support"][0]) == 11
+    assert r["accuracy"][0] == r["accuracy"][1]
+    assert abs(r["loss"][0] - r["loss"][1]) <= 1e-12 * abs(r["loss"][1])
 
 
 @needs_mpi

@@ -37,15 +37,21 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
     recall and F1; per-class precision, recall, f1 and support; the confusion matrix
     (rows: true class, columns: predicted class). Batches go to the model's device. When the
     loader draws from a DistributedSampler inside a process group, every rank scores its shard
-    and the counts are summed over the ranks, so each rank returns the scores of the whole set
-    (the sampler's padding repeats a few samples when the set does not divide evenly).
+    (without the sampler's padding) and the counts are summed over the ranks, so each rank
+    returns the scores of the whole set, every sample once.
     """
     device = model.device
     was_training = model.training
     model.eval()
     preds, targets, loss_sum = [], [], 0.0
     try:
+        # A sharded loader's padding (repeated samples at the end of each shard) is not scored.
+        remaining = loader.sampler.real_count if _sharded(loader) else None
         for x, y in loader:
+            if remaining is not None:
+                x, y, remaining = x[:remaining], y[:remaining], max(0, remaining - len(y))
+                if len(y) == 0:
+                    continue
             logits = model(to_device(x, device))
             if loss_fn is not None:
                 loss_sum += float(loss_fn(logits, to_device(y, device))) * len(y)

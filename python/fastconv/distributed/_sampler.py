@@ -53,6 +53,14 @@ class DistributedSampler:
     def set_epoch(self, epoch):
         self.epoch = _count(epoch, "epoch")
 
+    @property
+    def real_count(self):
+        """How many of this rank's indices are the dataset's own: the padding (drop_last=False)
+        repeats indices at the end of the padded order, so it comes last in every shard."""
+        if self.drop_last:
+            return self.num_samples
+        return max(0, -(-(self.dataset_len - self.rank) // self.num_replicas))
+
     def indices(self):
         """This rank's indices for the current epoch, as an int64 array."""
         n = self.dataset_len
