@@ -7,6 +7,10 @@
 // run through with_isa (isa.h).
 #include "loss.h"
 
+// Wide float vectors cross inlined calls (exp_lanes) in every variant's copy of the row loops;
+// only the copy built for them runs (with_lanes below), so their ABI note does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,6 +20,7 @@
 
 #include "cpu/isa.h"
 #include "cpu/parallel.h"
+#include "cpu/vmath.h"
 
 namespace fc {
 namespace {
@@ -59,19 +64,16 @@ void for_items(int64_t M, int64_t work, F f) {
   }
 }
 
-// exp of 4 or 16 floats with GCC/Clang vector extensions: GCC will not if-convert the range
-// checks of a scalar exp under -ftrapping-math, and libm's expf does not vectorise without
-// -ffast-math. Cephes' degree-6 polynomial on [-ln2/2, ln2/2] times 2^n, within 2 ulp for
-// x <= 88; exactly 0 below the normal range (and for -inf), +inf above 88, NaN for NaN. Rows
-// go a register's width at a time (16 lanes under AVX-512, 8 under AVX2), then 4, then one.
+// Contiguous rows go a register's width at a time (16 lanes under AVX-512, 8 under AVX2), then
+// 4, then one, as GCC/Clang float vectors through vmath.h's exp_lanes (the exp the activations
+// use, lane for lane): written as scalar loops, the row's reductions kept them scalar.
 using f4 = float __attribute__((vector_size(16)));
 using f8 = float __attribute__((vector_size(32)));
 using f16 = float __attribute__((vector_size(64)));
 
 // Calls f(V{}) with V the float vector of one register of the variant in use. Called inside
 // with_isa's copy for that variant (items run through it), so the wide types meet only code
-// compiled for them; the other copies hold them too, never run, hence no -Wpsabi.
-#pragma GCC diagnostic ignored "-Wpsabi"
+// compiled for them; the other copies hold them too, never run (the -Wpsabi at the top).
 template <typename F>
 void with_lanes(F f) {
   switch (cpu_isa()) {
@@ -84,34 +86,6 @@ void with_lanes(F f) {
 template <typename V>
 constexpr int kLanesOf = int(sizeof(V) / sizeof(float));
 
-template <typename V, typename M>
-inline V select(M mask, V a, V b) {
-  return reinterpret_cast<V>((reinterpret_cast<M>(a) & mask) | (reinterpret_cast<M>(b) & ~mask));
-}
-
-template <typename V>
-inline V expv(V x) {
-  using M = decltype(x < x);  // int32 lanes
-  const V zero = V{} + 0.0f, lo = zero - 87.33654f, hi = zero + 88.0f;
-  const M below = x < lo, above = x > hi, nan = x != x;
-  // clamp, and NaN to 0, so the integer conversion below is always defined
-  const V xc = select(nan, zero, select(above, hi, select(below, lo, x)));
-  const V round = zero + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const V n = (xc * 1.44269504088896341f + round) - round;
-  const V r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts
-  V p = zero + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const M bits = (__builtin_convertvector(n, M) + 127) << 23;
-  const V y = p * reinterpret_cast<V>(bits);
-  return select(nan, x, select(above, zero + std::numeric_limits<float>::infinity(),
-                               select(below, zero, y)));
-}
-
 template <typename V>
 inline V load(const float* p) {
   V v;
@@ -122,8 +96,8 @@ inline V load(const float* p) {
 template <typename V>
 inline void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
 
-// Scalar exp: float goes through expv so every path of a kernel rounds alike.
-inline float exp_(float x) { return expv(f4{x, x, x, x})[0]; }
+// Scalar exp: float goes through exp_lanes so every path of a kernel rounds alike.
+inline float exp_(float x) { return exp_lanes(f4{x, x, x, x})[0]; }
 inline double exp_(double x) { return std::exp(x); }
 
 // Calls f(stride): a compile-time 1 when the classes are contiguous (S == 1), so those loops
@@ -166,7 +140,7 @@ double sum_exp_lanes(const float* x, int64_t& c, int64_t C, float m) {
   while (c + W <= C) {
     V acc = V{} + 0.0f;
     for (const int64_t c1 = std::min(C - (W - 1), c + 256); c < c1; c += W) {
-      acc += expv(load<V>(x + c) - m);
+      acc += exp_lanes(load<V>(x + c) - m);
     }
     for (int k = 0; k < W; ++k) s += double(acc[k]);
   }
@@ -233,7 +207,7 @@ void softmax_grad_lanes(float* dx, const float* x, int64_t& c, int64_t C, float 
                         float sa, float kk, const float* weight) {
   for (; c + kLanesOf<V> <= C; c += kLanesOf<V>) {
     const V w = weight ? load<V>(weight + c) : V{} + 1.0f;
-    store(dx + c, -(kk * w) - expv((load<V>(x + c) - m) - ls) * sa);
+    store(dx + c, -(kk * w) - exp_lanes((load<V>(x + c) - m) - ls) * sa);
   }
 }
 
