@@ -518,3 +518,28 @@ def test_norm_results_independent_of_thread_count():
         fastconv.set_num_threads(before)
     for a, b1 in zip(*results):
         assert np.array_equal(a, b1)
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 100, 121), (1, 4, 400, 401)], ids=["C3", "big_plane"])
+def test_batch_norm_backward_paths_agree_bitwise(shape):
+    """Training-mode backward goes a channel at a time (sums, then dx while the channel is in
+    cache) when there are at least two channels per thread and a channel's x and dy fit 1 MiB,
+    else sums for all channels then dx: both reduce the same chunks in the same order, so the
+    results are bit-identical. C = 3 takes the first path on 1 thread and the second on 2; a
+    4 x 160400 channel is too big for the first. Each is checked against the reference too."""
+    x, _, _, w, _, dy = _bn_data(shape, np.float32, 32)
+    _, sm, si = F.batch_norm(x, None, None, w, None, True, return_stats=True)
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            results.append(F.batch_norm_backward(dy, x, w, sm, si, True))
+    finally:
+        fastconv.set_num_threads(before)
+    for a, b1 in zip(*results):
+        assert np.array_equal(a, b1)
+    _, mean, invstd, _, _ = batch_norm_ref(x, None, None, w, None, True, 0.1, 1e-5)
+    want = batch_norm_backward_ref(dy, x, w, mean, invstd, True)
+    for got, ref, what in zip(results[0], want, ("grad_input", "grad_weight", "grad_bias")):
+        assert_close(got, ref, _rtol(np.float32), what=what)

@@ -20,6 +20,9 @@ namespace {
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 // Elements of one channel reduced by one work item: a chunk stays in L2 between its passes.
 constexpr int64_t kChunk = int64_t(1) << 14;
+// Bytes of x and dy of one channel that batch-norm backward still finds in cache (L2) when it
+// goes over the channel a second time.
+constexpr int64_t kChannelCache = int64_t(1) << 20;
 // Spatial positions per local_response_norm work item.
 constexpr int64_t kCols = 128;
 
@@ -139,6 +142,40 @@ void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C
   }
 }
 
+// The three sums of grad_sums over elements [j0, j1) of channel c, m its mean, into p[0..2].
+template <typename T>
+void chunk_grad_sums(double* p, const T* dout, const T* inp, double m, int64_t C, int64_t S,
+                     int64_t c, int64_t j0, int64_t j1) {
+  double a = 0, b = 0, d = 0;
+  channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
+    const T* x = inp + o;
+    const T* dy = dout + o;
+    // One pass for the three sums, vectorised as sum_of's.
+    double ra = 0, rb = 0, rd = 0;
+#pragma omp simd reduction(+ : ra, rb, rd)
+    for (int64_t e = 0; e < len; ++e) {
+      const double g = double(dy[e]), xm = double(x[e]) - m;
+      ra += g;
+      rb += g * xm;
+      rd += xm;
+    }
+    a += ra;
+    b += rb;
+    d += rd;
+  });
+  p[0] = a;
+  p[1] = b;
+  p[2] = d;
+}
+
+// The chunks' sums of channel c added in chunk order, into p[0..2].
+inline void add_chunks(double* p, const double* part, int64_t count) {
+  p[0] = p[1] = p[2] = 0;
+  for (int64_t q = 0; q < count; ++q) {
+    for (int k = 0; k < 3; ++k) p[k] += part[3 * q + k];
+  }
+}
+
 // Per channel: sdy = sum dy, sdyd = sum dy * (x - m0[c]) and, when sd is not null,
 // sd = sum (x - m0[c]), each in double. Arrays of C elements.
 template <typename T>
@@ -150,41 +187,16 @@ void grad_sums(double* sdy, double* sdyd, double* sd, const T* dout, const T* in
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t c = i / ch.count, q = i % ch.count;
-    const double m = double(m0[c]);
-    double a = 0, b = 0, d = 0;
     with_isa([&] {
-      channel_runs(C, S, c, ch.begin(q), ch.end(q), [&](int64_t o, int64_t len) {
-        const T* x = inp + o;
-        const T* dy = dout + o;
-        // One pass for the three sums, vectorised as sum_of's.
-        double ra = 0, rb = 0, rd = 0;
-#pragma omp simd reduction(+ : ra, rb, rd)
-        for (int64_t e = 0; e < len; ++e) {
-          const double g = double(dy[e]), xm = double(x[e]) - m;
-          ra += g;
-          rb += g * xm;
-          rd += xm;
-        }
-        a += ra;
-        b += rb;
-        d += rd;
-      });
+      chunk_grad_sums(&part[3 * i], dout, inp, double(m0[c]), C, S, c, ch.begin(q), ch.end(q));
     });
-    part[3 * i] = a;
-    part[3 * i + 1] = b;
-    part[3 * i + 2] = d;
   }
   for (int64_t c = 0; c < C; ++c) {
-    double a = 0, b = 0, d = 0;
-    for (int64_t q = 0; q < ch.count; ++q) {
-      const double* p = &part[3 * (c * ch.count + q)];
-      a += p[0];
-      b += p[1];
-      d += p[2];
-    }
-    sdy[c] = a;
-    sdyd[c] = b;
-    if (sd) sd[c] = d;
+    double p[3];
+    add_chunks(p, &part[3 * c * ch.count], ch.count);
+    sdy[c] = p[0];
+    sdyd[c] = p[1];
+    if (sd) sd[c] = p[2];
   }
 }
 
@@ -360,31 +372,64 @@ void batch_norm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const
     return;
   }
   if (!dinp && !dweight && !dbias) return;
-  auto sdy = alloc_vector<double>(C, what), sdyd = alloc_vector<double>(C, what);
-  auto sd = alloc_vector<double>(C, what);
-  grad_sums(sdy.data(), sdyd.data(), sd.data(), dout, inp, save_mean, N, C, S);
-  ChannelAffine<T> f(C, what);
-  auto g = alloc_vector<T>(C, what);
-  for (int64_t c = 0; c < C; ++c) {
+  const char* chunk_what = "batch_norm_backward_cpu: chunk sums";
+  // dx_c from channel c's sums and coefficients, into dweight/dbias too.
+  const auto finish = [&](int64_t c, const double* p, T& gc, double& mean, double& a, double& b) {
     const double invstd = double(save_invstd[c]), w = weight ? double(weight[c]) : 1.0;
     const norm_math::BnGrad d =
-        norm_math::bn_train_grad(sdy[c], sdyd[c], sd[c], double(save_mean[c]), invstd, w, NS);
+        norm_math::bn_train_grad(p[0], p[1], p[2], double(save_mean[c]), invstd, w, NS);
     if (dweight) dweight[c] += T(d.dweight);
-    if (dbias) dbias[c] += T(sdy[c]);
-    g[c] = T(w * invstd);
-    f.set(c, d.mean, d.a, d.b);
-  }
-  if (!dinp) return;
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (N * C * S >= kParallelMin)
-  for (int64_t pl = 0; pl < N * C; ++pl) {
-    const int64_t c = pl % C;
-    const T mh = f.mh[c], ml = f.ml[c], a = f.a[c], b = f.b[c], gc = g[c];
+    if (dbias) dbias[c] += T(p[0]);
+    gc = T(w * invstd);
+    mean = d.mean;
+    a = d.a;
+    b = d.b;
+  };
+  const auto apply = [&](int64_t pl, T gc, T mh, T ml, T a, T b) {
     const T* x = inp + pl * S;
     const T* dy = dout + pl * S;
     T* dx = dinp + pl * S;
-    with_isa([&] {
-      for (int64_t s = 0; s < S; ++s) dx[s] = gc * dy[s] + (((x[s] - mh) - ml) * a + b);
-    });
+    for (int64_t s = 0; s < S; ++s) dx[s] = gc * dy[s] + (((x[s] - mh) - ml) * a + b);
+  };
+  const Chunks ch(N * S);
+  const int threads = max_threads();
+  if (dinp && C >= 2 * threads && double(N * S) * 2 * sizeof(T) <= double(kChannelCache)) {
+    // A channel at a time, its sums then its dx while its x and dy are still in cache: x and
+    // dy leave memory once rather than twice. The sums are grad_sums', in its order.
+    auto part = alloc_vector<double>(3 * ch.count * threads, chunk_what);
+#pragma omp parallel for schedule(static) num_threads(threads) if (N * C * S >= kParallelMin)
+    for (int64_t c = 0; c < C; ++c) {
+      double* pc = &part[3 * ch.count * thread_id()];
+      with_isa([&] {
+        for (int64_t q = 0; q < ch.count; ++q) {
+          chunk_grad_sums(pc + 3 * q, dout, inp, double(save_mean[c]), C, S, c, ch.begin(q),
+                          ch.end(q));
+        }
+        double p[3], mean, a, b;
+        add_chunks(p, pc, ch.count);
+        T gc;
+        finish(c, p, gc, mean, a, b);
+        const T mh = T(mean), ml = T(mean - double(mh));
+        for (int64_t n = 0; n < N; ++n) apply(n * C + c, gc, mh, ml, T(a), T(b));
+      });
+    }
+    return;
+  }
+  auto sums = alloc_vector<double>(3 * C, what);
+  grad_sums(&sums[0], &sums[C], &sums[2 * C], dout, inp, save_mean, N, C, S);
+  ChannelAffine<T> f(C, what);
+  auto g = alloc_vector<T>(C, what);
+  for (int64_t c = 0; c < C; ++c) {
+    const double p[3] = {sums[c], sums[C + c], sums[2 * C + c]};
+    double mean, a, b;
+    finish(c, p, g[c], mean, a, b);
+    f.set(c, mean, a, b);
+  }
+  if (!dinp) return;
+#pragma omp parallel for schedule(static) num_threads(threads) if (N * C * S >= kParallelMin)
+  for (int64_t pl = 0; pl < N * C; ++pl) {
+    const int64_t c = pl % C;
+    with_isa([&] { apply(pl, g[c], f.mh[c], f.ml[c], f.a[c], f.b[c]); });
   }
 }
 
