@@ -100,12 +100,13 @@ inline void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
 inline float exp_(float x) { return exp_lanes(f4{x, x, x, x})[0]; }
 inline double exp_(double x) { return std::exp(x); }
 
-// Calls f(stride): a compile-time 1 when the classes are contiguous (S == 1), so those loops
-// vectorise, else S.
+// Calls f(stride): a compile-time 1 (One) when the classes are contiguous (S == 1), so those
+// loops vectorise, else S.
+using One = std::integral_constant<int64_t, 1>;
 template <typename F>
 void with_stride(int64_t S, F f) {
   if (S == 1) {
-    f(std::integral_constant<int64_t, 1>{});
+    f(One{});
   } else {
     f(S);
   }
@@ -133,26 +134,34 @@ double sum_exp(const T* x, int64_t C, St st, T m) {
 // Contiguous float rows, from class c on, V's lanes at a time while a whole V remains: the
 // lanes add in float over blocks of 256 classes (relative error below 1e-5 even then, the terms
 // lying in [0, 1]), the blocks in double. Advances c past the classes it added.
+// With keep, the exponentials are also stored there (keep[c] for x[c]).
 template <typename V>
-double sum_exp_lanes(const float* x, int64_t& c, int64_t C, float m) {
+double sum_exp_lanes(const float* x, int64_t& c, int64_t C, float m, float* keep) {
   constexpr int W = kLanesOf<V>;
   double s = 0;
   while (c + W <= C) {
     V acc = V{} + 0.0f;
     for (const int64_t c1 = std::min(C - (W - 1), c + 256); c < c1; c += W) {
-      acc += exp_lanes(load<V>(x + c) - m);
+      const V e = exp_lanes(load<V>(x + c) - m);
+      if (keep) store(keep + c, e);
+      acc += e;
     }
     for (int k = 0; k < W; ++k) s += double(acc[k]);
   }
   return s;
 }
 
-inline double sum_exp(const float* x, int64_t C, std::integral_constant<int64_t, 1>, float m) {
+inline double sum_exp(const float* x, int64_t C, One, float m,
+                      float* keep = nullptr) {
   int64_t c = 0;
   double s = 0;
-  with_lanes([&](auto v) { s = sum_exp_lanes<decltype(v)>(x, c, C, m); });
-  s += sum_exp_lanes<f4>(x, c, C, m);
-  for (; c < C; ++c) s += double(exp_(x[c] - m));
+  with_lanes([&](auto v) { s = sum_exp_lanes<decltype(v)>(x, c, C, m, keep); });
+  s += sum_exp_lanes<f4>(x, c, C, m, keep);
+  for (; c < C; ++c) {
+    const float e = exp_(x[c] - m);
+    if (keep) keep[c] = e;
+    s += double(e);
+  }
   return s;
 }
 
@@ -177,7 +186,7 @@ void row_max_lanes(const float* x, int64_t& c, int64_t C, float& m) {
   for (int k = 0; k < W; ++k) m = mv[k] > m ? mv[k] : m;
 }
 
-inline float row_max(const float* x, int64_t C, std::integral_constant<int64_t, 1>) {
+inline float row_max(const float* x, int64_t C, One) {
   float m = x[0];
   int64_t c = 0;
   with_lanes([&](auto v) { row_max_lanes<decltype(v)>(x, c, C, m); });
@@ -211,13 +220,33 @@ void softmax_grad_lanes(float* dx, const float* x, int64_t& c, int64_t C, float 
   }
 }
 
-inline void softmax_grad(float* dx, const float* x, int64_t C, std::integral_constant<int64_t, 1>,
+inline void softmax_grad(float* dx, const float* x, int64_t C, One,
                          const LogSumExp<float>& lse, float sa, float kk, const float* weight) {
   const float m = lse.max, ls = float(lse.log_sum);
   int64_t c = 0;
   with_lanes([&](auto v) { softmax_grad_lanes<decltype(v)>(dx, x, c, C, m, ls, sa, kk, weight); });
   softmax_grad_lanes<f4>(dx, x, c, C, m, ls, sa, kk, weight);
   for (; c < C; ++c) dx[c] = -(kk * (weight ? weight[c] : 1.0f)) - lse.prob(x[c]) * sa;
+}
+
+template <typename V>
+void scaled_grad_lanes(float* dx, int64_t& c, int64_t C, float r, float sa, float kk,
+                       const float* weight) {
+  for (; c + kLanesOf<V> <= C; c += kLanesOf<V>) {
+    const V w = weight ? load<V>(weight + c) : V{} + 1.0f;
+    store(dx + c, -(kk * w) - (load<V>(dx + c) * r) * sa);
+  }
+}
+
+// softmax_grad for a contiguous float row whose exp(x - max) are already in dx (sum_exp's
+// keep) and sum to s: softmax_c = dx[c] * (1 / s), one exponential per class in all instead of
+// one for the sum and one for the gradient.
+inline void softmax_grad_kept(float* dx, int64_t C, float r, float sa, float kk,
+                              const float* weight) {
+  int64_t c = 0;
+  with_lanes([&](auto v) { scaled_grad_lanes<decltype(v)>(dx, c, C, r, sa, kk, weight); });
+  scaled_grad_lanes<f4>(dx, c, C, r, sa, kk, weight);
+  for (; c < C; ++c) dx[c] = -(kk * (weight ? weight[c] : 1.0f)) - (dx[c] * r) * sa;
 }
 
 // Item i of an [N, C, S] array: the first class of sample i / S at position i % S.
@@ -340,21 +369,32 @@ void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int6
       T* dx = item(dinp, i, C, S);
       const int64_t t = target[i];
       // a_c = d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
-      // through log_softmax: dx_c = a_c - p_c sum_c a_c, in torch's order, so C = 1 gives exactly 0.
-      // Ignored items have q = k = 0, so their gradient is 0 (NaN where the logits are, as in torch).
+      // through log_softmax: dx_c = a_c - p_c sum_c a_c, in torch's order. The target's entry is
+      // that rearranged, q (p_t - 1) + k (p_t wsum - w_t), in double: each bracket is exactly 0
+      // for C = 1 (p_t = 1, wsum = w_t), as torch's gradient is, whether or not the compiler
+      // fuses a product into an addition. Ignored items have q = k = 0, so their gradient is 0
+      // (NaN where the logits are, as in torch).
       double q = 0, k = 0;
       if (t != ignore_index) {
         const double s = item_scale(dout, i, reduction, divisor);
         loss_math::ce_grad_coef(s, weight ? double(weight[t]) : 1.0, eps, C, q, k);
       }
-      const LogSumExp<T> lse = log_sum_exp(x, C, st);
       const bool smooth = eps > 0;
       const double sum_a = smooth ? -(q + k * wsum) : -q;
-      softmax_grad(dx, x, C, st, lse, T(sum_a), smooth ? T(k) : T(0), weight);
-      if (t != ignore_index) {
-        // the target's entry in double: with C = 1, a_t - 1 * sum_a is exactly 0, as in torch
-        const double a = -(k * (weight ? double(weight[t]) : 1.0)) - q;
-        dx[t * st] = T(a - double(lse.prob(x[t * st])) * sum_a);
+      const auto target_grad = [&](double p_t) {
+        const double w_t = weight ? double(weight[t]) : 1.0;
+        return q * (p_t - 1.0) + (smooth ? k * (p_t * wsum - w_t) : 0.0);
+      };
+      if constexpr (std::is_same_v<T, float> && std::is_same_v<decltype(st), One>) {
+        const float m = row_max(x, C, st);
+        const float r = float(1.0 / sum_exp(x, C, st, m, dx));
+        const float p_t = t != ignore_index ? dx[t] * r : 0.0f;
+        softmax_grad_kept(dx, C, r, float(sum_a), smooth ? float(k) : 0.0f, weight);
+        if (t != ignore_index) dx[t] = float(target_grad(double(p_t)));
+      } else {
+        const LogSumExp<T> lse = log_sum_exp(x, C, st);
+        softmax_grad(dx, x, C, st, lse, T(sum_a), smooth ? T(k) : T(0), weight);
+        if (t != ignore_index) dx[t * st] = T(target_grad(double(lse.prob(x[t * st]))));
       }
     });
   });
