@@ -33,6 +33,9 @@ constexpr int kMaxRR = sizeof(V) == 64 ? 14 : 6;
 // core's L2 beside the packed weights.
 constexpr int64_t kBufBytes = int64_t(512) << 10;
 
+// Output pixels per block of the weight gradient's dy transposition.
+constexpr int64_t kTransposeBlock = 64;
+
 // Rows per register tile at most: a plane narrower than the tile puts G whole rows (of this
 // image or the next ones) side by side, so that G * RR accumulators still fill the registers.
 constexpr int kMaxGroups = 4;
@@ -480,8 +483,16 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
         const Item it = load_item(i, b, buf, src, d);
         const int64_t rows = it.p1 - it.p0;
         const float* dy = dout + ((it.n * d.groups + it.gi) * d.K) * PQ + it.p0 * d.Q;
-        for (int64_t k = 0; k < ldy; ++k) {
-          for (int64_t e = 0; e < rows * d.Q; ++e) dyt[e * ldy + k] = k < d.K ? dy[k * PQ + e] : 0.0f;
+        // dy pixel-major, in blocks of pixels whose rows of dyt stay in L1 while every
+        // channel is written into them (channel by channel over all the item's pixels, each
+        // store went to a line long evicted).
+        const int64_t E = rows * d.Q;
+        for (int64_t e0 = 0; e0 < E; e0 += kTransposeBlock) {
+          const int64_t e1 = std::min(E, e0 + kTransposeBlock);
+          for (int64_t k = 0; k < ldy; ++k) {
+            const float* src = dy + k * PQ;
+            for (int64_t e = e0; e < e1; ++e) dyt[e * ldy + k] = k < d.K ? src[e] : 0.0f;
+          }
         }
         GradTile t{buf, nullptr, nullptr, nullptr, rows, d.Q, Wb, d.sh, d.sw, ldy, block};
         const int64_t T = kMaxTaps<V>;
@@ -499,14 +510,17 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
       }
     }
   }
-  const int64_t total = d.groups * d.K * CRS;
+  // A row of dweight per (group, output channel): no division per element.
 #pragma omp parallel for schedule(static) num_threads(threads) if (d.parallel)
-  for (int64_t e = 0; e < total; ++e) {
-    const int64_t gk = e / CRS, u = e % CRS, gi = gk / d.K, k = gk % d.K;
-    const int64_t at = (gi * KB + k / L) * block + u * L + k % L;
-    float s = dweight[e];
-    for (int p = 0; p < threads; ++p) s += sums[p * wsize + at];
-    dweight[e] = s;
+  for (int64_t gk = 0; gk < d.groups * d.K; ++gk) {
+    const int64_t gi = gk / d.K, k = gk % d.K;
+    const float* part = sums.get() + (gi * KB + k / L) * block + k % L;
+    float* dw = dweight + gk * CRS;
+    for (int64_t u = 0; u < CRS; ++u) {
+      float s = dw[u];
+      for (int p = 0; p < threads; ++p) s += part[p * wsize + u * L];
+      dw[u] = s;
+    }
   }
 }
 
