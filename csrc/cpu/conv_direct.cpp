@@ -33,6 +33,10 @@ constexpr int kMaxRR = sizeof(V) == 64 ? 14 : 6;
 // core's L2 beside the packed weights.
 constexpr int64_t kBufBytes = int64_t(512) << 10;
 
+// Taps per chunk of the small-plane tiles: a chunk's packed weights for two channel blocks,
+// 128 x 2 x 64 bytes under AVX-512, stay in L1.
+constexpr int64_t kTapChunk = 128;
+
 // Output pixels per block of the weight gradient's dy transposition.
 constexpr int64_t kTransposeBlock = 64;
 
@@ -48,6 +52,7 @@ struct Tile {
   const int64_t* off;  // buffer offset of each (c, r, s) tap, in the packed weights' order
   const float* w;      // packed weights of the tile's first channel block
   const float* bias;   // J * lanes starting values
+  const float* init;   // or, when not null, [RR][J * lanes] starting values (res's layout)
   float* res;          // [RR][J * lanes] results
   int64_t taps;        // C * R * S
   int64_t sw;          // column stride
@@ -64,12 +69,20 @@ inline void tile_body(const Tile& t) {
 #pragma GCC unroll 4
   for (int g = 0; g < G; ++g) xg[g] = t.xg[g];
   V acc[G * RR][J];
-#pragma GCC unroll 2
-  for (int j = 0; j < J; ++j) {
-    V b;
-    std::memcpy(&b, t.bias + j * L, sizeof(V));
+  if (t.init) {
 #pragma GCC unroll 16
-    for (int r = 0; r < G * RR; ++r) acc[r][j] = b;
+    for (int r = 0; r < G * RR; ++r) {
+#pragma GCC unroll 2
+      for (int j = 0; j < J; ++j) std::memcpy(&acc[r][j], t.init + (r * J + j) * L, sizeof(V));
+    }
+  } else {
+#pragma GCC unroll 2
+    for (int j = 0; j < J; ++j) {
+      V b;
+      std::memcpy(&b, t.bias + j * L, sizeof(V));
+#pragma GCC unroll 16
+      for (int r = 0; r < G * RR; ++r) acc[r][j] = b;
+    }
   }
   for (int64_t u = 0; u < t.taps; ++u) {
     V wv[J];
@@ -224,24 +237,84 @@ struct Corr {
   bool parallel;
 };
 
-// Packed weights: [groups][K blocks][C][R*S][lanes], lanes past K zero; `at(gi, k, c, rs)` is
-// the weight of output channel k, input channel c, kernel tap rs of group gi.
-template <typename V, typename At>
-std::unique_ptr<float[]> pack_weights(const Corr& d, const At& at) {
+// Where the weight of group gi, output channel k, input channel c and tap rs of a correlation
+// sits: w + gi * sg + k * sk + c * sc + rs * srs (srs = -1 for a flipped kernel, w then at its
+// last tap).
+struct WeightMap {
+  const float* w;
+  int64_t sg, sk, sc, srs;
+  const float* row(int64_t gi, int64_t k, int64_t c) const { return w + gi * sg + k * sk + c * sc; }
+};
+
+// rows[l][j0 + jj] into dst[jj * L + l] for l, jj < L: an L x L transposition in registers, in
+// log2 L rounds that interleave ever larger blocks of two rows (GCC vector shuffles).
+template <typename V>
+inline void transpose_block(const float* const* rows, int64_t j0, float* dst) {
+  constexpr int L = int(kLanes<V>);
+  using M = decltype(V{} < V{});  // int32 lanes
+  V r[L];
+  for (int l = 0; l < L; ++l) std::memcpy(&r[l], rows[l] + j0, sizeof(V));
+  for (int b = 1; b < L; b *= 2) {
+    M lo, hi;
+    for (int e = 0; e < L; ++e) {
+      lo[e] = (e & b) ? L + e - b : e;
+      hi[e] = (e & b) ? L + e : e + b;
+    }
+    for (int i = 0; i < L; ++i) {
+      if (i & b) continue;
+      const V a = r[i], c = r[i + b];
+      r[i] = __builtin_shuffle(a, c, lo);
+      r[i + b] = __builtin_shuffle(a, c, hi);
+    }
+  }
+  for (int l = 0; l < L; ++l) std::memcpy(dst + l * L, &r[l], sizeof(V));
+}
+
+// Packed weights: [groups][K blocks][C][R*S][lanes], lanes past K zero.
+template <typename V>
+std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
   constexpr int64_t L = kLanes<V>;
-  const int64_t KB = ceil_div(d.K, L), RS = d.R * d.S;
-  auto w = alloc_uninit<float>(d.groups * KB * d.C * RS * L, "conv2d (direct): packed weights");
-  float* o = w.get();
-  for (int64_t gi = 0; gi < d.groups; ++gi) {
-    for (int64_t kb = 0; kb < KB; ++kb) {
-      for (int64_t c = 0; c < d.C; ++c) {
-        for (int64_t rs = 0; rs < RS; ++rs) {
-          for (int64_t l = 0; l < L; ++l) {
-            const int64_t k = kb * L + l;
-            *o++ = k < d.K ? at(gi, k, c, rs) : 0.0f;
-          }
-        }
+  const int64_t KB = ceil_div(d.K, L), RS = d.R * d.S, items = d.groups * KB * d.C;
+  auto w = alloc_uninit<float>(items * RS * L, "conv2d (direct): packed weights");
+  const bool threaded = items * RS * L >= (int64_t(1) << 16);
+  if (m.srs == 1 && m.sc == RS) {
+    // A block's (c, rs) run along each weight row: the packed block is the transposition of
+    // its L rows, L columns at a time (a scalar gather cost more than a batch of 4 images'
+    // tiles of a wide layer: 512 x 512 x 3x3).
+    const int64_t CRS = d.C * RS, blocks = d.groups * KB;
+    const auto zeros = alloc_vector<float>(CRS, "conv2d (direct): packed weights");
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded)
+    for (int64_t i = 0; i < blocks; ++i) {
+      const int64_t gi = i / KB, kb = i % KB;
+      const float* rows[L];
+      for (int64_t l = 0; l < L; ++l) {
+        rows[l] = kb * L + l < d.K ? m.row(gi, kb * L + l, 0) : zeros.data();
       }
+      float* o = w.get() + i * CRS * L;
+      int64_t j = 0;
+      run_for<V>([&] {
+        for (; j + L <= CRS; j += L) transpose_block<V>(rows, j, o + j * L);
+      });
+      for (; j < CRS; ++j) {
+        for (int64_t l = 0; l < L; ++l) o[j * L + l] = rows[l][j];
+      }
+    }
+    return w;
+  }
+  // One item per (group, block, channel). Lanes outer, taps inner: the reads run along a
+  // weight row, the writes stay within the item's few lines.
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded)
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t gi = i / (KB * d.C), kb = i / d.C % KB, c = i % d.C;
+    float* o = w.get() + i * RS * L;
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t k = kb * L + l;
+      if (k >= d.K) {
+        for (int64_t rs = 0; rs < RS; ++rs) o[rs * L + l] = 0.0f;
+        continue;
+      }
+      const float* p = m.row(gi, k, c);
+      for (int64_t rs = 0; rs < RS; ++rs) o[rs * L + l] = p[rs * m.srs];
     }
   }
   return w;
@@ -334,40 +407,64 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
   // the team (16 images in items of 7 would leave one thread a third of the work).
   const int64_t budget = std::clamp<int64_t>(kBufBytes / mul_sat(plane, sizeof(float)), 1, d.N);
   const int64_t rounds = ceil_div(ceil_div(d.N, budget) * d.groups, threads) * threads;
-  const int64_t imgs = ceil_div(d.N, std::min(d.N, ceil_div(rounds, d.groups)));
-  const int64_t per_group = ceil_div(d.N, imgs), items = d.groups * per_group;
+  // The images split as evenly as the items allow (5 or 6 each for 64 in 12 items, where
+  // items of 6 made 11 of them, 6 for one thread and 5 for the other).
+  const int64_t per_group = std::min(d.N, ceil_div(rounds, d.groups)), items = d.groups * per_group;
+  const int64_t imgs = ceil_div(d.N, per_group);
   const auto bufs = alloc_uninit<float>(mul_sat(threads, imgs * plane),
                                         "conv2d (direct): input buffers");
   const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
+  // An item's results for one pair of channel blocks, pixel-major as a tile writes them.
+  const int64_t acc_size = imgs * PQ * 2 * L;
+  const auto accs = alloc_uninit<float>(mul_sat(threads, acc_size),
+                                        "conv2d (direct): partial sums");
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* buf = bufs.get() + thread_id() * imgs * plane;
     int64_t* off = offs.get() + thread_id() * taps;
+    float* acc = accs.get() + thread_id() * acc_size;
     tap_offsets(off, 0, taps, d, hb, Wb);
-    alignas(64) float res[kMaxRR<V> * 2 * L];
     int64_t at[kMaxGroups];  // output offset of each group's row (without the channel)
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
-      const int64_t gi = i / per_group, n0 = (i % per_group) * imgs;
-      const int64_t m = std::min(imgs, d.N - n0), rows = m * d.P;
+      const int64_t gi = i / per_group, j = i % per_group;
+      const int64_t n0 = j * d.N / per_group, m = (j + 1) * d.N / per_group - n0, rows = m * d.P;
       for (int64_t k = 0; k < m; ++k) {
         fill_buffer(buf + k * plane, src + ((n0 + k) * d.groups + gi) * d.C * d.H * d.W, d,
                     -d.oh, hb, Wb);
       }
-      Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
+      Tile t{nullptr, {}, off, nullptr, nullptr, nullptr, nullptr, taps, d.sw, block};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
-        t.w = wpack + (gi * KB + kb) * block;
         t.bias = bpack + (gi * KB + kb) * L;
+        // The taps in chunks whose packed weights stay in L1 while every row group of the
+        // item goes through them: a tile of a few small rows against all of a wide layer's
+        // weights (512 channels x 3x3: 590 KB per pair of blocks) streamed them from L3 once
+        // per 12 pixels. Each chunk goes on from the last one's sums, in tap order, so the
+        // results are the unchunked tile's bit for bit.
+        for (int64_t u0 = 0; u0 < taps; u0 += kTapChunk) {
+          t.taps = std::min(kTapChunk, taps - u0);
+          t.off = off + u0;
+          t.w = wpack + (gi * KB + kb) * block + u0 * L;
+          for (int64_t row0 = 0; row0 < rows; row0 += G) {
+            const int64_t groups = std::min(G, rows - row0);
+            for (int64_t g = 0; g < groups; ++g) {
+              const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
+              t.xg[g] = buf + img * plane + p * d.sh * Wb;
+            }
+            t.x = t.xg[0];
+            t.res = acc + row0 * d.Q * J * L;
+            t.init = u0 == 0 ? nullptr : t.res;
+            pick_tile<V>(groups, d.Q, J, d.sw == 1)(t);
+          }
+        }
         for (int64_t row0 = 0; row0 < rows; row0 += G) {
           const int64_t groups = std::min(G, rows - row0);
+          const float* res = acc + row0 * d.Q * J * L;
           for (int64_t g = 0; g < groups; ++g) {
             const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
-            t.xg[g] = buf + img * plane + p * d.sh * Wb;
             at[g] = ((n0 + img) * d.groups + gi) * d.K * PQ + p * d.Q;
           }
-          t.x = t.xg[0];
-          pick_tile<V>(groups, d.Q, J, d.sw == 1)(t);
           for (int64_t j = 0; j < J; ++j) {
             const int64_t k1 = std::min(L, d.K - (kb + j) * L);
             for (int64_t l = 0; l < k1; ++l) {
@@ -413,7 +510,7 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
       float* y = out + (it.n * d.groups + gi) * d.K * d.P * d.Q;
       // Only an item with fewer rows than the others (the last block) has a different hb.
       if (hb != off_hb) tap_offsets(off, 0, taps, d, hb, Wb), off_hb = hb;
-      Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
+      Tile t{nullptr, {}, off, nullptr, nullptr, nullptr, res, taps, d.sw, block};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
         const TileFn run = J == 2 ? pair : single;
@@ -439,11 +536,11 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
   }
 }
 
-template <typename V, typename At>
-void run_corr(float* out, const float* src, const float* bias, const Corr& d, const At& at) {
+template <typename V>
+void run_corr(float* out, const float* src, const float* bias, const Corr& d, const WeightMap& m) {
   constexpr int64_t L = kLanes<V>;
   const int64_t KB = ceil_div(d.K, L);
-  const auto wpack = pack_weights<V>(d, at);
+  const auto wpack = pack_weights<V>(d, m);
   auto bpack = alloc_uninit<float>(d.groups * KB * L, "conv2d (direct): packed bias");
   for (int64_t gi = 0; gi < d.groups; ++gi) {
     for (int64_t k = 0; k < KB * L; ++k) {
@@ -530,6 +627,15 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
 // take the same path and give the same bits.
 bool worth_direct(int64_t C, int64_t K, int64_t RS) { return K >= 8 && C * RS >= 32; }
 
+// Whether packing the weights costs more than the tiles save: a wide layer's weights (512 x
+// 512 x 3x3: 9.4 MB) are packed through memory, where the GEMM reads them in place, and a
+// batch of a few small planes (ResNet's last stage at batch 1 to 4: 16 to 64 output pixels)
+// gives the packed copy too little use. Measured on 2 cores: the GEMM path 1.2 ms against
+// 1.8 ms at batch 1, even at batch 4; from 96 pixels the tiles win.
+bool packing_outweighs(int64_t N, int64_t PQ, int64_t K, int64_t C, int64_t RS) {
+  return N * PQ < 96 && K * C * RS * int64_t(sizeof(float)) > (int64_t(2) << 20);
+}
+
 template <typename V>
 struct Lanes {
   using type = V;
@@ -555,12 +661,12 @@ bool conv2d_direct_forward(float* out, const float* inp, const float* weight, co
                            const Conv2dGeom& g, bool parallel) {
   if (g.direct_1x1() || g.PQ() == 0) return false;
   const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
+  if (packing_outweighs(g.N * g.groups, g.PQ(), K, C, RS)) return false;
   const Corr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w,
                g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
   return dispatch(K, C, RS, [&](auto v) {
-    run_corr<typename decltype(v)::type>(out, inp, bias, d, [&](int64_t gi, int64_t k, int64_t c, int64_t rs) {
-      return weight[((gi * K + k) * C + c) * RS + rs];
-    });
+    run_corr<typename decltype(v)::type>(out, inp, bias, d,
+                                         WeightMap{weight, K * C * RS, C * RS, RS, 1});
   });
 }
 
@@ -577,13 +683,13 @@ bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* we
   // with r' = R-1-r, the correlation of dy (offset (R-1)*dh - pt) with the flipped kernel,
   // dy's channels read and x's written.
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS();
+  if (packing_outweighs(g.N * g.groups, g.HW(), Cg, Kg, RS)) return false;
   const Corr d{g.N, g.groups, Kg, Cg, g.P, g.Q, g.H, g.W, g.R, g.S, 1, 1, g.dil_h, g.dil_w,
                (g.R - 1) * g.dil_h - g.pad_t, (g.S - 1) * g.dil_w - g.pad_l, parallel};
   return dispatch(Cg, Kg, RS, [&](auto v) {
+    // Output channel c of the correlation is x's, input channel k dy's: W[k, c, R-1-r, S-1-s].
     run_corr<typename decltype(v)::type>(dinp, dout, nullptr, d,
-                          [&](int64_t gi, int64_t c, int64_t k, int64_t rs) {
-                            return weight[((gi * Kg + k) * Cg + c) * RS + (RS - 1 - rs)];
-                          });
+                                         WeightMap{weight + RS - 1, Kg * Cg * RS, RS, Cg * RS, -1});
   });
 }
 
