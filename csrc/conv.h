@@ -5,6 +5,8 @@
 // a null gradient pointer means "not needed" and skips that work. Shapes per geometry.h.
 #pragma once
 
+#include <array>
+
 #include "geometry.h"
 
 namespace fc {
@@ -36,6 +38,13 @@ namespace fc {
     const T* inp, const T* weight, const Conv2dGeom& g)
 
 FC_CONV_OPS(FC_DECLARE, T)
+
+// The algorithms conv2d's CPU twin runs on g in dtype T for its forward, input gradient and
+// weight gradient (fastconv.functional.conv2d_algorithm): "direct" (cpu/conv_direct.h),
+// "batched_gemm" (small planes, the batch's images side by side), "gemm" (a 1x1 layer read in
+// place) or "im2col_gemm". The kernels take these same decisions.
+template <typename T>
+std::array<const char*, 3> conv2d_algorithm_cpu(const Conv2dGeom& g);
 
 // Per-thread im2col workspace budget; one output row is always allowed, even if larger.
 constexpr int64_t kColBudgetBytes = int64_t(8) << 20;

@@ -144,6 +144,71 @@ def test_vector_variants_agree_bit_for_bit(case):
             np.testing.assert_array_equal(a, e, err_msg=f"{what}: {name} vs {vector[0]}")
 
 
+# Which algorithm each pass takes (fastconv.functional.conv2d_algorithm): (id, input shape,
+# weight shape, stride, padding, float32 under AVX2/AVX-512 as (forward, grad_input,
+# grad_weight)). Elsewhere (float64, the baseline variant) "direct" becomes the next rule's
+# pick: "batched_gemm" for planes of at most 16 pixels and a batch of 2 or more, else
+# "im2col_gemm" ("gemm" for a 1x1 layer read in place).
+ALGORITHMS = [
+    ("fashion_conv2", (64, 16, 14, 14), (32, 16, 5, 5), 1, 2, ("direct", "direct", "direct")),
+    ("bottleneck_1x1", (2, 256, 8, 8), (64, 256, 1, 1), 1, 0, ("gemm", "gemm", "gemm")),
+    # ResNet's last stage: the weight gradient's GEMM (512 x 4608) is at the BLAS's peak.
+    ("resnet_l4", (64, 512, 4, 4), (512, 512, 3, 3), 1, 1,
+     ("direct", "direct", "batched_gemm")),
+    # ... at batch 4 (64 output pixels) and 1, packing its 9.4 MB of weights outweighs the tiles.
+    ("resnet_l4_batch4", (4, 512, 4, 4), (512, 512, 3, 3), 1, 1,
+     ("batched_gemm", "batched_gemm", "batched_gemm")),
+    ("resnet_l4_batch1", (1, 512, 4, 4), (512, 512, 3, 3), 1, 1,
+     ("im2col_gemm", "im2col_gemm", "im2col_gemm")),
+    # Strided: no direct input gradient; a weight GEMM of 256 x 1152.
+    ("resnet_3x3_s2", (2, 128, 28, 28), (256, 128, 3, 3), 2, 1,
+     ("direct", "im2col_gemm", "im2col_gemm")),
+    # LeNet's C5: 1x1 outputs from 5x5 inputs; dy is far smaller than x.
+    ("lenet_c5", (64, 16, 5, 5), (120, 16, 5, 5), 1, 0,
+     ("direct", "batched_gemm", "batched_gemm")),
+    # Four output channels fill too little of a vector; as the input gradient's 4 x 3x3 taps
+    # into 16 channels they do.
+    ("thin_output", (2, 16, 12, 12), (4, 16, 3, 3), 1, 1,
+     ("im2col_gemm", "direct", "im2col_gemm")),
+]
+
+
+def _without_direct(case):
+    _, xs, ws, _, _, _ = case
+    small = xs[0] >= 2 and _out_pixels(case) <= 16
+    one_by_one = ws[2:] == (1, 1) and case[3] == 1 and case[4] == 0
+    return "batched_gemm" if small else "gemm" if one_by_one else "im2col_gemm"
+
+
+def _out_pixels(case):
+    _, xs, ws, stride, pad, _ = case
+    return (((xs[2] + 2 * pad - ws[2]) // stride + 1) * ((xs[3] + 2 * pad - ws[3]) // stride + 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("variant", fc.info()["cpu_isas"])
+@pytest.mark.parametrize("case", ALGORITHMS, ids=[c[0] for c in ALGORITHMS])
+def test_algorithm_pinned_per_shape(case, variant, dtype):
+    name, xs, ws, stride, pad, want = case
+    x, w = np.zeros(xs, dtype), np.zeros(ws, dtype)
+    with isa(variant):
+        got = F.conv2d_algorithm(x, w, stride=stride, padding=pad)
+    vector = dtype == np.float32 and variant != "baseline"
+    expected = {p: a if vector or a != "direct" else _without_direct(case)
+                for p, a in zip(("forward", "grad_input", "grad_weight"), want)}
+    assert got == expected
+
+
+def test_algorithm_takes_conv2d_arguments_and_refuses_bad_ones():
+    x, w = np.zeros((2, 16, 9, 9), np.float32), np.zeros((16, 8, 3, 3), np.float32)
+    assert set(F.conv2d_algorithm(x, w, padding="same", groups=2)) == {
+        "forward", "grad_input", "grad_weight"}
+    with pytest.raises(ValueError, match="conv2d_algorithm"):
+        F.conv2d_algorithm(x, w)  # 16 channels against a weight for 8
+    with pytest.raises(TypeError, match="conv2d_algorithm"):
+        F.conv2d_algorithm(x, w.astype(np.float64), groups=2)
+
+
 # conv_transpose2d runs conv2d's kernels on its equivalent conv2d: its forward is that conv2d's
 # input gradient (direct at stride 1), its input gradient that conv2d's forward.
 # (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, groups, dilation)

@@ -207,6 +207,26 @@ struct ConvGrad : ByRoles<ConvGrad> {
 
 void bind_conv(py::module_& m) {
   FC_CONV_OPS(FC_BIND_OP, T)
+  // (input, weight, conv2d's scalars) -> {pass: algorithm} for CPU arrays; conv2d_algorithm_cpu.
+  m.def("conv2d_algorithm", [](py::handle input, py::handle weight, Pair stride,
+                               const std::string& mode, Pair padding, Pair dilation,
+                               int64_t groups) {
+    const char* o = "conv2d_algorithm";
+    Tensor x, w;
+    const ConvShapes s = conv_inputs<Direct>(o, input, weight, x, w, stride, mode, padding,
+                                             dilation, groups);
+    if (x.device != Device::cpu) {
+      throw TypeError(str(o, ": input must be a CPU array (NumPy), got a GPU array: the CUDA ",
+                          "kernels have one algorithm per pass"));
+    }
+    std::array<const char*, 3> names{};
+    dispatch(x.dtype, [&](auto t) { names = conv2d_algorithm_cpu<decltype(t)>(s.g); });
+    py::dict d;
+    d["forward"] = names[0];
+    d["grad_input"] = names[1];
+    d["grad_weight"] = names[2];
+    return d;
+  });
 }
 
 }  // namespace fc::bind

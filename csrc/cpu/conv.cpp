@@ -335,6 +335,21 @@ void conv2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
 }
 
 template <typename T>
+std::array<const char*, 3> conv2d_algorithm_cpu(const Conv2dGeom& g) {
+  std::array<const char*, 3> names{};
+  const ConvPass passes[3] = {ConvPass::forward, ConvPass::grad_input, ConvPass::grad_weight};
+  for (int i = 0; i < 3; ++i) {
+    if (std::is_same_v<T, float> && conv2d_direct_applies(passes[i], g)) names[i] = "direct";
+    else if (small_planes(g)) names[i] = "batched_gemm";
+    else names[i] = g.direct_1x1() ? "gemm" : "im2col_gemm";
+  }
+  return names;
+}
+
+template std::array<const char*, 3> conv2d_algorithm_cpu<float>(const Conv2dGeom&);
+template std::array<const char*, 3> conv2d_algorithm_cpu<double>(const Conv2dGeom&);
+
+template <typename T>
 void conv_transpose2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias,
                                   const Conv2dGeom& g) {
   // An empty batch has nothing to write (and conv2d's work split divides by N).

@@ -641,74 +641,87 @@ struct Lanes {
   using type = V;
 };
 
+// f(Lanes<V>{}) with V the vector of the CPU variant in use (the caller has checked that one
+// applies).
 template <typename F>
-bool dispatch(int64_t K, int64_t C, int64_t RS, const F& f) {
-  if (!worth_direct(C, K, RS)) return false;
-  switch (cpu_isa()) {
-    case CpuIsa::avx512:
-            f(Lanes<V16>{});
-      return true;
-    case CpuIsa::avx2:
-            f(Lanes<V8>{});
-      return true;
-    default: return false;
+void dispatch(const F& f) {
+  if (cpu_isa() == CpuIsa::avx512) {
+    f(Lanes<V16>{});
+  } else {
+    f(Lanes<V8>{});
   }
 }
 
 }  // namespace
 
+bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
+  if (cpu_isa() != CpuIsa::avx512 && cpu_isa() != CpuIsa::avx2) return false;
+  const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
+  switch (pass) {
+    case ConvPass::forward:
+      return !g.direct_1x1() && g.PQ() > 0 && worth_direct(C, K, RS) &&
+             !packing_outweighs(g.N * g.groups, g.PQ(), K, C, RS);
+    case ConvPass::grad_input:
+      // The correlation walks every kernel tap for every input pixel, where the GEMM path
+      // computes only the products of real dy pixels: when padding makes dy much smaller than
+      // x (LeNet's C5: 1x1 from 5x5), most of the walk multiplies zeros.
+      return g.stride_h == 1 && g.stride_w == 1 && RS > 1 && g.HW() > 0 &&
+             4 * g.HW() <= 5 * g.PQ() && worth_direct(K, C, RS) &&
+             !packing_outweighs(g.N * g.groups, g.HW(), C, K, RS);
+    case ConvPass::grad_weight:
+      // A tile sums over an item's output pixels, so a handful of them (LeNet's C5: one)
+      // leaves it all overhead; and where the per-image GEMM is large (K * C*R*S of a ResNet
+      // stage's 3x3 stride-2 layer, 256 x 1152), BLAS's kernel runs at the machine's ceiling.
+      return !g.direct_1x1() && g.PQ() >= 16 && K * C * RS <= (int64_t(1) << 16) &&
+             worth_direct(C, K, RS);
+  }
+  return false;
+}
+
 bool conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
                            const Conv2dGeom& g, bool parallel) {
-  if (g.direct_1x1() || g.PQ() == 0) return false;
+  if (!conv2d_direct_applies(ConvPass::forward, g)) return false;
   const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
-  if (packing_outweighs(g.N * g.groups, g.PQ(), K, C, RS)) return false;
   const Corr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w,
                g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
-  return dispatch(K, C, RS, [&](auto v) {
+  dispatch([&](auto v) {
     run_corr<typename decltype(v)::type>(out, inp, bias, d,
                                          WeightMap{weight, K * C * RS, C * RS, RS, 1});
   });
+  return true;
 }
 
 bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
                                  const Conv2dGeom& g, bool parallel) {
-  // The correlation walks every kernel tap for every input pixel, where the GEMM path computes
-  // only the products of real dy pixels: when padding makes dy much smaller than x (LeNet's C5:
-  // 1x1 from 5x5), most of the walk multiplies zeros.
-  if (g.stride_h != 1 || g.stride_w != 1 || g.RS() == 1 || g.HW() == 0 ||
-      4 * g.HW() > 5 * g.PQ()) {
-    return false;
-  }
+  if (!conv2d_direct_applies(ConvPass::grad_input, g)) return false;
   // dx[c, h, w] = sum over (k, r, s) of dy[k, h + pt - r*dh, w + pl - s*dw] * W[k, c, r, s]:
   // with r' = R-1-r, the correlation of dy (offset (R-1)*dh - pt) with the flipped kernel,
   // dy's channels read and x's written.
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS();
-  if (packing_outweighs(g.N * g.groups, g.HW(), Cg, Kg, RS)) return false;
   const Corr d{g.N, g.groups, Kg, Cg, g.P, g.Q, g.H, g.W, g.R, g.S, 1, 1, g.dil_h, g.dil_w,
                (g.R - 1) * g.dil_h - g.pad_t, (g.S - 1) * g.dil_w - g.pad_l, parallel};
-  return dispatch(Cg, Kg, RS, [&](auto v) {
+  dispatch([&](auto v) {
     // Output channel c of the correlation is x's, input channel k dy's: W[k, c, R-1-r, S-1-s].
     run_corr<typename decltype(v)::type>(dinp, dout, nullptr, d,
                                          WeightMap{weight + RS - 1, Kg * Cg * RS, RS, Cg * RS, -1});
   });
+  return true;
 }
 
 bool conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
                                    const Conv2dGeom& g, bool parallel) {
-  const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
-  // A tile sums over an item's output pixels, so a handful of them (LeNet's C5: one) leaves
-  // it all overhead; and where the per-image GEMM is large (K * C*R*S of a ResNet stage's
-  // 3x3 stride-2 layer, 256 x 1152), BLAS's kernel runs at the machine's ceiling already.
-  if (g.direct_1x1() || g.PQ() < 16 || K * C * RS > (int64_t(1) << 16)) return false;
-  const Corr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w,
-               g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
-  return dispatch(K, C, RS, [&](auto v) {
+  if (!conv2d_direct_applies(ConvPass::grad_weight, g)) return false;
+  const Corr d{g.N, g.groups, g.Cg(), g.Kg(), g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h,
+               g.stride_w, g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
+  dispatch([&](auto v) {
     correlate_weight_grad<typename decltype(v)::type>(dweight, dout, inp, d);
   });
+  return true;
 }
 
 #else
 
+bool conv2d_direct_applies(ConvPass, const Conv2dGeom&) { return false; }
 bool conv2d_direct_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
                            bool) {
   return false;

@@ -18,6 +18,13 @@
 
 namespace fc {
 
+enum class ConvPass { forward, grad_input, grad_weight };
+
+// Whether the direct path takes this pass of conv2d on g (float32, under the CPU variant in
+// use): the gates of the three functions below, for conv2d_algorithm_cpu (cpu/conv.cpp) to
+// report.
+bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g);
+
 // out = conv2d(inp, weight) + bias (bias may be null) by the direct path. Returns false, having
 // written nothing, where the path does not apply (not x86 with AVX2, a 1x1 layer the GEMM takes
 // whole, or a layer too thin to fill a register tile).

@@ -13,6 +13,7 @@ and take grad_output first.
 from . import _act, _conv, _dense, _dropout, _loss, _norm, _pool
 from ._act import *  # noqa: F401,F403
 from ._conv import *  # noqa: F401,F403
+from ._conv import conv2d_algorithm  # noqa: F401  (a helper beside the ops, not in __all__)
 from ._dense import *  # noqa: F401,F403
 from ._dropout import *  # noqa: F401,F403
 from ._loss import *  # noqa: F401,F403

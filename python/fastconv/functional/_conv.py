@@ -31,6 +31,22 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                              *_conv2d_scalars("conv2d", stride, padding, dilation, groups))
 
 
+# Not in __all__: an introspection helper, not an op (no spec, no backward).
+def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
+    """The algorithm conv2d and conv2d_backward run on these CPU arrays and arguments, under
+    the CPU variant in force (fastconv.get_cpu_isa()), as a dict with keys "forward",
+    "grad_input" and "grad_weight". Each value is "direct" (register tiles, no im2col: float32
+    under AVX2 or AVX-512), "batched_gemm" (planes of at most 16 pixels: one GEMM over the
+    batch's images side by side), "gemm" (a 1x1 layer, read in place) or "im2col_gemm". The
+    choice depends on the shapes, dtype and variant alone: it is what `cudnn.benchmark`
+    would cache, decided by rule rather than by timing.
+    """
+    input, weight = contiguous(input), contiguous(weight)
+    return _C.conv2d_algorithm(input, weight,
+                               *_conv2d_scalars("conv2d_algorithm", stride, padding, dilation,
+                                                groups))
+
+
 def _backward(kernel, op, grad_output, input, weight, scalars, output_mask, grad_weight,
               grad_bias):
     """A conv-kind backward: (grad_input, grad_weight, grad_bias), None where output_mask is
