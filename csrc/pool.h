@@ -18,7 +18,7 @@ namespace fc {
 // Window bounds are pool_window / avg_pool_span in geometry.h, shared by both twins.
 #define FC_POOL_OPS(X, T)                                                                     \
   /* out[N, C, P, Q] = window max of inp[N, C, H, W]; idx[N, C, P, Q] = its position in the  \
-     plane. */                                                                                \
+     plane, or null where the indices are not wanted (inference). */                         \
   X(max_pool2d_forward, ArgPool, T* out, int64_t* idx, const T* inp, const Pool2dGeom& g)     \
   /* out, idx as max_pool2d_forward with the window min. */                                  \
   X(min_pool2d_forward, ArgPool, T* out, int64_t* idx, const T* inp, const Pool2dGeom& g)     \

@@ -326,6 +326,24 @@ def test_pool_return_indices_gives_torch_style_pairs():
                                   out.reshape(1, 2, 4))
 
 
+@pytest.mark.parametrize("layer", [nn.MaxPool2d(3, 2, 1), nn.MinPool2d(2)],
+                         ids=["max", "min"])
+def test_extreme_pool_in_eval_mode_keeps_no_indices_and_still_has_a_backward(layer):
+    """In eval mode the layer asks the kernel for the pooled values alone (no argmax is
+    computed or kept); a backward then recomputes the argmax from the input, and gives what
+    training mode's saved indices give."""
+    x = _x(2, 3, 7, 6)
+    layer.train()
+    y_train = layer(x)
+    dy = np.random.default_rng(3).standard_normal(y_train.shape)
+    dx_train = layer.backward(dy)
+    layer.eval()
+    y_eval = layer(x)
+    assert layer._indices is None
+    np.testing.assert_array_equal(y_eval, y_train)
+    np.testing.assert_array_equal(layer.backward(dy), dx_train)
+
+
 # -- losses ------------------------------------------------------------------------------------
 
 def test_cross_entropy_loss_by_hand_and_backward_of_the_last_call():

@@ -310,9 +310,11 @@ def test_pool_outputs_fully_written(dtype):
                               ("min_pool2d", window, lambda: R.min_pool2d_ref(x, **kw)),
                               ("adaptive_max_pool2d", (4, 3),
                                lambda: R.adaptive_max_pool2d_ref(x, (4, 3)))):
-        out, idx = getattr(_C, name + "_forward")(poisoned, x, *geo)
+        out, idx = getattr(_C, name + "_forward")(poisoned, True, x, *geo)
         ref_out, ref_idx = ref_fn()
         assert np.array_equal(out, ref_out.astype(dtype)) and np.array_equal(idx, ref_idx), name
+        out, idx = getattr(_C, name + "_forward")(poisoned, False, x, *geo)
+        assert idx is None and np.array_equal(out, ref_out.astype(dtype)), f"{name} no indices"
     forward = [
         ("avg_pool2d_forward", (*window, True, None), R.avg_pool2d_ref(x, **kw)),
         ("lp_pool2d_forward", (*lp_window, 2.0), R.lp_pool2d_ref(x, 2, 3, 2, True)),

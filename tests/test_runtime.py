@@ -150,3 +150,33 @@ def test_environment_variable_rejects_an_unknown_variant():
     run = _info_with_isa("avx1024")
     assert run.returncode != 0
     assert "FASTCONV_CPU_ISA must be one of avx512, avx2, baseline, got 'avx1024'" in run.stderr
+
+
+def _malloc_tuned_with(env_changes):
+    env = dict(os.environ, **env_changes)
+    code = "import fastconv; print(fastconv.info()['malloc_tuned'])"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_malloc_tuning_is_on_by_default_and_can_be_turned_off():
+    """fastconv sets glibc's mmap and trim thresholds at import (so that a step's activations
+    reuse the last step's memory); FASTCONV_MALLOC_TUNING=0, or glibc's own variables, leave
+    malloc as it is."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("FASTCONV_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_",
+                          "MALLOC_TRIM_THRESHOLD_")}
+    import ctypes
+    try:
+        ctypes.CDLL(None).gnu_get_libc_version
+        glibc = True
+    except AttributeError:
+        glibc = False
+    code = "import fastconv; print(fastconv.info()['malloc_tuned'])"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(glibc)
+    assert _malloc_tuned_with({"FASTCONV_MALLOC_TUNING": "0"}) == "False"
+    assert _malloc_tuned_with({"MALLOC_TRIM_THRESHOLD_": "131072"}) == "False"

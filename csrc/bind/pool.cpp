@@ -147,19 +147,24 @@ Tensor grad_output(const char* op, py::handle dout_, const Tensor& x, const Pool
                    "the pooled output for this input and geometry");
 }
 
-// (input): kernel(out, idx, inp, g); returns (out, indices).
+// (need_indices, input): kernel(out, idx or null, inp, g); returns (out, indices or None).
+// need_indices is a Python bool in the arrays' place (the input must come last).
 struct ArgPoolLayout {
-  static constexpr size_t kArrays = 4, kInputs = 1;
+  static constexpr size_t kArrays = 4, kInputs = 2;
   template <typename Pick>
-  static py::tuple call(const char* op, py::handle alloc, const std::array<py::handle, 1>& a,
+  static py::tuple call(const char* op, py::handle alloc, const std::array<py::handle, 2>& a,
                         const Tensor& x, const Pool2dGeom& g, Pick pick) {
-    Output out = allocate(alloc, a[0], x, g.out_shape(), op, "out");
-    Output idx = allocate(alloc, a[0], x, g.out_shape(), op, "indices", true);
+    FC_CHECK(py::isinstance<py::bool_>(a[0]), op, ": need_indices must be a bool");
+    const bool need = a[0].cast<bool>();
+    Output out = allocate(alloc, a[1], x, g.out_shape(), op, "out");
+    std::optional<Output> idx;
+    if (need) idx = allocate(alloc, a[1], x, g.out_shape(), op, "indices", true);
     Launch(x).run(x.dtype, [&](auto t) {
       using T = decltype(t);
-      pick(x.device, t)(out.view.data<T>(), idx.view.data<int64_t>(), x.data<T>(), g);
+      pick(x.device, t)(out.view.data<T>(), idx ? idx->view.data<int64_t>() : nullptr,
+                        x.data<T>(), g);
     });
-    return py::make_tuple(out.array, idx.array);
+    return py::make_tuple(out.array, idx ? py::object(idx->array) : py::none());
   }
 };
 

@@ -88,45 +88,69 @@ inline int64_t arg_extreme(const T* x, const Pool2dGeom& g, int64_t h0, int64_t 
   return at;
 }
 
+// Plane c of extreme_forward; kIdx: whether the argmax is wanted (idx not null).
+template <bool kMin, bool kIdx, typename T>
+void extreme_plane(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g, const Spans& sp,
+                   int64_t c) {
+  const T* x = inp + c * g.HW();
+  for (int64_t p = 0; p < g.P; ++p) {
+    T* m = out + c * g.PQ() + p * g.Q;
+    int64_t* at = kIdx ? idx + c * g.PQ() + p * g.Q : nullptr;
+    // Interior windows advance tap by tap across the row, in each window's scan order, so
+    // the compare-select chains of neighbouring outputs overlap instead of running in turn.
+    for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
+      m[q] = kMin ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+      if constexpr (kIdx) at[q] = sp.h0[p] * g.W + q * g.stride_w - g.pad_w;
+    }
+    for (int64_t h = sp.h0[p]; h < sp.h1[p]; h += g.dil_h) {
+      const T* row = x + h * g.W;
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t off = s * g.dil_w - g.pad_w;
+        for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
+          const int64_t w = q * g.stride_w + off;
+          const T v = row[w];
+          const bool take = (kMin ? v < m[q] : v > m[q]) | std::isnan(v);
+          m[q] = pick(take, v, m[q]);
+          if constexpr (kIdx) at[q] = pick(take, h * g.W + w, at[q]);
+        }
+      }
+    }
+    const auto clipped = [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t a = arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], m[q]);
+        if constexpr (kIdx) at[q] = a;
+      }
+    };
+    clipped(0, sp.q_lo);
+    clipped(sp.q_hi, g.Q);
+  }
+}
+
+// f(c) for every plane c, in contiguous blocks of planes (one per thread when the work is large
+// enough, as a static schedule would split them), each block through with_isa: the pooling
+// loops then run in the CPU's widest variant, chosen once per block.
+template <typename F>
+void for_planes(const Pool2dGeom& g, F f) {
+  const int64_t n = g.planes();
+  const int teams = threaded(g) ? int(std::min<int64_t>(max_threads(), n)) : 1;
+  const int64_t block = ceil_div(n, int64_t(teams));
+#pragma omp parallel for schedule(static) num_threads(teams) if (teams > 1)
+  for (int b = 0; b < teams; ++b) {
+    const int64_t c1 = std::min(n, (b + 1) * block);
+    with_isa([&] {
+      for (int64_t c = b * block; c < c1; ++c) f(c);
+    });
+  }
+}
+
+// idx may be null: the pooled values alone (inference), no index computed or written.
 template <bool kMin, typename T>
 void extreme_forward(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g) {
-  const int64_t HW = g.HW(), PQ = g.PQ();
   const Spans sp(g);
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded(g))
-  for (int64_t c = 0; c < g.planes(); ++c) {
-    const T* x = inp + c * HW;
-    T* y = out + c * PQ;
-    int64_t* id = idx + c * PQ;
-    for (int64_t p = 0; p < g.P; ++p) {
-      T* m = y + p * g.Q;
-      int64_t* at = id + p * g.Q;
-      // Interior windows advance tap by tap across the row, in each window's scan order, so
-      // the compare-select chains of neighbouring outputs overlap instead of running in turn.
-      for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
-        m[q] = kMin ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
-        at[q] = sp.h0[p] * g.W + q * g.stride_w - g.pad_w;
-      }
-      for (int64_t h = sp.h0[p]; h < sp.h1[p]; h += g.dil_h) {
-        const T* row = x + h * g.W;
-        for (int64_t s = 0; s < g.S; ++s) {
-          const int64_t off = s * g.dil_w - g.pad_w;
-          for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
-            const int64_t w = q * g.stride_w + off;
-            const T v = row[w];
-            const bool take = (kMin ? v < m[q] : v > m[q]) | std::isnan(v);
-            m[q] = pick(take, v, m[q]);
-            at[q] = pick(take, h * g.W + w, at[q]);
-          }
-        }
-      }
-      const auto clipped = [&](int64_t q0, int64_t q1) {
-        for (int64_t q = q0; q < q1; ++q) {
-          at[q] = arg_extreme<kMin>(x, g, sp.h0[p], sp.h1[p], sp.w0[q], sp.w1[q], m[q]);
-        }
-      };
-      clipped(0, sp.q_lo);
-      clipped(sp.q_hi, g.Q);
-    }
+  if (idx) {
+    for_planes(g, [&](int64_t c) { extreme_plane<kMin, true>(out, idx, inp, g, sp, c); });
+  } else {
+    for_planes(g, [&](int64_t c) { extreme_plane<kMin, false>(out, idx, inp, g, sp, c); });
   }
 }
 

@@ -176,7 +176,7 @@ struct ExtremeForward {
       }
     }
     if (out) out[i] = m;
-    idx[i] = at;
+    if (idx) idx[i] = at;
   }
 };
 

@@ -51,7 +51,8 @@ def _extreme(forward, op, input, window, return_indices):
     """max/min pooling through `forward`; window: (kernel_size, stride, padding, dilation,
     ceil_mode) as the caller got them."""
     return_indices = as_bool(return_indices, "return_indices", op)
-    out, indices = forward(empty, contiguous(input), *_window(op, *window))
+    # Without indices the kernel computes and writes none (inference: half the bytes written).
+    out, indices = forward(empty, return_indices, contiguous(input), *_window(op, *window))
     return (out, indices) if return_indices else out
 
 
@@ -136,7 +137,7 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     p = as_float(norm_type, "norm_type", op)
     window = _window(op, kernel_size, stride, 0, 1, ceil_mode)
     if p == math.inf:
-        return _C.lp_pool2d_inf_forward(empty, _abs(input), *window)[0]
+        return _C.lp_pool2d_inf_forward(empty, False, _abs(input), *window)[0]
     return _C.lp_pool2d_forward(empty, input, *window, p)
 
 
@@ -176,7 +177,8 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     op = "adaptive_max_pool2d"
     return_indices = as_bool(return_indices, "return_indices", op)
     input = contiguous(input)
-    out, indices = _C.adaptive_max_pool2d_forward(empty, input, *_output_size(output_size, op))
+    out, indices = _C.adaptive_max_pool2d_forward(empty, return_indices, input,
+                                                  *_output_size(output_size, op))
     return (out, indices) if return_indices else out
 
 

@@ -52,7 +52,12 @@ class _ExtremePool2d(_Pool2d):
 
     def forward(self, x):
         self._input = x
-        out, self._indices = self._forward(x, *self._args(), return_indices=True)
+        # The argmax is kept for backward in training; in eval mode it is computed only when
+        # asked for (backward then recomputes it from the input).
+        if self.training or self.return_indices:
+            out, self._indices = self._forward(x, *self._args(), return_indices=True)
+        else:
+            out, self._indices = self._forward(x, *self._args()), None
         return (out, self._indices) if self.return_indices else out
 
     def backward(self, dout):
