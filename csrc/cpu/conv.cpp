@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "blas.h"
+#include "cpu/conv_depthwise.h"
 #include "cpu/conv_direct.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
@@ -182,6 +183,7 @@ void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* w
 
 template <typename T>
 void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g) {
+  if (depthwise_applies(g)) return depthwise_backward_data(dinp, dout, weight, g);
   if constexpr (std::is_same_v<T, float>) {
     if (conv2d_direct_backward_data(dinp, dout, weight, g, worth_threads(g))) return;
   }
@@ -228,6 +230,7 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
 
 template <typename T>
 void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g) {
+  if (depthwise_applies(g)) return depthwise_backward_weight(dweight, dout, inp, g);
   if constexpr (std::is_same_v<T, float>) {
     if (conv2d_direct_backward_weight(dweight, dout, inp, g, worth_threads(g))) return;
   }
@@ -293,6 +296,7 @@ constexpr int64_t kParallelMinElems = int64_t(1) << 15;
 template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
   if (g.N == 0) return;
+  if (depthwise_applies(g)) return depthwise_forward(out, inp, weight, bias, g);
   // The direct tiles put several rows of a narrow plane side by side: on small planes they beat
   // the batched GEMM forward (and, at stride 1, input gradient); the weight gradient of small
   // planes stays with the batched GEMM.
@@ -339,7 +343,8 @@ std::array<const char*, 3> conv2d_algorithm_cpu(const Conv2dGeom& g) {
   std::array<const char*, 3> names{};
   const ConvPass passes[3] = {ConvPass::forward, ConvPass::grad_input, ConvPass::grad_weight};
   for (int i = 0; i < 3; ++i) {
-    if (std::is_same_v<T, float> && conv2d_direct_applies(passes[i], g)) names[i] = "direct";
+    if (depthwise_applies(g)) names[i] = "depthwise";
+    else if (std::is_same_v<T, float> && conv2d_direct_applies(passes[i], g)) names[i] = "direct";
     else if (small_planes(g)) names[i] = "batched_gemm";
     else names[i] = g.direct_1x1() ? "gemm" : "im2col_gemm";
   }
