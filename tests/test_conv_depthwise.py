@@ -37,14 +37,15 @@ IDS = [c["id"] for c in CASES + OTHERS]
 DTYPES = [np.float32, np.float64]
 
 
-def _shapes(case):
-    return (np.zeros((case["N"], case["C"], case["H"], case["W"])),
-            np.zeros((case["K"], case["C"] // case["groups"], case["R"], case["S"])))
+def _shapes(case, dtype):
+    return (np.zeros((case["N"], case["C"], case["H"], case["W"]), dtype),
+            np.zeros((case["K"], case["C"] // case["groups"], case["R"], case["S"]), dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES + OTHERS, ids=IDS)
-def test_path_taken(case):
-    x, w = _shapes(case)
+def test_path_taken(case, dtype):
+    x, w = _shapes(case, dtype)
     want = "depthwise" if case in CASES else None
     got = F.conv2d_algorithm(x, w, **conv_args(case))
     if want:
