@@ -152,9 +152,7 @@ def test_environment_variable_rejects_an_unknown_variant():
     assert "FASTCONV_CPU_ISA must be one of avx512, avx2, baseline, got 'avx1024'" in run.stderr
 
 
-def _malloc_tuned_with(env_changes):
-    env = dict(os.environ, **env_changes)
-    code = "import fastconv; print(fastconv.info()['malloc_tuned'])"
+def _python_prints(code, env):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
     return run.stdout.strip()
@@ -172,12 +170,7 @@ def test_malloc_tuning_is_on_by_default_and_can_be_turned_off():
     probe = ("import ctypes\ntry:\n    libc = ctypes.CDLL(None); libc.gnu_get_libc_version\n"
              "    print(libc.mallopt(-3, 32 << 20) == 1 and libc.mallopt(-1, 128 << 20) == 1)\n"
              "except AttributeError:\n    print(False)")
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean)
-    assert run.returncode == 0, run.stderr
-    takes_mallopt = run.stdout.strip()
-    code = "import fastconv; print(fastconv.info()['malloc_tuned'])"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == takes_mallopt
-    assert _malloc_tuned_with({"FASTCONV_MALLOC_TUNING": "0"}) == "False"
-    assert _malloc_tuned_with({"MALLOC_TRIM_THRESHOLD_": "131072"}) == "False"
+    tuned = "import fastconv; print(fastconv.info()['malloc_tuned'])"
+    assert _python_prints(tuned, clean) == _python_prints(probe, clean)
+    assert _python_prints(tuned, dict(clean, FASTCONV_MALLOC_TUNING="0")) == "False"
+    assert _python_prints(tuned, dict(clean, MALLOC_TRIM_THRESHOLD_="131072")) == "False"

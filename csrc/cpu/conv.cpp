@@ -181,13 +181,34 @@ void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* w
   }
 }
 
+// The algorithm a pass of conv2d on g takes in dtype T, first that applies: depthwise layers
+// their stencil; the direct tiles (float32, cpu/conv_direct.h: on small planes they put several
+// rows side by side and beat the batched GEMM forward and, at stride 1, input gradient; the
+// weight gradient of small planes stays with the batched GEMM); the batched GEMM for small
+// planes; else one GEMM per image (the 1x1 layer read in place, others through im2col). The
+// kernels below and conv2d_algorithm_cpu both ask this.
+enum class ConvAlgo { depthwise, direct, batched_gemm, gemm };
+
+template <typename T>
+ConvAlgo conv_algo(ConvPass pass, const Conv2dGeom& g) {
+  if (depthwise_applies(g)) return ConvAlgo::depthwise;
+  if (std::is_same_v<T, float> && conv2d_direct_applies(pass, g)) return ConvAlgo::direct;
+  return small_planes(g) ? ConvAlgo::batched_gemm : ConvAlgo::gemm;
+}
+
 template <typename T>
 void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g) {
-  if (depthwise_applies(g)) return depthwise_backward_data(dinp, dout, weight, g);
-  if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_direct_backward_data(dinp, dout, weight, g, worth_threads(g))) return;
+  switch (conv_algo<T>(ConvPass::grad_input, g)) {
+    case ConvAlgo::depthwise: return depthwise_backward_data(dinp, dout, weight, g);
+    case ConvAlgo::direct:
+      if constexpr (std::is_same_v<T, float>) {
+        conv2d_direct_backward_data(dinp, dout, weight, g, worth_threads(g));
+      }
+      return;
+    case ConvAlgo::batched_gemm:
+      return small_backward<T>(dinp, nullptr, dout, nullptr, weight, g);
+    case ConvAlgo::gemm: break;
   }
-  if (small_planes(g)) return small_backward<T>(dinp, nullptr, dout, nullptr, weight, g);
   const bool direct = g.direct_1x1();
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS(), CgRS = Cg * RS, PQ = g.PQ(), HW = g.HW();
   const int threads = max_threads();
@@ -230,11 +251,17 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
 
 template <typename T>
 void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g) {
-  if (depthwise_applies(g)) return depthwise_backward_weight(dweight, dout, inp, g);
-  if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_direct_backward_weight(dweight, dout, inp, g, worth_threads(g))) return;
+  switch (conv_algo<T>(ConvPass::grad_weight, g)) {
+    case ConvAlgo::depthwise: return depthwise_backward_weight(dweight, dout, inp, g);
+    case ConvAlgo::direct:
+      if constexpr (std::is_same_v<T, float>) {
+        conv2d_direct_backward_weight(dweight, dout, inp, g, worth_threads(g));
+      }
+      return;
+    case ConvAlgo::batched_gemm:
+      return small_backward<T>(nullptr, dweight, dout, inp, nullptr, g);
+    case ConvAlgo::gemm: break;
   }
-  if (small_planes(g)) return small_backward<T>(nullptr, dweight, dout, inp, nullptr, g);
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const int64_t wsize = g.K * CgRS;
   const int threads = max_threads();
@@ -296,14 +323,16 @@ constexpr int64_t kParallelMinElems = int64_t(1) << 15;
 template <typename T>
 void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, const Conv2dGeom& g) {
   if (g.N == 0) return;
-  if (depthwise_applies(g)) return depthwise_forward(out, inp, weight, bias, g);
-  // The direct tiles put several rows of a narrow plane side by side: on small planes they beat
-  // the batched GEMM forward (and, at stride 1, input gradient); the weight gradient of small
-  // planes stays with the batched GEMM.
-  if constexpr (std::is_same_v<T, float>) {
-    if (conv2d_direct_forward(out, inp, weight, bias, g, worth_threads(g))) return;
+  switch (conv_algo<T>(ConvPass::forward, g)) {
+    case ConvAlgo::depthwise: return depthwise_forward(out, inp, weight, bias, g);
+    case ConvAlgo::direct:
+      if constexpr (std::is_same_v<T, float>) {
+        conv2d_direct_forward(out, inp, weight, bias, g, worth_threads(g));
+      }
+      return;
+    case ConvAlgo::batched_gemm: return small_forward(out, inp, weight, bias, g);
+    case ConvAlgo::gemm: break;
   }
-  if (small_planes(g)) return small_forward(out, inp, weight, bias, g);
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
   const int threads = max_threads();
   const RowBlocks b = row_blocks<T>(g, threads);
@@ -343,10 +372,12 @@ std::array<const char*, 3> conv2d_algorithm_cpu(const Conv2dGeom& g) {
   std::array<const char*, 3> names{};
   const ConvPass passes[3] = {ConvPass::forward, ConvPass::grad_input, ConvPass::grad_weight};
   for (int i = 0; i < 3; ++i) {
-    if (depthwise_applies(g)) names[i] = "depthwise";
-    else if (std::is_same_v<T, float> && conv2d_direct_applies(passes[i], g)) names[i] = "direct";
-    else if (small_planes(g)) names[i] = "batched_gemm";
-    else names[i] = g.direct_1x1() ? "gemm" : "im2col_gemm";
+    switch (conv_algo<T>(passes[i], g)) {
+      case ConvAlgo::depthwise: names[i] = "depthwise"; break;
+      case ConvAlgo::direct: names[i] = "direct"; break;
+      case ConvAlgo::batched_gemm: names[i] = "batched_gemm"; break;
+      case ConvAlgo::gemm: names[i] = g.direct_1x1() ? "gemm" : "im2col_gemm"; break;
+    }
   }
   return names;
 }

@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "cpu/isa.h"
+#include "cpu/pad.h"
 #include "cpu/parallel.h"
 
 namespace fc {
@@ -27,24 +28,6 @@ struct Stencil {
   int64_t cols() const { return OW + (S - 1) * dw; }
   int64_t buffer() const { return rows() * cols(); }
 };
-
-// buf[i, j] = src[i - oh, j - ow], zero outside src.
-template <typename T>
-void pad_plane(T* buf, const T* src, const Stencil& st) {
-  const int64_t BW = st.cols();
-  const int64_t j0 = std::clamp<int64_t>(st.ow, 0, BW), j1 = std::clamp(st.SW + st.ow, j0, BW);
-  for (int64_t i = 0; i < st.rows(); ++i) {
-    T* b = buf + i * BW;
-    const int64_t h = i - st.oh;
-    if (h < 0 || h >= st.SH) {
-      std::fill(b, b + BW, T(0));
-      continue;
-    }
-    std::fill(b, b + j0, T(0));
-    std::memcpy(b + j0, src + h * st.SW + (j0 - st.ow), sizeof(T) * (j1 - j0));
-    std::fill(b + j1, b + BW, T(0));
-  }
-}
 
 // y[0, n) = b + the taps of the row starting at x (buffer row i's column j0), n <= kBlock.
 // A full block is a compile-time length, so its accumulators stay in registers.
@@ -68,7 +51,7 @@ inline void stencil_block(T* y, const T* x, int64_t n, const T* k, const Stencil
 template <typename T>
 void stencil_plane(T* out, const T* src, const T* k, T b, const Stencil& st, T* buf) {
   constexpr int64_t B = kBlock<T>;
-  pad_plane(buf, src, st);
+  pad_plane(buf, src, st.SH, st.SW, -st.oh, st.rows(), st.ow, st.cols());
   const int64_t BW = st.cols();
   for (int64_t i = 0; i < st.OH; ++i) {
     T* y = out + i * st.OW;
@@ -178,7 +161,7 @@ void depthwise_backward_weight(T* dweight, const T* dout, const T* inp, const Co
     with_isa([&] {
       for (int64_t n = 0; n < g.N; ++n) {
         const int64_t pl = n * g.C + c;
-        pad_plane(buf, inp + pl * g.HW(), st);
+        pad_plane(buf, inp + pl * g.HW(), st.SH, st.SW, -st.oh, st.rows(), st.ow, BW);
         for (int64_t p = 0; p < g.P; ++p) {
           std::memcpy(dyp + p * Qp, dout + pl * g.PQ() + p * g.Q, sizeof(T) * g.Q);
           std::fill(dyp + p * Qp + g.Q, dyp + (p + 1) * Qp, T(0));

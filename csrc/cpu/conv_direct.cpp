@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "cpu/isa.h"
+#include "cpu/pad.h"
 #include "cpu/parallel.h"
 
 namespace fc {
@@ -33,10 +34,6 @@ constexpr int kMaxRR = sizeof(V) == 64 ? 14 : 6;
 // core's L2 beside the packed weights.
 constexpr int64_t kBufBytes = int64_t(512) << 10;
 
-// Taps per chunk of the small-plane tiles: a chunk's packed weights for two channel blocks,
-// 128 x 2 x 64 bytes under AVX-512, stay in L1.
-constexpr int64_t kTapChunk = 128;
-
 // Output pixels per block of the weight gradient's dy transposition.
 constexpr int64_t kTransposeBlock = 64;
 
@@ -52,7 +49,6 @@ struct Tile {
   const int64_t* off;  // buffer offset of each (c, r, s) tap, in the packed weights' order
   const float* w;      // packed weights of the tile's first channel block
   const float* bias;   // J * lanes starting values
-  const float* init;   // or, when not null, [RR][J * lanes] starting values (res's layout)
   float* res;          // [RR][J * lanes] results
   int64_t taps;        // C * R * S
   int64_t sw;          // column stride
@@ -69,20 +65,12 @@ inline void tile_body(const Tile& t) {
 #pragma GCC unroll 4
   for (int g = 0; g < G; ++g) xg[g] = t.xg[g];
   V acc[G * RR][J];
-  if (t.init) {
-#pragma GCC unroll 16
-    for (int r = 0; r < G * RR; ++r) {
 #pragma GCC unroll 2
-      for (int j = 0; j < J; ++j) std::memcpy(&acc[r][j], t.init + (r * J + j) * L, sizeof(V));
-    }
-  } else {
-#pragma GCC unroll 2
-    for (int j = 0; j < J; ++j) {
-      V b;
-      std::memcpy(&b, t.bias + j * L, sizeof(V));
+  for (int j = 0; j < J; ++j) {
+    V b;
+    std::memcpy(&b, t.bias + j * L, sizeof(V));
 #pragma GCC unroll 16
-      for (int r = 0; r < G * RR; ++r) acc[r][j] = b;
-    }
+    for (int r = 0; r < G * RR; ++r) acc[r][j] = b;
   }
   for (int64_t u = 0; u < t.taps; ++u) {
     V wv[J];
@@ -323,20 +311,8 @@ std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
 // buf[c, i, j] = src[c, top + i, j - ow] (zero outside src) for c < C, i < hb, j < Wb.
 void fill_buffer(float* buf, const float* src, const Corr& d, int64_t top, int64_t hb,
                  int64_t Wb) {
-  const int64_t j0 = std::clamp<int64_t>(d.ow, 0, Wb);
-  const int64_t j1 = std::clamp<int64_t>(d.W + d.ow, j0, Wb);
   for (int64_t c = 0; c < d.C; ++c) {
-    for (int64_t i = 0; i < hb; ++i) {
-      float* b = buf + (c * hb + i) * Wb;
-      const int64_t h = top + i;
-      if (h < 0 || h >= d.H) {
-        std::fill(b, b + Wb, 0.0f);
-        continue;
-      }
-      std::fill(b, b + j0, 0.0f);
-      std::memcpy(b + j0, src + (c * d.H + h) * d.W + (j0 - d.ow), sizeof(float) * (j1 - j0));
-      std::fill(b + j1, b + Wb, 0.0f);
-    }
+    pad_plane(buf + c * hb * Wb, src + c * d.H * d.W, d.H, d.W, top, hb, d.ow, Wb);
   }
 }
 
@@ -414,16 +390,12 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
   const auto bufs = alloc_uninit<float>(mul_sat(threads, imgs * plane),
                                         "conv2d (direct): input buffers");
   const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
-  // An item's results for one pair of channel blocks, pixel-major as a tile writes them.
-  const int64_t acc_size = imgs * PQ * 2 * L;
-  const auto accs = alloc_uninit<float>(mul_sat(threads, acc_size),
-                                        "conv2d (direct): partial sums");
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* buf = bufs.get() + thread_id() * imgs * plane;
     int64_t* off = offs.get() + thread_id() * taps;
-    float* acc = accs.get() + thread_id() * acc_size;
     tap_offsets(off, 0, taps, d, hb, Wb);
+    alignas(64) float res[kMaxRR<V> * 2 * L];
     int64_t at[kMaxGroups];  // output offset of each group's row (without the channel)
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
@@ -433,45 +405,27 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
         fill_buffer(buf + k * plane, src + ((n0 + k) * d.groups + gi) * d.C * d.H * d.W, d,
                     -d.oh, hb, Wb);
       }
-      Tile t{nullptr, {}, off, nullptr, nullptr, nullptr, nullptr, taps, d.sw, block};
+      Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
+        t.w = wpack + (gi * KB + kb) * block;
         t.bias = bpack + (gi * KB + kb) * L;
-        // The taps in chunks whose packed weights stay in L1 while every row group of the
-        // item goes through them: a tile of a few small rows against all of a wide layer's
-        // weights (512 channels x 3x3: 590 KB per pair of blocks) streamed them from L3 once
-        // per 12 pixels. Each chunk goes on from the last one's sums, in tap order, so the
-        // results are the unchunked tile's bit for bit.
-        for (int64_t u0 = 0; u0 < taps; u0 += kTapChunk) {
-          t.taps = std::min(kTapChunk, taps - u0);
-          t.off = off + u0;
-          t.w = wpack + (gi * KB + kb) * block + u0 * L;
-          for (int64_t row0 = 0; row0 < rows; row0 += G) {
-            const int64_t groups = std::min(G, rows - row0);
-            for (int64_t g = 0; g < groups; ++g) {
-              const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
-              t.xg[g] = buf + img * plane + p * d.sh * Wb;
-            }
-            t.x = t.xg[0];
-            t.res = acc + row0 * d.Q * J * L;
-            t.init = u0 == 0 ? nullptr : t.res;
-            pick_tile<V>(groups, d.Q, J, d.sw == 1)(t);
-          }
-        }
         for (int64_t row0 = 0; row0 < rows; row0 += G) {
           const int64_t groups = std::min(G, rows - row0);
-          const float* res = acc + row0 * d.Q * J * L;
           for (int64_t g = 0; g < groups; ++g) {
             const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
+            t.xg[g] = buf + img * plane + p * d.sh * Wb;
             at[g] = ((n0 + img) * d.groups + gi) * d.K * PQ + p * d.Q;
           }
-          for (int64_t j = 0; j < J; ++j) {
-            const int64_t k1 = std::min(L, d.K - (kb + j) * L);
+          t.x = t.xg[0];
+          pick_tile<V>(groups, d.Q, J, d.sw == 1)(t);
+          for (int64_t jb = 0; jb < J; ++jb) {
+            const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
             for (int64_t l = 0; l < k1; ++l) {
-              const int64_t ch = ((kb + j) * L + l) * PQ;
+              const int64_t ch = ((kb + jb) * L + l) * PQ;
               for (int64_t g = 0; g < groups; ++g) {
                 float* yk = out + at[g] + ch;
-                for (int64_t r = 0; r < d.Q; ++r) yk[r] = res[((g * d.Q + r) * J + j) * L + l];
+                for (int64_t r = 0; r < d.Q; ++r) yk[r] = res[((g * d.Q + r) * J + jb) * L + l];
               }
             }
           }
@@ -510,7 +464,7 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
       float* y = out + (it.n * d.groups + gi) * d.K * d.P * d.Q;
       // Only an item with fewer rows than the others (the last block) has a different hb.
       if (hb != off_hb) tap_offsets(off, 0, taps, d, hb, Wb), off_hb = hb;
-      Tile t{nullptr, {}, off, nullptr, nullptr, nullptr, res, taps, d.sw, block};
+      Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
         const TileFn run = J == 2 ? pair : single;
@@ -678,9 +632,8 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
   return false;
 }
 
-bool conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
+void conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
                            const Conv2dGeom& g, bool parallel) {
-  if (!conv2d_direct_applies(ConvPass::forward, g)) return false;
   const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
   const Corr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h, g.stride_w,
                g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
@@ -688,12 +641,10 @@ bool conv2d_direct_forward(float* out, const float* inp, const float* weight, co
     run_corr<typename decltype(v)::type>(out, inp, bias, d,
                                          WeightMap{weight, K * C * RS, C * RS, RS, 1});
   });
-  return true;
 }
 
-bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
+void conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
                                  const Conv2dGeom& g, bool parallel) {
-  if (!conv2d_direct_applies(ConvPass::grad_input, g)) return false;
   // dx[c, h, w] = sum over (k, r, s) of dy[k, h + pt - r*dh, w + pl - s*dw] * W[k, c, r, s]:
   // with r' = R-1-r, the correlation of dy (offset (R-1)*dh - pt) with the flipped kernel,
   // dy's channels read and x's written.
@@ -705,33 +656,25 @@ bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* we
     run_corr<typename decltype(v)::type>(dinp, dout, nullptr, d,
                                          WeightMap{weight + RS - 1, Kg * Cg * RS, RS, Cg * RS, -1});
   });
-  return true;
 }
 
-bool conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
+void conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
                                    const Conv2dGeom& g, bool parallel) {
-  if (!conv2d_direct_applies(ConvPass::grad_weight, g)) return false;
   const Corr d{g.N, g.groups, g.Cg(), g.Kg(), g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h,
                g.stride_w, g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
   dispatch([&](auto v) {
     correlate_weight_grad<typename decltype(v)::type>(dweight, dout, inp, d);
   });
-  return true;
 }
 
 #else
 
 bool conv2d_direct_applies(ConvPass, const Conv2dGeom&) { return false; }
-bool conv2d_direct_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
-                           bool) {
-  return false;
-}
-bool conv2d_direct_backward_data(float*, const float*, const float*, const Conv2dGeom&, bool) {
-  return false;
-}
-bool conv2d_direct_backward_weight(float*, const float*, const float*, const Conv2dGeom&, bool) {
-  return false;
-}
+// Never called: conv2d_direct_applies says no.
+void conv2d_direct_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
+                           bool) {}
+void conv2d_direct_backward_data(float*, const float*, const float*, const Conv2dGeom&, bool) {}
+void conv2d_direct_backward_weight(float*, const float*, const float*, const Conv2dGeom&, bool) {}
 
 #endif
 

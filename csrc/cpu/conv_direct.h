@@ -21,24 +21,22 @@ namespace fc {
 enum class ConvPass { forward, grad_input, grad_weight };
 
 // Whether the direct path takes this pass of conv2d on g (float32, under the CPU variant in
-// use): the gates of the three functions below, for conv2d_algorithm_cpu (cpu/conv.cpp) to
-// report.
+// use): not on a CPU without AVX2, a 1x1 layer the GEMM takes whole, a layer too thin to fill a
+// register tile, a strided input gradient, or where packing the weights outweighs the tiles.
+// conv2d's algorithm choice (cpu/conv.cpp) asks it; the three functions below run only where it
+// said yes.
 bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g);
 
-// out = conv2d(inp, weight) + bias (bias may be null) by the direct path. Returns false, having
-// written nothing, where the path does not apply (not x86 with AVX2, a 1x1 layer the GEMM takes
-// whole, or a layer too thin to fill a register tile).
-bool conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
+// out = conv2d(inp, weight) + bias (bias may be null) by the direct path.
+void conv2d_direct_forward(float* out, const float* inp, const float* weight, const float* bias,
                            const Conv2dGeom& g, bool parallel);
 
-// dinp = conv2d's input gradient for dout; false, having written nothing, where the path does
-// not apply (as above, or a stride other than 1).
-bool conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
+// dinp = conv2d's input gradient for dout.
+void conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
                                  const Conv2dGeom& g, bool parallel);
 
-// dweight += conv2d's weight gradient for dout; false, having written nothing, where the path
-// does not apply (as for the forward).
-bool conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
+// dweight += conv2d's weight gradient for dout.
+void conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
                                    const Conv2dGeom& g, bool parallel);
 
 }  // namespace fc

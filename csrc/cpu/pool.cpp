@@ -399,20 +399,10 @@ void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGe
 template <typename T>
 void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) {
   if (g.P == 1 && g.Q == 1) {
-    // Global pooling (a network's head): one contiguous run per plane, planes in blocks per
-    // thread, each block in the CPU's widest variant; the general path's per-window setup cost
-    // more than a 7x7 plane's sum.
-    const int64_t n = g.planes(), HW = g.HW();
-    const int teams = threaded(g) ? int(std::min<int64_t>(max_threads(), n)) : 1;
-    const int64_t block = ceil_div(n, int64_t(teams));
-#pragma omp parallel for schedule(static) num_threads(teams) if (teams > 1)
-    for (int b = 0; b < teams; ++b) {
-      with_isa([&] {
-        for (int64_t c = b * block; c < std::min(n, (b + 1) * block); ++c) {
-          out[c] = T(run_sum(inp + c * HW, HW) / double(HW));
-        }
-      });
-    }
+    // Global pooling (a network's head): one contiguous run per plane; the general path's
+    // per-window setup cost more than a 7x7 plane's sum.
+    const int64_t HW = g.HW();
+    for_planes(g, [&](int64_t c) { out[c] = T(run_sum(inp + c * HW, HW) / double(HW)); });
     return;
   }
   const Spans sp(g);
