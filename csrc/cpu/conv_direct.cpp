@@ -48,9 +48,6 @@ constexpr int64_t max_rr(int64_t J) {
 // core's L2 beside the packed weights.
 constexpr int64_t kBufBytes = int64_t(512) << 10;
 
-// Output pixels per block of the weight gradient's dy transposition.
-constexpr int64_t kTransposeBlock = 64;
-
 // Rows per register tile at most: a plane narrower than the tile puts G whole rows (of this
 // image or the next ones) side by side, so that G * RR accumulators still fill the registers.
 constexpr int kMaxGroups = 4;
@@ -248,10 +245,10 @@ struct WeightMap {
   const float* row(int64_t gi, int64_t k, int64_t c) const { return w + gi * sg + k * sk + c * sc; }
 };
 
-// rows[l][j0 + jj] into dst[jj * L + l] for l, jj < L: an L x L transposition in registers, in
-// log2 L rounds that interleave ever larger blocks of two rows (GCC vector shuffles).
+// rows[l][j0 + jj] into dst[jj * ld + l] for l, jj < L: an L x L transposition in registers,
+// in log2 L rounds that interleave ever larger blocks of two rows (GCC vector shuffles).
 template <typename V>
-inline void transpose_block(const float* const* rows, int64_t j0, float* dst) {
+inline void transpose_block(const float* const* rows, int64_t j0, float* dst, int64_t ld) {
   constexpr int L = int(kLanes<V>);
   using M = decltype(V{} < V{});  // int32 lanes
   V r[L];
@@ -269,7 +266,7 @@ inline void transpose_block(const float* const* rows, int64_t j0, float* dst) {
       r[i + b] = __builtin_shuffle(a, c, hi);
     }
   }
-  for (int l = 0; l < L; ++l) std::memcpy(dst + l * L, &r[l], sizeof(V));
+  for (int l = 0; l < L; ++l) std::memcpy(dst + l * ld, &r[l], sizeof(V));
 }
 
 // Packed weights: [groups][K blocks][C][R*S][lanes], lanes past K zero.
@@ -295,7 +292,7 @@ std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
       float* o = w.get() + i * CRS * L;
       int64_t j = 0;
       run_for<V>([&] {
-        for (; j + L <= CRS; j += L) transpose_block<V>(rows, j, o + j * L);
+        for (; j + L <= CRS; j += L) transpose_block<V>(rows, j, o + j * L, L);
       });
       for (; j < CRS; ++j) {
         for (int64_t l = 0; l < L; ++l) o[j * L + l] = rows[l][j];
@@ -536,6 +533,9 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
                                         "conv2d_backward_cpu (grad_weight, direct): part sums");
   const auto bufs = alloc_uninit<float>(mul_sat(threads, ws + dws),
                                         "conv2d_backward_cpu (grad_weight, direct): buffers");
+  // The rows of a last channel block past K (its lanes zero).
+  const auto zeros = alloc_vector<float>(d.K % L ? b.rows * d.Q : 0,
+                                         "conv2d_backward_cpu (grad_weight, direct): buffers");
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* buf = bufs.get() + thread_id() * (ws + dws);
@@ -550,17 +550,24 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
         const Item it = load_item(i, b, buf, src, d);
         const int64_t rows = it.p1 - it.p0;
         const float* dy = dout + ((it.n * d.groups + it.gi) * d.K) * PQ + it.p0 * d.Q;
-        // dy pixel-major, in blocks of pixels whose rows of dyt stay in L1 while every
-        // channel is written into them (channel by channel over all the item's pixels, each
-        // store went to a line long evicted).
+        // dy pixel-major: L channels by L pixels at a time through registers (a scalar
+        // transposition, each store to another line, took a tenth of fashion_cnn conv2's
+        // weight gradient), the item's last E % L pixels one by one.
         const int64_t E = rows * d.Q;
-        for (int64_t e0 = 0; e0 < E; e0 += kTransposeBlock) {
-          const int64_t e1 = std::min(E, e0 + kTransposeBlock);
-          for (int64_t k = 0; k < ldy; ++k) {
-            const float* src = dy + k * PQ;
-            for (int64_t e = e0; e < e1; ++e) dyt[e * ldy + k] = k < d.K ? src[e] : 0.0f;
+        run_for<V>([&] {
+          for (int64_t kb = 0; kb < KB; ++kb) {
+            const float* ch[L];
+            for (int64_t l = 0; l < L; ++l) {
+              ch[l] = kb * L + l < d.K ? dy + (kb * L + l) * PQ : zeros.data();
+            }
+            float* to = dyt + kb * L;
+            int64_t e = 0;
+            for (; e + L <= E; e += L) transpose_block<V>(ch, e, to + e * ldy, ldy);
+            for (; e < E; ++e) {
+              for (int64_t l = 0; l < L; ++l) to[e * ldy + l] = ch[l][e];
+            }
           }
-        }
+        });
         GradTile t{buf, nullptr, nullptr, nullptr, rows, d.Q, Wb, d.sh, d.sw, ldy, block};
         const int64_t T = kMaxTaps<V>;
         for (int64_t u0 = 0; u0 < CRS; u0 += T) {
