@@ -80,7 +80,7 @@ inline void tile_body(const Tile& t) {
   for (int j = 0; j < J; ++j) {
     V b;
     std::memcpy(&b, t.bias + j * L, sizeof(V));
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int r = 0; r < G * RR; ++r) acc[r][j] = b;
   }
   for (int64_t u = 0; u < t.taps; ++u) {
@@ -91,7 +91,7 @@ inline void tile_body(const Tile& t) {
 #pragma GCC unroll 4
     for (int g = 0; g < G; ++g) {
       const float* xk = xg[g] + o;
-#pragma GCC unroll 16
+#pragma GCC unroll 32
       for (int r = 0; r < RR; ++r) {
         // x - V{} is the broadcast of x (x + V{} is not: -0 + +0 = +0).
         const V b = xk[r * sw] - V{};
@@ -100,7 +100,7 @@ inline void tile_body(const Tile& t) {
       }
     }
   }
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int r = 0; r < G * RR; ++r) {
 #pragma GCC unroll 2
     for (int j = 0; j < J; ++j) std::memcpy(t.res + (r * J + j) * L, &acc[r][j], sizeof(V));
