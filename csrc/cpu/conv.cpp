@@ -19,7 +19,9 @@
 #include "cpu/conv_depthwise.h"
 #include "cpu/conv_direct.h"
 #include "cpu/im2col.h"
+#include "cpu/isa.h"
 #include "cpu/parallel.h"
+#include "cpu/run_sum.h"
 
 namespace fc {
 namespace {
@@ -301,17 +303,17 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
 }
 
 // dbias[C] += sum over images and pixels of dout[N, C, HW]: sums of N*HW terms, accumulated
-// in double so float32 keeps its precision; one channel per thread, so the order is fixed.
+// in double so float32 keeps its precision, each plane's in vector lanes (one running sum
+// took a tenth of fashion_cnn conv2's backward); one channel per thread, so the order is fixed.
 template <typename T>
 void channel_sums(T* dbias, const T* dout, int64_t N, int64_t C, int64_t HW, bool parallel) {
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (parallel)
   for (int64_t c = 0; c < C; ++c) {
-    double s = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const T* d = dout + (n * C + c) * HW;
-      for (int64_t j = 0; j < HW; ++j) s += d[j];
-    }
-    dbias[c] += T(s);
+    with_isa([&] {
+      double s = 0;
+      for (int64_t n = 0; n < N; ++n) s += run_sum(dout + (n * C + c) * HW, HW);
+      dbias[c] += T(s);
+    });
   }
 }
 

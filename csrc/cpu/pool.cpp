@@ -14,6 +14,7 @@
 
 #include "cpu/isa.h"
 #include "cpu/parallel.h"
+#include "cpu/run_sum.h"
 
 namespace fc {
 namespace {
@@ -202,23 +203,6 @@ struct AvgSpans {
     for (int64_t o = 0; o < out; ++o) avg_pool_span(o, in, k, stride, pad, lo[o], hi[o], ext[o]);
   }
 };
-
-// Sum of n contiguous values in double. Eight independent partial sums let the compiler
-// vectorise without -ffast-math (which it may not do for one running sum); the order is fixed,
-// so results do not depend on threads or timing.
-template <typename T>
-double run_sum(const T* r, int64_t n) {
-  constexpr int64_t L = 8;
-  double part[L] = {};
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    for (int64_t j = 0; j < L; ++j) part[j] += double(r[i + j]);
-  }
-  double s = 0;
-  for (; i < n; ++i) s += double(r[i]);
-  for (int64_t j = 0; j < L; ++j) s += part[j];
-  return s;
-}
 
 // A window spanning whole rows is one contiguous run (global pooling, adaptive columns of 1):
 // long ones go to run_sum; small windows stay a plain loop, where lanes cost more than they save.
