@@ -18,6 +18,7 @@
 #include "blas.h"
 #include "cpu/conv_depthwise.h"
 #include "cpu/conv_direct.h"
+#include "cpu/conv_rows.h"
 #include "cpu/im2col.h"
 #include "cpu/isa.h"
 #include "cpu/parallel.h"
@@ -189,11 +190,14 @@ void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* w
 // weight gradient of small planes stays with the batched GEMM); the batched GEMM for small
 // planes; else one GEMM per image (the 1x1 layer read in place, others through im2col). The
 // kernels below and conv2d_algorithm_cpu both ask this.
-enum class ConvAlgo { depthwise, direct, batched_gemm, gemm };
+enum class ConvAlgo { depthwise, rows, direct, batched_gemm, gemm };
 
 template <typename T>
 ConvAlgo conv_algo(ConvPass pass, const Conv2dGeom& g) {
   if (depthwise_applies(g)) return ConvAlgo::depthwise;
+  if (std::is_same_v<T, float> && pass == ConvPass::forward && conv2d_rows_applies(g)) {
+    return ConvAlgo::rows;
+  }
   if (std::is_same_v<T, float> && conv2d_direct_applies(pass, g)) return ConvAlgo::direct;
   return small_planes(g) ? ConvAlgo::batched_gemm : ConvAlgo::gemm;
 }
@@ -209,6 +213,7 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
       return;
     case ConvAlgo::batched_gemm:
       return small_backward<T>(dinp, nullptr, dout, nullptr, weight, g);
+    case ConvAlgo::rows:  // a forward-only path
     case ConvAlgo::gemm: break;
   }
   const bool direct = g.direct_1x1();
@@ -262,6 +267,7 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
       return;
     case ConvAlgo::batched_gemm:
       return small_backward<T>(nullptr, dweight, dout, inp, nullptr, g);
+    case ConvAlgo::rows:  // a forward-only path
     case ConvAlgo::gemm: break;
   }
   const int64_t Kg = g.Kg(), CgRS = g.Cg() * g.RS(), PQ = g.PQ();
@@ -327,6 +333,11 @@ void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, co
   if (g.N == 0) return;
   switch (conv_algo<T>(ConvPass::forward, g)) {
     case ConvAlgo::depthwise: return depthwise_forward(out, inp, weight, bias, g);
+    case ConvAlgo::rows:
+      if constexpr (std::is_same_v<T, float>) {
+        conv2d_rows_forward(out, inp, weight, bias, g, worth_threads(g));
+      }
+      return;
     case ConvAlgo::direct:
       if constexpr (std::is_same_v<T, float>) {
         conv2d_direct_forward(out, inp, weight, bias, g, worth_threads(g));
@@ -376,6 +387,7 @@ std::array<const char*, 3> conv2d_algorithm_cpu(const Conv2dGeom& g) {
   for (int i = 0; i < 3; ++i) {
     switch (conv_algo<T>(passes[i], g)) {
       case ConvAlgo::depthwise: names[i] = "depthwise"; break;
+      case ConvAlgo::rows: names[i] = "direct_rows"; break;
       case ConvAlgo::direct: names[i] = "direct"; break;
       case ConvAlgo::batched_gemm: names[i] = "batched_gemm"; break;
       case ConvAlgo::gemm: names[i] = g.direct_1x1() ? "gemm" : "im2col_gemm"; break;

@@ -36,7 +36,9 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     """The algorithm conv2d and conv2d_backward run on these CPU arrays and arguments, under
     the CPU variant in force (fastconv.get_cpu_isa()), as a dict with keys "forward",
     "grad_input" and "grad_weight". Each value is "direct" (register tiles, no im2col: float32
-    under AVX2 or AVX-512), "batched_gemm" (planes of at most 16 pixels: one GEMM over the
+    under AVX2 or AVX-512), "direct_rows" (the forward of a layer with few taps per output
+    channel, such as a first layer, vectorised along output rows: float32 under AVX2 or
+    AVX-512, unit stride), "batched_gemm" (planes of at most 16 pixels: one GEMM over the
     batch's images side by side), "gemm" (a 1x1 layer, read in place) or "im2col_gemm". The
     choice depends on the shapes, dtype and variant alone: it is what `cudnn.benchmark`
     would cache, decided by rule rather than by timing.
