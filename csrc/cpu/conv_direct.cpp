@@ -3,6 +3,8 @@
 // rounding another variant or a reference relies on.
 #include "cpu/conv_direct.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -386,6 +388,37 @@ Item load_item(int64_t i, const RowPlan& b, float* buf, const float* src, const 
 
 // Planes at most half a tile wide (G >= 2 whole rows fit a tile): items of whole planes of
 // several images, each tile G rows of Q pixels taken in (image, row) order across them.
+// y[l * ld + r] = res[r * stride + l] for l < k1, r < RR: a tile's results, pixel-major, into
+// k1 output channels. Under AVX-512 each channel's pixels are one masked gather and one masked
+// store: the scalar copy took a ninth of fashion_cnn conv2's forward (448 moves per tile).
+__attribute__((target("avx512f"))) void store_channels_avx512(float* y, int64_t ld,
+                                                              const float* res, int64_t RR,
+                                                              int64_t stride, int64_t k1) {
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(int(stride)));
+  for (int64_t r0 = 0; r0 < RR; r0 += 16) {
+    const __mmask16 m = RR - r0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (RR - r0)) - 1);
+    const float* src = res + r0 * stride;
+    for (int64_t l = 0; l < k1; ++l) {
+      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, src + l, 4);
+      _mm512_mask_storeu_ps(y + l * ld + r0, m, v);
+    }
+  }
+}
+
+template <typename V>
+void store_channels(float* y, int64_t ld, const float* res, int64_t RR, int64_t stride,
+                    int64_t k1) {
+  if constexpr (sizeof(V) == 64) {
+    store_channels_avx512(y, ld, res, RR, stride, k1);
+  } else {
+    for (int64_t l = 0; l < k1; ++l) {
+      for (int64_t r = 0; r < RR; ++r) y[l * ld + r] = res[r * stride + l];
+    }
+  }
+}
+
 template <typename V>
 void correlate_rows(float* out, const float* src, const float* wpack, const float* bpack,
                     const Corr& d, int64_t G) {
@@ -436,12 +469,9 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
           pick_tile<V>(groups, d.Q, J, d.sw == 1)(t);
           for (int64_t jb = 0; jb < J; ++jb) {
             const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
-            for (int64_t l = 0; l < k1; ++l) {
-              const int64_t ch = ((kb + jb) * L + l) * PQ;
-              for (int64_t g = 0; g < groups; ++g) {
-                float* yk = out + at[g] + ch;
-                for (int64_t r = 0; r < d.Q; ++r) yk[r] = res[((g * d.Q + r) * J + jb) * L + l];
-              }
+            for (int64_t g = 0; g < groups; ++g) {
+              store_channels<V>(out + at[g] + (kb + jb) * L * PQ, PQ,
+                                res + (g * d.Q * J + jb) * L, d.Q, J * L, k1);
             }
           }
         }
@@ -495,10 +525,8 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
             run(t);
             for (int64_t j = 0; j < J; ++j) {
               const int64_t k1 = std::min(L, d.K - (kb + j) * L);
-              for (int64_t l = 0; l < k1; ++l) {
-                float* yk = y + ((kb + j) * L + l) * d.P * d.Q + p * d.Q + q0;
-                for (int64_t r = 0; r < RR; ++r) yk[r] = res[(r * J + j) * L + l];
-              }
+              store_channels<V>(y + (kb + j) * L * d.P * d.Q + p * d.Q + q0, d.P * d.Q,
+                                res + j * L, RR, J * L, k1);
             }
           }
         }
