@@ -81,6 +81,33 @@ def test_pool_extreme_ties_first_wins(op):
         assert_close(bwd(g, x, **kw), bwd_ref(g, x, **kw), 1e-12)
 
 
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("hw", [(2, 2), (5, 28), (9, 34), (4, 64), (3, 130), (7, 6), (3, 4096),
+                                (2, 4098)])
+def test_pool_2x2_stride_2_ties_nan_and_signed_zeros(op, hw, dtype):
+    """2x2 windows at stride 2 over planes of even width take csrc/cpu/pool.cpp's
+    extreme_2x2_plane (each row's pairs first, in vectors): on ties the first pixel in scan
+    order wins, of -0 and +0 the first, of several NaNs the last, as in the scalar loop and
+    PyTorch. Values from {-2, ..., 2} make ties common; odd heights leave a row unused; rows
+    of 4096 fill a block of pairs, rows of 4098 exceed it (the scalar loop)."""
+    fwd, _, fwd_ref, _ = EXTREME[op]
+    H, W = hw
+    rng = np.random.default_rng(H * 1000 + W)
+    x = rng.integers(-2, 3, (3, 2, H, W)).astype(dtype)
+    zero = x == 0
+    x[zero] = np.where(rng.random(int(zero.sum())) < 0.5, -0.0, 0.0)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    ref_out, ref_idx = fwd_ref(x, kernel_size=2)
+    out, idx = fwd(x, 2, return_indices=True)
+    values = fwd(x, 2)
+    for got in (out, values):
+        np.testing.assert_array_equal(got, ref_out.astype(dtype))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref_out))
+    np.testing.assert_array_equal(idx, ref_idx)
+
+
 @pytest.mark.parametrize("op", ["max", "min"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_pool_extreme_nan_and_inf(op, dtype):

@@ -89,11 +89,71 @@ inline int64_t arg_extreme(const T* x, const Pool2dGeom& g, int64_t h0, int64_t 
   return at;
 }
 
+// Column pairs (of whole input rows) per block of extreme_2x2_plane: its buffers on the stack.
+constexpr int64_t kPairBlock = 4096;
+
+// Whether every window is 2x2 at stride 2 inside a plane of even width (most CNNs' pooling)
+// and two input rows fit a block: extreme_2x2_plane takes those.
+inline bool plain_2x2(const Pool2dGeom& g) {
+  return !g.adaptive && g.R == 2 && g.S == 2 && g.stride_h == 2 && g.stride_w == 2 &&
+         g.pad_h == 0 && g.pad_w == 0 && g.dil_h == 1 && g.dil_w == 1 && g.W == 2 * g.Q &&
+         g.H >= 2 * g.P && 2 * g.Q <= kPairBlock;
+}
+
+// hv[i], hi[i] = the better of x[2i] and x[2i + 1] and its index (base + 2i or base + 2i + 1),
+// for i < n, by arg_extreme's rule. Plain loops of ternaries: inside with_isa the compiler
+// vectorises them with the variant's permutes for the even and odd elements (written with
+// 64-byte GCC vectors, the shuffles were lowered lane by lane for the baseline first).
+template <bool kMin, bool kIdx, typename T>
+inline void better_of_pairs(T* hv, int64_t* hi, const T* x, int64_t base, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T e = x[2 * i], o = x[2 * i + 1];
+    const bool take = (kMin ? o < e : o > e) || o != o;
+    hv[i] = take ? o : e;
+    if constexpr (kIdx) hi[i] = base + 2 * i + (take ? 1 : 0);
+  }
+}
+
+// Plane x of 2x2 windows at stride 2 (plain_2x2). Taking each window's pixels in scan order
+// (x00, x01, x10, x11: strictly better, or NaN) gives the same value and index as taking the
+// better of each row's pair first and then the better of the two rows' results, the second
+// row's on a tie lost and on NaN won: both give the first extreme in scan order, or the last
+// NaN. With W = 2Q, a row's pairs are consecutive pairs of the flattened plane, so the first
+// step runs over blocks of whole rows in vectors whatever the width; the second is
+// elementwise over rows of Q.
+template <bool kMin, bool kIdx, typename T>
+void extreme_2x2_plane(T* m, int64_t* at, const T* x, const Pool2dGeom& g) {
+  T hv[kPairBlock];
+  int64_t hi[kIdx ? kPairBlock : 1];
+  const int64_t Q = g.Q, W = g.W, rows = kPairBlock / (2 * Q);
+  for (int64_t p0 = 0; p0 < g.P; p0 += rows) {
+    const int64_t p1 = std::min(g.P, p0 + rows);
+    better_of_pairs<kMin, kIdx>(hv, hi, x + 2 * p0 * W, 2 * p0 * W, 2 * (p1 - p0) * Q);
+    for (int64_t p = p0; p < p1; ++p) {
+      const T* top = hv + 2 * (p - p0) * Q;
+      const T* bottom = top + Q;
+      T* mp = m + p * Q;
+      const int64_t* ti = kIdx ? hi + 2 * (p - p0) * Q : nullptr;
+      int64_t* ap = kIdx ? at + p * Q : nullptr;
+      for (int64_t q = 0; q < Q; ++q) {
+        const T a = top[q], b = bottom[q];
+        const bool take = (kMin ? b < a : b > a) || b != b;
+        mp[q] = take ? b : a;
+        if constexpr (kIdx) ap[q] = take ? ti[Q + q] : ti[q];
+      }
+    }
+  }
+}
+
 // Plane c of extreme_forward; kIdx: whether the argmax is wanted (idx not null).
 template <bool kMin, bool kIdx, typename T>
 void extreme_plane(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g, const Spans& sp,
                    int64_t c) {
   const T* x = inp + c * g.HW();
+  if (plain_2x2(g)) {
+    return extreme_2x2_plane<kMin, kIdx>(out + c * g.PQ(), kIdx ? idx + c * g.PQ() : nullptr, x,
+                                         g);
+  }
   for (int64_t p = 0; p < g.P; ++p) {
     T* m = out + c * g.PQ() + p * g.Q;
     int64_t* at = kIdx ? idx + c * g.PQ() + p * g.Q : nullptr;
