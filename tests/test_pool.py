@@ -108,6 +108,34 @@ def test_pool_2x2_stride_2_ties_nan_and_signed_zeros(op, hw, dtype):
     np.testing.assert_array_equal(idx, ref_idx)
 
 
+WIDE_WINDOWS = [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=3, stride=1, padding=1),
+                dict(kernel_size=2, stride=3), dict(kernel_size=3, stride=2, dilation=2),
+                dict(kernel_size=(2, 3), stride=(1, 2), padding=(0, 1), ceil_mode=True)]
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kw", WIDE_WINDOWS, ids=[str(i) for i in range(len(WIDE_WINDOWS))])
+def test_pool_wide_rows_ties_nan_and_signed_zeros(op, kw, dtype):
+    """Rows of 50 to 160 interior windows run csrc/cpu/pool.cpp's interior_taps in whole
+    vectors (unit, 2 and other strides, dilation, padding): first extreme, last NaN and first
+    of -0/+0 in scan order, values and indices, as the reference."""
+    fwd, _, fwd_ref, _ = EXTREME[op]
+    rng = np.random.default_rng(len(str(kw)))
+    x = rng.integers(-2, 3, (2, 3, 9, 161)).astype(dtype)
+    zero = x == 0
+    x[zero] = np.where(rng.random(int(zero.sum())) < 0.5, -0.0, 0.0)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    ref_out, ref_idx = fwd_ref(x, **kw)
+    out, idx = fwd(x, **kw, return_indices=True)
+    values = fwd(x, **kw)
+    for got in (out, values):
+        np.testing.assert_array_equal(got, ref_out.astype(dtype))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref_out))
+    np.testing.assert_array_equal(idx, ref_idx)
+
+
 @pytest.mark.parametrize("op", ["max", "min"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_pool_extreme_nan_and_inf(op, dtype):

@@ -145,6 +145,33 @@ void extreme_2x2_plane(T* m, int64_t* at, const T* x, const Pool2dGeom& g) {
   }
 }
 
+// The interior windows [q0, q1) of one output row (rows h0 to h1 of plane x), tap by tap in
+// each window's scan order. The geometry is read into locals and the outputs are restrict, so
+// that the loop over q holds no reload and vectorises inside with_isa (strided loads as the
+// variant's permutes or gathers); SW is the column stride when known (0: g.stride_w).
+template <bool kMin, bool kIdx, int SW, typename T>
+inline void interior_taps(T* __restrict m, int64_t* __restrict at, const T* __restrict x,
+                          const Pool2dGeom& g, int64_t h0, int64_t h1, int64_t q0, int64_t q1) {
+  const int64_t W = g.W, S = g.S, dh = g.dil_h, dw = g.dil_w, pw = g.pad_w;
+  const int64_t sw = SW ? SW : g.stride_w;
+  for (int64_t q = q0; q < q1; ++q) {
+    m[q] = kMin ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
+    if constexpr (kIdx) at[q] = h0 * W + q * sw - pw;
+  }
+  for (int64_t h = h0; h < h1; h += dh) {
+    const T* row = x + h * W;
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t off = s * dw - pw, base = h * W + off;
+      for (int64_t q = q0; q < q1; ++q) {
+        const T v = row[q * sw + off], cur = m[q];
+        const bool take = (kMin ? v < cur : v > cur) || v != v;
+        m[q] = take ? v : cur;
+        if constexpr (kIdx) at[q] = take ? base + q * sw : at[q];
+      }
+    }
+  }
+}
+
 // Plane c of extreme_forward; kIdx: whether the argmax is wanted (idx not null).
 template <bool kMin, bool kIdx, typename T>
 void extreme_plane(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g, const Spans& sp,
@@ -159,22 +186,12 @@ void extreme_plane(T* out, int64_t* idx, const T* inp, const Pool2dGeom& g, cons
     int64_t* at = kIdx ? idx + c * g.PQ() + p * g.Q : nullptr;
     // Interior windows advance tap by tap across the row, in each window's scan order, so
     // the compare-select chains of neighbouring outputs overlap instead of running in turn.
-    for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
-      m[q] = kMin ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity();
-      if constexpr (kIdx) at[q] = sp.h0[p] * g.W + q * g.stride_w - g.pad_w;
-    }
-    for (int64_t h = sp.h0[p]; h < sp.h1[p]; h += g.dil_h) {
-      const T* row = x + h * g.W;
-      for (int64_t s = 0; s < g.S; ++s) {
-        const int64_t off = s * g.dil_w - g.pad_w;
-        for (int64_t q = sp.q_lo; q < sp.q_hi; ++q) {
-          const int64_t w = q * g.stride_w + off;
-          const T v = row[w];
-          const bool take = (kMin ? v < m[q] : v > m[q]) | std::isnan(v);
-          m[q] = pick(take, v, m[q]);
-          if constexpr (kIdx) at[q] = pick(take, h * g.W + w, at[q]);
-        }
-      }
+    if (g.stride_w == 1) {
+      interior_taps<kMin, kIdx, 1>(m, at, x, g, sp.h0[p], sp.h1[p], sp.q_lo, sp.q_hi);
+    } else if (g.stride_w == 2) {
+      interior_taps<kMin, kIdx, 2>(m, at, x, g, sp.h0[p], sp.h1[p], sp.q_lo, sp.q_hi);
+    } else {
+      interior_taps<kMin, kIdx, 0>(m, at, x, g, sp.h0[p], sp.h1[p], sp.q_lo, sp.q_hi);
     }
     const auto clipped = [&](int64_t q0, int64_t q1) {
       for (int64_t q = q0; q < q1; ++q) {
