@@ -195,6 +195,30 @@ def test_pool_avg_forward_backward(case, dtype, count_include_pad, divisor_overr
            "avg_pool2d_backward", 9)
 
 
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("count_include_pad,divisor_override", AVG_MODES, ids=AVG_MODE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape,ceil_mode", [((2, 3, 28, 28), False), ((1, 2, 9, 70), False),
+                                             ((2, 1, 6, 2), True), ((3, 2, 5, 40), False)],
+                         ids=["28x28", "odd_height_wide", "one_column_ceil", "batch3_odd"])
+def test_pool_avg_2x2_stride_2_whole_windows(shape, ceil_mode, dtype, count_include_pad,
+                                             divisor_override):
+    """2x2 windows at stride 2 that tile an even-width plane take csrc/cpu/pool.cpp's loops
+    over whole windows (forward, and backward writing each window's share without a scatter);
+    rows past the last window (odd heights) get no gradient."""
+    rng = np.random.default_rng(sum(shape) + ceil_mode)
+    x = rand(rng, shape, dtype)
+    kw = dict(kernel_size=2, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+              divisor_override=divisor_override)
+    ref = R.avg_pool2d_ref(x, **kw)
+    _check(F.avg_pool2d(x, **kw), ref, dtype, "avg_pool2d", 4)
+    g = rand(rng, ref.shape, dtype)
+    dx = F.avg_pool2d_backward(g, x, **kw)
+    _check(dx, R.avg_pool2d_backward_ref(g, x, **kw), dtype, "avg_pool2d_backward", 4)
+    if shape[2] % 2:
+        assert not dx[:, :, -1].any()
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_pool_avg_nan_inf_propagate(dtype):
     x = rand(np.random.default_rng(13), (1, 2, 6, 6), dtype)

@@ -395,6 +395,24 @@ template <typename T>
 void avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g, bool count_include_pad,
                             int64_t divisor_override) {
   const AvgSpans sp(g, count_include_pad, divisor_override);
+  if (plain_2x2(g) && g.P > 0) {
+    // Every window whole and alike: window_sum's order, ((x00 + x01) + x10) + x11 in double,
+    // in a loop the variant vectorises.
+    const double scale = sp.at(0, 0).scale;
+    return for_planes(g, [&](int64_t c) {
+      const T* x = inp + c * g.HW();
+      T* __restrict y = out + c * g.PQ();
+      const int64_t W = g.W, Q = g.Q;
+      for (int64_t p = 0; p < g.P; ++p) {
+        const T* __restrict r0 = x + 2 * p * W;
+        const T* __restrict r1 = r0 + W;
+        for (int64_t q = 0; q < Q; ++q) {
+          const double sum = ((double(r0[2 * q]) + r0[2 * q + 1]) + r1[2 * q]) + r1[2 * q + 1];
+          y[p * Q + q] = T(sum * scale);
+        }
+      }
+    });
+  }
   pool_planes(out, inp, g, [&](const T* x, int64_t p, int64_t q) {
     const AvgWindow a = sp.at(p, q);
     return a.empty() ? T(0) : T(window_sum(x, g.W, a.h0, a.h1, a.w0, a.w1) * a.scale);
@@ -405,6 +423,27 @@ template <typename T>
 void avg_pool2d_backward_cpu(T* dinp, const T* dout, const Pool2dGeom& g, bool count_include_pad,
                              int64_t divisor_override) {
   const AvgSpans sp(g, count_include_pad, divisor_override);
+  if (plain_2x2(g) && g.P > 0) {
+    // Windows that tile the plane: each input pixel receives its window's dy * scale alone
+    // (0 + v, as window_add gives), rows past the last window zero.
+    const double scale = sp.at(0, 0).scale;
+    return for_planes(g, [&](int64_t c) {
+      T* __restrict dx = dinp + c * g.HW();
+      const T* __restrict dy = dout + c * g.PQ();
+      const int64_t W = g.W, Q = g.Q;
+      for (int64_t p = 0; p < g.P; ++p) {
+        T* __restrict r0 = dx + 2 * p * W;
+        for (int64_t q = 0; q < Q; ++q) {
+          const T v = T(dy[p * Q + q] * scale);
+          r0[2 * q] = v;
+          r0[2 * q + 1] = v;
+          r0[W + 2 * q] = v;
+          r0[W + 2 * q + 1] = v;
+        }
+      }
+      std::fill(dx + 2 * g.P * W, dx + g.HW(), T(0));
+    });
+  }
   unpool_planes(dinp, dout, static_cast<const T*>(nullptr), g,
                 [&](T* dx, const T*, T dy, int64_t p, int64_t q) {
                   const AvgWindow a = sp.at(p, q);
