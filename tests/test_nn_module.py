@@ -182,3 +182,64 @@ def test_assigning_an_array_to_a_buffer_name_replaces_the_buffer():
     m.stat = np.full(3, 7.0)
     assert list(m.state_dict()) == ["stat"]
     np.testing.assert_array_equal(m.state_dict()["stat"], [7.0, 7.0, 7.0])
+
+
+@pytest.mark.parametrize("name", ["fashion_cnn", "lenet5", "resnet18", "inception_net", "mlp"])
+def test_backward_params_gives_backwards_parameter_gradients_bit_for_bit(name):
+    """backward_params (a training step's backward: no input gradient) accumulates exactly the
+    parameter gradients backward does; the input gradients it leaves out never feed them."""
+    from fastconv.models import build_model
+    nets = []
+    for _ in range(2):
+        fc.manual_seed(3)
+        nets.append(build_model(name, input_size=28))
+    x = np.random.default_rng(5).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    dout = np.random.default_rng(6).standard_normal((3, 10)).astype(np.float32)
+    full, params_only = nets
+    for net in nets:
+        fc.manual_seed(7)  # the same dropout mask in both
+        net(x)
+    assert full.backward(dout).shape == x.shape
+    assert params_only.backward_params(dout) is None
+    pairs = list(zip(full.named_parameters(), params_only.named_parameters()))
+    assert pairs
+    for (key, a), (_, b) in pairs:
+        assert a.grad is not None, key
+        np.testing.assert_array_equal(a.grad, b.grad, err_msg=key)
+
+
+def test_backward_params_skips_the_frozen_prefix_and_the_first_input_gradient(monkeypatch):
+    """Layers before the first trainable parameter get no backward at all, the first trainable
+    layer no input gradient; a custom module without backward_params runs its backward."""
+    class Scale(nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, dout):
+            calls.append("scale")
+            return 2 * dout
+
+    calls = []
+    fc.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3), Scale(), nn.Flatten(),
+                        nn.Linear(4 * 3 * 3, 5))
+    net[0].freeze()
+    for i in (0, 1):
+        monkeypatch.setattr(net[i], "backward", lambda d, i=i: pytest.fail(f"layer {i} ran"))
+    import fastconv.functional as F
+    masks = []
+    real = F.conv2d_backward
+
+    def spy(*args, output_mask=(True, True, True), **kw):
+        masks.append(tuple(output_mask))
+        return real(*args, output_mask=output_mask, **kw)
+
+    monkeypatch.setattr(net[2], "_backward", staticmethod(spy))
+    x = np.random.default_rng(1).standard_normal((2, 2, 7, 7)).astype(np.float32)
+    net(x)
+    net.backward_params(np.ones((2, 5), np.float32))
+    assert calls == ["scale"] and masks == [(False, True, True)]
+    assert net[0].weight.grad is None and net[2].weight.grad is not None
+    net.freeze()
+    net.backward_params(np.ones((2, 5), np.float32))  # nothing trains: no layer runs
+    assert calls == ["scale"]

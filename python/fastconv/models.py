@@ -29,6 +29,7 @@ the body is ``nn.Sequential(model[0], model[1], model[2])``, features (N, 1568))
 
 from ._arrays import is_array
 from . import nn
+from .nn.module import backward_params_chain
 from .nn import init
 
 __all__ = ["fashion_cnn", "LeNet5", "lenet5", "AlexNet", "alexnet", "ResNet", "resnet18",
@@ -114,6 +115,9 @@ class _Chain(nn.Module):
         for name in reversed(self._order):
             dout = getattr(self, name).backward(dout)
         return dout
+
+    def backward_params(self, dout):
+        backward_params_chain([getattr(self, name) for name in self._order], dout)
 
 
 class AlexNet(_Chain):
@@ -212,6 +216,11 @@ class ResNet(nn.Module):
             self.layer4.backward(d))))
         return self.conv1.backward(self.bn1.backward(self.relu.backward(
             self.maxpool.backward(d))))
+
+    def backward_params(self, dout):
+        chain = [self.conv1, self.bn1, self.relu, self.maxpool, self.layer1, self.layer2,
+                 self.layer3, self.layer4, self.avgpool, self.fc]
+        backward_params_chain(chain, dout, {8: lambda d: d.reshape(self._pooled_shape)})
 
 
 def resnet18(num_classes=1000, in_channels=3, small_input=False):

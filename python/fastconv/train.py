@@ -262,7 +262,7 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
             x, y = to_device(x, device), to_device(y, device)
             logits = net(x)
             loss = float(loss_fn(logits, y))
-            net.backward(loss_fn.backward())
+            net.backward_params(loss_fn.backward())
             optimizer.step()
             optimizer.zero_grad()
             loss_sum += loss * len(y)

@@ -70,6 +70,12 @@ class DistributedDataParallel(Module):
         self.reduce_gradients(self._batch)
         return dx
 
+    def backward_params(self, dout):
+        if self._batch is None:
+            raise RuntimeError("DistributedDataParallel.backward_params: call forward first")
+        self.module.backward_params(dout)
+        self.reduce_gradients(self._batch)
+
     def reduce_gradients(self, batch_size):
         """Replace each trainable parameter's gradient with the global-batch gradient: the
         ranks' gradients weighted by batch_size / (sum of batch sizes) and summed. backward()

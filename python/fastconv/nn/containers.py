@@ -3,7 +3,7 @@
 import numbers
 
 from .._arrays import is_array
-from .module import Module
+from .module import Module, backward_params_chain
 
 
 class Sequential(Module):
@@ -46,6 +46,9 @@ class Sequential(Module):
         for m in reversed(self._modules.values()):
             dout = m.backward(dout)
         return dout
+
+    def backward_params(self, dout):
+        backward_params_chain(self._modules.values(), dout)
 
 
 class Identity(Module):

@@ -80,6 +80,14 @@ caused by the input is re-raised naming the layer)."""
                                   grad_weight=gw, grad_bias=gb)
         return dx
 
+    def backward_params(self, dout):
+        gw, gb = accumulating_grads(self.weight, self.bias)
+        if gw is None and gb is None:
+            return
+        self._backward(dout, self._input, self.weight.data, *self._args(),
+                       output_mask=(False, gw is not None, gb is not None), grad_weight=gw,
+                       grad_bias=gb)
+
 
 class Conv2d(_Conv):
     """2-D convolution over (N, C, H, W) input; weight (out, in/groups, kH, kW), bias (out,).

@@ -47,3 +47,11 @@ class Linear(Module):
                                      output_mask=(True, gw is not None, gb is not None),
                                      grad_weight=gw, grad_bias=gb)
         return dx
+
+    def backward_params(self, dout):
+        gw, gb = accumulating_grads(self.weight, self.bias)
+        if gw is None and gb is None:
+            return
+        F.linear_backward(dout, self._input, self.weight.data,
+                          output_mask=(False, gw is not None, gb is not None), grad_weight=gw,
+                          grad_bias=gb)

@@ -54,6 +54,15 @@ class Module:
     def backward(self, dout):
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
+    def backward_params(self, dout):
+        """backward(dout) for a caller that needs only the parameters' gradients, not the
+        input's (a training step, whose input is data); returns None. As PyTorch's autograd
+        leaves out what no trainable parameter needs, the layers that know how leave out the
+        input gradient (convolution, linear), and Sequential and the model zoo's networks
+        also every layer before their first trainable parameter (a frozen backbone's
+        backward is not run at all). Any other module runs backward and drops its result."""
+        self.backward(dout)
+
     def __call__(self, x):
         # A PyTorch/JAX tensor is viewed as NumPy/CuPy through DLPack, without a copy.
         return self.forward(shared_view(x))
@@ -296,6 +305,27 @@ def watch_forward(model, modules, record):
 
 def _is_float_array(value):
     return is_array(value) and value.dtype.kind == "f"
+
+
+def trains(module):
+    """Whether module holds a parameter that requires a gradient."""
+    return any(p.requires_grad for p in module.parameters())
+
+
+def backward_params_chain(modules, dout, links=None):
+    """backward_params through modules run in that order (a chain): backward through the
+    layers after the first one that trains, backward_params on that one, none before it.
+    links[i] maps the gradient of module i + 1's input to that of module i's output (a
+    reshape between them); absent: the same array."""
+    modules = list(modules)
+    first = next((i for i, m in enumerate(modules) if trains(m)), None)
+    if first is None:
+        return
+    for i in range(len(modules) - 1, first, -1):
+        dout = modules[i].backward(dout)
+        if links and i - 1 in links:
+            dout = links[i - 1](dout)
+    modules[first].backward_params(dout)
 
 
 class StateDictKeyError(KeyError, ValueError):

@@ -34,7 +34,7 @@ def _fastconv_steps(model, infer_model, x, y, xi):
         opt.zero_grad()
         logits = model(x)
         loss_fn(logits, y)
-        model.backward(loss_fn.backward())
+        model.backward_params(loss_fn.backward())
         before = last.data.copy()
         opt.step()
         return logits, first.grad, last.data - before
