@@ -180,6 +180,18 @@ def upstream_grad(rng, loss_shape, reduction, dtype):
 
 
 @contextlib.contextmanager
+def cpu_variant(name):
+    """The CPU variant name (fastconv.info()["cpu_isas"]) in force inside the block."""
+    from fastconv._loader import _C
+    before = _C.get_cpu_isa()
+    _C.set_cpu_isa(name)
+    try:
+        yield
+    finally:
+        _C.set_cpu_isa(before)
+
+
+@contextlib.contextmanager
 def num_threads(n):
     """fastconv's process-wide thread count set to n inside the block, restored after."""
     import fastconv

@@ -12,19 +12,16 @@ negative), groups, batch 1, input buffers split into row blocks, and planes narr
 tile (at most half a tile wide: several rows, of one image or the next, per tile).
 """
 
-import contextlib
-
 import numpy as np
 import pytest
 
 import fastconv as fc
 import fastconv.functional as F
-from fastconv._loader import _C
 
 from fastconv._opinfo.conv import (conv2d_ref, conv2d_backward_ref, conv_transpose2d_ref,
                                    conv_transpose2d_backward_ref)
-from _util import (_case, assert_close, conv_args, make_data, num_threads, reduction_lengths,
-                   rtol_for, stable_seed)
+from _util import (_case, assert_close, conv_args, cpu_variant, make_data, num_threads,
+                   reduction_lengths, rtol_for, stable_seed)
 
 CASES = [
     _case("fashion_conv2", 2, 16, 14, 14, 32, 5, 5, padding=2),
@@ -57,16 +54,6 @@ VECTOR_ISAS = [i for i in fc.info()["cpu_isas"] if i != "baseline"]
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
-
-
-@contextlib.contextmanager
-def isa(name):
-    before = _C.get_cpu_isa()
-    _C.set_cpu_isa(name)
-    try:
-        yield
-    finally:
-        _C.set_cpu_isa(before)
 
 
 @pytest.mark.usefixtures("cpu_isa")
@@ -117,7 +104,7 @@ def test_forward_and_input_grad_do_not_depend_on_thread_count(variant, case):
     x, w, b, dout = make_data(case, np.float32, stable_seed("direct threads", case["id"]))
     runs = []
     for n in (1, 2, 3):
-        with num_threads(n), isa(variant):
+        with num_threads(n), cpu_variant(variant):
             runs.append((F.conv2d(x, w, b, **conv_args(case)),
                          F.conv2d_backward(dout, x, w, **conv_args(case),
                                            output_mask=(True, False, False))[0]))
@@ -136,7 +123,7 @@ def test_vector_variants_agree_bit_for_bit(case):
     x, w, b, dout = make_data(case, np.float32, stable_seed("direct isa", case["id"]))
     results = []
     for name in [vector[0]] + vector:
-        with isa(name):
+        with cpu_variant(name):
             results.append((F.conv2d(x, w, b, **conv_args(case)),)
                            + F.conv2d_backward(dout, x, w, **conv_args(case)))
     for name, got in zip(vector, results[1:]):
@@ -197,7 +184,7 @@ def _out_pixels(case):
 def test_algorithm_pinned_per_shape(case, variant, dtype):
     name, xs, ws, stride, pad, want = case
     x, w = np.zeros(xs, dtype), np.zeros(ws, dtype)
-    with isa(variant):
+    with cpu_variant(variant):
         got = F.conv2d_algorithm(x, w, stride=stride, padding=pad)
     vector = dtype == np.float32 and variant != "baseline"
     expected = {p: a if vector or not a.startswith("direct") else _without_direct(case)

@@ -10,18 +10,15 @@ the kernel's reach (buffer rows of zeros only) and groups. test_cases_take_the_r
 checks that each case does run it.
 """
 
-import contextlib
-
 import numpy as np
 import pytest
 
 import fastconv as fc
 import fastconv.functional as F
-from fastconv._loader import _C
 
 from fastconv._opinfo.conv import conv2d_ref
-from _util import (_case, assert_close, conv_args, make_data, num_threads, reduction_lengths,
-                   rtol_for, stable_seed)
+from _util import (_case, assert_close, conv_args, cpu_variant, make_data, num_threads,
+                   reduction_lengths, rtol_for, stable_seed)
 
 # (case, the vector variants that take the rows path for it)
 BOTH = ("avx2", "avx512")
@@ -48,25 +45,15 @@ IDS = [c["id"] for c, _ in CASES]
 VECTOR_ISAS = [i for i in fc.info()["cpu_isas"] if i != "baseline"]
 
 
-@contextlib.contextmanager
-def isa(name):
-    before = _C.get_cpu_isa()
-    _C.set_cpu_isa(name)
-    try:
-        yield
-    finally:
-        _C.set_cpu_isa(before)
-
-
 @pytest.mark.parametrize("variant", VECTOR_ISAS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_cases_take_the_rows_path(case, variant):
     case, takes = case
     x, w, _, _ = make_data(case, np.float32, 0, bias=False)
-    with isa(variant):
+    with cpu_variant(variant):
         got = F.conv2d_algorithm(x, w, **conv_args(case))["forward"]
     assert (got == "direct_rows") == (variant in takes), got
-    with isa(variant):
+    with cpu_variant(variant):
         assert F.conv2d_algorithm(x.astype(np.float64), w.astype(np.float64),
                                   **conv_args(case))["forward"] != "direct_rows"
 
@@ -96,7 +83,7 @@ def test_forward_does_not_depend_on_thread_count(case, variant):
     x, w, b, _ = make_data(case, np.float32, stable_seed("rows threads", case["id"]))
     runs = []
     for n in (1, 2, 3):
-        with num_threads(n), isa(variant):
+        with num_threads(n), cpu_variant(variant):
             runs.append(F.conv2d(x, w, b, **conv_args(case)))
     for n, y in zip((2, 3), runs[1:]):
         np.testing.assert_array_equal(y, runs[0], err_msg=f"{n} threads vs 1")
@@ -112,7 +99,7 @@ def test_vector_variants_agree_bit_for_bit(case):
     x, w, b, _ = make_data(case, np.float32, stable_seed("rows isa", case["id"]))
     results = []
     for name in [vector[0]] + vector:
-        with isa(name):
+        with cpu_variant(name):
             results.append(F.conv2d(x, w, b, **conv_args(case)))
     for name, got in zip(vector, results[1:]):
         np.testing.assert_array_equal(got, results[0], err_msg=f"{name} vs {vector[0]}")

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "cpu/isa.h"
+#include "cpu/lanes.h"
 #include "cpu/pad.h"
 #include "cpu/parallel.h"
 
@@ -16,13 +17,6 @@ namespace fc {
 
 #ifdef FC_ISA_X86
 namespace {
-
-// Loads and stores go through memcpy, so the types keep their natural alignment.
-typedef float V16 __attribute__((vector_size(64)));
-typedef float V8 __attribute__((vector_size(32)));
-
-template <typename V>
-constexpr int64_t kLanes = sizeof(V) / sizeof(float);
 
 // Accumulators per tile (NV * KB): beside them, NV input vectors and a broadcast fit the
 // register file (32 vector registers under AVX-512, 16 under AVX2).
