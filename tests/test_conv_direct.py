@@ -9,7 +9,8 @@ path's corners: channel counts that leave a partial vector, rows wider than a re
 (the last tile overlapping the one before), strides that do not divide, dilation, asymmetric
 and 'same' padding, padding beyond the kernel's reach (the data gradient's buffer offset
 negative), groups, batch 1, input buffers split into row blocks, and planes narrower than a
-tile (at most half a tile wide: several rows, of one image or the next, per tile).
+tile (at most half a tile wide: several rows, of one image or the next, per tile), and layers
+of one channel block, whose tiles hold a kernel row's weights.
 """
 
 import numpy as np
@@ -45,6 +46,12 @@ CASES = [
     _case("grouped_rows_stride2_groups", 5, 16, 9, 7, 32, 3, 3, stride=2, padding=1, groups=2),
     _case("grouped_rows_many_images", 9, 24, 5, 3, 16, 3, 3, padding=1),
     _case("grouped_rows_one_pixel", 7, 16, 5, 5, 24, 5, 5),
+    # One channel block (16 under AVX-512, 8 under AVX2) at unit column stride with a kernel 3
+    # or 5 wide: tiles holding a kernel row's weights in registers. Rows of several per tile,
+    # rows wider than one tile, a 3x5 kernel, lanes past the channel count.
+    _case("row_tile_3x3_grouped_rows", 5, 12, 6, 5, 10, 3, 3, padding=1),
+    _case("row_tile_5x5_wide_rows_batch1", 1, 8, 7, 40, 16, 5, 5, padding=2),
+    _case("row_tile_3x5_uneven_pad", 2, 7, 9, 11, 16, 3, 5, padding=(1, 2)),
 ]
 IDS = [c["id"] for c in CASES]
 

@@ -107,6 +107,53 @@ inline void tile_body(const Tile& t) {
   }
 }
 
+// A layer of one channel block (J = 1), unit column stride and dilation: a tile of one
+// broadcast per weight vector is bound by its loads (a broadcast and a third of a weight per
+// multiply-add: 30 loads to 28 of them), where the tiles of two blocks run at the multiply-add
+// ports' rate. This one holds a kernel row's S weight vectors in registers and broadcasts each
+// input pixel of the row once, into the S outputs it reaches: RR + S - 1 broadcasts and S
+// weights for S * RR multiply-adds. Each output still sums its (c, r, s) taps in tile_body's
+// order, so both give the same bits.
+template <typename V, int S>
+constexpr int kMaxRowRR = (sizeof(V) == 64 ? 32 : 16) - S - 1;
+
+// Kernel widths with a row tile.
+constexpr bool row_tile_width(int64_t S) { return S == 3 || S == 5; }
+
+template <typename V, int G, int RR, int S>
+inline void row_tile_body(const Tile& t) {
+  constexpr int64_t L = kLanes<V>;
+  const float* xg[G];
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) xg[g] = t.xg[g];
+  V acc[G * RR];
+  V b0;
+  std::memcpy(&b0, t.bias, sizeof(V));
+#pragma GCC unroll 32
+  for (int r = 0; r < G * RR; ++r) acc[r] = b0;
+  const int64_t rows = t.taps / S;
+  for (int64_t u = 0; u < rows; ++u) {
+    V wv[S];
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s) std::memcpy(&wv[s], t.w + (u * S + s) * L, sizeof(V));
+    const int64_t o = t.off[u * S];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      const float* xk = xg[g] + o;
+#pragma GCC unroll 40
+      for (int i = 0; i < RR + S - 1; ++i) {
+        const V b = xk[i] - V{};
+#pragma GCC unroll 8
+        for (int s = 0; s < S; ++s) {
+          if (i - s >= 0 && i - s < RR) acc[g * RR + i - s] += b * wv[s];
+        }
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int r = 0; r < G * RR; ++r) std::memcpy(t.res + r * L, &acc[r], sizeof(V));
+}
+
 // f() compiled for the instruction set whose vectors V is (isa.h's runners).
 template <typename V, typename F>
 void run_for(const F& f) {
@@ -146,6 +193,44 @@ TileFn pick_tile(int64_t g, int64_t rr, int64_t j, bool unit) {
       {tile_groups<V, 2, false>(), tile_groups<V, 2, true>()}};
   return table[j - 1][unit][g - 1][rr - 1];
 }
+
+template <typename V, int G, int RR, int S>
+void run_row_tile(const Tile& t) {
+  if constexpr (G * RR <= kMaxRowRR<V, S>) run_for<V>([&] { row_tile_body<V, G, RR, S>(t); });
+}
+
+template <typename V, int G, int S, size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> row_tile_row(std::index_sequence<I...>) {
+  return {{&run_row_tile<V, G, int(I) + 1, S>...}};
+}
+
+template <typename V, int S>
+constexpr std::array<std::array<TileFn, kMaxRR1<V>>, kMaxGroups> row_tile_groups() {
+  constexpr auto seq = std::make_index_sequence<kMaxRR1<V>>{};
+  return {{row_tile_row<V, 1, S>(seq), row_tile_row<V, 2, S>(seq), row_tile_row<V, 3, S>(seq),
+           row_tile_row<V, 4, S>(seq)}};
+}
+
+static_assert(kMaxRowRR<V16, 3> <= kMaxRR1<V16> && kMaxRowRR<V8, 3> <= kMaxRR1<V8>,
+              "row tiles fit tile tables");
+
+// How a correlation's tiles are picked: row tiles of S taps (S > 0) or tap tiles.
+template <typename V>
+struct TilePick {
+  int64_t S = 0;
+  // The most pixels a tile of J blocks takes.
+  int64_t max_rr(int64_t J) const {
+    if (S == 3) return kMaxRowRR<V, 3>;
+    if (S == 5) return kMaxRowRR<V, 5>;
+    return fc::max_rr<V>(J);
+  }
+  TileFn operator()(int64_t g, int64_t rr, int64_t j, bool unit) const {
+    static constexpr std::array<std::array<TileFn, kMaxRR1<V>>, kMaxGroups> rows[2] = {
+        row_tile_groups<V, 3>(), row_tile_groups<V, 5>()};
+    if (S) return rows[S == 5][g - 1][rr - 1];
+    return pick_tile<V>(g, rr, j, unit);
+  }
+};
 
 // Weight-gradient tile: T kernel taps times J blocks of `lanes` output channels, summed over a
 // block of output pixels. Taps run along the flattened (c, r, s) so that a tile stays full
@@ -235,6 +320,13 @@ struct Corr {
   int64_t oh, ow;  // source pixel (h, w) is buffer pixel (h + oh, w + ow) of the full frame
   bool parallel;
 };
+
+// Row tiles for a layer of one channel block whose kernel rows they cover, else tap tiles.
+template <typename V>
+TilePick<V> tile_pick(const Corr& d) {
+  const bool rows = ceil_div(d.K, kLanes<V>) == 1 && d.sw == 1 && d.dw == 1 && row_tile_width(d.S);
+  return TilePick<V>{rows ? d.S : 0};
+}
 
 // Where the weight of group gi, output channel k, input channel c and tap rs of a correlation
 // sits: w + gi * sg + k * sk + c * sc + rs * srs (srs = -1 for a flipped kernel, w then at its
@@ -415,7 +507,7 @@ void store_channels(float* y, int64_t ld, const float* res, int64_t RR, int64_t 
 
 template <typename V>
 void correlate_rows(float* out, const float* src, const float* wpack, const float* bpack,
-                    const Corr& d, int64_t G) {
+                    const Corr& d, const TilePick<V>& pick, int64_t G) {
   constexpr int64_t L = kLanes<V>;
   const int64_t KB = ceil_div(d.K, L), taps = d.C * d.R * d.S, block = taps * L, PQ = d.P * d.Q;
   const int64_t Wb = (d.Q - 1) * d.sw + (d.S - 1) * d.dw + 1;
@@ -460,7 +552,7 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
             at[g] = ((n0 + img) * d.groups + gi) * d.K * PQ + p * d.Q;
           }
           t.x = t.xg[0];
-          pick_tile<V>(groups, d.Q, J, d.sw == 1)(t);
+          pick(groups, d.Q, J, d.sw == 1)(t);
           for (int64_t jb = 0; jb < J; ++jb) {
             const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
             for (int64_t g = 0; g < groups; ++g) {
@@ -480,9 +572,10 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
   constexpr int64_t L = kLanes<V>;
   const int64_t KB = ceil_div(d.K, L), block = d.C * d.R * d.S * L;
   // A layer of one channel block runs J = 1 tiles alone, which take more pixels.
-  const int64_t maxrr = max_rr<V>(std::min<int64_t>(KB, 2));
+  const TilePick<V> pick = tile_pick<V>(d);
+  const int64_t maxrr = pick.max_rr(std::min<int64_t>(KB, 2));
   const int64_t G = std::min<int64_t>(kMaxGroups, maxrr / d.Q);
-  if (G >= 2) return correlate_rows<V>(out, src, wpack, bpack, d, G);
+  if (G >= 2) return correlate_rows<V>(out, src, wpack, bpack, d, pick, G);
   const int64_t nt = ceil_div(d.Q, maxrr), RR = ceil_div(d.Q, nt);
   const int threads = max_threads();
   const RowPlan b = plan_rows(d, threads);
@@ -490,8 +583,8 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
   const auto bufs = alloc_uninit<float>(mul_sat(threads, ws), "conv2d (direct): input buffers");
   const int64_t taps = d.C * d.R * d.S;
   const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
-  const TileFn single = pick_tile<V>(1, RR, 1, d.sw == 1);
-  const TileFn pair = KB > 1 ? pick_tile<V>(1, RR, 2, d.sw == 1) : nullptr;
+  const TileFn single = pick(1, RR, 1, d.sw == 1);
+  const TileFn pair = KB > 1 ? pick(1, RR, 2, d.sw == 1) : nullptr;
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* buf = bufs.get() + thread_id() * ws;
