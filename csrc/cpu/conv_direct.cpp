@@ -337,27 +337,45 @@ struct WeightMap {
   const float* row(int64_t gi, int64_t k, int64_t c) const { return w + gi * sg + k * sk + c * sc; }
 };
 
-// rows[l][j0 + jj] into dst[jj * ld + l] for l, jj < L: an L x L transposition in registers,
-// in log2 L rounds that interleave ever larger blocks of two rows (GCC vector shuffles).
-template <typename V>
-inline void transpose_block(const float* const* rows, int64_t j0, float* dst, int64_t ld) {
+// Round b of an L x L transposition in registers: register pair (i, i + b), for i without
+// bit b, becomes its interleaved blocks of b lanes (GCC vector shuffles). The masks are
+// constants (built while the rounds were a loop, they were not, and the shuffles ran as a
+// loop through memory).
+template <typename M, int L, int b, typename E = std::make_index_sequence<L>>
+struct Interleave;
+
+template <typename M, int L, int b, size_t... E>
+struct Interleave<M, L, b, std::index_sequence<E...>> {
+  static constexpr M lo = {((int(E) & b) ? L + int(E) - b : int(E))...};
+  static constexpr M hi = {((int(E) & b) ? L + int(E) : int(E) + b)...};
+};
+
+template <typename V, int b = 1>
+inline void transpose_rounds(V* r) {
   constexpr int L = int(kLanes<V>);
-  using M = decltype(V{} < V{});  // int32 lanes
-  V r[L];
-  for (int l = 0; l < L; ++l) std::memcpy(&r[l], rows[l] + j0, sizeof(V));
-  for (int b = 1; b < L; b *= 2) {
-    M lo, hi;
-    for (int e = 0; e < L; ++e) {
-      lo[e] = (e & b) ? L + e - b : e;
-      hi[e] = (e & b) ? L + e : e + b;
-    }
+  if constexpr (b < L) {
+    using M = decltype(V{} < V{});  // int32 lanes
+    using Masks = Interleave<M, L, b>;
+#pragma GCC unroll 16
     for (int i = 0; i < L; ++i) {
       if (i & b) continue;
       const V a = r[i], c = r[i + b];
-      r[i] = __builtin_shuffle(a, c, lo);
-      r[i + b] = __builtin_shuffle(a, c, hi);
+      r[i] = __builtin_shuffle(a, c, Masks::lo);
+      r[i + b] = __builtin_shuffle(a, c, Masks::hi);
     }
+    transpose_rounds<V, 2 * b>(r);
   }
+}
+
+// rows[l][j0 + jj] into dst[jj * ld + l] for l, jj < L.
+template <typename V>
+inline void transpose_block(const float* const* rows, int64_t j0, float* dst, int64_t ld) {
+  constexpr int L = int(kLanes<V>);
+  V r[L];
+#pragma GCC unroll 16
+  for (int l = 0; l < L; ++l) std::memcpy(&r[l], rows[l] + j0, sizeof(V));
+  transpose_rounds<V>(r);
+#pragma GCC unroll 16
   for (int l = 0; l < L; ++l) std::memcpy(dst + l * ld, &r[l], sizeof(V));
 }
 
@@ -481,51 +499,19 @@ Item load_item(int64_t i, const RowPlan& b, float* buf, const float* src, const 
 // multiply-adds), and the scalar copy before it a ninth (448 moves per tile).
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void store_channels_avx512(
     float* y, int64_t ld, const float* res, int64_t RR, int64_t stride, int64_t k1) {
-  using M = decltype(V16{} < V16{});
-  // Four rounds, each taking pairs (a, b) to (lo, hi): floats, pairs of floats, then 128-bit
-  // lanes twice. Register order(l) then holds channel l.
-  static constexpr M lo[3] = {{0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29},
-                              {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-                              {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}};
-  static constexpr M hi[3] = {{2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31},
-                              {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
-                              {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}};
-  static constexpr int kOrder[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
   for (int64_t r0 = 0; r0 < RR; r0 += 16) {
     const int64_t n = std::min<int64_t>(16, RR - r0);
-    V16 r[16], t[16];
+    V16 r[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) {
       r[i] = V16{};
       if (i < n) std::memcpy(&r[i], res + (r0 + i) * stride, sizeof(V16));
     }
-    // Round k pairs register i with i + 2^k (the last round: i with i + 8).
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i += 2) {
-      t[i] = __builtin_shuffle(r[i], r[i + 1], lo[0]);
-      t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi[0]);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) {
-      if (i & 2) continue;
-      r[i] = __builtin_shuffle(t[i], t[i + 2], lo[1]);
-      r[i + 2] = __builtin_shuffle(t[i], t[i + 2], hi[1]);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) {
-      if (i & 4) continue;
-      t[i] = __builtin_shuffle(r[i], r[i + 4], lo[2]);
-      t[i + 4] = __builtin_shuffle(r[i], r[i + 4], hi[2]);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 8; ++i) {
-      r[i] = __builtin_shuffle(t[i], t[i + 8], lo[2]);
-      r[i + 8] = __builtin_shuffle(t[i], t[i + 8], hi[2]);
-    }
+    transpose_rounds<V16>(r);
     const __mmask16 m = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
 #pragma GCC unroll 16
     for (int l = 0; l < 16; ++l) {
-      if (l < k1) _mm512_mask_storeu_ps(y + l * ld + r0, m, __m512(r[kOrder[l]]));
+      if (l < k1) _mm512_mask_storeu_ps(y + l * ld + r0, m, __m512(r[l]));
     }
   }
 }
