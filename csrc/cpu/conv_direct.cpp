@@ -791,9 +791,13 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
              !packing_outweighs(g.N * g.groups, g.HW(), C, K, RS);
     case ConvPass::grad_weight:
       // A tile sums over an item's output pixels, so a handful of them (LeNet's C5: one)
-      // leaves it all overhead; and where the per-image GEMM is large (K * C*R*S of a ResNet
-      // stage's 3x3 stride-2 layer, 256 x 1152), BLAS's kernel runs at the machine's ceiling.
-      return !g.direct_1x1() && g.PQ() >= 16 && K * C * RS <= (int64_t(1) << 16) &&
+      // leaves it all overhead; and each thread sums into its own packed copy of the weight
+      // gradient, which stops paying once it outgrows L2 by half: at 2.25 MiB (ResNet-18's
+      // 256 x 256 x 3x3) the tiles ran 0.92x the GEMM's time, at 3.4 MiB (384 -> 256) 1.07x,
+      // at 9 MiB (512 x 512) 1.25x. Below that the per-image GEMM's reduction is one plane
+      // (196 pixels at 14x14), and the tiles win: 0.80x on 128 x 128 x 3x3 at 14x14, 0.59x
+      // at stride 2 from 28x28.
+      return !g.direct_1x1() && g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) &&
              worth_direct(C, K, RS);
   }
   return false;
