@@ -381,6 +381,20 @@ inline void transpose_block(const float* const* rows, int64_t j0, float* dst, in
   for (int l = 0; l < L; ++l) std::memcpy(dst + l * ld, &r[l], sizeof(V));
 }
 
+// o[rs * 16 + l] = p[l * sk + rs * srs] for rs < RS, l < 16; zero for l >= lanes.
+__attribute__((target("avx512f"))) void pack_taps_avx512(float* o, const float* p, int64_t sk,
+                                                          int64_t srs, int64_t lanes,
+                                                          int64_t RS) {
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(int(sk)));
+  const __mmask16 m = lanes >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
+  for (int64_t rs = 0; rs < RS; ++rs) {
+    _mm512_storeu_ps(o + rs * 16,
+                     _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, p + rs * srs, 4));
+  }
+}
+
 // Packed weights: [groups][K blocks][C][R*S][lanes], lanes past K zero.
 template <typename V>
 std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
@@ -412,12 +426,19 @@ std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
     }
     return w;
   }
-  // One item per (group, block, channel). Lanes outer, taps inner: the reads run along a
-  // weight row, the writes stay within the item's few lines.
+  // One item per (group, block, channel). Under AVX-512 a tap's 16 lanes are one gather (the
+  // input gradient's flipped kernel: the scalar copy took a twentieth of ResNet-18's 256 x 256
+  // 3x3 input gradient); else lanes outer, taps inner: the reads run along a weight row, the
+  // writes stay within the item's few lines.
+  const bool gather = sizeof(V) == 64 && (L - 1) * m.sk < (int64_t(1) << 29);
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded)
   for (int64_t i = 0; i < items; ++i) {
     const int64_t gi = i / (KB * d.C), kb = i / d.C % KB, c = i % d.C;
     float* o = w.get() + i * RS * L;
+    if (gather) {
+      pack_taps_avx512(o, m.row(gi, kb * L, c), m.sk, m.srs, std::min(L, d.K - kb * L), RS);
+      continue;
+    }
     for (int64_t l = 0; l < L; ++l) {
       const int64_t k = kb * L + l;
       if (k >= d.K) {
