@@ -426,15 +426,16 @@ std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
     }
     return w;
   }
-  // One item per (group, block, channel). Under AVX-512 a tap's 16 lanes are one gather (the
-  // input gradient's flipped kernel: the scalar copy took a twentieth of ResNet-18's 256 x 256
-  // 3x3 input gradient); else lanes outer, taps inner: the reads run along a weight row, the
-  // writes stay within the item's few lines.
+  // One item per (group, channel, block), blocks innermost: the input gradient's flipped
+  // kernel reads a weight row of all blocks' lanes in turn (blocks outermost, each item read
+  // 576 bytes 18 KB past the last one's on ResNet-18's 512 x 512 3x3 layer, a miss the
+  // prefetcher does not foresee). Under AVX-512 a tap's 16 lanes are one gather (the scalar
+  // copy took a twentieth of a 256 x 256 3x3 input gradient); else lanes outer, taps inner.
   const bool gather = sizeof(V) == 64 && (L - 1) * m.sk < (int64_t(1) << 29);
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (threaded)
-  for (int64_t i = 0; i < items; ++i) {
-    const int64_t gi = i / (KB * d.C), kb = i / d.C % KB, c = i % d.C;
-    float* o = w.get() + i * RS * L;
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t gi = item / (KB * d.C), c = item / KB % d.C, kb = item % KB;
+    float* o = w.get() + ((gi * KB + kb) * d.C + c) * RS * L;
     if (gather) {
       pack_taps_avx512(o, m.row(gi, kb * L, c), m.sk, m.srs, std::min(L, d.K - kb * L), RS);
       continue;
