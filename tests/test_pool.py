@@ -88,7 +88,8 @@ def test_pool_extreme_ties_first_wins(op):
                                 (2, 4098)])
 def test_pool_2x2_stride_2_ties_nan_and_signed_zeros(op, hw, dtype):
     """2x2 windows at stride 2 over planes of even width take csrc/cpu/pool.cpp's
-    extreme_2x2_plane (each row's pairs first, in vectors): on ties the first pixel in scan
+    extreme_2x2_plane (each row's pairs first, in vectors; float32 under AVX-512 its
+    extreme_2x2_avx512, 16 windows a step with masked tails): on ties the first pixel in scan
     order wins, of -0 and +0 the first, of several NaNs the last, as in the scalar loop and
     PyTorch. Values from {-2, ..., 2} make ties common; odd heights leave a row unused; rows
     of 4096 fill a block of pairs, rows of 4098 exceed it (the scalar loop)."""
