@@ -52,6 +52,10 @@ CASES = [
     _case("row_tile_3x3_grouped_rows", 5, 12, 6, 5, 10, 3, 3, padding=1),
     _case("row_tile_5x5_wide_rows_batch1", 1, 8, 7, 40, 16, 5, 5, padding=2),
     _case("row_tile_3x5_uneven_pad", 2, 7, 9, 11, 16, 3, 5, padding=(1, 2)),
+    # First layers: one input channel, 25 taps; the weight gradient's tiles, 6 channels of a
+    # vector's lanes.
+    _case("first_layer_one_channel", 3, 1, 13, 11, 16, 5, 5, padding=2),
+    _case("first_layer_six_outputs_batch1", 1, 1, 9, 28, 6, 5, 5, padding=2),
 ]
 IDS = [c["id"] for c in CASES]
 
@@ -145,8 +149,12 @@ def test_vector_variants_agree_bit_for_bit(case):
 # "im2col_gemm" ("gemm" for a 1x1 layer read in place).
 ALGORITHMS = [
     ("fashion_conv2", (64, 16, 14, 14), (32, 16, 5, 5), 1, 2, ("direct", "direct", "direct")),
-    # A first layer: 25 taps per output channel, rows of 28 pixels.
+    # A first layer: 25 taps per output channel, rows of 28 pixels; its weight gradient sums
+    # over the pixels in the tiles.
     ("fashion_conv1", (64, 1, 28, 28), (16, 1, 5, 5), 1, 2,
+     ("direct_rows", "im2col_gemm", "direct")),
+    # ... not with 9 taps, nor with 4 output channels.
+    ("first_3x3", (64, 1, 28, 28), (32, 1, 3, 3), 1, 1,
      ("direct_rows", "im2col_gemm", "im2col_gemm")),
     # 400 taps: the direct tiles' epilogue is repaid.
     ("inception_5x5", (32, 16, 28, 28), (32, 16, 5, 5), 1, 2, ("direct", "direct", "direct")),
