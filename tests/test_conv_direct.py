@@ -176,8 +176,10 @@ ALGORITHMS = [
     ("resnet18_l3", (64, 256, 7, 7), (256, 256, 3, 3), 1, 1, ("direct", "direct", "direct")),
     ("alexnet_conv4", (16, 384, 13, 13), (256, 384, 3, 3), 1, 1,
      ("direct", "direct", "im2col_gemm")),
-    # LeNet's C5: 1x1 outputs from 5x5 inputs; dy is far smaller than x.
-    ("lenet_c5", (64, 16, 5, 5), (120, 16, 5, 5), 1, 0,
+    # LeNet's C5: a window over the whole 5x5 input, a linear layer on the flattened images.
+    ("lenet_c5", (64, 16, 5, 5), (120, 16, 5, 5), 1, 0, ("linear", "linear", "linear")),
+    # ... with padding, one output pixel is still a convolution; dy is far smaller than x.
+    ("one_pixel_padded", (64, 16, 3, 3), (120, 16, 5, 5), 1, 1,
      ("direct", "batched_gemm", "batched_gemm")),
     # Four output channels fill too little of a vector; as the input gradient's 4 x 3x3 taps
     # into 16 channels they do. Rows of 10 pixels are too short for the forward along rows

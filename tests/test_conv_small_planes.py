@@ -2,7 +2,8 @@
 plane, a batch of two or more, one group): the images of a chunk side by side in one
 [C*R*S, images * P*Q] matrix, one GEMM per pass. Against the float64 reference of
 fastconv/_opinfo/conv.py in both float dtypes: ResNet's last stages (4x4 planes, stride 2 into
-them, their 1x1 projection), LeNet's C5 (one output pixel), dilation and asymmetric padding,
+them, their 1x1 projection), one output pixel from a padded window (an unpadded window over
+the whole input is a linear layer: test_conv_whole_window.py), dilation and asymmetric padding,
 batch 2, and batches that span several chunks of the 64 MB column budget; conv_transpose2d
 through its equivalent conv2d; accumulation into given gradients; repeatable results."""
 
@@ -20,7 +21,7 @@ CASES = [
     _case("resnet_l4_4x4", 3, 64, 4, 4, 48, 3, 3, padding=1),
     _case("stride2_into_4x3", 2, 24, 7, 6, 40, 3, 3, stride=2, padding=1),
     _case("projection_1x1_s2", 5, 32, 7, 7, 24, 1, 1, stride=2),
-    _case("lenet_c5_one_pixel", 4, 16, 5, 5, 120, 5, 5),
+    _case("one_pixel_padded_window", 4, 16, 3, 3, 120, 5, 5, padding=1),
     _case("dilated_asymmetric", 2, 10, 4, 7, 9, 3, 2, padding=(2, 0), dilation=(2, 3)),
     # C*R*S * P*Q = 1024*18 * 16 values per image, 1.18 MB in float32, 2.36 in float64: 57 images
     # make 2 and 3 chunks of the 64 MB budget.
