@@ -150,6 +150,26 @@ def reduction_lengths(case):
     return fwd, dx, dw
 
 
+def check_conv2d_passes(case, dtype, seed):
+    """conv2d's forward and its three gradients on a case's data (make_data, with `seed`)
+    against the float64 reference, each at rtol_for its reduction length."""
+    import fastconv.functional as F
+    from fastconv._opinfo.conv import conv2d_backward_ref, conv2d_ref
+
+    x, w, b, dout = make_data(case, dtype, seed)
+    l_out, l_dx, l_dw = reduction_lengths(case)
+    out = F.conv2d(x, w, b, **conv_args(case))
+    assert out.dtype == dtype and out.shape == dout.shape and not np.isnan(out).any()
+    assert_close(out, conv2d_ref(x, w, b, **conv_args(case)), rtol_for(dtype, l_out),
+                 what="forward")
+    got = F.conv2d_backward(dout, x, w, **conv_args(case))
+    ref = conv2d_backward_ref(dout, x, w, **conv_args(case))
+    for name, g, r, n in zip(("grad_input", "grad_weight", "grad_bias"), got, ref,
+                             (l_dx, l_dw, l_dw)):
+        assert g.dtype == dtype and g.shape == r.shape and not np.isnan(g).any(), name
+        assert_close(g, r, rtol_for(dtype, n), what=name)
+
+
 # ---------------------------------------------------------------------------
 # The real datasets: ../shared/data beside the repository (as CI places it), or $FASTCONV_DATA.
 # ---------------------------------------------------------------------------

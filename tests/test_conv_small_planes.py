@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import fastconv.functional as F
-from fastconv._opinfo.conv import (conv2d_backward_ref, conv2d_ref, conv_transpose2d_backward_ref,
+from fastconv._opinfo.conv import (conv2d_backward_ref, conv_transpose2d_backward_ref,
                                    conv_transpose2d_ref)
 
-from _util import (_case, assert_close, conv_args, make_data, num_threads, out_hw,
-                   reduction_lengths, rtol_for, stable_seed)
+from _util import (_case, assert_close, check_conv2d_passes, conv_args, make_data, num_threads,
+                   out_hw, reduction_lengths, rtol_for, stable_seed)
 
 CASES = [
     _case("resnet_l4_4x4", 3, 64, 4, 4, 48, 3, 3, padding=1),
@@ -41,18 +41,7 @@ def test_the_cases_take_the_small_plane_path():
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_forward_and_backward(case, dtype):
-    x, w, b, dout = make_data(case, dtype, stable_seed("small planes", case["id"]))
-    l_out, l_dx, l_dw = reduction_lengths(case)
-    out = F.conv2d(x, w, b, **conv_args(case))
-    assert out.dtype == dtype and not np.isnan(out).any()
-    assert_close(out, conv2d_ref(x, w, b, **conv_args(case)), rtol_for(dtype, l_out),
-                 what="forward")
-    got = F.conv2d_backward(dout, x, w, **conv_args(case))
-    ref = conv2d_backward_ref(dout, x, w, **conv_args(case))
-    for name, g, r, n in zip(("grad_input", "grad_weight", "grad_bias"), got, ref,
-                             (l_dx, l_dw, l_dw)):
-        assert g.dtype == dtype and not np.isnan(g).any(), name
-        assert_close(g, r, rtol_for(dtype, n), what=name)
+    check_conv2d_passes(case, dtype, stable_seed("small planes", case["id"]))
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

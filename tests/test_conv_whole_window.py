@@ -14,8 +14,8 @@ import fastconv.functional as F
 from fastconv._opinfo.conv import (conv2d_backward_ref, conv2d_ref, conv_transpose2d_backward_ref,
                                    conv_transpose2d_ref)
 
-from _util import (_case, assert_close, conv_args, cpu_variant, make_data, out_hw,
-                   reduction_lengths, rtol_for, stable_seed)
+from _util import (_case, assert_close, check_conv2d_passes, conv_args, cpu_variant, make_data,
+                   out_hw, reduction_lengths, rtol_for, stable_seed)
 
 CASES = [
     _case("lenet_c5", 5, 16, 5, 5, 120, 5, 5),
@@ -43,18 +43,7 @@ def test_the_cases_take_the_linear_path(case, dtype, variant):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_forward_and_backward(case, dtype):
-    x, w, b, dout = make_data(case, dtype, stable_seed("whole window", case["id"]))
-    l_out, l_dx, l_dw = reduction_lengths(case)
-    out = F.conv2d(x, w, b, **conv_args(case))
-    assert out.dtype == dtype and out.shape == dout.shape and not np.isnan(out).any()
-    assert_close(out, conv2d_ref(x, w, b, **conv_args(case)), rtol_for(dtype, l_out),
-                 what="forward")
-    got = F.conv2d_backward(dout, x, w, **conv_args(case))
-    ref = conv2d_backward_ref(dout, x, w, **conv_args(case))
-    for name, g, r, n in zip(("grad_input", "grad_weight", "grad_bias"), got, ref,
-                             (l_dx, l_dw, l_dw)):
-        assert g.dtype == dtype and g.shape == r.shape and not np.isnan(g).any(), name
-        assert_close(g, r, rtol_for(dtype, n), what=name)
+    check_conv2d_passes(case, dtype, stable_seed("whole window", case["id"]))
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
