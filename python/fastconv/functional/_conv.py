@@ -38,10 +38,11 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     "grad_input" and "grad_weight". Each value is "direct" (register tiles, no im2col: float32
     under AVX2 or AVX-512), "direct_rows" (the forward of a layer with few taps per output
     channel, such as a first layer, vectorised along output rows: float32 under AVX2 or
-    AVX-512, unit stride), "batched_gemm" (planes of at most 16 pixels: one GEMM over the
-    batch's images side by side), "gemm" (a 1x1 layer, read in place) or "im2col_gemm". The
-    choice depends on the shapes, dtype and variant alone: it is what `cudnn.benchmark`
-    would cache, decided by rule rather than by timing.
+    AVX-512, unit stride), "linear" (a window over the whole unpadded input, one output
+    pixel: one GEMM over the flattened batch, in any dtype), "batched_gemm" (planes of at most
+    16 pixels: one GEMM over the batch's images side by side), "gemm" (a 1x1 layer, read in
+    place) or "im2col_gemm". The choice depends on the shapes, dtype and variant alone: it is
+    what `cudnn.benchmark` would cache, decided by rule rather than by timing.
     """
     input, weight = contiguous(input), contiguous(weight)
     return _C.conv2d_algorithm(input, weight,
