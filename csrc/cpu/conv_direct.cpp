@@ -453,11 +453,14 @@ std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
   return w;
 }
 
-// buf[c, i, j] = src[c, top + i, j - ow] (zero outside src) for c < C, i < hb, j < Wb.
+// buf[c, i, j] = src[c, top + i, j - ow] (zero outside src) for c < C, i < hb, j < Wb;
+// pixels_only as pad_plane's. A thread's buffer keeps its zeros from one item to the next when
+// the items' windows match (whole images: fashion_cnn conv2's every item), and the padding
+// then costs nothing: filling took 4 % of that layer's forward, most of it the zeros.
 void fill_buffer(float* buf, const float* src, const Corr& d, int64_t top, int64_t hb,
-                 int64_t Wb) {
+                 int64_t Wb, bool pixels_only = false) {
   for (int64_t c = 0; c < d.C; ++c) {
-    pad_plane(buf + c * hb * Wb, src + c * d.H * d.W, d.H, d.W, top, hb, d.ow, Wb);
+    pad_plane(buf + c * hb * Wb, src + c * d.H * d.W, d.H, d.W, top, hb, d.ow, Wb, pixels_only);
   }
 }
 
@@ -505,12 +508,20 @@ struct Item {
   int64_t n, gi, p0, p1, hb;
 };
 
-Item load_item(int64_t i, const RowPlan& b, float* buf, const float* src, const Corr& d) {
+// The window a thread's buffer was last filled for (first row, rows): -1 rows before any.
+struct Filled {
+  int64_t top = 0, hb = -1;
+};
+
+Item load_item(int64_t i, const RowPlan& b, float* buf, const float* src, const Corr& d,
+               Filled& filled) {
   Item it{i / (d.groups * b.chunks), (i / b.chunks) % d.groups, (i % b.chunks) * b.rows, 0, 0};
   it.p1 = std::min(d.P, it.p0 + b.rows);
   it.hb = b.buffer_rows(it.p1 - it.p0, d);
-  fill_buffer(buf, src + (it.n * d.groups + it.gi) * d.C * d.H * d.W, d, it.p0 * d.sh - d.oh,
-              it.hb, b.Wb);
+  const int64_t top = it.p0 * d.sh - d.oh;
+  fill_buffer(buf, src + (it.n * d.groups + it.gi) * d.C * d.H * d.W, d, top, it.hb, b.Wb,
+              filled.top == top && filled.hb == it.hb);
+  filled = {top, it.hb};
   return it;
 }
 
@@ -578,14 +589,16 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
     tap_offsets(off, 0, taps, d, hb, Wb);
     alignas(64) float res[kMaxRR1<V> * L];
     int64_t at[kMaxGroups];  // output offset of each group's row (without the channel)
+    int64_t ready = 0;       // image slots of buf whose zeros are in place (fill_buffer)
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t gi = i / per_group, j = i % per_group;
       const int64_t n0 = j * d.N / per_group, m = (j + 1) * d.N / per_group - n0, rows = m * d.P;
       for (int64_t k = 0; k < m; ++k) {
         fill_buffer(buf + k * plane, src + ((n0 + k) * d.groups + gi) * d.C * d.H * d.W, d,
-                    -d.oh, hb, Wb);
+                    -d.oh, hb, Wb, k < ready);
       }
+      ready = std::max(ready, m);
       Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
@@ -637,10 +650,11 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
     float* buf = bufs.get() + thread_id() * ws;
     int64_t* off = offs.get() + thread_id() * taps;
     int64_t off_hb = -1;  // the hb off was computed for
+    Filled filled;
     alignas(64) float res[kMaxRR1<V> * L];
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
-      const Item it = load_item(i, b, buf, src, d);
+      const Item it = load_item(i, b, buf, src, d, filled);
       const int64_t gi = it.gi, p0 = it.p0, p1 = it.p1, hb = it.hb;
       float* y = out + (it.n * d.groups + gi) * d.K * d.P * d.Q;
       // Only an item with fewer rows than the others (the last block) has a different hb.
@@ -707,13 +721,14 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
     float* buf = bufs.get() + thread_id() * (ws + dws);
     float* dyt = buf + ws;
     int64_t off[kMaxTaps<V>];
+    Filled filled;
 #pragma omp for schedule(static)
     for (int part = 0; part < threads; ++part) {
       float* mine = sums.get() + part * wsize;
       std::fill(mine, mine + wsize, 0.0f);
       const int64_t i1 = part_begin(items, threads, part + 1);
       for (int64_t i = part_begin(items, threads, part); i < i1; ++i) {
-        const Item it = load_item(i, b, buf, src, d);
+        const Item it = load_item(i, b, buf, src, d, filled);
         const int64_t rows = it.p1 - it.p0;
         const float* dy = dout + ((it.n * d.groups + it.gi) * d.K) * PQ + it.p0 * d.Q;
         // dy pixel-major: L channels by L pixels at a time through registers (a scalar

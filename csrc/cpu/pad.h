@@ -44,16 +44,23 @@ inline void zero_bytes(char* dst, size_t n) {
 }
 
 // buf[i, j] = src[top + i, j - ow] for i < rows, j < Wb, zero outside the H x W plane src.
+// pixels_only: buf already holds this geometry's zeros (an earlier call with the same H, W,
+// top, rows, ow and Wb), so only the plane's own pixels are copied.
 template <typename T>
 void pad_plane(T* buf, const T* src, int64_t H, int64_t W, int64_t top, int64_t rows, int64_t ow,
-               int64_t Wb) {
+               int64_t Wb, bool pixels_only = false) {
   const int64_t j0 = std::clamp<int64_t>(ow, 0, Wb), j1 = std::clamp(W + ow, j0, Wb);
   const auto bytes = [](int64_t n) { return size_t(n) * sizeof(T); };
   for (int64_t i = 0; i < rows; ++i) {
     char* b = reinterpret_cast<char*>(buf + i * Wb);
     const int64_t h = top + i;
     if (h < 0 || h >= H) {
-      zero_bytes(b, bytes(Wb));
+      if (!pixels_only) zero_bytes(b, bytes(Wb));
+      continue;
+    }
+    if (pixels_only) {
+      copy_bytes(b + bytes(j0), reinterpret_cast<const char*>(src + h * W + (j0 - ow)),
+                 bytes(j1 - j0));
       continue;
     }
     zero_bytes(b, bytes(j0));
