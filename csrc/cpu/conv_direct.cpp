@@ -827,18 +827,16 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
              4 * g.HW() <= 5 * g.PQ() && worth_direct(K, C, RS) &&
              !packing_outweighs(g.N * g.groups, g.HW(), C, K, RS);
     case ConvPass::grad_weight:
-      // A tile sums over an item's output pixels, so a handful of them (LeNet's C5: one)
-      // leaves it all overhead; and each thread sums into its own packed copy of the weight
-      // gradient, which stops paying once it outgrows L2 by half: at 2.25 MiB (ResNet-18's
-      // 256 x 256 x 3x3) the tiles ran 0.92x the GEMM's time, at 3.4 MiB (384 -> 256) 1.07x,
-      // at 9 MiB (512 x 512) 1.25x. Below that the per-image GEMM's reduction is one plane
-      // (196 pixels at 14x14), and the tiles win: 0.80x on 128 x 128 x 3x3 at 14x14, 0.59x
-      // at stride 2 from 28x28.
-      // Unlike the correlations, a short (c, r, s) walk costs the tiles little: they sum over
-      // the pixels, and a first layer's GEMM (16 x 25 by a plane's 784 columns) runs far below
-      // BLAS's peak. One thread, direct/GEMM time at batch 64: 1 -> 16 channels 5x5 0.53,
-      // 3 -> 64 3x3 0.52, 1 -> 6 5x5 0.79, 2 -> 8 3x3 0.84; below 6 output channels or 16
-      // taps the GEMM's time is lower (1 -> 4 3x3 1.30, 1 -> 32 3x3 1.02).
+      // A tile sums over an item's output pixels, so a handful of them leaves it all overhead.
+      // Each thread sums into its own packed copy of the weight gradient, which stops paying
+      // once it outgrows L2 by half: at 2.25 MiB (ResNet-18's 256 x 256 x 3x3) the tiles ran
+      // 0.92x the GEMM's time, at 3.4 MiB (384 -> 256) 1.07x, at 9 MiB (512 x 512) 1.25x;
+      // below that the per-image GEMM reduces over one plane and the tiles win (0.80x on
+      // 128 x 128 x 3x3 at 14x14, 0.59x at stride 2 from 28x28). Unlike the correlations, a
+      // short (c, r, s) walk costs the tiles little, and a first layer's GEMM (16 x 25 by 784)
+      // runs far below BLAS's peak: one thread, batch 64, 1 -> 16 channels 5x5 0.53x, 3 -> 64
+      // 3x3 0.52x, 1 -> 6 5x5 0.79x; under 6 output channels or 16 taps the GEMM is faster
+      // (1 -> 4 3x3 1.30x, 1 -> 32 3x3 1.02x).
       return !g.direct_1x1() && g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) &&
              K >= 6 && C * RS >= 16;
   }

@@ -8,10 +8,10 @@
 
 namespace fc {
 
-// dst[0, n) = src[0, n), n bytes, n a multiple of 4. A padded buffer's rows are short (18 floats for a 14-wide
-// plane under a 5x5 kernel), and a library call per row (with one more per padding run) took
-// a tenth of fashion_cnn conv2's input gradient: fixed-size copies, the last one overlapping
-// the one before, compile to a few vector moves. Long rows take the library's copy.
+// dst[0, n) = src[0, n), n bytes, n a multiple of 4. A padded buffer's rows are short (18
+// floats for a 14-wide plane under a 5x5 kernel), and a library call per row (with one more per
+// padding run) took a tenth of fashion_cnn conv2's input gradient: fixed-size copies, the last
+// one overlapping the one before, compile to a few vector moves. Long rows take the library's.
 inline void copy_bytes(char* dst, const char* src, size_t n) {
   if (n > 128) {
     std::memcpy(dst, src, n);
@@ -58,14 +58,10 @@ void pad_plane(T* buf, const T* src, int64_t H, int64_t W, int64_t top, int64_t 
       if (!pixels_only) zero_bytes(b, bytes(Wb));
       continue;
     }
-    if (pixels_only) {
-      copy_bytes(b + bytes(j0), reinterpret_cast<const char*>(src + h * W + (j0 - ow)),
-                 bytes(j1 - j0));
-      continue;
-    }
-    zero_bytes(b, bytes(j0));
-    copy_bytes(b + bytes(j0), reinterpret_cast<const char*>(src + h * W + (j0 - ow)), bytes(j1 - j0));
-    zero_bytes(b + bytes(j1), bytes(Wb - j1));
+    if (!pixels_only) zero_bytes(b, bytes(j0));
+    copy_bytes(b + bytes(j0), reinterpret_cast<const char*>(src + h * W + (j0 - ow)),
+               bytes(j1 - j0));
+    if (!pixels_only) zero_bytes(b + bytes(j1), bytes(Wb - j1));
   }
 }
 
