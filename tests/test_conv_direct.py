@@ -129,22 +129,28 @@ def test_vector_variants_agree_bit_for_bit(case):
     """The AVX2 and AVX-512 tiles differ only in how many channels one instruction carries:
     every output element is the same chain of fused multiply-adds, so they give the same bits.
     Each vector variant this machine has is compared with the first, which is also run twice
-    (with a single vector variant, that rerun is the check)."""
+    (with a single vector variant, that rerun is the check). A pass that AVX-512 gives to the
+    Winograd path (test_conv_winograd.py) is compared only with itself."""
     vector = VECTOR_ISAS or ["baseline"]
     x, w, b, dout = make_data(case, np.float32, stable_seed("direct isa", case["id"]))
-    results = []
+    results, algorithms = [], []
     for name in [vector[0]] + vector:
         with cpu_variant(name):
             results.append((F.conv2d(x, w, b, **conv_args(case)),)
                            + F.conv2d_backward(dout, x, w, **conv_args(case)))
-    for name, got in zip(vector, results[1:]):
-        for what, a, e in zip(("out", "dx", "dw", "db"), got, results[0]):
-            np.testing.assert_array_equal(a, e, err_msg=f"{what}: {name} vs {vector[0]}")
+            algo = F.conv2d_algorithm(x, w, **conv_args(case))
+            algorithms.append((algo["forward"], algo["grad_input"], algo["grad_weight"], None))
+    for name, got, algo in zip(vector, results[1:], algorithms[1:]):
+        for what, a, e, mine, first in zip(("out", "dx", "dw", "db"), got, results[0], algo,
+                                           algorithms[0]):
+            if mine == first:
+                np.testing.assert_array_equal(a, e, err_msg=f"{what}: {name} vs {vector[0]}")
 
 
 # Which algorithm each pass takes (fastconv.functional.conv2d_algorithm): (id, input shape,
 # weight shape, stride, padding, float32 under AVX2/AVX-512 as (forward, grad_input,
-# grad_weight)). Elsewhere (float64, the baseline variant) "direct" and "direct_rows" (the
+# grad_weight), and where AVX-512 differs (the Winograd path, test_conv_winograd.py), its
+# triple). Elsewhere (float64, the baseline variant) "direct" and "direct_rows" (the
 # forward along output rows, test_conv_rows.py) become the next rule's pick: "batched_gemm" for planes of at most 16 pixels and a batch of 2 or more, else
 # "im2col_gemm" ("gemm" for a 1x1 layer read in place).
 ALGORITHMS = [
@@ -173,7 +179,14 @@ ALGORITHMS = [
      ("direct", "im2col_gemm", "direct")),
     # ResNet-18's third stage: sums of 2.25 MiB per thread still pay; at 384 -> 256 (3.4 MiB)
     # the GEMM's time is lower.
-    ("resnet18_l3", (64, 256, 7, 7), (256, 256, 3, 3), 1, 1, ("direct", "direct", "direct")),
+    ("resnet18_l3", (64, 256, 7, 7), (256, 256, 3, 3), 1, 1, ("direct", "direct", "direct"),
+     ("winograd", "winograd", "direct")),
+    # ResNet's 3x3 layers at stride 1: Winograd under AVX-512, along rows at 56x56 and
+    # gathered across rows and images at 14x14.
+    ("resnet_3x3_56", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, ("direct", "direct", "direct"),
+     ("winograd", "winograd", "direct")),
+    ("resnet18_l2", (64, 128, 14, 14), (128, 128, 3, 3), 1, 1, ("direct", "direct", "direct"),
+     ("winograd", "winograd", "direct")),
     ("alexnet_conv4", (16, 384, 13, 13), (256, 384, 3, 3), 1, 1,
      ("direct", "direct", "im2col_gemm")),
     # LeNet's C5: a window over the whole 5x5 input, a linear layer on the flattened images.
@@ -190,14 +203,14 @@ ALGORITHMS = [
 
 
 def _without_direct(case):
-    _, xs, ws, _, _, _ = case
+    _, xs, ws = case[:3]
     small = xs[0] >= 2 and _out_pixels(case) <= 16
     one_by_one = ws[2:] == (1, 1) and case[3] == 1 and case[4] == 0
     return "batched_gemm" if small else "gemm" if one_by_one else "im2col_gemm"
 
 
 def _out_pixels(case):
-    _, xs, ws, stride, pad, _ = case
+    _, xs, ws, stride, pad = case[:5]
     return (((xs[2] + 2 * pad - ws[2]) // stride + 1) * ((xs[3] + 2 * pad - ws[3]) // stride + 1))
 
 
@@ -205,11 +218,13 @@ def _out_pixels(case):
 @pytest.mark.parametrize("variant", fc.info()["cpu_isas"])
 @pytest.mark.parametrize("case", ALGORITHMS, ids=[c[0] for c in ALGORITHMS])
 def test_algorithm_pinned_per_shape(case, variant, dtype):
-    name, xs, ws, stride, pad, want = case
+    name, xs, ws, stride, pad, want = case[:6]
     x, w = np.zeros(xs, dtype), np.zeros(ws, dtype)
     with cpu_variant(variant):
         got = F.conv2d_algorithm(x, w, stride=stride, padding=pad)
     vector = dtype == np.float32 and variant != "baseline"
+    if vector and variant == "avx512" and len(case) > 6:
+        want = case[6]
     expected = {p: a if vector or not a.startswith("direct") else _without_direct(case)
                 for p, a in zip(("forward", "grad_input", "grad_weight"), want)}
     assert got == expected

@@ -21,6 +21,7 @@
 #include "cpu/conv_depthwise.h"
 #include "cpu/conv_direct.h"
 #include "cpu/conv_rows.h"
+#include "cpu/conv_winograd.h"
 #include "cpu/im2col.h"
 #include "cpu/isa.h"
 #include "cpu/parallel.h"
@@ -188,12 +189,14 @@ void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* w
 }
 
 // The algorithm a pass of conv2d on g takes in dtype T, first that applies: depthwise layers
-// their stencil; the direct tiles (float32, cpu/conv_direct.h: on small planes they put several
-// rows side by side and beat the batched GEMM forward and, at stride 1, input gradient; the
-// weight gradient of small planes stays with the batched GEMM); the batched GEMM for small
-// planes; else one GEMM per image (the 1x1 layer read in place, others through im2col). The
-// kernels below and conv2d_algorithm_cpu both ask this.
-enum class ConvAlgo { depthwise, linear, rows, direct, batched_gemm, gemm };
+// their stencil; a whole-window layer a linear one; Winograd F(2x2, 3x3) for 3x3 layers at
+// stride 1 (float32 under AVX-512, cpu/conv_winograd.h: forward and input gradient); the direct
+// tiles (float32, cpu/conv_direct.h: on small planes they put several rows side by side and
+// beat the batched GEMM forward and, at stride 1, input gradient; the weight gradient of small
+// planes stays with the batched GEMM); the batched GEMM for small planes; else one GEMM per
+// image (the 1x1 layer read in place, others through im2col). The kernels below and
+// conv2d_algorithm_cpu both ask this.
+enum class ConvAlgo { depthwise, linear, winograd, rows, direct, batched_gemm, gemm };
 
 // A window covering the whole unpadded input, one output pixel (LeNet's C5, a classifier head
 // written as a convolution): each image is then a vector in the weight rows' (c, r, s) order,
@@ -210,6 +213,7 @@ template <typename T>
 ConvAlgo conv_algo(ConvPass pass, const Conv2dGeom& g) {
   if (depthwise_applies(g)) return ConvAlgo::depthwise;
   if (whole_window(g)) return ConvAlgo::linear;
+  if (std::is_same_v<T, float> && conv2d_winograd_applies(pass, g)) return ConvAlgo::winograd;
   if (std::is_same_v<T, float> && pass == ConvPass::forward && conv2d_rows_applies(g)) {
     return ConvAlgo::rows;
   }
@@ -221,6 +225,11 @@ template <typename T>
 void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g) {
   switch (conv_algo<T>(ConvPass::grad_input, g)) {
     case ConvAlgo::depthwise: return depthwise_backward_data(dinp, dout, weight, g);
+    case ConvAlgo::winograd:
+      if constexpr (std::is_same_v<T, float>) {
+        conv2d_winograd_backward_data(dinp, dout, weight, g, worth_threads(g));
+      }
+      return;
     case ConvAlgo::direct:
       if constexpr (std::is_same_v<T, float>) {
         conv2d_direct_backward_data(dinp, dout, weight, g, worth_threads(g));
@@ -288,6 +297,7 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
                                     g.C * g.RS(), g.K);
     case ConvAlgo::batched_gemm:
       return small_backward<T>(nullptr, dweight, dout, inp, nullptr, g);
+    case ConvAlgo::winograd:  // not a weight gradient's path
     case ConvAlgo::rows:  // a forward-only path
     case ConvAlgo::gemm: break;
   }
@@ -356,6 +366,11 @@ void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, co
     case ConvAlgo::depthwise: return depthwise_forward(out, inp, weight, bias, g);
     case ConvAlgo::linear:
       return linear_forward_cpu<T>(out, inp, weight, bias, g.N, g.C * g.RS(), g.K);
+    case ConvAlgo::winograd:
+      if constexpr (std::is_same_v<T, float>) {
+        conv2d_winograd_forward(out, inp, weight, bias, g, worth_threads(g));
+      }
+      return;
     case ConvAlgo::rows:
       if constexpr (std::is_same_v<T, float>) {
         conv2d_rows_forward(out, inp, weight, bias, g, worth_threads(g));
@@ -411,6 +426,7 @@ std::array<const char*, 3> conv2d_algorithm_cpu(const Conv2dGeom& g) {
     switch (conv_algo<T>(passes[i], g)) {
       case ConvAlgo::depthwise: names[i] = "depthwise"; break;
       case ConvAlgo::linear: names[i] = "linear"; break;
+      case ConvAlgo::winograd: names[i] = "winograd"; break;
       case ConvAlgo::rows: names[i] = "direct_rows"; break;
       case ConvAlgo::direct: names[i] = "direct"; break;
       case ConvAlgo::batched_gemm: names[i] = "batched_gemm"; break;

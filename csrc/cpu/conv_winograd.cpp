@@ -1,0 +1,536 @@
+// Winograd F(2x2, 3x3) convolution (conv_winograd.h), written for AVX-512 with intrinsics: the
+// tiles sit in the vector lanes, 16 horizontally adjacent 2x2 output blocks of one block row per
+// register, so the input and output transforms read and write whole NCHW rows (masked at the
+// plane's edges, which also stand for the padding) and the GEMMs broadcast transformed weights.
+#include "cpu/conv_winograd.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <climits>
+#include <cstdint>
+
+#include "common.h"
+#include "cpu/parallel.h"
+#include "runtime.h"
+
+namespace fc {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FC_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,prfchw")))
+
+namespace {
+
+constexpr int64_t kLanes = 16;  // tiles per vector
+constexpr int64_t kNV = 4;      // vectors per work item: the GEMM tile's width
+constexpr int64_t kKR = 6;      // output channels per GEMM tile: 6 x 4 accumulators
+// Output channels per pass over an item's 16 GEMMs: their sums (16 x 48 x 64 floats, 192 KiB)
+// stay in L2 until the output transform reads them.
+constexpr int64_t kKChunk = 8 * kKR;
+// Input channels per pass of the GEMM tiles: their transformed tiles (64 x 16 points x 64
+// floats, 16 KiB a point) stay in L1 while a point's output channels are walked. With all of
+// ResNet's 128 channels at once the tiles ran from L2 and the 28x28 layer took 10.2 ms against
+// the direct path's 11.2.
+constexpr int64_t kCChunk = 64;
+constexpr int64_t kXi = 16;  // points of the 4x4 transform
+// Floats between the buffers' points beyond their size: the 16 points of a tile go to 16 places
+// one point's buffer apart, a multiple of 4 KiB, which would put them all in one L1 set.
+constexpr int64_t kSkew = 16;
+
+// One correlation: output (p, q) of plane k sums src[c, p + r - oh, q + s - ow] * w(k, c, r, s)
+// over c < C and the 3x3 taps, per group; source pixels outside the H x W plane are zeros.
+struct Wcorr {
+  int64_t N, groups, C, K;  // per group: C channels read, K written
+  int64_t H, W, P, Q;       // source and output planes
+  int64_t oh, ow;
+  bool parallel;
+};
+
+// Where w(k, c, r, s) of group gi sits: w + gi * sg + k * sk + c * sc + (3 r + s) * srs
+// (srs = -1 for a flipped kernel, w then at its last tap).
+struct Wmap {
+  const float* w;
+  int64_t sg, sk, sc, srs;
+};
+
+int64_t blocks_of(int64_t n) { return (n + 1) / 2; }
+
+// U = G g G^T for every (group, output, input channel), laid out for the GEMM tiles: point xi of
+// w(kb * 6 + i, c) at u_offset(.., c0) + ((xi * KB + kb) * cn + c - c0) * 6 + i, for the chunk
+// of channels c0 <= c < c0 + cn it falls in (kCChunk of them, fewer in the last), zero past K:
+// a chunk's pass reads its part in one run.
+// In double, rounded once: the only rounding the weights see is the float32 result's.
+int64_t u_offset(const Wcorr& d, int64_t gi, int64_t c0) {
+  return (gi * d.C + c0) * kXi * ceil_div(d.K, kKR) * kKR;
+}
+
+std::unique_ptr<float[]> transform_weights(const Wmap& m, const Wcorr& d) {
+  const int64_t KB = ceil_div(d.K, kKR);
+  auto u = alloc_uninit<float>(d.groups * kXi * KB * d.C * kKR,
+                               "conv2d (winograd): transformed weights");
+  const int64_t pairs = d.groups * KB * kKR * d.C;
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (d.parallel)
+  for (int64_t e = 0; e < pairs; ++e) {
+    const int64_t gi = e / (KB * kKR * d.C), k = (e / d.C) % (KB * kKR), c = e % d.C;
+    const int64_t c0 = c / kCChunk * kCChunk, cn = std::min(kCChunk, d.C - c0);
+    float* to = u.get() + u_offset(d, gi, c0) + ((k / kKR) * cn + c - c0) * kKR + k % kKR;
+    const int64_t per_xi = KB * cn * kKR;
+    if (k >= d.K) {
+      for (int64_t xi = 0; xi < kXi; ++xi) to[xi * per_xi] = 0.0f;
+      continue;
+    }
+    const float* w = m.w + gi * m.sg + k * m.sk + c * m.sc;
+    double g[3][3], t[4][3];
+    for (int r = 0; r < 3; ++r) {
+      for (int s = 0; s < 3; ++s) g[r][s] = w[(3 * r + s) * m.srs];
+    }
+    for (int s = 0; s < 3; ++s) {
+      t[0][s] = g[0][s];
+      t[1][s] = 0.5 * (g[0][s] + g[1][s] + g[2][s]);
+      t[2][s] = 0.5 * (g[0][s] - g[1][s] + g[2][s]);
+      t[3][s] = g[2][s];
+    }
+    for (int i = 0; i < 4; ++i) {
+      const double v[4] = {t[i][0], 0.5 * (t[i][0] + t[i][1] + t[i][2]),
+                           0.5 * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+      for (int j = 0; j < 4; ++j) to[(4 * i + j) * per_xi] = float(v[j]);
+    }
+  }
+  return u;
+}
+
+// Lanes l with 0 <= w + l < W.
+inline __mmask16 lanes_in(int64_t w, int64_t W) {
+  const int64_t lo = std::clamp<int64_t>(-w, 0, kLanes), hi = std::clamp<int64_t>(W - w, 0, kLanes);
+  if (hi <= lo) return 0;
+  return __mmask16((0xFFFFu >> (kLanes - hi)) & (0xFFFFu << lo));
+}
+
+// Where a vector of 16 tiles reads each source plane: the 4x4 windows start at plane offset
+// `at` (source row h0, column w0) and step two columns per lane; the four column masks keep the
+// loads inside the plane's columns (masked-off lanes are zeros and are not read, so the
+// addresses may run past a row or the plane), bit i of `rows` says row h0 + i is inside it.
+// The same for every channel: computed once per item, not per plane.
+struct InSpan {
+  int64_t at;
+  __mmask16 m[4];
+  unsigned rows;
+};
+
+inline InSpan in_span(int64_t h0, int64_t w0, int64_t H, int64_t W) {
+  InSpan s{h0 * W + w0, {lanes_in(w0, W), lanes_in(w0 + 16, W), lanes_in(w0 + 2, W),
+                         lanes_in(w0 + 18, W)}, 0};
+  for (int i = 0; i < 4; ++i) s.rows |= unsigned(h0 + i >= 0 && h0 + i < H) << i;
+  return s;
+}
+
+// The 4x4 points of 16 tiles in one source plane (rows W floats apart), read along the rows of
+// span s.
+FC_AVX512 __attribute__((always_inline)) inline void load_rows(__m512 d[4][4], const float* plane,
+                                                               int64_t W, const InSpan& s) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int i = 0; i < 4; ++i) {
+    if (!(s.rows >> i & 1)) {
+      for (int j = 0; j < 4; ++j) d[i][j] = _mm512_setzero_ps();
+      continue;
+    }
+    const float* row = plane + s.at + i * W;
+    const __m512 a = _mm512_maskz_loadu_ps(s.m[0], row), b = _mm512_maskz_loadu_ps(s.m[1], row + 16);
+    const __m512 a2 = _mm512_maskz_loadu_ps(s.m[2], row + 2);
+    const __m512 b2 = _mm512_maskz_loadu_ps(s.m[3], row + 18);
+    d[i][0] = _mm512_permutex2var_ps(a, even, b);
+    d[i][1] = _mm512_permutex2var_ps(a, odd, b);
+    d[i][2] = _mm512_permutex2var_ps(a2, even, b2);
+    d[i][3] = _mm512_permutex2var_ps(a2, odd, b2);
+  }
+}
+
+// Where a vector of 16 tiles from anywhere in the batch reads and writes: for point (i, j) of
+// lane l's window, source offset in[4i + j][l] from the plane of the vector's first image (zero
+// where in_m's bit is clear: padding, or a lane past the last tile), and for output (a, b) of
+// its 2x2 block out[2a + b][l] from that image's output plane.
+struct FlatSpan {
+  __m512i in[kXi], out[4];
+  __mmask16 in_m[kXi], out_m[4];
+};
+
+// The same points gathered lane by lane.
+FC_AVX512 __attribute__((always_inline)) inline void gather_points(__m512 d[4][4],
+                                                                   const float* plane,
+                                                                   const FlatSpan& s) {
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      d[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), s.in_m[4 * i + j], s.in[4 * i + j],
+                                         plane, 4);
+    }
+  }
+}
+
+// V = B^T d B: point xi to v[xi * xs].
+FC_AVX512 __attribute__((always_inline)) inline void store_transformed(float* v, int64_t xs,
+                                                                       const __m512 d[4][4]) {
+  __m512 t[4][4];
+  for (int j = 0; j < 4; ++j) {
+    t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+    t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+    t[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+    t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm512_store_ps(v + (4 * i + 0) * xs, _mm512_sub_ps(t[i][0], t[i][2]));
+    _mm512_store_ps(v + (4 * i + 1) * xs, _mm512_add_ps(t[i][1], t[i][2]));
+    _mm512_store_ps(v + (4 * i + 2) * xs, _mm512_sub_ps(t[i][2], t[i][1]));
+    _mm512_store_ps(v + (4 * i + 3) * xs, _mm512_sub_ps(t[i][1], t[i][3]));
+  }
+}
+
+// Where a vector of 16 tiles writes each output plane: rows p0 and (if `two`) p0 + 1 from plane
+// offset `at` (column q0), 32 columns masked to the plane's.
+struct OutSpan {
+  int64_t at;
+  __mmask16 m[2];
+  bool two;
+};
+
+inline OutSpan out_span(int64_t p0, int64_t q0, int64_t P, int64_t Q) {
+  return OutSpan{p0 * Q + q0, {lanes_in(q0, Q), lanes_in(q0 + 16, Q)}, p0 + 1 < P};
+}
+
+// Y = A^T M A + bias for 16 tiles (point xi at m[xi * xs]): y[a][b] is output (a, b) of each
+// lane's 2x2 block.
+FC_AVX512 __attribute__((always_inline)) inline void output_points(__m512 y[2][2], const float* m,
+                                                                   int64_t xs, float bias) {
+  __m512 r[2][4];
+  for (int j = 0; j < 4; ++j) {
+    const __m512 m0 = _mm512_load_ps(m + j * xs), m1 = _mm512_load_ps(m + (4 + j) * xs);
+    const __m512 m2 = _mm512_load_ps(m + (8 + j) * xs), m3 = _mm512_load_ps(m + (12 + j) * xs);
+    r[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+  }
+  const __m512 b = _mm512_set1_ps(bias);
+  for (int i = 0; i < 2; ++i) {
+    y[i][0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b);
+    y[i][1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b);
+  }
+}
+
+// Y into one output plane (rows Q floats apart) along the rows of span s.
+FC_AVX512 __attribute__((always_inline)) inline void store_rows(float* plane, int64_t Q,
+                                                                const OutSpan& s,
+                                                                const __m512 y[2][2]) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+  for (int i = 0; i < (s.two ? 2 : 1); ++i) {
+    float* row = plane + s.at + i * Q;
+    _mm512_mask_storeu_ps(row, s.m[0], _mm512_permutex2var_ps(y[i][0], lo, y[i][1]));
+    _mm512_mask_storeu_ps(row + 16, s.m[1], _mm512_permutex2var_ps(y[i][0], hi, y[i][1]));
+  }
+}
+
+// Y scattered lane by lane.
+FC_AVX512 __attribute__((always_inline)) inline void scatter_points(float* plane,
+                                                                    const FlatSpan& s,
+                                                                    const __m512 y[2][2]) {
+  for (int e = 0; e < 4; ++e) {
+    _mm512_mask_i32scatter_ps(plane, s.out_m[e], s.out[e], y[e / 2][e % 2], 4);
+  }
+}
+
+// m[i * ldm + j * 16 + l] = sum over c < C of u[c * 6 + i] * v[c * 64 + j * 16 + l], for the
+// tile's 6 output channels i and 4 vectors j: one chain of multiply-adds per output, in c order.
+FC_AVX512 inline void gemm_tile(float* m, int64_t ldm, const float* u, const float* v, int64_t C,
+                                int64_t vcs, bool add) {
+  __m512 acc[kKR][kNV];
+  for (int i = 0; i < kKR; ++i) {
+    for (int j = 0; j < kNV; ++j) {
+      acc[i][j] = add ? _mm512_load_ps(m + i * ldm + j * kLanes) : _mm512_setzero_ps();
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    const float* vc = v + c * vcs;
+    const __m512 x0 = _mm512_loadu_ps(vc), x1 = _mm512_loadu_ps(vc + 16);
+    const __m512 x2 = _mm512_loadu_ps(vc + 32), x3 = _mm512_loadu_ps(vc + 48);
+    const float* uc = u + c * kKR;
+#pragma GCC unroll 6
+    for (int i = 0; i < kKR; ++i) {
+      const __m512 w = _mm512_set1_ps(uc[i]);
+      acc[i][0] = _mm512_fmadd_ps(w, x0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(w, x1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(w, x2, acc[i][2]);
+      acc[i][3] = _mm512_fmadd_ps(w, x3, acc[i][3]);
+    }
+  }
+  for (int i = 0; i < kKR; ++i) {
+    for (int j = 0; j < kNV; ++j) _mm512_store_ps(m + i * ldm + j * kLanes, acc[i][j]);
+  }
+}
+
+// Whether rows of 2x2 output blocks fill the vectors' lanes: at least 3/4 of the lanes a row
+// takes (a 28-pixel row puts 14 blocks in 16 lanes). Shorter rows go flat (FlatSpan).
+bool rows_fill_lanes(int64_t Q) {
+  const int64_t cols = blocks_of(Q);
+  return 4 * cols >= 3 * kLanes * ceil_div(cols, kLanes);
+}
+
+// The vectors of 2x2 output blocks one group's correlation computes: along block rows (a row's
+// blocks, kLanes to a vector) or flat (16 consecutive blocks of the batch in (image, block row,
+// block column) order).
+struct Layout {
+  bool flat;
+  int64_t rows, cols, per_row;  // blocks per plane (rows x cols); vectors per block row
+  int64_t vectors;
+};
+
+Layout layout_of(const Wcorr& d) {
+  const int64_t rows = blocks_of(d.P), cols = blocks_of(d.Q);
+  if (rows_fill_lanes(d.Q)) {
+    const int64_t per_row = ceil_div(cols, kLanes);
+    return Layout{false, rows, cols, per_row, d.N * rows * per_row};
+  }
+  return Layout{true, rows, cols, 0, ceil_div(d.N * rows * cols, kLanes)};
+}
+
+// A vector's first block: image n, output row p0 and column q0.
+struct Block {
+  int64_t n, p0, q0;
+};
+
+inline Block first_block(const Layout& L, int64_t v) {
+  if (L.flat) {
+    const int64_t t = v * kLanes;
+    return Block{t / (L.rows * L.cols), 2 * ((t / L.cols) % L.rows), 2 * (t % L.cols)};
+  }
+  return Block{v / (L.rows * L.per_row), 2 * ((v / L.per_row) % L.rows),
+               2 * kLanes * (v % L.per_row)};
+}
+
+// The offsets and masks of flat vector v, whose first block is in image n0.
+FC_AVX512 FlatSpan flat_span(const Wcorr& d, const Layout& L, int64_t v, int64_t n0) {
+  alignas(64) int32_t in[kXi][kLanes], out[4][kLanes];
+  FlatSpan s;
+  for (int e = 0; e < kXi; ++e) s.in_m[e] = 0;
+  for (int e = 0; e < 4; ++e) s.out_m[e] = 0;
+  const int64_t blocks = d.N * L.rows * L.cols;
+  const int64_t img_in = d.groups * d.C * d.H * d.W, img_out = d.groups * d.K * d.P * d.Q;
+  for (int l = 0; l < kLanes; ++l) {
+    const int64_t t = v * kLanes + l;
+    const int64_t n = t / (L.rows * L.cols), p0 = 2 * ((t / L.cols) % L.rows), q0 = 2 * (t % L.cols);
+    for (int e = 0; e < kXi; ++e) {
+      const int64_t h = p0 - d.oh + e / 4, w = q0 - d.ow + e % 4;
+      const bool inside = t < blocks && h >= 0 && h < d.H && w >= 0 && w < d.W;
+      in[e][l] = inside ? int32_t((n - n0) * img_in + h * d.W + w) : 0;
+      s.in_m[e] |= __mmask16(unsigned(inside) << l);
+    }
+    for (int e = 0; e < 4; ++e) {
+      const int64_t p = p0 + e / 2, q = q0 + e % 2;
+      const bool inside = t < blocks && p < d.P && q < d.Q;
+      out[e][l] = inside ? int32_t((n - n0) * img_out + p * d.Q + q) : 0;
+      s.out_m[e] |= __mmask16(unsigned(inside) << l);
+    }
+  }
+  for (int e = 0; e < kXi; ++e) s.in[e] = _mm512_load_si512(in[e]);
+  for (int e = 0; e < 4; ++e) s.out[e] = _mm512_load_si512(out[e]);
+  return s;
+}
+
+inline float* line_aligned(float* p) {
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+}
+
+// One work item: kNV vectors of blocks of group gi from vector v0 (the last item's may run past
+// the batch: those lanes compute on zeros and are not written), output channels of the GEMM
+// blocks kb_begin <= kb < kb_end.
+FC_AVX512 void run_item(float* out, const float* src, const float* u, const float* bias,
+                        const Wcorr& d, const Layout& L, int64_t gi, int64_t v0, int64_t kb_begin,
+                        int64_t kb_end, float* vbuf, float* mbuf) {
+  const int64_t KB = ceil_div(d.K, kKR), vcs = kXi * kNV * kLanes + kSkew;
+  const int64_t mxs = kKChunk * kNV * kLanes + kSkew, HW = d.H * d.W, PQ = d.P * d.Q;
+  const int64_t nv = std::min(kNV, L.vectors - v0);
+  Block t[kNV];
+  InSpan in[kNV];
+  OutSpan os[kNV];
+  FlatSpan fs[kNV];
+  for (int64_t j = 0; j < nv; ++j) {
+    t[j] = first_block(L, v0 + j);
+    if (L.flat) {
+      fs[j] = flat_span(d, L, v0 + j, t[j].n);
+    } else {
+      in[j] = in_span(t[j].p0 - d.oh, t[j].q0 - d.ow, d.H, d.W);
+      os[j] = out_span(t[j].p0, t[j].q0, d.P, d.Q);
+    }
+  }
+  for (int64_t c = 0; c < d.C && nv < kNV; ++c) {
+    for (int64_t xi = 0; xi < kXi; ++xi) {
+      std::memset(vbuf + c * vcs + xi * kNV * kLanes + nv * kLanes, 0,
+                  (kNV - nv) * kLanes * sizeof(float));
+    }
+  }
+  // Along rows, the next item's rows are prefetched into L2 while this item's are read. An
+  // item reads a few rows of every input plane, more streams than the hardware prefetcher
+  // follows: without this, the input transform waited on memory for a third of its time.
+  const int64_t nn = L.flat ? 0 : std::clamp<int64_t>(L.vectors - v0 - kNV, 0, kNV);
+  Block tn[kNV];
+  int64_t pre[kNV][4];
+  for (int64_t j = 0; j < nn; ++j) {
+    tn[j] = first_block(L, v0 + kNV + j);
+    const int64_t w = std::clamp<int64_t>(tn[j].q0 - d.ow, 0, d.W - 1);
+    for (int64_t i = 0; i < 4; ++i) {
+      pre[j][i] = std::clamp<int64_t>(tn[j].p0 - d.oh + i, 0, d.H - 1) * d.W + w;
+    }
+  }
+  // Channel by channel, so the item's vectors share the rows they read while they are in L1.
+  for (int64_t c = 0; c < d.C; ++c) {
+    for (int64_t j = 0; j < nv; ++j) {
+      const float* plane = src + ((t[j].n * d.groups + gi) * d.C + c) * HW;
+      __m512 pts[4][4];
+      if (L.flat) {
+        gather_points(pts, plane, fs[j]);
+      } else {
+        load_rows(pts, plane, d.W, in[j]);
+      }
+      store_transformed(vbuf + c * vcs + j * kLanes, kNV * kLanes, pts);
+    }
+    for (int64_t j = 0; j < nn; ++j) {
+      const float* plane = src + ((tn[j].n * d.groups + gi) * d.C + c) * HW;
+      for (int64_t i = 0; i < 4; ++i) {
+        const char* p = reinterpret_cast<const char*>(plane + pre[j][i]);
+        _mm_prefetch(p, _MM_HINT_T1);
+        _mm_prefetch(p + 64, _MM_HINT_T1);
+        _mm_prefetch(p + 128, _MM_HINT_T1);
+      }
+    }
+  }
+  for (int64_t kb0 = kb_begin; kb0 < kb_end; kb0 += kKChunk / kKR) {
+    const int64_t kb1 = std::min(kb_end, kb0 + kKChunk / kKR);
+    for (int64_t c0 = 0; c0 < d.C; c0 += kCChunk) {
+      const int64_t cn = std::min(kCChunk, d.C - c0);
+      for (int64_t xi = 0; xi < kXi; ++xi) {
+        for (int64_t kb = kb0; kb < kb1; ++kb) {
+          // Along rows, the output rows the transform will write, a few per GEMM tile in the
+          // last 8 points of the last channel chunk: a store that misses waits for the line,
+          // which the transform cannot hide.
+          if (!L.flat && c0 + cn == d.C && xi >= kXi - 8) {
+            const int64_t ks = std::min(kKR, d.K - kb * kKR), segs = ks * nv * 2;
+            for (int64_t e = xi - (kXi - 8); e < segs; e += 8) {
+              const int64_t k = kb * kKR + e / (2 * nv), j = (e / 2) % nv, i = e % 2;
+              if (i == 1 && !os[j].two) continue;
+              const char* p = reinterpret_cast<const char*>(
+                  out + ((t[j].n * d.groups + gi) * d.K + k) * PQ + os[j].at + i * d.Q);
+              _mm_prefetch(p, _MM_HINT_ET0);
+              _mm_prefetch(p + 64, _MM_HINT_ET0);
+              _mm_prefetch(p + 124, _MM_HINT_ET0);
+            }
+          }
+          gemm_tile(mbuf + xi * mxs + (kb - kb0) * kKR * kNV * kLanes, kNV * kLanes,
+                    u + u_offset(d, gi, c0) + (xi * KB + kb) * cn * kKR,
+                    vbuf + c0 * vcs + xi * kNV * kLanes, cn, vcs, c0 > 0);
+        }
+      }
+    }
+    const int64_t k1 = std::min(d.K, kb1 * kKR);
+    for (int64_t k = kb0 * kKR; k < k1; ++k) {
+      const float b = bias ? bias[gi * d.K + k] : 0.0f;
+      for (int64_t j = 0; j < nv; ++j) {
+        __m512 y[2][2];
+        output_points(y, mbuf + ((k - kb0 * kKR) * kNV + j) * kLanes, mxs, b);
+        float* plane = out + ((t[j].n * d.groups + gi) * d.K + k) * PQ;
+        if (L.flat) {
+          scatter_points(plane, fs[j], y);
+        } else {
+          store_rows(plane, d.Q, os[j], y);
+        }
+      }
+    }
+  }
+}
+
+void correlate(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
+  const auto u = transform_weights(m, d);
+  const Layout L = layout_of(d);
+  const int threads = max_threads();
+  // Items are (group, kNV vectors, part of the output channels): with fewer vectors than two
+  // items a thread (ResNet's 4x4 layers at batch 16: one item), the output channels are split,
+  // each part transforming the item's input again. Whatever the split, each output is the
+  // same chain of adds, so the bits do not depend on the thread count.
+  const int64_t per_group = ceil_div(L.vectors, kNV), base = d.groups * per_group;
+  const int64_t chunks = ceil_div(ceil_div(d.K, kKR), kKChunk / kKR);
+  const int64_t parts = std::clamp<int64_t>(ceil_div(2 * threads, base), 1, chunks);
+  const int64_t items = base * parts, KB = ceil_div(d.K, kKR);
+  const int64_t vsize = d.C * (kXi * kNV * kLanes + kSkew);
+  const int64_t msize = kXi * (kKChunk * kNV * kLanes + kSkew);
+  // Every vector the buffers hold starts a cache line: split loads and stores cost twice.
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, vsize + msize) + kLanes,
+                                        "conv2d (winograd): transformed tiles");
+#pragma omp parallel num_threads(threads) if (d.parallel)
+  {
+    float* vbuf = line_aligned(bufs.get()) + thread_id() * (vsize + msize);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t b = i / parts, part = i % parts;
+      const int64_t kb0 = part_begin(chunks, parts, part) * (kKChunk / kKR);
+      const int64_t kb1 = std::min(KB, part_begin(chunks, parts, part + 1) * (kKChunk / kKR));
+      run_item(out, src, u.get(), bias, d, L, b / per_group, (b % per_group) * kNV, kb0, kb1,
+               vbuf, vbuf + vsize);
+    }
+  }
+}
+
+}  // namespace
+
+bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
+  if (cpu_isa() != CpuIsa::avx512) return false;
+  if (g.R != 3 || g.S != 3 || g.stride_h != 1 || g.stride_w != 1 || g.dil_h != 1 || g.dil_w != 1) {
+    return false;
+  }
+  // The pass's correlation: C channels read, K written, on output planes of P x Q.
+  const bool fwd = pass == ConvPass::forward;
+  if (!fwd && pass != ConvPass::grad_input) return false;
+  const int64_t C = fwd ? g.Cg() : g.Kg(), K = fwd ? g.Kg() : g.Cg();
+  const int64_t P = fwd ? g.P : g.H, Q = fwd ? g.Q : g.W;
+  // The transforms cost a few multiply-adds per channel and block, where the GEMMs spend 16 per
+  // pair of channels: at 16 channels in and out they match the direct tiles (one thread, batch
+  // 16 at 28x28: 0.42 against 0.47 ms, 8 images at 56x56: 1.09 against 0.97), with 32 on one
+  // side they win by 1.15-1.3x, and at 64 by 1.5-2x. An item's transformed tiles (4 KiB per
+  // input channel) stay within L2 up to 256 channels, and the transformed weights an item
+  // streams (64 B per pair of channels) are read from L2 or, up to 4 MiB, keep pace from
+  // memory: 256 x 256 channels, 7x7 planes at batch 64, 1.3x faster than the direct tiles,
+  // 512 x 512 at 4x4 1.2x slower.
+  if (C < 16 || K < 16 || C + K < 48 || C > 256 || K > 256 || P < 2) return false;
+  if (rows_fill_lanes(Q)) return true;
+  // Flat vectors: their blocks must fill 3/4 of the lanes with outputs (a 7x7 plane's 16
+  // blocks hold 49 of 64), and their 32-bit offsets reach across 16 images.
+  const int64_t blocks = g.N * blocks_of(P) * blocks_of(Q);
+  return 4 * g.N * P * Q >= 3 * 4 * kLanes * ceil_div(blocks, kLanes) &&
+         kLanes * std::max(g.C * g.H * g.W, g.K * g.P * g.Q) <= int64_t(INT32_MAX);
+}
+
+void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
+                             const Conv2dGeom& g, bool parallel) {
+  const int64_t C = g.Cg(), K = g.Kg();
+  const Wcorr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.pad_t, g.pad_l, parallel};
+  correlate(out, inp, bias, d, Wmap{weight, K * C * 9, C * 9, 9, 1});
+}
+
+void conv2d_winograd_backward_data(float* dinp, const float* dout, const float* weight,
+                                   const Conv2dGeom& g, bool parallel) {
+  // dx[c, h, w] = sum over (k, r, s) of dy[k, h + pt - r, w + pl - s] * W[k, c, r, s]: with
+  // r' = 2 - r, the correlation of dy (offset 2 - pt) with the flipped kernel, its roles of
+  // channels swapped.
+  const int64_t C = g.Cg(), K = g.Kg();
+  const Wcorr d{g.N, g.groups, K, C, g.P, g.Q, g.H, g.W, 2 - g.pad_t, 2 - g.pad_l, parallel};
+  correlate(dinp, dout, nullptr, d, Wmap{weight + 8, K * C * 9, 9, C * 9, -1});
+}
+
+#else
+
+bool conv2d_winograd_applies(ConvPass, const Conv2dGeom&) { return false; }
+// Never called: conv2d_winograd_applies says no.
+void conv2d_winograd_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
+                             bool) {}
+void conv2d_winograd_backward_data(float*, const float*, const float*, const Conv2dGeom&, bool) {}
+
+#endif
+
+}  // namespace fc

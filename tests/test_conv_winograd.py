@@ -1,0 +1,138 @@
+"""conv2d's Winograd path (csrc/cpu/conv_winograd.cpp: F(2x2, 3x3), float32 under AVX-512) for
+3x3 layers at stride 1 and their input gradients, against the float64 reference of
+fastconv/_opinfo/conv.py, at the same tolerance as every other path, under every CPU variant
+(the others run the same shapes through the direct tiles or the GEMM).
+
+The shapes reach the path's corners: odd output sizes (a last block row or column of one
+pixel), rows of one and of two vectors of tiles, lanes past the row's last tile, short rows
+whose blocks are gathered 16 at a time across rows and images, padding 0, 1,
+2 and 3 (the input gradient's window offset negative) and uneven padding, groups, batch 1,
+items of four vectors that run across images, input channels beyond one chunk of 64 and output
+channels beyond one pass of 48 (and counts that leave a partial block of 6). Which shapes take
+the path, and which nearly alike do not, is pinned; results do not depend on the thread count.
+"""
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+import fastconv.functional as F
+from fastconv._opinfo.conv import conv_transpose2d_backward_ref, conv_transpose2d_ref
+
+from _util import (_case, assert_close, check_conv2d_passes, conv_args, cpu_variant, make_data,
+                   num_threads, rtol_for, stable_seed)
+
+CASES = [
+    _case("resnet_like_pad1", 2, 32, 18, 30, 32, 3, 3, padding=1),
+    _case("odd_sizes_batch1", 1, 17, 13, 27, 40, 3, 3, padding=1),
+    _case("valid_three_quarter_lanes", 3, 24, 20, 26, 24, 3, 3),
+    _case("pad2_full_vector", 2, 16, 11, 29, 48, 3, 3, padding=2),
+    _case("uneven_padding", 2, 32, 9, 26, 32, 3, 3, padding=(0, 1)),
+    _case("pad3_beyond_kernel", 2, 32, 8, 26, 16, 3, 3, padding=3),
+    _case("two_groups", 2, 64, 10, 28, 64, 3, 3, padding=1, groups=2),
+    _case("two_vectors_per_row_batch1", 1, 16, 6, 61, 32, 3, 3, padding=1),
+    _case("channel_chunks_partial_block", 1, 80, 6, 32, 20, 3, 3, padding=1),
+    _case("output_passes", 1, 20, 8, 32, 100, 3, 3, padding=1),
+    _case("items_across_images", 5, 16, 9, 25, 32, 3, 3, padding=1),
+    # Rows too short to fill the lanes: flat vectors of 16 blocks gathered from anywhere in the
+    # batch (several images per vector, padding, a last vector part empty).
+    _case("flat_14x14_batch1", 1, 32, 14, 14, 24, 3, 3, padding=1),
+    _case("flat_9x9_vectors_across_images", 3, 32, 9, 9, 40, 3, 3, padding=1),
+    _case("flat_4x4_four_images_a_vector", 8, 16, 4, 4, 32, 3, 3, padding=1),
+    _case("flat_valid", 4, 24, 10, 12, 24, 3, 3),
+    _case("flat_pad2", 3, 16, 10, 10, 48, 3, 3, padding=2),
+]
+IDS = [c["id"] for c in CASES]
+
+AVX512 = "avx512" in fc.info()["cpu_isas"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("variant", fc.info()["cpu_isas"])
+def test_the_cases_take_the_winograd_path_under_avx512(case, variant):
+    x, w, _, _ = make_data(case, np.float32, 0, bias=False)
+    with cpu_variant(variant):
+        got = F.conv2d_algorithm(x, w, **conv_args(case))
+        got64 = F.conv2d_algorithm(x.astype(np.float64), w.astype(np.float64), **conv_args(case))
+    want = "winograd" if variant == "avx512" else None
+    assert (got["forward"] == want) if want else got["forward"] != "winograd"
+    assert (got["grad_input"] == want) if want else got["grad_input"] != "winograd"
+    assert got["grad_weight"] != "winograd"
+    assert "winograd" not in got64.values()
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_forward_and_backward(case):
+    check_conv2d_passes(case, np.float32, stable_seed("winograd", case["id"]))
+
+
+@pytest.mark.skipif(not AVX512, reason="the Winograd path needs AVX-512, which this CPU lacks")
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_results_do_not_depend_on_thread_count(case):
+    x, w, b, dout = make_data(case, np.float32, stable_seed("winograd threads", case["id"]))
+    runs = []
+    for n in (1, 2, 3):
+        with num_threads(n), cpu_variant("avx512"):
+            runs.append((F.conv2d(x, w, b, **conv_args(case)),
+                         F.conv2d_backward(dout, x, w, **conv_args(case),
+                                           output_mask=(True, False, False))[0]))
+    for n, (y, dx) in zip((2, 3), runs[1:]):
+        np.testing.assert_array_equal(y, runs[0][0], err_msg=f"forward, {n} threads vs 1")
+        np.testing.assert_array_equal(dx, runs[0][1], err_msg=f"grad_input, {n} threads vs 1")
+
+
+@pytest.mark.usefixtures("cpu_isa")
+def test_large_values_keep_their_relative_accuracy():
+    """The transforms add up to 16 inputs and 9 products per output: values of 1e30 neither
+    overflow nor lose more than the float32 tolerance."""
+    case = _case("scaled", 2, 32, 10, 30, 32, 3, 3, padding=1)
+    x, w, b, dout = make_data(case, np.float32, stable_seed("winograd scaled"))
+    x = (x * np.float32(1e30)).astype(np.float32)
+    y = F.conv2d(x, w, b, padding=1)
+    from fastconv._opinfo.conv import conv2d_ref
+    assert np.isfinite(y).all()
+    assert_close(y, conv2d_ref(x, w, b, padding=1), rtol_for(np.float32, 32 * 9),
+                 what="forward at 1e30")
+
+
+@pytest.mark.usefixtures("cpu_isa")
+def test_conv_transpose2d_runs_the_input_gradient():
+    """conv_transpose2d at stride 1 with a 3x3 kernel: its forward is the equivalent conv2d's
+    input gradient, its input gradient that conv2d's forward, both Winograd under AVX-512."""
+    rng = np.random.default_rng(stable_seed("winograd transposed"))
+    x = rng.standard_normal((2, 48, 9, 30)).astype(np.float32)
+    w = rng.standard_normal((48, 32, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    y = F.conv_transpose2d(x, w, b, padding=1)
+    assert_close(y, conv_transpose2d_ref(x, w, b, padding=1), rtol_for(np.float32, 48 * 9),
+                 what="forward")
+    dout = rng.standard_normal(y.shape).astype(np.float32)
+    got = F.conv_transpose2d_backward(dout, x, w, padding=1)
+    ref = conv_transpose2d_backward_ref(dout, x, w, padding=1)
+    for what, g, r, n in zip(("grad_input", "grad_weight", "grad_bias"), got, ref,
+                             (32 * 9, 2 * 9 * 30, 2 * 9 * 30)):
+        assert_close(g, r, rtol_for(np.float32, n), what=what)
+
+
+# 3x3 layers that stay off the path under AVX-512, each one step from a case above: a stride, a
+# dilation, another kernel, too few or too many channels, planes whose blocks waste lanes.
+NOT_WINOGRAD = [
+    _case("stride2", 2, 32, 18, 30, 32, 3, 3, stride=2, padding=1),
+    _case("dilation2", 2, 32, 18, 30, 32, 3, 3, padding=2, dilation=2),
+    _case("kernel_5x5", 2, 32, 18, 30, 32, 5, 5, padding=2),
+    _case("kernel_3x1", 2, 32, 18, 30, 32, 3, 1, padding=(1, 0)),
+    _case("sixteen_channels_each", 2, 16, 18, 30, 16, 3, 3, padding=1),
+    _case("output_channels_257", 1, 32, 8, 32, 257, 3, 3, padding=1),
+    _case("input_channels_257", 1, 257, 8, 32, 32, 3, 3, padding=1),
+    # 5x5 planes: 9 blocks of 2x2 hold 25 of 36 outputs, too few lanes.
+    _case("planes_of_5x5", 4, 32, 5, 5, 32, 3, 3, padding=1),
+]
+
+
+@pytest.mark.parametrize("case", NOT_WINOGRAD, ids=[c["id"] for c in NOT_WINOGRAD])
+def test_nearby_layers_take_other_paths(case):
+    x, w, _, _ = make_data(case, np.float32, 0, bias=False)
+    for variant in fc.info()["cpu_isas"]:
+        with cpu_variant(variant):
+            assert "winograd" not in F.conv2d_algorithm(x, w, **conv_args(case)).values()
