@@ -182,11 +182,12 @@ ALGORITHMS = [
     ("resnet18_l3", (64, 256, 7, 7), (256, 256, 3, 3), 1, 1, ("direct", "direct", "direct"),
      ("winograd", "winograd", "direct")),
     # ResNet's 3x3 layers at stride 1: Winograd under AVX-512, along rows at 56x56 and
-    # gathered across rows and images at 14x14.
+    # gathered across rows and images at 14x14; at 256 x 256 (above) the weight gradient's
+    # per-thread sums would pass 2 MiB.
     ("resnet_3x3_56", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, ("direct", "direct", "direct"),
-     ("winograd", "winograd", "direct")),
+     ("winograd", "winograd", "winograd")),
     ("resnet18_l2", (64, 128, 14, 14), (128, 128, 3, 3), 1, 1, ("direct", "direct", "direct"),
-     ("winograd", "winograd", "direct")),
+     ("winograd", "winograd", "winograd")),
     ("alexnet_conv4", (16, 384, 13, 13), (256, 384, 3, 3), 1, 1,
      ("direct", "direct", "im2col_gemm")),
     # LeNet's C5: a window over the whole 5x5 input, a linear layer on the flattened images.

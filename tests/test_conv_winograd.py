@@ -1,5 +1,5 @@
 """conv2d's Winograd path (csrc/cpu/conv_winograd.cpp: F(2x2, 3x3), float32 under AVX-512) for
-3x3 layers at stride 1 and their input gradients, against the float64 reference of
+3x3 layers at stride 1, forward, input and weight gradients, against the float64 reference of
 fastconv/_opinfo/conv.py, at the same tolerance as every other path, under every CPU variant
 (the others run the same shapes through the direct tiles or the GEMM).
 
@@ -17,10 +17,11 @@ import pytest
 
 import fastconv as fc
 import fastconv.functional as F
-from fastconv._opinfo.conv import conv_transpose2d_backward_ref, conv_transpose2d_ref
+from fastconv._opinfo.conv import (conv2d_backward_ref, conv_transpose2d_backward_ref,
+                                   conv_transpose2d_ref)
 
 from _util import (_case, assert_close, check_conv2d_passes, conv_args, cpu_variant, make_data,
-                   num_threads, rtol_for, stable_seed)
+                   num_threads, reduction_lengths, rtol_for, stable_seed)
 
 CASES = [
     _case("resnet_like_pad1", 2, 32, 18, 30, 32, 3, 3, padding=1),
@@ -54,10 +55,10 @@ def test_the_cases_take_the_winograd_path_under_avx512(case, variant):
     with cpu_variant(variant):
         got = F.conv2d_algorithm(x, w, **conv_args(case))
         got64 = F.conv2d_algorithm(x.astype(np.float64), w.astype(np.float64), **conv_args(case))
-    want = "winograd" if variant == "avx512" else None
-    assert (got["forward"] == want) if want else got["forward"] != "winograd"
-    assert (got["grad_input"] == want) if want else got["grad_input"] != "winograd"
-    assert got["grad_weight"] != "winograd"
+    if variant == "avx512":
+        assert got == {"forward": "winograd", "grad_input": "winograd", "grad_weight": "winograd"}
+    else:
+        assert "winograd" not in got.values()
     assert "winograd" not in got64.values()
 
 
@@ -65,6 +66,22 @@ def test_the_cases_take_the_winograd_path_under_avx512(case, variant):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_forward_and_backward(case):
     check_conv2d_passes(case, np.float32, stable_seed("winograd", case["id"]))
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("case", CASES[:3] + CASES[-3:], ids=IDS[:3] + IDS[-3:])
+def test_weight_gradient_accumulates_into_given_gradients(case):
+    x, w, _, dout = make_data(case, np.float32, stable_seed("winograd acc", case["id"]),
+                              bias=False)
+    rng = np.random.default_rng(stable_seed("winograd acc start", case["id"]))
+    start = rng.standard_normal(w.shape).astype(np.float32)
+    gw = start.copy()
+    got = F.conv2d_backward(dout, x, w, **conv_args(case), grad_weight=gw,
+                            output_mask=(False, True, False))[1]
+    assert got is gw
+    ref = conv2d_backward_ref(dout, x, w, **conv_args(case))[1]
+    assert_close(gw, start + ref, rtol_for(np.float32, reduction_lengths(case)[2]),
+                 what="grad_weight += ")
 
 
 @pytest.mark.skipif(not AVX512, reason="the Winograd path needs AVX-512, which this CPU lacks")
@@ -115,24 +132,29 @@ def test_conv_transpose2d_runs_the_input_gradient():
         assert_close(g, r, rtol_for(np.float32, n), what=what)
 
 
-# 3x3 layers that stay off the path under AVX-512, each one step from a case above: a stride, a
-# dilation, another kernel, too few or too many channels, planes whose blocks waste lanes.
+# Layers one step from a case above that keep other paths under AVX-512, with the passes that
+# do take Winograd: a stride, a dilation, another kernel, too few channels, planes whose blocks
+# waste lanes; past 256 channels the forward and input gradient (whose transformed weights
+# stream from memory), and the weight gradient past 2 MiB of per-thread sums.
 NOT_WINOGRAD = [
-    _case("stride2", 2, 32, 18, 30, 32, 3, 3, stride=2, padding=1),
-    _case("dilation2", 2, 32, 18, 30, 32, 3, 3, padding=2, dilation=2),
-    _case("kernel_5x5", 2, 32, 18, 30, 32, 5, 5, padding=2),
-    _case("kernel_3x1", 2, 32, 18, 30, 32, 3, 1, padding=(1, 0)),
-    _case("sixteen_channels_each", 2, 16, 18, 30, 16, 3, 3, padding=1),
-    _case("output_channels_257", 1, 32, 8, 32, 257, 3, 3, padding=1),
-    _case("input_channels_257", 1, 257, 8, 32, 32, 3, 3, padding=1),
-    # 5x5 planes: 9 blocks of 2x2 hold 25 of 36 outputs, too few lanes.
-    _case("planes_of_5x5", 4, 32, 5, 5, 32, 3, 3, padding=1),
+    (_case("stride2", 2, 32, 18, 30, 32, 3, 3, stride=2, padding=1), ()),
+    (_case("dilation2", 2, 32, 18, 30, 32, 3, 3, padding=2, dilation=2), ()),
+    (_case("kernel_5x5", 2, 32, 18, 30, 32, 5, 5, padding=2), ()),
+    (_case("kernel_3x1", 2, 32, 18, 30, 32, 3, 1, padding=(1, 0)), ()),
+    (_case("sixteen_channels_each", 2, 16, 18, 30, 16, 3, 3, padding=1), ()),
+    # 5x5 planes: 9 blocks of 2x2 hold 25 of 36 outputs.
+    (_case("planes_of_5x5", 4, 32, 5, 5, 32, 3, 3, padding=1), ()),
+    (_case("output_channels_257", 1, 32, 8, 32, 257, 3, 3, padding=1), ("grad_weight",)),
+    (_case("input_channels_257", 1, 257, 8, 32, 32, 3, 3, padding=1), ("grad_weight",)),
+    (_case("sums_past_2_mib", 1, 256, 8, 32, 256, 3, 3, padding=1), ("forward", "grad_input")),
 ]
 
 
-@pytest.mark.parametrize("case", NOT_WINOGRAD, ids=[c["id"] for c in NOT_WINOGRAD])
-def test_nearby_layers_take_other_paths(case):
+@pytest.mark.parametrize("case,winograd", NOT_WINOGRAD, ids=[c["id"] for c, _ in NOT_WINOGRAD])
+def test_nearby_layers_take_other_paths(case, winograd):
     x, w, _, _ = make_data(case, np.float32, 0, bias=False)
     for variant in fc.info()["cpu_isas"]:
         with cpu_variant(variant):
-            assert "winograd" not in F.conv2d_algorithm(x, w, **conv_args(case)).values()
+            got = F.conv2d_algorithm(x, w, **conv_args(case))
+        assert {p for p, a in got.items() if a == "winograd"} == (
+            set(winograd) if variant == "avx512" else set()), variant

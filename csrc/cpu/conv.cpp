@@ -190,12 +190,12 @@ void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* w
 
 // The algorithm a pass of conv2d on g takes in dtype T, first that applies: depthwise layers
 // their stencil; a whole-window layer a linear one; Winograd F(2x2, 3x3) for 3x3 layers at
-// stride 1 (float32 under AVX-512, cpu/conv_winograd.h: forward and input gradient); the direct
-// tiles (float32, cpu/conv_direct.h: on small planes they put several rows side by side and
-// beat the batched GEMM forward and, at stride 1, input gradient; the weight gradient of small
-// planes stays with the batched GEMM); the batched GEMM for small planes; else one GEMM per
-// image (the 1x1 layer read in place, others through im2col). The kernels below and
-// conv2d_algorithm_cpu both ask this.
+// stride 1 (float32 under AVX-512, cpu/conv_winograd.h); the direct tiles (float32,
+// cpu/conv_direct.h: on small planes they put several rows side by side and beat the batched
+// GEMM forward and, at stride 1, input gradient; the weight gradient of small planes stays with
+// the batched GEMM); the batched GEMM for small planes; else one GEMM per image (the 1x1 layer
+// read in place, others through im2col). The kernels below and conv2d_algorithm_cpu both ask
+// this.
 enum class ConvAlgo { depthwise, linear, winograd, rows, direct, batched_gemm, gemm };
 
 // A window covering the whole unpadded input, one output pixel (LeNet's C5, a classifier head
@@ -297,7 +297,11 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
                                     g.C * g.RS(), g.K);
     case ConvAlgo::batched_gemm:
       return small_backward<T>(nullptr, dweight, dout, inp, nullptr, g);
-    case ConvAlgo::winograd:  // not a weight gradient's path
+    case ConvAlgo::winograd:
+      if constexpr (std::is_same_v<T, float>) {
+        conv2d_winograd_backward_weight(dweight, dout, inp, g, worth_threads(g));
+      }
+      return;
     case ConvAlgo::rows:  // a forward-only path
     case ConvAlgo::gemm: break;
   }

@@ -1,7 +1,8 @@
-// Winograd F(2x2, 3x3) convolution (conv_winograd.h), written for AVX-512 with intrinsics: the
-// tiles sit in the vector lanes, 16 horizontally adjacent 2x2 output blocks of one block row per
-// register, so the input and output transforms read and write whole NCHW rows (masked at the
-// plane's edges, which also stand for the padding) and the GEMMs broadcast transformed weights.
+// Winograd F(2x2, 3x3) convolution (conv_winograd.h), written for AVX-512 with intrinsics. The
+// 2x2 output blocks sit in the vector lanes, 16 to a register: along a block row where the rows
+// fill the lanes, so the input and output transforms read and write whole NCHW rows (masked at
+// the plane's edges, which also stand for the padding), else 16 consecutive blocks of the batch
+// gathered and scattered lane by lane. The GEMMs broadcast transformed weights.
 #include "cpu/conv_winograd.h"
 
 #include <immintrin.h>
@@ -238,32 +239,30 @@ FC_AVX512 __attribute__((always_inline)) inline void scatter_points(float* plane
   }
 }
 
-// m[i * ldm + j * 16 + l] = sum over c < C of u[c * 6 + i] * v[c * 64 + j * 16 + l], for the
-// tile's 6 output channels i and 4 vectors j: one chain of multiply-adds per output, in c order.
-FC_AVX512 inline void gemm_tile(float* m, int64_t ldm, const float* u, const float* v, int64_t C,
-                                int64_t vcs, bool add) {
-  __m512 acc[kKR][kNV];
+// m[i * ldm + j * 16 + l] (+)= sum over c < C of u[c * us + i * ui] * v[c * vcs + j * 16 + l],
+// for the tile's 6 rows i and NJ vectors j: one chain of multiply-adds per output, in c order.
+template <int NJ>
+FC_AVX512 inline void gemm_tile(float* m, int64_t ldm, const float* u, int64_t us, int64_t ui,
+                                const float* v, int64_t vcs, int64_t C, bool add) {
+  __m512 acc[kKR][NJ];
   for (int i = 0; i < kKR; ++i) {
-    for (int j = 0; j < kNV; ++j) {
+    for (int j = 0; j < NJ; ++j) {
       acc[i][j] = add ? _mm512_load_ps(m + i * ldm + j * kLanes) : _mm512_setzero_ps();
     }
   }
   for (int64_t c = 0; c < C; ++c) {
     const float* vc = v + c * vcs;
-    const __m512 x0 = _mm512_loadu_ps(vc), x1 = _mm512_loadu_ps(vc + 16);
-    const __m512 x2 = _mm512_loadu_ps(vc + 32), x3 = _mm512_loadu_ps(vc + 48);
-    const float* uc = u + c * kKR;
+    __m512 x[NJ];
+    for (int j = 0; j < NJ; ++j) x[j] = _mm512_loadu_ps(vc + j * kLanes);
+    const float* uc = u + c * us;
 #pragma GCC unroll 6
     for (int i = 0; i < kKR; ++i) {
-      const __m512 w = _mm512_set1_ps(uc[i]);
-      acc[i][0] = _mm512_fmadd_ps(w, x0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(w, x1, acc[i][1]);
-      acc[i][2] = _mm512_fmadd_ps(w, x2, acc[i][2]);
-      acc[i][3] = _mm512_fmadd_ps(w, x3, acc[i][3]);
+      const __m512 w = _mm512_set1_ps(uc[i * ui]);
+      for (int j = 0; j < NJ; ++j) acc[i][j] = _mm512_fmadd_ps(w, x[j], acc[i][j]);
     }
   }
   for (int i = 0; i < kKR; ++i) {
-    for (int j = 0; j < kNV; ++j) _mm512_store_ps(m + i * ldm + j * kLanes, acc[i][j]);
+    for (int j = 0; j < NJ; ++j) _mm512_store_ps(m + i * ldm + j * kLanes, acc[i][j]);
   }
 }
 
@@ -423,9 +422,9 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
               _mm_prefetch(p + 124, _MM_HINT_ET0);
             }
           }
-          gemm_tile(mbuf + xi * mxs + (kb - kb0) * kKR * kNV * kLanes, kNV * kLanes,
-                    u + u_offset(d, gi, c0) + (xi * KB + kb) * cn * kKR,
-                    vbuf + c0 * vcs + xi * kNV * kLanes, cn, vcs, c0 > 0);
+          gemm_tile<kNV>(mbuf + xi * mxs + (kb - kb0) * kKR * kNV * kLanes, kNV * kLanes,
+                         u + u_offset(d, gi, c0) + (xi * KB + kb) * cn * kKR, kKR, 1,
+                         vbuf + c0 * vcs + xi * kNV * kLanes, vcs, cn, c0 > 0);
         }
       }
     }
@@ -477,6 +476,190 @@ void correlate(float* out, const float* src, const float* bias, const Wcorr& d, 
   }
 }
 
+// The weight gradient. With U = G g G^T, the forward is y_t = A^T (U . V_t) A for each block t,
+// so the gradient of the sum over t of e_t . y_t (e_t the block's 2x2 of dy) is, per pair of
+// channels, dU = sum over t of E_t . V_t with E_t = A e_t A^T, and dg = G^T dU G: 16 GEMMs that
+// reduce over the blocks, 16 multiply-adds per block where the direct tiles spend 36. The
+// items' blocks are the forward's (kNV vectors of a Layout) and V is transformed as there, 16
+// blocks to a vector; E carries output channels in its lanes, each point gathered across 16
+// planes of dy, so the GEMMs broadcast V and multiply vectors of output channels.
+struct GradDims {
+  int64_t CB, Kp;  // GEMM blocks of 6 input channels; output channels padded to 16
+};
+
+GradDims grad_dims(const Wcorr& d) {
+  return GradDims{ceil_div(d.C, kKR), ceil_div(d.K, kLanes) * kLanes};
+}
+
+constexpr int64_t kGradTiles = kNV * kLanes;  // blocks per work item
+
+// Work item (group gi, vectors v0 ..) adds its blocks' V . E into sums[16][CB * 6][Kp].
+FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const Wcorr& d,
+                         const Layout& L, const GradDims& D, int64_t gi, int64_t v0, float* vt,
+                         float* et) {
+  const int64_t HW = d.H * d.W, PQ = d.P * d.Q, vxs = (D.CB * kKR) * kGradTiles;
+  const int64_t exs = kGradTiles * D.Kp, nv = std::min(kNV, L.vectors - v0);
+  // V[xi][c][block]: as the forward's input transform; channels past C and blocks past the
+  // batch are zeros.
+  for (int64_t xi = 0; xi < kXi; ++xi) {
+    float* v = vt + xi * vxs;
+    std::memset(v + d.C * kGradTiles, 0, (D.CB * kKR - d.C) * kGradTiles * sizeof(float));
+    for (int64_t c = 0; c < d.C && nv < kNV; ++c) {
+      std::memset(v + c * kGradTiles + nv * kLanes, 0, (kNV - nv) * kLanes * sizeof(float));
+    }
+  }
+  for (int64_t j = 0; j < nv; ++j) {
+    const Block t = first_block(L, v0 + j);
+    const float* planes = src + (t.n * d.groups + gi) * d.C * HW;
+    if (L.flat) {
+      const FlatSpan fs = flat_span(d, L, v0 + j, t.n);
+      for (int64_t c = 0; c < d.C; ++c) {
+        __m512 pts[4][4];
+        gather_points(pts, planes + c * HW, fs);
+        store_transformed(vt + c * kGradTiles + j * kLanes, vxs, pts);
+      }
+    } else {
+      const InSpan in = in_span(t.p0 - d.oh, t.q0 - d.ow, d.H, d.W);
+      for (int64_t c = 0; c < d.C; ++c) {
+        __m512 pts[4][4];
+        load_rows(pts, planes + c * HW, d.W, in);
+        store_transformed(vt + c * kGradTiles + j * kLanes, vxs, pts);
+      }
+    }
+  }
+  // E[xi][block][k]: 16 output channels of one of the block's 4 points per gather.
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_mullo_epi32(lane, _mm512_set1_epi32(int32_t(PQ)));
+  const int64_t blocks = d.N * L.rows * L.cols;
+  for (int64_t t = 0; t < kGradTiles; ++t) {
+    Block b = first_block(L, v0 + t / kLanes);
+    bool valid = t / kLanes < nv;
+    if (L.flat) {
+      const int64_t f = (v0 + t / kLanes) * kLanes + t % kLanes;
+      valid = valid && f < blocks;
+      b = Block{f / (L.rows * L.cols), 2 * ((f / L.cols) % L.rows), 2 * (f % L.cols)};
+    } else {
+      b.q0 += 2 * (t % kLanes);
+      valid = valid && b.q0 < d.Q;
+    }
+    const float* y = dout + (b.n * d.groups + gi) * d.K * PQ;
+    for (int64_t k0 = 0; k0 < D.Kp; k0 += kLanes) {
+      const __mmask16 m = d.K - k0 >= kLanes ? __mmask16(0xFFFF)
+                                             : __mmask16((1u << (d.K - k0)) - 1);
+      __m512 e[2][2];
+      for (int a = 0; a < 2; ++a) {
+        for (int c = 0; c < 2; ++c) {
+          const int64_t p = b.p0 + a, q = b.q0 + c;
+          e[a][c] = valid && p < d.P && q < d.Q
+                        ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, step,
+                                                   y + k0 * PQ + p * d.Q + q, 4)
+                        : _mm512_setzero_ps();
+        }
+      }
+      __m512 f[4][2];
+      for (int c = 0; c < 2; ++c) {
+        f[0][c] = e[0][c];
+        f[1][c] = _mm512_add_ps(e[0][c], e[1][c]);
+        f[2][c] = _mm512_sub_ps(e[0][c], e[1][c]);
+        f[3][c] = _mm512_sub_ps(_mm512_setzero_ps(), e[1][c]);
+      }
+      float* to = et + t * D.Kp + k0;
+      for (int i = 0; i < 4; ++i) {
+        _mm512_store_ps(to + (4 * i + 0) * exs, f[i][0]);
+        _mm512_store_ps(to + (4 * i + 1) * exs, _mm512_add_ps(f[i][0], f[i][1]));
+        _mm512_store_ps(to + (4 * i + 2) * exs, _mm512_sub_ps(f[i][0], f[i][1]));
+        _mm512_store_ps(to + (4 * i + 3) * exs, _mm512_sub_ps(_mm512_setzero_ps(), f[i][1]));
+      }
+    }
+  }
+  // sums[xi][c][k] += sum over the item's blocks t of V[xi][c][t] * E[xi][t][k].
+  for (int64_t xi = 0; xi < kXi; ++xi) {
+    const float* vx = vt + xi * vxs;
+    const float* ex = et + xi * exs;
+    float* sx = sums + xi * D.CB * kKR * D.Kp;
+    for (int64_t cb = 0; cb < D.CB; ++cb) {
+      for (int64_t k0 = 0; k0 < D.Kp; k0 += kNV * kLanes) {
+        float* m = sx + cb * kKR * D.Kp + k0;
+        const float* u = vx + cb * kKR * kGradTiles;
+        switch (std::min<int64_t>(kNV, (D.Kp - k0) / kLanes)) {
+          case 4: gemm_tile<4>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, kGradTiles, true); break;
+          case 3: gemm_tile<3>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, kGradTiles, true); break;
+          case 2: gemm_tile<2>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, kGradTiles, true); break;
+          default: gemm_tile<1>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, kGradTiles, true); break;
+        }
+      }
+    }
+  }
+}
+
+// dweight += the correlation d's weight gradient: part p of each group's items (as many parts
+// as threads, cut the same whoever runs them) sums into its own copy; the copies are added in
+// a fixed order and transformed back in double.
+void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Wcorr& d) {
+  const GradDims D = grad_dims(d);
+  const Layout L = layout_of(d);
+  const int threads = max_threads();
+  const int64_t items = ceil_div(L.vectors, kNV);
+  const int64_t ssize = kXi * D.CB * kKR * D.Kp;
+  const int64_t bsize = kXi * kGradTiles * (D.CB * kKR + D.Kp);
+  const auto sums = alloc_uninit<float>(mul_sat(threads, ssize) + kLanes,
+                                        "conv2d_backward_cpu (grad_weight, winograd): part sums");
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, bsize) + kLanes,
+                                        "conv2d_backward_cpu (grad_weight, winograd): tiles");
+  float* const s0 = line_aligned(sums.get());
+  for (int64_t gi = 0; gi < d.groups; ++gi) {
+#pragma omp parallel num_threads(threads) if (d.parallel)
+    {
+      float* vt = line_aligned(bufs.get()) + thread_id() * bsize;
+      float* et = vt + kXi * kGradTiles * D.CB * kKR;
+#pragma omp for schedule(static)
+      for (int part = 0; part < threads; ++part) {
+        float* mine = s0 + part * ssize;
+        std::fill(mine, mine + ssize, 0.0f);
+        const int64_t i1 = part_begin(items, threads, part + 1);
+        for (int64_t i = part_begin(items, threads, part); i < i1; ++i) {
+          grad_item(mine, dout, src, d, L, D, gi, i * kNV, vt, et);
+        }
+      }
+    }
+    const int64_t pairs = d.K * d.C;
+#pragma omp parallel for schedule(static) num_threads(threads) if (d.parallel)
+    for (int64_t e = 0; e < pairs; ++e) {
+      const int64_t k = e / d.C, c = e % d.C;
+      double su[4][4], t[3][4];
+      for (int xi = 0; xi < kXi; ++xi) {
+        double v = 0;
+        for (int part = 0; part < threads; ++part) {
+          v += s0[part * ssize + (xi * D.CB * kKR + c) * D.Kp + k];
+        }
+        su[xi / 4][xi % 4] = v;
+      }
+      // G^T dU G, G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+      for (int j = 0; j < 4; ++j) {
+        t[0][j] = su[0][j] + 0.5 * (su[1][j] + su[2][j]);
+        t[1][j] = 0.5 * (su[1][j] - su[2][j]);
+        t[2][j] = 0.5 * (su[1][j] + su[2][j]) + su[3][j];
+      }
+      float* to = dweight + ((gi * d.K + k) * d.C + c) * 9;
+      for (int r = 0; r < 3; ++r) {
+        to[3 * r + 0] += float(t[r][0] + 0.5 * (t[r][1] + t[r][2]));
+        to[3 * r + 1] += float(0.5 * (t[r][1] - t[r][2]));
+        to[3 * r + 2] += float(0.5 * (t[r][1] + t[r][2]) + t[r][3]);
+      }
+    }
+  }
+}
+
+// Whether a Layout of N planes of P x Q outputs is worth running: rows that fill the lanes, or
+// flat vectors whose blocks fill 3/4 of the lanes with outputs (a 7x7 plane's 16 blocks hold 49
+// of 64) and whose 32-bit offsets reach across 16 images of in_image and out_image floats.
+bool layout_fits(int64_t N, int64_t P, int64_t Q, int64_t in_image, int64_t out_image) {
+  if (rows_fill_lanes(Q)) return true;
+  const int64_t blocks = N * blocks_of(P) * blocks_of(Q);
+  return 4 * N * P * Q >= 3 * 4 * kLanes * ceil_div(blocks, kLanes) &&
+         kLanes * std::max(in_image, out_image) <= int64_t(INT32_MAX);
+}
+
 }  // namespace
 
 bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
@@ -484,9 +667,17 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
   if (g.R != 3 || g.S != 3 || g.stride_h != 1 || g.stride_w != 1 || g.dil_h != 1 || g.dil_w != 1) {
     return false;
   }
+  if (pass == ConvPass::grad_weight) {
+    // Each thread sums into its own 16 x C x K floats: within 2 MiB. dy's gathers reach 16
+    // planes in 32-bit offsets.
+    const int64_t C = g.Cg(), K = g.Kg();
+    return C >= 16 && K >= 16 && C + K >= 48 && g.P >= 2 &&
+           kXi * ceil_div(C, kKR) * kKR * ceil_div(K, kLanes) * kLanes <= (int64_t(1) << 19) &&
+           kLanes * g.PQ() <= int64_t(INT32_MAX) &&
+           layout_fits(g.N, g.P, g.Q, g.C * g.HW(), g.K * g.PQ());
+  }
   // The pass's correlation: C channels read, K written, on output planes of P x Q.
   const bool fwd = pass == ConvPass::forward;
-  if (!fwd && pass != ConvPass::grad_input) return false;
   const int64_t C = fwd ? g.Cg() : g.Kg(), K = fwd ? g.Kg() : g.Cg();
   const int64_t P = fwd ? g.P : g.H, Q = fwd ? g.Q : g.W;
   // The transforms cost a few multiply-adds per channel and block, where the GEMMs spend 16 per
@@ -498,12 +689,7 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
   // memory: 256 x 256 channels, 7x7 planes at batch 64, 1.3x faster than the direct tiles,
   // 512 x 512 at 4x4 1.2x slower.
   if (C < 16 || K < 16 || C + K < 48 || C > 256 || K > 256 || P < 2) return false;
-  if (rows_fill_lanes(Q)) return true;
-  // Flat vectors: their blocks must fill 3/4 of the lanes with outputs (a 7x7 plane's 16
-  // blocks hold 49 of 64), and their 32-bit offsets reach across 16 images.
-  const int64_t blocks = g.N * blocks_of(P) * blocks_of(Q);
-  return 4 * g.N * P * Q >= 3 * 4 * kLanes * ceil_div(blocks, kLanes) &&
-         kLanes * std::max(g.C * g.H * g.W, g.K * g.P * g.Q) <= int64_t(INT32_MAX);
+  return layout_fits(g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
 }
 
 void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
@@ -523,6 +709,12 @@ void conv2d_winograd_backward_data(float* dinp, const float* dout, const float* 
   correlate(dinp, dout, nullptr, d, Wmap{weight + 8, K * C * 9, 9, C * 9, -1});
 }
 
+void conv2d_winograd_backward_weight(float* dweight, const float* dout, const float* inp,
+                                     const Conv2dGeom& g, bool parallel) {
+  const Wcorr d{g.N, g.groups, g.Cg(), g.Kg(), g.H, g.W, g.P, g.Q, g.pad_t, g.pad_l, parallel};
+  correlate_weight_grad(dweight, dout, inp, d);
+}
+
 #else
 
 bool conv2d_winograd_applies(ConvPass, const Conv2dGeom&) { return false; }
@@ -530,6 +722,7 @@ bool conv2d_winograd_applies(ConvPass, const Conv2dGeom&) { return false; }
 void conv2d_winograd_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
                              bool) {}
 void conv2d_winograd_backward_data(float*, const float*, const float*, const Conv2dGeom&, bool) {}
+void conv2d_winograd_backward_weight(float*, const float*, const float*, const Conv2dGeom&, bool) {}
 
 #endif
 
