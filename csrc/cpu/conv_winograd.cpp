@@ -66,37 +66,50 @@ int64_t u_offset(const Wcorr& d, int64_t gi, int64_t c0) {
   return (gi * d.C + c0) * kXi * ceil_div(d.K, kKR) * kKR;
 }
 
+// The 16 points of the kernels of output channels kb * 6 .. kb * 6 + 5 (zeros past K) and
+// input channel c of group gi: the six channels in six lanes of double vectors, gathered.
+FC_AVX512 void transform_weight_block(float* u, const Wmap& m, const Wcorr& d, int64_t gi,
+                                      int64_t kb, int64_t c) {
+  const int64_t KB = ceil_div(d.K, kKR), c0 = c / kCChunk * kCChunk;
+  const int64_t cn = std::min(kCChunk, d.C - c0), per_xi = KB * cn * kKR;
+  const __mmask8 lanes = __mmask8((1u << std::min(kKR, d.K - kb * kKR)) - 1);
+  const __m512i step = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm512_set1_epi64(m.sk));
+  const float* w = m.w + gi * m.sg + kb * kKR * m.sk + c * m.sc;
+  __m512d g[3][3], t[4][3];
+  for (int r = 0; r < 3; ++r) {
+    for (int s = 0; s < 3; ++s) {
+      g[r][s] = _mm512_maskz_cvtps_pd(0xFF,
+          _mm512_mask_i64gather_ps(_mm256_setzero_ps(), lanes, step, w + (3 * r + s) * m.srs, 4));
+    }
+  }
+  const __m512d half = _mm512_set1_pd(0.5);
+  for (int s = 0; s < 3; ++s) {
+    t[0][s] = g[0][s];
+    t[1][s] = _mm512_mul_pd(half, _mm512_add_pd(_mm512_add_pd(g[0][s], g[1][s]), g[2][s]));
+    t[2][s] = _mm512_mul_pd(half, _mm512_add_pd(_mm512_sub_pd(g[0][s], g[1][s]), g[2][s]));
+    t[3][s] = g[2][s];
+  }
+  float* to = u + u_offset(d, gi, c0) + (kb * cn + c - c0) * kKR;
+  for (int i = 0; i < 4; ++i) {
+    const __m512d v[4] = {
+        t[i][0],
+        _mm512_mul_pd(half, _mm512_add_pd(_mm512_add_pd(t[i][0], t[i][1]), t[i][2])),
+        _mm512_mul_pd(half, _mm512_add_pd(_mm512_sub_pd(t[i][0], t[i][1]), t[i][2])), t[i][2]};
+    for (int j = 0; j < 4; ++j) {
+      _mm256_mask_storeu_ps(to + (4 * i + j) * per_xi, 0x3F, _mm512_maskz_cvtpd_ps(0xFF, v[j]));
+    }
+  }
+}
+
 std::unique_ptr<float[]> transform_weights(const Wmap& m, const Wcorr& d) {
   const int64_t KB = ceil_div(d.K, kKR);
   auto u = alloc_uninit<float>(d.groups * kXi * KB * d.C * kKR,
                                "conv2d (winograd): transformed weights");
-  const int64_t pairs = d.groups * KB * kKR * d.C;
+  const int64_t blocks = d.groups * KB * d.C;
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (d.parallel)
-  for (int64_t e = 0; e < pairs; ++e) {
-    const int64_t gi = e / (KB * kKR * d.C), k = (e / d.C) % (KB * kKR), c = e % d.C;
-    const int64_t c0 = c / kCChunk * kCChunk, cn = std::min(kCChunk, d.C - c0);
-    float* to = u.get() + u_offset(d, gi, c0) + ((k / kKR) * cn + c - c0) * kKR + k % kKR;
-    const int64_t per_xi = KB * cn * kKR;
-    if (k >= d.K) {
-      for (int64_t xi = 0; xi < kXi; ++xi) to[xi * per_xi] = 0.0f;
-      continue;
-    }
-    const float* w = m.w + gi * m.sg + k * m.sk + c * m.sc;
-    double g[3][3], t[4][3];
-    for (int r = 0; r < 3; ++r) {
-      for (int s = 0; s < 3; ++s) g[r][s] = w[(3 * r + s) * m.srs];
-    }
-    for (int s = 0; s < 3; ++s) {
-      t[0][s] = g[0][s];
-      t[1][s] = 0.5 * (g[0][s] + g[1][s] + g[2][s]);
-      t[2][s] = 0.5 * (g[0][s] - g[1][s] + g[2][s]);
-      t[3][s] = g[2][s];
-    }
-    for (int i = 0; i < 4; ++i) {
-      const double v[4] = {t[i][0], 0.5 * (t[i][0] + t[i][1] + t[i][2]),
-                           0.5 * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
-      for (int j = 0; j < 4; ++j) to[(4 * i + j) * per_xi] = float(v[j]);
-    }
+  for (int64_t e = 0; e < blocks; ++e) {
+    transform_weight_block(u.get(), m, d, e / (KB * d.C), (e / d.C) % KB, e % d.C);
   }
   return u;
 }
