@@ -39,9 +39,11 @@ CASES = [
     # batch (several images per vector, padding, a last vector part empty).
     _case("flat_14x14_batch1", 1, 32, 14, 14, 24, 3, 3, padding=1),
     _case("flat_9x9_vectors_across_images", 3, 32, 9, 9, 40, 3, 3, padding=1),
-    _case("flat_4x4_four_images_a_vector", 8, 16, 4, 4, 32, 3, 3, padding=1),
+    _case("flat_4x4_four_images_a_vector", 12, 16, 4, 4, 32, 3, 3, padding=1),
     _case("flat_valid", 4, 24, 10, 12, 24, 3, 3),
     _case("flat_pad2", 3, 16, 10, 10, 48, 3, 3, padding=2),
+    # The weight gradient's input channels in passes of 60 (at 256 output channels): 3 of them.
+    _case("weight_grad_passes", 2, 130, 6, 16, 256, 3, 3, padding=1),
 ]
 IDS = [c["id"] for c in CASES]
 
@@ -135,7 +137,8 @@ def test_conv_transpose2d_runs_the_input_gradient():
 # Layers one step from a case above that keep other paths under AVX-512, with the passes that
 # do take Winograd: a stride, a dilation, another kernel, too few channels, planes whose blocks
 # waste lanes; past 256 channels the forward and input gradient (whose transformed weights
-# stream from memory), and the weight gradient past 2 MiB of per-thread sums.
+# stream from memory, where the weight gradient runs its input channels in passes), and the
+# weight gradient of too few blocks to fill its GEMMs.
 NOT_WINOGRAD = [
     (_case("stride2", 2, 32, 18, 30, 32, 3, 3, stride=2, padding=1), ()),
     (_case("dilation2", 2, 32, 18, 30, 32, 3, 3, padding=2, dilation=2), ()),
@@ -146,7 +149,8 @@ NOT_WINOGRAD = [
     (_case("planes_of_5x5", 4, 32, 5, 5, 32, 3, 3, padding=1), ()),
     (_case("output_channels_257", 1, 32, 8, 32, 257, 3, 3, padding=1), ("grad_weight",)),
     (_case("input_channels_257", 1, 257, 8, 32, 32, 3, 3, padding=1), ("grad_weight",)),
-    (_case("sums_past_2_mib", 1, 256, 8, 32, 256, 3, 3, padding=1), ("forward", "grad_input")),
+    (_case("channels_512_passes", 1, 512, 8, 32, 64, 3, 3, padding=1), ("grad_weight",)),
+    (_case("few_blocks", 1, 64, 8, 8, 64, 3, 3, padding=1), ("forward", "grad_input")),
 ]
 
 

@@ -496,44 +496,54 @@ void correlate(float* out, const float* src, const float* bias, const Wcorr& d, 
 // items' blocks are the forward's (kNV vectors of a Layout) and V is transformed as there, 16
 // blocks to a vector; E carries output channels in its lanes, each point gathered across 16
 // planes of dy, so the GEMMs broadcast V and multiply vectors of output channels.
+// The per-thread sums of all channel pairs can outgrow L2 (256 x 256: 4.2 MB): the input
+// channels go in passes whose sums fit kGradSumBytes, each pass transforming dy again (a fifth
+// of the GEMMs' time at 256 output channels).
+constexpr int64_t kGradSumBytes = int64_t(1) << 20;
+
 struct GradDims {
-  int64_t CB, Kp;  // GEMM blocks of 6 input channels; output channels padded to 16
+  int64_t Kp;    // output channels padded to 16
+  int64_t pass;  // input channels per pass: a multiple of 6 (one GEMM block)
+  int64_t CB;    // GEMM blocks of 6 input channels per pass
 };
 
 GradDims grad_dims(const Wcorr& d) {
-  return GradDims{ceil_div(d.C, kKR), ceil_div(d.K, kLanes) * kLanes};
+  const int64_t Kp = ceil_div(d.K, kLanes) * kLanes;
+  const int64_t fit = std::max<int64_t>(1, kGradSumBytes / (kXi * kKR * Kp * int64_t(sizeof(float))));
+  const int64_t pass = std::min(fit, ceil_div(d.C, kKR)) * kKR;
+  return GradDims{Kp, pass, pass / kKR};
 }
 
 constexpr int64_t kGradTiles = kNV * kLanes;  // blocks per work item
 
 // Work item (group gi, vectors v0 ..) adds its blocks' V . E into sums[16][CB * 6][Kp].
 FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const Wcorr& d,
-                         const Layout& L, const GradDims& D, int64_t gi, int64_t v0, float* vt,
-                         float* et) {
-  const int64_t HW = d.H * d.W, PQ = d.P * d.Q, vxs = (D.CB * kKR) * kGradTiles;
+                         const Layout& L, const GradDims& D, int64_t gi, int64_t v0, int64_t c_lo,
+                         int64_t cn, float* vt, float* et) {
+  const int64_t HW = d.H * d.W, PQ = d.P * d.Q, vxs = D.pass * kGradTiles;
   const int64_t exs = kGradTiles * D.Kp, nv = std::min(kNV, L.vectors - v0);
-  // V[xi][c][block]: as the forward's input transform; channels past C and blocks past the
-  // batch are zeros.
+  // V[xi][c - c_lo][block] for the pass's cn channels: as the forward's input transform;
+  // channels past them and blocks past the batch are zeros.
   for (int64_t xi = 0; xi < kXi; ++xi) {
     float* v = vt + xi * vxs;
-    std::memset(v + d.C * kGradTiles, 0, (D.CB * kKR - d.C) * kGradTiles * sizeof(float));
-    for (int64_t c = 0; c < d.C && nv < kNV; ++c) {
+    std::memset(v + cn * kGradTiles, 0, (D.pass - cn) * kGradTiles * sizeof(float));
+    for (int64_t c = 0; c < cn && nv < kNV; ++c) {
       std::memset(v + c * kGradTiles + nv * kLanes, 0, (kNV - nv) * kLanes * sizeof(float));
     }
   }
   for (int64_t j = 0; j < nv; ++j) {
     const Block t = first_block(L, v0 + j);
-    const float* planes = src + (t.n * d.groups + gi) * d.C * HW;
+    const float* planes = src + ((t.n * d.groups + gi) * d.C + c_lo) * HW;
     if (L.flat) {
       const FlatSpan fs = flat_span(d, L, v0 + j, t.n);
-      for (int64_t c = 0; c < d.C; ++c) {
+      for (int64_t c = 0; c < cn; ++c) {
         __m512 pts[4][4];
         gather_points(pts, planes + c * HW, fs);
         store_transformed(vt + c * kGradTiles + j * kLanes, vxs, pts);
       }
     } else {
       const InSpan in = in_span(t.p0 - d.oh, t.q0 - d.ow, d.H, d.W);
-      for (int64_t c = 0; c < d.C; ++c) {
+      for (int64_t c = 0; c < cn; ++c) {
         __m512 pts[4][4];
         load_rows(pts, planes + c * HW, d.W, in);
         store_transformed(vt + c * kGradTiles + j * kLanes, vxs, pts);
@@ -585,79 +595,103 @@ FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const
       }
     }
   }
-  // sums[xi][c][k] += sum over the item's blocks t of V[xi][c][t] * E[xi][t][k].
+  // sums[xi][c][k] += sum over the item's blocks t of V[xi][c][t] * E[xi][t][k] (the vectors
+  // past the batch add nothing).
+  const int64_t steps = nv * kLanes;
   for (int64_t xi = 0; xi < kXi; ++xi) {
     const float* vx = vt + xi * vxs;
     const float* ex = et + xi * exs;
-    float* sx = sums + xi * D.CB * kKR * D.Kp;
-    for (int64_t cb = 0; cb < D.CB; ++cb) {
+    float* sx = sums + xi * D.pass * D.Kp;
+    for (int64_t cb = 0; cb < ceil_div(cn, kKR); ++cb) {
       for (int64_t k0 = 0; k0 < D.Kp; k0 += kNV * kLanes) {
         float* m = sx + cb * kKR * D.Kp + k0;
         const float* u = vx + cb * kKR * kGradTiles;
         switch (std::min<int64_t>(kNV, (D.Kp - k0) / kLanes)) {
-          case 4: gemm_tile<4>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, kGradTiles, true); break;
-          case 3: gemm_tile<3>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, kGradTiles, true); break;
-          case 2: gemm_tile<2>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, kGradTiles, true); break;
-          default: gemm_tile<1>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, kGradTiles, true); break;
+          case 4: gemm_tile<4>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, steps, true); break;
+          case 3: gemm_tile<3>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, steps, true); break;
+          case 2: gemm_tile<2>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, steps, true); break;
+          default: gemm_tile<1>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, steps, true); break;
         }
       }
     }
   }
 }
 
-// dweight += the correlation d's weight gradient: part p of each group's items (as many parts
-// as threads, cut the same whoever runs them) sums into its own copy; the copies are added in
-// a fixed order and transformed back in double.
+// dweight[gi * K + k, c_lo + c] += G^T dU G, dU the sum of the parts' sums (at part * ssize),
+// for every k: eight output channels to a double vector, parts added in order.
+FC_AVX512 void finish_weight_grad(float* dweight, const float* s0, int64_t ssize, int parts,
+                                  const Wcorr& d, const GradDims& D, int64_t gi, int64_t c_lo,
+                                  int64_t c) {
+  const __m512d half = _mm512_set1_pd(0.5);
+  for (int64_t k0 = 0; k0 < d.K; k0 += 8) {
+    const __mmask8 m = __mmask8((1u << std::min<int64_t>(8, d.K - k0)) - 1);
+    __m512d su[4][4];
+    for (int xi = 0; xi < kXi; ++xi) {
+      __m512d v = _mm512_setzero_pd();
+      for (int part = 0; part < parts; ++part) {
+        const float* from = s0 + part * ssize + (xi * D.pass + c) * D.Kp + k0;
+        v = _mm512_add_pd(v, _mm512_maskz_cvtps_pd(0xFF, _mm256_maskz_loadu_ps(m, from)));
+      }
+      su[xi / 4][xi % 4] = v;
+    }
+    // G^T dU G, G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+    __m512d t[3][4];
+    for (int j = 0; j < 4; ++j) {
+      const __m512d p = _mm512_mul_pd(half, _mm512_add_pd(su[1][j], su[2][j]));
+      t[0][j] = _mm512_add_pd(su[0][j], p);
+      t[1][j] = _mm512_mul_pd(half, _mm512_sub_pd(su[1][j], su[2][j]));
+      t[2][j] = _mm512_add_pd(p, su[3][j]);
+    }
+    alignas(64) float g[9][8];
+    for (int r = 0; r < 3; ++r) {
+      const __m512d p = _mm512_mul_pd(half, _mm512_add_pd(t[r][1], t[r][2]));
+      _mm256_store_ps(g[3 * r + 0], _mm512_maskz_cvtpd_ps(0xFF, _mm512_add_pd(t[r][0], p)));
+      _mm256_store_ps(g[3 * r + 1], _mm512_maskz_cvtpd_ps(
+                                        0xFF, _mm512_mul_pd(half, _mm512_sub_pd(t[r][1], t[r][2]))));
+      _mm256_store_ps(g[3 * r + 2], _mm512_maskz_cvtpd_ps(0xFF, _mm512_add_pd(p, t[r][3])));
+    }
+    for (int64_t l = 0; l < std::min<int64_t>(8, d.K - k0); ++l) {
+      float* to = dweight + ((gi * d.K + k0 + l) * d.C + c_lo + c) * 9;
+      for (int rs = 0; rs < 9; ++rs) to[rs] += g[rs][l];
+    }
+  }
+}
+
+// dweight += the correlation d's weight gradient: for each group and pass of input channels,
+// part p of the items (as many parts as threads, cut the same whoever runs them) sums into its
+// own copy; the copies are added in a fixed order and transformed back in double.
 void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Wcorr& d) {
   const GradDims D = grad_dims(d);
   const Layout L = layout_of(d);
   const int threads = max_threads();
   const int64_t items = ceil_div(L.vectors, kNV);
-  const int64_t ssize = kXi * D.CB * kKR * D.Kp;
-  const int64_t bsize = kXi * kGradTiles * (D.CB * kKR + D.Kp);
+  const int64_t ssize = kXi * D.pass * D.Kp;
+  const int64_t bsize = kXi * kGradTiles * (D.pass + D.Kp);
   const auto sums = alloc_uninit<float>(mul_sat(threads, ssize) + kLanes,
                                         "conv2d_backward_cpu (grad_weight, winograd): part sums");
   const auto bufs = alloc_uninit<float>(mul_sat(threads, bsize) + kLanes,
                                         "conv2d_backward_cpu (grad_weight, winograd): tiles");
   float* const s0 = line_aligned(sums.get());
   for (int64_t gi = 0; gi < d.groups; ++gi) {
+    for (int64_t c_lo = 0; c_lo < d.C; c_lo += D.pass) {
+      const int64_t cn = std::min(D.pass, d.C - c_lo);
 #pragma omp parallel num_threads(threads) if (d.parallel)
-    {
-      float* vt = line_aligned(bufs.get()) + thread_id() * bsize;
-      float* et = vt + kXi * kGradTiles * D.CB * kKR;
+      {
+        float* vt = line_aligned(bufs.get()) + thread_id() * bsize;
+        float* et = vt + kXi * kGradTiles * D.pass;
 #pragma omp for schedule(static)
-      for (int part = 0; part < threads; ++part) {
-        float* mine = s0 + part * ssize;
-        std::fill(mine, mine + ssize, 0.0f);
-        const int64_t i1 = part_begin(items, threads, part + 1);
-        for (int64_t i = part_begin(items, threads, part); i < i1; ++i) {
-          grad_item(mine, dout, src, d, L, D, gi, i * kNV, vt, et);
-        }
-      }
-    }
-    const int64_t pairs = d.K * d.C;
-#pragma omp parallel for schedule(static) num_threads(threads) if (d.parallel)
-    for (int64_t e = 0; e < pairs; ++e) {
-      const int64_t k = e / d.C, c = e % d.C;
-      double su[4][4], t[3][4];
-      for (int xi = 0; xi < kXi; ++xi) {
-        double v = 0;
         for (int part = 0; part < threads; ++part) {
-          v += s0[part * ssize + (xi * D.CB * kKR + c) * D.Kp + k];
+          float* mine = s0 + part * ssize;
+          std::fill(mine, mine + ssize, 0.0f);
+          const int64_t i1 = part_begin(items, threads, part + 1);
+          for (int64_t i = part_begin(items, threads, part); i < i1; ++i) {
+            grad_item(mine, dout, src, d, L, D, gi, i * kNV, c_lo, cn, vt, et);
+          }
         }
-        su[xi / 4][xi % 4] = v;
       }
-      // G^T dU G, G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
-      for (int j = 0; j < 4; ++j) {
-        t[0][j] = su[0][j] + 0.5 * (su[1][j] + su[2][j]);
-        t[1][j] = 0.5 * (su[1][j] - su[2][j]);
-        t[2][j] = 0.5 * (su[1][j] + su[2][j]) + su[3][j];
-      }
-      float* to = dweight + ((gi * d.K + k) * d.C + c) * 9;
-      for (int r = 0; r < 3; ++r) {
-        to[3 * r + 0] += float(t[r][0] + 0.5 * (t[r][1] + t[r][2]));
-        to[3 * r + 1] += float(0.5 * (t[r][1] - t[r][2]));
-        to[3 * r + 2] += float(0.5 * (t[r][1] + t[r][2]) + t[r][3]);
+#pragma omp parallel for schedule(static) num_threads(threads) if (d.parallel)
+      for (int64_t c = 0; c < cn; ++c) {
+        finish_weight_grad(dweight, s0, ssize, threads, d, D, gi, c_lo, c);
       }
     }
   }
@@ -681,12 +715,12 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
     return false;
   }
   if (pass == ConvPass::grad_weight) {
-    // Each thread sums into its own 16 x C x K floats: within 2 MiB. dy's gathers reach 16
-    // planes in 32-bit offsets.
-    const int64_t C = g.Cg(), K = g.Kg();
-    return C >= 16 && K >= 16 && C + K >= 48 && g.P >= 2 &&
-           kXi * ceil_div(C, kKR) * kKR * ceil_div(K, kLanes) * kLanes <= (int64_t(1) << 19) &&
-           kLanes * g.PQ() <= int64_t(INT32_MAX) &&
+    // The items' blocks must fill 3/4 of their GEMMs' 64 steps: 512 x 512 channels at 4x4
+    // took 17.8 ms at batch 4 (16 blocks) against the batched GEMM's 4.5, 43 against 74 at
+    // batch 64. dy's gathers reach 16 planes in 32-bit offsets.
+    const int64_t C = g.Cg(), K = g.Kg(), blocks = g.N * blocks_of(g.P) * blocks_of(g.Q);
+    return C >= 16 && K >= 16 && C + K >= 48 && K <= 512 && g.P >= 2 &&
+           4 * blocks >= 3 * kNV * kLanes && kLanes * g.PQ() <= int64_t(INT32_MAX) &&
            layout_fits(g.N, g.P, g.Q, g.C * g.HW(), g.K * g.PQ());
   }
   // The pass's correlation: C channels read, K written, on output planes of P x Q.
