@@ -42,8 +42,10 @@ CASES = [
     _case("flat_4x4_four_images_a_vector", 12, 16, 4, 4, 32, 3, 3, padding=1),
     _case("flat_valid", 4, 24, 10, 12, 24, 3, 3),
     _case("flat_pad2", 3, 16, 10, 10, 48, 3, 3, padding=2),
-    # The weight gradient's input channels in passes of 60 (at 256 output channels): 3 of them.
+    # The weight gradient's input channels in passes of 60 (at 256 output channels): three
+    # passes of one item, each whole on a thread; two passes of six items split among threads.
     _case("weight_grad_passes", 2, 130, 6, 16, 256, 3, 3, padding=1),
+    _case("weight_grad_passes_many_items", 4, 70, 12, 32, 256, 3, 3, padding=1),
 ]
 IDS = [c["id"] for c in CASES]
 

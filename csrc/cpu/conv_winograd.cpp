@@ -657,14 +657,17 @@ FC_AVX512 void finish_weight_grad(float* dweight, const float* s0, int64_t ssize
   }
 }
 
-// dweight += the correlation d's weight gradient: for each group and pass of input channels,
-// part p of the items (as many parts as threads, cut the same whoever runs them) sums into its
-// own copy; the copies are added in a fixed order and transformed back in double.
+// dweight += the correlation d's weight gradient. With fewer than two items a thread but as
+// many passes of input channels as threads, each pass runs whole on one thread, which
+// transforms its channels' sums back itself (ResNet-18's 512-channel layer at batch 16 is one
+// item in 18 passes, which left a thread idle). Otherwise, for each
+// group and pass, part p of the items (as many parts as threads, cut the same whoever runs them)
+// sums into its own copy; the copies are added in a fixed order and transformed back in double.
 void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Wcorr& d) {
   const GradDims D = grad_dims(d);
   const Layout L = layout_of(d);
   const int threads = max_threads();
-  const int64_t items = ceil_div(L.vectors, kNV);
+  const int64_t items = ceil_div(L.vectors, kNV), passes = ceil_div(d.C, D.pass);
   const int64_t ssize = kXi * D.pass * D.Kp;
   const int64_t bsize = kXi * kGradTiles * (D.pass + D.Kp);
   const auto sums = alloc_uninit<float>(mul_sat(threads, ssize) + kLanes,
@@ -672,6 +675,27 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
   const auto bufs = alloc_uninit<float>(mul_sat(threads, bsize) + kLanes,
                                         "conv2d_backward_cpu (grad_weight, winograd): tiles");
   float* const s0 = line_aligned(sums.get());
+  if (passes >= threads && items < 2 * threads) {
+#pragma omp parallel num_threads(threads) if (d.parallel)
+    {
+      float* vt = line_aligned(bufs.get()) + thread_id() * bsize;
+      float* et = vt + kXi * kGradTiles * D.pass;
+      float* mine = s0 + thread_id() * ssize;
+#pragma omp for schedule(static)
+      for (int64_t e = 0; e < d.groups * passes; ++e) {
+        const int64_t gi = e / passes, c_lo = (e % passes) * D.pass;
+        const int64_t cn = std::min(D.pass, d.C - c_lo);
+        std::fill(mine, mine + ssize, 0.0f);
+        for (int64_t i = 0; i < items; ++i) {
+          grad_item(mine, dout, src, d, L, D, gi, i * kNV, c_lo, cn, vt, et);
+        }
+        for (int64_t c = 0; c < cn; ++c) {
+          finish_weight_grad(dweight, mine, ssize, 1, d, D, gi, c_lo, c);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t gi = 0; gi < d.groups; ++gi) {
     for (int64_t c_lo = 0; c_lo < d.C; c_lo += D.pass) {
       const int64_t cn = std::min(D.pass, d.C - c_lo);
