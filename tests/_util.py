@@ -170,6 +170,23 @@ def check_conv2d_passes(case, dtype, seed):
         assert_close(g, r, rtol_for(dtype, n), what=name)
 
 
+def check_same_bits_for_thread_counts(case, variant, seed):
+    """conv2d's forward and input gradient on a case's data give the same bits with 1, 2 and 3
+    threads under the CPU variant `variant`."""
+    import fastconv.functional as F
+
+    x, w, b, dout = make_data(case, np.float32, seed)
+    runs = []
+    for n in (1, 2, 3):
+        with num_threads(n), cpu_variant(variant):
+            runs.append((F.conv2d(x, w, b, **conv_args(case)),
+                         F.conv2d_backward(dout, x, w, **conv_args(case),
+                                           output_mask=(True, False, False))[0]))
+    for n, (y, dx) in zip((2, 3), runs[1:]):
+        np.testing.assert_array_equal(y, runs[0][0], err_msg=f"forward, {n} threads vs 1")
+        np.testing.assert_array_equal(dx, runs[0][1], err_msg=f"grad_input, {n} threads vs 1")
+
+
 # ---------------------------------------------------------------------------
 # The real datasets: ../shared/data beside the repository (as CI places it), or $FASTCONV_DATA.
 # ---------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import fastconv.functional as F
 
 from fastconv._opinfo.conv import (conv2d_ref, conv2d_backward_ref, conv_transpose2d_ref,
                                    conv_transpose2d_backward_ref)
-from _util import (_case, assert_close, conv_args, cpu_variant, make_data, num_threads,
-                   reduction_lengths, rtol_for, stable_seed)
+from _util import (_case, assert_close, check_same_bits_for_thread_counts, conv_args, cpu_variant,
+                   make_data, reduction_lengths, rtol_for, stable_seed)
 
 CASES = [
     _case("fashion_conv2", 2, 16, 14, 14, 32, 5, 5, padding=2),
@@ -112,16 +112,7 @@ def test_backward_accumulates_into_given_gradients(case):
 def test_forward_and_input_grad_do_not_depend_on_thread_count(variant, case):
     """Each output element is one chain of multiply-adds in a fixed order, whoever computes it
     (the GEMM path's blocks, and so its bits, follow the thread count)."""
-    x, w, b, dout = make_data(case, np.float32, stable_seed("direct threads", case["id"]))
-    runs = []
-    for n in (1, 2, 3):
-        with num_threads(n), cpu_variant(variant):
-            runs.append((F.conv2d(x, w, b, **conv_args(case)),
-                         F.conv2d_backward(dout, x, w, **conv_args(case),
-                                           output_mask=(True, False, False))[0]))
-    for n, (y, dx) in zip((2, 3), runs[1:]):
-        np.testing.assert_array_equal(y, runs[0][0], err_msg=f"forward, {n} threads vs 1")
-        np.testing.assert_array_equal(dx, runs[0][1], err_msg=f"grad_input, {n} threads vs 1")
+    check_same_bits_for_thread_counts(case, variant, stable_seed("direct threads", case["id"]))
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

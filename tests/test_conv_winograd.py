@@ -20,8 +20,8 @@ import fastconv.functional as F
 from fastconv._opinfo.conv import (conv2d_backward_ref, conv_transpose2d_backward_ref,
                                    conv_transpose2d_ref)
 
-from _util import (_case, assert_close, check_conv2d_passes, conv_args, cpu_variant, make_data,
-                   num_threads, reduction_lengths, rtol_for, stable_seed)
+from _util import (_case, assert_close, check_conv2d_passes, check_same_bits_for_thread_counts,
+                   conv_args, cpu_variant, make_data, reduction_lengths, rtol_for, stable_seed)
 
 CASES = [
     _case("resnet_like_pad1", 2, 32, 18, 30, 32, 3, 3, padding=1),
@@ -91,16 +91,7 @@ def test_weight_gradient_accumulates_into_given_gradients(case):
 @pytest.mark.skipif(not AVX512, reason="the Winograd path needs AVX-512, which this CPU lacks")
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_results_do_not_depend_on_thread_count(case):
-    x, w, b, dout = make_data(case, np.float32, stable_seed("winograd threads", case["id"]))
-    runs = []
-    for n in (1, 2, 3):
-        with num_threads(n), cpu_variant("avx512"):
-            runs.append((F.conv2d(x, w, b, **conv_args(case)),
-                         F.conv2d_backward(dout, x, w, **conv_args(case),
-                                           output_mask=(True, False, False))[0]))
-    for n, (y, dx) in zip((2, 3), runs[1:]):
-        np.testing.assert_array_equal(y, runs[0][0], err_msg=f"forward, {n} threads vs 1")
-        np.testing.assert_array_equal(dx, runs[0][1], err_msg=f"grad_input, {n} threads vs 1")
+    check_same_bits_for_thread_counts(case, "avx512", stable_seed("winograd threads", case["id"]))
 
 
 @pytest.mark.usefixtures("cpu_isa")

@@ -8,9 +8,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 #include <climits>
 #include <cstdint>
+#include <cstring>
 
 #include "common.h"
 #include "cpu/parallel.h"
@@ -23,20 +23,21 @@ namespace fc {
 
 namespace {
 
-constexpr int64_t kLanes = 16;  // tiles per vector
+constexpr int64_t kLanes = 16;  // 2x2 output blocks per vector
 constexpr int64_t kNV = 4;      // vectors per work item: the GEMM tile's width
 constexpr int64_t kKR = 6;      // output channels per GEMM tile: 6 x 4 accumulators
 // Output channels per pass over an item's 16 GEMMs: their sums (16 x 48 x 64 floats, 192 KiB)
 // stay in L2 until the output transform reads them.
 constexpr int64_t kKChunk = 8 * kKR;
-// Input channels per pass of the GEMM tiles: their transformed tiles (64 x 16 points x 64
-// floats, 16 KiB a point) stay in L1 while a point's output channels are walked. With all of
-// ResNet's 128 channels at once the tiles ran from L2 and the 28x28 layer took 10.2 ms against
-// the direct path's 11.2.
+// Input channels per pass of the GEMM tiles: their transformed blocks (64 channels x 64 blocks,
+// 16 KiB a point) stay in L1 while a point's output channels are walked. With all of ResNet's
+// 128 channels at once they ran from L2 and the 28x28 layer took 10.2 ms against the direct
+// path's 11.2.
 constexpr int64_t kCChunk = 64;
 constexpr int64_t kXi = 16;  // points of the 4x4 transform
-// Floats between the buffers' points beyond their size: the 16 points of a tile go to 16 places
-// one point's buffer apart, a multiple of 4 KiB, which would put them all in one L1 set.
+// Floats added to the buffers' strides that would be multiples of 4 KiB (an input channel's 16
+// points of an item's 64 blocks, a point's 48 output channels): the reads along such a stride
+// would all fall in one L1 set.
 constexpr int64_t kSkew = 16;
 
 // One correlation: output (p, q) of plane k sums src[c, p + r - oh, q + s - ow] * w(k, c, r, s)
@@ -61,13 +62,13 @@ int64_t blocks_of(int64_t n) { return (n + 1) / 2; }
 // w(kb * 6 + i, c) at u_offset(.., c0) + ((xi * KB + kb) * cn + c - c0) * 6 + i, for the chunk
 // of channels c0 <= c < c0 + cn it falls in (kCChunk of them, fewer in the last), zero past K:
 // a chunk's pass reads its part in one run.
-// In double, rounded once: the only rounding the weights see is the float32 result's.
 int64_t u_offset(const Wcorr& d, int64_t gi, int64_t c0) {
   return (gi * d.C + c0) * kXi * ceil_div(d.K, kKR) * kKR;
 }
 
 // The 16 points of the kernels of output channels kb * 6 .. kb * 6 + 5 (zeros past K) and
-// input channel c of group gi: the six channels in six lanes of double vectors, gathered.
+// input channel c of group gi: the six channels in six lanes of double vectors, gathered. In
+// double, rounded once: the only rounding the weights see is the float32 result's.
 FC_AVX512 void transform_weight_block(float* u, const Wmap& m, const Wcorr& d, int64_t gi,
                                       int64_t kb, int64_t c) {
   const int64_t KB = ceil_div(d.K, kKR), c0 = c / kCChunk * kCChunk;
@@ -121,7 +122,7 @@ inline __mmask16 lanes_in(int64_t w, int64_t W) {
   return __mmask16((0xFFFFu >> (kLanes - hi)) & (0xFFFFu << lo));
 }
 
-// Where a vector of 16 tiles reads each source plane: the 4x4 windows start at plane offset
+// Where a vector of 16 blocks reads each source plane: the 4x4 windows start at plane offset
 // `at` (source row h0, column w0) and step two columns per lane; the four column masks keep the
 // loads inside the plane's columns (masked-off lanes are zeros and are not read, so the
 // addresses may run past a row or the plane), bit i of `rows` says row h0 + i is inside it.
@@ -139,7 +140,7 @@ inline InSpan in_span(int64_t h0, int64_t w0, int64_t H, int64_t W) {
   return s;
 }
 
-// The 4x4 points of 16 tiles in one source plane (rows W floats apart), read along the rows of
+// The 4x4 points of 16 blocks in one source plane (rows W floats apart), read along the rows of
 // span s.
 FC_AVX512 __attribute__((always_inline)) inline void load_rows(__m512 d[4][4], const float* plane,
                                                                int64_t W, const InSpan& s) {
@@ -151,7 +152,8 @@ FC_AVX512 __attribute__((always_inline)) inline void load_rows(__m512 d[4][4], c
       continue;
     }
     const float* row = plane + s.at + i * W;
-    const __m512 a = _mm512_maskz_loadu_ps(s.m[0], row), b = _mm512_maskz_loadu_ps(s.m[1], row + 16);
+    const __m512 a = _mm512_maskz_loadu_ps(s.m[0], row);
+    const __m512 b = _mm512_maskz_loadu_ps(s.m[1], row + 16);
     const __m512 a2 = _mm512_maskz_loadu_ps(s.m[2], row + 2);
     const __m512 b2 = _mm512_maskz_loadu_ps(s.m[3], row + 18);
     d[i][0] = _mm512_permutex2var_ps(a, even, b);
@@ -161,7 +163,7 @@ FC_AVX512 __attribute__((always_inline)) inline void load_rows(__m512 d[4][4], c
   }
 }
 
-// Where a vector of 16 tiles from anywhere in the batch reads and writes: for point (i, j) of
+// Where a vector of 16 blocks from anywhere in the batch reads and writes: for point (i, j) of
 // lane l's window, source offset in[4i + j][l] from the plane of the vector's first image (zero
 // where in_m's bit is clear: padding, or a lane past the last tile), and for output (a, b) of
 // its 2x2 block out[2a + b][l] from that image's output plane.
@@ -200,7 +202,7 @@ FC_AVX512 __attribute__((always_inline)) inline void store_transformed(float* v,
   }
 }
 
-// Where a vector of 16 tiles writes each output plane: rows p0 and (if `two`) p0 + 1 from plane
+// Where a vector of 16 blocks writes each output plane: rows p0 and (if `two`) p0 + 1 from plane
 // offset `at` (column q0), 32 columns masked to the plane's.
 struct OutSpan {
   int64_t at;
@@ -212,7 +214,7 @@ inline OutSpan out_span(int64_t p0, int64_t q0, int64_t P, int64_t Q) {
   return OutSpan{p0 * Q + q0, {lanes_in(q0, Q), lanes_in(q0 + 16, Q)}, p0 + 1 < P};
 }
 
-// Y = A^T M A + bias for 16 tiles (point xi at m[xi * xs]): y[a][b] is output (a, b) of each
+// Y = A^T M A + bias for 16 blocks (point xi at m[xi * xs]): y[a][b] is output (a, b) of each
 // lane's 2x2 block.
 FC_AVX512 __attribute__((always_inline)) inline void output_points(__m512 y[2][2], const float* m,
                                                                    int64_t xs, float bias) {
@@ -328,7 +330,8 @@ FC_AVX512 FlatSpan flat_span(const Wcorr& d, const Layout& L, int64_t v, int64_t
   const int64_t img_in = d.groups * d.C * d.H * d.W, img_out = d.groups * d.K * d.P * d.Q;
   for (int l = 0; l < kLanes; ++l) {
     const int64_t t = v * kLanes + l;
-    const int64_t n = t / (L.rows * L.cols), p0 = 2 * ((t / L.cols) % L.rows), q0 = 2 * (t % L.cols);
+    const int64_t n = t / (L.rows * L.cols), p0 = 2 * ((t / L.cols) % L.rows);
+    const int64_t q0 = 2 * (t % L.cols);
     for (int e = 0; e < kXi; ++e) {
       const int64_t h = p0 - d.oh + e / 4, w = q0 - d.ow + e % 4;
       const bool inside = t < blocks && h >= 0 && h < d.H && w >= 0 && w < d.W;
@@ -509,7 +512,8 @@ struct GradDims {
 
 GradDims grad_dims(const Wcorr& d) {
   const int64_t Kp = ceil_div(d.K, kLanes) * kLanes;
-  const int64_t fit = std::max<int64_t>(1, kGradSumBytes / (kXi * kKR * Kp * int64_t(sizeof(float))));
+  const int64_t per_block = kXi * kKR * Kp * int64_t(sizeof(float));
+  const int64_t fit = std::max<int64_t>(1, kGradSumBytes / per_block);
   const int64_t pass = std::min(fit, ceil_div(d.C, kKR)) * kKR;
   return GradDims{Kp, pass, pass / kKR};
 }
@@ -646,8 +650,8 @@ FC_AVX512 void finish_weight_grad(float* dweight, const float* s0, int64_t ssize
     for (int r = 0; r < 3; ++r) {
       const __m512d p = _mm512_mul_pd(half, _mm512_add_pd(t[r][1], t[r][2]));
       _mm256_store_ps(g[3 * r + 0], _mm512_maskz_cvtpd_ps(0xFF, _mm512_add_pd(t[r][0], p)));
-      _mm256_store_ps(g[3 * r + 1], _mm512_maskz_cvtpd_ps(
-                                        0xFF, _mm512_mul_pd(half, _mm512_sub_pd(t[r][1], t[r][2]))));
+      const __m512d mid = _mm512_mul_pd(half, _mm512_sub_pd(t[r][1], t[r][2]));
+      _mm256_store_ps(g[3 * r + 1], _mm512_maskz_cvtpd_ps(0xFF, mid));
       _mm256_store_ps(g[3 * r + 2], _mm512_maskz_cvtpd_ps(0xFF, _mm512_add_pd(p, t[r][3])));
     }
     for (int64_t l = 0; l < std::min<int64_t>(8, d.K - k0); ++l) {
