@@ -158,7 +158,7 @@ ALGORITHMS = [
     ("bottleneck_1x1", (2, 256, 8, 8), (64, 256, 1, 1), 1, 0, ("gemm", "gemm", "gemm")),
     # ResNet's last stage: the weight gradient's GEMM (512 x 4608) is at the BLAS's peak.
     ("resnet_l4", (64, 512, 4, 4), (512, 512, 3, 3), 1, 1,
-     ("direct", "direct", "batched_gemm"), ("direct", "direct", "winograd")),
+     ("direct", "direct", "batched_gemm"), ("winograd", "winograd", "winograd")),
     # ... at batch 4 (64 output pixels) and 1, packing its 9.4 MB of weights outweighs the tiles.
     ("resnet_l4_batch4", (4, 512, 4, 4), (512, 512, 3, 3), 1, 1,
      ("batched_gemm", "batched_gemm", "batched_gemm")),
@@ -173,14 +173,13 @@ ALGORITHMS = [
     ("resnet18_l3", (64, 256, 7, 7), (256, 256, 3, 3), 1, 1, ("direct", "direct", "direct"),
      ("winograd", "winograd", "winograd")),
     # ResNet's 3x3 layers at stride 1: Winograd under AVX-512, along rows at 56x56 and
-    # gathered across rows and images at 14x14. Past 256 channels (above) only the weight
-    # gradient, which runs its input channels in passes.
+    # gathered across rows and images at 14x14 and 4x4.
     ("resnet_3x3_56", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, ("direct", "direct", "direct"),
      ("winograd", "winograd", "winograd")),
     ("resnet18_l2", (64, 128, 14, 14), (128, 128, 3, 3), 1, 1, ("direct", "direct", "direct"),
      ("winograd", "winograd", "winograd")),
     ("alexnet_conv4", (16, 384, 13, 13), (256, 384, 3, 3), 1, 1,
-     ("direct", "direct", "im2col_gemm"), ("direct", "direct", "winograd")),
+     ("direct", "direct", "im2col_gemm"), ("winograd", "winograd", "winograd")),
     # LeNet's C5: a window over the whole 5x5 input, a linear layer on the flattened images.
     ("lenet_c5", (64, 16, 5, 5), (120, 16, 5, 5), 1, 0, ("linear", "linear", "linear")),
     # ... with padding, one output pixel is still a convolution; dy is far smaller than x.

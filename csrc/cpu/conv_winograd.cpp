@@ -438,9 +438,16 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
               _mm_prefetch(p + 124, _MM_HINT_ET0);
             }
           }
-          gemm_tile<kNV>(mbuf + xi * mxs + (kb - kb0) * kKR * kNV * kLanes, kNV * kLanes,
-                         u + u_offset(d, gi, c0) + (xi * KB + kb) * cn * kKR, kKR, 1,
-                         vbuf + c0 * vcs + xi * kNV * kLanes, vcs, cn, c0 > 0);
+          float* m = mbuf + xi * mxs + (kb - kb0) * kKR * kNV * kLanes;
+          const float* w = u + u_offset(d, gi, c0) + (xi * KB + kb) * cn * kKR;
+          const float* v = vbuf + c0 * vcs + xi * kNV * kLanes;
+          // An item past the batch's last vector multiplies only its own.
+          switch (nv) {
+            case 4: gemm_tile<4>(m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0); break;
+            case 3: gemm_tile<3>(m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0); break;
+            case 2: gemm_tile<2>(m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0); break;
+            default: gemm_tile<1>(m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0); break;
+          }
         }
       }
     }
@@ -758,13 +765,18 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
   // The transforms cost a few multiply-adds per channel and block, where the GEMMs spend 16 per
   // pair of channels: at 16 channels in and out they match the direct tiles (one thread, batch
   // 16 at 28x28: 0.42 against 0.47 ms, 8 images at 56x56: 1.09 against 0.97), with 32 on one
-  // side they win by 1.15-1.3x, and at 64 by 1.5-2x. An item's transformed tiles (4 KiB per
-  // input channel) stay within L2 up to 256 channels, and the transformed weights an item
-  // streams (64 B per pair of channels) are read from L2 or, up to 4 MiB, keep pace from
-  // memory: 256 x 256 channels, 7x7 planes at batch 64, 1.3x faster than the direct tiles,
-  // 512 x 512 at 4x4 1.2x slower.
-  if (C < 16 || K < 16 || C + K < 48 || C > 256 || K > 256 || P < 2) return false;
-  return layout_fits(g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
+  // side they win by 1.15-1.3x, and at 64 by 1.5-2x. An item's transformed blocks take 4 KiB
+  // per input channel (2 MiB at 512), and each item streams all the transformed weights (64 B
+  // per pair of channels, 17 MB at 512 x 512) in runs of 64 input channels, which the
+  // prefetchers keep up with: ResNet's 512 x 512 layers ran 1.2x (4x4, batch 16) to 1.9x
+  // (32x32) faster than the direct tiles.
+  if (C < 16 || K < 16 || C + K < 48 || C > 512 || K > 512 || P < 2) return false;
+  // At least one item's worth of vectors: ResNet's 512 x 512 layer at 4x4 and batch 4 (one
+  // vector) took 3.4 ms against the batched GEMM's 2.2.
+  const int64_t cols = blocks_of(Q);
+  const int64_t vectors = rows_fill_lanes(Q) ? g.N * blocks_of(P) * ceil_div(cols, kLanes)
+                                             : ceil_div(g.N * blocks_of(P) * cols, kLanes);
+  return vectors >= kNV && layout_fits(g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
 }
 
 void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
