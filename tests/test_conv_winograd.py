@@ -17,8 +17,8 @@ import pytest
 
 import fastconv as fc
 import fastconv.functional as F
-from fastconv._opinfo.conv import (conv2d_backward_ref, conv_transpose2d_backward_ref,
-                                   conv_transpose2d_ref)
+from fastconv._opinfo.conv import (conv2d_backward_ref, conv2d_ref,
+                                   conv_transpose2d_backward_ref, conv_transpose2d_ref)
 
 from _util import (_case, assert_close, check_conv2d_passes, check_same_bits_for_thread_counts,
                    conv_args, cpu_variant, make_data, reduction_lengths, rtol_for, stable_seed)
@@ -104,10 +104,34 @@ def test_large_values_keep_their_relative_accuracy():
     x, w, b, dout = make_data(case, np.float32, stable_seed("winograd scaled"))
     x = (x * np.float32(1e30)).astype(np.float32)
     y = F.conv2d(x, w, b, padding=1)
-    from fastconv._opinfo.conv import conv2d_ref
     assert np.isfinite(y).all()
     assert_close(y, conv2d_ref(x, w, b, padding=1), rtol_for(np.float32, 32 * 9),
                  what="forward at 1e30")
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("where", ["input", "grad_output"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan], ids=["inf", "-inf", "nan"])
+def test_an_infinity_or_nan_comes_out_where_and_as_the_reference_has_it(value, where):
+    """The transforms would meet an infinity with itself and give NaN where the sums give
+    +-inf: a call whose arrays hold one takes the GEMM path. Each result is non-finite exactly
+    where the float64 reference is, with the same value there (zeros of the padding times an
+    infinity are NaN in both), and close elsewhere."""
+    case = _case("non_finite", 2, 32, 10, 30, 32, 3, 3, padding=1)
+    x, w, b, dout = make_data(case, np.float32, stable_seed("winograd non-finite"))
+    if where == "input":
+        x[1, 3, 4, 7] = value
+    else:
+        dout[0, 5, 2, 9] = value
+    got = (F.conv2d(x, w, b, padding=1),) + F.conv2d_backward(dout, x, w, padding=1)
+    with np.errstate(invalid="ignore"):
+        ref = (conv2d_ref(x, w, b, padding=1),) + conv2d_backward_ref(dout, x, w, padding=1)
+    for what, g, r in zip(("forward", "grad_input", "grad_weight", "grad_bias"), got, ref):
+        bad = ~np.isfinite(r)
+        np.testing.assert_array_equal(g[bad], r[bad].astype(np.float32), err_msg=what)
+        assert_close(np.where(bad, 0, g), np.where(bad, 0, r), rtol_for(np.float32, 2 * 10 * 30),
+                     what=what)
+    assert (~np.isfinite(got[0] if where == "input" else got[1])).any()
 
 
 @pytest.mark.usefixtures("cpu_isa")

@@ -227,9 +227,9 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
     case ConvAlgo::depthwise: return depthwise_backward_data(dinp, dout, weight, g);
     case ConvAlgo::winograd:
       if constexpr (std::is_same_v<T, float>) {
-        conv2d_winograd_backward_data(dinp, dout, weight, g, worth_threads(g));
+        if (conv2d_winograd_backward_data(dinp, dout, weight, g, worth_threads(g))) return;
       }
-      return;
+      break;  // an infinity or NaN: the GEMM path
     case ConvAlgo::direct:
       if constexpr (std::is_same_v<T, float>) {
         conv2d_direct_backward_data(dinp, dout, weight, g, worth_threads(g));
@@ -299,9 +299,9 @@ void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& 
       return small_backward<T>(nullptr, dweight, dout, inp, nullptr, g);
     case ConvAlgo::winograd:
       if constexpr (std::is_same_v<T, float>) {
-        conv2d_winograd_backward_weight(dweight, dout, inp, g, worth_threads(g));
+        if (conv2d_winograd_backward_weight(dweight, dout, inp, g, worth_threads(g))) return;
       }
-      return;
+      break;  // an infinity or NaN: the GEMM path
     case ConvAlgo::rows:  // a forward-only path
     case ConvAlgo::gemm: break;
   }
@@ -372,9 +372,9 @@ void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, co
       return linear_forward_cpu<T>(out, inp, weight, bias, g.N, g.C * g.RS(), g.K);
     case ConvAlgo::winograd:
       if constexpr (std::is_same_v<T, float>) {
-        conv2d_winograd_forward(out, inp, weight, bias, g, worth_threads(g));
+        if (conv2d_winograd_forward(out, inp, weight, bias, g, worth_threads(g))) return;
       }
-      return;
+      break;  // an infinity or NaN: the GEMM path
     case ConvAlgo::rows:
       if constexpr (std::is_same_v<T, float>) {
         conv2d_rows_forward(out, inp, weight, bias, g, worth_threads(g));

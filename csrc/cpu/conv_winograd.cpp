@@ -742,6 +742,31 @@ bool layout_fits(int64_t N, int64_t P, int64_t Q, int64_t in_image, int64_t out_
          kLanes * std::max(in_image, out_image) <= int64_t(INT32_MAX);
 }
 
+// Whether a[0 .. n) holds no infinity or NaN. The transforms add and subtract an input's
+// neighbours, so one infinity would meet itself with the other sign and give NaN where the
+// direct sum is +-inf; a call whose arrays hold one goes to the GEMM path instead. An exponent
+// of all ones is either; OR-ing them is an integer reduction the compiler vectorises.
+FC_AVX512 bool all_finite_part(const float* a, int64_t n) {
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, a + i, sizeof(b));
+    any |= uint32_t((b & 0x7F800000u) == 0x7F800000u);
+  }
+  return any == 0;
+}
+
+bool all_finite(const float* a, int64_t n, bool parallel) {
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = ceil_div(n, kChunk);
+  bool ok = true;
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (parallel) reduction(&& : ok)
+  for (int64_t i = 0; i < chunks; ++i) {
+    ok = all_finite_part(a + i * kChunk, std::min(kChunk, n - i * kChunk)) && ok;
+  }
+  return ok;
+}
+
 }  // namespace
 
 bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
@@ -779,37 +804,58 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
   return vectors >= kNV && layout_fits(g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
 }
 
-void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
+bool conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
                              const Conv2dGeom& g, bool parallel) {
+  if (!all_finite(inp, g.N * g.C * g.HW(), parallel) ||
+      !all_finite(weight, g.K * g.Cg() * 9, parallel)) {
+    return false;
+  }
   const int64_t C = g.Cg(), K = g.Kg();
   const Wcorr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.pad_t, g.pad_l, parallel};
   correlate(out, inp, bias, d, Wmap{weight, K * C * 9, C * 9, 9, 1});
+  return true;
 }
 
-void conv2d_winograd_backward_data(float* dinp, const float* dout, const float* weight,
+bool conv2d_winograd_backward_data(float* dinp, const float* dout, const float* weight,
                                    const Conv2dGeom& g, bool parallel) {
+  if (!all_finite(dout, g.N * g.K * g.PQ(), parallel) ||
+      !all_finite(weight, g.K * g.Cg() * 9, parallel)) {
+    return false;
+  }
   // dx[c, h, w] = sum over (k, r, s) of dy[k, h + pt - r, w + pl - s] * W[k, c, r, s]: with
   // r' = 2 - r, the correlation of dy (offset 2 - pt) with the flipped kernel, its roles of
   // channels swapped.
   const int64_t C = g.Cg(), K = g.Kg();
   const Wcorr d{g.N, g.groups, K, C, g.P, g.Q, g.H, g.W, 2 - g.pad_t, 2 - g.pad_l, parallel};
   correlate(dinp, dout, nullptr, d, Wmap{weight + 8, K * C * 9, 9, C * 9, -1});
+  return true;
 }
 
-void conv2d_winograd_backward_weight(float* dweight, const float* dout, const float* inp,
+bool conv2d_winograd_backward_weight(float* dweight, const float* dout, const float* inp,
                                      const Conv2dGeom& g, bool parallel) {
+  if (!all_finite(dout, g.N * g.K * g.PQ(), parallel) ||
+      !all_finite(inp, g.N * g.C * g.HW(), parallel)) {
+    return false;
+  }
   const Wcorr d{g.N, g.groups, g.Cg(), g.Kg(), g.H, g.W, g.P, g.Q, g.pad_t, g.pad_l, parallel};
   correlate_weight_grad(dweight, dout, inp, d);
+  return true;
 }
 
 #else
 
 bool conv2d_winograd_applies(ConvPass, const Conv2dGeom&) { return false; }
 // Never called: conv2d_winograd_applies says no.
-void conv2d_winograd_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
-                             bool) {}
-void conv2d_winograd_backward_data(float*, const float*, const float*, const Conv2dGeom&, bool) {}
-void conv2d_winograd_backward_weight(float*, const float*, const float*, const Conv2dGeom&, bool) {}
+bool conv2d_winograd_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
+                             bool) {
+  return false;
+}
+bool conv2d_winograd_backward_data(float*, const float*, const float*, const Conv2dGeom&, bool) {
+  return false;
+}
+bool conv2d_winograd_backward_weight(float*, const float*, const float*, const Conv2dGeom&, bool) {
+  return false;
+}
 
 #endif
 

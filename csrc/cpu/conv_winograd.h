@@ -27,16 +27,20 @@ namespace fc {
 // (cpu/conv.cpp).
 bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g);
 
+// Each returns false, having written nothing, when an array it reads holds an infinity or NaN:
+// the transforms would turn an infinity into NaN where the direct sum gives +-inf, so the
+// caller runs another path.
+
 // out = conv2d(inp, weight) + bias (bias may be null).
-void conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
+bool conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
                              const Conv2dGeom& g, bool parallel);
 
 // dinp = conv2d's input gradient for dout.
-void conv2d_winograd_backward_data(float* dinp, const float* dout, const float* weight,
+bool conv2d_winograd_backward_data(float* dinp, const float* dout, const float* weight,
                                    const Conv2dGeom& g, bool parallel);
 
 // dweight += conv2d's weight gradient for dout.
-void conv2d_winograd_backward_weight(float* dweight, const float* dout, const float* inp,
+bool conv2d_winograd_backward_weight(float* dweight, const float* dout, const float* inp,
                                      const Conv2dGeom& g, bool parallel);
 
 }  // namespace fc
