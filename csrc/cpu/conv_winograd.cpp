@@ -376,12 +376,6 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
       os[j] = out_span(t[j].p0, t[j].q0, d.P, d.Q);
     }
   }
-  for (int64_t c = 0; c < d.C && nv < kNV; ++c) {
-    for (int64_t xi = 0; xi < kXi; ++xi) {
-      std::memset(vbuf + c * vcs + xi * kNV * kLanes + nv * kLanes, 0,
-                  (kNV - nv) * kLanes * sizeof(float));
-    }
-  }
   // Along rows, the next item's rows are prefetched into L2 while this item's are read. An
   // item reads a few rows of every input plane, more streams than the hardware prefetcher
   // follows: without this, the input transform waited on memory for a third of its time.
@@ -533,14 +527,10 @@ FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const
                          int64_t cn, float* vt, float* et) {
   const int64_t HW = d.H * d.W, PQ = d.P * d.Q, vxs = D.pass * kGradTiles;
   const int64_t exs = kGradTiles * D.Kp, nv = std::min(kNV, L.vectors - v0);
-  // V[xi][c - c_lo][block] for the pass's cn channels: as the forward's input transform;
-  // channels past them and blocks past the batch are zeros.
+  // V[xi][c - c_lo][block] for the pass's cn channels: as the forward's input transform; the
+  // rows of a last GEMM block past them are zeros (the GEMMs read only the item's vectors).
   for (int64_t xi = 0; xi < kXi; ++xi) {
-    float* v = vt + xi * vxs;
-    std::memset(v + cn * kGradTiles, 0, (D.pass - cn) * kGradTiles * sizeof(float));
-    for (int64_t c = 0; c < cn && nv < kNV; ++c) {
-      std::memset(v + c * kGradTiles + nv * kLanes, 0, (kNV - nv) * kLanes * sizeof(float));
-    }
+    std::memset(vt + xi * vxs + cn * kGradTiles, 0, (D.pass - cn) * kGradTiles * sizeof(float));
   }
   for (int64_t j = 0; j < nv; ++j) {
     const Block t = first_block(L, v0 + j);
@@ -565,16 +555,16 @@ FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i step = _mm512_mullo_epi32(lane, _mm512_set1_epi32(int32_t(PQ)));
   const int64_t blocks = d.N * L.rows * L.cols;
-  for (int64_t t = 0; t < kGradTiles; ++t) {
+  for (int64_t t = 0; t < nv * kLanes; ++t) {
     Block b = first_block(L, v0 + t / kLanes);
-    bool valid = t / kLanes < nv;
+    bool valid;
     if (L.flat) {
       const int64_t f = (v0 + t / kLanes) * kLanes + t % kLanes;
-      valid = valid && f < blocks;
+      valid = f < blocks;
       b = Block{f / (L.rows * L.cols), 2 * ((f / L.cols) % L.rows), 2 * (f % L.cols)};
     } else {
       b.q0 += 2 * (t % kLanes);
-      valid = valid && b.q0 < d.Q;
+      valid = b.q0 < d.Q;
     }
     const float* y = dout + (b.n * d.groups + gi) * d.K * PQ;
     for (int64_t k0 = 0; k0 < D.Kp; k0 += kLanes) {
@@ -606,8 +596,7 @@ FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const
       }
     }
   }
-  // sums[xi][c][k] += sum over the item's blocks t of V[xi][c][t] * E[xi][t][k] (the vectors
-  // past the batch add nothing).
+  // sums[xi][c][k] += sum over the item's blocks t of V[xi][c][t] * E[xi][t][k].
   const int64_t steps = nv * kLanes;
   for (int64_t xi = 0; xi < kXi; ++xi) {
     const float* vx = vt + xi * vxs;
