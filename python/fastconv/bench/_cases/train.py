@@ -101,9 +101,14 @@ def network_case(name, train_batch, infer_batch):
     return Case("train", name, f"1x28x28, batch {train_batch} / {infer_batch}", "image",
                 {"train": train_batch, "infer": infer_batch}, "images per call", inputs,
                 # float32 through resnet18's 20 batch norms keeps only about three digits of the
-                # first layer's gradient (PyTorch's differs from float64 by 2e-3 at batch 64),
-                # and TF32 rounding swamps it: the TF32 peer is checked by its logits only
-                fastconv, reference, torch, tf32=True, tf32_checks=1, tol=1e-2,
+                # first layer's gradient, and TF32 rounding swamps it: the TF32 peer is checked
+                # by its logits only. At small batches a ReLU whose input lies within float32's
+                # rounding of zero flips, and the gradient moves by whole terms: at batch 4,
+                # over 12 seeds, PyTorch's float32 step differed from float64 by up to 9.5e-3,
+                # fastconv's direct path by 1.0e-2, its Winograd path by 6e-3 (1.2e-2 on the
+                # quick suite's seed); logits and the last update stay within 2e-6.
+                fastconv, reference, torch, tf32=True, tf32_checks=1,
+                tol=3e-2 if name == "resnet18" else 1e-2,
                 note=f"train: forward, cross-entropy, backward, SGD step (lr {LR}, momentum "
                      "0.9), checked by the logits, the first layer's weight gradient and the "
                      "last parameter's update; infer: eval-mode forward. Reference: the same "
