@@ -1,12 +1,12 @@
 // conv2d on the CPU: im2col + one GEMM per (image, block of output rows, group), a 1x1 path
 // that hands the input to the GEMM directly, a window over the whole input as a linear layer
 // (dense.h), and for small planes one GEMM over a chunk of images side by side
-// (small_planes); float32 tries the direct convolution (conv_direct.h) first. OpenMP splits
-// the (image, row block) items; each thread owns an im2col workspace of at most
-// kColBudgetBytes (or one output row) and calls the single-threaded BLAS. Weight gradients go
-// to one accumulator per part of the items (as many parts as threads, cut the same whoever
-// runs them) summed in a fixed order, so results depend on the thread count set but never on
-// timing or on the team OpenMP actually gives.
+// (small_planes); float32 tries Winograd (conv_winograd.h) and the direct convolution
+// (conv_direct.h) first. OpenMP splits the (image, row block) items; each thread owns an im2col
+// workspace of at most kColBudgetBytes (or one output row) and calls the single-threaded BLAS.
+// Weight gradients go to one accumulator per part of the items (as many parts as threads, cut
+// the same whoever runs them) summed in a fixed order, so results depend on the thread count
+// set but never on timing or on the team OpenMP actually gives.
 // conv_transpose2d runs these kernels on the equivalent conv2d (geometry.h): its forward is
 // conv2d's data gradient, its data gradient conv2d's forward and its weight gradient conv2d's
 // with input and output swapped. unfold and fold are im2col and col2im over a whole batch.

@@ -281,43 +281,50 @@ FC_AVX512 inline void gemm_tile(float* m, int64_t ldm, const float* u, int64_t u
   }
 }
 
-// Whether rows of 2x2 output blocks fill the vectors' lanes: at least 3/4 of the lanes a row
-// takes (a 28-pixel row puts 14 blocks in 16 lanes). Shorter rows go flat (FlatSpan).
-bool rows_fill_lanes(int64_t Q) {
-  const int64_t cols = blocks_of(Q);
-  return 4 * cols >= 3 * kLanes * ceil_div(cols, kLanes);
+// gemm_tile over nj (1 to 4) vectors.
+FC_AVX512 inline void gemm_tiles(int64_t nj, float* m, int64_t ldm, const float* u, int64_t us,
+                                 int64_t ui, const float* v, int64_t vcs, int64_t C, bool add) {
+  switch (nj) {
+    case 4: return gemm_tile<4>(m, ldm, u, us, ui, v, vcs, C, add);
+    case 3: return gemm_tile<3>(m, ldm, u, us, ui, v, vcs, C, add);
+    case 2: return gemm_tile<2>(m, ldm, u, us, ui, v, vcs, C, add);
+    default: return gemm_tile<1>(m, ldm, u, us, ui, v, vcs, C, add);
+  }
 }
 
-// The vectors of 2x2 output blocks one group's correlation computes: along block rows (a row's
-// blocks, kLanes to a vector) or flat (16 consecutive blocks of the batch in (image, block row,
-// block column) order).
+// The vectors of 2x2 output blocks one group's correlation computes on N planes of P x Q
+// outputs: along block rows (a row's blocks, kLanes to a vector) where they fill at least 3/4
+// of the lanes a row takes (a 28-pixel row puts 14 blocks in 16 lanes), else flat (FlatSpan:
+// 16 consecutive blocks of the batch in (image, block row, block column) order).
 struct Layout {
   bool flat;
   int64_t rows, cols, per_row;  // blocks per plane (rows x cols); vectors per block row
-  int64_t vectors;
+  int64_t blocks, vectors;      // in the batch
 };
 
-Layout layout_of(const Wcorr& d) {
-  const int64_t rows = blocks_of(d.P), cols = blocks_of(d.Q);
-  if (rows_fill_lanes(d.Q)) {
-    const int64_t per_row = ceil_div(cols, kLanes);
-    return Layout{false, rows, cols, per_row, d.N * rows * per_row};
+Layout layout_of(int64_t N, int64_t P, int64_t Q) {
+  const int64_t rows = blocks_of(P), cols = blocks_of(Q), per_row = ceil_div(cols, kLanes);
+  if (4 * cols >= 3 * kLanes * per_row) {
+    return Layout{false, rows, cols, per_row, N * rows * cols, N * rows * per_row};
   }
-  return Layout{true, rows, cols, 0, ceil_div(d.N * rows * cols, kLanes)};
+  return Layout{true, rows, cols, 0, N * rows * cols, ceil_div(N * rows * cols, kLanes)};
 }
 
-// A vector's first block: image n, output row p0 and column q0.
+// Lane l's block of vector v: image n, output row p0 and column q0, and whether it is one of
+// the batch's (a last vector's lanes may run past them).
 struct Block {
   int64_t n, p0, q0;
+  bool in;
 };
 
-inline Block first_block(const Layout& L, int64_t v) {
+inline Block block_at(const Layout& L, int64_t v, int64_t l) {
   if (L.flat) {
-    const int64_t t = v * kLanes;
-    return Block{t / (L.rows * L.cols), 2 * ((t / L.cols) % L.rows), 2 * (t % L.cols)};
+    const int64_t t = v * kLanes + l;
+    return Block{t / (L.rows * L.cols), 2 * ((t / L.cols) % L.rows), 2 * (t % L.cols),
+                 t < L.blocks};
   }
-  return Block{v / (L.rows * L.per_row), 2 * ((v / L.per_row) % L.rows),
-               2 * kLanes * (v % L.per_row)};
+  const int64_t c = (v % L.per_row) * kLanes + l;
+  return Block{v / (L.rows * L.per_row), 2 * ((v / L.per_row) % L.rows), 2 * c, c < L.cols};
 }
 
 // The offsets and masks of flat vector v, whose first block is in image n0.
@@ -326,22 +333,19 @@ FC_AVX512 FlatSpan flat_span(const Wcorr& d, const Layout& L, int64_t v, int64_t
   FlatSpan s;
   for (int e = 0; e < kXi; ++e) s.in_m[e] = 0;
   for (int e = 0; e < 4; ++e) s.out_m[e] = 0;
-  const int64_t blocks = d.N * L.rows * L.cols;
   const int64_t img_in = d.groups * d.C * d.H * d.W, img_out = d.groups * d.K * d.P * d.Q;
   for (int l = 0; l < kLanes; ++l) {
-    const int64_t t = v * kLanes + l;
-    const int64_t n = t / (L.rows * L.cols), p0 = 2 * ((t / L.cols) % L.rows);
-    const int64_t q0 = 2 * (t % L.cols);
+    const Block b = block_at(L, v, l);
     for (int e = 0; e < kXi; ++e) {
-      const int64_t h = p0 - d.oh + e / 4, w = q0 - d.ow + e % 4;
-      const bool inside = t < blocks && h >= 0 && h < d.H && w >= 0 && w < d.W;
-      in[e][l] = inside ? int32_t((n - n0) * img_in + h * d.W + w) : 0;
+      const int64_t h = b.p0 - d.oh + e / 4, w = b.q0 - d.ow + e % 4;
+      const bool inside = b.in && h >= 0 && h < d.H && w >= 0 && w < d.W;
+      in[e][l] = inside ? int32_t((b.n - n0) * img_in + h * d.W + w) : 0;
       s.in_m[e] |= __mmask16(unsigned(inside) << l);
     }
     for (int e = 0; e < 4; ++e) {
-      const int64_t p = p0 + e / 2, q = q0 + e % 2;
-      const bool inside = t < blocks && p < d.P && q < d.Q;
-      out[e][l] = inside ? int32_t((n - n0) * img_out + p * d.Q + q) : 0;
+      const int64_t p = b.p0 + e / 2, q = b.q0 + e % 2;
+      const bool inside = b.in && p < d.P && q < d.Q;
+      out[e][l] = inside ? int32_t((b.n - n0) * img_out + p * d.Q + q) : 0;
       s.out_m[e] |= __mmask16(unsigned(inside) << l);
     }
   }
@@ -368,7 +372,7 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
   OutSpan os[kNV];
   FlatSpan fs[kNV];
   for (int64_t j = 0; j < nv; ++j) {
-    t[j] = first_block(L, v0 + j);
+    t[j] = block_at(L, v0 + j, 0);
     if (L.flat) {
       fs[j] = flat_span(d, L, v0 + j, t[j].n);
     } else {
@@ -383,7 +387,7 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
   Block tn[kNV];
   int64_t pre[kNV][4];
   for (int64_t j = 0; j < nn; ++j) {
-    tn[j] = first_block(L, v0 + kNV + j);
+    tn[j] = block_at(L, v0 + kNV + j, 0);
     const int64_t w = std::clamp<int64_t>(tn[j].q0 - d.ow, 0, d.W - 1);
     for (int64_t i = 0; i < 4; ++i) {
       pre[j][i] = std::clamp<int64_t>(tn[j].p0 - d.oh + i, 0, d.H - 1) * d.W + w;
@@ -436,12 +440,7 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
           const float* w = u + u_offset(d, gi, c0) + (xi * KB + kb) * cn * kKR;
           const float* v = vbuf + c0 * vcs + xi * kNV * kLanes;
           // An item past the batch's last vector multiplies only its own.
-          switch (nv) {
-            case 4: gemm_tile<4>(m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0); break;
-            case 3: gemm_tile<3>(m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0); break;
-            case 2: gemm_tile<2>(m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0); break;
-            default: gemm_tile<1>(m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0); break;
-          }
+          gemm_tiles(nv, m, kNV * kLanes, w, kKR, 1, v, vcs, cn, c0 > 0);
         }
       }
     }
@@ -464,7 +463,7 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
 
 void correlate(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
   const auto u = transform_weights(m, d);
-  const Layout L = layout_of(d);
+  const Layout L = layout_of(d.N, d.P, d.Q);
   const int threads = max_threads();
   // Items are (group, kNV vectors, part of the output channels): with fewer vectors than two
   // items a thread (ResNet's 4x4 layers at batch 16: one item), the output channels are split,
@@ -533,7 +532,7 @@ FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const
     std::memset(vt + xi * vxs + cn * kGradTiles, 0, (D.pass - cn) * kGradTiles * sizeof(float));
   }
   for (int64_t j = 0; j < nv; ++j) {
-    const Block t = first_block(L, v0 + j);
+    const Block t = block_at(L, v0 + j, 0);
     const float* planes = src + ((t.n * d.groups + gi) * d.C + c_lo) * HW;
     if (L.flat) {
       const FlatSpan fs = flat_span(d, L, v0 + j, t.n);
@@ -554,18 +553,8 @@ FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const
   // E[xi][block][k]: 16 output channels of one of the block's 4 points per gather.
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i step = _mm512_mullo_epi32(lane, _mm512_set1_epi32(int32_t(PQ)));
-  const int64_t blocks = d.N * L.rows * L.cols;
   for (int64_t t = 0; t < nv * kLanes; ++t) {
-    Block b = first_block(L, v0 + t / kLanes);
-    bool valid;
-    if (L.flat) {
-      const int64_t f = (v0 + t / kLanes) * kLanes + t % kLanes;
-      valid = f < blocks;
-      b = Block{f / (L.rows * L.cols), 2 * ((f / L.cols) % L.rows), 2 * (f % L.cols)};
-    } else {
-      b.q0 += 2 * (t % kLanes);
-      valid = b.q0 < d.Q;
-    }
+    const Block b = block_at(L, v0 + t / kLanes, t % kLanes);
     const float* y = dout + (b.n * d.groups + gi) * d.K * PQ;
     for (int64_t k0 = 0; k0 < D.Kp; k0 += kLanes) {
       const __mmask16 m = d.K - k0 >= kLanes ? __mmask16(0xFFFF)
@@ -574,7 +563,7 @@ FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const
       for (int a = 0; a < 2; ++a) {
         for (int c = 0; c < 2; ++c) {
           const int64_t p = b.p0 + a, q = b.q0 + c;
-          e[a][c] = valid && p < d.P && q < d.Q
+          e[a][c] = b.in && p < d.P && q < d.Q
                         ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, step,
                                                    y + k0 * PQ + p * d.Q + q, 4)
                         : _mm512_setzero_ps();
@@ -606,12 +595,8 @@ FC_AVX512 void grad_item(float* sums, const float* dout, const float* src, const
       for (int64_t k0 = 0; k0 < D.Kp; k0 += kNV * kLanes) {
         float* m = sx + cb * kKR * D.Kp + k0;
         const float* u = vx + cb * kKR * kGradTiles;
-        switch (std::min<int64_t>(kNV, (D.Kp - k0) / kLanes)) {
-          case 4: gemm_tile<4>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, steps, true); break;
-          case 3: gemm_tile<3>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, steps, true); break;
-          case 2: gemm_tile<2>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, steps, true); break;
-          default: gemm_tile<1>(m, D.Kp, u, 1, kGradTiles, ex + k0, D.Kp, steps, true); break;
-        }
+        gemm_tiles(std::min<int64_t>(kNV, (D.Kp - k0) / kLanes), m, D.Kp, u, 1, kGradTiles,
+                   ex + k0, D.Kp, steps, true);
       }
     }
   }
@@ -665,7 +650,7 @@ FC_AVX512 void finish_weight_grad(float* dweight, const float* s0, int64_t ssize
 // sums into its own copy; the copies are added in a fixed order and transformed back in double.
 void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Wcorr& d) {
   const GradDims D = grad_dims(d);
-  const Layout L = layout_of(d);
+  const Layout L = layout_of(d.N, d.P, d.Q);
   const int threads = max_threads();
   const int64_t items = ceil_div(L.vectors, kNV), passes = ceil_div(d.C, D.pass);
   const int64_t ssize = kXi * D.pass * D.Kp;
@@ -721,14 +706,13 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
   }
 }
 
-// Whether a Layout of N planes of P x Q outputs is worth running: rows that fill the lanes, or
-// flat vectors whose blocks fill 3/4 of the lanes with outputs (a 7x7 plane's 16 blocks hold 49
-// of 64) and whose 32-bit offsets reach across 16 images of in_image and out_image floats.
-bool layout_fits(int64_t N, int64_t P, int64_t Q, int64_t in_image, int64_t out_image) {
-  if (rows_fill_lanes(Q)) return true;
-  const int64_t blocks = N * blocks_of(P) * blocks_of(Q);
-  return 4 * N * P * Q >= 3 * 4 * kLanes * ceil_div(blocks, kLanes) &&
-         kLanes * std::max(in_image, out_image) <= int64_t(INT32_MAX);
+// Whether the Layout of N planes of P x Q outputs is worth running: rows that fill the lanes,
+// or flat vectors whose blocks fill 3/4 of the lanes with outputs (a 7x7 plane's 16 blocks hold
+// 49 of 64) and whose 32-bit offsets reach across 16 images of in_image and out_image floats.
+bool layout_fits(const Layout& L, int64_t N, int64_t P, int64_t Q, int64_t in_image,
+                 int64_t out_image) {
+  return !L.flat || (4 * N * P * Q >= 3 * 4 * kLanes * L.vectors &&
+                     kLanes * std::max(in_image, out_image) <= int64_t(INT32_MAX));
 }
 
 // Whether a[0 .. n) holds no infinity or NaN. The transforms add and subtract an input's
@@ -749,7 +733,8 @@ bool all_finite(const float* a, int64_t n, bool parallel) {
   constexpr int64_t kChunk = int64_t(1) << 16;
   const int64_t chunks = ceil_div(n, kChunk);
   bool ok = true;
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (parallel) reduction(&& : ok)
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (parallel) \
+    reduction(&& : ok)
   for (int64_t i = 0; i < chunks; ++i) {
     ok = all_finite_part(a + i * kChunk, std::min(kChunk, n - i * kChunk)) && ok;
   }
@@ -767,10 +752,11 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
     // The items' blocks must fill 3/4 of their GEMMs' 64 steps: 512 x 512 channels at 4x4
     // took 17.8 ms at batch 4 (16 blocks) against the batched GEMM's 4.5, 43 against 74 at
     // batch 64. dy's gathers reach 16 planes in 32-bit offsets.
-    const int64_t C = g.Cg(), K = g.Kg(), blocks = g.N * blocks_of(g.P) * blocks_of(g.Q);
+    const int64_t C = g.Cg(), K = g.Kg();
+    const Layout L = layout_of(g.N, g.P, g.Q);
     return C >= 16 && K >= 16 && C + K >= 48 && K <= 512 && g.P >= 2 &&
-           4 * blocks >= 3 * kNV * kLanes && kLanes * g.PQ() <= int64_t(INT32_MAX) &&
-           layout_fits(g.N, g.P, g.Q, g.C * g.HW(), g.K * g.PQ());
+           4 * L.blocks >= 3 * kNV * kLanes && kLanes * g.PQ() <= int64_t(INT32_MAX) &&
+           layout_fits(L, g.N, g.P, g.Q, g.C * g.HW(), g.K * g.PQ());
   }
   // The pass's correlation: C channels read, K written, on output planes of P x Q.
   const bool fwd = pass == ConvPass::forward;
@@ -787,10 +773,8 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
   if (C < 16 || K < 16 || C + K < 48 || C > 512 || K > 512 || P < 2) return false;
   // At least one item's worth of vectors: ResNet's 512 x 512 layer at 4x4 and batch 4 (one
   // vector) took 3.4 ms against the batched GEMM's 2.2.
-  const int64_t cols = blocks_of(Q);
-  const int64_t vectors = rows_fill_lanes(Q) ? g.N * blocks_of(P) * ceil_div(cols, kLanes)
-                                             : ceil_div(g.N * blocks_of(P) * cols, kLanes);
-  return vectors >= kNV && layout_fits(g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
+  const Layout L = layout_of(g.N, P, Q);
+  return L.vectors >= kNV && layout_fits(L, g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
 }
 
 bool conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
