@@ -325,6 +325,31 @@ def test_pool_global_average(dtype):
            np.broadcast_to(g.astype(np.float64) / 49, x.shape), dtype, "global avg bwd", 49)
 
 
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("hw", [(1, 1), (1, 7), (2, 4), (3, 3), (1, 9), (4, 4), (7, 7), (5, 13)],
+                         ids=lambda hw: f"{hw[0]}x{hw[1]}")
+def test_pool_global_average_float32_rounds_the_exact_mean(hw):
+    """float32 planes are summed in double: with values whose double sums are exact (multiples
+    of 2^-12 below 2^8), every mean is the float64 mean rounded once to float32, bit for bit,
+    whatever the plane count (around the kernel's groups of 8) and thread count; a NaN or an
+    infinity reaches its own plane's mean and no other."""
+    rng = np.random.default_rng(zlib.crc32(repr(hw).encode()))
+    before = fastconv.get_num_threads()
+    try:
+        for n, c in [(1, 1), (1, 7), (3, 5), (2, 8), (1, 17), (9, 61)]:
+            k = rng.integers(-2**20, 2**20, size=(n, c) + hw)
+            x = (k * 2.0**-12).astype(np.float32)
+            x.flat[0], x.flat[-1] = np.nan, np.inf
+            want = (x.astype(np.float64).sum(axis=(2, 3), keepdims=True) / (hw[0] * hw[1]))
+            want = want.astype(np.float32)
+            for threads in (1, 2, 3):
+                fastconv.set_num_threads(threads)
+                got = F.adaptive_avg_pool2d(x, 1)
+                assert np.array_equal(got, want, equal_nan=True), (n, c, threads)
+    finally:
+        fastconv.set_num_threads(before)
+
+
 # ---------------------------------------------------------------------------
 # mixed
 # ---------------------------------------------------------------------------
