@@ -341,6 +341,23 @@ def test_act_softmax_float32_large_logits(name):
     assert_close(df(g, y, 1), dref(g, y, 1), 1e-5, what=f"{name} backward")
 
 
+@pytest.mark.parametrize("D", [1, 5, 16, 17, 64, 79, 1000, 1024])
+def test_act_softmax_float32_rows_elementwise(D):
+    """Contiguous float32 rows (the AVX-512 variant has its own loop for them), element by
+    element: within a few ulp of the float64 softmax of the same float32 logits, plus what
+    rounding x - max to float32 costs (|x - max| * 2^-24 relative); outputs that underflow
+    into the subnormals within the smallest normal float32. Row lengths around the 16-lane
+    vectors and the 64-element max loop."""
+    x = (20 * np.random.default_rng(D).standard_normal((7, D))).astype(np.float32)
+    y = F.softmax(x, 1).astype(np.float64)
+    z = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+    want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    eps, tiny = float(np.finfo(np.float32).eps), float(np.finfo(np.float32).tiny)
+    bound = np.maximum(tiny, (8 * eps + np.abs(z) * 2.0**-24) * want)
+    bad = np.abs(y - want) > bound
+    assert not bad.any(), f"{int(bad.sum())} off, e.g. got {y[bad][:3]}, want {want[bad][:3]}"
+
+
 @pytest.mark.parametrize("name", sorted(SOFTMAX))
 def test_act_softmax_dtype_and_noncontiguous(name):
     f, _, ref, _ = SOFTMAX[name]
