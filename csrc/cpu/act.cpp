@@ -50,10 +50,77 @@ struct CpuMath {
   template <typename T> static FC_INLINE T log1p_exp(T x) { return std::log1p(std::exp(x)); }
 };
 
+#ifdef FC_ISA_X86
+#define FC_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+
+FC_AVX512 inline __m512 splat(float v) { return _mm512_set1_ps(v); }
+
+// tanh_of (vmath.h) on K vectors of 16 floats, operation for operation, so the bits are the
+// same (checked over every float32). GCC's vectorisation of tanh_of takes ~30 instructions a
+// vector on the two ports that run AVX-512 (a compare and a blend for the clamp, 2^n from
+// integer shifts), this 22; and each step here runs on all K vectors before the next: one
+// vector's chain of ~90 cycles of dependent steps left the out-of-order window short of
+// independent work. 64x6x28x28 on one thread: 115 -> 97 us.
+template <int K>
+FC_AVX512 inline void tanh16(__m512* x) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512 v[K], n[K], r[K], p[K];
+  for (int k = 0; k < K; ++k) {
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x[k]), abs_mask));
+    // min(9, a) keeps a NaN a (vminps returns its second operand when either is NaN).
+    v[k] = _mm512_mul_ps(splat(2.0f), _mm512_maskz_min_ps(0xFFFF, splat(9.0f), a));
+  }
+  for (int k = 0; k < K; ++k) {
+    n[k] = _mm512_sub_ps(_mm512_fmadd_ps(v[k], splat(1.44269504088896341f), splat(12582912.0f)),
+                         splat(12582912.0f));
+  }
+  for (int k = 0; k < K; ++k) r[k] = _mm512_fnmadd_ps(n[k], splat(0.693359375f), v[k]);
+  for (int k = 0; k < K; ++k) r[k] = _mm512_fnmadd_ps(n[k], splat(-2.12194440e-4f), r[k]);
+  for (int k = 0; k < K; ++k) p[k] = splat(1.9875691500e-4f);
+  for (const float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                        5.0000001201e-1f}) {
+    for (int k = 0; k < K; ++k) p[k] = _mm512_fmadd_ps(p[k], r[k], splat(c));
+  }
+  for (int k = 0; k < K; ++k) p[k] = _mm512_fmadd_ps(_mm512_mul_ps(p[k], r[k]), r[k], r[k]);
+  for (int k = 0; k < K; ++k) {
+    const __m512 s = _mm512_maskz_scalef_ps(0xFFFF, splat(1.0f), n[k]);
+    p[k] = _mm512_fmadd_ps(s, p[k], _mm512_sub_ps(s, splat(1.0f)));
+  }
+  for (int k = 0; k < K; ++k) p[k] = _mm512_div_ps(p[k], _mm512_add_ps(p[k], splat(2.0f)));
+  // t | (x & ~abs_mask): x's sign put back.
+  for (int k = 0; k < K; ++k) {
+    x[k] = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+        _mm512_castps_si512(p[k]), _mm512_castps_si512(x[k]), abs_mask, 0xF4));
+  }
+}
+
+FC_AVX512 void tanh_avx512(float* y, const float* x, int64_t n) {
+  constexpr int K = 4;
+  int64_t i = 0;
+  for (; i + 16 * K <= n; i += 16 * K) {
+    __m512 v[K];
+    for (int k = 0; k < K; ++k) v[k] = _mm512_loadu_ps(x + i + 16 * k);
+    tanh16<K>(v);
+    for (int k = 0; k < K; ++k) _mm512_storeu_ps(y + i + 16 * k, v[k]);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = __mmask16(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    tanh16<1>(&v);
+    _mm512_mask_storeu_ps(y + i, m, v);
+  }
+}
+#endif
+
 // The elementwise twins' loops: f an act::<op><CpuMath, T>.
 template <typename T, typename F>
 void map_forward(T* out, const T* inp, int64_t n, F f) {
   for_chunks(n, F::kCheap ? kCheapGrain : kMathGrain, [=](int64_t i0, int64_t i1) {
+#ifdef FC_ISA_X86
+    if constexpr (std::is_same_v<F, act::tanh<CpuMath, float>>) {
+      if (cpu_isa() == CpuIsa::avx512) return tanh_avx512(out + i0, inp + i0, i1 - i0);
+    }
+#endif
     with_isa([&] {
       for (int64_t i = i0; i < i1; ++i) out[i] = f.forward(inp[i]);
     });
@@ -183,13 +250,10 @@ void softmax_row(T* y, const T* x, int64_t D) {
 // vectorised them spent a third of a 1000-class row outside the exponentials (a max reduced
 // lane by lane, a sum loop and a scale loop over y), and the exponential's scaling by 2^n took
 // 8 of its 28 instructions where vscalefps takes one.
-#define FC_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
 
 // exp_lanes (vmath.h) for x <= 0 or NaN (x - max in a softmax row), term for term: the upper
 // clamp is not needed, and vscalefps rounds e * 2^n once, as exp_lanes's two exact-then-rounding
 // products do, so the bits are the same (subnormal results included).
-FC_AVX512 inline __m512 splat(float v) { return _mm512_set1_ps(v); }
-
 FC_AVX512 inline __m512 exp_nonpositive(__m512 x) {
   // max(-104, x) keeps a NaN x (vmaxps returns its second operand when either is NaN).
   const __m512 xc = _mm512_maskz_max_ps(0xFFFF, splat(-104.0f), x);
