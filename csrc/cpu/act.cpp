@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 
+#include "cpu/exp_avx512.h"
 #include "cpu/isa.h"
 #include "cpu/parallel.h"
 #include "cpu/vmath.h"
@@ -53,8 +54,6 @@ struct CpuMath {
 #ifdef FC_ISA_X86
 #define FC_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
 
-FC_AVX512 inline __m512 splat(float v) { return _mm512_set1_ps(v); }
-
 // tanh_of (vmath.h) on K vectors of 16 floats, operation for operation, so the bits are the
 // same (checked over every float32). GCC's vectorisation of tanh_of takes ~30 instructions a
 // vector on the two ports that run AVX-512 (a compare and a blend for the clamp, 2^n from
@@ -68,25 +67,25 @@ FC_AVX512 inline void tanh16(__m512* x) {
   for (int k = 0; k < K; ++k) {
     const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x[k]), abs_mask));
     // min(9, a) keeps a NaN a (vminps returns its second operand when either is NaN).
-    v[k] = _mm512_mul_ps(splat(2.0f), _mm512_maskz_min_ps(0xFFFF, splat(9.0f), a));
+    v[k] = _mm512_mul_ps(splat16(2.0f), _mm512_maskz_min_ps(0xFFFF, splat16(9.0f), a));
   }
   for (int k = 0; k < K; ++k) {
-    n[k] = _mm512_sub_ps(_mm512_fmadd_ps(v[k], splat(1.44269504088896341f), splat(12582912.0f)),
-                         splat(12582912.0f));
+    n[k] = _mm512_sub_ps(_mm512_fmadd_ps(v[k], splat16(1.44269504088896341f), splat16(12582912.0f)),
+                         splat16(12582912.0f));
   }
-  for (int k = 0; k < K; ++k) r[k] = _mm512_fnmadd_ps(n[k], splat(0.693359375f), v[k]);
-  for (int k = 0; k < K; ++k) r[k] = _mm512_fnmadd_ps(n[k], splat(-2.12194440e-4f), r[k]);
-  for (int k = 0; k < K; ++k) p[k] = splat(1.9875691500e-4f);
+  for (int k = 0; k < K; ++k) r[k] = _mm512_fnmadd_ps(n[k], splat16(0.693359375f), v[k]);
+  for (int k = 0; k < K; ++k) r[k] = _mm512_fnmadd_ps(n[k], splat16(-2.12194440e-4f), r[k]);
+  for (int k = 0; k < K; ++k) p[k] = splat16(1.9875691500e-4f);
   for (const float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
                         5.0000001201e-1f}) {
-    for (int k = 0; k < K; ++k) p[k] = _mm512_fmadd_ps(p[k], r[k], splat(c));
+    for (int k = 0; k < K; ++k) p[k] = _mm512_fmadd_ps(p[k], r[k], splat16(c));
   }
   for (int k = 0; k < K; ++k) p[k] = _mm512_fmadd_ps(_mm512_mul_ps(p[k], r[k]), r[k], r[k]);
   for (int k = 0; k < K; ++k) {
-    const __m512 s = _mm512_maskz_scalef_ps(0xFFFF, splat(1.0f), n[k]);
-    p[k] = _mm512_fmadd_ps(s, p[k], _mm512_sub_ps(s, splat(1.0f)));
+    const __m512 s = _mm512_maskz_scalef_ps(0xFFFF, splat16(1.0f), n[k]);
+    p[k] = _mm512_fmadd_ps(s, p[k], _mm512_sub_ps(s, splat16(1.0f)));
   }
-  for (int k = 0; k < K; ++k) p[k] = _mm512_div_ps(p[k], _mm512_add_ps(p[k], splat(2.0f)));
+  for (int k = 0; k < K; ++k) p[k] = _mm512_div_ps(p[k], _mm512_add_ps(p[k], splat16(2.0f)));
   // t | (x & ~abs_mask): x's sign put back.
   for (int k = 0; k < K; ++k) {
     x[k] = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
@@ -248,28 +247,8 @@ void softmax_row(T* y, const T* x, int64_t D) {
 #ifdef FC_ISA_X86
 // float32 rows (inner == 1) under AVX-512, in intrinsics: softmax_row's loops as GCC
 // vectorised them spent a third of a 1000-class row outside the exponentials (a max reduced
-// lane by lane, a sum loop and a scale loop over y), and the exponential's scaling by 2^n took
-// 8 of its 28 instructions where vscalefps takes one.
-
-// exp_lanes (vmath.h) for x <= 0 or NaN (x - max in a softmax row), term for term: the upper
-// clamp is not needed, and vscalefps rounds e * 2^n once, as exp_lanes's two exact-then-rounding
-// products do, so the bits are the same (subnormal results included).
-FC_AVX512 inline __m512 exp_nonpositive(__m512 x) {
-  // max(-104, x) keeps a NaN x (vmaxps returns its second operand when either is NaN).
-  const __m512 xc = _mm512_maskz_max_ps(0xFFFF, splat(-104.0f), x);
-  const __m512 nb = _mm512_fmadd_ps(xc, splat(1.44269504088896341f), splat(12582912.0f));
-  const __m512 n = _mm512_sub_ps(nb, splat(12582912.0f));
-  const __m512 r0 = _mm512_fnmadd_ps(n, splat(0.693359375f), xc);
-  const __m512 r = _mm512_fnmadd_ps(n, splat(-2.12194440e-4f), r0);
-  __m512 p = splat(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, splat(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, splat(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, splat(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, splat(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, splat(5.0000001201e-1f));
-  const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), splat(1.0f));
-  return _mm512_maskz_scalef_ps(0xFFFF, e, n);
-}
+// lane by lane, a sum loop and a scale loop over y), and the exponentials took 28
+// instructions a vector where exp_nonpositive (exp_avx512.h) takes 20.
 
 // s += the 16 lanes of v in double, 8 to each of the two accumulators.
 FC_AVX512 inline void add_wide(__m512d& s0, __m512d& s1, __m512 v) {
