@@ -551,15 +551,35 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void stor
   }
 }
 
+// The same in 8 x 8 blocks under AVX2 (a scalar copy with a stride of a channel row per
+// element was 8 % of fashion_cnn conv2's forward there).
+__attribute__((target("avx2,fma"), flatten)) void store_channels_avx2(
+    float* y, int64_t ld, const float* res, int64_t RR, int64_t stride, int64_t k1) {
+  for (int64_t r0 = 0; r0 < RR; r0 += 8) {
+    const int n = int(std::min<int64_t>(8, RR - r0));
+    V8 r[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      r[i] = V8{};
+      if (i < n) std::memcpy(&r[i], res + (r0 + i) * stride, sizeof(V8));
+    }
+    transpose_rounds<V8>(r);
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; ++l) {
+      if (l < k1) _mm256_maskstore_ps(y + l * ld + r0, m, __m256(r[l]));
+    }
+  }
+}
+
 template <typename V>
 void store_channels(float* y, int64_t ld, const float* res, int64_t RR, int64_t stride,
                     int64_t k1) {
   if constexpr (sizeof(V) == 64) {
     store_channels_avx512(y, ld, res, RR, stride, k1);
   } else {
-    for (int64_t l = 0; l < k1; ++l) {
-      for (int64_t r = 0; r < RR; ++r) y[l * ld + r] = res[r * stride + l];
-    }
+    store_channels_avx2(y, ld, res, RR, stride, k1);
   }
 }
 
