@@ -142,6 +142,39 @@ def test_linear_thread_counts(case_id, threads):
     _check_linear_backward(got, dout, x, w, np.float64)
 
 
+# Shapes around the CPU's small-batch forward (float32 under AVX-512: at most 64 rows, in and
+# out features >= 256, >= 2^20 weights, the transposed input within 1 MiB: csrc/cpu/dense.cpp),
+# 65 rows just past it; under the other variants (and in float64) they run the BLAS path.
+SMALL_BATCH_CASES = [((1, 1024), 1024), ((17, 1031), 1029), ((2, 8, 300), 4001),
+                     ((64, 4096), 257), ((33, 256), 4096), ((65, 1024), 1024)]
+
+
+@pytest.mark.parametrize("x_shape,out_features", SMALL_BATCH_CASES,
+                         ids=[f"{'x'.join(map(str, s))}-{o}" for s, o in SMALL_BATCH_CASES])
+def test_linear_small_batch_forward(x_shape, out_features, cpu_isa):
+    """float32 against the float64 reference, with and without bias, every output written
+    (the output handed over full of NaN), and a NaN in one input row reaching that row's
+    outputs only; on the small-batch kernel, the same bits for 1, 2 and 3 threads (the BLAS
+    path's blocks follow the thread count)."""
+    x, w, b, _ = _linear_data(x_shape, out_features, np.float32, 12)
+    rtol = rtol_for(np.float32, x_shape[-1])
+    outs = []
+    for threads in (1, 2, 3):
+        with _threads(threads):
+            outs.append(F.linear(x, w, b))
+    assert_close(outs[0], linear_ref(x, w, b), rtol, what="forward")
+    if cpu_isa == "avx512" and _rows(x_shape) <= 64:
+        for other in outs[1:]:
+            assert np.array_equal(outs[0], other)
+    out = np.full(x_shape[:-1] + (out_features,), np.nan, dtype=np.float32)
+    _C.linear_forward(_handing(out), x, w, None)
+    assert_close(out, linear_ref(x, w, None), rtol, what="forward, no bias")
+    xn = x.reshape(-1, x_shape[-1]).copy()
+    xn[-1, 3] = np.nan
+    got = F.linear(xn, w, b)
+    assert np.isnan(got[-1]).all() and np.isfinite(got[:-1]).all()
+
+
 @pytest.mark.parametrize("mask", MASKS, ids=MASK_IDS)
 def test_linear_backward_output_mask(mask):
     x, w, _, dout = _linear_data((2, 3, 7), 4, np.float64, 4, bias=False)
