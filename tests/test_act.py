@@ -363,7 +363,7 @@ def test_act_softmax_float32_large_logits(name):
 
 @pytest.mark.parametrize("D", [1, 5, 16, 17, 64, 79, 1000, 1024])
 def test_act_softmax_float32_rows_elementwise(D):
-    """Contiguous float32 rows (the AVX-512 variant has its own loop for them), element by
+    """Contiguous float32 rows (the AVX-512 variant has its own loops for them), element by
     element: within a few ulp of the float64 softmax of the same float32 logits, plus what
     rounding x - max to float32 costs (|x - max| * 2^-24 relative); outputs that underflow
     into the subnormals within the smallest normal float32. Row lengths around the 16-lane
@@ -376,6 +376,16 @@ def test_act_softmax_float32_rows_elementwise(D):
     bound = np.maximum(tiny, (8 * eps + np.abs(z) * 2.0**-24) * want)
     bad = np.abs(y - want) > bound
     assert not bad.any(), f"{int(bad.sum())} off, e.g. got {y[bad][:3]}, want {want[bad][:3]}"
+    # The backward from these float32 outputs: sum(g * y) in float64, then y * (g - sum),
+    # within a few roundings of y * (|g| + |sum|).
+    y32 = y.astype(np.float32)
+    g = np.random.default_rng(D + 1).standard_normal(x.shape).astype(np.float32)
+    dx = F.softmax_backward(g, y32, 1).astype(np.float64)
+    yd, gd = y32.astype(np.float64), g.astype(np.float64)
+    st = (gd * yd).sum(axis=1, keepdims=True)
+    bound = np.maximum(tiny, 4 * eps * yd * (np.abs(gd) + np.abs(st)))
+    bad = np.abs(dx - yd * (gd - st)) > bound
+    assert not bad.any(), f"backward: {int(bad.sum())} off"
 
 
 @pytest.mark.parametrize("name", sorted(SOFTMAX))

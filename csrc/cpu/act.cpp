@@ -311,6 +311,40 @@ FC_AVX512 void softmax_row_avx512(float* y, const float* x, int64_t D) {
     _mm512_mask_storeu_ps(y + d, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + d), inv));
   }
 }
+
+// softmax_backward_row<float, false>: sum(g * y) in double, its products exact, from 8-float
+// loads converted as they are read, in four chains; then dx = y * (g - sum) in float.
+FC_AVX512 inline __m512d wide8(const float* p) {
+  return _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(p));
+}
+
+FC_AVX512 void softmax_backward_row_avx512(float* dx, const float* g, const float* y, int64_t D) {
+  __m512d s[4];
+  for (int k = 0; k < 4; ++k) s[k] = _mm512_setzero_pd();
+  int64_t d = 0;
+  for (; d + 32 <= D; d += 32) {
+    for (int k = 0; k < 4; ++k) {
+      s[k] = _mm512_fmadd_pd(wide8(g + d + 8 * k), wide8(y + d + 8 * k), s[k]);
+    }
+  }
+  for (; d + 8 <= D; d += 8) s[0] = _mm512_fmadd_pd(wide8(g + d), wide8(y + d), s[0]);
+  if (d < D) {
+    const __mmask8 m = __mmask8((1u << (D - d)) - 1);
+    s[1] = _mm512_fmadd_pd(_mm512_maskz_cvtps_pd(0xFF, _mm256_maskz_loadu_ps(m, g + d)),
+                           _mm512_maskz_cvtps_pd(0xFF, _mm256_maskz_loadu_ps(m, y + d)), s[1]);
+  }
+  const __m512 st = _mm512_set1_ps(
+      float(total(_mm512_add_pd(s[0], s[1]), _mm512_add_pd(s[2], s[3]))));
+  for (d = 0; d + 16 <= D; d += 16) {
+    const __m512 v = _mm512_sub_ps(_mm512_loadu_ps(g + d), st);
+    _mm512_storeu_ps(dx + d, _mm512_mul_ps(_mm512_loadu_ps(y + d), v));
+  }
+  if (d < D) {
+    const __mmask16 m = __mmask16((1u << (D - d)) - 1);
+    const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, g + d), st);
+    _mm512_mask_storeu_ps(dx + d, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + d), v));
+  }
+}
 #endif
 
 // Lanes [0, L) of one outer slice; element (d, j) is at d * inner + j.
@@ -420,6 +454,13 @@ void softmax_backward(T* dinp, const T* dout, const T* out, int64_t outer, int64
                       int64_t inner) {
   for_softmax_items(outer, D, inner, [&](int64_t off, int64_t L) {
     with_isa([&] {
+#ifdef FC_ISA_X86
+      if constexpr (std::is_same_v<T, float> && !Log) {
+        if (inner == 1 && cpu_isa() == CpuIsa::avx512) {
+          return softmax_backward_row_avx512(dinp + off, dout + off, out + off, D);
+        }
+      }
+#endif
       if (inner == 1) softmax_backward_row<T, Log>(dinp + off, dout + off, out + off, D);
       else softmax_backward_lanes<T, Log>(dinp + off, dout + off, out + off, D, inner, L);
     });
