@@ -141,9 +141,11 @@ def test_vector_variants_agree_bit_for_bit(case):
 # Which algorithm each pass takes (fastconv.functional.conv2d_algorithm): (id, input shape,
 # weight shape, stride, padding, float32 under AVX2/AVX-512 as (forward, grad_input,
 # grad_weight), and where AVX-512 differs (the Winograd path, test_conv_winograd.py), its
-# triple). Elsewhere (float64, the baseline variant) "direct" and "direct_rows" (the
-# forward along output rows, test_conv_rows.py) become the next rule's pick: "batched_gemm" for planes of at most 16 pixels and a batch of 2 or more, else
-# "im2col_gemm" ("gemm" for a 1x1 layer read in place).
+# triple, then where AVX2 differs (Winograd's forward and input gradient along rows), its.
+# Elsewhere (float64, the baseline variant) "direct" and "direct_rows" (the forward along
+# output rows, test_conv_rows.py) become the next rule's pick: "batched_gemm" for planes of at
+# most 16 pixels and a batch of 2 or more, else "im2col_gemm" ("gemm" for a 1x1 layer read in
+# place).
 ALGORITHMS = [
     ("fashion_conv2", (64, 16, 14, 14), (32, 16, 5, 5), 1, 2, ("direct", "direct", "direct")),
     # A first layer: 25 taps per output channel, rows of 28 pixels; its weight gradient sums
@@ -173,13 +175,15 @@ ALGORITHMS = [
     ("resnet18_l3", (64, 256, 7, 7), (256, 256, 3, 3), 1, 1, ("direct", "direct", "direct"),
      ("winograd", "winograd", "winograd")),
     # ResNet's 3x3 layers at stride 1: Winograd under AVX-512, along rows at 56x56 and
-    # gathered across rows and images at 14x14 and 4x4.
+    # gathered across rows and images at 14x14 and 4x4; under AVX2 (forward and input
+    # gradient, along rows of 8 blocks) at 56x56 and 14x14, not at 7x7 or 4x4.
     ("resnet_3x3_56", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, ("direct", "direct", "direct"),
-     ("winograd", "winograd", "winograd")),
+     ("winograd", "winograd", "winograd"), ("winograd", "winograd", "direct")),
     ("resnet18_l2", (64, 128, 14, 14), (128, 128, 3, 3), 1, 1, ("direct", "direct", "direct"),
-     ("winograd", "winograd", "winograd")),
+     ("winograd", "winograd", "winograd"), ("winograd", "winograd", "direct")),
     ("alexnet_conv4", (16, 384, 13, 13), (256, 384, 3, 3), 1, 1,
-     ("direct", "direct", "im2col_gemm"), ("winograd", "winograd", "winograd")),
+     ("direct", "direct", "im2col_gemm"), ("winograd", "winograd", "winograd"),
+     ("winograd", "winograd", "im2col_gemm")),
     # LeNet's C5: a window over the whole 5x5 input, a linear layer on the flattened images.
     ("lenet_c5", (64, 16, 5, 5), (120, 16, 5, 5), 1, 0, ("linear", "linear", "linear")),
     # ... with padding, one output pixel is still a convolution; dy is far smaller than x.
@@ -216,6 +220,8 @@ def test_algorithm_pinned_per_shape(case, variant, dtype):
     vector = dtype == np.float32 and variant != "baseline"
     if vector and variant == "avx512" and len(case) > 6:
         want = case[6]
+    elif vector and variant == "avx2" and len(case) > 7:
+        want = case[7]
     expected = {p: a if vector or not a.startswith("direct") else _without_direct(case)
                 for p, a in zip(("forward", "grad_input", "grad_weight"), want)}
     assert got == expected

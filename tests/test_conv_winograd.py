@@ -1,4 +1,5 @@
-"""conv2d's Winograd path (csrc/cpu/conv_winograd.cpp: F(2x2, 3x3), float32 under AVX-512) for
+"""conv2d's Winograd path (csrc/cpu/conv_winograd.cpp: F(2x2, 3x3), float32 under AVX-512, and
+under AVX2 for the forward and input gradient of planes whose block rows fill its vectors) for
 3x3 layers at stride 1, forward, input and weight gradients, against the float64 reference of
 fastconv/_opinfo/conv.py, at the same tolerance as every other path, under every CPU variant
 (the others run the same shapes through the direct tiles or the GEMM).
@@ -52,20 +53,70 @@ CASES = [
 IDS = [c["id"] for c in CASES]
 
 AVX512 = "avx512" in fc.info()["cpu_isas"]
+WINOGRAD_VARIANTS = [v for v in ("avx512", "avx2") if v in fc.info()["cpu_isas"]]
+
+
+def _avx2_rows_fit(N, P, Q):
+    """The AVX2 variant's layout rule: vectors of 8 2x2 blocks along the block rows of the N
+    output planes of P x Q, at least 3/4 of their lanes outputs, and one item's 8 vectors."""
+    cols = (Q + 1) // 2
+    per_row = -(-cols // 8)
+    return 4 * cols >= 3 * 8 * per_row and N * ((P + 1) // 2) * per_row >= 8
+
+
+def _avx2_winograd_passes(case):
+    """The passes of a case that CASES makes Winograd under AVX-512 which AVX2 runs there too:
+    the forward on the output planes, the input gradient on the input planes."""
+    pad = case["padding"] if isinstance(case["padding"], tuple) else (case["padding"],) * 2
+    P, Q = case["H"] + 2 * pad[0] - 2, case["W"] + 2 * pad[1] - 2
+    passes = set()
+    if _avx2_rows_fit(case["N"], P, Q):
+        passes.add("forward")
+    if _avx2_rows_fit(case["N"], case["H"], case["W"]):
+        passes.add("grad_input")
+    return passes
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("variant", fc.info()["cpu_isas"])
-def test_the_cases_take_the_winograd_path_under_avx512(case, variant):
+def test_the_cases_take_the_winograd_path_under_avx512_and_avx2(case, variant):
     x, w, _, _ = make_data(case, np.float32, 0, bias=False)
     with cpu_variant(variant):
         got = F.conv2d_algorithm(x, w, **conv_args(case))
         got64 = F.conv2d_algorithm(x.astype(np.float64), w.astype(np.float64), **conv_args(case))
+    winograd = {p for p, a in got.items() if a == "winograd"}
     if variant == "avx512":
-        assert got == {"forward": "winograd", "grad_input": "winograd", "grad_weight": "winograd"}
+        assert winograd == {"forward", "grad_input", "grad_weight"}
+    elif variant == "avx2":
+        assert winograd == _avx2_winograd_passes(case)
     else:
-        assert "winograd" not in got.values()
+        assert not winograd
     assert "winograd" not in got64.values()
+
+
+def test_avx2_runs_most_row_cases():
+    """The rule above leaves the AVX2 variant most of the cases along rows (not the short rows
+    of the flat ones, nor a plane of one vector too few blocks)."""
+    assert sum(len(_avx2_winograd_passes(c)) for c in CASES) >= 20
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_avx2_gives_the_avx512_bits(case):
+    """The AVX2 variant runs the AVX-512 variant's chains of operations (the same transformed
+    weights, the same sums in the same order), so where both take Winograd their bits agree.
+    (A CPU without AVX-512 has nothing to compare.)"""
+    passes = _avx2_winograd_passes(case) if len(WINOGRAD_VARIANTS) == 2 else set()
+    x, w, b, dout = make_data(case, np.float32, stable_seed("winograd avx2 bits", case["id"]))
+    runs = {}
+    for variant in ("avx512", "avx2"):
+        with cpu_variant(variant):
+            runs[variant] = (F.conv2d(x, w, b, **conv_args(case)),
+                             F.conv2d_backward(dout, x, w, **conv_args(case),
+                                               output_mask=(True, False, False))[0])
+    if "forward" in passes:
+        np.testing.assert_array_equal(runs["avx2"][0], runs["avx512"][0])
+    if "grad_input" in passes:
+        np.testing.assert_array_equal(runs["avx2"][1], runs["avx512"][1])
 
 
 @pytest.mark.usefixtures("cpu_isa")
@@ -90,10 +141,10 @@ def test_weight_gradient_accumulates_into_given_gradients(case):
                  what="grad_weight += ")
 
 
-@pytest.mark.skipif(not AVX512, reason="the Winograd path needs AVX-512, which this CPU lacks")
+@pytest.mark.parametrize("variant", WINOGRAD_VARIANTS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_results_do_not_depend_on_thread_count(case):
-    check_same_bits_for_thread_counts(case, "avx512", stable_seed("winograd threads", case["id"]))
+def test_results_do_not_depend_on_thread_count(case, variant):
+    check_same_bits_for_thread_counts(case, variant, stable_seed("winograd threads", case["id"]))
 
 
 @pytest.mark.usefixtures("cpu_isa")
@@ -178,5 +229,7 @@ def test_nearby_layers_take_other_paths(case, winograd):
     for variant in fc.info()["cpu_isas"]:
         with cpu_variant(variant):
             got = F.conv2d_algorithm(x, w, **conv_args(case))
+        # Under AVX2 none of them: the forward and input gradient of the 513-channel layers
+        # pass the channel limit, and the weight gradient is AVX-512's only.
         assert {p for p, a in got.items() if a == "winograd"} == (
             set(winograd) if variant == "avx512" else set()), variant

@@ -190,7 +190,7 @@ void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* w
 
 // The algorithm a pass of conv2d on g takes in dtype T, first that applies: depthwise layers
 // their stencil; a whole-window layer a linear one; Winograd F(2x2, 3x3) for 3x3 layers at
-// stride 1 (float32 under AVX-512, cpu/conv_winograd.h); the direct tiles (float32,
+// stride 1 (float32 under AVX-512 and AVX2, cpu/conv_winograd.h); the direct tiles (float32,
 // cpu/conv_direct.h: on small planes they put several rows side by side and beat the batched
 // GEMM forward and, at stride 1, input gradient; the weight gradient of small planes stays with
 // the batched GEMM); the batched GEMM for small planes; else one GEMM per image (the 1x1 layer

@@ -2,7 +2,8 @@
 // 2x2 output blocks sit in the vector lanes, 16 to a register: along a block row where the rows
 // fill the lanes, so the input and output transforms read and write whole NCHW rows (masked at
 // the plane's edges, which also stand for the padding), else 16 consecutive blocks of the batch
-// gathered and scattered lane by lane. The GEMMs broadcast transformed weights.
+// gathered and scattered lane by lane. The GEMMs broadcast transformed weights. An AVX2 copy of
+// the forward's correlation, along rows only, follows the weight gradient.
 #include "cpu/conv_winograd.h"
 
 #include <immintrin.h>
@@ -706,6 +707,287 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The AVX2 variant: the forward and input gradient only, along block rows only. A vector holds 8
+// blocks (16 output columns), so rows of 14 pixels and more fill 3/4 of its lanes; an item is
+// kNV2 = 8 vectors, the AVX-512 item's 64 blocks, and its buffers and the transformed weights
+// are laid out as there. The GEMM tile is 6 output channels x 2 vectors (12 of AVX2's 16
+// registers). Each output is the same chain of operations as under AVX-512, so the bits are
+// the same wherever both run it.
+#define FC_AVX2 __attribute__((target("avx2,fma")))
+
+constexpr int64_t kLanes2 = 8;
+constexpr int64_t kNV2 = kNV * kLanes / kLanes2;
+
+// U as transform_weight_block makes it, lane by lane in scalar double (its gathers need
+// AVX-512): the same operations in the same order, so the same floats.
+void transform_weight_block_scalar(float* u, const Wmap& m, const Wcorr& d, int64_t gi,
+                                   int64_t kb, int64_t c) {
+  const int64_t KB = ceil_div(d.K, kKR), c0 = c / kCChunk * kCChunk;
+  const int64_t cn = std::min(kCChunk, d.C - c0), per_xi = KB * cn * kKR;
+  float* to = u + u_offset(d, gi, c0) + (kb * cn + c - c0) * kKR;
+  for (int64_t i = 0; i < kKR; ++i) {
+    const int64_t k = kb * kKR + i;
+    double g[3][3] = {}, t[4][3];
+    if (k < d.K) {
+      const float* w = m.w + gi * m.sg + k * m.sk + c * m.sc;
+      for (int r = 0; r < 3; ++r) {
+        for (int q = 0; q < 3; ++q) g[r][q] = double(w[(3 * r + q) * m.srs]);
+      }
+    }
+    for (int q = 0; q < 3; ++q) {
+      t[0][q] = g[0][q];
+      t[1][q] = 0.5 * ((g[0][q] + g[1][q]) + g[2][q]);
+      t[2][q] = 0.5 * ((g[0][q] - g[1][q]) + g[2][q]);
+      t[3][q] = g[2][q];
+    }
+    for (int a = 0; a < 4; ++a) {
+      const double v[4] = {t[a][0], 0.5 * ((t[a][0] + t[a][1]) + t[a][2]),
+                           0.5 * ((t[a][0] - t[a][1]) + t[a][2]), t[a][2]};
+      for (int b = 0; b < 4; ++b) to[(4 * a + b) * per_xi + i] = float(v[b]);
+    }
+  }
+}
+
+std::unique_ptr<float[]> transform_weights_scalar(const Wmap& m, const Wcorr& d) {
+  const int64_t KB = ceil_div(d.K, kKR);
+  auto u = alloc_uninit<float>(d.groups * kXi * KB * d.C * kKR,
+                               "conv2d (winograd): transformed weights");
+  const int64_t blocks = d.groups * KB * d.C;
+#pragma omp parallel for schedule(static) num_threads(max_threads()) if (d.parallel)
+  for (int64_t e = 0; e < blocks; ++e) {
+    transform_weight_block_scalar(u.get(), m, d, e / (KB * d.C), (e / d.C) % KB, e % d.C);
+  }
+  return u;
+}
+
+// Vectors of 8 blocks along the block rows of N planes of P x Q outputs.
+struct Layout2 {
+  int64_t rows, cols, per_row, vectors;
+};
+
+Layout2 layout2_of(int64_t N, int64_t P, int64_t Q) {
+  const int64_t rows = blocks_of(P), cols = blocks_of(Q), per_row = ceil_div(cols, kLanes2);
+  return Layout2{rows, cols, per_row, N * rows * per_row};
+}
+
+bool layout2_fits(const Layout2& L) { return 4 * L.cols >= 3 * kLanes2 * L.per_row; }
+
+// Lanes l with 0 <= w + l < W, as an AVX2 mask (all ones where in).
+FC_AVX2 inline __m256i lanes2_in(int64_t w, int64_t W) {
+  const __m256i idx = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                       _mm256_set1_epi32(int32_t(std::clamp<int64_t>(w, -16, W))));
+  return _mm256_and_si256(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(-1)),
+                          _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(W)), idx));
+}
+
+// InSpan and OutSpan for 8 blocks.
+struct InSpan2 {
+  int64_t at;
+  __m256i m[4];
+  unsigned rows;
+};
+
+FC_AVX2 inline InSpan2 in_span2(int64_t h0, int64_t w0, int64_t H, int64_t W) {
+  InSpan2 s{h0 * W + w0, {lanes2_in(w0, W), lanes2_in(w0 + 8, W), lanes2_in(w0 + 2, W),
+                          lanes2_in(w0 + 10, W)}, 0};
+  for (int i = 0; i < 4; ++i) s.rows |= unsigned(h0 + i >= 0 && h0 + i < H) << i;
+  return s;
+}
+
+struct OutSpan2 {
+  int64_t at;
+  __m256i m[2];
+  bool two;
+};
+
+FC_AVX2 inline OutSpan2 out_span2(int64_t p0, int64_t q0, int64_t P, int64_t Q) {
+  return OutSpan2{p0 * Q + q0, {lanes2_in(q0, Q), lanes2_in(q0 + 8, Q)}, p0 + 1 < P};
+}
+
+// Lanes 0, 2, .., 14 (odd: 1, 3, .., 15) of the 16 floats a, b.
+FC_AVX2 inline __m256 even2(__m256 a, __m256 b) {
+  const __m256 t = _mm256_shuffle_ps(a, b, 0x88);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
+}
+
+FC_AVX2 inline __m256 odd2(__m256 a, __m256 b) {
+  const __m256 t = _mm256_shuffle_ps(a, b, 0xDD);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
+}
+
+// load_rows for 8 blocks; masked-off lanes are zeros and are not read.
+FC_AVX2 inline void load_rows2(__m256 d[4][4], const float* plane, int64_t W, const InSpan2& s) {
+  for (int i = 0; i < 4; ++i) {
+    if (!(s.rows >> i & 1)) {
+      for (int j = 0; j < 4; ++j) d[i][j] = _mm256_setzero_ps();
+      continue;
+    }
+    const float* row = plane + s.at + i * W;
+    const __m256 a = _mm256_maskload_ps(row, s.m[0]), b = _mm256_maskload_ps(row + 8, s.m[1]);
+    const __m256 a2 = _mm256_maskload_ps(row + 2, s.m[2]);
+    const __m256 b2 = _mm256_maskload_ps(row + 10, s.m[3]);
+    d[i][0] = even2(a, b);
+    d[i][1] = odd2(a, b);
+    d[i][2] = even2(a2, b2);
+    d[i][3] = odd2(a2, b2);
+  }
+}
+
+// store_transformed for 8 blocks.
+FC_AVX2 inline void store_transformed2(float* v, int64_t xs, const __m256 d[4][4]) {
+  __m256 t[4][4];
+  for (int j = 0; j < 4; ++j) {
+    t[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
+    t[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
+    t[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
+    t[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_store_ps(v + (4 * i + 0) * xs, _mm256_sub_ps(t[i][0], t[i][2]));
+    _mm256_store_ps(v + (4 * i + 1) * xs, _mm256_add_ps(t[i][1], t[i][2]));
+    _mm256_store_ps(v + (4 * i + 2) * xs, _mm256_sub_ps(t[i][2], t[i][1]));
+    _mm256_store_ps(v + (4 * i + 3) * xs, _mm256_sub_ps(t[i][1], t[i][3]));
+  }
+}
+
+// output_points and store_rows for 8 blocks.
+FC_AVX2 inline void output_points2(__m256 y[2][2], const float* m, int64_t xs, float bias) {
+  __m256 r[2][4];
+  for (int j = 0; j < 4; ++j) {
+    const __m256 m0 = _mm256_load_ps(m + j * xs), m1 = _mm256_load_ps(m + (4 + j) * xs);
+    const __m256 m2 = _mm256_load_ps(m + (8 + j) * xs), m3 = _mm256_load_ps(m + (12 + j) * xs);
+    r[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+    r[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+  }
+  const __m256 b = _mm256_set1_ps(bias);
+  for (int i = 0; i < 2; ++i) {
+    y[i][0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r[i][0], r[i][1]), r[i][2]), b);
+    y[i][1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(r[i][1], r[i][2]), r[i][3]), b);
+  }
+}
+
+FC_AVX2 inline void store_rows2(float* plane, int64_t Q, const OutSpan2& s,
+                                const __m256 y[2][2]) {
+  for (int i = 0; i < (s.two ? 2 : 1); ++i) {
+    const __m256 lo = _mm256_unpacklo_ps(y[i][0], y[i][1]);
+    const __m256 hi = _mm256_unpackhi_ps(y[i][0], y[i][1]);
+    float* row = plane + s.at + i * Q;
+    _mm256_maskstore_ps(row, s.m[0], _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_maskstore_ps(row + 8, s.m[1], _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
+}
+
+// gemm_tile for 8-lane vectors, NJ of them (1 or 2).
+template <int NJ>
+FC_AVX2 inline void gemm_tile2(float* m, int64_t ldm, const float* u, int64_t us,
+                               const float* v, int64_t vcs, int64_t C, bool add) {
+  __m256 acc[kKR][NJ];
+  for (int i = 0; i < kKR; ++i) {
+    for (int j = 0; j < NJ; ++j) {
+      acc[i][j] = add ? _mm256_load_ps(m + i * ldm + j * kLanes2) : _mm256_setzero_ps();
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    const float* vc = v + c * vcs;
+    __m256 x[NJ];
+    for (int j = 0; j < NJ; ++j) x[j] = _mm256_load_ps(vc + j * kLanes2);
+    const float* uc = u + c * us;
+#pragma GCC unroll 6
+    for (int i = 0; i < kKR; ++i) {
+      const __m256 w = _mm256_broadcast_ss(uc + i);
+      for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_fmadd_ps(w, x[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < kKR; ++i) {
+    for (int j = 0; j < NJ; ++j) _mm256_store_ps(m + i * ldm + j * kLanes2, acc[i][j]);
+  }
+}
+
+// run_item for the AVX2 layout: kNV2 vectors from v0 (fewer in the batch's last item).
+FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float* bias,
+                       const Wcorr& d, const Layout2& L, int64_t gi, int64_t v0,
+                       int64_t kb_begin, int64_t kb_end, float* vbuf, float* mbuf) {
+  const int64_t KB = ceil_div(d.K, kKR), vcs = kXi * kNV2 * kLanes2 + kSkew;
+  const int64_t mxs = kKChunk * kNV2 * kLanes2 + kSkew, HW = d.H * d.W, PQ = d.P * d.Q;
+  const int64_t nv = std::min(kNV2, L.vectors - v0);
+  int64_t n[kNV2];
+  InSpan2 in[kNV2];
+  OutSpan2 os[kNV2];
+  for (int64_t j = 0; j < nv; ++j) {
+    const int64_t v = v0 + j, p0 = 2 * ((v / L.per_row) % L.rows);
+    const int64_t q0 = 2 * kLanes2 * (v % L.per_row);
+    n[j] = v / (L.rows * L.per_row);
+    in[j] = in_span2(p0 - d.oh, q0 - d.ow, d.H, d.W);
+    os[j] = out_span2(p0, q0, d.P, d.Q);
+  }
+  for (int64_t c = 0; c < d.C; ++c) {
+    for (int64_t j = 0; j < nv; ++j) {
+      __m256 pts[4][4];
+      load_rows2(pts, src + ((n[j] * d.groups + gi) * d.C + c) * HW, d.W, in[j]);
+      store_transformed2(vbuf + c * vcs + j * kLanes2, kNV2 * kLanes2, pts);
+    }
+  }
+  for (int64_t kb0 = kb_begin; kb0 < kb_end; kb0 += kKChunk / kKR) {
+    const int64_t kb1 = std::min(kb_end, kb0 + kKChunk / kKR);
+    for (int64_t c0 = 0; c0 < d.C; c0 += kCChunk) {
+      const int64_t cn = std::min(kCChunk, d.C - c0);
+      for (int64_t xi = 0; xi < kXi; ++xi) {
+        for (int64_t kb = kb0; kb < kb1; ++kb) {
+          float* m = mbuf + xi * mxs + (kb - kb0) * kKR * kNV2 * kLanes2;
+          const float* w = u + u_offset(d, gi, c0) + (xi * KB + kb) * cn * kKR;
+          const float* v = vbuf + c0 * vcs + xi * kNV2 * kLanes2;
+          for (int64_t j = 0; j < nv; j += 2) {
+            if (nv - j >= 2) {
+              gemm_tile2<2>(m + j * kLanes2, kNV2 * kLanes2, w, kKR, v + j * kLanes2, vcs, cn,
+                            c0 > 0);
+            } else {
+              gemm_tile2<1>(m + j * kLanes2, kNV2 * kLanes2, w, kKR, v + j * kLanes2, vcs, cn,
+                            c0 > 0);
+            }
+          }
+        }
+      }
+    }
+    const int64_t k1 = std::min(d.K, kb1 * kKR);
+    for (int64_t k = kb0 * kKR; k < k1; ++k) {
+      const float b = bias ? bias[gi * d.K + k] : 0.0f;
+      for (int64_t j = 0; j < nv; ++j) {
+        __m256 y[2][2];
+        output_points2(y, mbuf + ((k - kb0 * kKR) * kNV2 + j) * kLanes2, mxs, b);
+        store_rows2(out + ((n[j] * d.groups + gi) * d.K + k) * PQ, d.Q, os[j], y);
+      }
+    }
+  }
+}
+
+// correlate for the AVX2 variant (the rows of the planes fill 3/4 of its vectors' lanes).
+void correlate2(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
+  const auto u = transform_weights_scalar(m, d);
+  const Layout2 L = layout2_of(d.N, d.P, d.Q);
+  const int threads = max_threads();
+  const int64_t per_group = ceil_div(L.vectors, kNV2), base = d.groups * per_group;
+  const int64_t chunks = ceil_div(ceil_div(d.K, kKR), kKChunk / kKR);
+  const int64_t parts = std::clamp<int64_t>(ceil_div(2 * threads, base), 1, chunks);
+  const int64_t items = base * parts, KB = ceil_div(d.K, kKR);
+  const int64_t vsize = d.C * (kXi * kNV2 * kLanes2 + kSkew);
+  const int64_t msize = kXi * (kKChunk * kNV2 * kLanes2 + kSkew);
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, vsize + msize) + kLanes,
+                                        "conv2d (winograd): transformed tiles");
+#pragma omp parallel num_threads(threads) if (d.parallel)
+  {
+    float* vbuf = line_aligned(bufs.get()) + thread_id() * (vsize + msize);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t b = i / parts, part = i % parts;
+      const int64_t kb0 = part_begin(chunks, parts, part) * (kKChunk / kKR);
+      const int64_t kb1 = std::min(KB, part_begin(chunks, parts, part + 1) * (kKChunk / kKR));
+      run_item2(out, src, u.get(), bias, d, L, b / per_group, (b % per_group) * kNV2, kb0, kb1,
+                vbuf, vbuf + vsize);
+    }
+  }
+}
+
 // Whether the Layout of N planes of P x Q outputs is worth running: rows that fill the lanes,
 // or flat vectors whose blocks fill 3/4 of the lanes with outputs (a 7x7 plane's 16 blocks hold
 // 49 of 64) and whose 32-bit offsets reach across 16 images of in_image and out_image floats.
@@ -719,7 +1001,7 @@ bool layout_fits(const Layout& L, int64_t N, int64_t P, int64_t Q, int64_t in_im
 // neighbours, so one infinity would meet itself with the other sign and give NaN where the
 // direct sum is +-inf; a call whose arrays hold one goes to the GEMM path instead. An exponent
 // of all ones is either; OR-ing them is an integer reduction the compiler vectorises.
-FC_AVX512 bool all_finite_part(const float* a, int64_t n) {
+__attribute__((always_inline)) inline bool all_finite_loop(const float* a, int64_t n) {
   uint32_t any = 0;
   for (int64_t i = 0; i < n; ++i) {
     uint32_t b;
@@ -727,6 +1009,13 @@ FC_AVX512 bool all_finite_part(const float* a, int64_t n) {
     any |= uint32_t((b & 0x7F800000u) == 0x7F800000u);
   }
   return any == 0;
+}
+
+FC_AVX512 bool all_finite_avx512(const float* a, int64_t n) { return all_finite_loop(a, n); }
+FC_AVX2 bool all_finite_avx2(const float* a, int64_t n) { return all_finite_loop(a, n); }
+
+bool all_finite_part(const float* a, int64_t n) {
+  return cpu_isa() == CpuIsa::avx512 ? all_finite_avx512(a, n) : all_finite_avx2(a, n);
 }
 
 bool all_finite(const float* a, int64_t n, bool parallel) {
@@ -744,11 +1033,13 @@ bool all_finite(const float* a, int64_t n, bool parallel) {
 }  // namespace
 
 bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
-  if (cpu_isa() != CpuIsa::avx512) return false;
+  const bool avx2 = cpu_isa() == CpuIsa::avx2;
+  if (cpu_isa() != CpuIsa::avx512 && !avx2) return false;
   if (g.R != 3 || g.S != 3 || g.stride_h != 1 || g.stride_w != 1 || g.dil_h != 1 || g.dil_w != 1) {
     return false;
   }
   if (pass == ConvPass::grad_weight) {
+    if (avx2) return false;
     // The items' blocks must fill 3/4 of their GEMMs' 64 steps: 512 x 512 channels at 4x4
     // took 17.8 ms at batch 4 (16 blocks) against the batched GEMM's 4.5, 43 against 74 at
     // batch 64. dy's gathers reach 16 planes in 32-bit offsets.
@@ -771,6 +1062,10 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
   // prefetchers keep up with: ResNet's 512 x 512 layers ran 1.2x (4x4, batch 16) to 1.9x
   // (32x32) faster than the direct tiles.
   if (C < 16 || K < 16 || C + K < 48 || C > 512 || K > 512 || P < 2) return false;
+  if (avx2) {
+    const Layout2 L = layout2_of(g.N, P, Q);
+    return L.vectors >= kNV2 && layout2_fits(L);
+  }
   // At least one item's worth of vectors: ResNet's 512 x 512 layer at 4x4 and batch 4 (one
   // vector) took 3.4 ms against the batched GEMM's 2.2.
   const Layout L = layout_of(g.N, P, Q);
@@ -785,7 +1080,8 @@ bool conv2d_winograd_forward(float* out, const float* inp, const float* weight, 
   }
   const int64_t C = g.Cg(), K = g.Kg();
   const Wcorr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.pad_t, g.pad_l, parallel};
-  correlate(out, inp, bias, d, Wmap{weight, K * C * 9, C * 9, 9, 1});
+  (cpu_isa() == CpuIsa::avx512 ? correlate : correlate2)(out, inp, bias, d,
+                                                          Wmap{weight, K * C * 9, C * 9, 9, 1});
   return true;
 }
 
@@ -800,7 +1096,8 @@ bool conv2d_winograd_backward_data(float* dinp, const float* dout, const float* 
   // channels swapped.
   const int64_t C = g.Cg(), K = g.Kg();
   const Wcorr d{g.N, g.groups, K, C, g.P, g.Q, g.H, g.W, 2 - g.pad_t, 2 - g.pad_l, parallel};
-  correlate(dinp, dout, nullptr, d, Wmap{weight + 8, K * C * 9, 9, C * 9, -1});
+  (cpu_isa() == CpuIsa::avx512 ? correlate : correlate2)(
+      dinp, dout, nullptr, d, Wmap{weight + 8, K * C * 9, 9, C * 9, -1});
   return true;
 }
 

@@ -1,6 +1,7 @@
 // Winograd convolution F(2x2, 3x3) on the CPU, float32 under AVX-512: 3x3 windows at stride 1
 // (ResNet's and VGG's layers), their input gradients (the same correlation with the kernel
-// flipped) and their weight gradients. Each 2x2 block of outputs costs 16 products per (input,
+// flipped) and their weight gradients; under AVX2 the first two on planes whose block rows fill
+// its 8-lane vectors, with the same bits. Each 2x2 block of outputs costs 16 products per (input,
 // output channel) pair instead of 36: the input's overlapping 4x4 tiles and the kernels are
 // transformed (B^T d B, G g G^T), multiplied pointwise and summed over input channels (16 small
 // GEMMs), and the sums transformed back (A^T m A); the weight gradient sums E_t . V_t over the
@@ -21,7 +22,7 @@
 
 namespace fc {
 
-// Whether the Winograd path takes this pass of conv2d on g (float32, AVX-512 in use): a 3x3
+// Whether the Winograd path takes this pass of conv2d on g (float32, AVX-512 or AVX2 in use): a 3x3
 // kernel at stride 1 and dilation 1, with enough channels for the transforms to be a small part
 // of the work and output blocks that fill the vector lanes. Asked by conv2d's algorithm choice
 // (cpu/conv.cpp).
