@@ -144,46 +144,49 @@ void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C
   }
 }
 
-// Eight doubles: lowered to one zmm, two ymm or four xmm registers by the variant, each lane
-// computed alike, so the sums below give the same bits under every variant.
-typedef double D8 __attribute__((vector_size(64)));
+// Four doubles: one ymm register, two xmm under the baseline variant; each lane computed alike,
+// so the sums below give the same bits under every variant. (As one 8-lane vector of 64 bytes
+// they went through the stack under AVX2: batch-norm backward at 2.9x PyTorch's time there.)
+typedef double D4 __attribute__((vector_size(32)));
 
-// v = x[0, 8) in double lanes.
+// v = x[0, 4) in double lanes.
 template <typename T>
-inline void load8(D8& v, const T* x) {
+inline void load4(D4& v, const T* x) {
   if constexpr (std::is_same_v<T, float>) {
-    typedef float F8 __attribute__((vector_size(32)));
-    F8 f;
+    typedef float F4 __attribute__((vector_size(16)));
+    F4 f;
     std::memcpy(&f, x, sizeof f);
-    v = __builtin_convertvector(f, D8);
+    v = __builtin_convertvector(f, D4);
   } else {
     std::memcpy(&v, x, sizeof v);
   }
 }
 
 // The three sums of grad_sums over elements [j0, j1) of channel c, m its mean, into p[0..2].
-// Lane l of the vector sums takes each run's elements 8i + l, across the runs; a run's last
-// len % 8 go to scalar sums; the lanes are added in order at the end. (A reduction per run,
-// `omp simd`, ended every run with three horizontal sums and a scalar remainder: most of the
-// time of a run of 196, fashion_cnn's second block.)
+// Lane l (of 8, in two vectors of 4) of the vector sums takes each run's elements 8i + l,
+// across the runs; a run's last len % 8 go to scalar sums; the lanes are added in order at the
+// end. (A reduction per run, `omp simd`, ended every run with three horizontal sums and a
+// scalar remainder: most of the time of a run of 196, fashion_cnn's second block.)
 template <typename T>
 void chunk_grad_sums(double* p, const T* dout, const T* inp, double m, int64_t C, int64_t S,
                      int64_t c, int64_t j0, int64_t j1) {
-  D8 va{}, vb{}, vd{};
-  const D8 mv = m - D8{};
+  D4 va[2] = {}, vb[2] = {}, vd[2] = {};
+  const D4 mv = m - D4{};
   double a = 0, b = 0, d = 0;
   channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
     const T* x = inp + o;
     const T* dy = dout + o;
     int64_t e = 0;
     for (; e + 8 <= len; e += 8) {
-      D8 g, xm;
-      load8(g, dy + e);
-      load8(xm, x + e);
-      xm -= mv;
-      va += g;
-      vb += g * xm;
-      vd += xm;
+      for (int h = 0; h < 2; ++h) {
+        D4 g, xm;
+        load4(g, dy + e + 4 * h);
+        load4(xm, x + e + 4 * h);
+        xm -= mv;
+        va[h] += g;
+        vb[h] += g * xm;
+        vd[h] += xm;
+      }
     }
     for (; e < len; ++e) {
       const double g = double(dy[e]), xm = double(x[e]) - m;
@@ -193,9 +196,9 @@ void chunk_grad_sums(double* p, const T* dout, const T* inp, double m, int64_t C
     }
   });
   for (int l = 0; l < 8; ++l) {
-    a += va[l];
-    b += vb[l];
-    d += vd[l];
+    a += va[l / 4][l % 4];
+    b += vb[l / 4][l % 4];
+    d += vd[l / 4][l % 4];
   }
   p[0] = a;
   p[1] = b;
