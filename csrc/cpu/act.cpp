@@ -198,13 +198,14 @@ double dot_of(const T* a, const T* b, int64_t D) {
 
 // max(-inf, x[0:n]) in independent lanes: one running maximum is a chain of dependent
 // compares, about 4 cycles per element, most of a softmax row's time. The lanes are a GCC
-// vector of 64 bytes, which each variant lowers to its own registers (one zmm, two ymm, four
-// xmm): written as an array of lanes, gcc kept the loop scalar. NaN is never taken (a row
-// holding one gives NaN through x - max anyway).
+// vector of 32 bytes, one ymm register (two xmm under the baseline variant): written as an
+// array of lanes, gcc kept the loop scalar, and as a vector of 64 bytes it went through the
+// stack under AVX2 (softmax's forward at 1.8x PyTorch's time there). NaN is never taken (a
+// row holding one gives NaN through x - max anyway).
 template <typename T>
 T max_of(const T* x, int64_t n) {
-  constexpr int64_t L = 64 / sizeof(T);
-  typedef T Lanes __attribute__((vector_size(64)));
+  constexpr int64_t L = 32 / sizeof(T);
+  typedef T Lanes __attribute__((vector_size(32)));
   // Two vectors of them, so that two compare chains overlap.
   Lanes m0, m1;
   for (int64_t j = 0; j < L; ++j) m0[j] = m1[j] = -std::numeric_limits<T>::infinity();
