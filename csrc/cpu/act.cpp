@@ -93,6 +93,60 @@ FC_AVX512 inline void tanh16(__m512* x) {
   }
 }
 
+// tanh16 under AVX2: 8 floats a vector, 2^n from the exponent bits as tanh_of builds it (no
+// vscalefps), the clamp by vminps, the sign by and/or. The same bits as tanh_of again.
+#define FC_AVX2 __attribute__((target("avx2,fma")))
+
+FC_AVX2 inline __m256 splat8(float v) { return _mm256_set1_ps(v); }
+
+template <int K>
+FC_AVX2 inline void tanh8(__m256* x) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 v[K], n[K], r[K], p[K];
+  __m256i e[K];
+  for (int k = 0; k < K; ++k) {
+    // min(9, a) keeps a NaN a (vminps returns its second operand when either is NaN).
+    v[k] = _mm256_mul_ps(splat8(2.0f), _mm256_min_ps(splat8(9.0f), _mm256_and_ps(x[k], abs_mask)));
+  }
+  for (int k = 0; k < K; ++k) {
+    const __m256 nb = _mm256_fmadd_ps(v[k], splat8(1.44269504088896341f), splat8(12582912.0f));
+    e[k] = _mm256_sub_epi32(_mm256_castps_si256(nb), _mm256_set1_epi32(0x4B400000 - 127));
+    n[k] = _mm256_sub_ps(nb, splat8(12582912.0f));
+  }
+  for (int k = 0; k < K; ++k) r[k] = _mm256_fnmadd_ps(n[k], splat8(0.693359375f), v[k]);
+  for (int k = 0; k < K; ++k) r[k] = _mm256_fnmadd_ps(n[k], splat8(-2.12194440e-4f), r[k]);
+  for (int k = 0; k < K; ++k) p[k] = splat8(1.9875691500e-4f);
+  for (const float q : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                        5.0000001201e-1f}) {
+    for (int k = 0; k < K; ++k) p[k] = _mm256_fmadd_ps(p[k], r[k], splat8(q));
+  }
+  for (int k = 0; k < K; ++k) p[k] = _mm256_fmadd_ps(_mm256_mul_ps(p[k], r[k]), r[k], r[k]);
+  for (int k = 0; k < K; ++k) {
+    const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(e[k], 23));
+    p[k] = _mm256_fmadd_ps(s, p[k], _mm256_sub_ps(s, splat8(1.0f)));
+  }
+  for (int k = 0; k < K; ++k) p[k] = _mm256_div_ps(p[k], _mm256_add_ps(p[k], splat8(2.0f)));
+  for (int k = 0; k < K; ++k) x[k] = _mm256_or_ps(p[k], _mm256_andnot_ps(abs_mask, x[k]));
+}
+
+FC_AVX2 void tanh_avx2(float* y, const float* x, int64_t n) {
+  constexpr int K = 4;
+  int64_t i = 0;
+  for (; i + 8 * K <= n; i += 8 * K) {
+    __m256 v[K];
+    for (int k = 0; k < K; ++k) v[k] = _mm256_loadu_ps(x + i + 8 * k);
+    tanh8<K>(v);
+    for (int k = 0; k < K; ++k) _mm256_storeu_ps(y + i + 8 * k, v[k]);
+  }
+  for (; i < n; i += 8) {
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(std::min<int64_t>(n - i, 8))),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 v = _mm256_maskload_ps(x + i, m);
+    tanh8<1>(&v);
+    _mm256_maskstore_ps(y + i, m, v);
+  }
+}
+
 FC_AVX512 void tanh_avx512(float* y, const float* x, int64_t n) {
   constexpr int K = 4;
   int64_t i = 0;
@@ -118,6 +172,7 @@ void map_forward(T* out, const T* inp, int64_t n, F f) {
 #ifdef FC_ISA_X86
     if constexpr (std::is_same_v<F, act::tanh<CpuMath, float>>) {
       if (cpu_isa() == CpuIsa::avx512) return tanh_avx512(out + i0, inp + i0, i1 - i0);
+      if (cpu_isa() == CpuIsa::avx2) return tanh_avx2(out + i0, inp + i0, i1 - i0);
     }
 #endif
     with_isa([&] {
