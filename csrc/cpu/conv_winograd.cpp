@@ -462,15 +462,18 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
   }
 }
 
-void correlate(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
-  const auto u = transform_weights(m, d);
-  const Layout L = layout_of(d.N, d.P, d.Q);
+// Runs run(gi, v0, kb_begin, kb_end, vbuf, mbuf) for every item of a correlation whose groups
+// hold `vectors` vectors of blocks, `per_item` (64 blocks) to an item: group gi, its vectors
+// from v0, the GEMM blocks of output channels [kb_begin, kb_end), the calling thread's
+// buffers for the item's transformed blocks and its GEMMs' sums. Items are (group, vectors,
+// part of the output channels): with fewer vectors than two items a thread (ResNet's 4x4
+// layers at batch 16: one item), the output channels are split, each part transforming the
+// item's input again. Whatever the split, each output is the same chain of adds, so the bits
+// do not depend on the thread count.
+template <typename Run>
+void for_items(const Wcorr& d, int64_t vectors, int64_t per_item, const Run& run) {
   const int threads = max_threads();
-  // Items are (group, kNV vectors, part of the output channels): with fewer vectors than two
-  // items a thread (ResNet's 4x4 layers at batch 16: one item), the output channels are split,
-  // each part transforming the item's input again. Whatever the split, each output is the
-  // same chain of adds, so the bits do not depend on the thread count.
-  const int64_t per_group = ceil_div(L.vectors, kNV), base = d.groups * per_group;
+  const int64_t per_group = ceil_div(vectors, per_item), base = d.groups * per_group;
   const int64_t chunks = ceil_div(ceil_div(d.K, kKR), kKChunk / kKR);
   const int64_t parts = std::clamp<int64_t>(ceil_div(2 * threads, base), 1, chunks);
   const int64_t items = base * parts, KB = ceil_div(d.K, kKR);
@@ -487,10 +490,18 @@ void correlate(float* out, const float* src, const float* bias, const Wcorr& d, 
       const int64_t b = i / parts, part = i % parts;
       const int64_t kb0 = part_begin(chunks, parts, part) * (kKChunk / kKR);
       const int64_t kb1 = std::min(KB, part_begin(chunks, parts, part + 1) * (kKChunk / kKR));
-      run_item(out, src, u.get(), bias, d, L, b / per_group, (b % per_group) * kNV, kb0, kb1,
-               vbuf, vbuf + vsize);
+      run(b / per_group, (b % per_group) * per_item, kb0, kb1, vbuf, vbuf + vsize);
     }
   }
+}
+
+void correlate(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
+  const auto u = transform_weights(m, d);
+  const Layout L = layout_of(d.N, d.P, d.Q);
+  for_items(d, L.vectors, kNV, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
+                                   float* vbuf, float* mbuf) {
+    run_item(out, src, u.get(), bias, d, L, gi, v0, kb0, kb1, vbuf, mbuf);
+  });
 }
 
 // The weight gradient. With U = G g G^T, the forward is y_t = A^T (U . V_t) A for each block t,
@@ -963,29 +974,13 @@ FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float
 
 // correlate for the AVX2 variant (the rows of the planes fill 3/4 of its vectors' lanes).
 void correlate2(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
+  static_assert(kNV2 * kLanes2 == kNV * kLanes, "an item's blocks and buffers as AVX-512's");
   const auto u = transform_weights_scalar(m, d);
   const Layout2 L = layout2_of(d.N, d.P, d.Q);
-  const int threads = max_threads();
-  const int64_t per_group = ceil_div(L.vectors, kNV2), base = d.groups * per_group;
-  const int64_t chunks = ceil_div(ceil_div(d.K, kKR), kKChunk / kKR);
-  const int64_t parts = std::clamp<int64_t>(ceil_div(2 * threads, base), 1, chunks);
-  const int64_t items = base * parts, KB = ceil_div(d.K, kKR);
-  const int64_t vsize = d.C * (kXi * kNV2 * kLanes2 + kSkew);
-  const int64_t msize = kXi * (kKChunk * kNV2 * kLanes2 + kSkew);
-  const auto bufs = alloc_uninit<float>(mul_sat(threads, vsize + msize) + kLanes,
-                                        "conv2d (winograd): transformed tiles");
-#pragma omp parallel num_threads(threads) if (d.parallel)
-  {
-    float* vbuf = line_aligned(bufs.get()) + thread_id() * (vsize + msize);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < items; ++i) {
-      const int64_t b = i / parts, part = i % parts;
-      const int64_t kb0 = part_begin(chunks, parts, part) * (kKChunk / kKR);
-      const int64_t kb1 = std::min(KB, part_begin(chunks, parts, part + 1) * (kKChunk / kKR));
-      run_item2(out, src, u.get(), bias, d, L, b / per_group, (b % per_group) * kNV2, kb0, kb1,
-                vbuf, vbuf + vsize);
-    }
-  }
+  for_items(d, L.vectors, kNV2, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
+                                    float* vbuf, float* mbuf) {
+    run_item2(out, src, u.get(), bias, d, L, gi, v0, kb0, kb1, vbuf, mbuf);
+  });
 }
 
 // Whether the Layout of N planes of P x Q outputs is worth running: rows that fill the lanes,
