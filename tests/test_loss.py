@@ -59,6 +59,9 @@ CE_SHAPES = {
     "3d": (3, 4, 7),
     "4d": (2, 3, 4, 5),
     "odd_13x11": (13, 11),
+    # Whole 4-class blocks only, and the most classes a row held in one AVX-512 register.
+    "C12": (9, 12),
+    "C15": (5, 15),
     "parallel_rows": (300, 200),
     "parallel_4d": (4, 10, 33, 31),
 }

@@ -162,8 +162,49 @@ double sum_exp_lanes(const float* x, int64_t& c, int64_t C, float m, float* keep
   return s;
 }
 
+#ifdef FC_EXP_AVX512
+// Rows of fewer than 16 classes (10-class heads) under AVX-512 in one masked register: the
+// lane loops below run 4-lane vectors and scalar calls there (a 10-class row took ~50 ns).
+// Each reproduces its loop's arithmetic: the exponentials are exp_lanes's bits, the sum adds
+// 4-lane float partial sums over the whole 4-class blocks in block order, then their lanes and
+// the last classes in double, as sum_exp_lanes<f4> and the scalar tail do.
+FC_EXP_AVX512 __mmask16 short_row(int64_t C) { return __mmask16((1u << C) - 1); }
+
+FC_EXP_AVX512 float short_row_max(const float* x, int64_t C) {
+  const __m512 v = _mm512_mask_loadu_ps(splat16(-std::numeric_limits<float>::infinity()),
+                                        short_row(C), x);
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  float m = t[0];
+  for (int64_t c = 1; c < C; ++c) m = t[c] > m ? t[c] : m;
+  return m;
+}
+
+FC_EXP_AVX512 double short_row_sum_exp(const float* x, int64_t C, float m, float* keep) {
+  const __mmask16 k = short_row(C);
+  const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x), splat16(m)));
+  if (keep) _mm512_mask_storeu_ps(keep, k, e);
+  alignas(64) float t[16];
+  _mm512_store_ps(t, e);
+  const int64_t blocks = C / 4;
+  double s = 0;
+  if (blocks > 0) {
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int l = 0; l < 4; ++l) acc[l] += t[4 * b + l];
+    }
+    for (int l = 0; l < 4; ++l) s += double(acc[l]);
+  }
+  for (int64_t c = 4 * blocks; c < C; ++c) s += double(t[c]);
+  return s;
+}
+#endif
+
 inline double sum_exp(const float* x, int64_t C, One, float m,
                       float* keep = nullptr) {
+#ifdef FC_EXP_AVX512
+  if (C < 16 && cpu_isa() == CpuIsa::avx512) return short_row_sum_exp(x, C, m, keep);
+#endif
   int64_t c = 0;
   double s = 0;
   with_lanes([&](auto v) { s = sum_exp_lanes<decltype(v)>(x, c, C, m, keep); });
@@ -198,6 +239,9 @@ void row_max_lanes(const float* x, int64_t& c, int64_t C, float& m) {
 }
 
 inline float row_max(const float* x, int64_t C, One) {
+#ifdef FC_EXP_AVX512
+  if (C < 16 && cpu_isa() == CpuIsa::avx512) return short_row_max(x, C);
+#endif
   float m = x[0];
   int64_t c = 0;
   with_lanes([&](auto v) { row_max_lanes<decltype(v)>(x, c, C, m); });
