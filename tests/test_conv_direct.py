@@ -175,12 +175,12 @@ ALGORITHMS = [
     ("resnet18_l3", (64, 256, 7, 7), (256, 256, 3, 3), 1, 1, ("direct", "direct", "direct"),
      ("winograd", "winograd", "winograd")),
     # ResNet's 3x3 layers at stride 1: Winograd under AVX-512, along rows at 56x56 and
-    # gathered across rows and images at 14x14 and 4x4; under AVX2 (forward and input
-    # gradient, along rows of 8 blocks) at 56x56 and 14x14, not at 7x7 or 4x4.
+    # gathered across rows and images at 14x14 and 4x4; under AVX2 (along rows of 8 blocks)
+    # at 56x56 and 14x14, not at 7x7 or 4x4.
     ("resnet_3x3_56", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, ("direct", "direct", "direct"),
-     ("winograd", "winograd", "winograd"), ("winograd", "winograd", "direct")),
+     ("winograd", "winograd", "winograd"), ("winograd", "winograd", "winograd")),
     ("resnet18_l2", (64, 128, 14, 14), (128, 128, 3, 3), 1, 1, ("direct", "direct", "direct"),
-     ("winograd", "winograd", "winograd"), ("winograd", "winograd", "direct")),
+     ("winograd", "winograd", "winograd"), ("winograd", "winograd", "winograd")),
     ("alexnet_conv4", (16, 384, 13, 13), (256, 384, 3, 3), 1, 1,
      ("direct", "direct", "im2col_gemm"), ("winograd", "winograd", "winograd"),
      ("winograd", "winograd", "im2col_gemm")),

@@ -1,5 +1,5 @@
 """conv2d's Winograd path (csrc/cpu/conv_winograd.cpp: F(2x2, 3x3), float32 under AVX-512, and
-under AVX2 for the forward and input gradient of planes whose block rows fill its vectors) for
+under AVX2 on planes whose block rows fill its vectors) for
 3x3 layers at stride 1, forward, input and weight gradients, against the float64 reference of
 fastconv/_opinfo/conv.py, at the same tolerance as every other path, under every CPU variant
 (the others run the same shapes through the direct tiles or the GEMM).
@@ -49,6 +49,9 @@ CASES = [
     _case("weight_grad_passes_many_items", 4, 70, 12, 32, 256, 3, 3, padding=1),
     # Input channels in five chunks of the forward's GEMMs (the last of 44).
     _case("channels_300", 1, 300, 8, 32, 40, 3, 3, padding=1),
+    # 64-256 channels: AVX2 runs the weight gradient too (odd sizes, batch 1).
+    _case("avx2_weight_grad", 3, 64, 13, 30, 96, 3, 3, padding=1),
+    _case("avx2_weight_grad_batch1", 1, 80, 11, 27, 64, 3, 3, padding=1),
 ]
 IDS = [c["id"] for c in CASES]
 
@@ -56,17 +59,21 @@ AVX512 = "avx512" in fc.info()["cpu_isas"]
 WINOGRAD_VARIANTS = [v for v in ("avx512", "avx2") if v in fc.info()["cpu_isas"]]
 
 
-def _avx2_rows_fit(N, P, Q):
+def _avx2_rows_fit(N, P, Q, grad_weight=False):
     """The AVX2 variant's layout rule: vectors of 8 2x2 blocks along the block rows of the N
-    output planes of P x Q, at least 3/4 of their lanes outputs, and one item's 8 vectors."""
-    cols = (Q + 1) // 2
+    output planes of P x Q, at least 3/4 of their lanes outputs, and one item's 8 vectors (for
+    the weight gradient: 48 blocks, 3/4 of an item's 64; and 64-256 channels a side, below)."""
+    rows, cols = (P + 1) // 2, (Q + 1) // 2
     per_row = -(-cols // 8)
-    return 4 * cols >= 3 * 8 * per_row and N * ((P + 1) // 2) * per_row >= 8
+    if grad_weight:
+        return 4 * cols >= 3 * 8 * per_row and 4 * N * rows * cols >= 3 * 64
+    return 4 * cols >= 3 * 8 * per_row and N * rows * per_row >= 8
 
 
 def _avx2_winograd_passes(case):
     """The passes of a case that CASES makes Winograd under AVX-512 which AVX2 runs there too:
-    the forward on the output planes, the input gradient on the input planes."""
+    the forward and weight gradient on the output planes, the input gradient on the input
+    planes."""
     pad = case["padding"] if isinstance(case["padding"], tuple) else (case["padding"],) * 2
     P, Q = case["H"] + 2 * pad[0] - 2, case["W"] + 2 * pad[1] - 2
     passes = set()
@@ -74,6 +81,9 @@ def _avx2_winograd_passes(case):
         passes.add("forward")
     if _avx2_rows_fit(case["N"], case["H"], case["W"]):
         passes.add("grad_input")
+    C, K = case["C"] // case["groups"], case["K"] // case["groups"]
+    if 64 <= min(C, K) and max(C, K) <= 256 and _avx2_rows_fit(case["N"], P, Q, True):
+        passes.add("grad_weight")
     return passes
 
 
@@ -97,7 +107,8 @@ def test_the_cases_take_the_winograd_path_under_avx512_and_avx2(case, variant):
 def test_avx2_runs_most_row_cases():
     """The rule above leaves the AVX2 variant most of the cases along rows (not the short rows
     of the flat ones, nor a plane of one vector too few blocks)."""
-    assert sum(len(_avx2_winograd_passes(c)) for c in CASES) >= 20
+    assert sum(len(_avx2_winograd_passes(c)) for c in CASES) >= 30
+    assert sum("grad_weight" in _avx2_winograd_passes(c) for c in CASES) >= 4
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -110,13 +121,11 @@ def test_avx2_gives_the_avx512_bits(case):
     runs = {}
     for variant in ("avx512", "avx2"):
         with cpu_variant(variant):
-            runs[variant] = (F.conv2d(x, w, b, **conv_args(case)),
-                             F.conv2d_backward(dout, x, w, **conv_args(case),
-                                               output_mask=(True, False, False))[0])
-    if "forward" in passes:
-        np.testing.assert_array_equal(runs["avx2"][0], runs["avx512"][0])
-    if "grad_input" in passes:
-        np.testing.assert_array_equal(runs["avx2"][1], runs["avx512"][1])
+            runs[variant] = (F.conv2d(x, w, b, **conv_args(case)),) + F.conv2d_backward(
+                dout, x, w, **conv_args(case), output_mask=(True, True, False))[:2]
+    for i, what in enumerate(("forward", "grad_input", "grad_weight")):
+        if what in passes:
+            np.testing.assert_array_equal(runs["avx2"][i], runs["avx512"][i], err_msg=what)
 
 
 @pytest.mark.usefixtures("cpu_isa")
@@ -229,7 +238,6 @@ def test_nearby_layers_take_other_paths(case, winograd):
     for variant in fc.info()["cpu_isas"]:
         with cpu_variant(variant):
             got = F.conv2d_algorithm(x, w, **conv_args(case))
-        # Under AVX2 none of them: the forward and input gradient of the 513-channel layers
-        # pass the channel limit, and the weight gradient is AVX-512's only.
+        # Under AVX2 none of them (its weight gradient takes at most 256 channels a side).
         assert {p for p, a in got.items() if a == "winograd"} == (
             set(winograd) if variant == "avx512" else set()), variant

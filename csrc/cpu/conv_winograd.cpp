@@ -2,8 +2,8 @@
 // 2x2 output blocks sit in the vector lanes, 16 to a register: along a block row where the rows
 // fill the lanes, so the input and output transforms read and write whole NCHW rows (masked at
 // the plane's edges, which also stand for the padding), else 16 consecutive blocks of the batch
-// gathered and scattered lane by lane. The GEMMs broadcast transformed weights. An AVX2 copy of
-// the forward's correlation, along rows only, follows the weight gradient.
+// gathered and scattered lane by lane. The GEMMs broadcast transformed weights. An AVX2 copy,
+// along rows only, follows the weight gradient.
 #include "cpu/conv_winograd.h"
 
 #include <immintrin.h>
@@ -654,17 +654,19 @@ FC_AVX512 void finish_weight_grad(float* dweight, const float* s0, int64_t ssize
   }
 }
 
-// dweight += the correlation d's weight gradient. With fewer than two items a thread but as
+// dweight += the correlation d's weight gradient, item(sums, gi, i, c_lo, cn, vt, et) adding
+// item i's blocks into a copy of the sums, finish(...) transforming the sums of channel c
+// back (the variants' grad_item and finish_weight_grad). With fewer than two items a thread but as
 // many passes of input channels as threads, each pass runs whole on one thread, which
 // transforms its channels' sums back itself (ResNet-18's 512-channel layer at batch 16 is one
 // item in 18 passes, which left a thread idle). Otherwise, for each
 // group and pass, part p of the items (as many parts as threads, cut the same whoever runs them)
 // sums into its own copy; the copies are added in a fixed order and transformed back in double.
-void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Wcorr& d) {
-  const GradDims D = grad_dims(d);
-  const Layout L = layout_of(d.N, d.P, d.Q);
+template <typename Item, typename Finish>
+void weight_grad_passes(float* dweight, const Wcorr& d, const GradDims& D, int64_t items,
+                        const Item& item, const Finish& finish) {
   const int threads = max_threads();
-  const int64_t items = ceil_div(L.vectors, kNV), passes = ceil_div(d.C, D.pass);
+  const int64_t passes = ceil_div(d.C, D.pass);
   const int64_t ssize = kXi * D.pass * D.Kp;
   const int64_t bsize = kXi * kGradTiles * (D.pass + D.Kp);
   const auto sums = alloc_uninit<float>(mul_sat(threads, ssize) + kLanes,
@@ -684,10 +686,10 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
         const int64_t cn = std::min(D.pass, d.C - c_lo);
         std::fill(mine, mine + ssize, 0.0f);
         for (int64_t i = 0; i < items; ++i) {
-          grad_item(mine, dout, src, d, L, D, gi, i * kNV, c_lo, cn, vt, et);
+          item(mine, gi, i, c_lo, cn, vt, et);
         }
         for (int64_t c = 0; c < cn; ++c) {
-          finish_weight_grad(dweight, mine, ssize, 1, d, D, gi, c_lo, c);
+          finish(dweight, mine, ssize, 1, d, D, gi, c_lo, c);
         }
       }
     }
@@ -706,25 +708,25 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
           std::fill(mine, mine + ssize, 0.0f);
           const int64_t i1 = part_begin(items, threads, part + 1);
           for (int64_t i = part_begin(items, threads, part); i < i1; ++i) {
-            grad_item(mine, dout, src, d, L, D, gi, i * kNV, c_lo, cn, vt, et);
+            item(mine, gi, i, c_lo, cn, vt, et);
           }
         }
       }
 #pragma omp parallel for schedule(static) num_threads(threads) if (d.parallel)
       for (int64_t c = 0; c < cn; ++c) {
-        finish_weight_grad(dweight, s0, ssize, threads, d, D, gi, c_lo, c);
+        finish(dweight, s0, ssize, threads, d, D, gi, c_lo, c);
       }
     }
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The AVX2 variant: the forward and input gradient only, along block rows only. A vector holds 8
-// blocks (16 output columns), so rows of 14 pixels and more fill 3/4 of its lanes; an item is
-// kNV2 = 8 vectors, the AVX-512 item's 64 blocks, and its buffers and the transformed weights
-// are laid out as there. The GEMM tile is 6 output channels x 2 vectors (12 of AVX2's 16
-// registers). Each output is the same chain of operations as under AVX-512, so the bits are
-// the same wherever both run it.
+// The AVX2 variant, along block rows only. A vector holds 8 blocks (16 output columns), so rows
+// of 14 pixels and more fill 3/4 of its lanes; an item is kNV2 = 8 vectors, the AVX-512 item's
+// 64 blocks, and its buffers, the transformed weights and the weight gradient's sums are laid
+// out as there. The GEMM tile is 6 rows x 2 vectors (12 of AVX2's 16 registers). Each output
+// is the same chain of operations as under AVX-512, so the bits are the same wherever both
+// run it.
 #define FC_AVX2 __attribute__((target("avx2,fma")))
 
 constexpr int64_t kLanes2 = 8;
@@ -891,7 +893,7 @@ FC_AVX2 inline void store_rows2(float* plane, int64_t Q, const OutSpan2& s,
 
 // gemm_tile for 8-lane vectors, NJ of them (1 or 2).
 template <int NJ>
-FC_AVX2 inline void gemm_tile2(float* m, int64_t ldm, const float* u, int64_t us,
+FC_AVX2 inline void gemm_tile2(float* m, int64_t ldm, const float* u, int64_t us, int64_t ui,
                                const float* v, int64_t vcs, int64_t C, bool add) {
   __m256 acc[kKR][NJ];
   for (int i = 0; i < kKR; ++i) {
@@ -906,7 +908,7 @@ FC_AVX2 inline void gemm_tile2(float* m, int64_t ldm, const float* u, int64_t us
     const float* uc = u + c * us;
 #pragma GCC unroll 6
     for (int i = 0; i < kKR; ++i) {
-      const __m256 w = _mm256_broadcast_ss(uc + i);
+      const __m256 w = _mm256_broadcast_ss(uc + i * ui);
       for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_fmadd_ps(w, x[j], acc[i][j]);
     }
   }
@@ -950,11 +952,11 @@ FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float
           const float* v = vbuf + c0 * vcs + xi * kNV2 * kLanes2;
           for (int64_t j = 0; j < nv; j += 2) {
             if (nv - j >= 2) {
-              gemm_tile2<2>(m + j * kLanes2, kNV2 * kLanes2, w, kKR, v + j * kLanes2, vcs, cn,
-                            c0 > 0);
+              gemm_tile2<2>(m + j * kLanes2, kNV2 * kLanes2, w, kKR, 1, v + j * kLanes2, vcs,
+                            cn, c0 > 0);
             } else {
-              gemm_tile2<1>(m + j * kLanes2, kNV2 * kLanes2, w, kKR, v + j * kLanes2, vcs, cn,
-                            c0 > 0);
+              gemm_tile2<1>(m + j * kLanes2, kNV2 * kLanes2, w, kKR, 1, v + j * kLanes2, vcs,
+                            cn, c0 > 0);
             }
           }
         }
@@ -981,6 +983,128 @@ void correlate2(float* out, const float* src, const float* bias, const Wcorr& d,
                                     float* vbuf, float* mbuf) {
     run_item2(out, src, u.get(), bias, d, L, gi, v0, kb0, kb1, vbuf, mbuf);
   });
+}
+
+// grad_item for the AVX2 layout: the same V, E and sums, 8 lanes at a time.
+FC_AVX2 void grad_item2(float* sums, const float* dout, const float* src, const Wcorr& d,
+                        const Layout2& L, const GradDims& D, int64_t gi, int64_t v0,
+                        int64_t c_lo, int64_t cn, float* vt, float* et) {
+  const int64_t HW = d.H * d.W, PQ = d.P * d.Q, vxs = D.pass * kGradTiles;
+  const int64_t exs = kGradTiles * D.Kp, nv = std::min(kNV2, L.vectors - v0);
+  for (int64_t xi = 0; xi < kXi; ++xi) {
+    std::memset(vt + xi * vxs + cn * kGradTiles, 0, (D.pass - cn) * kGradTiles * sizeof(float));
+  }
+  for (int64_t j = 0; j < nv; ++j) {
+    const int64_t v = v0 + j, n = v / (L.rows * L.per_row);
+    const int64_t p0 = 2 * ((v / L.per_row) % L.rows), q0 = 2 * kLanes2 * (v % L.per_row);
+    const InSpan2 in = in_span2(p0 - d.oh, q0 - d.ow, d.H, d.W);
+    const float* planes = src + ((n * d.groups + gi) * d.C + c_lo) * HW;
+    for (int64_t c = 0; c < cn; ++c) {
+      __m256 pts[4][4];
+      load_rows2(pts, planes + c * HW, d.W, in);
+      store_transformed2(vt + c * kGradTiles + j * kLanes2, vxs, pts);
+    }
+  }
+  const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32(int32_t(PQ)));
+  for (int64_t t = 0; t < nv * kLanes2; ++t) {
+    const int64_t v = v0 + t / kLanes2, n = v / (L.rows * L.per_row);
+    const int64_t p0 = 2 * ((v / L.per_row) % L.rows);
+    const int64_t col = kLanes2 * (v % L.per_row) + t % kLanes2, q0 = 2 * col;
+    const float* y = dout + (n * d.groups + gi) * d.K * PQ;
+    for (int64_t k0 = 0; k0 < D.Kp; k0 += kLanes2) {
+      const __m256i m = _mm256_cmpgt_epi32(
+          _mm256_set1_epi32(int32_t(std::clamp<int64_t>(d.K - k0, 0, kLanes2))),
+          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      __m256 e[2][2];
+      for (int a = 0; a < 2; ++a) {
+        for (int c = 0; c < 2; ++c) {
+          const int64_t p = p0 + a, q = q0 + c;
+          e[a][c] = col < L.cols && p < d.P && q < d.Q
+                        ? _mm256_mask_i32gather_ps(_mm256_setzero_ps(), y + k0 * PQ + p * d.Q + q,
+                                                   step, _mm256_castsi256_ps(m), 4)
+                        : _mm256_setzero_ps();
+        }
+      }
+      __m256 f[4][2];
+      for (int c = 0; c < 2; ++c) {
+        f[0][c] = e[0][c];
+        f[1][c] = _mm256_add_ps(e[0][c], e[1][c]);
+        f[2][c] = _mm256_sub_ps(e[0][c], e[1][c]);
+        f[3][c] = _mm256_sub_ps(_mm256_setzero_ps(), e[1][c]);
+      }
+      float* to = et + t * D.Kp + k0;
+      for (int i = 0; i < 4; ++i) {
+        _mm256_store_ps(to + (4 * i + 0) * exs, f[i][0]);
+        _mm256_store_ps(to + (4 * i + 1) * exs, _mm256_add_ps(f[i][0], f[i][1]));
+        _mm256_store_ps(to + (4 * i + 2) * exs, _mm256_sub_ps(f[i][0], f[i][1]));
+        _mm256_store_ps(to + (4 * i + 3) * exs, _mm256_sub_ps(_mm256_setzero_ps(), f[i][1]));
+      }
+    }
+  }
+  const int64_t steps = nv * kLanes2;
+  for (int64_t xi = 0; xi < kXi; ++xi) {
+    const float* vx = vt + xi * vxs;
+    const float* ex = et + xi * exs;
+    float* sx = sums + xi * D.pass * D.Kp;
+    for (int64_t cb = 0; cb < ceil_div(cn, kKR); ++cb) {
+      for (int64_t k0 = 0; k0 < D.Kp; k0 += 2 * kLanes2) {
+        gemm_tile2<2>(sx + cb * kKR * D.Kp + k0, D.Kp, vx + cb * kKR * kGradTiles, 1,
+                      kGradTiles, ex + k0, D.Kp, steps, true);
+      }
+    }
+  }
+}
+
+// finish_weight_grad in scalar double, its operations in its order: the same floats.
+void finish_weight_grad_scalar(float* dweight, const float* s0, int64_t ssize, int parts,
+                               const Wcorr& d, const GradDims& D, int64_t gi, int64_t c_lo,
+                               int64_t c) {
+  for (int64_t k = 0; k < d.K; ++k) {
+    double su[4][4];
+    for (int xi = 0; xi < kXi; ++xi) {
+      double v = 0;
+      for (int part = 0; part < parts; ++part) {
+        v += double(s0[part * ssize + (xi * D.pass + c) * D.Kp + k]);
+      }
+      su[xi / 4][xi % 4] = v;
+    }
+    double t[3][4];
+    for (int j = 0; j < 4; ++j) {
+      const double p = 0.5 * (su[1][j] + su[2][j]);
+      t[0][j] = su[0][j] + p;
+      t[1][j] = 0.5 * (su[1][j] - su[2][j]);
+      t[2][j] = p + su[3][j];
+    }
+    float* to = dweight + ((gi * d.K + k) * d.C + c_lo + c) * 9;
+    for (int r = 0; r < 3; ++r) {
+      const double p = 0.5 * (t[r][1] + t[r][2]);
+      to[3 * r + 0] += float(t[r][0] + p);
+      to[3 * r + 1] += float(0.5 * (t[r][1] - t[r][2]));
+      to[3 * r + 2] += float(p + t[r][3]);
+    }
+  }
+}
+
+void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Wcorr& d) {
+  const GradDims D = grad_dims(d);
+  if (cpu_isa() == CpuIsa::avx512) {
+    const Layout L = layout_of(d.N, d.P, d.Q);
+    weight_grad_passes(dweight, d, D, ceil_div(L.vectors, kNV),
+                       [&](float* sums, int64_t gi, int64_t i, int64_t c_lo, int64_t cn,
+                           float* vt, float* et) {
+                         grad_item(sums, dout, src, d, L, D, gi, i * kNV, c_lo, cn, vt, et);
+                       },
+                       finish_weight_grad);
+    return;
+  }
+  const Layout2 L = layout2_of(d.N, d.P, d.Q);
+  weight_grad_passes(dweight, d, D, ceil_div(L.vectors, kNV2),
+                     [&](float* sums, int64_t gi, int64_t i, int64_t c_lo, int64_t cn,
+                         float* vt, float* et) {
+                       grad_item2(sums, dout, src, d, L, D, gi, i * kNV2, c_lo, cn, vt, et);
+                     },
+                     finish_weight_grad_scalar);
 }
 
 // Whether the Layout of N planes of P x Q outputs is worth running: rows that fill the lanes,
@@ -1034,14 +1158,24 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
     return false;
   }
   if (pass == ConvPass::grad_weight) {
-    if (avx2) return false;
     // The items' blocks must fill 3/4 of their GEMMs' 64 steps: 512 x 512 channels at 4x4
     // took 17.8 ms at batch 4 (16 blocks) against the batched GEMM's 4.5, 43 against 74 at
     // batch 64. dy's gathers reach 16 planes in 32-bit offsets.
     const int64_t C = g.Cg(), K = g.Kg();
+    if (!(C >= 16 && K >= 16 && C + K >= 48 && K <= 512 && g.P >= 2 &&
+          kLanes * g.PQ() <= int64_t(INT32_MAX))) {
+      return false;
+    }
+    if (avx2) {
+      // Measured against the direct tiles under AVX2, two threads: 64 x 64 at 56x56 1.3x
+      // faster, 128 and 256 channels 1.1x; 16 -> 32 and 32 -> 32 1.4-1.6x slower (8-lane
+      // vectors leave the transforms and dy's gathers a larger share), 512 x 512 2.4x slower.
+      const Layout2 L = layout2_of(g.N, g.P, g.Q);
+      return C >= 64 && K >= 64 && C <= 256 && K <= 256 && layout2_fits(L) &&
+             4 * g.N * L.rows * L.cols >= 3 * kNV * kLanes;
+    }
     const Layout L = layout_of(g.N, g.P, g.Q);
-    return C >= 16 && K >= 16 && C + K >= 48 && K <= 512 && g.P >= 2 &&
-           4 * L.blocks >= 3 * kNV * kLanes && kLanes * g.PQ() <= int64_t(INT32_MAX) &&
+    return 4 * L.blocks >= 3 * kNV * kLanes &&
            layout_fits(L, g.N, g.P, g.Q, g.C * g.HW(), g.K * g.PQ());
   }
   // The pass's correlation: C channels read, K written, on output planes of P x Q.
