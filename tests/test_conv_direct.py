@@ -160,7 +160,8 @@ ALGORITHMS = [
     ("bottleneck_1x1", (2, 256, 8, 8), (64, 256, 1, 1), 1, 0, ("gemm", "gemm", "gemm")),
     # ResNet's last stage: the weight gradient's GEMM (512 x 4608) is at the BLAS's peak.
     ("resnet_l4", (64, 512, 4, 4), (512, 512, 3, 3), 1, 1,
-     ("direct", "direct", "batched_gemm"), ("winograd", "winograd", "winograd")),
+     ("direct", "direct", "batched_gemm"), ("winograd", "winograd", "winograd"),
+     ("winograd", "winograd", "batched_gemm")),
     # ... at batch 4 (64 output pixels) and 1, packing its 9.4 MB of weights outweighs the tiles.
     ("resnet_l4_batch4", (4, 512, 4, 4), (512, 512, 3, 3), 1, 1,
      ("batched_gemm", "batched_gemm", "batched_gemm")),
@@ -173,10 +174,10 @@ ALGORITHMS = [
     # ResNet-18's third stage: sums of 2.25 MiB per thread still pay; at 384 -> 256 (3.4 MiB)
     # the GEMM's time is lower.
     ("resnet18_l3", (64, 256, 7, 7), (256, 256, 3, 3), 1, 1, ("direct", "direct", "direct"),
-     ("winograd", "winograd", "winograd")),
+     ("winograd", "winograd", "winograd"), ("winograd", "winograd", "winograd")),
     # ResNet's 3x3 layers at stride 1: Winograd under AVX-512, along rows at 56x56 and
-    # gathered across rows and images at 14x14 and 4x4; under AVX2 (along rows of 8 blocks)
-    # at 56x56 and 14x14, not at 7x7 or 4x4.
+    # gathered across rows and images at 14x14 and 4x4; under AVX2 too (rows of 8 blocks, or
+    # 8 gathered), its weight gradient for 64-256 channels.
     ("resnet_3x3_56", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1, ("direct", "direct", "direct"),
      ("winograd", "winograd", "winograd"), ("winograd", "winograd", "winograd")),
     ("resnet18_l2", (64, 128, 14, 14), (128, 128, 3, 3), 1, 1, ("direct", "direct", "direct"),

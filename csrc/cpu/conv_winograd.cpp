@@ -2,8 +2,8 @@
 // 2x2 output blocks sit in the vector lanes, 16 to a register: along a block row where the rows
 // fill the lanes, so the input and output transforms read and write whole NCHW rows (masked at
 // the plane's edges, which also stand for the padding), else 16 consecutive blocks of the batch
-// gathered and scattered lane by lane. The GEMMs broadcast transformed weights. An AVX2 copy,
-// along rows only, follows the weight gradient.
+// gathered and scattered lane by lane. The GEMMs broadcast transformed weights. An AVX2 copy
+// follows the weight gradient.
 #include "cpu/conv_winograd.h"
 
 #include <immintrin.h>
@@ -721,8 +721,9 @@ void weight_grad_passes(float* dweight, const Wcorr& d, const GradDims& D, int64
 }
 
 // ---------------------------------------------------------------------------------------------
-// The AVX2 variant, along block rows only. A vector holds 8 blocks (16 output columns), so rows
-// of 14 pixels and more fill 3/4 of its lanes; an item is kNV2 = 8 vectors, the AVX-512 item's
+// The AVX2 variant. A vector holds 8 blocks (16 output columns), so rows of 14 pixels and more
+// fill 3/4 of its lanes; shorter ones are gathered (flat, as under AVX-512; without a scatter
+// the outputs are stored lane by lane). An item is kNV2 = 8 vectors, the AVX-512 item's
 // 64 blocks, and its buffers, the transformed weights and the weight gradient's sums are laid
 // out as there. The GEMM tile is 6 rows x 2 vectors (12 of AVX2's 16 registers). Each output
 // is the same chain of operations as under AVX-512, so the bits are the same wherever both
@@ -774,17 +775,96 @@ std::unique_ptr<float[]> transform_weights_scalar(const Wmap& m, const Wcorr& d)
   return u;
 }
 
-// Vectors of 8 blocks along the block rows of N planes of P x Q outputs.
+// Layout for 8-lane vectors: along block rows where a row's blocks fill 3/4 of the lanes it
+// takes, else flat (8 consecutive blocks of the batch, gathered and stored lane by lane).
 struct Layout2 {
-  int64_t rows, cols, per_row, vectors;
+  bool flat;
+  int64_t rows, cols, per_row;  // blocks per plane (rows x cols); vectors per block row
+  int64_t blocks, vectors;      // in the batch
 };
 
 Layout2 layout2_of(int64_t N, int64_t P, int64_t Q) {
   const int64_t rows = blocks_of(P), cols = blocks_of(Q), per_row = ceil_div(cols, kLanes2);
-  return Layout2{rows, cols, per_row, N * rows * per_row};
+  if (4 * cols >= 3 * kLanes2 * per_row) {
+    return Layout2{false, rows, cols, per_row, N * rows * cols, N * rows * per_row};
+  }
+  return Layout2{true, rows, cols, 0, N * rows * cols, ceil_div(N * rows * cols, kLanes2)};
 }
 
-bool layout2_fits(const Layout2& L) { return 4 * L.cols >= 3 * kLanes2 * L.per_row; }
+// As layout_fits: rows, or flat vectors whose blocks hold 3/4 of their lanes' outputs (a 7x7
+// plane's 16 blocks hold 49 of 64) with 32-bit offsets across 8 images.
+bool layout2_fits(const Layout2& L, int64_t N, int64_t P, int64_t Q, int64_t in_image,
+                  int64_t out_image) {
+  return !L.flat || (4 * N * P * Q >= 3 * 4 * kLanes2 * L.vectors &&
+                     kLanes2 * std::max(in_image, out_image) <= int64_t(INT32_MAX));
+}
+
+// Lane l's block of vector v (Block as block_at's).
+inline Block block2_at(const Layout2& L, int64_t v, int64_t l) {
+  if (L.flat) {
+    const int64_t t = v * kLanes2 + l;
+    return Block{t / (L.rows * L.cols), 2 * ((t / L.cols) % L.rows), 2 * (t % L.cols),
+                 t < L.blocks};
+  }
+  const int64_t c = (v % L.per_row) * kLanes2 + l;
+  return Block{v / (L.rows * L.per_row), 2 * ((v / L.per_row) % L.rows), 2 * c, c < L.cols};
+}
+
+// FlatSpan for 8 lanes: offsets from the plane of the vector's first image n0, masks as AVX2
+// float masks (sign bits).
+struct FlatSpan2 {
+  __m256i in[kXi], out[4];
+  __m256 in_m[kXi];
+  unsigned out_m[4];
+};
+
+FlatSpan2 flat_span2(const Wcorr& d, const Layout2& L, int64_t v, int64_t n0) {
+  alignas(32) int32_t in[kXi][kLanes2], out[4][kLanes2], inm[kXi][kLanes2];
+  FlatSpan2 s;
+  const int64_t img_in = d.groups * d.C * d.H * d.W, img_out = d.groups * d.K * d.P * d.Q;
+  for (int e = 0; e < 4; ++e) s.out_m[e] = 0;
+  for (int l = 0; l < kLanes2; ++l) {
+    const Block b = block2_at(L, v, l);
+    for (int e = 0; e < kXi; ++e) {
+      const int64_t h = b.p0 - d.oh + e / 4, w = b.q0 - d.ow + e % 4;
+      const bool inside = b.in && h >= 0 && h < d.H && w >= 0 && w < d.W;
+      in[e][l] = inside ? int32_t((b.n - n0) * img_in + h * d.W + w) : 0;
+      inm[e][l] = inside ? -1 : 0;
+    }
+    for (int e = 0; e < 4; ++e) {
+      const int64_t p = b.p0 + e / 2, q = b.q0 + e % 2;
+      const bool inside = b.in && p < d.P && q < d.Q;
+      out[e][l] = inside ? int32_t((b.n - n0) * img_out + p * d.Q + q) : 0;
+      s.out_m[e] |= unsigned(inside) << l;
+    }
+  }
+  std::memcpy(s.in, in, sizeof in);
+  std::memcpy(s.in_m, inm, sizeof inm);
+  std::memcpy(s.out, out, sizeof out);
+  return s;
+}
+
+FC_AVX2 inline void gather_points2(__m256 d[4][4], const float* plane, const FlatSpan2& s) {
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      d[i][j] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), plane, s.in[4 * i + j],
+                                         s.in_m[4 * i + j], 4);
+    }
+  }
+}
+
+// Y lane by lane (AVX2 has no scatter).
+FC_AVX2 inline void scatter_points2(float* plane, const FlatSpan2& s, const __m256 y[2][2]) {
+  for (int e = 0; e < 4; ++e) {
+    alignas(32) float v[kLanes2];
+    alignas(32) int32_t o[kLanes2];
+    _mm256_store_ps(v, y[e / 2][e % 2]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(o), s.out[e]);
+    for (int l = 0; l < kLanes2; ++l) {
+      if (s.out_m[e] >> l & 1) plane[o[l]] = v[l];
+    }
+  }
+}
 
 // Lanes l with 0 <= w + l < W, as an AVX2 mask (all ones where in).
 FC_AVX2 inline __m256i lanes2_in(int64_t w, int64_t W) {
@@ -927,17 +1007,26 @@ FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float
   int64_t n[kNV2];
   InSpan2 in[kNV2];
   OutSpan2 os[kNV2];
+  FlatSpan2 fs[kNV2];
   for (int64_t j = 0; j < nv; ++j) {
-    const int64_t v = v0 + j, p0 = 2 * ((v / L.per_row) % L.rows);
-    const int64_t q0 = 2 * kLanes2 * (v % L.per_row);
-    n[j] = v / (L.rows * L.per_row);
-    in[j] = in_span2(p0 - d.oh, q0 - d.ow, d.H, d.W);
-    os[j] = out_span2(p0, q0, d.P, d.Q);
+    const Block t = block2_at(L, v0 + j, 0);
+    n[j] = t.n;
+    if (L.flat) {
+      fs[j] = flat_span2(d, L, v0 + j, t.n);
+    } else {
+      in[j] = in_span2(t.p0 - d.oh, t.q0 - d.ow, d.H, d.W);
+      os[j] = out_span2(t.p0, t.q0, d.P, d.Q);
+    }
   }
   for (int64_t c = 0; c < d.C; ++c) {
     for (int64_t j = 0; j < nv; ++j) {
+      const float* plane = src + ((n[j] * d.groups + gi) * d.C + c) * HW;
       __m256 pts[4][4];
-      load_rows2(pts, src + ((n[j] * d.groups + gi) * d.C + c) * HW, d.W, in[j]);
+      if (L.flat) {
+        gather_points2(pts, plane, fs[j]);
+      } else {
+        load_rows2(pts, plane, d.W, in[j]);
+      }
       store_transformed2(vbuf + c * vcs + j * kLanes2, kNV2 * kLanes2, pts);
     }
   }
@@ -968,7 +1057,12 @@ FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float
       for (int64_t j = 0; j < nv; ++j) {
         __m256 y[2][2];
         output_points2(y, mbuf + ((k - kb0 * kKR) * kNV2 + j) * kLanes2, mxs, b);
-        store_rows2(out + ((n[j] * d.groups + gi) * d.K + k) * PQ, d.Q, os[j], y);
+        float* plane = out + ((n[j] * d.groups + gi) * d.K + k) * PQ;
+        if (L.flat) {
+          scatter_points2(plane, fs[j], y);
+        } else {
+          store_rows2(plane, d.Q, os[j], y);
+        }
       }
     }
   }
@@ -995,23 +1089,29 @@ FC_AVX2 void grad_item2(float* sums, const float* dout, const float* src, const 
     std::memset(vt + xi * vxs + cn * kGradTiles, 0, (D.pass - cn) * kGradTiles * sizeof(float));
   }
   for (int64_t j = 0; j < nv; ++j) {
-    const int64_t v = v0 + j, n = v / (L.rows * L.per_row);
-    const int64_t p0 = 2 * ((v / L.per_row) % L.rows), q0 = 2 * kLanes2 * (v % L.per_row);
-    const InSpan2 in = in_span2(p0 - d.oh, q0 - d.ow, d.H, d.W);
-    const float* planes = src + ((n * d.groups + gi) * d.C + c_lo) * HW;
-    for (int64_t c = 0; c < cn; ++c) {
-      __m256 pts[4][4];
-      load_rows2(pts, planes + c * HW, d.W, in);
-      store_transformed2(vt + c * kGradTiles + j * kLanes2, vxs, pts);
+    const Block t = block2_at(L, v0 + j, 0);
+    const float* planes = src + ((t.n * d.groups + gi) * d.C + c_lo) * HW;
+    if (L.flat) {
+      const FlatSpan2 fs = flat_span2(d, L, v0 + j, t.n);
+      for (int64_t c = 0; c < cn; ++c) {
+        __m256 pts[4][4];
+        gather_points2(pts, planes + c * HW, fs);
+        store_transformed2(vt + c * kGradTiles + j * kLanes2, vxs, pts);
+      }
+    } else {
+      const InSpan2 in = in_span2(t.p0 - d.oh, t.q0 - d.ow, d.H, d.W);
+      for (int64_t c = 0; c < cn; ++c) {
+        __m256 pts[4][4];
+        load_rows2(pts, planes + c * HW, d.W, in);
+        store_transformed2(vt + c * kGradTiles + j * kLanes2, vxs, pts);
+      }
     }
   }
   const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                           _mm256_set1_epi32(int32_t(PQ)));
   for (int64_t t = 0; t < nv * kLanes2; ++t) {
-    const int64_t v = v0 + t / kLanes2, n = v / (L.rows * L.per_row);
-    const int64_t p0 = 2 * ((v / L.per_row) % L.rows);
-    const int64_t col = kLanes2 * (v % L.per_row) + t % kLanes2, q0 = 2 * col;
-    const float* y = dout + (n * d.groups + gi) * d.K * PQ;
+    const Block b = block2_at(L, v0 + t / kLanes2, t % kLanes2);
+    const float* y = dout + (b.n * d.groups + gi) * d.K * PQ;
     for (int64_t k0 = 0; k0 < D.Kp; k0 += kLanes2) {
       const __m256i m = _mm256_cmpgt_epi32(
           _mm256_set1_epi32(int32_t(std::clamp<int64_t>(d.K - k0, 0, kLanes2))),
@@ -1019,8 +1119,8 @@ FC_AVX2 void grad_item2(float* sums, const float* dout, const float* src, const 
       __m256 e[2][2];
       for (int a = 0; a < 2; ++a) {
         for (int c = 0; c < 2; ++c) {
-          const int64_t p = p0 + a, q = q0 + c;
-          e[a][c] = col < L.cols && p < d.P && q < d.Q
+          const int64_t p = b.p0 + a, q = b.q0 + c;
+          e[a][c] = b.in && p < d.P && q < d.Q
                         ? _mm256_mask_i32gather_ps(_mm256_setzero_ps(), y + k0 * PQ + p * d.Q + q,
                                                    step, _mm256_castsi256_ps(m), 4)
                         : _mm256_setzero_ps();
@@ -1171,8 +1271,8 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
       // faster, 128 and 256 channels 1.1x; 16 -> 32 and 32 -> 32 1.4-1.6x slower (8-lane
       // vectors leave the transforms and dy's gathers a larger share), 512 x 512 2.4x slower.
       const Layout2 L = layout2_of(g.N, g.P, g.Q);
-      return C >= 64 && K >= 64 && C <= 256 && K <= 256 && layout2_fits(L) &&
-             4 * g.N * L.rows * L.cols >= 3 * kNV * kLanes;
+      return C >= 64 && K >= 64 && C <= 256 && K <= 256 && 4 * L.blocks >= 3 * kNV * kLanes &&
+             layout2_fits(L, g.N, g.P, g.Q, g.C * g.HW(), g.K * g.PQ());
     }
     const Layout L = layout_of(g.N, g.P, g.Q);
     return 4 * L.blocks >= 3 * kNV * kLanes &&
@@ -1193,7 +1293,7 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
   if (C < 16 || K < 16 || C + K < 48 || C > 512 || K > 512 || P < 2) return false;
   if (avx2) {
     const Layout2 L = layout2_of(g.N, P, Q);
-    return L.vectors >= kNV2 && layout2_fits(L);
+    return L.vectors >= kNV2 && layout2_fits(L, g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
   }
   // At least one item's worth of vectors: ResNet's 512 x 512 layer at 4x4 and batch 4 (one
   // vector) took 3.4 ms against the batched GEMM's 2.2.

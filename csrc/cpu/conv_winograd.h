@@ -1,7 +1,7 @@
 // Winograd convolution F(2x2, 3x3) on the CPU, float32 under AVX-512: 3x3 windows at stride 1
 // (ResNet's and VGG's layers), their input gradients (the same correlation with the kernel
-// flipped) and their weight gradients; under AVX2 on planes whose block rows fill its 8-lane
-// vectors (the weight gradient for 64-256 channels a side), with the same bits. Each 2x2 block
+// flipped) and their weight gradients; under AVX2 too (the weight gradient for 64-256 channels
+// a side), with the same bits. Each 2x2 block
 // of outputs costs 16 products per (input, output channel) pair instead of 36: the input's
 // overlapping 4x4 tiles and the kernels are transformed (B^T d B, G g G^T), multiplied
 // pointwise and summed over input channels (16 small GEMMs), and the sums transformed back

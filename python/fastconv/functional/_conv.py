@@ -37,7 +37,7 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     the CPU variant in force (fastconv.get_cpu_isa()), as a dict with keys "forward",
     "grad_input" and "grad_weight". Each value is "winograd" (F(2x2, 3x3) for a 3x3 kernel at
     stride 1 with 16 or more channels each side and 2x2 output blocks that fill the vector
-    lanes: float32 under AVX-512, and under AVX2 along rows),
+    lanes: float32 under AVX-512 and AVX2),
     "direct" (register tiles, no
     im2col: float32 under AVX2 or AVX-512), "direct_rows" (the forward of a layer with few taps per output
     channel, such as a first layer, vectorised along output rows: float32 under AVX2 or
