@@ -294,21 +294,23 @@ FC_AVX512 inline void gemm_tiles(int64_t nj, float* m, int64_t ldm, const float*
 }
 
 // The vectors of 2x2 output blocks one group's correlation computes on N planes of P x Q
-// outputs: along block rows (a row's blocks, kLanes to a vector) where they fill at least 3/4
-// of the lanes a row takes (a 28-pixel row puts 14 blocks in 16 lanes), else flat (FlatSpan:
-// 16 consecutive blocks of the batch in (image, block row, block column) order).
+// outputs, `lanes` blocks to a vector (16 under AVX-512, 8 under AVX2): along block rows where
+// they fill at least 3/4 of the lanes a row takes (a 28-pixel row puts 14 blocks in 16 lanes),
+// else flat (FlatSpan: consecutive blocks of the batch in (image, block row, block column)
+// order).
 struct Layout {
   bool flat;
+  int64_t lanes;
   int64_t rows, cols, per_row;  // blocks per plane (rows x cols); vectors per block row
   int64_t blocks, vectors;      // in the batch
 };
 
-Layout layout_of(int64_t N, int64_t P, int64_t Q) {
-  const int64_t rows = blocks_of(P), cols = blocks_of(Q), per_row = ceil_div(cols, kLanes);
-  if (4 * cols >= 3 * kLanes * per_row) {
-    return Layout{false, rows, cols, per_row, N * rows * cols, N * rows * per_row};
+Layout layout_of(int64_t N, int64_t P, int64_t Q, int64_t lanes = kLanes) {
+  const int64_t rows = blocks_of(P), cols = blocks_of(Q), per_row = ceil_div(cols, lanes);
+  if (4 * cols >= 3 * lanes * per_row) {
+    return Layout{false, lanes, rows, cols, per_row, N * rows * cols, N * rows * per_row};
   }
-  return Layout{true, rows, cols, 0, N * rows * cols, ceil_div(N * rows * cols, kLanes)};
+  return Layout{true, lanes, rows, cols, 0, N * rows * cols, ceil_div(N * rows * cols, lanes)};
 }
 
 // Lane l's block of vector v: image n, output row p0 and column q0, and whether it is one of
@@ -320,12 +322,37 @@ struct Block {
 
 inline Block block_at(const Layout& L, int64_t v, int64_t l) {
   if (L.flat) {
-    const int64_t t = v * kLanes + l;
+    const int64_t t = v * L.lanes + l;
     return Block{t / (L.rows * L.cols), 2 * ((t / L.cols) % L.rows), 2 * (t % L.cols),
                  t < L.blocks};
   }
-  const int64_t c = (v % L.per_row) * kLanes + l;
+  const int64_t c = (v % L.per_row) * L.lanes + l;
   return Block{v / (L.rows * L.per_row), 2 * ((v / L.per_row) % L.rows), 2 * c, c < L.cols};
+}
+
+// Lane l of flat vector v, whose first block is in image n0: for point (i, j) of its window the
+// source offset in[4i + j] from the plane of image n0 (valid where in_ok: not padding, not past
+// the batch), for output (a, b) of its block out[2a + b] from that image's output plane.
+struct FlatLane {
+  int32_t in[kXi], out[4];
+  bool in_ok[kXi], out_ok[4];
+};
+
+inline FlatLane flat_lane(const Wcorr& d, const Layout& L, int64_t v, int64_t l, int64_t n0) {
+  const int64_t img_in = d.groups * d.C * d.H * d.W, img_out = d.groups * d.K * d.P * d.Q;
+  const Block b = block_at(L, v, l);
+  FlatLane f;
+  for (int e = 0; e < kXi; ++e) {
+    const int64_t h = b.p0 - d.oh + e / 4, w = b.q0 - d.ow + e % 4;
+    f.in_ok[e] = b.in && h >= 0 && h < d.H && w >= 0 && w < d.W;
+    f.in[e] = f.in_ok[e] ? int32_t((b.n - n0) * img_in + h * d.W + w) : 0;
+  }
+  for (int e = 0; e < 4; ++e) {
+    const int64_t p = b.p0 + e / 2, q = b.q0 + e % 2;
+    f.out_ok[e] = b.in && p < d.P && q < d.Q;
+    f.out[e] = f.out_ok[e] ? int32_t((b.n - n0) * img_out + p * d.Q + q) : 0;
+  }
+  return f;
 }
 
 // The offsets and masks of flat vector v, whose first block is in image n0.
@@ -334,20 +361,15 @@ FC_AVX512 FlatSpan flat_span(const Wcorr& d, const Layout& L, int64_t v, int64_t
   FlatSpan s;
   for (int e = 0; e < kXi; ++e) s.in_m[e] = 0;
   for (int e = 0; e < 4; ++e) s.out_m[e] = 0;
-  const int64_t img_in = d.groups * d.C * d.H * d.W, img_out = d.groups * d.K * d.P * d.Q;
   for (int l = 0; l < kLanes; ++l) {
-    const Block b = block_at(L, v, l);
+    const FlatLane f = flat_lane(d, L, v, l, n0);
     for (int e = 0; e < kXi; ++e) {
-      const int64_t h = b.p0 - d.oh + e / 4, w = b.q0 - d.ow + e % 4;
-      const bool inside = b.in && h >= 0 && h < d.H && w >= 0 && w < d.W;
-      in[e][l] = inside ? int32_t((b.n - n0) * img_in + h * d.W + w) : 0;
-      s.in_m[e] |= __mmask16(unsigned(inside) << l);
+      in[e][l] = f.in[e];
+      s.in_m[e] |= __mmask16(unsigned(f.in_ok[e]) << l);
     }
     for (int e = 0; e < 4; ++e) {
-      const int64_t p = b.p0 + e / 2, q = b.q0 + e % 2;
-      const bool inside = b.in && p < d.P && q < d.Q;
-      out[e][l] = inside ? int32_t((b.n - n0) * img_out + p * d.Q + q) : 0;
-      s.out_m[e] |= __mmask16(unsigned(inside) << l);
+      out[e][l] = f.out[e];
+      s.out_m[e] |= __mmask16(unsigned(f.out_ok[e]) << l);
     }
   }
   for (int e = 0; e < kXi; ++e) s.in[e] = _mm512_load_si512(in[e]);
@@ -775,41 +797,6 @@ std::unique_ptr<float[]> transform_weights_scalar(const Wmap& m, const Wcorr& d)
   return u;
 }
 
-// Layout for 8-lane vectors: along block rows where a row's blocks fill 3/4 of the lanes it
-// takes, else flat (8 consecutive blocks of the batch, gathered and stored lane by lane).
-struct Layout2 {
-  bool flat;
-  int64_t rows, cols, per_row;  // blocks per plane (rows x cols); vectors per block row
-  int64_t blocks, vectors;      // in the batch
-};
-
-Layout2 layout2_of(int64_t N, int64_t P, int64_t Q) {
-  const int64_t rows = blocks_of(P), cols = blocks_of(Q), per_row = ceil_div(cols, kLanes2);
-  if (4 * cols >= 3 * kLanes2 * per_row) {
-    return Layout2{false, rows, cols, per_row, N * rows * cols, N * rows * per_row};
-  }
-  return Layout2{true, rows, cols, 0, N * rows * cols, ceil_div(N * rows * cols, kLanes2)};
-}
-
-// As layout_fits: rows, or flat vectors whose blocks hold 3/4 of their lanes' outputs (a 7x7
-// plane's 16 blocks hold 49 of 64) with 32-bit offsets across 8 images.
-bool layout2_fits(const Layout2& L, int64_t N, int64_t P, int64_t Q, int64_t in_image,
-                  int64_t out_image) {
-  return !L.flat || (4 * N * P * Q >= 3 * 4 * kLanes2 * L.vectors &&
-                     kLanes2 * std::max(in_image, out_image) <= int64_t(INT32_MAX));
-}
-
-// Lane l's block of vector v (Block as block_at's).
-inline Block block2_at(const Layout2& L, int64_t v, int64_t l) {
-  if (L.flat) {
-    const int64_t t = v * kLanes2 + l;
-    return Block{t / (L.rows * L.cols), 2 * ((t / L.cols) % L.rows), 2 * (t % L.cols),
-                 t < L.blocks};
-  }
-  const int64_t c = (v % L.per_row) * kLanes2 + l;
-  return Block{v / (L.rows * L.per_row), 2 * ((v / L.per_row) % L.rows), 2 * c, c < L.cols};
-}
-
 // FlatSpan for 8 lanes: offsets from the plane of the vector's first image n0, masks as AVX2
 // float masks (sign bits).
 struct FlatSpan2 {
@@ -818,24 +805,19 @@ struct FlatSpan2 {
   unsigned out_m[4];
 };
 
-FlatSpan2 flat_span2(const Wcorr& d, const Layout2& L, int64_t v, int64_t n0) {
+FlatSpan2 flat_span2(const Wcorr& d, const Layout& L, int64_t v, int64_t n0) {
   alignas(32) int32_t in[kXi][kLanes2], out[4][kLanes2], inm[kXi][kLanes2];
   FlatSpan2 s;
-  const int64_t img_in = d.groups * d.C * d.H * d.W, img_out = d.groups * d.K * d.P * d.Q;
   for (int e = 0; e < 4; ++e) s.out_m[e] = 0;
   for (int l = 0; l < kLanes2; ++l) {
-    const Block b = block2_at(L, v, l);
+    const FlatLane f = flat_lane(d, L, v, l, n0);
     for (int e = 0; e < kXi; ++e) {
-      const int64_t h = b.p0 - d.oh + e / 4, w = b.q0 - d.ow + e % 4;
-      const bool inside = b.in && h >= 0 && h < d.H && w >= 0 && w < d.W;
-      in[e][l] = inside ? int32_t((b.n - n0) * img_in + h * d.W + w) : 0;
-      inm[e][l] = inside ? -1 : 0;
+      in[e][l] = f.in[e];
+      inm[e][l] = f.in_ok[e] ? -1 : 0;
     }
     for (int e = 0; e < 4; ++e) {
-      const int64_t p = b.p0 + e / 2, q = b.q0 + e % 2;
-      const bool inside = b.in && p < d.P && q < d.Q;
-      out[e][l] = inside ? int32_t((b.n - n0) * img_out + p * d.Q + q) : 0;
-      s.out_m[e] |= unsigned(inside) << l;
+      out[e][l] = f.out[e];
+      s.out_m[e] |= unsigned(f.out_ok[e]) << l;
     }
   }
   std::memcpy(s.in, in, sizeof in);
@@ -999,7 +981,7 @@ FC_AVX2 inline void gemm_tile2(float* m, int64_t ldm, const float* u, int64_t us
 
 // run_item for the AVX2 layout: kNV2 vectors from v0 (fewer in the batch's last item).
 FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float* bias,
-                       const Wcorr& d, const Layout2& L, int64_t gi, int64_t v0,
+                       const Wcorr& d, const Layout& L, int64_t gi, int64_t v0,
                        int64_t kb_begin, int64_t kb_end, float* vbuf, float* mbuf) {
   const int64_t KB = ceil_div(d.K, kKR), vcs = kXi * kNV2 * kLanes2 + kSkew;
   const int64_t mxs = kKChunk * kNV2 * kLanes2 + kSkew, HW = d.H * d.W, PQ = d.P * d.Q;
@@ -1009,7 +991,7 @@ FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float
   OutSpan2 os[kNV2];
   FlatSpan2 fs[kNV2];
   for (int64_t j = 0; j < nv; ++j) {
-    const Block t = block2_at(L, v0 + j, 0);
+    const Block t = block_at(L, v0 + j, 0);
     n[j] = t.n;
     if (L.flat) {
       fs[j] = flat_span2(d, L, v0 + j, t.n);
@@ -1072,7 +1054,7 @@ FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float
 void correlate2(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
   static_assert(kNV2 * kLanes2 == kNV * kLanes, "an item's blocks and buffers as AVX-512's");
   const auto u = transform_weights_scalar(m, d);
-  const Layout2 L = layout2_of(d.N, d.P, d.Q);
+  const Layout L = layout_of(d.N, d.P, d.Q, kLanes2);
   for_items(d, L.vectors, kNV2, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
                                     float* vbuf, float* mbuf) {
     run_item2(out, src, u.get(), bias, d, L, gi, v0, kb0, kb1, vbuf, mbuf);
@@ -1081,7 +1063,7 @@ void correlate2(float* out, const float* src, const float* bias, const Wcorr& d,
 
 // grad_item for the AVX2 layout: the same V, E and sums, 8 lanes at a time.
 FC_AVX2 void grad_item2(float* sums, const float* dout, const float* src, const Wcorr& d,
-                        const Layout2& L, const GradDims& D, int64_t gi, int64_t v0,
+                        const Layout& L, const GradDims& D, int64_t gi, int64_t v0,
                         int64_t c_lo, int64_t cn, float* vt, float* et) {
   const int64_t HW = d.H * d.W, PQ = d.P * d.Q, vxs = D.pass * kGradTiles;
   const int64_t exs = kGradTiles * D.Kp, nv = std::min(kNV2, L.vectors - v0);
@@ -1089,7 +1071,7 @@ FC_AVX2 void grad_item2(float* sums, const float* dout, const float* src, const 
     std::memset(vt + xi * vxs + cn * kGradTiles, 0, (D.pass - cn) * kGradTiles * sizeof(float));
   }
   for (int64_t j = 0; j < nv; ++j) {
-    const Block t = block2_at(L, v0 + j, 0);
+    const Block t = block_at(L, v0 + j, 0);
     const float* planes = src + ((t.n * d.groups + gi) * d.C + c_lo) * HW;
     if (L.flat) {
       const FlatSpan2 fs = flat_span2(d, L, v0 + j, t.n);
@@ -1110,7 +1092,7 @@ FC_AVX2 void grad_item2(float* sums, const float* dout, const float* src, const 
   const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                           _mm256_set1_epi32(int32_t(PQ)));
   for (int64_t t = 0; t < nv * kLanes2; ++t) {
-    const Block b = block2_at(L, v0 + t / kLanes2, t % kLanes2);
+    const Block b = block_at(L, v0 + t / kLanes2, t % kLanes2);
     const float* y = dout + (b.n * d.groups + gi) * d.K * PQ;
     for (int64_t k0 = 0; k0 < D.Kp; k0 += kLanes2) {
       const __m256i m = _mm256_cmpgt_epi32(
@@ -1198,7 +1180,7 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
                        finish_weight_grad);
     return;
   }
-  const Layout2 L = layout2_of(d.N, d.P, d.Q);
+  const Layout L = layout_of(d.N, d.P, d.Q, kLanes2);
   weight_grad_passes(dweight, d, D, ceil_div(L.vectors, kNV2),
                      [&](float* sums, int64_t gi, int64_t i, int64_t c_lo, int64_t cn,
                          float* vt, float* et) {
@@ -1209,11 +1191,12 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
 
 // Whether the Layout of N planes of P x Q outputs is worth running: rows that fill the lanes,
 // or flat vectors whose blocks fill 3/4 of the lanes with outputs (a 7x7 plane's 16 blocks hold
-// 49 of 64) and whose 32-bit offsets reach across 16 images of in_image and out_image floats.
+// 49 of 64) and whose 32-bit offsets reach across a vector's images (as many as its lanes) of
+// in_image and out_image floats.
 bool layout_fits(const Layout& L, int64_t N, int64_t P, int64_t Q, int64_t in_image,
                  int64_t out_image) {
-  return !L.flat || (4 * N * P * Q >= 3 * 4 * kLanes * L.vectors &&
-                     kLanes * std::max(in_image, out_image) <= int64_t(INT32_MAX));
+  return !L.flat || (4 * N * P * Q >= 3 * 4 * L.lanes * L.vectors &&
+                     L.lanes * std::max(in_image, out_image) <= int64_t(INT32_MAX));
 }
 
 // Whether a[0 .. n) holds no infinity or NaN. The transforms add and subtract an input's
@@ -1270,9 +1253,9 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
       // Measured against the direct tiles under AVX2, two threads: 64 x 64 at 56x56 1.3x
       // faster, 128 and 256 channels 1.1x; 16 -> 32 and 32 -> 32 1.4-1.6x slower (8-lane
       // vectors leave the transforms and dy's gathers a larger share), 512 x 512 2.4x slower.
-      const Layout2 L = layout2_of(g.N, g.P, g.Q);
+      const Layout L = layout_of(g.N, g.P, g.Q, kLanes2);
       return C >= 64 && K >= 64 && C <= 256 && K <= 256 && 4 * L.blocks >= 3 * kNV * kLanes &&
-             layout2_fits(L, g.N, g.P, g.Q, g.C * g.HW(), g.K * g.PQ());
+             layout_fits(L, g.N, g.P, g.Q, g.C * g.HW(), g.K * g.PQ());
     }
     const Layout L = layout_of(g.N, g.P, g.Q);
     return 4 * L.blocks >= 3 * kNV * kLanes &&
@@ -1292,8 +1275,8 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
   // (32x32) faster than the direct tiles.
   if (C < 16 || K < 16 || C + K < 48 || C > 512 || K > 512 || P < 2) return false;
   if (avx2) {
-    const Layout2 L = layout2_of(g.N, P, Q);
-    return L.vectors >= kNV2 && layout2_fits(L, g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
+    const Layout L = layout_of(g.N, P, Q, kLanes2);
+    return L.vectors >= kNV2 && layout_fits(L, g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
   }
   // At least one item's worth of vectors: ResNet's 512 x 512 layer at 4x4 and batch 4 (one
   // vector) took 3.4 ms against the batched GEMM's 2.2.
