@@ -144,44 +144,52 @@ void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C
   }
 }
 
-// Four doubles: one ymm register, two xmm under the baseline variant; each lane computed alike,
-// so the sums below give the same bits under every variant. (As one 8-lane vector of 64 bytes
-// they went through the stack under AVX2: batch-norm backward at 2.9x PyTorch's time there.)
+// Eight double lanes, as one vector of 8 (one zmm under AVX-512) or two of 4 (a ymm each under
+// AVX2, two xmm under the baseline variant: as one 64-byte vector they went through the stack
+// under AVX2, batch-norm backward at 2.9x PyTorch's time there). Each lane is computed alike
+// either way, so the sums below give the same bits under every variant.
+typedef double D8 __attribute__((vector_size(64)));
 typedef double D4 __attribute__((vector_size(32)));
 
-// v = x[0, 4) in double lanes.
-template <typename T>
-inline void load4(D4& v, const T* x) {
-  if constexpr (std::is_same_v<T, float>) {
-    typedef float F4 __attribute__((vector_size(16)));
-    F4 f;
-    std::memcpy(&f, x, sizeof f);
-    v = __builtin_convertvector(f, D4);
-  } else {
-    std::memcpy(&v, x, sizeof v);
-  }
+// v = x[0, lanes of v) in double lanes.
+inline void load_lanes(D8& v, const float* x) {
+  typedef float F8 __attribute__((vector_size(32)));
+  F8 f;
+  std::memcpy(&f, x, sizeof f);
+  v = __builtin_convertvector(f, D8);
+}
+inline void load_lanes(D4& v, const float* x) {
+  typedef float F4 __attribute__((vector_size(16)));
+  F4 f;
+  std::memcpy(&f, x, sizeof f);
+  v = __builtin_convertvector(f, D4);
+}
+template <typename D>
+inline void load_lanes(D& v, const double* x) {
+  std::memcpy(&v, x, sizeof v);
 }
 
 // The three sums of grad_sums over elements [j0, j1) of channel c, m its mean, into p[0..2].
-// Lane l (of 8, in two vectors of 4) of the vector sums takes each run's elements 8i + l,
+// Lane l (of 8: H vectors D of 8 / H) of the vector sums takes each run's elements 8i + l,
 // across the runs; a run's last len % 8 go to scalar sums; the lanes are added in order at the
 // end. (A reduction per run, `omp simd`, ended every run with three horizontal sums and a
 // scalar remainder: most of the time of a run of 196, fashion_cnn's second block.)
-template <typename T>
-void chunk_grad_sums(double* p, const T* dout, const T* inp, double m, int64_t C, int64_t S,
-                     int64_t c, int64_t j0, int64_t j1) {
-  D4 va[2] = {}, vb[2] = {}, vd[2] = {};
-  const D4 mv = m - D4{};
+template <typename D, int H, typename T>
+void chunk_grad_sums_in(double* p, const T* dout, const T* inp, double m, int64_t C, int64_t S,
+                        int64_t c, int64_t j0, int64_t j1) {
+  constexpr int L = 8 / H;
+  D va[H] = {}, vb[H] = {}, vd[H] = {};
+  const D mv = m - D{};
   double a = 0, b = 0, d = 0;
   channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
     const T* x = inp + o;
     const T* dy = dout + o;
     int64_t e = 0;
     for (; e + 8 <= len; e += 8) {
-      for (int h = 0; h < 2; ++h) {
-        D4 g, xm;
-        load4(g, dy + e + 4 * h);
-        load4(xm, x + e + 4 * h);
+      for (int h = 0; h < H; ++h) {
+        D g, xm;
+        load_lanes(g, dy + e + L * h);
+        load_lanes(xm, x + e + L * h);
         xm -= mv;
         va[h] += g;
         vb[h] += g * xm;
@@ -196,13 +204,23 @@ void chunk_grad_sums(double* p, const T* dout, const T* inp, double m, int64_t C
     }
   });
   for (int l = 0; l < 8; ++l) {
-    a += va[l / 4][l % 4];
-    b += vb[l / 4][l % 4];
-    d += vd[l / 4][l % 4];
+    a += va[l / L][l % L];
+    b += vb[l / L][l % L];
+    d += vd[l / L][l % L];
   }
   p[0] = a;
   p[1] = b;
   p[2] = d;
+}
+
+template <typename T>
+void chunk_grad_sums(double* p, const T* dout, const T* inp, double m, int64_t C, int64_t S,
+                     int64_t c, int64_t j0, int64_t j1) {
+  if (cpu_isa() == CpuIsa::avx512) {
+    chunk_grad_sums_in<D8, 1>(p, dout, inp, m, C, S, c, j0, j1);
+  } else {
+    chunk_grad_sums_in<D4, 2>(p, dout, inp, m, C, S, c, j0, j1);
+  }
 }
 
 // The chunks' sums of channel c added in chunk order, into p[0..2].
