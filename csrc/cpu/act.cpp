@@ -253,14 +253,13 @@ double dot_of(const T* a, const T* b, int64_t D) {
 
 // max(-inf, x[0:n]) in independent lanes: one running maximum is a chain of dependent
 // compares, about 4 cycles per element, most of a softmax row's time. The lanes are a GCC
-// vector of 32 bytes, one ymm register (two xmm under the baseline variant): written as an
-// array of lanes, gcc kept the loop scalar, and as a vector of 64 bytes it went through the
-// stack under AVX2 (softmax's forward at 1.8x PyTorch's time there). NaN is never taken (a
-// row holding one gives NaN through x - max anyway).
-template <typename T>
-T max_of(const T* x, int64_t n) {
-  constexpr int64_t L = 32 / sizeof(T);
-  typedef T Lanes __attribute__((vector_size(32)));
+// vector of one register (64 bytes under AVX-512, 32 otherwise: written as an array of lanes,
+// gcc kept the loop scalar, and as a 64-byte vector it went through the stack under AVX2,
+// softmax's forward at 1.8x PyTorch's time there). NaN is never taken (a row holding one gives
+// NaN through x - max anyway).
+template <typename T, typename Lanes>
+T max_in_lanes(const T* x, int64_t n) {
+  constexpr int64_t L = sizeof(Lanes) / sizeof(T);
   // Two vectors of them, so that two compare chains overlap.
   Lanes m0, m1;
   for (int64_t j = 0; j < L; ++j) m0[j] = m1[j] = -std::numeric_limits<T>::infinity();
@@ -279,6 +278,14 @@ T max_of(const T* x, int64_t n) {
     r = select(m1[j] > r, m1[j], r);
   }
   return r;
+}
+
+template <typename T>
+T max_of(const T* x, int64_t n) {
+  typedef T Wide __attribute__((vector_size(64)));
+  typedef T Narrow __attribute__((vector_size(32)));
+  return cpu_isa() == CpuIsa::avx512 ? max_in_lanes<T, Wide>(x, n)
+                                     : max_in_lanes<T, Narrow>(x, n);
 }
 
 // One row (inner == 1). exp(x - m) goes through y first so that the exp loop vectorises apart
