@@ -56,7 +56,6 @@ CASES = [
 ]
 IDS = [c["id"] for c in CASES]
 
-AVX512 = "avx512" in fc.info()["cpu_isas"]
 WINOGRAD_VARIANTS = [v for v in ("avx512", "avx2") if v in fc.info()["cpu_isas"]]
 
 

@@ -52,7 +52,7 @@ struct CpuMath {
 };
 
 #ifdef FC_ISA_X86
-#define FC_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+#define FC_AVX512 FC_TARGET_AVX512
 
 // tanh_of (vmath.h) on K vectors of 16 floats, operation for operation, so the bits are the
 // same (checked over every float32). GCC's vectorisation of tanh_of takes ~30 instructions a
@@ -95,7 +95,7 @@ FC_AVX512 inline void tanh16(__m512* x) {
 
 // tanh16 under AVX2: 8 floats a vector, 2^n from the exponent bits as tanh_of builds it (no
 // vscalefps), the clamp by vminps, the sign by and/or. The same bits as tanh_of again.
-#define FC_AVX2 __attribute__((target("avx2,fma")))
+#define FC_AVX2 FC_TARGET_AVX2
 
 FC_AVX2 inline __m256 splat8(float v) { return _mm256_set1_ps(v); }
 

@@ -553,7 +553,7 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void stor
 
 // The same in 8 x 8 blocks under AVX2 (a scalar copy with a stride of a channel row per
 // element was 8 % of fashion_cnn conv2's forward there).
-__attribute__((target("avx2,fma"), flatten)) void store_channels_avx2(
+FC_TARGET_AVX2 __attribute__((flatten)) void store_channels_avx2(
     float* y, int64_t ld, const float* res, int64_t RR, int64_t stride, int64_t k1) {
   for (int64_t r0 = 0; r0 < RR; r0 += 8) {
     const int n = int(std::min<int64_t>(8, RR - r0));

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "cpu/isa.h"
 #include "cpu/parallel.h"
 #include "runtime.h"
 
@@ -104,14 +105,17 @@ FC_AVX512 void transform_weight_block(float* u, const Wmap& m, const Wcorr& d, i
   }
 }
 
-std::unique_ptr<float[]> transform_weights(const Wmap& m, const Wcorr& d) {
+// U for every (group, output block, input channel), block(u, m, d, gi, kb, c) filling one:
+// transform_weight_block, or its scalar twin for the AVX2 variant.
+template <typename Block>
+std::unique_ptr<float[]> transform_weights(const Wmap& m, const Wcorr& d, Block block) {
   const int64_t KB = ceil_div(d.K, kKR);
   auto u = alloc_uninit<float>(d.groups * kXi * KB * d.C * kKR,
                                "conv2d (winograd): transformed weights");
   const int64_t blocks = d.groups * KB * d.C;
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (d.parallel)
   for (int64_t e = 0; e < blocks; ++e) {
-    transform_weight_block(u.get(), m, d, e / (KB * d.C), (e / d.C) % KB, e % d.C);
+    block(u.get(), m, d, e / (KB * d.C), (e / d.C) % KB, e % d.C);
   }
   return u;
 }
@@ -518,7 +522,7 @@ void for_items(const Wcorr& d, int64_t vectors, int64_t per_item, const Run& run
 }
 
 void correlate(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
-  const auto u = transform_weights(m, d);
+  const auto u = transform_weights(m, d, transform_weight_block);
   const Layout L = layout_of(d.N, d.P, d.Q);
   for_items(d, L.vectors, kNV, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
                                    float* vbuf, float* mbuf) {
@@ -750,7 +754,7 @@ void weight_grad_passes(float* dweight, const Wcorr& d, const GradDims& D, int64
 // out as there. The GEMM tile is 6 rows x 2 vectors (12 of AVX2's 16 registers). Each output
 // is the same chain of operations as under AVX-512, so the bits are the same wherever both
 // run it.
-#define FC_AVX2 __attribute__((target("avx2,fma")))
+#define FC_AVX2 FC_TARGET_AVX2
 
 constexpr int64_t kLanes2 = 8;
 constexpr int64_t kNV2 = kNV * kLanes / kLanes2;
@@ -783,18 +787,6 @@ void transform_weight_block_scalar(float* u, const Wmap& m, const Wcorr& d, int6
       for (int b = 0; b < 4; ++b) to[(4 * a + b) * per_xi + i] = float(v[b]);
     }
   }
-}
-
-std::unique_ptr<float[]> transform_weights_scalar(const Wmap& m, const Wcorr& d) {
-  const int64_t KB = ceil_div(d.K, kKR);
-  auto u = alloc_uninit<float>(d.groups * kXi * KB * d.C * kKR,
-                               "conv2d (winograd): transformed weights");
-  const int64_t blocks = d.groups * KB * d.C;
-#pragma omp parallel for schedule(static) num_threads(max_threads()) if (d.parallel)
-  for (int64_t e = 0; e < blocks; ++e) {
-    transform_weight_block_scalar(u.get(), m, d, e / (KB * d.C), (e / d.C) % KB, e % d.C);
-  }
-  return u;
 }
 
 // FlatSpan for 8 lanes: offsets from the plane of the vector's first image n0, masks as AVX2
@@ -1052,8 +1044,7 @@ FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float
 
 // correlate for the AVX2 variant (the rows of the planes fill 3/4 of its vectors' lanes).
 void correlate2(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
-  static_assert(kNV2 * kLanes2 == kNV * kLanes, "an item's blocks and buffers as AVX-512's");
-  const auto u = transform_weights_scalar(m, d);
+  const auto u = transform_weights(m, d, transform_weight_block_scalar);
   const Layout L = layout_of(d.N, d.P, d.Q, kLanes2);
   for_items(d, L.vectors, kNV2, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
                                     float* vbuf, float* mbuf) {

@@ -47,7 +47,7 @@ void column_sums(T* dbias, const T* dout, int64_t M, int64_t OUT) {
 // from W, which streams through once) against the batch's column of the transposed input (in
 // L2): 24 multiply-adds per 4 vector loads and 6 broadcasts. Each output is the bias plus one
 // chain of multiply-adds in input-feature order, so the bits do not depend on the thread count.
-#define FC_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+#define FC_AVX512 FC_TARGET_AVX512
 
 constexpr int64_t kTileRows = 6;   // output features per register tile
 constexpr int64_t kMaxBatch = 64;  // rows of the input a tile takes: 4 vectors

@@ -6,12 +6,14 @@
 
 #include <immintrin.h>
 
+#include "cpu/isa.h"
+
 namespace fc {
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FC_ISA_X86
 // Not always_inline: the other variants' copies of a caller's loops hold calls to these too
 // (never run), which the attribute would refuse to compile.
-#define FC_EXP_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))) inline
+#define FC_EXP_AVX512 FC_TARGET_AVX512 inline
 
 FC_EXP_AVX512 __m512 splat16(float v) { return _mm512_set1_ps(v); }
 

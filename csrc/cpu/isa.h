@@ -16,13 +16,18 @@ namespace fc {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FC_ISA_X86 1
+// Each variant's instruction sets: also the target of a function written in that variant's
+// intrinsics, which callers run only while cpu_isa() is that variant.
+#define FC_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c,lzcnt,popcnt")))
+#define FC_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,f16c,lzcnt,popcnt")))
+
 template <typename F>
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c,lzcnt,popcnt"),
-               flatten)) void run_avx512(const F& f) {
+FC_TARGET_AVX512 __attribute__((flatten)) void run_avx512(const F& f) {
   f();
 }
 template <typename F>
-__attribute__((target("avx2,fma,bmi,bmi2,f16c,lzcnt,popcnt"), flatten)) void run_avx2(const F& f) {
+FC_TARGET_AVX2 __attribute__((flatten)) void run_avx2(const F& f) {
   f();
 }
 #endif

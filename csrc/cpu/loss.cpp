@@ -165,23 +165,11 @@ double sum_exp_lanes(const float* x, int64_t& c, int64_t C, float m, float* keep
 #ifdef FC_EXP_AVX512
 // Rows of fewer than 16 classes (10-class heads) under AVX-512 in one masked register: the
 // lane loops below run 4-lane vectors and scalar calls there (a 10-class row took ~50 ns).
-// Each reproduces its loop's arithmetic: the exponentials are exp_lanes's bits, the sum adds
+// It reproduces their arithmetic: the exponentials are exp_lanes's bits, the sum adds
 // 4-lane float partial sums over the whole 4-class blocks in block order, then their lanes and
 // the last classes in double, as sum_exp_lanes<f4> and the scalar tail do.
-FC_EXP_AVX512 __mmask16 short_row(int64_t C) { return __mmask16((1u << C) - 1); }
-
-FC_EXP_AVX512 float short_row_max(const float* x, int64_t C) {
-  const __m512 v = _mm512_mask_loadu_ps(splat16(-std::numeric_limits<float>::infinity()),
-                                        short_row(C), x);
-  alignas(64) float t[16];
-  _mm512_store_ps(t, v);
-  float m = t[0];
-  for (int64_t c = 1; c < C; ++c) m = t[c] > m ? t[c] : m;
-  return m;
-}
-
 FC_EXP_AVX512 double short_row_sum_exp(const float* x, int64_t C, float m, float* keep) {
-  const __mmask16 k = short_row(C);
+  const __mmask16 k = __mmask16((1u << C) - 1);
   const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x), splat16(m)));
   if (keep) _mm512_mask_storeu_ps(keep, k, e);
   alignas(64) float t[16];
@@ -240,7 +228,12 @@ void row_max_lanes(const float* x, int64_t& c, int64_t C, float& m) {
 
 inline float row_max(const float* x, int64_t C, One) {
 #ifdef FC_EXP_AVX512
-  if (C < 16 && cpu_isa() == CpuIsa::avx512) return short_row_max(x, C);
+  // A short row's maximum in one pass (the lane loops below would run 4-lane vectors there).
+  if (C < 16 && cpu_isa() == CpuIsa::avx512) {
+    float m = x[0];
+    for (int64_t c = 1; c < C; ++c) m = x[c] > m ? x[c] : m;
+    return m;
+  }
 #endif
   float m = x[0];
   int64_t c = 0;

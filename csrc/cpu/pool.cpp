@@ -570,10 +570,8 @@ void lp_pool2d_backward_cpu(T* dinp, const T* dout, const T* inp, const Pool2dGe
 // together. Plane by plane (run_sum), a 7x7 plane's two chains of dependent adds (the lanes',
 // then the parts') took 23 cycles. Each plane sums in the same order wherever it falls among
 // the 8 (a last group repeats its last plane), so the bits do not depend on the thread count.
-__attribute__((target("avx512f,avx512dq,avx512vl"))) void plane_means_avx512(float* out,
-                                                                               const float* in,
-                                                                               int64_t planes,
-                                                                               int64_t n) {
+FC_TARGET_AVX512 void plane_means_avx512(float* out, const float* in, int64_t planes,
+                                         int64_t n) {
   const int64_t full = n / 8;
   const __mmask8 tail = __mmask8((1u << (n % 8)) - 1);
   const __m512d count = _mm512_set1_pd(double(n));
