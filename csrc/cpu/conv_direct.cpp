@@ -61,9 +61,12 @@ struct Tile {
   const float* w;      // packed weights of the tile's first channel block
   const float* bias;   // J * lanes starting values
   float* res;          // [RR][J * lanes] results
-  int64_t taps;        // C * R * S
   int64_t sw;          // column stride
   int64_t block;       // floats from one channel block's packed weights to the next
+  // The taps summed: `runs` runs of `len` taps of the flattened (c, r, s), run i from tap
+  // first + i * stride. One run of all C * R * S, or per channel the kernel rows that read
+  // inside the source (Taps).
+  int64_t runs, len, stride, first;
 };
 
 // One loop over the (c, r, s) taps, through a table of their offsets, rather than three
@@ -83,20 +86,24 @@ inline void tile_body(const Tile& t) {
 #pragma GCC unroll 32
     for (int r = 0; r < G * RR; ++r) acc[r][j] = b;
   }
-  for (int64_t u = 0; u < t.taps; ++u) {
-    V wv[J];
+  for (int64_t i = 0; i < t.runs; ++i) {
+    const int64_t* off = t.off + t.first + i * t.stride;
+    const float* w = t.w + (t.first + i * t.stride) * L;
+    for (int64_t u = 0; u < t.len; ++u) {
+      V wv[J];
 #pragma GCC unroll 2
-    for (int j = 0; j < J; ++j) std::memcpy(&wv[j], t.w + u * L + j * t.block, sizeof(V));
-    const int64_t o = t.off[u];
+      for (int j = 0; j < J; ++j) std::memcpy(&wv[j], w + u * L + j * t.block, sizeof(V));
+      const int64_t o = off[u];
 #pragma GCC unroll 4
-    for (int g = 0; g < G; ++g) {
-      const float* xk = xg[g] + o;
+      for (int g = 0; g < G; ++g) {
+        const float* xk = xg[g] + o;
 #pragma GCC unroll 32
-      for (int r = 0; r < RR; ++r) {
-        // x - V{} is the broadcast of x (x + V{} is not: -0 + +0 = +0).
-        const V b = xk[r * sw] - V{};
+        for (int r = 0; r < RR; ++r) {
+          // x - V{} is the broadcast of x (x + V{} is not: -0 + +0 = +0).
+          const V b = xk[r * sw] - V{};
 #pragma GCC unroll 2
-        for (int j = 0; j < J; ++j) acc[g * RR + r][j] += b * wv[j];
+          for (int j = 0; j < J; ++j) acc[g * RR + r][j] += b * wv[j];
+        }
       }
     }
   }
@@ -131,21 +138,25 @@ inline void row_tile_body(const Tile& t) {
   std::memcpy(&b0, t.bias, sizeof(V));
 #pragma GCC unroll 32
   for (int r = 0; r < G * RR; ++r) acc[r] = b0;
-  const int64_t rows = t.taps / S;
-  for (int64_t u = 0; u < rows; ++u) {
-    V wv[S];
+  const int64_t rows = t.len / S;
+  for (int64_t run = 0; run < t.runs; ++run) {
+    const int64_t* off = t.off + t.first + run * t.stride;
+    const float* w = t.w + (t.first + run * t.stride) * L;
+    for (int64_t u = 0; u < rows; ++u) {
+      V wv[S];
 #pragma GCC unroll 8
-    for (int s = 0; s < S; ++s) std::memcpy(&wv[s], t.w + (u * S + s) * L, sizeof(V));
-    const int64_t o = t.off[u * S];
+      for (int s = 0; s < S; ++s) std::memcpy(&wv[s], w + (u * S + s) * L, sizeof(V));
+      const int64_t o = off[u * S];
 #pragma GCC unroll 4
-    for (int g = 0; g < G; ++g) {
-      const float* xk = xg[g] + o;
+      for (int g = 0; g < G; ++g) {
+        const float* xk = xg[g] + o;
 #pragma GCC unroll 40
-      for (int i = 0; i < RR + S - 1; ++i) {
-        const V b = xk[i] - V{};
+        for (int i = 0; i < RR + S - 1; ++i) {
+          const V b = xk[i] - V{};
 #pragma GCC unroll 8
-        for (int s = 0; s < S; ++s) {
-          if (i - s >= 0 && i - s < RR) acc[g * RR + i - s] += b * wv[s];
+          for (int s = 0; s < S; ++s) {
+            if (i - s >= 0 && i - s < RR) acc[g * RR + i - s] += b * wv[s];
+          }
         }
       }
     }
@@ -619,7 +630,7 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
                     -d.oh, hb, Wb, k < ready);
       }
       ready = std::max(ready, m);
-      Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
+      Tile t{nullptr, {}, off, nullptr, nullptr, res, d.sw, block, 1, taps, 0, 0};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
         t.w = wpack + (gi * KB + kb) * block;
@@ -643,6 +654,23 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
         }
       }
     }
+  }
+}
+
+// The taps output row p sums: per channel, the kernel rows that read a source row, or all taps
+// in one run when every kernel row does. A row of padding adds only zeros (products with -0 or
+// +0; PyTorch's oneDNN skips them too): fashion_cnn conv2's 5x5 at padding 2 spends 6 of each
+// 70 row products of a plane on them.
+void inside_rows(Tile& t, const Corr& d, int64_t p) {
+  const int64_t top = p * d.sh - d.oh;  // the source row kernel row 0 reads
+  const int64_t r0 = top >= 0 ? 0 : std::min(d.R, ceil_div(-top, d.dh));
+  const int64_t last = d.H - 1 - top;  // kernel row r reads a source row while r * dh <= last
+  const int64_t r1 = last < 0 ? 0 : std::min(d.R, last / d.dh + 1);
+  const int64_t RS = d.R * d.S;
+  if (r0 == 0 && r1 == d.R) {
+    t.runs = 1, t.len = d.C * RS, t.stride = 0, t.first = 0;
+  } else {
+    t.runs = r1 > r0 ? d.C : 0, t.len = (r1 - r0) * d.S, t.stride = RS, t.first = r0 * d.S;
   }
 }
 
@@ -679,13 +707,14 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
       float* y = out + (it.n * d.groups + gi) * d.K * d.P * d.Q;
       // Only an item with fewer rows than the others (the last block) has a different hb.
       if (hb != off_hb) tap_offsets(off, 0, taps, d, hb, Wb), off_hb = hb;
-      Tile t{nullptr, {}, off, nullptr, nullptr, res, taps, d.sw, block};
+      Tile t{nullptr, {}, off, nullptr, nullptr, res, d.sw, block, 1, taps, 0, 0};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
         const TileFn run = J == 2 ? pair : single;
         t.w = wpack + (gi * KB + kb) * block;
         t.bias = bpack + (gi * KB + kb) * L;
         for (int64_t p = p0; p < p1; ++p) {
+          inside_rows(t, d, p);
           for (int64_t tt = 0; tt < nt; ++tt) {
             // The last tile may overlap the one before; both compute the shared pixels alike.
             const int64_t q0 = std::min(tt * RR, d.Q - RR);
