@@ -52,6 +52,13 @@ CASES = [
     _case("row_tile_3x3_grouped_rows", 5, 12, 6, 5, 10, 3, 3, padding=1),
     _case("row_tile_5x5_wide_rows_batch1", 1, 8, 7, 40, 16, 5, 5, padding=2),
     _case("row_tile_3x5_uneven_pad", 2, 7, 9, 11, 16, 3, 5, padding=(1, 2)),
+    # Tiles at a plane's edge leave out the products with padding columns where the padding is
+    # the kernel's half width: a row tile spanning both edges, a wide row of two-block tiles
+    # whose edge tiles start or end in padding, and a reach other than half the kernel (1 of 5
+    # columns) that keeps every product.
+    _case("row_tile_5x5_both_edges_one_tile", 2, 6, 9, 17, 12, 5, 5, padding=2),
+    _case("edge_tiles_3x3_wide_rows", 1, 10, 5, 37, 40, 3, 3, padding=1),
+    _case("edge_reach_not_half_kernel", 1, 8, 8, 30, 32, 5, 5, padding=(2, 1)),
     # First layers: one input channel, 25 taps; the weight gradient's tiles, 6 channels of a
     # vector's lanes.
     _case("first_layer_one_channel", 3, 1, 13, 11, 16, 5, 5, padding=2),

@@ -127,7 +127,9 @@ constexpr int kMaxRowRR = (sizeof(V) == 64 ? 32 : 16) - S - 1;
 // Kernel widths with a row tile.
 constexpr bool row_tile_width(int64_t S) { return S == 3 || S == 5; }
 
-template <typename V, int G, int RR, int S>
+// EL and ER: the tile's first EL and last ER window columns are padding (Edges), whose
+// broadcasts it skips; 0 for tiles of several rows.
+template <typename V, int G, int RR, int S, int EL = 0, int ER = 0>
 inline void row_tile_body(const Tile& t) {
   constexpr int64_t L = kLanes<V>;
   const float* xg[G];
@@ -152,6 +154,7 @@ inline void row_tile_body(const Tile& t) {
         const float* xk = xg[g] + o;
 #pragma GCC unroll 40
         for (int i = 0; i < RR + S - 1; ++i) {
+          if (i < EL || i >= RR + S - 1 - ER) continue;
           const V b = xk[i] - V{};
 #pragma GCC unroll 8
           for (int s = 0; s < S; ++s) {
@@ -163,6 +166,53 @@ inline void row_tile_body(const Tile& t) {
   }
 #pragma GCC unroll 32
   for (int r = 0; r < G * RR; ++r) std::memcpy(t.res + r * L, &acc[r], sizeof(V));
+}
+
+// tile_body's tile of one row (G = 1) at unit column stride and dilation, for a kernel S wide,
+// whose first EL and last ER window columns are padding: each kernel row's S taps are unrolled,
+// and the products of a tap with those columns are left out (pixel r of tap s reads window
+// column r + s). Each output sums its other taps in tile_body's order.
+template <typename V, int RR, int J, int S, int EL, int ER>
+inline void edge_tile_body(const Tile& t) {
+  constexpr int64_t L = kLanes<V>;
+  V acc[RR][J];
+#pragma GCC unroll 2
+  for (int j = 0; j < J; ++j) {
+    V b;
+    std::memcpy(&b, t.bias + j * L, sizeof(V));
+#pragma GCC unroll 32
+    for (int r = 0; r < RR; ++r) acc[r][j] = b;
+  }
+  for (int64_t i = 0; i < t.runs; ++i) {
+    const int64_t* off = t.off + t.first + i * t.stride;
+    const float* w = t.w + (t.first + i * t.stride) * L;
+    for (int64_t u = 0; u < t.len; u += S) {
+      const float* xk = t.x + off[u];
+      const float* wu = w + u * L;
+#pragma GCC unroll 8
+      for (int s = 0; s < S; ++s) {
+        V wv[J];
+#pragma GCC unroll 2
+        for (int j = 0; j < J; ++j) std::memcpy(&wv[j], wu + s * L + j * t.block, sizeof(V));
+#pragma GCC unroll 32
+        for (int r = 0; r < RR; ++r) {
+          if (r + s < EL || r + s >= RR + S - 1 - ER) continue;
+          const V b = xk[r + s] - V{};
+#pragma GCC unroll 2
+          for (int j = 0; j < J; ++j) acc[r][j] += b * wv[j];
+        }
+        // Opaque pointers hold the next tap's loads after this tap's multiply-adds: GCC
+        // otherwise schedules them across taps, holds ten weight vectors beside the 28 sums
+        // and spills these to the stack (the tile then ran 1.4x tile_body's time).
+        __asm__("" : "+r"(wu), "+r"(xk));
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int r = 0; r < RR; ++r) {
+#pragma GCC unroll 2
+    for (int j = 0; j < J; ++j) std::memcpy(t.res + (r * J + j) * L, &acc[r][j], sizeof(V));
+  }
 }
 
 // f() compiled for the instruction set whose vectors V is (isa.h's runners).
@@ -225,10 +275,54 @@ constexpr std::array<std::array<TileFn, kMaxRR1<V>>, kMaxGroups> row_tile_groups
 static_assert(kMaxRowRR<V16, 3> <= kMaxRR1<V16> && kMaxRowRR<V8, 3> <= kMaxRR1<V8>,
               "row tiles fit tile tables");
 
-// How a correlation's tiles are picked: row tiles of S taps (S > 0) or tap tiles.
+// A one-row tile whose window starts (E & 1) or ends (E & 2) in P = (S - 1) / 2 columns of
+// padding, the reach of a kernel centred on its pixel ('same' padding: fashion_cnn conv2,
+// Inception's 5x5, the 5x5 first layers): a row tile (Row) or a tap tile of two blocks.
+template <typename V, int RR, bool Row, int S, int E>
+void run_edge_tile(const Tile& t) {
+  constexpr int P = (S - 1) / 2, EL = E & 1 ? P : 0, ER = E & 2 ? P : 0;
+  if constexpr (Row) {
+    if constexpr (RR <= kMaxRowRR<V, S>) {
+      run_for<V>([&] { row_tile_body<V, 1, RR, S, EL, ER>(t); });
+    }
+  } else if constexpr (RR <= kMaxRR<V>) {
+    run_for<V>([&] { edge_tile_body<V, RR, 2, S, EL, ER>(t); });
+  }
+}
+
+template <typename V, bool Row, int S, int E, size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> edge_tile_row(std::index_sequence<I...>) {
+  return {{&run_edge_tile<V, int(I) + 1, Row, S, E>...}};
+}
+
+template <typename V, bool Row, int S>
+constexpr std::array<std::array<TileFn, kMaxRR1<V>>, 3> edge_tile_patterns() {
+  constexpr auto seq = std::make_index_sequence<kMaxRR1<V>>{};
+  return {{edge_tile_row<V, Row, S, 1>(seq), edge_tile_row<V, Row, S, 2>(seq),
+           edge_tile_row<V, Row, S, 3>(seq)}};
+}
+
+// How a correlation's tiles are picked: row tiles of S taps (S > 0) or tap tiles; for a row
+// at the plane's edge, an edge tile where one applies (edge_s: the kernel's width, 3 or 5, at
+// unit column stride and dilation; else 0).
 template <typename V>
 struct TilePick {
   int64_t S = 0;
+  int64_t edge_s = 0;
+  // The edge tile of rr pixels, J blocks, whose window starts in el columns of padding and ends
+  // in er; nullptr where none applies (no padding in reach, a reach other than the kernel's
+  // half width, a lone block of a tap tile).
+  TileFn edge(int64_t rr, int64_t j, int64_t el, int64_t er) const {
+    static constexpr std::array<std::array<TileFn, kMaxRR1<V>>, 3> tables[2][2] = {
+        {edge_tile_patterns<V, false, 3>(), edge_tile_patterns<V, false, 5>()},
+        {edge_tile_patterns<V, true, 3>(), edge_tile_patterns<V, true, 5>()}};
+    const int64_t P = (edge_s - 1) / 2;
+    if (!edge_s || (el == 0 && er == 0) || (el != 0 && el != P) || (er != 0 && er != P) ||
+        (!S && j != 2)) {
+      return nullptr;
+    }
+    return tables[S != 0][edge_s == 5][(el ? 1 : 0) + (er ? 2 : 0) - 1][rr - 1];
+  }
   // The most pixels a tile of J blocks takes.
   int64_t max_rr(int64_t J) const {
     if (S == 3) return kMaxRowRR<V, 3>;
@@ -337,8 +431,9 @@ struct Corr {
 // Row tiles for a layer of one channel block whose kernel rows they cover, else tap tiles.
 template <typename V>
 TilePick<V> tile_pick(const Corr& d) {
-  const bool rows = ceil_div(d.K, kLanes<V>) == 1 && d.sw == 1 && d.dw == 1 && row_tile_width(d.S);
-  return TilePick<V>{rows ? d.S : 0};
+  const bool unit = d.sw == 1 && d.dw == 1 && row_tile_width(d.S);
+  const bool rows = ceil_div(d.K, kLanes<V>) == 1 && unit;
+  return TilePick<V>{rows ? d.S : 0, unit ? d.S : 0};
 }
 
 // Where the weight of group gi, output channel k, input channel c and tap rs of a correlation
@@ -719,7 +814,11 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
             // The last tile may overlap the one before; both compute the shared pixels alike.
             const int64_t q0 = std::min(tt * RR, d.Q - RR);
             t.x = t.xg[0] = buf + (p - p0) * d.sh * Wb + q0 * d.sw;
-            run(t);
+            const int64_t el = std::max<int64_t>(0, d.ow - q0 * d.sw);
+            const int64_t er = std::max<int64_t>(
+                0, (q0 + RR - 1) * d.sw + (d.S - 1) * d.dw + 1 - d.ow - d.W);
+            const TileFn edge = pick.edge(RR, J, el, er);
+            (edge ? edge : run)(t);
             for (int64_t j = 0; j < J; ++j) {
               const int64_t k1 = std::min(L, d.K - (kb + j) * L);
               store_channels<V>(y + (kb + j) * L * d.P * d.Q + p * d.Q + q0, d.P * d.Q,
