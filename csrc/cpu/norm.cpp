@@ -6,6 +6,10 @@
 // The per-channel finishing math is norm.h's, shared with the CUDA twins.
 #include "norm.h"
 
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -151,8 +155,22 @@ void channel_stats(double* mean, double* var, const T* inp, int64_t N, int64_t C
 typedef double D8 __attribute__((vector_size(64)));
 typedef double D4 __attribute__((vector_size(32)));
 
-// v = x[0, lanes of v) in double lanes.
+#ifdef FC_ISA_X86
+// One conversion from memory: GCC lowers the vector conversion below as two of half the width
+// and puts them back together (five operations for one; a fifth of batch-norm backward's
+// sums). The all-lanes mask compiles to no mask; _mm512_cvtps_pd's undefined source draws
+// GCC 12's uninitialised-variable warning.
+FC_TARGET_AVX512 inline void convert_avx512(D8& v, const float* x) {
+  v = D8(_mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x)));
+}
+#endif
+
+// v = x[0, lanes of v) in double lanes. Float lanes go into D8 only under the AVX-512 variant
+// (chunk_grad_sums).
 inline void load_lanes(D8& v, const float* x) {
+#ifdef FC_ISA_X86
+  return convert_avx512(v, x);
+#endif
   typedef float F8 __attribute__((vector_size(32)));
   F8 f;
   std::memcpy(&f, x, sizeof f);
@@ -213,10 +231,97 @@ void chunk_grad_sums_in(double* p, const T* dout, const T* inp, double m, int64_
   p[2] = d;
 }
 
+// The same for float32. Converting every element to double made the sums bound by the
+// conversions (two of the three vector ports' operations; the sums were three fifths of
+// batch-norm backward's time), so only sum dy, the bias gradient (a plain sum whose terms
+// cancel when dy follows x), stays in double: two sets of eight double lanes, lane l of set k
+// taking the elements 16i + 8k + l. The two sums against x go in two stages: sixteen float
+// lanes sum a block of at most 128 of a run's elements (lane l its elements 16i + l, at most 8
+// float roundings), then the eight double lanes take them (lane l float lanes l and l + 8, in
+// that order). The mean is subtracted as fm, the float nearest m, and the difference put back
+// once at the end: sum dy (x - m) = sum dy (x - fm) - (m - fm) sum dy. F: float vectors of
+// 16 / H lanes, D double vectors of 8 / H; each lane is computed alike for every H, as above.
+template <typename F, typename D, int H>
+void chunk_grad_sums_f32(double* p, const float* dout, const float* inp, double m, int64_t C,
+                         int64_t S, int64_t c, int64_t j0, int64_t j1) {
+  constexpr int FL = 16 / H, DL = 8 / H;
+  D va[2][H] = {}, vb[H] = {}, vd[H] = {};
+  const float fm = float(m);
+  const F fmv = fm - F{};
+  const double fmd = double(fm);
+  double a = 0, b = 0, d = 0;
+  channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
+    const float* x = inp + o;
+    const float* dy = dout + o;
+    int64_t e = 0;
+    while (e + 16 <= len) {
+      const int64_t e1 = std::min(len - len % 16, e + 128);
+      F fb[H] = {}, fd[H] = {};
+      for (; e < e1; e += 16) {
+        for (int h = 0; h < H; ++h) {
+          F g, xm;
+          std::memcpy(&g, dy + e + FL * h, sizeof(F));
+          std::memcpy(&xm, x + e + FL * h, sizeof(F));
+          xm -= fmv;
+          fb[h] += g * xm;
+          fd[h] += xm;
+        }
+        for (int k = 0; k < 2; ++k) {
+          for (int h = 0; h < H; ++h) {
+            D t;
+            load_lanes(t, dy + e + 8 * k + DL * h);
+            va[k][h] += t;
+          }
+        }
+      }
+      alignas(64) float f[2][16];
+      for (int h = 0; h < H; ++h) {
+        std::memcpy(f[0] + FL * h, &fb[h], sizeof(F));
+        std::memcpy(f[1] + FL * h, &fd[h], sizeof(F));
+      }
+      for (int k = 0; k < 2; ++k) {
+        for (int h = 0; h < H; ++h) {
+          D t;
+          load_lanes(t, f[0] + 8 * k + DL * h);
+          vb[h] += t;
+          load_lanes(t, f[1] + 8 * k + DL * h);
+          vd[h] += t;
+        }
+      }
+    }
+    for (; e < len; ++e) {
+      const double g = double(dy[e]), xm = double(x[e]) - fmd;
+      a += g;
+      b += g * xm;
+      d += xm;
+    }
+  });
+  for (int k = 0; k < 2; ++k) {
+    for (int l = 0; l < 8; ++l) a += va[k][l / DL][l % DL];
+  }
+  for (int l = 0; l < 8; ++l) {
+    b += vb[l / DL][l % DL];
+    d += vd[l / DL][l % DL];
+  }
+  const double delta = m - fmd;
+  p[0] = a;
+  p[1] = b - delta * a;
+  p[2] = d - delta * double(j1 - j0);
+}
+
 template <typename T>
 void chunk_grad_sums(double* p, const T* dout, const T* inp, double m, int64_t C, int64_t S,
                      int64_t c, int64_t j0, int64_t j1) {
-  if (cpu_isa() == CpuIsa::avx512) {
+  typedef float F16 __attribute__((vector_size(64)));
+  typedef float F8 __attribute__((vector_size(32)));
+  const bool wide = cpu_isa() == CpuIsa::avx512;
+  if constexpr (std::is_same_v<T, float>) {
+    if (wide) {
+      chunk_grad_sums_f32<F16, D8, 1>(p, dout, inp, m, C, S, c, j0, j1);
+    } else {
+      chunk_grad_sums_f32<F8, D4, 2>(p, dout, inp, m, C, S, c, j0, j1);
+    }
+  } else if (wide) {
     chunk_grad_sums_in<D8, 1>(p, dout, inp, m, C, S, c, j0, j1);
   } else {
     chunk_grad_sums_in<D4, 2>(p, dout, inp, m, C, S, c, j0, j1);
