@@ -260,7 +260,8 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
 #pragma omp parallel num_threads(threads) if (worth_threads(g))
   {
     T* dcol = dcols.get() + thread_id() * dcol_size;
-#pragma omp for schedule(static)
+    // Taken as threads come free (conv_direct.cpp's correlate).
+#pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t n = i / (g.groups * chunks), gi = (i / chunks) % g.groups, ch = i % chunks;
       const int64_t c0 = gi * Cg + ch * chunk, c1 = std::min(gi * Cg + Cg, c0 + chunk), nc = c1 - c0;
@@ -397,7 +398,8 @@ void conv2d_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, co
 #pragma omp parallel num_threads(threads) if (worth_threads(g))
   {
     T* col = cols.get() + thread_id() * b.workspace;
-#pragma omp for schedule(static)
+    // Taken as threads come free (conv_direct.cpp's correlate).
+#pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < items; ++i) {
       const ColBlock<T> c = col_block(i, b, inp, col, g);
       T* y = out + c.n * g.K * PQ + c.p0 * g.Q;

@@ -149,7 +149,8 @@ void rows_forward(float* out, const float* inp, const float* weight, const float
   {
     float* buf = bufs.get() + thread_id() * C * plane;
     int64_t col[kMaxNV];
-#pragma omp for schedule(static)
+    // Taken as threads come free (conv_direct.cpp's correlate).
+#pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t pl = i / splits, p0 = (i % splits) * rows, p1 = std::min(g.P, p0 + rows);
       const int64_t n = pl / g.groups, gi = pl % g.groups;

@@ -511,7 +511,8 @@ void for_items(const Wcorr& d, int64_t vectors, int64_t per_item, const Run& run
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* vbuf = line_aligned(bufs.get()) + thread_id() * (vsize + msize);
-#pragma omp for schedule(static)
+    // Taken as threads come free (conv_direct.cpp's correlate).
+#pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < items; ++i) {
       const int64_t b = i / parts, part = i % parts;
       const int64_t kb0 = part_begin(chunks, parts, part) * (kKChunk / kKR);
