@@ -175,6 +175,44 @@ def test_linear_small_batch_forward(x_shape, out_features, cpu_isa):
     assert np.isnan(got[-1]).all() and np.isfinite(got[:-1]).all()
 
 
+# Shapes around the CPU's narrow backward (float32 under AVX-512: at most 14 outputs, 16 input
+# features or more: csrc/cpu/dense.cpp): a classifier's head, one output, rows in fours and not,
+# input features past a whole vector and past a work item's 64, 15 outputs just past it.
+NARROW_CASES = [((64, 1568), 10), ((1, 16), 1), ((5, 17), 14), ((3, 7, 100), 3),
+                ((257, 1031), 10), ((9, 64), 15)]
+
+
+@pytest.mark.parametrize("x_shape,out_features", NARROW_CASES,
+                         ids=[f"{'x'.join(map(str, s))}-{o}" for s, o in NARROW_CASES])
+def test_linear_narrow_backward(x_shape, out_features, cpu_isa):
+    """float32 against the float64 reference with the weight gradient accumulated into a given
+    one, grad_input handed over full of NaN and every element written, a NaN in one input row
+    reaching the weight gradient only; on the narrow kernel the same bits for 1, 2 and 3
+    threads."""
+    x, w, _, dout = _linear_data(x_shape, out_features, np.float32, 13, bias=False)
+    gw0 = rand(np.random.default_rng(14), w.shape, np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        with _threads(threads):
+            buf = gw0.copy()
+            results.append(F.linear_backward(dout, x, w, grad_weight=buf))
+            assert results[-1][1] is buf
+    _check_linear_backward(results[0], dout, x, w, np.float32, acc=(gw0, None))
+    if cpu_isa == "avx512" and out_features <= 14:
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                assert np.array_equal(a, b)
+    dinp = np.full(x_shape, np.nan, dtype=np.float32)
+    _C.linear_backward(_handing(dinp), None, dout, x, w, True, False, False, None, None)
+    assert_close(dinp, linear_backward_ref(dout, x, w)[0], rtol_for(np.float32, out_features),
+                 what="grad_input, handed over full of NaN")
+    xn = x.reshape(-1, x_shape[-1]).copy()
+    xn[-1, 3] = np.nan
+    dx, dw, _ = F.linear_backward(dout.reshape(-1, out_features), xn, w)
+    assert np.isnan(dw[:, 3]).all() and np.isfinite(np.delete(dw, 3, axis=1)).all()
+    assert np.isfinite(dx).all()
+
+
 @pytest.mark.parametrize("mask", MASKS, ids=MASK_IDS)
 def test_linear_backward_output_mask(mask):
     x, w, _, dout = _linear_data((2, 3, 7), 4, np.float64, 4, bias=False)
