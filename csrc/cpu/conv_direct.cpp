@@ -780,15 +780,15 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
   const int64_t maxrr = pick.max_rr(std::min<int64_t>(KB, 2));
   const int64_t G = std::min<int64_t>(kMaxGroups, maxrr / d.Q);
   if (G >= 2) return correlate_rows<V>(out, src, wpack, bpack, d, pick, G);
-  const int64_t nt = ceil_div(d.Q, maxrr), RR = ceil_div(d.Q, nt);
+  // nt tiles per row, of floor(Q / nt) or ceil(Q / nt) pixels (a last tile overlapping the one
+  // before computed up to nt - 1 pixels twice: 56 for AlexNet conv1's 55, 33 for 31).
+  const int64_t nt = ceil_div(d.Q, maxrr);
   const int threads = max_threads();
   const RowPlan b = plan_rows(d, threads);
   const int64_t ws = b.workspace, items = b.items, Wb = b.Wb;
   const auto bufs = alloc_uninit<float>(mul_sat(threads, ws), "conv2d (direct): input buffers");
   const int64_t taps = d.C * d.R * d.S;
   const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
-  const TileFn single = pick(1, RR, 1, d.sw == 1);
-  const TileFn pair = KB > 1 ? pick(1, RR, 2, d.sw == 1) : nullptr;
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* buf = bufs.get() + thread_id() * ws;
@@ -809,20 +809,18 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
       Tile t{nullptr, {}, off, nullptr, nullptr, res, d.sw, block, 1, taps, 0, 0};
       for (int64_t kb = 0; kb < KB; kb += 2) {
         const int64_t J = std::min<int64_t>(2, KB - kb);
-        const TileFn run = J == 2 ? pair : single;
         t.w = wpack + (gi * KB + kb) * block;
         t.bias = bpack + (gi * KB + kb) * L;
         for (int64_t p = p0; p < p1; ++p) {
           inside_rows(t, d, p);
           for (int64_t tt = 0; tt < nt; ++tt) {
-            // The last tile may overlap the one before; both compute the shared pixels alike.
-            const int64_t q0 = std::min(tt * RR, d.Q - RR);
+            const int64_t q0 = tt * d.Q / nt, RR = (tt + 1) * d.Q / nt - q0;
             t.x = t.xg[0] = buf + (p - p0) * d.sh * Wb + q0 * d.sw;
             const int64_t el = std::max<int64_t>(0, d.ow - q0 * d.sw);
             const int64_t er = std::max<int64_t>(
                 0, (q0 + RR - 1) * d.sw + (d.S - 1) * d.dw + 1 - d.ow - d.W);
             const TileFn edge = pick.edge(RR, J, el, er);
-            (edge ? edge : run)(t);
+            (edge ? edge : pick(1, RR, J, d.sw == 1))(t);
             for (int64_t j = 0; j < J; ++j) {
               const int64_t k1 = std::min(L, d.K - (kb + j) * L);
               store_channels<V>(y + (kb + j) * L * d.P * d.Q + p * d.Q + q0, d.P * d.Q,
