@@ -72,6 +72,29 @@ def test_bench_refuses_to_time_a_wrong_kernel(wrong, monkeypatch):
         bench.run(cases=[dataclasses.replace(case, fastconv=broken)], compare=())
 
 
+def test_bench_times_fastconv_beside_a_peer_that_returns_a_wrong_output():
+    """A peer's wrong output is reported (the table says so, its note says how far off) and
+    that peer is not timed on that pass; fastconv's is, and the run goes on."""
+    case = relu_case()
+
+    def broken(ctx, a):
+        x = a["x"]
+        return {p: (lambda: np.full_like(x, 7.0)) for p in case.passes}
+
+    lines = []
+    result = bench.run(cases=[dataclasses.replace(case, numpy_peer=broken)], compare=("numpy",),
+                       log=lines.append)
+    rows = result["devices"]["cpu"]["rows"]
+    assert [r["pass"] for r in rows] == list(case.passes)
+    for row in rows:
+        assert row["fastconv"]["median_s"] > 0
+        assert set(row["peers"]["numpy"]) == {"wrong"}
+        assert "numpy: differs from the float64 reference" in row["peers"]["numpy"]["wrong"]
+    assert any("is not timed; the run goes on" in line for line in lines)
+    markdown = bench.to_markdown(result)
+    assert "| wrong output | - |" in markdown and "- not timed: cpu act 'relu" in markdown
+
+
 @pytest.mark.parametrize("args, named", [
     (["--ops", "conv,nope"], "--ops"), (["--threads", "0"], "--threads"),
     (["--compare", "tensorflow"], "--compare"), (["--suite", "huge"], "--suite"),

@@ -3,7 +3,9 @@ against NumPy and PyTorch (oneDNN on the CPU, cuDNN on the GPU) and against the 
 measured ceilings (SGEMM rate, copy bandwidth).
 
 Every output is checked against a float64 NumPy reference before it is timed; a wrong one
-raises ValidationError instead of producing a number. Benchmarks never assert on speed.
+from fastconv raises ValidationError instead of producing a number, a peer's wrong one is
+recorded ({"wrong": message}) and that peer is not timed on that pass. Benchmarks never assert
+on speed.
 
     result = fastconv.bench.run(device="cpu", suite="quick")
     print(fastconv.bench.format_table(result))

@@ -43,8 +43,12 @@ def _grid(device):
                  "-" if frac is None else f"{frac:.0%}"]
         for p in peers:
             peer = row["peers"].get(p)
-            cells += ["-", "-"] if peer is None else [_ms(peer["median_s"]),
-                                                      f"{peer['ratio']:.2f}"]
+            if peer is None:
+                cells += ["-", "-"]
+            elif "wrong" in peer:
+                cells += ["wrong output", "-"]
+            else:
+                cells += [_ms(peer["median_s"]), f"{peer['ratio']:.2f}"]
         body.append(cells)
     return head, body
 
@@ -116,6 +120,8 @@ def to_markdown(result):
         out += ["| " + " | ".join(cells) + " |" for cells in body]
         notes = dict.fromkeys(f"- {r['family']}: rate counts {r['counts']}; {r['note']}."
                               for r in device["rows"])
+        notes.update(dict.fromkeys(f"- not timed: {peer['wrong']}" for r in device["rows"]
+                                   for peer in r["peers"].values() if "wrong" in peer))
         out += [""] + list(notes)
     return "\n".join(out) + "\n"
 
@@ -145,9 +151,9 @@ def plot(result, path):
         labels = [f"{r['case']} {r['pass']}" for r in rows]
         bar = 0.8 / max(len(peers), 1)
         for j, peer in enumerate(peers):
-            ys = [i + (j - (len(peers) - 1) / 2) * bar for i, r in enumerate(rows)
-                  if peer in r["peers"]]
-            ratios = [r["peers"][peer]["ratio"] for r in rows if peer in r["peers"]]
+            timed = [peer in r["peers"] and "ratio" in r["peers"][peer] for r in rows]
+            ys = [i + (j - (len(peers) - 1) / 2) * bar for i, r in enumerate(rows) if timed[i]]
+            ratios = [r["peers"][peer]["ratio"] for i, r in enumerate(rows) if timed[i]]
             ax.barh(ys, ratios, height=bar, label=device["peers"].get(peer, peer))
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set_xscale("log")
