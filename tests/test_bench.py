@@ -1,6 +1,7 @@
 """fastconv bench: the machinery runs on a tiny case and writes its reports, and it refuses to
 time a wrong kernel. No timing assertions: benchmarks are their own code path."""
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -68,6 +69,7 @@ def test_bench_refuses_to_time_a_wrong_kernel(wrong, monkeypatch):
         raise AssertionError("a case was timed before it was validated")
 
     monkeypatch.setattr(bench._runner, "measure", no_timing)
+    monkeypatch.setattr(bench._runner, "measure_turns", no_timing)
     with pytest.raises(bench.ValidationError, match="relu .* fwd, fastconv.*refusing to time"):
         bench.run(cases=[dataclasses.replace(case, fastconv=broken)], compare=())
 
@@ -93,6 +95,27 @@ def test_bench_times_fastconv_beside_a_peer_that_returns_a_wrong_output():
     assert any("is not timed; the run goes on" in line for line in lines)
     markdown = bench.to_markdown(result)
     assert "| wrong output | - |" in markdown and "- not timed: cpu act 'relu" in markdown
+
+
+def test_bench_takes_the_sides_samples_in_turns():
+    """After each side's warm-up and inner-loop sizing, one sample of each side per round, each
+    inside that side's math context: a machine that slows down mid-measurement weighs on every
+    side alike."""
+    from fastconv.bench import _harness
+
+    calls = []
+
+    def side(tag):
+        @contextlib.contextmanager
+        def math():
+            calls.append(tag.upper())
+            yield
+        return (lambda: calls.append(tag)), _harness.CpuClock(), math
+
+    stats = _harness.measure_turns([side("a"), side("b")], _harness.Timing(1, 3, 0.0))
+    assert calls == ["A", "a", "a", "B", "b", "b"] + ["A", "a", "B", "b"] * 3
+    assert [len(s["samples_s"]) for s in stats] == [3, 3]
+    assert all(s["inner_loop"] == 1 and s["min_s"] <= s["median_s"] <= s["max_s"] for s in stats)
 
 
 @pytest.mark.parametrize("args, named", [

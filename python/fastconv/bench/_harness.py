@@ -2,8 +2,8 @@
 
 Rules: nothing is timed before its output has been checked (check() raises ValidationError);
 every timing warms up first, then takes `repeats` samples, each the mean of an inner loop long
-enough that timer resolution does not matter; GPU samples are CUDA events on the stream the
-work runs on.
+enough that timer resolution does not matter, fastconv's and its peers' in turns
+(measure_turns); GPU samples are CUDA events on the stream the work runs on.
 """
 
 import datetime
@@ -82,17 +82,44 @@ class TorchClock:
         return start.elapsed_time(end) / 1e3
 
 
-def measure(fn, clock, timing):
-    """Seconds per call of fn: median, spread and every sample, after warm-up."""
+def _warm(fn, clock, timing):
+    """Warm-up calls, then the inner loop that makes a sample last timing.min_time."""
     for _ in range(timing.warmup):
         fn()
     clock.sync()
     once = max(clock.run(fn, 1), 1e-7)
-    inner = int(min(max(1, timing.min_time / once), 100_000))
-    samples = sorted(clock.run(fn, inner) / inner for _ in range(timing.repeats))
+    return int(min(max(1, timing.min_time / once), 100_000))
+
+
+def _stats(samples, inner):
+    samples = sorted(samples)
     q1, median, q3 = (float(v) for v in np.percentile(samples, [25, 50, 75]))
     return {"median_s": median, "min_s": samples[0], "max_s": samples[-1], "q1_s": q1,
             "q3_s": q3, "samples_s": samples, "inner_loop": inner}
+
+
+def measure(fn, clock, timing):
+    """Seconds per call of fn: median, spread and every sample, after warm-up."""
+    inner = _warm(fn, clock, timing)
+    return _stats([clock.run(fn, inner) / inner for _ in range(timing.repeats)], inner)
+
+
+def measure_turns(sides, timing):
+    """measure() for several (fn, clock, math) sides at once, math a context manager factory:
+    each warms up and sizes its inner loop, then the samples are taken in turns, round after
+    round one of every side. A machine that slows down or recovers mid-measurement then weighs
+    on every side alike; timed one side after the other, the side whose second it fell in took
+    it all (AlexNet conv1's forward once sampled 4.2-6.9 ms beside PyTorch's 3.7-5.4)."""
+    inners = []
+    for fn, clock, math in sides:
+        with math():
+            inners.append(_warm(fn, clock, timing))
+    samples = [[] for _ in sides]
+    for _ in range(timing.repeats):
+        for (fn, clock, math), inner, out in zip(sides, inners, samples):
+            with math():
+                out.append(clock.run(fn, inner) / inner)
+    return [_stats(s, inner) for s, inner in zip(samples, inners)]
 
 
 def host(a):

@@ -78,8 +78,8 @@ def _describe(result, name):
         lines.append(f"Peers: {peers}. {RATIO_NOTE}.")
     t = result["timing"]
     lines.append(f"float32; median (min-max) of {t['repeats']} samples after {t['warmup']} "
-                 "warm-up calls; every output checked against a float64 NumPy reference "
-                 "before it was timed.")
+                 "warm-up calls, fastconv's and PyTorch's taken in turns; every output "
+                 "checked against a float64 NumPy reference before it was timed.")
     return lines
 
 
