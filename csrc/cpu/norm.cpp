@@ -238,17 +238,14 @@ void chunk_grad_sums_in(double* p, const T* dout, const T* inp, double m, int64_
 // taking the elements 16i + 8k + l. The two sums against x go in two stages: sixteen float
 // lanes sum a block of at most 128 of a run's elements (lane l its elements 16i + l, at most 8
 // float roundings), then the eight double lanes take them (lane l float lanes l and l + 8, in
-// that order). The mean is subtracted as fm, the float nearest m, and the difference put back
-// once at the end: sum dy (x - m) = sum dy (x - fm) - (m - fm) sum dy. F: float vectors of
-// 16 / H lanes, D double vectors of 8 / H; each lane is computed alike for every H, as above.
+// that order). m is the float32 saved mean, subtracted in float. F: float vectors of 16 / H
+// lanes, D double vectors of 8 / H; each lane is computed alike for every H, as above.
 template <typename F, typename D, int H>
-void chunk_grad_sums_f32(double* p, const float* dout, const float* inp, double m, int64_t C,
+void chunk_grad_sums_f32(double* p, const float* dout, const float* inp, float m, int64_t C,
                          int64_t S, int64_t c, int64_t j0, int64_t j1) {
   constexpr int FL = 16 / H, DL = 8 / H;
   D va[2][H] = {}, vb[H] = {}, vd[H] = {};
-  const float fm = float(m);
-  const F fmv = fm - F{};
-  const double fmd = double(fm);
+  const F mv = m - F{};
   double a = 0, b = 0, d = 0;
   channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
     const float* x = inp + o;
@@ -262,7 +259,7 @@ void chunk_grad_sums_f32(double* p, const float* dout, const float* inp, double 
           F g, xm;
           std::memcpy(&g, dy + e + FL * h, sizeof(F));
           std::memcpy(&xm, x + e + FL * h, sizeof(F));
-          xm -= fmv;
+          xm -= mv;
           fb[h] += g * xm;
           fd[h] += xm;
         }
@@ -290,7 +287,7 @@ void chunk_grad_sums_f32(double* p, const float* dout, const float* inp, double 
       }
     }
     for (; e < len; ++e) {
-      const double g = double(dy[e]), xm = double(x[e]) - fmd;
+      const double g = double(dy[e]), xm = double(x[e]) - double(m);
       a += g;
       b += g * xm;
       d += xm;
@@ -303,10 +300,9 @@ void chunk_grad_sums_f32(double* p, const float* dout, const float* inp, double 
     b += vb[l / DL][l % DL];
     d += vd[l / DL][l % DL];
   }
-  const double delta = m - fmd;
   p[0] = a;
-  p[1] = b - delta * a;
-  p[2] = d - delta * double(j1 - j0);
+  p[1] = b;
+  p[2] = d;
 }
 
 template <typename T>
@@ -316,10 +312,11 @@ void chunk_grad_sums(double* p, const T* dout, const T* inp, double m, int64_t C
   typedef float F8 __attribute__((vector_size(32)));
   const bool wide = cpu_isa() == CpuIsa::avx512;
   if constexpr (std::is_same_v<T, float>) {
+    // m is a float32 saved mean: float(m) is m.
     if (wide) {
-      chunk_grad_sums_f32<F16, D8, 1>(p, dout, inp, m, C, S, c, j0, j1);
+      chunk_grad_sums_f32<F16, D8, 1>(p, dout, inp, float(m), C, S, c, j0, j1);
     } else {
-      chunk_grad_sums_f32<F8, D4, 2>(p, dout, inp, m, C, S, c, j0, j1);
+      chunk_grad_sums_f32<F8, D4, 2>(p, dout, inp, float(m), C, S, c, j0, j1);
     }
   } else if (wide) {
     chunk_grad_sums_in<D8, 1>(p, dout, inp, m, C, S, c, j0, j1);
