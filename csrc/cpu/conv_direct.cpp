@@ -65,7 +65,7 @@ struct Tile {
   int64_t block;       // floats from one channel block's packed weights to the next
   // The taps summed: `runs` runs of `len` taps of the flattened (c, r, s), run i from tap
   // first + i * stride. One run of all C * R * S, or per channel the kernel rows that read
-  // inside the source (Taps).
+  // inside the source (inside_rows).
   int64_t runs, len, stride, first;
 };
 
@@ -127,8 +127,8 @@ constexpr int kMaxRowRR = (sizeof(V) == 64 ? 32 : 16) - S - 1;
 // Kernel widths with a row tile.
 constexpr bool row_tile_width(int64_t S) { return S == 3 || S == 5; }
 
-// EL and ER: the tile's first EL and last ER window columns are padding (Edges), whose
-// broadcasts it skips; 0 for tiles of several rows.
+// EL and ER: the tile's first EL and last ER window columns are padding, whose
+// broadcasts it skips (run_edge_tile); 0 for tiles of several rows.
 template <typename V, int G, int RR, int S, int EL = 0, int ER = 0>
 inline void row_tile_body(const Tile& t) {
   constexpr int64_t L = kLanes<V>;

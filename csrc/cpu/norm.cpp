@@ -169,12 +169,13 @@ FC_TARGET_AVX512 inline void convert_avx512(D8& v, const float* x) {
 // (chunk_grad_sums).
 inline void load_lanes(D8& v, const float* x) {
 #ifdef FC_ISA_X86
-  return convert_avx512(v, x);
-#endif
+  convert_avx512(v, x);
+#else
   typedef float F8 __attribute__((vector_size(32)));
   F8 f;
   std::memcpy(&f, x, sizeof f);
   v = __builtin_convertvector(f, D8);
+#endif
 }
 inline void load_lanes(D4& v, const float* x) {
   typedef float F4 __attribute__((vector_size(16)));
