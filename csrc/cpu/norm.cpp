@@ -188,21 +188,22 @@ inline void load_lanes(D& v, const double* x) {
   std::memcpy(&v, x, sizeof v);
 }
 
-// The three sums of grad_sums over elements [j0, j1) of channel c, m its mean, into p[0..2].
-// Lane l (of 8: H vectors D of 8 / H) of the vector sums takes each run's elements 8i + l,
-// across the runs; a run's last len % 8 go to scalar sums; the lanes are added in order at the
-// end. (A reduction per run, `omp simd`, ended every run with three horizontal sums and a
-// scalar remainder: most of the time of a run of 196, fashion_cnn's second block.)
-template <typename D, int H, typename T>
-void chunk_grad_sums_in(double* p, const T* dout, const T* inp, double m, int64_t C, int64_t S,
-                        int64_t c, int64_t j0, int64_t j1) {
+// The three sums of grad_sums over elements [j0, j1) of channel c, m its mean, into p[0..2],
+// for float64 (float32 has chunk_grad_sums_f32 below). Lane l (of 8: H vectors D of 8 / H) of
+// the vector sums takes each run's elements 8i + l, across the runs; a run's last len % 8 go
+// to scalar sums; the lanes are added in order at the end. (A reduction per run, `omp simd`,
+// ended every run with three horizontal sums and a scalar remainder: most of the time of a run
+// of 196, fashion_cnn's second block.)
+template <typename D, int H>
+void chunk_grad_sums_in(double* p, const double* dout, const double* inp, double m, int64_t C,
+                        int64_t S, int64_t c, int64_t j0, int64_t j1) {
   constexpr int L = 8 / H;
   D va[H] = {}, vb[H] = {}, vd[H] = {};
   const D mv = m - D{};
   double a = 0, b = 0, d = 0;
   channel_runs(C, S, c, j0, j1, [&](int64_t o, int64_t len) {
-    const T* x = inp + o;
-    const T* dy = dout + o;
+    const double* x = inp + o;
+    const double* dy = dout + o;
     int64_t e = 0;
     for (; e + 8 <= len; e += 8) {
       for (int h = 0; h < H; ++h) {
@@ -216,7 +217,7 @@ void chunk_grad_sums_in(double* p, const T* dout, const T* inp, double m, int64_
       }
     }
     for (; e < len; ++e) {
-      const double g = double(dy[e]), xm = double(x[e]) - m;
+      const double g = dy[e], xm = x[e] - m;
       a += g;
       b += g * xm;
       d += xm;
