@@ -199,7 +199,13 @@ def _pollute_heap(nbytes, dtype):
     (2, 4, 9, 8, 4, 1, 1, 2, 0, 1, 1),        # 1x1 stride 2
     (2, 4, 10, 9, 6, 2, 2, (3, 2), 0, 1, 2),  # groups, gaps
     (1, 2, 9, 9, 2, 3, 3, 1, 0, 1, 1),        # R>1 valid: last rows read only by few taps
-], ids=["stride3_k2", "1x1_stride2", "groups_gaps", "valid3x3"])
+    # strided layers sum into phase-split rows (im2col.h's col2im_phased)
+    (1, 3, 35, 39, 8, 11, 11, 4, 2, 1, 1),    # AlexNet's conv1 geometry, small
+    (2, 3, 17, 20, 5, 3, 3, 3, (1, 2), 2, 1),  # dilation: taps in every phase
+    (1, 2, 19, 23, 3, 4, 6, 5, (0, 3), 1, 1),  # a stride without its own interleave
+    (1, 64, 12, 258, 3, 3, 3, 2, 1, 1, 1),    # columns in several blocks of output rows
+], ids=["stride3_k2", "1x1_stride2", "groups_gaps", "valid3x3", "stride4_k11", "stride3_dil2",
+        "stride5", "row_blocks"])
 def test_conv2d_backward_grad_input_fully_written(geom, dtype):
     N, C, H, W, K, R, S, stride, padding, dilation, groups = geom
     rng = np.random.default_rng(51)
