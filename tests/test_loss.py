@@ -62,6 +62,10 @@ CE_SHAPES = {
     # Whole 4-class blocks only, and the most classes a row held in one AVX-512 register.
     "C12": (9, 12),
     "C15": (5, 15),
+    # Rows of fewer than 16 classes go a vector's lanes of rows at a time: whole groups of 16
+    # and 8 rows and a part one, and enough rows for the threads to share them.
+    "short_rows": (70, 10),
+    "short_rows_parallel": (3300, 10),
     "parallel_rows": (300, 200),
     "parallel_4d": (4, 10, 33, 31),
 }
@@ -153,6 +157,26 @@ def test_cross_entropy_huge_logits_stable(reduction, eps, dtype):
     dx = F.cross_entropy_backward(g, x, t, w, reduction=reduction, label_smoothing=eps)
     assert_close(dx, cross_entropy_backward_ref(g, x, t, w, reduction=reduction,
                                                 label_smoothing=eps), rtol_for(dtype, 5))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("C", [2, 5, 10, 15])
+def test_cross_entropy_maximum_in_every_class(C, dtype):
+    """Rows of -1e4 with +1e4 in one class, that class cycling through every position over 3C
+    rows: a maximum missed anywhere would overflow exp(x - max) to inf."""
+    rng = np.random.default_rng(C)
+    N = 3 * C
+    x = np.full((N, C), -1e4) + rng.standard_normal((N, C))
+    x[np.arange(N), np.arange(N) % C] += 2e4
+    x = x.astype(dtype)
+    t = rng.integers(0, C, N)
+    out = F.cross_entropy(x, t, reduction="none")
+    ref = cross_entropy_ref(x, t, reduction="none")
+    assert_close(out, ref, rtol_for(dtype, C), what="forward")
+    g = rand(rng, (N,), dtype)
+    dx = F.cross_entropy_backward(g, x, t, reduction="none")
+    assert_close(dx, cross_entropy_backward_ref(g, x, t, reduction="none"), rtol_for(dtype, C),
+                 what="grad_input")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -404,6 +428,7 @@ def test_loss_inputs_not_modified(dtype):
 def test_loss_reductions_independent_of_threads(dtype):
     rng = np.random.default_rng(14)
     x, t, w, _ = _ce_data((2000, 50), "weight_ignore_in_range", dtype, 15)
+    xs, ts, ws, _ = _ce_data((5000, 10), "weight_ignore_in_range", dtype, 17)
     a = rand(rng, (64, 3, 40, 40), dtype)
     b = rand(rng, a.shape, dtype)
     xm, tm = _margin_data(1000, 40, 1.0, dtype, 16)
@@ -413,6 +438,7 @@ def test_loss_reductions_independent_of_threads(dtype):
         for n in (1, 2, 3):
             fastconv.set_num_threads(n)
             results.append([F.cross_entropy(x, t, w, ignore_index=1, label_smoothing=0.1),
+                            F.cross_entropy(xs, ts, ws, ignore_index=1, label_smoothing=0.1),
                             F.mse_loss(a, b), F.multi_margin_loss(xm, tm, reduction="sum")])
     finally:
         fastconv.set_num_threads(before)

@@ -162,37 +162,8 @@ double sum_exp_lanes(const float* x, int64_t& c, int64_t C, float m, float* keep
   return s;
 }
 
-#ifdef FC_EXP_AVX512
-// Rows of fewer than 16 classes (10-class heads) under AVX-512 in one masked register: the
-// lane loops below run 4-lane vectors and scalar calls there (a 10-class row took ~50 ns).
-// It reproduces their arithmetic: the exponentials are exp_lanes's bits, the sum adds
-// 4-lane float partial sums over the whole 4-class blocks in block order, then their lanes and
-// the last classes in double, as sum_exp_lanes<f4> and the scalar tail do.
-FC_EXP_AVX512 double short_row_sum_exp(const float* x, int64_t C, float m, float* keep) {
-  const __mmask16 k = __mmask16((1u << C) - 1);
-  const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x), splat16(m)));
-  if (keep) _mm512_mask_storeu_ps(keep, k, e);
-  alignas(64) float t[16];
-  _mm512_store_ps(t, e);
-  const int64_t blocks = C / 4;
-  double s = 0;
-  if (blocks > 0) {
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int64_t b = 0; b < blocks; ++b) {
-      for (int l = 0; l < 4; ++l) acc[l] += t[4 * b + l];
-    }
-    for (int l = 0; l < 4; ++l) s += double(acc[l]);
-  }
-  for (int64_t c = 4 * blocks; c < C; ++c) s += double(t[c]);
-  return s;
-}
-#endif
-
 inline double sum_exp(const float* x, int64_t C, One, float m,
                       float* keep = nullptr) {
-#ifdef FC_EXP_AVX512
-  if (C < 16 && cpu_isa() == CpuIsa::avx512) return short_row_sum_exp(x, C, m, keep);
-#endif
   int64_t c = 0;
   double s = 0;
   with_lanes([&](auto v) { s = sum_exp_lanes<decltype(v)>(x, c, C, m, keep); });
@@ -227,14 +198,6 @@ void row_max_lanes(const float* x, int64_t& c, int64_t C, float& m) {
 }
 
 inline float row_max(const float* x, int64_t C, One) {
-#ifdef FC_EXP_AVX512
-  // A short row's maximum in one pass (the lane loops below would run 4-lane vectors there).
-  if (C < 16 && cpu_isa() == CpuIsa::avx512) {
-    float m = x[0];
-    for (int64_t c = 1; c < C; ++c) m = x[c] > m ? x[c] : m;
-    return m;
-  }
-#endif
   float m = x[0];
   int64_t c = 0;
   with_lanes([&](auto v) { row_max_lanes<decltype(v)>(x, c, C, m); });
@@ -297,6 +260,59 @@ inline void softmax_grad_kept(float* dx, int64_t C, float r, float sa, float kk,
   for (; c < C; ++c) dx[c] = -(kk * (weight ? weight[c] : 1.0f)) - (dx[c] * r) * sa;
 }
 
+// Contiguous float rows of fewer than kShortRow classes (10-class heads) go kShortRow rows at
+// a time, one row per lane of the variant's vectors: an exponential then serves a lane's worth
+// of rows, where a row of its own took three 8-lane ones under AVX2 (one register and a
+// 4-lane remainder, scalar calls past it) and a masked 16-lane one under AVX-512.
+constexpr int64_t kShortRow = 16;
+
+// Rows [0, n) of x (n <= kLanesOf<V>, C < kShortRow classes each), lane l holding row l (the
+// last row again past n): m = each row's maximum, e[c] = exp(x_c - m), s = their sum, added in
+// float in class order (terms in [0, 1], at most 15 of them).
+template <typename V>
+void short_rows(const float* x, int64_t C, int64_t n, V& m, V* e, V& s) {
+  constexpr int W = kLanesOf<V>;
+  if (C < 1) __builtin_unreachable();  // the binding refuses rows without classes
+  alignas(64) float t[kShortRow][W];
+  for (int l = 0; l < W; ++l) {
+    const float* row = x + std::min<int64_t>(l, n - 1) * C;
+    for (int64_t c = 0; c < C; ++c) t[c][l] = row[c];
+  }
+  // Two chains of compares (v > m ? v : m: a max instruction) for the even and odd classes: a
+  // NaN or +-inf anywhere makes the sum NaN whichever maximum a row ends with.
+  V m1 = load<V>(t[0]);
+  m = m1;
+  for (int64_t c = 1; c < C; c += 2) {
+    const V v = load<V>(t[c]);
+    m = v > m ? v : m;
+    if (c + 1 < C) {
+      const V u = load<V>(t[c + 1]);
+      m1 = u > m1 ? u : m1;
+    }
+  }
+  m = m1 > m ? m1 : m;
+  s = V{};
+  for (int64_t c = 0; c < C; ++c) {
+    e[c] = exp_nonpositive_lanes(load<V>(t[c]) - m);
+    s += e[c];
+  }
+}
+
+// f(first row, rows, m, e, s) for the rows [i0, i1) of an [M, C] float array, C < kShortRow,
+// in short_rows' groups of the variant's lanes (inside with_isa's copy for it).
+template <typename F>
+void for_short_rows(const float* x, int64_t C, int64_t i0, int64_t i1, F f) {
+  with_lanes([&](auto v) {
+    using V = decltype(v);
+    V m, s, e[kShortRow];
+    for (int64_t i = i0; i < i1; i += kLanesOf<V>) {
+      const int64_t n = std::min<int64_t>(kLanesOf<V>, i1 - i);
+      short_rows<V>(x + i * C, C, n, m, e, s);
+      f(i, n, m, e, s);
+    }
+  });
+}
+
 // Item i of an [N, C, S] array: the first class of sample i / S at position i % S.
 template <typename T>
 T* item(T* base, int64_t i, int64_t C, int64_t S) {
@@ -337,8 +353,8 @@ struct CeTerms {
 // One item with class index t (not ignored): nll = w_t (lse - x_t) and, only for eps > 0,
 // smooth = sum_c w_c (lse - x_c).
 template <typename T, typename St>
-CeTerms ce_item(const T* x, int64_t C, St st, int64_t t, const T* weight, double eps) {
-  const double lse = log_sum_exp(x, C, st).value();
+CeTerms ce_terms(double lse, const T* x, int64_t C, St st, int64_t t, const T* weight,
+                 double eps) {
   CeTerms r;
   r.nll = (weight ? double(weight[t]) : 1.0) * (lse - double(x[t * st]));
   if (eps > 0) {
@@ -350,6 +366,11 @@ CeTerms ce_item(const T* x, int64_t C, St st, int64_t t, const T* weight, double
     r.smooth = s;
   }
   return r;
+}
+
+template <typename T, typename St>
+CeTerms ce_item(const T* x, int64_t C, St st, int64_t t, const T* weight, double eps) {
+  return ce_terms(log_sum_exp(x, C, st).value(), x, C, st, t, weight, eps);
 }
 
 // Cross entropy of one item with class probabilities y[c * st]:
@@ -386,10 +407,26 @@ void cross_entropy_forward_cpu(T* out, const T* inp, const int64_t* target, cons
                                double label_smoothing, Reduction reduction) {
   const int64_t M = N * S;
   const double eps = label_smoothing;
+  // Short float rows: every row's log-sum-exp first, kShortRow rows per item.
+  std::vector<double> lse;
+  if constexpr (std::is_same_v<T, float>) {
+    if (S == 1 && C < kShortRow) {
+      lse = alloc_vector<double>(M, "cross_entropy: log-sum-exp of each row");
+      for_items(ceil_div(M, kShortRow), M * C, [&](int64_t b) {
+        const int64_t i0 = b * kShortRow, i1 = std::min(M, i0 + kShortRow);
+        for_short_rows(inp, C, i0, i1, [&](int64_t i, int64_t n, auto m, auto*, auto s) {
+          for (int64_t l = 0; l < n; ++l) lse[i + l] = double(m[l]) + std::log(double(s[l]));
+        });
+      });
+    }
+  }
   with_stride(S, [&](auto st) {
     auto terms = [&](int64_t i) {
       const int64_t t = target[i];
-      return t == ignore_index ? CeTerms{} : ce_item(item(inp, i, C, S), C, st, t, weight, eps);
+      if (t == ignore_index) return CeTerms{};
+      const T* x = item(inp, i, C, S);
+      return lse.empty() ? ce_item(x, C, st, t, weight, eps)
+                         : ce_terms(lse[i], x, C, st, t, weight, eps);
     };
     if (reduction == Reduction::none) {
       for_items(M, M * C, [&](int64_t i) { out[i] = T(terms(i).loss(eps, C)); });
@@ -411,38 +448,68 @@ void cross_entropy_backward_cpu(T* dinp, const T* dout, const T* inp, const int6
   const double divisor =
       reduction == Reduction::mean ? target_weight(target, weight, M, ignore_index) : 1.0;
   const double wsum = weight_sum(weight, C);
+  // a_c = d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
+  // through log_softmax: dx_c = a_c - p_c sum_c a_c, in torch's order. The target's entry is
+  // that rearranged, q (p_t - 1) + k (p_t wsum - w_t), in double: each bracket is exactly 0
+  // for C = 1 (p_t = 1, wsum = w_t), as torch's gradient is, whether or not the compiler
+  // fuses a product into an addition. Ignored items have q = k = 0, so their gradient is 0
+  // (NaN where the logits are, as in torch).
+  const bool smooth = eps > 0;
+  struct Coefs {
+    double q = 0, k = 0, sum_a = 0;
+  };
+  const auto coefs = [&](int64_t i) {
+    Coefs r;
+    const int64_t t = target[i];
+    if (t != ignore_index) {
+      const double s = item_scale(dout, i, reduction, divisor);
+      loss_math::ce_grad_coef(s, weight ? double(weight[t]) : 1.0, eps, C, r.q, r.k);
+    }
+    r.sum_a = smooth ? -(r.q + r.k * wsum) : -r.q;
+    return r;
+  };
+  const auto target_grad = [&](int64_t t, const Coefs& a, double p_t) {
+    const double w_t = weight ? double(weight[t]) : 1.0;
+    return a.q * (p_t - 1.0) + (smooth ? a.k * (p_t * wsum - w_t) : 0.0);
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (S == 1 && C < kShortRow) {
+      // As softmax_grad_kept below, from short_rows' exponentials.
+      for_items(ceil_div(M, kShortRow), M * C, [&](int64_t b) {
+        const int64_t i0 = b * kShortRow, i1 = std::min(M, i0 + kShortRow);
+        for_short_rows(inp, C, i0, i1, [&](int64_t i, int64_t n, auto, auto* e, auto s) {
+          for (int64_t l = 0; l < n; ++l) {
+            const Coefs a = coefs(i + l);
+            const float r = float(1.0 / double(s[l])), sa = float(a.sum_a);
+            const float kk = smooth ? float(a.k) : 0.0f;
+            float* dx = dinp + (i + l) * C;
+            for (int64_t c = 0; c < C; ++c) {
+              dx[c] = -(kk * (weight ? weight[c] : 1.0f)) - (e[c][l] * r) * sa;
+            }
+            const int64_t t = target[i + l];
+            if (t != ignore_index) dx[t] = float(target_grad(t, a, double(e[t][l] * r)));
+          }
+        });
+      });
+      return;
+    }
+  }
   with_stride(S, [&](auto st) {
     for_items(M, M * C, [&](int64_t i) {
       const T* x = item(inp, i, C, S);
       T* dx = item(dinp, i, C, S);
       const int64_t t = target[i];
-      // a_c = d loss / d logp_c = -q [c == t] - k w_c, with q = (1 - eps) w_t s and k = eps s / C;
-      // through log_softmax: dx_c = a_c - p_c sum_c a_c, in torch's order. The target's entry is
-      // that rearranged, q (p_t - 1) + k (p_t wsum - w_t), in double: each bracket is exactly 0
-      // for C = 1 (p_t = 1, wsum = w_t), as torch's gradient is, whether or not the compiler
-      // fuses a product into an addition. Ignored items have q = k = 0, so their gradient is 0
-      // (NaN where the logits are, as in torch).
-      double q = 0, k = 0;
-      if (t != ignore_index) {
-        const double s = item_scale(dout, i, reduction, divisor);
-        loss_math::ce_grad_coef(s, weight ? double(weight[t]) : 1.0, eps, C, q, k);
-      }
-      const bool smooth = eps > 0;
-      const double sum_a = smooth ? -(q + k * wsum) : -q;
-      const auto target_grad = [&](double p_t) {
-        const double w_t = weight ? double(weight[t]) : 1.0;
-        return q * (p_t - 1.0) + (smooth ? k * (p_t * wsum - w_t) : 0.0);
-      };
+      const Coefs a = coefs(i);
       if constexpr (std::is_same_v<T, float> && std::is_same_v<decltype(st), One>) {
         const float m = row_max(x, C, st);
         const float r = float(1.0 / sum_exp(x, C, st, m, dx));
         const float p_t = t != ignore_index ? dx[t] * r : 0.0f;
-        softmax_grad_kept(dx, C, r, float(sum_a), smooth ? float(k) : 0.0f, weight);
-        if (t != ignore_index) dx[t] = float(target_grad(double(p_t)));
+        softmax_grad_kept(dx, C, r, float(a.sum_a), smooth ? float(a.k) : 0.0f, weight);
+        if (t != ignore_index) dx[t] = float(target_grad(t, a, double(p_t)));
       } else {
         const LogSumExp<T> lse = log_sum_exp(x, C, st);
-        softmax_grad(dx, x, C, st, lse, T(sum_a), smooth ? T(k) : T(0), weight);
-        if (t != ignore_index) dx[t * st] = T(target_grad(double(lse.prob(x[t * st]))));
+        softmax_grad(dx, x, C, st, lse, T(a.sum_a), smooth ? T(a.k) : T(0), weight);
+        if (t != ignore_index) dx[t * st] = T(target_grad(t, a, double(lse.prob(x[t * st]))));
       }
     });
   });
