@@ -15,12 +15,16 @@ def contiguous(x):
     """x as a C-contiguous array (NumPy or CuPy; a DLPack tensor is viewed as one), copied only
     when it is not one (0-d stays 0-d); non-arrays pass through for the extension to reject by
     name."""
+    if type(x) is np.ndarray and x.flags.c_contiguous:  # the common case, in one test
+        return x
     x = shared_view(x)
     return c_contiguous(x) if is_array(x) else x
 
 
 def ndarray(x, name, op):
     """x as a C-contiguous NumPy or CuPy array; dtype and shape are checked by the extension."""
+    if type(x) is np.ndarray and x.flags.c_contiguous:  # as contiguous's
+        return x
     x = shared_view(x)
     if not is_array(x):
         raise TypeError(f"{op}: {name} must be a numpy.ndarray or a cupy.ndarray, got "
@@ -37,6 +41,8 @@ def as_array(x, ndim, layout, name, op):
 
 
 def as_float(value, name, op):
+    if type(value) is float:  # the common case, without the ABC check (a third of a call's time)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
     return float(value)
@@ -52,6 +58,9 @@ def as_bool(value, name, op):
 
 def as_mask(output_mask, op):
     """output_mask of a backward: which of (input, weight, bias) gradients to compute."""
+    if type(output_mask) is tuple and len(output_mask) == 3 and all(
+            type(m) is bool for m in output_mask):  # the common case, without the conversion
+        return output_mask
     if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
             or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
         raise TypeError(f"{op}: output_mask must be a sequence of 3 bools, got {output_mask!r}")
@@ -63,6 +72,8 @@ _INT64 = (-2**63, 2**63 - 1)
 
 def as_int(value, name, op):
     """value as a Python int that fits the extension's int64 arguments."""
+    if type(value) is int and _INT64[0] <= value <= _INT64[1]:  # as as_float's
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an int, got {value!r}")
     value = int(value)
