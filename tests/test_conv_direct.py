@@ -63,6 +63,14 @@ CASES = [
     # vector's lanes.
     _case("first_layer_one_channel", 3, 1, 13, 11, 16, 5, 5, padding=2),
     _case("first_layer_six_outputs_batch1", 1, 1, 9, 28, 6, 5, 5, padding=2),
+    # A strided layer's input gradient, phase by phase (each phase's pixels a correlation of
+    # dy with every stride-th kernel row and column): odd planes, unequal strides with
+    # asymmetric padding, stride 4, and a kernel narrower than the stride (phases no tap
+    # reaches, zero).
+    _case("strided_dx_odd_planes", 2, 16, 15, 17, 24, 3, 3, stride=2, padding=1),
+    _case("strided_dx_2x3_5x5", 2, 12, 16, 20, 16, 5, 5, stride=(2, 3), padding=(2, 1)),
+    _case("strided_dx_stride4_batch1", 1, 8, 21, 23, 16, 5, 5, stride=4, padding=2),
+    _case("strided_dx_empty_phases", 1, 16, 10, 11, 40, 2, 2, stride=3),
 ]
 IDS = [c["id"] for c in CASES]
 
@@ -174,9 +182,11 @@ ALGORITHMS = [
      ("batched_gemm", "batched_gemm", "batched_gemm")),
     ("resnet_l4_batch1", (1, 512, 4, 4), (512, 512, 3, 3), 1, 1,
      ("im2col_gemm", "im2col_gemm", "im2col_gemm")),
-    # Strided: no direct input gradient; the weight gradient's per-thread sums (256 x 1152
-    # floats) stay within L2.
-    ("resnet_3x3_s2", (2, 128, 28, 28), (256, 128, 3, 3), 2, 1,
+    # Strided: the input gradient phase by phase; the weight gradient's per-thread sums
+    # (256 x 1152 floats) stay within L2.
+    ("resnet_3x3_s2", (2, 128, 28, 28), (256, 128, 3, 3), 2, 1, ("direct", "direct", "direct")),
+    # AlexNet's first layer: its input gradient's 3 channels would fill too little of a vector.
+    ("alexnet_conv1", (2, 3, 64, 64), (64, 3, 11, 11), 4, 2,
      ("direct", "im2col_gemm", "direct")),
     # ResNet-18's third stage: sums of 2.25 MiB per thread still pay; at 384 -> 256 (3.4 MiB)
     # the GEMM's time is lower.

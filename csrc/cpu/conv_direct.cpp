@@ -426,6 +426,10 @@ struct Corr {
   int64_t R, S, sh, sw, dh, dw;
   int64_t oh, ow;  // source pixel (h, w) is buffer pixel (h + oh, w + ow) of the full frame
   bool parallel;
+  // Output channel planes yc apart, rows yr, pixels ycol (0: packed, P * Q and Q).
+  int64_t yc = 0, yr = 0, ycol = 1;
+  int64_t plane() const { return yc ? yc : P * Q; }
+  int64_t row() const { return yr ? yr : Q; }
 };
 
 // Row tiles for a layer of one channel block whose kernel rows they cover, else tap tiles.
@@ -436,13 +440,15 @@ TilePick<V> tile_pick(const Corr& d) {
   return TilePick<V>{rows ? d.S : 0, unit ? d.S : 0};
 }
 
-// Where the weight of group gi, output channel k, input channel c and tap rs of a correlation
-// sits: w + gi * sg + k * sk + c * sc + rs * srs (srs = -1 for a flipped kernel, w then at its
-// last tap).
+// Where the weight of group gi, output channel k, input channel c and tap (r, s) of a
+// correlation sits: w + gi * sg + k * sk + c * sc + r * sr + s * ss (sr = -S, ss = -1 for a
+// flipped kernel, w then at its last tap; a strided input gradient's phases take every sh-th
+// row and sw-th column of one).
 struct WeightMap {
   const float* w;
-  int64_t sg, sk, sc, srs;
+  int64_t sg, sk, sc, sr, ss;
   const float* row(int64_t gi, int64_t k, int64_t c) const { return w + gi * sg + k * sk + c * sc; }
+  int64_t tap(int64_t rs, int64_t S) const { return rs / S * sr + rs % S * ss; }
 };
 
 // Round b of an L x L transposition in registers: register pair (i, i + b), for i without
@@ -487,17 +493,17 @@ inline void transpose_block(const float* const* rows, int64_t j0, float* dst, in
   for (int l = 0; l < L; ++l) std::memcpy(dst + l * ld, &r[l], sizeof(V));
 }
 
-// o[rs * 16 + l] = p[l * sk + rs * srs] for rs < RS, l < 16; zero for l >= lanes.
+// o[rs * 16 + l] = p[l * sk + m.tap(rs, S)] for rs < RS, l < 16; zero for l >= lanes.
 __attribute__((target("avx512f"))) void pack_taps_avx512(float* o, const float* p, int64_t sk,
-                                                          int64_t srs, int64_t lanes,
-                                                          int64_t RS) {
+                                                          const WeightMap& m, int64_t S,
+                                                          int64_t lanes, int64_t RS) {
   const __m512i idx = _mm512_mullo_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
       _mm512_set1_epi32(int(sk)));
-  const __mmask16 m = lanes >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
+  const __mmask16 k = lanes >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
   for (int64_t rs = 0; rs < RS; ++rs) {
     _mm512_storeu_ps(o + rs * 16,
-                     _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, p + rs * srs, 4));
+                     _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, p + m.tap(rs, S), 4));
   }
 }
 
@@ -508,7 +514,7 @@ std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
   const int64_t KB = ceil_div(d.K, L), RS = d.R * d.S, items = d.groups * KB * d.C;
   auto w = alloc_uninit<float>(items * RS * L, "conv2d (direct): packed weights");
   const bool threaded = items * RS * L >= (int64_t(1) << 16);
-  if (m.srs == 1 && m.sc == RS) {
+  if (m.ss == 1 && m.sr == d.S && m.sc == RS) {
     // A block's (c, rs) run along each weight row: the packed block is the transposition of
     // its L rows, L columns at a time (a scalar gather cost more than a batch of 4 images'
     // tiles of a wide layer: 512 x 512 x 3x3).
@@ -543,7 +549,7 @@ std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
     const int64_t gi = item / (KB * d.C), c = item / KB % d.C, kb = item % KB;
     float* o = w.get() + ((gi * KB + kb) * d.C + c) * RS * L;
     if (gather) {
-      pack_taps_avx512(o, m.row(gi, kb * L, c), m.sk, m.srs, std::min(L, d.K - kb * L), RS);
+      pack_taps_avx512(o, m.row(gi, kb * L, c), m.sk, m, d.S, std::min(L, d.K - kb * L), RS);
       continue;
     }
     for (int64_t l = 0; l < L; ++l) {
@@ -553,7 +559,7 @@ std::unique_ptr<float[]> pack_weights(const Corr& d, const WeightMap& m) {
         continue;
       }
       const float* p = m.row(gi, k, c);
-      for (int64_t rs = 0; rs < RS; ++rs) o[rs * L + l] = p[rs * m.srs];
+      for (int64_t rs = 0; rs < RS; ++rs) o[rs * L + l] = p[m.tap(rs, d.S)];
     }
   }
   return w;
@@ -638,8 +644,13 @@ Item load_item(int64_t i, const RowPlan& b, float* buf, const float* src, const 
 // RR read zeros) and each channel's are one masked store: a masked gather per channel took a
 // twentieth of fashion_cnn conv2's forward (its 16 loads each, beside the tile's 17 per 28
 // multiply-adds), and the scalar copy before it a ninth (448 moves per tile).
+// Pixels ycol apart (a strided input gradient's phases) go out through a scatter.
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void store_channels_avx512(
-    float* y, int64_t ld, const float* res, int64_t RR, int64_t stride, int64_t k1) {
+    float* y, int64_t ld, const float* res, int64_t RR, int64_t stride, int64_t k1,
+    int64_t ycol) {
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(int(ycol)));
   for (int64_t r0 = 0; r0 < RR; r0 += 16) {
     const int64_t n = std::min<int64_t>(16, RR - r0);
     V16 r[16];
@@ -652,7 +663,12 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void stor
     const __mmask16 m = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
 #pragma GCC unroll 16
     for (int l = 0; l < 16; ++l) {
-      if (l < k1) _mm512_mask_storeu_ps(y + l * ld + r0, m, __m512(r[l]));
+      if (l >= k1) continue;
+      if (ycol == 1) {
+        _mm512_mask_storeu_ps(y + l * ld + r0, m, __m512(r[l]));
+      } else {
+        _mm512_mask_i32scatter_ps(y + l * ld + r0 * ycol, m, idx, __m512(r[l]), 4);
+      }
     }
   }
 }
@@ -660,7 +676,8 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void stor
 // The same in 8 x 8 blocks under AVX2 (a scalar copy with a stride of a channel row per
 // element was 8 % of fashion_cnn conv2's forward there).
 FC_TARGET_AVX2 __attribute__((flatten)) void store_channels_avx2(
-    float* y, int64_t ld, const float* res, int64_t RR, int64_t stride, int64_t k1) {
+    float* y, int64_t ld, const float* res, int64_t RR, int64_t stride, int64_t k1,
+    int64_t ycol) {
   for (int64_t r0 = 0; r0 < RR; r0 += 8) {
     const int n = int(std::min<int64_t>(8, RR - r0));
     V8 r[8];
@@ -674,18 +691,23 @@ FC_TARGET_AVX2 __attribute__((flatten)) void store_channels_avx2(
                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 #pragma GCC unroll 8
     for (int l = 0; l < 8; ++l) {
-      if (l < k1) _mm256_maskstore_ps(y + l * ld + r0, m, __m256(r[l]));
+      if (l >= k1) continue;
+      if (ycol == 1) {
+        _mm256_maskstore_ps(y + l * ld + r0, m, __m256(r[l]));
+      } else {
+        for (int i = 0; i < n; ++i) y[l * ld + (r0 + i) * ycol] = r[l][i];
+      }
     }
   }
 }
 
 template <typename V>
 void store_channels(float* y, int64_t ld, const float* res, int64_t RR, int64_t stride,
-                    int64_t k1) {
+                    int64_t k1, int64_t ycol) {
   if constexpr (sizeof(V) == 64) {
-    store_channels_avx512(y, ld, res, RR, stride, k1);
+    store_channels_avx512(y, ld, res, RR, stride, k1, ycol);
   } else {
-    store_channels_avx2(y, ld, res, RR, stride, k1);
+    store_channels_avx2(y, ld, res, RR, stride, k1, ycol);
   }
 }
 
@@ -693,7 +715,7 @@ template <typename V>
 void correlate_rows(float* out, const float* src, const float* wpack, const float* bpack,
                     const Corr& d, const TilePick<V>& pick, int64_t G) {
   constexpr int64_t L = kLanes<V>;
-  const int64_t KB = ceil_div(d.K, L), taps = d.C * d.R * d.S, block = taps * L, PQ = d.P * d.Q;
+  const int64_t KB = ceil_div(d.K, L), taps = d.C * d.R * d.S, block = taps * L;
   const int64_t Wb = (d.Q - 1) * d.sw + (d.S - 1) * d.dw + 1;
   const int64_t hb = (d.P - 1) * d.sh + (d.R - 1) * d.dh + 1, plane = d.C * hb * Wb;
   const int threads = max_threads();
@@ -736,15 +758,15 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
           for (int64_t g = 0; g < groups; ++g) {
             const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
             t.xg[g] = buf + img * plane + p * d.sh * Wb;
-            at[g] = ((n0 + img) * d.groups + gi) * d.K * PQ + p * d.Q;
+            at[g] = ((n0 + img) * d.groups + gi) * d.K * d.plane() + p * d.row();
           }
           t.x = t.xg[0];
           pick(groups, d.Q, J, d.sw == 1)(t);
           for (int64_t jb = 0; jb < J; ++jb) {
             const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
             for (int64_t g = 0; g < groups; ++g) {
-              store_channels<V>(out + at[g] + (kb + jb) * L * PQ, PQ,
-                                res + (g * d.Q * J + jb) * L, d.Q, J * L, k1);
+              store_channels<V>(out + at[g] + (kb + jb) * L * d.plane(), d.plane(),
+                                res + (g * d.Q * J + jb) * L, d.Q, J * L, k1, d.ycol);
             }
           }
         }
@@ -803,7 +825,7 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
     for (int64_t i = 0; i < items; ++i) {
       const Item it = load_item(i, b, buf, src, d, filled);
       const int64_t gi = it.gi, p0 = it.p0, p1 = it.p1, hb = it.hb;
-      float* y = out + (it.n * d.groups + gi) * d.K * d.P * d.Q;
+      float* y = out + (it.n * d.groups + gi) * d.K * d.plane();
       // Only an item with fewer rows than the others (the last block) has a different hb.
       if (hb != off_hb) tap_offsets(off, 0, taps, d, hb, Wb), off_hb = hb;
       Tile t{nullptr, {}, off, nullptr, nullptr, res, d.sw, block, 1, taps, 0, 0};
@@ -823,8 +845,8 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
             (edge ? edge : pick(1, RR, J, d.sw == 1))(t);
             for (int64_t j = 0; j < J; ++j) {
               const int64_t k1 = std::min(L, d.K - (kb + j) * L);
-              store_channels<V>(y + (kb + j) * L * d.P * d.Q + p * d.Q + q0, d.P * d.Q,
-                                res + j * L, RR, J * L, k1);
+              store_channels<V>(y + (kb + j) * L * d.plane() + p * d.row() + q0 * d.ycol,
+                                d.plane(), res + j * L, RR, J * L, k1, d.ycol);
             }
           }
         }
@@ -969,13 +991,16 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
     case ConvPass::forward:
       return !g.direct_1x1() && g.PQ() > 0 && worth_direct(C, K, RS) &&
              !packing_outweighs(g.N * g.groups, g.PQ(), K, C, RS);
-    case ConvPass::grad_input:
+    case ConvPass::grad_input: {
       // The correlation walks every kernel tap for every input pixel, where the GEMM path
       // computes only the products of real dy pixels: when padding makes dy much smaller than
-      // x (LeNet's C5: 1x1 from 5x5), most of the walk multiplies zeros.
-      return g.stride_h == 1 && g.stride_w == 1 && RS > 1 && g.HW() > 0 &&
-             4 * g.HW() <= 5 * g.PQ() && worth_direct(K, C, RS) &&
+      // x (LeNet's C5: 1x1 from 5x5), most of the walk multiplies zeros. A strided layer's
+      // phases walk a tap in sh * sw each, for the input pixels of their phase.
+      const int64_t phases = g.stride_h * g.stride_w;
+      return (phases == 1 || (g.dil_h == 1 && g.dil_w == 1)) && RS > 1 && g.HW() > 0 &&
+             4 * g.HW() <= 5 * g.PQ() * phases && worth_direct(K, C, ceil_div(RS, phases)) &&
              !packing_outweighs(g.N * g.groups, g.HW(), C, K, RS);
+    }
     case ConvPass::grad_weight:
       // A tile sums over an item's output pixels, so a handful of them leaves it all overhead.
       // Each thread sums into its own packed copy of the weight gradient, which stops paying
@@ -1000,23 +1025,56 @@ void conv2d_direct_forward(float* out, const float* inp, const float* weight, co
                g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
   dispatch([&](auto v) {
     run_corr<typename decltype(v)::type>(out, inp, bias, d,
-                                         WeightMap{weight, K * C * RS, C * RS, RS, 1});
+                                         WeightMap{weight, K * C * RS, C * RS, RS, g.S, 1});
   });
 }
 
 void conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
                                  const Conv2dGeom& g, bool parallel) {
-  // dx[c, h, w] = sum over (k, r, s) of dy[k, h + pt - r*dh, w + pl - s*dw] * W[k, c, r, s]:
-  // with r' = R-1-r, the correlation of dy (offset (R-1)*dh - pt) with the flipped kernel,
-  // dy's channels read and x's written.
+  // dx[c, h, w] = sum over (k, r, s) of dy[k, p, q] * W[k, c, r, s] where p*sh + r*dh - pt = h
+  // (and so for w). At stride 1, with r' = R-1-r, the correlation of dy (offset (R-1)*dh - pt)
+  // with the flipped kernel, dy's channels read and x's written.
   const int64_t Cg = g.Cg(), Kg = g.Kg(), RS = g.RS();
-  const Corr d{g.N, g.groups, Kg, Cg, g.P, g.Q, g.H, g.W, g.R, g.S, 1, 1, g.dil_h, g.dil_w,
-               (g.R - 1) * g.dil_h - g.pad_t, (g.S - 1) * g.dil_w - g.pad_l, parallel};
-  dispatch([&](auto v) {
-    // Output channel c of the correlation is x's, input channel k dy's: W[k, c, R-1-r, S-1-s].
-    run_corr<typename decltype(v)::type>(dinp, dout, nullptr, d,
-                                         WeightMap{weight + RS - 1, Kg * Cg * RS, RS, Cg * RS, -1});
-  });
+  const int64_t sh = g.stride_h, sw = g.stride_w;
+  if (sh == 1 && sw == 1) {
+    const Corr d{g.N, g.groups, Kg, Cg, g.P, g.Q, g.H, g.W, g.R, g.S, 1, 1, g.dil_h, g.dil_w,
+                 (g.R - 1) * g.dil_h - g.pad_t, (g.S - 1) * g.dil_w - g.pad_l, parallel};
+    dispatch([&](auto v) {
+      // Output channel c of the correlation is x's, input channel k dy's: W[k, c, R-1-r, S-1-s].
+      run_corr<typename decltype(v)::type>(
+          dinp, dout, nullptr, d, WeightMap{weight + RS - 1, Kg * Cg * RS, RS, Cg * RS, -g.S, -1});
+    });
+    return;
+  }
+  // Strided (dilation 1, conv2d_direct_applies): phase (a, b), the pixels h = a + i*sh,
+  // w = b + j*sw, takes the kernel rows r = r0 + m*sh with r0 = (a + pt) % sh, reading dy row
+  // p = i + (a + pt) / sh - m, and the columns alike: a correlation of dy at stride 1 with
+  // that sub-kernel flipped, written to its pixels of dx. The GEMM path reached two thirds of
+  // the multiply-add rate on ResNet's 3x3 stride-2 layer (1152 x 196 x 256 per image) and
+  // col2im added a tenth.
+  for (int64_t a = 0; a < std::min(sh, g.H); ++a) {
+    for (int64_t b = 0; b < std::min(sw, g.W); ++b) {
+      const int64_t r0 = (a + g.pad_t) % sh, s0 = (b + g.pad_l) % sw;
+      const int64_t Ra = r0 < g.R ? ceil_div(g.R - r0, sh) : 0;
+      const int64_t Sb = s0 < g.S ? ceil_div(g.S - s0, sw) : 0;
+      const int64_t Ha = ceil_div(g.H - a, sh), Wa = ceil_div(g.W - b, sw);
+      float* x = dinp + a * g.W + b;
+      if (Ra == 0 || Sb == 0) {  // no tap reaches this phase (a kernel narrower than the stride)
+        for (int64_t i = 0; i < g.N * g.C; ++i) {
+          for (int64_t h = 0; h < Ha; ++h) {
+            for (int64_t w = 0; w < Wa; ++w) x[i * g.H * g.W + h * sh * g.W + w * sw] = 0.0f;
+          }
+        }
+        continue;
+      }
+      Corr d{g.N, g.groups, Kg, Cg, g.P, g.Q, Ha, Wa, Ra, Sb, 1, 1, 1, 1,
+             Ra - 1 - (a + g.pad_t) / sh, Sb - 1 - (b + g.pad_l) / sw, parallel};
+      d.yc = g.H * g.W, d.yr = sh * g.W, d.ycol = sw;
+      const WeightMap m{weight + (r0 + (Ra - 1) * sh) * g.S + s0 + (Sb - 1) * sw, Kg * Cg * RS,
+                        RS, Cg * RS, -sh * g.S, -sw};
+      dispatch([&](auto v) { run_corr<typename decltype(v)::type>(x, dout, nullptr, d, m); });
+    }
+  }
 }
 
 void conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,

@@ -6,9 +6,10 @@
 // (input channel, kernel row, kernel column): each step loads J weight vectors and broadcasts
 // RR input pixels, so every load feeds J or RR fused multiply-adds.
 //
-// One routine serves conv2d's forward (and conv_transpose2d's data gradient) and, for stride 1,
-// conv2d's data gradient (and conv_transpose2d's forward): the latter is the forward of dy with
-// the kernel flipped and its channel roles swapped. Each output element is one chain of
+// One routine serves conv2d's forward (and conv_transpose2d's data gradient) and conv2d's data
+// gradient (and conv_transpose2d's forward): the latter is the forward of dy with the kernel
+// flipped and its channel roles swapped, at stride s one such correlation per phase of the
+// input (the pixels s apart, each reached by every s-th kernel row and column). Each output element is one chain of
 // multiply-adds in a fixed order, so results do not depend on the thread count.
 //
 // `parallel`: whether the call is worth waking the thread team (cpu/conv.cpp's worth_threads).
@@ -22,7 +23,8 @@ enum class ConvPass { forward, grad_input, grad_weight };
 
 // Whether the direct path takes this pass of conv2d on g (float32, under the CPU variant in
 // use): not on a CPU without AVX2, a 1x1 layer the GEMM takes whole, a layer too thin to fill a
-// register tile, a strided input gradient, or where packing the weights outweighs the tiles.
+// register tile, a strided and dilated input gradient, or where packing the weights outweighs
+// the tiles.
 // conv2d's algorithm choice (cpu/conv.cpp) asks it; the three functions below run only where it
 // said yes.
 bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g);
