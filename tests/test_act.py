@@ -377,8 +377,9 @@ def test_act_softmax_float32_rows_elementwise(D):
     bound = np.maximum(tiny, (8 * eps + np.abs(z) * 2.0**-24) * want)
     bad = np.abs(y - want) > bound
     assert not bad.any(), f"{int(bad.sum())} off, e.g. got {y[bad][:3]}, want {want[bad][:3]}"
-    # The backward from these float32 outputs: sum(g * y) in float64, then y * (g - sum),
-    # within a few roundings of y * (|g| + |sum|).
+    # The backward from these float32 outputs: sum(g * y) in float lanes of at most 8
+    # products each, the lanes in float64, then y * (g - sum): within a few roundings of
+    # y * (|g| + |sum|).
     y32 = y.astype(np.float32)
     g = np.random.default_rng(D + 1).standard_normal(x.shape).astype(np.float32)
     dx = F.softmax_backward(g, y32, 1).astype(np.float64)
