@@ -609,6 +609,43 @@ FC_TARGET_AVX512 void plane_means_avx512(float* out, const float* in, int64_t pl
     _mm256_mask_storeu_ps(out + c0, valid, _mm512_maskz_cvtpd_ps(0xFF, _mm512_div_pd(sums, count)));
   }
 }
+
+// The same under AVX2: 4 double lanes per plane, then each group of 4 planes' lanes added
+// pairwise (hadd) and across halves. Global pooling's forward took 1.18x PyTorch's AVX2 time
+// plane by plane.
+FC_TARGET_AVX2 void plane_means_avx2(float* out, const float* in, int64_t planes, int64_t n) {
+  const int64_t full = n / 4;
+  const __m128i tail = _mm_cmpgt_epi32(_mm_set1_epi32(int(n % 4)), _mm_setr_epi32(0, 1, 2, 3));
+  const __m256d count = _mm256_set1_pd(double(n));
+  for (int64_t c0 = 0; c0 < planes; c0 += 8) {
+    const float* p[8];
+    for (int64_t k = 0; k < 8; ++k) p[k] = in + std::min(c0 + k, planes - 1) * n;
+    __m256d a[8];
+    for (int k = 0; k < 8; ++k) a[k] = _mm256_setzero_pd();
+    for (int64_t i = 0; i < full; ++i) {
+      for (int k = 0; k < 8; ++k) {
+        a[k] = _mm256_add_pd(a[k], _mm256_cvtps_pd(_mm_loadu_ps(p[k] + 4 * i)));
+      }
+    }
+    if (n % 4) {
+      for (int k = 0; k < 8; ++k) {
+        a[k] = _mm256_add_pd(a[k], _mm256_cvtps_pd(_mm_maskload_ps(p[k] + 4 * full, tail)));
+      }
+    }
+    __m128 mean[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256d t0 = _mm256_hadd_pd(a[4 * h], a[4 * h + 1]);
+      const __m256d t1 = _mm256_hadd_pd(a[4 * h + 2], a[4 * h + 3]);
+      const __m256d sums = _mm256_add_pd(_mm256_permute2f128_pd(t0, t1, 0x21),
+                                         _mm256_blend_pd(t0, t1, 0xC));
+      mean[h] = _mm256_cvtpd_ps(_mm256_div_pd(sums, count));
+    }
+    alignas(32) float m[8];
+    _mm_store_ps(m, mean[0]);
+    _mm_store_ps(m + 4, mean[1]);
+    std::memcpy(out + c0, m, sizeof(float) * std::min<int64_t>(8, planes - c0));
+  }
+}
 #endif
 
 template <typename T>
@@ -618,16 +655,17 @@ void adaptive_avg_pool2d_forward_cpu(T* out, const T* inp, const Pool2dGeom& g) 
     // per-window setup cost more than a 7x7 plane's sum.
     const int64_t HW = g.HW();
 #ifdef FC_ISA_X86
-    if (std::is_same_v<T, float> && cpu_isa() == CpuIsa::avx512) {
+    if (std::is_same_v<T, float> && cpu_isa() != CpuIsa::baseline) {
       const int64_t n = g.planes();
       const int teams = threaded(g) ? int(std::min<int64_t>(max_threads(), ceil_div(n, 8))) : 1;
       const int64_t block = ceil_div(ceil_div(n, int64_t(teams)), 8) * 8;
+      const auto means = cpu_isa() == CpuIsa::avx512 ? plane_means_avx512 : plane_means_avx2;
 #pragma omp parallel for schedule(static) num_threads(teams) if (teams > 1)
       for (int b = 0; b < teams; ++b) {
         const int64_t c0 = std::min(n, b * block), c1 = std::min(n, c0 + block);
         if (c1 > c0) {
-          plane_means_avx512(reinterpret_cast<float*>(out) + c0,
-                             reinterpret_cast<const float*>(inp) + c0 * HW, c1 - c0, HW);
+          means(reinterpret_cast<float*>(out) + c0, reinterpret_cast<const float*>(inp) + c0 * HW,
+                c1 - c0, HW);
         }
       }
       return;
