@@ -71,6 +71,10 @@ CASES = [
     _case("strided_dx_2x3_5x5", 2, 12, 16, 20, 16, 5, 5, stride=(2, 3), padding=(2, 1)),
     _case("strided_dx_stride4_batch1", 1, 8, 21, 23, 16, 5, 5, stride=4, padding=2),
     _case("strided_dx_empty_phases", 1, 16, 10, 11, 40, 2, 2, stride=3),
+    # Column strides with tiles of their own (2 and 4: the broadcasts' displacements fixed when
+    # compiled) on rows wider than a tile, beside stride 3 above (read from the tile).
+    _case("stride4_11x11_wide_rows", 2, 3, 35, 71, 20, 11, 11, stride=4, padding=2),
+    _case("stride2_wide_rows_batch1", 1, 16, 13, 41, 32, 3, 3, stride=2, padding=1),
 ]
 IDS = [c["id"] for c in CASES]
 

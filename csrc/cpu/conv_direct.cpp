@@ -69,12 +69,25 @@ struct Tile {
   int64_t runs, len, stride, first;
 };
 
+// Column strides with tiles of their own (kStrides[i], i > 0; 0: any, read from the tile).
+// A stride known when compiled is a displacement of each broadcast's address; else each
+// pixel's address is one more addition, which competes with the multiply-adds for their ports:
+// AlexNet conv1's 11x11/4 forward ran 1.5-2 % faster at stride 4 so.
+constexpr std::array<int, 4> kStrides = {0, 1, 2, 4};
+
+constexpr int stride_slot(int64_t sw) {
+  for (size_t i = 1; i < kStrides.size(); ++i) {
+    if (kStrides[i] == sw) return int(i);
+  }
+  return 0;
+}
+
 // One loop over the (c, r, s) taps, through a table of their offsets, rather than three
 // nested ones: with 3x3 kernels the inner loops would run three steps each.
-template <typename V, int G, int RR, int J, bool Unit>
+template <typename V, int G, int RR, int J, int SW>
 inline void tile_body(const Tile& t) {
   constexpr int64_t L = kLanes<V>;
-  const int64_t sw = Unit ? 1 : t.sw;
+  const int64_t sw = SW ? SW : t.sw;
   const float* xg[G];
 #pragma GCC unroll 4
   for (int g = 0; g < G; ++g) xg[g] = t.xg[g];
@@ -227,32 +240,46 @@ void run_for(const F& f) {
 
 using TileFn = void (*)(const Tile&);
 
-template <typename V, int G, int RR, int J, bool Unit>
+template <typename V, int G, int RR, int J, int SW>
 void run_tile(const Tile& t) {
   // Only G * RR <= max_rr(J) is ever picked; the rest of the table is not built.
-  if constexpr (G * RR <= max_rr<V>(J)) run_for<V>([&] { tile_body<V, G, RR, J, Unit>(t); });
+  if constexpr (G * RR <= max_rr<V>(J)) run_for<V>([&] { tile_body<V, G, RR, J, SW>(t); });
 }
 
-template <typename V, int G, int J, bool Unit, size_t... I>
+template <typename V, int G, int J, int SW, size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> tile_row(std::index_sequence<I...>) {
-  return {{&run_tile<V, G, int(I) + 1, J, Unit>...}};
+  return {{&run_tile<V, G, int(I) + 1, J, SW>...}};
 }
 
-template <typename V, int J, bool Unit>
-constexpr std::array<std::array<TileFn, kMaxRR1<V>>, kMaxGroups> tile_groups() {
+using TileGroups = std::array<std::array<TileFn, kMaxRR1<V16>>, kMaxGroups>;
+static_assert(kMaxRR1<V16> >= kMaxRR1<V8>, "one table shape for both vector widths");
+
+template <typename V, int J, int SW>
+constexpr TileGroups tile_groups() {
   constexpr auto seq = std::make_index_sequence<kMaxRR1<V>>{};
-  return {{tile_row<V, 1, J, Unit>(seq), tile_row<V, 2, J, Unit>(seq),
-           tile_row<V, 3, J, Unit>(seq), tile_row<V, 4, J, Unit>(seq)}};
+  TileGroups g{};
+  const std::array<std::array<TileFn, kMaxRR1<V>>, kMaxGroups> rows = {
+      {tile_row<V, 1, J, SW>(seq), tile_row<V, 2, J, SW>(seq), tile_row<V, 3, J, SW>(seq),
+       tile_row<V, 4, J, SW>(seq)}};
+  for (int i = 0; i < kMaxGroups; ++i) {
+    for (int r = 0; r < kMaxRR1<V>; ++r) g[i][r] = rows[i][r];
+  }
+  return g;
+}
+
+template <typename V, int J, size_t... I>
+constexpr std::array<TileGroups, sizeof...(I)> stride_tables(std::index_sequence<I...>) {
+  return {{tile_groups<V, J, kStrides[I]>()...}};
 }
 
 // The tile for G groups (1..kMaxGroups) of RR pixels (G * RR <= max_rr(J)), J blocks (1 or 2),
-// unit column stride or not.
+// column stride sw.
 template <typename V>
-TileFn pick_tile(int64_t g, int64_t rr, int64_t j, bool unit) {
-  static constexpr std::array<std::array<TileFn, kMaxRR1<V>>, kMaxGroups> table[2][2] = {
-      {tile_groups<V, 1, false>(), tile_groups<V, 1, true>()},
-      {tile_groups<V, 2, false>(), tile_groups<V, 2, true>()}};
-  return table[j - 1][unit][g - 1][rr - 1];
+TileFn pick_tile(int64_t g, int64_t rr, int64_t j, int64_t sw) {
+  constexpr auto seq = std::make_index_sequence<kStrides.size()>{};
+  static constexpr std::array<TileGroups, kStrides.size()> table[2] = {
+      stride_tables<V, 1>(seq), stride_tables<V, 2>(seq)};
+  return table[j - 1][stride_slot(sw)][g - 1][rr - 1];
 }
 
 template <typename V, int G, int RR, int S>
@@ -329,11 +356,11 @@ struct TilePick {
     if (S == 5) return kMaxRowRR<V, 5>;
     return fc::max_rr<V>(J);
   }
-  TileFn operator()(int64_t g, int64_t rr, int64_t j, bool unit) const {
+  TileFn operator()(int64_t g, int64_t rr, int64_t j, int64_t sw) const {
     static constexpr std::array<std::array<TileFn, kMaxRR1<V>>, kMaxGroups> rows[2] = {
         row_tile_groups<V, 3>(), row_tile_groups<V, 5>()};
     if (S) return rows[S == 5][g - 1][rr - 1];
-    return pick_tile<V>(g, rr, j, unit);
+    return pick_tile<V>(g, rr, j, sw);
   }
 };
 
@@ -766,7 +793,7 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
             at[g] = ((n0 + img) * d.groups + gi) * d.K * d.plane() + p * d.row();
           }
           t.x = t.xg[0];
-          pick(groups, d.Q, J, d.sw == 1)(t);
+          pick(groups, d.Q, J, d.sw)(t);
           for (int64_t jb = 0; jb < J; ++jb) {
             const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
             for (int64_t g = 0; g < groups; ++g) {
@@ -847,7 +874,7 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
             const int64_t er = std::max<int64_t>(
                 0, (q0 + RR - 1) * d.sw + (d.S - 1) * d.dw + 1 - d.ow - d.W);
             const TileFn edge = pick.edge(RR, J, el, er);
-            (edge ? edge : pick(1, RR, J, d.sw == 1))(t);
+            (edge ? edge : pick(1, RR, J, d.sw))(t);
             for (int64_t j = 0; j < J; ++j) {
               const int64_t k1 = std::min(L, d.K - (kb + j) * L);
               store_channels<V>(y + (kb + j) * L * yc + p * yr + q0 * yq, yc, res + j * L, RR,
