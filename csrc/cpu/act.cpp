@@ -395,10 +395,11 @@ FC_AVX512 void softmax_row_avx512(float* y, const float* x, int64_t D) {
   }
 }
 
-// softmax_backward_row<float, false>: sum(g * y) as dot_of<float> adds it (two chains of 16
-// float lanes over blocks of 128 elements, then double lanes; the products converted to double,
-// two conversions per 8 of them, had bound the row on two threads); then dx = y * (g - sum)
-// in float.
+// softmax_backward_row<float, false>: sum(g * y) in dot_of<float>'s scheme, float lanes over
+// blocks of 128 elements, then double lanes (the products converted to double, two conversions
+// per 8 of them, had bound the row on two threads), here in two chains of 16 lanes added
+// together per block and a last partial vector in float, so the bits are this variant's own;
+// then dx = y * (g - sum) in float.
 FC_AVX512 void softmax_backward_row_avx512(float* dx, const float* g, const float* y, int64_t D) {
   __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
   int64_t d = 0;
