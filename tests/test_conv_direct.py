@@ -71,6 +71,16 @@ CASES = [
     _case("strided_dx_2x3_5x5", 2, 12, 16, 20, 16, 5, 5, stride=(2, 3), padding=(2, 1)),
     _case("strided_dx_stride4_batch1", 1, 8, 21, 23, 16, 5, 5, stride=4, padding=2),
     _case("strided_dx_empty_phases", 1, 16, 10, 11, 40, 2, 2, stride=3),
+    # Each image's phases from one padded copy of its dy, with an even width at column stride
+    # 2 the two column phases of a row phase tile by tile, their pixels stored interleaved: a
+    # last channel vector of 8 lanes; a 4x4 kernel in groups, with an odd height (row phases of
+    # 7 and 6 rows); a 5x5 kernel over 12 channels, whose column phases take a row tile (3
+    # taps) and a tap tile (2) of 25 pixels (two register transposes per channel). At 3
+    # threads the images are too few, and the phases run one by one: the same bits.
+    _case("strided_dx_column_pairs", 3, 24, 18, 40, 32, 3, 3, stride=2, padding=1),
+    _case("strided_dx_pairs_groups_4x4", 4, 48, 13, 22, 32, 4, 4, stride=2, padding=1,
+          groups=2),
+    _case("strided_dx_pairs_5x5_wide", 2, 12, 9, 100, 16, 5, 5, stride=2, padding=2),
     # Column strides with tiles of their own (2 and 4: the broadcasts' displacements fixed when
     # compiled) on rows wider than a tile, beside stride 3 above (read from the tile).
     _case("stride4_11x11_wide_rows", 2, 3, 35, 71, 20, 11, 11, stride=4, padding=2),

@@ -744,6 +744,97 @@ void store_channels(float* y, int64_t ld, const float* res, int64_t RR, int64_t 
   }
 }
 
+// Shuffle masks that interleave two vectors of L lanes: lo takes lanes [0, L/2) of each, a's
+// first, hi lanes [L/2, L).
+template <typename M, int L, typename E = std::make_index_sequence<L>>
+struct Zip;
+
+template <typename M, int L, size_t... E>
+struct Zip<M, L, std::index_sequence<E...>> {
+  static constexpr M lo = {(int(E) / 2 + (int(E) % 2) * L)...};
+  static constexpr M hi = {(L / 2 + int(E) / 2 + (int(E) % 2) * L)...};
+};
+
+// The two column phases of a stride-2 input gradient, ra's pixels at even columns and rb's at
+// odd ones: y[l * ld + 2 * r + b] = (b ? rb : ra)[r * stride + l] for l < k1, r < RR, b < 2.
+// Each channel's runs go out interleaved in contiguous stores, where each phase alone took a
+// scatter (AVX-512) or a store per pixel (AVX2).
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void store_pairs_avx512(
+    float* y, int64_t ld, const float* ra, const float* rb, int64_t RR, int64_t stride,
+    int64_t k1) {
+  using M = decltype(V16{} < V16{});
+  using Masks = Zip<M, 16>;
+  for (int64_t r0 = 0; r0 < RR; r0 += 16) {
+    const int64_t n = std::min<int64_t>(16, RR - r0);
+    V16 a[16], b[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      a[i] = b[i] = V16{};
+      if (i < n) {
+        std::memcpy(&a[i], ra + (r0 + i) * stride, sizeof(V16));
+        std::memcpy(&b[i], rb + (r0 + i) * stride, sizeof(V16));
+      }
+    }
+    transpose_rounds<V16>(a);
+    transpose_rounds<V16>(b);
+    const __mmask16 m0 = n >= 8 ? __mmask16(0xFFFF) : __mmask16((1u << (2 * n)) - 1);
+    const __mmask16 m1 = n >= 16 ? __mmask16(0xFFFF)
+                         : n > 8 ? __mmask16((1u << (2 * n - 16)) - 1)
+                                 : __mmask16(0);
+#pragma GCC unroll 16
+    for (int l = 0; l < 16; ++l) {
+      if (l >= k1) continue;
+      float* to = y + l * ld + 2 * r0;
+      _mm512_mask_storeu_ps(to, m0, __m512(__builtin_shuffle(a[l], b[l], Masks::lo)));
+      if (n > 8) {
+        _mm512_mask_storeu_ps(to + 16, m1, __m512(__builtin_shuffle(a[l], b[l], Masks::hi)));
+      }
+    }
+  }
+}
+
+FC_TARGET_AVX2 __attribute__((flatten)) void store_pairs_avx2(float* y, int64_t ld,
+                                                               const float* ra, const float* rb,
+                                                               int64_t RR, int64_t stride,
+                                                               int64_t k1) {
+  using M = decltype(V8{} < V8{});
+  using Masks = Zip<M, 8>;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t r0 = 0; r0 < RR; r0 += 8) {
+    const int n = int(std::min<int64_t>(8, RR - r0));
+    V8 a[8], b[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      a[i] = b[i] = V8{};
+      if (i < n) {
+        std::memcpy(&a[i], ra + (r0 + i) * stride, sizeof(V8));
+        std::memcpy(&b[i], rb + (r0 + i) * stride, sizeof(V8));
+      }
+    }
+    transpose_rounds<V8>(a);
+    transpose_rounds<V8>(b);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n), lane);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 8), lane);
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; ++l) {
+      if (l >= k1) continue;
+      float* to = y + l * ld + 2 * r0;
+      _mm256_maskstore_ps(to, m0, __m256(__builtin_shuffle(a[l], b[l], Masks::lo)));
+      if (n > 4) _mm256_maskstore_ps(to + 8, m1, __m256(__builtin_shuffle(a[l], b[l], Masks::hi)));
+    }
+  }
+}
+
+template <typename V>
+void store_pairs(float* y, int64_t ld, const float* ra, const float* rb, int64_t RR,
+                 int64_t stride, int64_t k1) {
+  if constexpr (sizeof(V) == 64) {
+    store_pairs_avx512(y, ld, ra, rb, RR, stride, k1);
+  } else {
+    store_pairs_avx2(y, ld, ra, rb, RR, stride, k1);
+  }
+}
+
 template <typename V>
 void correlate_rows(float* out, const float* src, const float* wpack, const float* bpack,
                     const Corr& d, const TilePick<V>& pick, int64_t G) {
@@ -825,24 +916,98 @@ void inside_rows(Tile& t, const Corr& d, int64_t p) {
   }
 }
 
+// How a correlation's rows go into tiles: G whole rows per tile when at least two fit one
+// (correlate_rows), else nt tiles per row of floor(Q / nt) or ceil(Q / nt) pixels (a last tile
+// overlapping the one before computed up to nt - 1 pixels twice: 56 for AlexNet conv1's 55, 33
+// for 31).
+template <typename V>
+struct RowTiles {
+  TilePick<V> pick;
+  int64_t G, nt;
+};
+
+template <typename V>
+RowTiles<V> row_tiles(const Corr& d) {
+  constexpr int64_t L = kLanes<V>;
+  // A layer of one channel block runs J = 1 tiles alone, which take more pixels.
+  const TilePick<V> pick = tile_pick<V>(d);
+  const int64_t maxrr = pick.max_rr(std::min<int64_t>(ceil_div(d.K, L), 2));
+  const int64_t G = std::min<int64_t>(kMaxGroups, maxrr / d.Q);
+  return {pick, G, G >= 2 ? 0 : ceil_div(d.Q, maxrr)};
+}
+
+// A correlation's part in a work item: its geometry and tiles, the buffer at the window of the
+// item's first output row (column 0), its tap offsets from there and its packed weights.
+template <typename V>
+struct ItemPart {
+  const Corr* d;
+  const RowTiles<V>* rt;
+  const float* rows;
+  const int64_t* off;
+  const float* wpack;
+};
+
+// Output rows [p0, p1) of image n, group gi: the tiles of every channel block of one
+// correlation, or of the two column phases of a stride-2 input gradient (pair_columns), tile by
+// tile, their results interleaved on the way out. res holds nparts tiles' results.
+template <typename V>
+void correlate_item(float* out, const ItemPart<V>* parts, int nparts, int64_t Wb,
+                    const float* bpack, int64_t n, int64_t gi, int64_t p0, int64_t p1,
+                    float* res) {
+  constexpr int64_t L = kLanes<V>;
+  const Corr& d = *parts[0].d;
+  const int64_t KB = ceil_div(d.K, L), yc = d.plane(), yr = d.row(), yq = d.ycol;
+  const int64_t nt = parts[0].rt->nt;
+  float* y = out + (n * d.groups + gi) * d.K * yc;
+  Tile t[2];
+  for (int i = 0; i < nparts; ++i) {
+    const int64_t taps = parts[i].d->C * parts[i].d->R * parts[i].d->S;
+    t[i] = Tile{nullptr, {}, parts[i].off, nullptr, nullptr, res + i * kMaxRR1<V> * L,
+                parts[i].d->sw, taps * L, 1, taps, 0, 0};
+  }
+  for (int64_t kb = 0; kb < KB; kb += 2) {
+    const int64_t J = std::min<int64_t>(2, KB - kb);
+    for (int i = 0; i < nparts; ++i) {
+      t[i].w = parts[i].wpack + (gi * KB + kb) * t[i].block;
+      t[i].bias = bpack + (gi * KB + kb) * L;
+    }
+    for (int64_t p = p0; p < p1; ++p) {
+      for (int i = 0; i < nparts; ++i) inside_rows(t[i], *parts[i].d, p);
+      for (int64_t tt = 0; tt < nt; ++tt) {
+        const int64_t q0 = tt * d.Q / nt, RR = (tt + 1) * d.Q / nt - q0;
+        for (int i = 0; i < nparts; ++i) {
+          const Corr& di = *parts[i].d;
+          t[i].x = t[i].xg[0] = parts[i].rows + (p - p0) * di.sh * Wb + q0 * di.sw;
+          const int64_t el = std::max<int64_t>(0, di.ow - q0 * di.sw);
+          const int64_t er = std::max<int64_t>(
+              0, (q0 + RR - 1) * di.sw + (di.S - 1) * di.dw + 1 - di.ow - di.W);
+          const TileFn edge = parts[i].rt->pick.edge(RR, J, el, er);
+          (edge ? edge : parts[i].rt->pick(1, RR, J, di.sw))(t[i]);
+        }
+        for (int64_t j = 0; j < J; ++j) {
+          const int64_t k1 = std::min(L, d.K - (kb + j) * L);
+          float* to = y + (kb + j) * L * yc + p * yr + q0 * yq;
+          if (nparts == 1) {
+            store_channels<V>(to, yc, t[0].res + j * L, RR, J * L, k1, yq);
+          } else {
+            store_pairs<V>(to, yc, t[0].res + j * L, t[1].res + j * L, RR, J * L, k1);
+          }
+        }
+      }
+    }
+  }
+}
+
 template <typename V>
 void correlate(float* out, const float* src, const float* wpack, const float* bpack,
                const Corr& d) {
   constexpr int64_t L = kLanes<V>;
-  const int64_t KB = ceil_div(d.K, L), block = d.C * d.R * d.S * L;
-  // A layer of one channel block runs J = 1 tiles alone, which take more pixels.
-  const TilePick<V> pick = tile_pick<V>(d);
-  const int64_t maxrr = pick.max_rr(std::min<int64_t>(KB, 2));
-  const int64_t G = std::min<int64_t>(kMaxGroups, maxrr / d.Q);
-  if (G >= 2) return correlate_rows<V>(out, src, wpack, bpack, d, pick, G);
-  // nt tiles per row, of floor(Q / nt) or ceil(Q / nt) pixels (a last tile overlapping the one
-  // before computed up to nt - 1 pixels twice: 56 for AlexNet conv1's 55, 33 for 31).
-  const int64_t nt = ceil_div(d.Q, maxrr);
+  const RowTiles<V> rt = row_tiles<V>(d);
+  if (rt.G >= 2) return correlate_rows<V>(out, src, wpack, bpack, d, rt.pick, rt.G);
   const int threads = max_threads();
   const RowPlan b = plan_rows(d, threads);
-  const int64_t ws = b.workspace, items = b.items, Wb = b.Wb;
+  const int64_t ws = b.workspace, items = b.items, Wb = b.Wb, taps = d.C * d.R * d.S;
   const auto bufs = alloc_uninit<float>(mul_sat(threads, ws), "conv2d (direct): input buffers");
-  const int64_t taps = d.C * d.R * d.S, yc = d.plane(), yr = d.row(), yq = d.ycol;
   const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
@@ -857,32 +1022,128 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < items; ++i) {
       const Item it = load_item(i, b, buf, src, d, filled);
-      const int64_t gi = it.gi, p0 = it.p0, p1 = it.p1, hb = it.hb;
-      float* y = out + (it.n * d.groups + gi) * d.K * yc;
       // Only an item with fewer rows than the others (the last block) has a different hb.
-      if (hb != off_hb) tap_offsets(off, 0, taps, d, hb, Wb), off_hb = hb;
-      Tile t{nullptr, {}, off, nullptr, nullptr, res, d.sw, block, 1, taps, 0, 0};
-      for (int64_t kb = 0; kb < KB; kb += 2) {
-        const int64_t J = std::min<int64_t>(2, KB - kb);
-        t.w = wpack + (gi * KB + kb) * block;
-        t.bias = bpack + (gi * KB + kb) * L;
-        for (int64_t p = p0; p < p1; ++p) {
-          inside_rows(t, d, p);
-          for (int64_t tt = 0; tt < nt; ++tt) {
-            const int64_t q0 = tt * d.Q / nt, RR = (tt + 1) * d.Q / nt - q0;
-            t.x = t.xg[0] = buf + (p - p0) * d.sh * Wb + q0 * d.sw;
-            const int64_t el = std::max<int64_t>(0, d.ow - q0 * d.sw);
-            const int64_t er = std::max<int64_t>(
-                0, (q0 + RR - 1) * d.sw + (d.S - 1) * d.dw + 1 - d.ow - d.W);
-            const TileFn edge = pick.edge(RR, J, el, er);
-            (edge ? edge : pick(1, RR, J, d.sw))(t);
-            for (int64_t j = 0; j < J; ++j) {
-              const int64_t k1 = std::min(L, d.K - (kb + j) * L);
-              store_channels<V>(y + (kb + j) * L * yc + p * yr + q0 * yq, yc, res + j * L, RR,
-                                J * L, k1, yq);
-            }
-          }
+      if (it.hb != off_hb) tap_offsets(off, 0, taps, d, it.hb, Wb), off_hb = it.hb;
+      const ItemPart<V> part{&d, &rt, buf, off, wpack};
+      correlate_item<V>(out, &part, 1, Wb, bpack, it.n, it.gi, it.p0, it.p1, res);
+    }
+  }
+}
+
+// Packed bias lanes of every group's channel blocks: bias[gi * K + k], zero past K or without
+// one.
+template <typename V>
+std::unique_ptr<float[]> pack_bias(const float* bias, const Corr& d) {
+  constexpr int64_t L = kLanes<V>;
+  const int64_t KB = ceil_div(d.K, L);
+  auto bpack = alloc_uninit<float>(d.groups * KB * L, "conv2d (direct): packed bias");
+  for (int64_t gi = 0; gi < d.groups; ++gi) {
+    for (int64_t k = 0; k < KB * L; ++k) {
+      bpack[gi * KB * L + k] = bias && k < d.K ? bias[gi * d.K + k] : 0.0f;
+    }
+  }
+  return bpack;
+}
+
+// One phase of a strided input gradient (conv2d_direct_backward_data): a correlation of dy at
+// stride 1, written to its own pixels of dx from out on.
+struct Phase {
+  Corr d;
+  WeightMap m;
+  float* out;
+};
+
+// The padded frame of dy the phases of an image share: dy pixel (h, w) at (h + oh, w + ow), hb
+// rows of Wb, where oh and ow are the most any phase pads on its top and left. A phase's own
+// frame (its correlation's d.oh, d.ow) starts shift(d) floats into it.
+struct SharedFrame {
+  int64_t oh = 0, ow = 0, hb = 0, Wb = 0;
+  int64_t shift(const Corr& d) const { return (oh - d.oh) * Wb + (ow - d.ow); }
+};
+
+SharedFrame shared_frame(const std::vector<Phase>& phases) {
+  SharedFrame f;
+  for (const Phase& ph : phases) f.oh = std::max(f.oh, ph.d.oh), f.ow = std::max(f.ow, ph.d.ow);
+  for (const Phase& ph : phases) {
+    f.hb = std::max(f.hb, f.oh - ph.d.oh + ph.d.P + ph.d.R - 1);
+    f.Wb = std::max(f.Wb, f.ow - ph.d.ow + ph.d.Q + ph.d.S - 1);
+  }
+  return f;
+}
+
+// Whether the phases run image by image from one shared frame (correlate_phases): each takes
+// correlate's one-row tiles, a frame fits the buffer budget, and the images alone keep every
+// thread busy. Run one after another instead, each phase filled its own copy of dy and stored
+// into every sh * sw-th pixel of all of dx, which was in L2 for none of them.
+template <typename V>
+bool phases_share_frame(const std::vector<Phase>& phases, const SharedFrame& f, int threads) {
+  const Corr& d = phases.front().d;
+  if (d.N * d.groups < threads || mul_sat(d.C * f.hb * f.Wb, sizeof(float)) > kBufBytes) {
+    return false;
+  }
+  for (const Phase& ph : phases) {
+    if (row_tiles<V>(ph.d).G >= 2) return false;
+  }
+  return true;
+}
+
+// Whether phases a and b are the two column phases of one row phase at column stride 2 whose
+// tiles cut their rows alike: correlate_item then stores their pixels interleaved.
+template <typename V>
+bool pair_columns(const Phase& a, const Phase& b, const RowTiles<V>& ra, const RowTiles<V>& rb) {
+  return a.d.ycol == 2 && b.out == a.out + 1 && a.d.P == b.d.P && a.d.Q == b.d.Q &&
+         ra.nt == rb.nt;
+}
+
+// The phases of each image in turn from one fill of its shared frame: the image's dx stays in
+// L2 while its phases write their pixels. Each output sums the taps it sums when its phase
+// runs alone (correlate), in the same order, from a buffer holding the same values.
+template <typename V>
+void correlate_phases(const std::vector<Phase>& phases, const float* src, const SharedFrame& f) {
+  const Corr& d = phases.front().d;
+  const int64_t nph = int64_t(phases.size()), items = d.N * d.groups;
+  std::vector<std::unique_ptr<float[]>> wpacks;
+  std::vector<RowTiles<V>> rts;
+  std::vector<int64_t> first(nph + 1, 0);  // phase i's tap offsets: [first[i], first[i + 1])
+  for (int64_t i = 0; i < nph; ++i) {
+    wpacks.push_back(pack_weights<V>(phases[i].d, phases[i].m));
+    rts.push_back(row_tiles<V>(phases[i].d));
+    first[i + 1] = first[i] + d.C * phases[i].d.R * phases[i].d.S;
+  }
+  const auto bpack = pack_bias<V>(nullptr, d);
+  const int threads = max_threads();
+  const int64_t plane = d.C * f.hb * f.Wb;
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, plane), "conv2d (direct): input buffers");
+  const auto offs = alloc_uninit<int64_t>(mul_sat(threads, first[nph]),
+                                          "conv2d (direct): tap offsets");
+  Corr fd = d;  // the shared frame's fill
+  fd.ow = f.ow;
+#pragma omp parallel num_threads(threads) if (d.parallel)
+  {
+    float* buf = bufs.get() + thread_id() * plane;
+    int64_t* off = offs.get() + thread_id() * first[nph];
+    for (int64_t i = 0; i < nph; ++i) {
+      tap_offsets(off + first[i], 0, first[i + 1] - first[i], phases[i].d, f.hb, f.Wb);
+    }
+    bool zeros = false;  // whether buf holds the frame's padding
+    alignas(64) float res[2 * kMaxRR1<V> * kLanes<V>];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t n = item / d.groups, gi = item % d.groups;
+      fill_buffer(buf, src + item * d.C * d.H * d.W, fd, -f.oh, f.hb, f.Wb, zeros);
+      zeros = true;
+      for (int64_t i = 0; i < nph;) {
+        const int np = i + 1 < nph && pair_columns(phases[i], phases[i + 1], rts[i], rts[i + 1])
+                           ? 2 : 1;
+        ItemPart<V> parts[2];
+        for (int k = 0; k < np; ++k) {
+          const Corr& pd = phases[i + k].d;
+          parts[k] = {&pd, &rts[i + k], buf + f.shift(pd), off + first[i + k],
+                      wpacks[i + k].get()};
         }
+        correlate_item<V>(phases[i].out, parts, np, f.Wb, bpack.get(), n, gi, 0, phases[i].d.P,
+                          res);
+        i += np;
       }
     }
   }
@@ -890,16 +1151,8 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
 
 template <typename V>
 void run_corr(float* out, const float* src, const float* bias, const Corr& d, const WeightMap& m) {
-  constexpr int64_t L = kLanes<V>;
-  const int64_t KB = ceil_div(d.K, L);
   const auto wpack = pack_weights<V>(d, m);
-  auto bpack = alloc_uninit<float>(d.groups * KB * L, "conv2d (direct): packed bias");
-  for (int64_t gi = 0; gi < d.groups; ++gi) {
-    for (int64_t k = 0; k < KB * L; ++k) {
-      bpack[gi * KB * L + k] = bias && k < d.K ? bias[gi * d.K + k] : 0.0f;
-    }
-  }
-  correlate<V>(out, src, wpack.get(), bpack.get(), d);
+  correlate<V>(out, src, wpack.get(), pack_bias<V>(bias, d).get(), d);
 }
 
 // dweight[gi*K + k, c, r, s] += the sum over images and output pixels of
@@ -1085,6 +1338,7 @@ void conv2d_direct_backward_data(float* dinp, const float* dout, const float* we
   // that sub-kernel flipped, written to its pixels of dx. The GEMM path reached two thirds of
   // the multiply-add rate on ResNet's 3x3 stride-2 layer (1152 x 196 x 256 per image) and
   // col2im added a tenth.
+  std::vector<Phase> phases;
   for (int64_t a = 0; a < std::min(sh, g.H); ++a) {
     for (int64_t b = 0; b < std::min(sw, g.W); ++b) {
       const int64_t r0 = (a + g.pad_t) % sh, s0 = (b + g.pad_l) % sw;
@@ -1105,9 +1359,19 @@ void conv2d_direct_backward_data(float* dinp, const float* dout, const float* we
       d.yc = g.H * g.W, d.yr = sh * g.W, d.ycol = sw;
       const WeightMap m{weight + (r0 + (Ra - 1) * sh) * g.S + s0 + (Sb - 1) * sw, Kg * Cg * RS,
                         RS, Cg * RS, -sh * g.S, -sw};
-      dispatch([&](auto v) { run_corr<typename decltype(v)::type>(x, dout, nullptr, d, m); });
+      phases.push_back({d, m, x});
     }
   }
+  if (phases.empty()) return;
+  dispatch([&](auto v) {
+    using V = typename decltype(v)::type;
+    const SharedFrame f = shared_frame(phases);
+    if (phases_share_frame<V>(phases, f, max_threads())) {
+      correlate_phases<V>(phases, dout, f);
+    } else {
+      for (const Phase& ph : phases) run_corr<V>(ph.out, dout, nullptr, ph.d, ph.m);
+    }
+  });
 }
 
 void conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
