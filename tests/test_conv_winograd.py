@@ -199,6 +199,65 @@ def test_an_infinity_or_nan_comes_out_where_and_as_the_reference_has_it(value, w
     assert (~np.isfinite(got[0] if where == "input" else got[1])).any()
 
 
+def _check_non_finite_as_reference(got, ref, n):
+    for what, g, r in zip(("forward", "grad_input", "grad_weight", "grad_bias"), got, ref):
+        bad = ~np.isfinite(r)
+        np.testing.assert_array_equal(g[bad], r[bad].astype(np.float32), err_msg=what)
+        assert_close(np.where(bad, 0, g), np.where(bad, 0, r), rtol_for(np.float32, n),
+                     what=what)
+
+
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan], ids=["inf", "-inf", "nan"])
+def test_an_infinity_or_nan_in_the_weights_and_in_gathered_blocks(value):
+    """A non-finite weight reaches every output of its channel through the transformed
+    weights, and one in a plane too short for rows reaches its outputs through gathered blocks
+    (the flat layout, whose outputs are scattered): each call is redone on the GEMM path, as
+    for one in a row layout's input."""
+    case = _case("non_finite_weight", 2, 32, 10, 30, 32, 3, 3, padding=1)
+    x, w, b, dout = make_data(case, np.float32, stable_seed("winograd non-finite weight"))
+    w[3, 7, 0, 2] = value
+    got = (F.conv2d(x, w, b, padding=1),) + F.conv2d_backward(dout, x, w, padding=1)
+    with np.errstate(invalid="ignore"):
+        ref = (conv2d_ref(x, w, b, padding=1),) + conv2d_backward_ref(dout, x, w, padding=1)
+    _check_non_finite_as_reference(got, ref, 2 * 10 * 30)
+    assert (~np.isfinite(got[0][:, 3])).any() and (~np.isfinite(got[1][:, 7])).any()
+
+    flat = _case("non_finite_flat", 3, 32, 9, 9, 40, 3, 3, padding=1)
+    x, w, b, dout = make_data(flat, np.float32, stable_seed("winograd non-finite flat"))
+    x[2, 5, 8, 0] = value
+    dout[1, 9, 4, 4] = value
+    got = (F.conv2d(x, w, b, padding=1),) + F.conv2d_backward(dout, x, w, padding=1)
+    with np.errstate(invalid="ignore"):
+        ref = (conv2d_ref(x, w, b, padding=1),) + conv2d_backward_ref(dout, x, w, padding=1)
+    _check_non_finite_as_reference(got, ref, 3 * 9 * 9)
+
+
+@pytest.mark.usefixtures("cpu_isa")
+def test_finite_values_whose_transforms_overflow_take_the_gemm_path():
+    """Inputs and weights near float32's largest value are finite, and so are the sums the
+    reference makes of them at these scales, but the transforms' sums of up to four of them
+    overflow to infinity (and meet another with the other sign: NaN). The Winograd results are
+    then not finite, and the call is redone on the GEMM path: finite and close."""
+    case = _case("overflow", 2, 32, 10, 30, 32, 3, 3, padding=1)
+    x, w, b, dout = make_data(case, np.float32, stable_seed("winograd overflow"))
+    big = np.float32(3e38)
+    xs = np.where(x > 0, big, -big).astype(np.float32)
+    ws = (w * np.float32(1e-37)).astype(np.float32)
+    y = F.conv2d(xs, ws, b, padding=1)
+    assert np.isfinite(y).all()
+    assert_close(y, conv2d_ref(xs, ws, b, padding=1), rtol_for(np.float32, 32 * 9),
+                 what="forward of inputs near the largest float")
+    wb = np.where(w > 0, big, -big).astype(np.float32)
+    xb = (x * np.float32(1e-30)).astype(np.float32)
+    dx = F.conv2d_backward((dout * np.float32(1e-9)).astype(np.float32), xb, wb, padding=1,
+                           output_mask=(True, False, False))[0]
+    assert np.isfinite(dx).all()
+    assert_close(dx, conv2d_backward_ref((dout * np.float32(1e-9)).astype(np.float32), xb, wb,
+                                         padding=1)[0],
+                 rtol_for(np.float32, 32 * 9), what="input gradient of weights near the largest")
+
+
 @pytest.mark.usefixtures("cpu_isa")
 def test_conv_transpose2d_runs_the_input_gradient():
     """conv_transpose2d at stride 1 with a 3x3 kernel: its forward is the equivalent conv2d's

@@ -237,26 +237,40 @@ FC_AVX512 __attribute__((always_inline)) inline void output_points(__m512 y[2][2
   }
 }
 
-// Y into one output plane (rows Q floats apart) along the rows of span s.
-FC_AVX512 __attribute__((always_inline)) inline void store_rows(float* plane, int64_t Q,
-                                                                const OutSpan& s,
-                                                                const __m512 y[2][2]) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-  for (int i = 0; i < (s.two ? 2 : 1); ++i) {
-    float* row = plane + s.at + i * Q;
-    _mm512_mask_storeu_ps(row, s.m[0], _mm512_permutex2var_ps(y[i][0], lo, y[i][1]));
-    _mm512_mask_storeu_ps(row + 16, s.m[1], _mm512_permutex2var_ps(y[i][0], hi, y[i][1]));
-  }
+// The lanes of mask m where v is an infinity or NaN.
+FC_AVX512 __attribute__((always_inline)) inline __mmask16 non_finite(__mmask16 m, __m512 v) {
+  return _mm512_mask_fpclass_ps_mask(m, v, 0x99);  // quiet NaN, +inf, -inf, signalling NaN
 }
 
-// Y scattered lane by lane.
-FC_AVX512 __attribute__((always_inline)) inline void scatter_points(float* plane,
-                                                                    const FlatSpan& s,
-                                                                    const __m512 y[2][2]) {
+// Y into one output plane (rows Q floats apart) along the rows of span s; returns the stored
+// lanes that are not finite (run_item).
+FC_AVX512 __attribute__((always_inline)) inline __mmask16 store_rows(float* plane, int64_t Q,
+                                                                     const OutSpan& s,
+                                                                     const __m512 y[2][2]) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+  __mmask16 bad = 0;
+  for (int i = 0; i < (s.two ? 2 : 1); ++i) {
+    float* row = plane + s.at + i * Q;
+    const __m512 a = _mm512_permutex2var_ps(y[i][0], lo, y[i][1]);
+    const __m512 b = _mm512_permutex2var_ps(y[i][0], hi, y[i][1]);
+    _mm512_mask_storeu_ps(row, s.m[0], a);
+    _mm512_mask_storeu_ps(row + 16, s.m[1], b);
+    bad |= non_finite(s.m[0], a) | non_finite(s.m[1], b);
+  }
+  return bad;
+}
+
+// Y scattered lane by lane; returns the stored lanes that are not finite.
+FC_AVX512 __attribute__((always_inline)) inline __mmask16 scatter_points(float* plane,
+                                                                         const FlatSpan& s,
+                                                                         const __m512 y[2][2]) {
+  __mmask16 bad = 0;
   for (int e = 0; e < 4; ++e) {
     _mm512_mask_i32scatter_ps(plane, s.out_m[e], s.out[e], y[e / 2][e % 2], 4);
+    bad |= non_finite(s.out_m[e], y[e / 2][e % 2]);
   }
+  return bad;
 }
 
 // m[i * ldm + j * 16 + l] (+)= sum over c < C of u[c * us + i * ui] * v[c * vcs + j * 16 + l],
@@ -387,13 +401,14 @@ inline float* line_aligned(float* p) {
 
 // One work item: kNV vectors of blocks of group gi from vector v0 (the last item's may run past
 // the batch: those lanes compute on zeros and are not written), output channels of the GEMM
-// blocks kb_begin <= kb < kb_end.
-FC_AVX512 void run_item(float* out, const float* src, const float* u, const float* bias,
+// blocks kb_begin <= kb < kb_end. Returns whether every output it wrote is finite (correlate).
+FC_AVX512 bool run_item(float* out, const float* src, const float* u, const float* bias,
                         const Wcorr& d, const Layout& L, int64_t gi, int64_t v0, int64_t kb_begin,
                         int64_t kb_end, float* vbuf, float* mbuf) {
   const int64_t KB = ceil_div(d.K, kKR), vcs = kXi * kNV * kLanes + kSkew;
   const int64_t mxs = kKChunk * kNV * kLanes + kSkew, HW = d.H * d.W, PQ = d.P * d.Q;
   const int64_t nv = std::min(kNV, L.vectors - v0);
+  __mmask16 bad = 0;
   Block t[kNV];
   InSpan in[kNV];
   OutSpan os[kNV];
@@ -478,14 +493,11 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
         __m512 y[2][2];
         output_points(y, mbuf + ((k - kb0 * kKR) * kNV + j) * kLanes, mxs, b);
         float* plane = out + ((t[j].n * d.groups + gi) * d.K + k) * PQ;
-        if (L.flat) {
-          scatter_points(plane, fs[j], y);
-        } else {
-          store_rows(plane, d.Q, os[j], y);
-        }
+        bad |= L.flat ? scatter_points(plane, fs[j], y) : store_rows(plane, d.Q, os[j], y);
       }
     }
   }
+  return bad == 0;
 }
 
 // Runs run(gi, v0, kb_begin, kb_end, vbuf, mbuf) for every item of a correlation whose groups
@@ -497,7 +509,7 @@ FC_AVX512 void run_item(float* out, const float* src, const float* u, const floa
 // item's input again. Whatever the split, each output is the same chain of adds, so the bits
 // do not depend on the thread count.
 template <typename Run>
-void for_items(const Wcorr& d, int64_t vectors, int64_t per_item, const Run& run) {
+bool for_items(const Wcorr& d, int64_t vectors, int64_t per_item, const Run& run) {
   const int threads = max_threads();
   const int64_t per_group = ceil_div(vectors, per_item), base = d.groups * per_group;
   const int64_t chunks = ceil_div(ceil_div(d.K, kKR), kKChunk / kKR);
@@ -508,7 +520,8 @@ void for_items(const Wcorr& d, int64_t vectors, int64_t per_item, const Run& run
   // Every vector the buffers hold starts a cache line: split loads and stores cost twice.
   const auto bufs = alloc_uninit<float>(mul_sat(threads, vsize + msize) + kLanes,
                                         "conv2d (winograd): transformed tiles");
-#pragma omp parallel num_threads(threads) if (d.parallel)
+  bool finite = true;
+#pragma omp parallel num_threads(threads) if (d.parallel) reduction(&& : finite)
   {
     float* vbuf = line_aligned(bufs.get()) + thread_id() * (vsize + msize);
     // Taken as threads come free (conv_direct.cpp's correlate).
@@ -517,17 +530,27 @@ void for_items(const Wcorr& d, int64_t vectors, int64_t per_item, const Run& run
       const int64_t b = i / parts, part = i % parts;
       const int64_t kb0 = part_begin(chunks, parts, part) * (kKChunk / kKR);
       const int64_t kb1 = std::min(KB, part_begin(chunks, parts, part + 1) * (kKChunk / kKR));
-      run(b / per_group, (b % per_group) * per_item, kb0, kb1, vbuf, vbuf + vsize);
+      finite = run(b / per_group, (b % per_group) * per_item, kb0, kb1, vbuf, vbuf + vsize) &&
+               finite;
     }
   }
+  return finite;
 }
 
-void correlate(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
+// The correlation; returns whether every output it wrote is finite. The transforms add and
+// subtract an input's neighbours, so an infinity meets itself with the other sign and gives NaN
+// where the direct sum is +-inf, and finite values near the largest float overflow in them.
+// Both show in the outputs: every input pixel and weight an output's direct sum reads reaches
+// it through a nonzero coefficient, and an infinity or NaN never turns finite again. When one
+// shows, the caller redoes the call on the GEMM path. (Scanning the inputs and weights for
+// infinities first took 5-8 % of ResNet's 3x3 forward and input gradient, and let the
+// overflows through.)
+bool correlate(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
   const auto u = transform_weights(m, d, transform_weight_block);
   const Layout L = layout_of(d.N, d.P, d.Q);
-  for_items(d, L.vectors, kNV, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
-                                   float* vbuf, float* mbuf) {
-    run_item(out, src, u.get(), bias, d, L, gi, v0, kb0, kb1, vbuf, mbuf);
+  return for_items(d, L.vectors, kNV, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
+                                          float* vbuf, float* mbuf) {
+    return run_item(out, src, u.get(), bias, d, L, gi, v0, kb0, kb1, vbuf, mbuf);
   });
 }
 
@@ -828,8 +851,14 @@ FC_AVX2 inline void gather_points2(__m256 d[4][4], const float* plane, const Fla
   }
 }
 
-// Y lane by lane (AVX2 has no scatter).
-FC_AVX2 inline void scatter_points2(float* plane, const FlatSpan2& s, const __m256 y[2][2]) {
+// The lanes (bits of a movemask) where v is an infinity or NaN: v - v is NaN there, +0 elsewhere.
+FC_AVX2 inline int non_finite2(__m256 v) {
+  return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+
+// Y lane by lane (AVX2 has no scatter); returns the stored lanes that are not finite.
+FC_AVX2 inline int scatter_points2(float* plane, const FlatSpan2& s, const __m256 y[2][2]) {
+  int bad = 0;
   for (int e = 0; e < 4; ++e) {
     alignas(32) float v[kLanes2];
     alignas(32) int32_t o[kLanes2];
@@ -838,7 +867,9 @@ FC_AVX2 inline void scatter_points2(float* plane, const FlatSpan2& s, const __m2
     for (int l = 0; l < kLanes2; ++l) {
       if (s.out_m[e] >> l & 1) plane[o[l]] = v[l];
     }
+    bad |= non_finite2(y[e / 2][e % 2]) & int(s.out_m[e]);
   }
+  return bad;
 }
 
 // Lanes l with 0 <= w + l < W, as an AVX2 mask (all ones where in).
@@ -935,15 +966,21 @@ FC_AVX2 inline void output_points2(__m256 y[2][2], const float* m, int64_t xs, f
   }
 }
 
-FC_AVX2 inline void store_rows2(float* plane, int64_t Q, const OutSpan2& s,
-                                const __m256 y[2][2]) {
+FC_AVX2 inline int store_rows2(float* plane, int64_t Q, const OutSpan2& s,
+                               const __m256 y[2][2]) {
+  const int m0 = _mm256_movemask_ps(_mm256_castsi256_ps(s.m[0]));
+  const int m1 = _mm256_movemask_ps(_mm256_castsi256_ps(s.m[1]));
+  int bad = 0;
   for (int i = 0; i < (s.two ? 2 : 1); ++i) {
     const __m256 lo = _mm256_unpacklo_ps(y[i][0], y[i][1]);
     const __m256 hi = _mm256_unpackhi_ps(y[i][0], y[i][1]);
+    const __m256 a = _mm256_permute2f128_ps(lo, hi, 0x20), b = _mm256_permute2f128_ps(lo, hi, 0x31);
     float* row = plane + s.at + i * Q;
-    _mm256_maskstore_ps(row, s.m[0], _mm256_permute2f128_ps(lo, hi, 0x20));
-    _mm256_maskstore_ps(row + 8, s.m[1], _mm256_permute2f128_ps(lo, hi, 0x31));
+    _mm256_maskstore_ps(row, s.m[0], a);
+    _mm256_maskstore_ps(row + 8, s.m[1], b);
+    bad |= (non_finite2(a) & m0) | (non_finite2(b) & m1);
   }
+  return bad;
 }
 
 // gemm_tile for 8-lane vectors, NJ of them (1 or 2).
@@ -973,12 +1010,13 @@ FC_AVX2 inline void gemm_tile2(float* m, int64_t ldm, const float* u, int64_t us
 }
 
 // run_item for the AVX2 layout: kNV2 vectors from v0 (fewer in the batch's last item).
-FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float* bias,
+FC_AVX2 bool run_item2(float* out, const float* src, const float* u, const float* bias,
                        const Wcorr& d, const Layout& L, int64_t gi, int64_t v0,
                        int64_t kb_begin, int64_t kb_end, float* vbuf, float* mbuf) {
   const int64_t KB = ceil_div(d.K, kKR), vcs = kXi * kNV2 * kLanes2 + kSkew;
   const int64_t mxs = kKChunk * kNV2 * kLanes2 + kSkew, HW = d.H * d.W, PQ = d.P * d.Q;
   const int64_t nv = std::min(kNV2, L.vectors - v0);
+  int bad = 0;
   int64_t n[kNV2];
   InSpan2 in[kNV2];
   OutSpan2 os[kNV2];
@@ -1033,23 +1071,20 @@ FC_AVX2 void run_item2(float* out, const float* src, const float* u, const float
         __m256 y[2][2];
         output_points2(y, mbuf + ((k - kb0 * kKR) * kNV2 + j) * kLanes2, mxs, b);
         float* plane = out + ((n[j] * d.groups + gi) * d.K + k) * PQ;
-        if (L.flat) {
-          scatter_points2(plane, fs[j], y);
-        } else {
-          store_rows2(plane, d.Q, os[j], y);
-        }
+        bad |= L.flat ? scatter_points2(plane, fs[j], y) : store_rows2(plane, d.Q, os[j], y);
       }
     }
   }
+  return bad == 0;
 }
 
 // correlate for the AVX2 variant (the rows of the planes fill 3/4 of its vectors' lanes).
-void correlate2(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
+bool correlate2(float* out, const float* src, const float* bias, const Wcorr& d, const Wmap& m) {
   const auto u = transform_weights(m, d, transform_weight_block_scalar);
   const Layout L = layout_of(d.N, d.P, d.Q, kLanes2);
-  for_items(d, L.vectors, kNV2, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
-                                    float* vbuf, float* mbuf) {
-    run_item2(out, src, u.get(), bias, d, L, gi, v0, kb0, kb1, vbuf, mbuf);
+  return for_items(d, L.vectors, kNV2, [&](int64_t gi, int64_t v0, int64_t kb0, int64_t kb1,
+                                           float* vbuf, float* mbuf) {
+    return run_item2(out, src, u.get(), bias, d, L, gi, v0, kb0, kb1, vbuf, mbuf);
   });
 }
 
@@ -1191,9 +1226,8 @@ bool layout_fits(const Layout& L, int64_t N, int64_t P, int64_t Q, int64_t in_im
                      L.lanes * std::max(in_image, out_image) <= int64_t(INT32_MAX));
 }
 
-// Whether a[0 .. n) holds no infinity or NaN. The transforms add and subtract an input's
-// neighbours, so one infinity would meet itself with the other sign and give NaN where the
-// direct sum is +-inf; a call whose arrays hold one goes to the GEMM path instead. An exponent
+// Whether a[0 .. n) holds no infinity or NaN: the weight gradient's inputs, checked before its
+// sums are added into dweight (correlate checks the outputs it writes instead). An exponent
 // of all ones is either; OR-ing them is an integer reduction the compiler vectorises.
 __attribute__((always_inline)) inline bool all_finite_loop(const float* a, int64_t n) {
   uint32_t any = 0;
@@ -1278,31 +1312,21 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
 
 bool conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
                              const Conv2dGeom& g, bool parallel) {
-  if (!all_finite(inp, g.N * g.C * g.HW(), parallel) ||
-      !all_finite(weight, g.K * g.Cg() * 9, parallel)) {
-    return false;
-  }
   const int64_t C = g.Cg(), K = g.Kg();
   const Wcorr d{g.N, g.groups, C, K, g.H, g.W, g.P, g.Q, g.pad_t, g.pad_l, parallel};
-  (cpu_isa() == CpuIsa::avx512 ? correlate : correlate2)(out, inp, bias, d,
-                                                          Wmap{weight, K * C * 9, C * 9, 9, 1});
-  return true;
+  return (cpu_isa() == CpuIsa::avx512 ? correlate : correlate2)(
+      out, inp, bias, d, Wmap{weight, K * C * 9, C * 9, 9, 1});
 }
 
 bool conv2d_winograd_backward_data(float* dinp, const float* dout, const float* weight,
                                    const Conv2dGeom& g, bool parallel) {
-  if (!all_finite(dout, g.N * g.K * g.PQ(), parallel) ||
-      !all_finite(weight, g.K * g.Cg() * 9, parallel)) {
-    return false;
-  }
   // dx[c, h, w] = sum over (k, r, s) of dy[k, h + pt - r, w + pl - s] * W[k, c, r, s]: with
   // r' = 2 - r, the correlation of dy (offset 2 - pt) with the flipped kernel, its roles of
   // channels swapped.
   const int64_t C = g.Cg(), K = g.Kg();
   const Wcorr d{g.N, g.groups, K, C, g.P, g.Q, g.H, g.W, 2 - g.pad_t, 2 - g.pad_l, parallel};
-  (cpu_isa() == CpuIsa::avx512 ? correlate : correlate2)(
+  return (cpu_isa() == CpuIsa::avx512 ? correlate : correlate2)(
       dinp, dout, nullptr, d, Wmap{weight + 8, K * C * 9, 9, C * 9, -1});
-  return true;
 }
 
 bool conv2d_winograd_backward_weight(float* dweight, const float* dout, const float* inp,

@@ -29,9 +29,11 @@ namespace fc {
 // (cpu/conv.cpp).
 bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g);
 
-// Each returns false, having written nothing, when an array it reads holds an infinity or NaN:
-// the transforms would turn an infinity into NaN where the direct sum gives +-inf, so the
-// caller runs another path.
+// Each returns false when the transforms met an infinity or NaN, or overflowed, and the caller
+// then redoes the pass on the GEMM path (the transforms turn an infinity into NaN where the
+// direct sum gives +-inf): the forward and input gradient when an output they wrote is not
+// finite (the GEMM path overwrites every output), the weight gradient, having written nothing,
+// when an array it reads holds one.
 
 // out = conv2d(inp, weight) + bias (bias may be null).
 bool conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
