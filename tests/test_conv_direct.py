@@ -81,6 +81,12 @@ CASES = [
     _case("strided_dx_pairs_groups_4x4", 4, 48, 13, 22, 32, 4, 4, stride=2, padding=1,
           groups=2),
     _case("strided_dx_pairs_5x5_wide", 2, 12, 9, 100, 16, 5, 5, stride=2, padding=2),
+    # ... and on dy planes at most half a tile wide, whose phases take tiles of several rows:
+    # 7-pixel rows, two to a tile (row phases of 7 and 6 rows, a last channel vector of 8
+    # lanes); 4-pixel rows of one channel block, four to a tile across images (under AVX2 both
+    # take one-row tiles).
+    _case("strided_dx_rows_pairs", 5, 40, 13, 14, 32, 3, 3, stride=2, padding=1),
+    _case("strided_dx_rows_across_images", 7, 16, 8, 8, 24, 3, 3, stride=2, padding=1),
     # Column strides with tiles of their own (2 and 4: the broadcasts' displacements fixed when
     # compiled) on rows wider than a tile, beside stride 3 above (read from the tile).
     _case("stride4_11x11_wide_rows", 2, 3, 35, 71, 20, 11, 11, stride=4, padding=2),

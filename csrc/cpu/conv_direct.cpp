@@ -665,8 +665,6 @@ Item load_item(int64_t i, const RowPlan& b, float* buf, const float* src, const 
   return it;
 }
 
-// Planes at most half a tile wide (G >= 2 whole rows fit a tile): items of whole planes of
-// several images, each tile G rows of Q pixels taken in (image, row) order across them.
 // y[l * ld + r] = res[r * stride + l] for l < k1, r < RR: a tile's results, pixel-major, into
 // k1 output channels. Under AVX-512, 16 pixels at a time are transposed in registers (rows past
 // RR read zeros) and each channel's are one masked store: a masked gather per channel took a
@@ -835,70 +833,6 @@ void store_pairs(float* y, int64_t ld, const float* ra, const float* rb, int64_t
   }
 }
 
-template <typename V>
-void correlate_rows(float* out, const float* src, const float* wpack, const float* bpack,
-                    const Corr& d, const TilePick<V>& pick, int64_t G) {
-  constexpr int64_t L = kLanes<V>;
-  const int64_t KB = ceil_div(d.K, L), taps = d.C * d.R * d.S, block = taps * L;
-  const int64_t Wb = (d.Q - 1) * d.sw + (d.S - 1) * d.dw + 1;
-  const int64_t hb = (d.P - 1) * d.sh + (d.R - 1) * d.dh + 1, plane = d.C * hb * Wb;
-  const int threads = max_threads();
-  // At most as many images per item as the buffer budget takes, and items in whole rounds of
-  // the team (16 images in items of 7 would leave one thread a third of the work).
-  const int64_t budget = std::clamp<int64_t>(kBufBytes / mul_sat(plane, sizeof(float)), 1, d.N);
-  const int64_t rounds = ceil_div(ceil_div(d.N, budget) * d.groups, threads) * threads;
-  // The images split as evenly as the items allow (5 or 6 each for 64 in 12 items, where
-  // items of 6 made 11 of them, 6 for one thread and 5 for the other).
-  const int64_t per_group = std::min(d.N, ceil_div(rounds, d.groups)), items = d.groups * per_group;
-  const int64_t imgs = ceil_div(d.N, per_group);
-  const auto bufs = alloc_uninit<float>(mul_sat(threads, imgs * plane),
-                                        "conv2d (direct): input buffers");
-  const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
-#pragma omp parallel num_threads(threads) if (d.parallel)
-  {
-    float* buf = bufs.get() + thread_id() * imgs * plane;
-    int64_t* off = offs.get() + thread_id() * taps;
-    tap_offsets(off, 0, taps, d, hb, Wb);
-    alignas(64) float res[kMaxRR1<V> * L];
-    int64_t at[kMaxGroups];  // output offset of each group's row (without the channel)
-    int64_t ready = 0;       // image slots of buf whose zeros are in place (fill_buffer)
-    // As correlate's items: taken as threads come free.
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < items; ++i) {
-      const int64_t gi = i / per_group, j = i % per_group;
-      const int64_t n0 = j * d.N / per_group, m = (j + 1) * d.N / per_group - n0, rows = m * d.P;
-      for (int64_t k = 0; k < m; ++k) {
-        fill_buffer(buf + k * plane, src + ((n0 + k) * d.groups + gi) * d.C * d.H * d.W, d,
-                    -d.oh, hb, Wb, k < ready);
-      }
-      ready = std::max(ready, m);
-      Tile t{nullptr, {}, off, nullptr, nullptr, res, d.sw, block, 1, taps, 0, 0};
-      for (int64_t kb = 0; kb < KB; kb += 2) {
-        const int64_t J = std::min<int64_t>(2, KB - kb);
-        t.w = wpack + (gi * KB + kb) * block;
-        t.bias = bpack + (gi * KB + kb) * L;
-        for (int64_t row0 = 0; row0 < rows; row0 += G) {
-          const int64_t groups = std::min(G, rows - row0);
-          for (int64_t g = 0; g < groups; ++g) {
-            const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
-            t.xg[g] = buf + img * plane + p * d.sh * Wb;
-            at[g] = ((n0 + img) * d.groups + gi) * d.K * d.plane() + p * d.row();
-          }
-          t.x = t.xg[0];
-          pick(groups, d.Q, J, d.sw)(t);
-          for (int64_t jb = 0; jb < J; ++jb) {
-            const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
-            for (int64_t g = 0; g < groups; ++g) {
-              store_channels<V>(out + at[g] + (kb + jb) * L * d.plane(), d.plane(),
-                                res + (g * d.Q * J + jb) * L, d.Q, J * L, k1, d.ycol);
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
 // The taps output row p sums: per channel, the kernel rows that read a source row, or all taps
 // in one run when every kernel row does. A row of padding adds only zeros (products with -0 or
 // +0; PyTorch's oneDNN skips them too): fashion_cnn conv2's 5x5 at padding 2 spends 6 of each
@@ -946,6 +880,113 @@ struct ItemPart {
   const int64_t* off;
   const float* wpack;
 };
+
+// Images [n0, n0 + m) of group gi, their frames fplane floats apart, in tiles of G whole rows
+// (taken in (image, row) order across them) of one correlation, or of the two column phases
+// of a stride-2 input gradient (pair_columns), their results interleaved on the way out. Each
+// part's rows point at its window in the first image's frame; res holds nparts tiles' results.
+template <typename V>
+void correlate_rows_item(float* out, const ItemPart<V>* parts, int nparts, int64_t Wb,
+                         int64_t fplane, const float* bpack, int64_t gi, int64_t n0, int64_t m,
+                         float* res) {
+  constexpr int64_t L = kLanes<V>;
+  const Corr& d = *parts[0].d;
+  const int64_t KB = ceil_div(d.K, L), G = parts[0].rt->G, rows = m * d.P;
+  Tile t[2];
+  for (int i = 0; i < nparts; ++i) {
+    const int64_t taps = parts[i].d->C * parts[i].d->R * parts[i].d->S;
+    t[i] = Tile{nullptr, {}, parts[i].off, nullptr, nullptr, res + i * kMaxRR1<V> * L,
+                parts[i].d->sw, taps * L, 1, taps, 0, 0};
+  }
+  int64_t at[kMaxGroups];  // output offset of each group's row (without the channel)
+  for (int64_t kb = 0; kb < KB; kb += 2) {
+    const int64_t J = std::min<int64_t>(2, KB - kb);
+    for (int i = 0; i < nparts; ++i) {
+      t[i].w = parts[i].wpack + (gi * KB + kb) * t[i].block;
+      t[i].bias = bpack + (gi * KB + kb) * L;
+    }
+    for (int64_t row0 = 0; row0 < rows; row0 += G) {
+      const int64_t groups = std::min(G, rows - row0);
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
+        at[g] = ((n0 + img) * d.groups + gi) * d.K * d.plane() + p * d.row();
+        for (int i = 0; i < nparts; ++i) {
+          t[i].xg[g] = parts[i].rows + img * fplane + p * parts[i].d->sh * Wb;
+        }
+      }
+      for (int i = 0; i < nparts; ++i) {
+        t[i].x = t[i].xg[0];
+        parts[i].rt->pick(groups, d.Q, J, parts[i].d->sw)(t[i]);
+      }
+      for (int64_t jb = 0; jb < J; ++jb) {
+        const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
+        for (int64_t g = 0; g < groups; ++g) {
+          float* to = out + at[g] + (kb + jb) * L * d.plane();
+          const int64_t r = (g * d.Q * J + jb) * L;
+          if (nparts == 1) {
+            store_channels<V>(to, d.plane(), t[0].res + r, d.Q, J * L, k1, d.ycol);
+          } else {
+            store_pairs<V>(to, d.plane(), t[0].res + r, t[1].res + r, d.Q, J * L, k1);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Items of whole planes of several images (as many as the buffer budget takes, plane floats
+// each, at most `most`), in whole rounds of the team (16 images in items of 7 would leave one thread a third
+// of the work), the images split as evenly as the items allow (5 or 6 each for 64 in 12 items,
+// where items of 6 made 11 of them, 6 for one thread and 5 for the other). Item i: group
+// i / per_group, `count(i)` images from n0(i).
+struct ImagePlan {
+  int64_t N, per_group, items, imgs;
+  int64_t n0(int64_t i) const { return i % per_group * N / per_group; }
+  int64_t count(int64_t i) const { return (i % per_group + 1) * N / per_group - n0(i); }
+};
+
+ImagePlan plan_images(const Corr& d, int64_t plane, int threads, int64_t most) {
+  const int64_t budget = std::clamp<int64_t>(kBufBytes / mul_sat(plane, sizeof(float)), 1, most);
+  const int64_t rounds = ceil_div(ceil_div(d.N, budget) * d.groups, threads) * threads;
+  const int64_t per_group = std::min(d.N, ceil_div(rounds, d.groups));
+  return {d.N, per_group, d.groups * per_group, ceil_div(d.N, per_group)};
+}
+
+// Planes at most half a tile wide (G >= 2 whole rows fit a tile): items of whole planes of
+// several images (plan_images), each tile G rows of Q pixels taken in (image, row) order
+// across them.
+template <typename V>
+void correlate_rows(float* out, const float* src, const float* wpack, const float* bpack,
+                    const Corr& d, const RowTiles<V>& rt) {
+  const int64_t taps = d.C * d.R * d.S;
+  const int64_t Wb = (d.Q - 1) * d.sw + (d.S - 1) * d.dw + 1;
+  const int64_t hb = (d.P - 1) * d.sh + (d.R - 1) * d.dh + 1, plane = d.C * hb * Wb;
+  const int threads = max_threads();
+  const ImagePlan ip = plan_images(d, plane, threads, d.N);
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, ip.imgs * plane),
+                                        "conv2d (direct): input buffers");
+  const auto offs = alloc_uninit<int64_t>(mul_sat(threads, taps), "conv2d (direct): tap offsets");
+#pragma omp parallel num_threads(threads) if (d.parallel)
+  {
+    float* buf = bufs.get() + thread_id() * ip.imgs * plane;
+    int64_t* off = offs.get() + thread_id() * taps;
+    tap_offsets(off, 0, taps, d, hb, Wb);
+    alignas(64) float res[kMaxRR1<V> * kLanes<V>];
+    int64_t ready = 0;  // image slots of buf whose zeros are in place (fill_buffer)
+    // As correlate's items: taken as threads come free.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < ip.items; ++i) {
+      const int64_t gi = i / ip.per_group, n0 = ip.n0(i), m = ip.count(i);
+      for (int64_t k = 0; k < m; ++k) {
+        fill_buffer(buf + k * plane, src + ((n0 + k) * d.groups + gi) * d.C * d.H * d.W, d,
+                    -d.oh, hb, Wb, k < ready);
+      }
+      ready = std::max(ready, m);
+      const ItemPart<V> part{&d, &rt, buf, off, wpack};
+      correlate_rows_item<V>(out, &part, 1, Wb, plane, bpack, gi, n0, m, res);
+    }
+  }
+}
 
 // Output rows [p0, p1) of image n, group gi: the tiles of every channel block of one
 // correlation, or of the two column phases of a stride-2 input gradient (pair_columns), tile by
@@ -1003,7 +1044,7 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
                const Corr& d) {
   constexpr int64_t L = kLanes<V>;
   const RowTiles<V> rt = row_tiles<V>(d);
-  if (rt.G >= 2) return correlate_rows<V>(out, src, wpack, bpack, d, rt.pick, rt.G);
+  if (rt.G >= 2) return correlate_rows<V>(out, src, wpack, bpack, d, rt);
   const int threads = max_threads();
   const RowPlan b = plan_rows(d, threads);
   const int64_t ws = b.workspace, items = b.items, Wb = b.Wb, taps = d.C * d.R * d.S;
@@ -1071,67 +1112,70 @@ SharedFrame shared_frame(const std::vector<Phase>& phases) {
   return f;
 }
 
-// Whether the phases run image by image from one shared frame (correlate_phases): each takes
-// correlate's one-row tiles, a frame fits the buffer budget, and the images alone keep every
-// thread busy. Run one after another instead, each phase filled its own copy of dy and stored
-// into every sh * sw-th pixel of all of dx, which was in L2 for none of them.
-template <typename V>
+// Whether the phases run image by image from shared frames (correlate_phases): a frame fits
+// the buffer budget and the images alone keep every thread busy. Run one after another instead,
+// each phase filled its own copy of dy and stored into every sh * sw-th pixel of all of dx,
+// which was in L2 for none of them.
 bool phases_share_frame(const std::vector<Phase>& phases, const SharedFrame& f, int threads) {
   const Corr& d = phases.front().d;
-  if (d.N * d.groups < threads || mul_sat(d.C * f.hb * f.Wb, sizeof(float)) > kBufBytes) {
-    return false;
-  }
-  for (const Phase& ph : phases) {
-    if (row_tiles<V>(ph.d).G >= 2) return false;
-  }
-  return true;
+  return d.N * d.groups >= threads && mul_sat(d.C * f.hb * f.Wb, sizeof(float)) <= kBufBytes;
 }
 
 // Whether phases a and b are the two column phases of one row phase at column stride 2 whose
-// tiles cut their rows alike: correlate_item then stores their pixels interleaved.
+// tiles cut their rows alike: correlate_item and correlate_rows_item then store their pixels
+// interleaved.
 template <typename V>
 bool pair_columns(const Phase& a, const Phase& b, const RowTiles<V>& ra, const RowTiles<V>& rb) {
   return a.d.ycol == 2 && b.out == a.out + 1 && a.d.P == b.d.P && a.d.Q == b.d.Q &&
-         ra.nt == rb.nt;
+         ra.G == rb.G && ra.nt == rb.nt;
 }
 
-// The phases of each image in turn from one fill of its shared frame: the image's dx stays in
-// L2 while its phases write their pixels. Each output sums the taps it sums when its phase
-// runs alone (correlate), in the same order, from a buffer holding the same values.
+// The phases of each item's images in turn from one fill of their shared frames (items as
+// correlate_rows's, plan_images): the images' dx stays in L2 while its phases write their
+// pixels. Each output sums the taps it sums when its phase runs alone (correlate), in the same
+// order, from a buffer holding the same values.
 template <typename V>
 void correlate_phases(const std::vector<Phase>& phases, const float* src, const SharedFrame& f) {
   const Corr& d = phases.front().d;
-  const int64_t nph = int64_t(phases.size()), items = d.N * d.groups;
+  const int64_t nph = int64_t(phases.size());
   std::vector<std::unique_ptr<float[]>> wpacks;
   std::vector<RowTiles<V>> rts;
   std::vector<int64_t> first(nph + 1, 0);  // phase i's tap offsets: [first[i], first[i + 1])
+  bool rows = false;                       // whether a phase takes tiles of several rows
   for (int64_t i = 0; i < nph; ++i) {
     wpacks.push_back(pack_weights<V>(phases[i].d, phases[i].m));
     rts.push_back(row_tiles<V>(phases[i].d));
     first[i + 1] = first[i] + d.C * phases[i].d.R * phases[i].d.S;
+    rows = rows || rts.back().G >= 2;
   }
   const auto bpack = pack_bias<V>(nullptr, d);
   const int threads = max_threads();
   const int64_t plane = d.C * f.hb * f.Wb;
-  const auto bufs = alloc_uninit<float>(mul_sat(threads, plane), "conv2d (direct): input buffers");
+  // One image per item unless a phase's tiles take rows of several images.
+  const ImagePlan ip = plan_images(d, plane, threads, rows ? d.N : 1);
+  const auto bufs = alloc_uninit<float>(mul_sat(threads, ip.imgs * plane),
+                                        "conv2d (direct): input buffers");
   const auto offs = alloc_uninit<int64_t>(mul_sat(threads, first[nph]),
                                           "conv2d (direct): tap offsets");
   Corr fd = d;  // the shared frame's fill
   fd.ow = f.ow;
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
-    float* buf = bufs.get() + thread_id() * plane;
+    float* buf = bufs.get() + thread_id() * ip.imgs * plane;
     int64_t* off = offs.get() + thread_id() * first[nph];
     for (int64_t i = 0; i < nph; ++i) {
       tap_offsets(off + first[i], 0, first[i + 1] - first[i], phases[i].d, f.hb, f.Wb);
     }
-    bool zeros = false;  // whether buf holds the frame's padding
+    int64_t ready = 0;  // image slots of buf whose zeros are in place (fill_buffer)
     alignas(64) float res[2 * kMaxRR1<V> * kLanes<V>];
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t n = item / d.groups, gi = item % d.groups;
-      fill_buffer(buf, src + item * d.C * d.H * d.W, fd, -f.oh, f.hb, f.Wb, zeros);
-      zeros = true;
+    for (int64_t item = 0; item < ip.items; ++item) {
+      const int64_t gi = item / ip.per_group, n0 = ip.n0(item), m = ip.count(item);
+      for (int64_t k = 0; k < m; ++k) {
+        fill_buffer(buf + k * plane, src + ((n0 + k) * d.groups + gi) * d.C * d.H * d.W, fd,
+                    -f.oh, f.hb, f.Wb, k < ready);
+      }
+      ready = std::max(ready, m);
       for (int64_t i = 0; i < nph;) {
         const int np = i + 1 < nph && pair_columns(phases[i], phases[i + 1], rts[i], rts[i + 1])
                            ? 2 : 1;
@@ -1141,8 +1185,16 @@ void correlate_phases(const std::vector<Phase>& phases, const float* src, const 
           parts[k] = {&pd, &rts[i + k], buf + f.shift(pd), off + first[i + k],
                       wpacks[i + k].get()};
         }
-        correlate_item<V>(phases[i].out, parts, np, f.Wb, bpack.get(), n, gi, 0, phases[i].d.P,
-                          res);
+        if (rts[i].G >= 2) {
+          correlate_rows_item<V>(phases[i].out, parts, np, f.Wb, plane, bpack.get(), gi, n0, m,
+                                 res);
+        } else {
+          for (int64_t k = 0; k < m; ++k) {
+            correlate_item<V>(phases[i].out, parts, np, f.Wb, bpack.get(), n0 + k, gi, 0,
+                              phases[i].d.P, res);
+            for (int j = 0; j < np; ++j) parts[j].rows += plane;
+          }
+        }
         i += np;
       }
     }
@@ -1366,7 +1418,7 @@ void conv2d_direct_backward_data(float* dinp, const float* dout, const float* we
   dispatch([&](auto v) {
     using V = typename decltype(v)::type;
     const SharedFrame f = shared_frame(phases);
-    if (phases_share_frame<V>(phases, f, max_threads())) {
+    if (phases_share_frame(phases, f, max_threads())) {
       correlate_phases<V>(phases, dout, f);
     } else {
       for (const Phase& ph : phases) run_corr<V>(ph.out, dout, nullptr, ph.d, ph.m);
