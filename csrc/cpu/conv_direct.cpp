@@ -881,6 +881,39 @@ struct ItemPart {
   const float* wpack;
 };
 
+// The tiles of an item's nparts parts (one correlation, or a column-phase pair whose results
+// go out interleaved), each writing its results to its own slice of res.
+template <typename V>
+struct PartTiles {
+  Tile t[2];
+  int n;
+
+  PartTiles(const ItemPart<V>* parts, int nparts, float* res) : n(nparts) {
+    for (int i = 0; i < n; ++i) {
+      const int64_t taps = parts[i].d->C * parts[i].d->R * parts[i].d->S;
+      t[i] = Tile{nullptr, {}, parts[i].off, nullptr, nullptr, res + i * kMaxRR1<V> * kLanes<V>,
+                  parts[i].d->sw, taps * kLanes<V>, 1, taps, 0, 0};
+    }
+  }
+  // The weights and bias of channel blocks kb.. of group gi (KB blocks a group).
+  void blocks(const ItemPart<V>* parts, const float* bpack, int64_t gi, int64_t KB, int64_t kb) {
+    for (int i = 0; i < n; ++i) {
+      t[i].w = parts[i].wpack + (gi * KB + kb) * t[i].block;
+      t[i].bias = bpack + (gi * KB + kb) * kLanes<V>;
+    }
+  }
+  // Results from offset r of RR pixels (stride floats apart) into k1 channels ld apart from y:
+  // one part's pixels ycol apart, a pair's interleaved.
+  void store(float* y, int64_t ld, int64_t r, int64_t RR, int64_t stride, int64_t k1,
+             int64_t ycol) const {
+    if (n == 1) {
+      store_channels<V>(y, ld, t[0].res + r, RR, stride, k1, ycol);
+    } else {
+      store_pairs<V>(y, ld, t[0].res + r, t[1].res + r, RR, stride, k1);
+    }
+  }
+};
+
 // Images [n0, n0 + m) of group gi, their frames fplane floats apart, in tiles of G whole rows
 // (taken in (image, row) order across them) of one correlation, or of the two column phases
 // of a stride-2 input gradient (pair_columns), their results interleaved on the way out. Each
@@ -892,19 +925,12 @@ void correlate_rows_item(float* out, const ItemPart<V>* parts, int nparts, int64
   constexpr int64_t L = kLanes<V>;
   const Corr& d = *parts[0].d;
   const int64_t KB = ceil_div(d.K, L), G = parts[0].rt->G, rows = m * d.P;
-  Tile t[2];
-  for (int i = 0; i < nparts; ++i) {
-    const int64_t taps = parts[i].d->C * parts[i].d->R * parts[i].d->S;
-    t[i] = Tile{nullptr, {}, parts[i].off, nullptr, nullptr, res + i * kMaxRR1<V> * L,
-                parts[i].d->sw, taps * L, 1, taps, 0, 0};
-  }
+  PartTiles<V> pt(parts, nparts, res);
+  Tile* t = pt.t;
   int64_t at[kMaxGroups];  // output offset of each group's row (without the channel)
   for (int64_t kb = 0; kb < KB; kb += 2) {
     const int64_t J = std::min<int64_t>(2, KB - kb);
-    for (int i = 0; i < nparts; ++i) {
-      t[i].w = parts[i].wpack + (gi * KB + kb) * t[i].block;
-      t[i].bias = bpack + (gi * KB + kb) * L;
-    }
+    pt.blocks(parts, bpack, gi, KB, kb);
     for (int64_t row0 = 0; row0 < rows; row0 += G) {
       const int64_t groups = std::min(G, rows - row0);
       for (int64_t g = 0; g < groups; ++g) {
@@ -921,13 +947,8 @@ void correlate_rows_item(float* out, const ItemPart<V>* parts, int nparts, int64
       for (int64_t jb = 0; jb < J; ++jb) {
         const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
         for (int64_t g = 0; g < groups; ++g) {
-          float* to = out + at[g] + (kb + jb) * L * d.plane();
-          const int64_t r = (g * d.Q * J + jb) * L;
-          if (nparts == 1) {
-            store_channels<V>(to, d.plane(), t[0].res + r, d.Q, J * L, k1, d.ycol);
-          } else {
-            store_pairs<V>(to, d.plane(), t[0].res + r, t[1].res + r, d.Q, J * L, k1);
-          }
+          pt.store(out + at[g] + (kb + jb) * L * d.plane(), d.plane(), (g * d.Q * J + jb) * L,
+                   d.Q, J * L, k1, d.ycol);
         }
       }
     }
@@ -935,10 +956,10 @@ void correlate_rows_item(float* out, const ItemPart<V>* parts, int nparts, int64
 }
 
 // Items of whole planes of several images (as many as the buffer budget takes, plane floats
-// each, at most `most`), in whole rounds of the team (16 images in items of 7 would leave one thread a third
-// of the work), the images split as evenly as the items allow (5 or 6 each for 64 in 12 items,
-// where items of 6 made 11 of them, 6 for one thread and 5 for the other). Item i: group
-// i / per_group, `count(i)` images from n0(i).
+// each, at most `most`), in whole rounds of the team (16 images in items of 7 would leave one
+// thread a third of the work), the images split as evenly as the items allow (5 or 6 each for
+// 64 in 12 items, where items of 6 made 11 of them, 6 for one thread and 5 for the other).
+// Item i: group i / per_group, `count(i)` images from n0(i).
 struct ImagePlan {
   int64_t N, per_group, items, imgs;
   int64_t n0(int64_t i) const { return i % per_group * N / per_group; }
@@ -1000,18 +1021,11 @@ void correlate_item(float* out, const ItemPart<V>* parts, int nparts, int64_t Wb
   const int64_t KB = ceil_div(d.K, L), yc = d.plane(), yr = d.row(), yq = d.ycol;
   const int64_t nt = parts[0].rt->nt;
   float* y = out + (n * d.groups + gi) * d.K * yc;
-  Tile t[2];
-  for (int i = 0; i < nparts; ++i) {
-    const int64_t taps = parts[i].d->C * parts[i].d->R * parts[i].d->S;
-    t[i] = Tile{nullptr, {}, parts[i].off, nullptr, nullptr, res + i * kMaxRR1<V> * L,
-                parts[i].d->sw, taps * L, 1, taps, 0, 0};
-  }
+  PartTiles<V> pt(parts, nparts, res);
+  Tile* t = pt.t;
   for (int64_t kb = 0; kb < KB; kb += 2) {
     const int64_t J = std::min<int64_t>(2, KB - kb);
-    for (int i = 0; i < nparts; ++i) {
-      t[i].w = parts[i].wpack + (gi * KB + kb) * t[i].block;
-      t[i].bias = bpack + (gi * KB + kb) * L;
-    }
+    pt.blocks(parts, bpack, gi, KB, kb);
     for (int64_t p = p0; p < p1; ++p) {
       for (int i = 0; i < nparts; ++i) inside_rows(t[i], *parts[i].d, p);
       for (int64_t tt = 0; tt < nt; ++tt) {
@@ -1027,12 +1041,7 @@ void correlate_item(float* out, const ItemPart<V>* parts, int nparts, int64_t Wb
         }
         for (int64_t j = 0; j < J; ++j) {
           const int64_t k1 = std::min(L, d.K - (kb + j) * L);
-          float* to = y + (kb + j) * L * yc + p * yr + q0 * yq;
-          if (nparts == 1) {
-            store_channels<V>(to, yc, t[0].res + j * L, RR, J * L, k1, yq);
-          } else {
-            store_pairs<V>(to, yc, t[0].res + j * L, t[1].res + j * L, RR, J * L, k1);
-          }
+          pt.store(y + (kb + j) * L * yc + p * yr + q0 * yq, yc, j * L, RR, J * L, k1, yq);
         }
       }
     }
