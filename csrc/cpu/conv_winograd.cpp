@@ -68,24 +68,54 @@ int64_t u_offset(const Wcorr& d, int64_t gi, int64_t c0) {
   return (gi * d.C + c0) * kXi * ceil_div(d.K, kKR) * kKR;
 }
 
+// Taps 0..7 of kernels 0..7 (rows r[i]: taps 0..7 at lanes 0..7, or 7..0 when flipped) as
+// vectors of the eight kernels: an 8 x 8 transposition.
+FC_AVX512 __attribute__((always_inline)) inline void transpose8(__m256 r[8]) {
+  __m256 t[8], q[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    q[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    q[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    q[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    q[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm256_permute2f128_ps(q[j], q[j + 4], 0x20);
+    r[j + 4] = _mm256_permute2f128_ps(q[j], q[j + 4], 0x31);
+  }
+}
+
 // The 16 points of the kernels of output channels kb * 6 .. kb * 6 + 5 (zeros past K) and
-// input channel c of group gi: the six channels in six lanes of double vectors, gathered. In
-// double, rounded once: the only rounding the weights see is the float32 result's.
+// input channel c of group gi: the six channels in six lanes of double vectors. Each kernel's
+// nine taps are consecutive floats (reversed when flipped): taps 0..7 are one load per kernel
+// and a transposition, tap 8 one float each (nine 6-lane gathers per block took 37 % of
+// ResNet's 512 x 512 4x4 forward on Zen 5). In double, rounded once: the only rounding the
+// weights see is the float32 result's.
 FC_AVX512 void transform_weight_block(float* u, const Wmap& m, const Wcorr& d, int64_t gi,
                                       int64_t kb, int64_t c) {
   const int64_t KB = ceil_div(d.K, kKR), c0 = c / kCChunk * kCChunk;
   const int64_t cn = std::min(kCChunk, d.C - c0), per_xi = KB * cn * kKR;
-  const __mmask8 lanes = __mmask8((1u << std::min(kKR, d.K - kb * kKR)) - 1);
-  const __m512i step = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
-                                          _mm512_set1_epi64(m.sk));
+  const int64_t lanes = std::min(kKR, d.K - kb * kKR);
   const float* w = m.w + gi * m.sg + kb * kKR * m.sk + c * m.sc;
-  __m512d g[3][3], t[4][3];
-  for (int r = 0; r < 3; ++r) {
-    for (int s = 0; s < 3; ++s) {
-      g[r][s] = _mm512_maskz_cvtps_pd(0xFF,
-          _mm512_mask_i64gather_ps(_mm256_setzero_ps(), lanes, step, w + (3 * r + s) * m.srs, 4));
-    }
+  // Taps 0..7 of kernel i start at w + i * sk (ascending) or end there (flipped).
+  const int64_t first = m.srs > 0 ? 0 : -7;
+  __m256 rows[8];
+  for (int64_t i = 0; i < 8; ++i) {
+    rows[i] = i < lanes ? _mm256_loadu_ps(w + i * m.sk + first) : _mm256_setzero_ps();
   }
+  transpose8(rows);
+  __m512d g[3][3], t[4][3];
+  for (int tap = 0; tap < 8; ++tap) {
+    g[tap / 3][tap % 3] = _mm512_cvtps_pd(rows[m.srs > 0 ? tap : 7 - tap]);
+  }
+  // Inserted lane by lane: six scalar stores read back as one vector wait for the stores.
+  const auto tap8 = [&](int64_t i) { return i < lanes ? w[i * m.sk + 8 * m.srs] : 0.0f; };
+  static_assert(kKR == 6, "tap 8 is inserted for six kernels");
+  g[2][2] = _mm512_cvtps_pd(
+      _mm256_setr_ps(tap8(0), tap8(1), tap8(2), tap8(3), tap8(4), tap8(5), 0.0f, 0.0f));
   const __m512d half = _mm512_set1_pd(0.5);
   for (int s = 0; s < 3; ++s) {
     t[0][s] = g[0][s];
@@ -112,10 +142,21 @@ std::unique_ptr<float[]> transform_weights(const Wmap& m, const Wcorr& d, Block 
   const int64_t KB = ceil_div(d.K, kKR);
   auto u = alloc_uninit<float>(d.groups * kXi * KB * d.C * kKR,
                                "conv2d (winograd): transformed weights");
-  const int64_t blocks = d.groups * KB * d.C;
+  // The blocks of a run of input channels are taken output block first, that run's channels
+  // innermost. The forward's kernels (output channels C * 9 floats apart, input channels 9)
+  // take every input channel in one run: each of a block's six rows is read in order, and each
+  // point's stores continue the last. The input gradient's (output channels 9 floats apart,
+  // input channels a layer's C * 9) walked that way read 18 KB apart at 512 channels, a stride
+  // the prefetchers do not follow: half of ResNet's 512 x 512 4x4 input gradient waited on
+  // those reads (Zen 5, one thread). Runs of 8 input channels read 8 rows in order and store
+  // 8 x 6 consecutive floats per point.
+  const int64_t run = m.sk < m.sc ? 8 : d.C, per_group = KB * d.C;
+  const int64_t blocks = d.groups * per_group;
 #pragma omp parallel for schedule(static) num_threads(max_threads()) if (d.parallel)
   for (int64_t e = 0; e < blocks; ++e) {
-    block(u.get(), m, d, e / (KB * d.C), (e / d.C) % KB, e % d.C);
+    const int64_t gi = e / per_group, r = e % per_group;
+    const int64_t c0 = r / (KB * run) * run, cn = std::min(run, d.C - c0), i = r - c0 * KB;
+    block(u.get(), m, d, gi, i / cn, c0 + i % cn);
   }
   return u;
 }
