@@ -94,25 +94,28 @@ FC_AVX512 __attribute__((always_inline)) inline void transpose8(__m256 r[8]) {
 // and a transposition, tap 8 one float each (nine 6-lane gathers per block took 37 % of
 // ResNet's 512 x 512 4x4 forward on Zen 5). In double, rounded once: the only rounding the
 // weights see is the float32 result's.
-FC_AVX512 void transform_weight_block(float* u, const Wmap& m, const Wcorr& d, int64_t gi,
-                                      int64_t kb, int64_t c) {
+template <bool kFlipped>
+FC_AVX512 __attribute__((always_inline)) inline void transform_block(float* u, const Wmap& m,
+                                                                     const Wcorr& d, int64_t gi,
+                                                                     int64_t kb, int64_t c) {
   const int64_t KB = ceil_div(d.K, kKR), c0 = c / kCChunk * kCChunk;
   const int64_t cn = std::min(kCChunk, d.C - c0), per_xi = KB * cn * kKR;
   const int64_t lanes = std::min(kKR, d.K - kb * kKR);
   const float* w = m.w + gi * m.sg + kb * kKR * m.sk + c * m.sc;
   // Taps 0..7 of kernel i start at w + i * sk (ascending) or end there (flipped).
-  const int64_t first = m.srs > 0 ? 0 : -7;
+  constexpr int64_t first = kFlipped ? -7 : 0, srs = kFlipped ? -1 : 1;
   __m256 rows[8];
-  for (int64_t i = 0; i < 8; ++i) {
+  for (int64_t i = 0; i < kKR; ++i) {
     rows[i] = i < lanes ? _mm256_loadu_ps(w + i * m.sk + first) : _mm256_setzero_ps();
   }
+  rows[6] = rows[7] = _mm256_setzero_ps();
   transpose8(rows);
   __m512d g[3][3], t[4][3];
   for (int tap = 0; tap < 8; ++tap) {
-    g[tap / 3][tap % 3] = _mm512_cvtps_pd(rows[m.srs > 0 ? tap : 7 - tap]);
+    g[tap / 3][tap % 3] = _mm512_cvtps_pd(rows[kFlipped ? 7 - tap : tap]);
   }
   // Inserted lane by lane: six scalar stores read back as one vector wait for the stores.
-  const auto tap8 = [&](int64_t i) { return i < lanes ? w[i * m.sk + 8 * m.srs] : 0.0f; };
+  const auto tap8 = [&](int64_t i) { return i < lanes ? w[i * m.sk + 8 * srs] : 0.0f; };
   static_assert(kKR == 6, "tap 8 is inserted for six kernels");
   g[2][2] = _mm512_cvtps_pd(
       _mm256_setr_ps(tap8(0), tap8(1), tap8(2), tap8(3), tap8(4), tap8(5), 0.0f, 0.0f));
@@ -132,6 +135,15 @@ FC_AVX512 void transform_weight_block(float* u, const Wmap& m, const Wcorr& d, i
     for (int j = 0; j < 4; ++j) {
       _mm256_mask_storeu_ps(to + (4 * i + j) * per_xi, 0x3F, _mm512_maskz_cvtpd_ps(0xFF, v[j]));
     }
+  }
+}
+
+FC_AVX512 void transform_weight_block(float* u, const Wmap& m, const Wcorr& d, int64_t gi,
+                                      int64_t kb, int64_t c) {
+  if (m.srs > 0) {
+    transform_block<false>(u, m, d, gi, kb, c);
+  } else {
+    transform_block<true>(u, m, d, gi, kb, c);
   }
 }
 
