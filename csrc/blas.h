@@ -27,5 +27,9 @@ void gemm_parallel(bool trans_a, bool trans_b, int M, int N, int K, double alpha
 void set_threads(int n);
 std::string name();
 std::string core();
+// Whether the BLAS runs AVX-512 kernels: OpenBLAS's SkylakeX, Cooperlake and SapphireRapids
+// cores. Another core (Haswell, Zen, ...: what OPENBLAS_CORETYPE or its CPU detection chose)
+// runs narrower ones; a BLAS that does not say (MKL, BLIS) is taken to run the widest.
+bool avx512_kernels();
 
 }  // namespace fc::blas

@@ -12,6 +12,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 
 #include "cpu/parallel.h"
@@ -118,6 +119,16 @@ std::string core() {
 #else
   return openblas_get_corename ? openblas_get_corename() : "unknown";
 #endif
+}
+
+bool avx512_kernels() {
+  static const bool wide = [] {
+    std::string c = core();
+    if (c == "unknown") return true;
+    std::transform(c.begin(), c.end(), c.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    return c == "skylakex" || c == "cooperlake" || c == "sapphirerapids";
+  }();
+  return wide;
 }
 
 }  // namespace fc::blas

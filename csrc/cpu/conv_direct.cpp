@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "blas.h"
 #include "common.h"
 #include "cpu/isa.h"
 #include "cpu/lanes.h"
@@ -1367,9 +1368,28 @@ void dispatch(const F& f) {
 bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
   if (cpu_isa() != CpuIsa::avx512 && cpu_isa() != CpuIsa::avx2) return false;
   const int64_t C = g.Cg(), K = g.Kg(), RS = g.RS();
+  if (g.direct_1x1()) {
+    // A 1x1 layer is one GEMM per image reading the input in place (conv.cpp). A BLAS on
+    // kernels as wide as the variant's runs it as fast as the tiles or faster (OpenBLAS's
+    // SkylakeX kernels on Zen 5, 1024 -> 256 at 14x14, batch 16, two threads: 4.24, 4.02 and
+    // 4.40 ms forward, input and weight gradient, the tiles 4.24, 4.68 and 6.39); on narrower
+    // ones under AVX-512 it does not (OpenBLAS's Haswell kernels, as OPENBLAS_CORETYPE=Haswell
+    // makes them there: 7.23, 7.31 and 7.36 ms; ResNet's 256 -> 64 at 56x56 8.3, 10.4 and
+    // 8.9 against the tiles' 5.7, 8.0 and 6.5, Inception's 240 -> 96 at 14x14 1.3-1.6x too).
+    if (cpu_isa() != CpuIsa::avx512 || blas::avx512_kernels() || g.PQ() == 0) return false;
+    switch (pass) {
+      case ConvPass::forward:
+        return worth_direct(C, K, 1) && !packing_outweighs(g.N * g.groups, g.PQ(), K, C, 1);
+      case ConvPass::grad_input:
+        return worth_direct(K, C, 1) && !packing_outweighs(g.N * g.groups, g.HW(), C, K, 1);
+      case ConvPass::grad_weight:
+        return g.PQ() >= 16 && K * C <= 3 * (int64_t(1) << 18) && K >= 6 && C >= 16;
+    }
+    return false;
+  }
   switch (pass) {
     case ConvPass::forward:
-      return !g.direct_1x1() && g.PQ() > 0 && worth_direct(C, K, RS) &&
+      return g.PQ() > 0 && worth_direct(C, K, RS) &&
              !packing_outweighs(g.N * g.groups, g.PQ(), K, C, RS);
     case ConvPass::grad_input: {
       // The correlation walks every kernel tap for every input pixel, where the GEMM path
@@ -1392,8 +1412,7 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
       // runs far below BLAS's peak: one thread, batch 64, 1 -> 16 channels 5x5 0.53x, 3 -> 64
       // 3x3 0.52x, 1 -> 6 5x5 0.79x; under 6 output channels or 16 taps the GEMM is faster
       // (1 -> 4 3x3 1.30x, 1 -> 32 3x3 1.02x).
-      return !g.direct_1x1() && g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) &&
-             K >= 6 && C * RS >= 16;
+      return g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) && K >= 6 && C * RS >= 16;
   }
   return false;
 }
