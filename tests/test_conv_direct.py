@@ -240,11 +240,13 @@ ALGORITHMS = [
 ]
 
 
-# Under AVX-512 a 1x1 layer takes the direct tiles when the BLAS runs narrower kernels
-# (OpenBLAS on a core without AVX-512, as OPENBLAS_CORETYPE=Haswell makes it), else its GEMM.
+# Under AVX-512, when the BLAS runs narrower kernels (OpenBLAS on a core without AVX-512, as
+# OPENBLAS_CORETYPE=Haswell makes it), a 1x1 layer takes the direct tiles, and so does the
+# weight gradient of a layer of 9 to 15 taps.
 BLAS_AVX512 = fc.info()["blas_core"].lower() in ("skylakex", "cooperlake", "sapphirerapids",
                                                   "unknown")
-NARROW_BLAS = {"bottleneck_1x1": ("direct", "direct", "direct")}
+NARROW_BLAS = {"bottleneck_1x1": ("direct", "direct", "direct"),
+               "first_3x3": ("direct_rows", "im2col_gemm", "direct")}
 
 
 def _without_direct(case):

@@ -193,7 +193,8 @@ void small_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* w
 // stride 1 (float32 under AVX-512 and AVX2, cpu/conv_winograd.h); the direct tiles (float32,
 // cpu/conv_direct.h: on small planes they put several rows side by side and beat the batched
 // GEMM forward and, at stride 1, input gradient; the weight gradient of small planes stays with
-// the batched GEMM; a 1x1 layer's passes under AVX-512 when the BLAS's kernels are narrower);
+// the batched GEMM; under AVX-512 with a BLAS on narrower kernels, a 1x1 layer's passes and
+// the weight gradient of 9 to 15 taps too);
 // the batched GEMM for small planes; else one GEMM per image (the 1x1 layer read in place,
 // others through im2col). The kernels below and conv2d_algorithm_cpu both ask
 // this.

@@ -1401,7 +1401,7 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
              4 * g.HW() <= 5 * g.PQ() * phases && worth_direct(K, C, ceil_div(RS, phases)) &&
              !packing_outweighs(g.N * g.groups, g.HW(), C, K, RS);
     }
-    case ConvPass::grad_weight:
+    case ConvPass::grad_weight: {
       // A tile sums over an item's output pixels, so a handful of them leaves it all overhead.
       // Each thread sums into its own packed copy of the weight gradient, which stops paying
       // once it outgrows L2 by half: at 2.25 MiB (ResNet-18's 256 x 256 x 3x3) the tiles ran
@@ -1411,8 +1411,13 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
       // short (c, r, s) walk costs the tiles little, and a first layer's GEMM (16 x 25 by 784)
       // runs far below BLAS's peak: one thread, batch 64, 1 -> 16 channels 5x5 0.53x, 3 -> 64
       // 3x3 0.52x, 1 -> 6 5x5 0.79x; under 6 output channels or 16 taps the GEMM is faster
-      // (1 -> 4 3x3 1.30x, 1 -> 32 3x3 1.02x).
-      return g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) && K >= 6 && C * RS >= 16;
+      // (1 -> 4 3x3 1.30x, 1 -> 32 3x3 1.02x). Against a BLAS on narrower kernels than the
+      // variant's the tiles take 9 taps too (OpenBLAS's Haswell kernels under AVX-512 on Zen 5,
+      // two threads, batch 64 at 28x28: 1 -> 64 3x3 1.24 -> 0.77 ms, 1 -> 32 0.46 -> 0.24; with
+      // its AVX-512 kernels 0.86 -> 0.82 and 0.26 -> 0.24, within the noise).
+      const int64_t taps = cpu_isa() == CpuIsa::avx512 && !blas::avx512_kernels() ? 9 : 16;
+      return g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) && K >= 6 && C * RS >= taps;
+    }
   }
   return false;
 }

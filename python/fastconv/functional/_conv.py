@@ -45,8 +45,9 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     pixel: one GEMM over the flattened batch, in any dtype), "batched_gemm" (planes of at most
     16 pixels: one GEMM over the batch's images side by side), "gemm" (a 1x1 layer, read in
     place) or "im2col_gemm". The choice depends on the shapes, dtype and variant alone (and,
-    for a 1x1 layer under AVX-512, on whether the BLAS runs AVX-512 kernels: `blas_core` in
-    fastconv.info(); the direct tiles when it does not): it is what `cudnn.benchmark` would
+    under AVX-512, on whether the BLAS runs AVX-512 kernels, `blas_core` in fastconv.info():
+    when it does not, 1x1 layers and the weight gradient of layers of 9 to 15 taps, such as a
+    one-channel 3x3 first layer, take the direct tiles): it is what `cudnn.benchmark` would
     cache, decided by rule rather than by timing.
     """
     input, weight = contiguous(input), contiguous(weight)
