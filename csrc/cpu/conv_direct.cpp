@@ -1338,6 +1338,10 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
 // take the same path and give the same bits.
 bool worth_direct(int64_t C, int64_t K, int64_t RS) { return K >= 8 && C * RS >= 32; }
 
+// Whether the BLAS runs narrower kernels than the tiles: AVX-512 tiles against OpenBLAS on a
+// core without AVX-512 (as OPENBLAS_CORETYPE=Haswell makes it).
+bool narrower_blas() { return cpu_isa() == CpuIsa::avx512 && !blas::avx512_kernels(); }
+
 // Whether packing the weights costs more than the tiles save: a wide layer's weights (512 x
 // 512 x 3x3: 9.4 MB) are packed through memory, where the GEMM reads them in place, and a
 // batch of a few small planes (ResNet's last stage at batch 1 to 4: 16 to 64 output pixels)
@@ -1376,7 +1380,7 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
     // ones under AVX-512 it does not (OpenBLAS's Haswell kernels, as OPENBLAS_CORETYPE=Haswell
     // makes them there: 7.23, 7.31 and 7.36 ms; ResNet's 256 -> 64 at 56x56 8.3, 10.4 and
     // 8.9 against the tiles' 5.7, 8.0 and 6.5, Inception's 240 -> 96 at 14x14 1.3-1.6x too).
-    if (cpu_isa() != CpuIsa::avx512 || blas::avx512_kernels() || g.PQ() == 0) return false;
+    if (!narrower_blas() || g.PQ() == 0) return false;
     switch (pass) {
       case ConvPass::forward:
         return worth_direct(C, K, 1) && !packing_outweighs(g.N * g.groups, g.PQ(), K, C, 1);
@@ -1401,7 +1405,7 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
              4 * g.HW() <= 5 * g.PQ() * phases && worth_direct(K, C, ceil_div(RS, phases)) &&
              !packing_outweighs(g.N * g.groups, g.HW(), C, K, RS);
     }
-    case ConvPass::grad_weight: {
+    case ConvPass::grad_weight:
       // A tile sums over an item's output pixels, so a handful of them leaves it all overhead.
       // Each thread sums into its own packed copy of the weight gradient, which stops paying
       // once it outgrows L2 by half: at 2.25 MiB (ResNet-18's 256 x 256 x 3x3) the tiles ran
@@ -1415,9 +1419,8 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
       // variant's the tiles take 9 taps too (OpenBLAS's Haswell kernels under AVX-512 on Zen 5,
       // two threads, batch 64 at 28x28: 1 -> 64 3x3 1.24 -> 0.77 ms, 1 -> 32 0.46 -> 0.24; with
       // its AVX-512 kernels 0.86 -> 0.82 and 0.26 -> 0.24, within the noise).
-      const int64_t taps = cpu_isa() == CpuIsa::avx512 && !blas::avx512_kernels() ? 9 : 16;
-      return g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) && K >= 6 && C * RS >= taps;
-    }
+      return g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) && K >= 6 &&
+             C * RS >= (narrower_blas() ? 9 : 16);
   }
   return false;
 }
