@@ -17,6 +17,7 @@
 #include "cpu/lanes.h"
 #include "cpu/pad.h"
 #include "cpu/parallel.h"
+#include "cpu/transpose.h"
 
 namespace fc {
 
@@ -481,36 +482,6 @@ struct WeightMap {
   int64_t tap(int64_t rs, int64_t S) const { return rs / S * sr + rs % S * ss; }
 };
 
-// Round b of an L x L transposition in registers: register pair (i, i + b), for i without
-// bit b, becomes its interleaved blocks of b lanes (GCC vector shuffles). The masks are
-// constants (built while the rounds were a loop, they were not, and the shuffles ran as a
-// loop through memory).
-template <typename M, int L, int b, typename E = std::make_index_sequence<L>>
-struct Interleave;
-
-template <typename M, int L, int b, size_t... E>
-struct Interleave<M, L, b, std::index_sequence<E...>> {
-  static constexpr M lo = {((int(E) & b) ? L + int(E) - b : int(E))...};
-  static constexpr M hi = {((int(E) & b) ? L + int(E) : int(E) + b)...};
-};
-
-template <typename V, int b = 1>
-inline void transpose_rounds(V* r) {
-  constexpr int L = int(kLanes<V>);
-  if constexpr (b < L) {
-    using M = decltype(V{} < V{});  // int32 lanes
-    using Masks = Interleave<M, L, b>;
-#pragma GCC unroll 16
-    for (int i = 0; i < L; ++i) {
-      if (i & b) continue;
-      const V a = r[i], c = r[i + b];
-      r[i] = __builtin_shuffle(a, c, Masks::lo);
-      r[i + b] = __builtin_shuffle(a, c, Masks::hi);
-    }
-    transpose_rounds<V, 2 * b>(r);
-  }
-}
-
 // rows[l][j0 + jj] into dst[jj * ld + l] for l, jj < L.
 template <typename V>
 inline void transpose_block(const float* const* rows, int64_t j0, float* dst, int64_t ld) {
@@ -521,6 +492,19 @@ inline void transpose_block(const float* const* rows, int64_t j0, float* dst, in
   transpose_rounds<V>(r);
 #pragma GCC unroll 16
   for (int l = 0; l < L; ++l) std::memcpy(dst + l * ld, &r[l], sizeof(V));
+}
+
+// r[l][i] = res[i * stride + l] for i < n, zero for n <= i < L: the first n of L rows of a
+// tile's results, channel-major (a pixel's L channels are a row of res).
+template <typename V>
+inline void load_transposed(V* r, const float* res, int64_t stride, int64_t n) {
+  constexpr int L = int(kLanes<V>);
+#pragma GCC unroll 16
+  for (int i = 0; i < L; ++i) {
+    r[i] = V{};
+    if (i < n) std::memcpy(&r[i], res + i * stride, sizeof(V));
+  }
+  transpose_rounds<V>(r);
 }
 
 // o[rs * 16 + l] = p[l * sk + taps[rs]] for rs < RS, l < 16; zero for l >= lanes.
@@ -714,12 +698,7 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void stor
   for (int64_t r0 = 0; r0 < RR; r0 += 16) {
     const int64_t n = std::min<int64_t>(16, RR - r0);
     V16 r[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) {
-      r[i] = V16{};
-      if (i < n) std::memcpy(&r[i], res + (r0 + i) * stride, sizeof(V16));
-    }
-    transpose_rounds<V16>(r);
+    load_transposed(r, res + r0 * stride, stride, n);
     const __mmask16 m = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
 #pragma GCC unroll 16
     for (int l = 0; l < 16; ++l) {
@@ -740,12 +719,7 @@ FC_TARGET_AVX2 __attribute__((flatten)) void store_channels_avx2(
   for (int64_t r0 = 0; r0 < RR; r0 += 8) {
     const int n = int(std::min<int64_t>(8, RR - r0));
     V8 r[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) {
-      r[i] = V8{};
-      if (i < n) std::memcpy(&r[i], res + (r0 + i) * stride, sizeof(V8));
-    }
-    transpose_rounds<V8>(r);
+    load_transposed(r, res + r0 * stride, stride, n);
     const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 #pragma GCC unroll 8
@@ -799,16 +773,8 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"), flatten)) void stor
   for (int64_t r0 = 0; r0 < RR; r0 += 16) {
     const int64_t n = std::min<int64_t>(16, RR - r0);
     V16 a[16], b[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) {
-      a[i] = b[i] = V16{};
-      if (i < n) {
-        std::memcpy(&a[i], ra + (r0 + i) * stride, sizeof(V16));
-        std::memcpy(&b[i], rb + (r0 + i) * stride, sizeof(V16));
-      }
-    }
-    transpose_rounds<V16>(a);
-    transpose_rounds<V16>(b);
+    load_transposed(a, ra + r0 * stride, stride, n);
+    load_transposed(b, rb + r0 * stride, stride, n);
     const __mmask16 m0 = n >= 8 ? __mmask16(0xFFFF) : __mmask16((1u << (2 * n)) - 1);
     const __mmask16 m1 = n >= 16 ? __mmask16(0xFFFF)
                          : n > 8 ? __mmask16((1u << (2 * n - 16)) - 1)
@@ -835,16 +801,8 @@ FC_TARGET_AVX2 __attribute__((flatten)) void store_pairs_avx2(float* y, int64_t 
   for (int64_t r0 = 0; r0 < RR; r0 += 8) {
     const int n = int(std::min<int64_t>(8, RR - r0));
     V8 a[8], b[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) {
-      a[i] = b[i] = V8{};
-      if (i < n) {
-        std::memcpy(&a[i], ra + (r0 + i) * stride, sizeof(V8));
-        std::memcpy(&b[i], rb + (r0 + i) * stride, sizeof(V8));
-      }
-    }
-    transpose_rounds<V8>(a);
-    transpose_rounds<V8>(b);
+    load_transposed(a, ra + r0 * stride, stride, n);
+    load_transposed(b, rb + r0 * stride, stride, n);
     const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n), lane);
     const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 8), lane);
 #pragma GCC unroll 8

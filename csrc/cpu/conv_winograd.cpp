@@ -16,6 +16,7 @@
 #include "common.h"
 #include "cpu/isa.h"
 #include "cpu/parallel.h"
+#include "cpu/transpose.h"
 #include "runtime.h"
 
 namespace fc {
@@ -68,26 +69,6 @@ int64_t u_offset(const Wcorr& d, int64_t gi, int64_t c0) {
   return (gi * d.C + c0) * kXi * ceil_div(d.K, kKR) * kKR;
 }
 
-// Taps 0..7 of kernels 0..7 (rows r[i]: taps 0..7 at lanes 0..7, or 7..0 when flipped) as
-// vectors of the eight kernels: an 8 x 8 transposition.
-FC_AVX512 __attribute__((always_inline)) inline void transpose8(__m256 r[8]) {
-  __m256 t[8], q[8];
-  for (int i = 0; i < 4; ++i) {
-    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 2; ++i) {
-    q[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    q[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    q[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    q[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int j = 0; j < 4; ++j) {
-    r[j] = _mm256_permute2f128_ps(q[j], q[j + 4], 0x20);
-    r[j + 4] = _mm256_permute2f128_ps(q[j], q[j + 4], 0x31);
-  }
-}
-
 // The 16 points of the kernels of output channels kb * 6 .. kb * 6 + 5 (zeros past K) and
 // input channel c of group gi: the six channels in six lanes of double vectors. Each kernel's
 // nine taps are consecutive floats (reversed when flipped): taps 0..7 are one load per kernel
@@ -104,12 +85,12 @@ FC_AVX512 __attribute__((always_inline)) inline void transform_block(float* u, c
   const float* w = m.w + gi * m.sg + kb * kKR * m.sk + c * m.sc;
   // Taps 0..7 of kernel i start at w + i * sk (ascending) or end there (flipped).
   constexpr int64_t first = kFlipped ? -7 : 0, srs = kFlipped ? -1 : 1;
-  __m256 rows[8];
+  // Then rows[j] holds tap j (7 - j when flipped) of the eight kernels, past six zeros.
+  __m256 rows[8] = {};
   for (int64_t i = 0; i < kKR; ++i) {
-    rows[i] = i < lanes ? _mm256_loadu_ps(w + i * m.sk + first) : _mm256_setzero_ps();
+    if (i < lanes) rows[i] = _mm256_loadu_ps(w + i * m.sk + first);
   }
-  rows[6] = rows[7] = _mm256_setzero_ps();
-  transpose8(rows);
+  transpose_rounds(rows);
   __m512d g[3][3], t[4][3];
   for (int tap = 0; tap < 8; ++tap) {
     g[tap / 3][tap % 3] = _mm512_cvtps_pd(rows[kFlipped ? 7 - tap : tap]);
@@ -138,8 +119,9 @@ FC_AVX512 __attribute__((always_inline)) inline void transform_block(float* u, c
   }
 }
 
-FC_AVX512 void transform_weight_block(float* u, const Wmap& m, const Wcorr& d, int64_t gi,
-                                      int64_t kb, int64_t c) {
+FC_AVX512 __attribute__((flatten)) void transform_weight_block(float* u, const Wmap& m,
+                                                                const Wcorr& d, int64_t gi,
+                                                                int64_t kb, int64_t c) {
   if (m.srs > 0) {
     transform_block<false>(u, m, d, gi, kb, c);
   } else {
