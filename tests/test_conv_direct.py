@@ -91,6 +91,13 @@ CASES = [
     # compiled) on rows wider than a tile, beside stride 3 above (read from the tile).
     _case("stride4_11x11_wide_rows", 2, 3, 35, 71, 20, 11, 11, stride=4, padding=2),
     _case("stride2_wide_rows_batch1", 1, 16, 13, 41, 32, 3, 3, stride=2, padding=1),
+    # ResNet's stride-2 3x3 layers on small planes: rows of 4 or 3 pixels, several to a tile,
+    # grouped by the kernel rows they read inside the input (the first and last output rows
+    # skip a row of padding); windows that start and end (odd input) or only start (even) in
+    # a column of padding, whose products the tiles leave out; channel blocks enough that the
+    # weight gradient splits them between threads, with a last block of part of a vector.
+    _case("strided_small_planes_odd", 3, 24, 7, 7, 136, 3, 3, stride=2, padding=1),
+    _case("strided_small_planes_even", 2, 16, 8, 6, 72, 3, 3, stride=2, padding=1),
 ]
 IDS = [c["id"] for c in CASES]
 
@@ -242,11 +249,13 @@ ALGORITHMS = [
 
 # Under AVX-512, when the BLAS runs narrower kernels (OpenBLAS on a core without AVX-512, as
 # OPENBLAS_CORETYPE=Haswell makes it), a 1x1 layer takes the direct tiles, and so does the
-# weight gradient of a layer of 9 to 15 taps.
+# weight gradient of a layer of 9 to 15 taps, or of up to 3 Mi weights (512 x 512 x 3x3).
 BLAS_AVX512 = fc.info()["blas_core"].lower() in ("skylakex", "cooperlake", "sapphirerapids",
                                                   "unknown")
 NARROW_BLAS = {"bottleneck_1x1": ("direct", "direct", "direct"),
-               "first_3x3": ("direct_rows", "im2col_gemm", "direct")}
+               "first_3x3": ("direct_rows", "im2col_gemm", "direct"),
+               "resnet_l4_batch4": ("batched_gemm", "batched_gemm", "direct"),
+               "resnet_l4_batch1": ("im2col_gemm", "im2col_gemm", "direct")}
 
 
 def _without_direct(case):

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -185,20 +186,24 @@ inline void row_tile_body(const Tile& t) {
   for (int r = 0; r < G * RR; ++r) std::memcpy(t.res + r * L, &acc[r], sizeof(V));
 }
 
-// tile_body's tile of one row (G = 1) at unit column stride and dilation, for a kernel S wide,
-// whose first EL and last ER window columns are padding: each kernel row's S taps are unrolled,
-// and the products of a tap with those columns are left out (pixel r of tap s reads window
-// column r + s). Each output sums its other taps in tile_body's order.
-template <typename V, int RR, int J, int S, int EL, int ER>
+// tile_body's tile at unit dilation for a kernel S wide, G groups of RR pixels SW columns
+// apart, whose windows' first EL and last ER columns are padding: each kernel row's S taps are
+// unrolled, and the products of a tap with those columns are left out (pixel r of tap s reads
+// window column r * SW + s). Each output sums its other taps in tile_body's order.
+template <typename V, int G, int RR, int J, int S, int SW, int EL, int ER>
 inline void edge_tile_body(const Tile& t) {
   constexpr int64_t L = kLanes<V>;
-  V acc[RR][J];
+  constexpr int kEnd = (RR - 1) * SW + S - ER;  // the window's first right padding column
+  int64_t dg[G];  // group g's window from the first group's
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) dg[g] = t.xg[g] - t.x;
+  V acc[G * RR][J];
 #pragma GCC unroll 2
   for (int j = 0; j < J; ++j) {
     V b;
     std::memcpy(&b, t.bias + j * L, sizeof(V));
 #pragma GCC unroll 32
-    for (int r = 0; r < RR; ++r) acc[r][j] = b;
+    for (int r = 0; r < G * RR; ++r) acc[r][j] = b;
   }
   for (int64_t i = 0; i < t.runs; ++i) {
     const int64_t* off = t.off + t.first + i * t.stride;
@@ -211,12 +216,15 @@ inline void edge_tile_body(const Tile& t) {
         V wv[J];
 #pragma GCC unroll 2
         for (int j = 0; j < J; ++j) std::memcpy(&wv[j], wu + s * L + j * t.block, sizeof(V));
+#pragma GCC unroll 4
+        for (int g = 0; g < G; ++g) {
 #pragma GCC unroll 32
-        for (int r = 0; r < RR; ++r) {
-          if (r + s < EL || r + s >= RR + S - 1 - ER) continue;
-          const V b = xk[r + s] - V{};
+          for (int r = 0; r < RR; ++r) {
+            if (r * SW + s < EL || r * SW + s >= kEnd) continue;
+            const V b = xk[dg[g] + r * SW + s] - V{};
 #pragma GCC unroll 2
-          for (int j = 0; j < J; ++j) acc[r][j] += b * wv[j];
+            for (int j = 0; j < J; ++j) acc[g * RR + r][j] += b * wv[j];
+          }
         }
         // Opaque pointers hold the next tap's loads after this tap's multiply-adds: GCC
         // otherwise schedules them across taps, holds ten weight vectors beside the 28 sums
@@ -226,7 +234,7 @@ inline void edge_tile_body(const Tile& t) {
     }
   }
 #pragma GCC unroll 32
-  for (int r = 0; r < RR; ++r) {
+  for (int r = 0; r < G * RR; ++r) {
 #pragma GCC unroll 2
     for (int j = 0; j < J; ++j) std::memcpy(t.res + (r * J + j) * L, &acc[r][j], sizeof(V));
   }
@@ -317,7 +325,7 @@ void run_edge_tile(const Tile& t) {
       run_for<V>([&] { row_tile_body<V, 1, RR, S, EL, ER>(t); });
     }
   } else if constexpr (RR <= kMaxRR<V>) {
-    run_for<V>([&] { edge_tile_body<V, RR, 2, S, EL, ER>(t); });
+    run_for<V>([&] { edge_tile_body<V, 1, RR, 2, S, 1, EL, ER>(t); });
   }
 }
 
@@ -333,13 +341,51 @@ constexpr std::array<std::array<TileFn, kMaxRR1<V>>, 3> edge_tile_patterns() {
            edge_tile_row<V, Row, S, 3>(seq)}};
 }
 
+// A tile of G whole rows of RR pixels at column stride 2 of a 3-wide kernel whose windows
+// start (E & 1) or end (E & 2) in a column of padding: ResNet's stride-2 3x3 layers on small
+// planes (7x7 to 4x4 skips 2 of each row's 12 products: ResNet-18's 256 -> 512 at batch 64,
+// two threads, 4.6 -> 4.0-4.3 ms, PyTorch's oneDNN 4.0-4.5, which skips them too).
+template <typename V, int G, int RR, int E>
+void run_strided_edge_tile(const Tile& t) {
+  if constexpr (G * RR <= kMaxRR<V>) {
+    run_for<V>([&] { edge_tile_body<V, G, RR, 2, 3, 2, E & 1, (E & 2) / 2>(t); });
+  }
+}
+
+constexpr int kMaxEdgeRowRR = 7;  // row length of strided edge tiles of several rows, at most
+
+template <typename V, int G, int E, size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> strided_edge_row(std::index_sequence<I...>) {
+  return {{(G * (int(I) + 1) <= kMaxRR<V> ? &run_strided_edge_tile<V, G, int(I) + 1, E>
+                                          : nullptr)...}};
+}
+
+template <typename V, int E>
+constexpr std::array<std::array<TileFn, kMaxEdgeRowRR>, kMaxGroups> strided_edge_groups() {
+  constexpr auto seq = std::make_index_sequence<kMaxEdgeRowRR>{};
+  return {{strided_edge_row<V, 1, E>(seq), strided_edge_row<V, 2, E>(seq),
+           strided_edge_row<V, 3, E>(seq), strided_edge_row<V, 4, E>(seq)}};
+}
+
 // How a correlation's tiles are picked: row tiles of S taps (S > 0) or tap tiles; for a row
 // at the plane's edge, an edge tile where one applies (edge_s: the kernel's width, 3 or 5, at
-// unit column stride and dilation; else 0).
+// unit column stride and dilation; else 0; strided_edge: a 3-wide kernel at column stride 2,
+// unit dilation).
 template <typename V>
 struct TilePick {
   int64_t S = 0;
   int64_t edge_s = 0;
+  bool strided_edge = false;
+  // The strided edge tile of g rows of rr pixels, J blocks, whose windows start in el columns
+  // of padding and end in er; nullptr where none applies.
+  TileFn strided(int64_t g, int64_t rr, int64_t j, int64_t el, int64_t er) const {
+    static constexpr std::array<std::array<TileFn, kMaxEdgeRowRR>, kMaxGroups> tables[3] = {
+        strided_edge_groups<V, 1>(), strided_edge_groups<V, 2>(), strided_edge_groups<V, 3>()};
+    if (!strided_edge || j != 2 || el > 1 || er > 1 || el + er == 0 || rr > kMaxEdgeRowRR) {
+      return nullptr;
+    }
+    return tables[el + 2 * er - 1][g - 1][rr - 1];
+  }
   // The edge tile of rr pixels, J blocks, whose window starts in el columns of padding and ends
   // in er; nullptr where none applies (no padding in reach, a reach other than the kernel's
   // half width, a lone block of a tap tile).
@@ -376,6 +422,8 @@ struct GradTile {
   const int64_t* off;  // buffer offset of each tap's pixel for output pixel (0, 0)
   const float* dy;     // the item's dy, pixel-major: [rows * Q][ldy], at the first block
   float* sum;          // packed sums at the first tap of the first block; added to
+  int64_t images;      // whole planes side by side in the buffer, xplane floats apart
+  int64_t xplane;
   int64_t rows, Q, Wb, sh, sw;
   int64_t ldy;    // floats per dy pixel
   int64_t block;  // floats from one block's packed sums to the next
@@ -387,6 +435,16 @@ struct GradTile {
 template <typename V>
 constexpr int kMaxTaps = sizeof(V) == 64 ? 14 : 6;
 
+// Taps per tile of J blocks: 14 and 6 for one or two; three blocks (an odd count's last three)
+// take 9 under AVX-512 (27 sums, three dy vectors and a broadcast) and 3 under AVX2. A lone
+// block's tile broadcasts an input pixel per multiply-add, bound by its loads: Inception's
+// 16 -> 48 5x5 weight gradient spent 36 % of its time on its one lone block of three.
+template <typename V>
+constexpr int grad_taps(int64_t J) {
+  return J == 3 ? (sizeof(V) == 64 ? 9 : 3) : kMaxTaps<V>;
+}
+
+
 template <typename V, int T, int J>
 inline void grad_tile_body(const GradTile& t) {
   constexpr int64_t L = kLanes<V>;
@@ -395,28 +453,28 @@ inline void grad_tile_body(const GradTile& t) {
 #pragma GCC unroll 16
   for (int u = 0; u < T; ++u) {
     xt[u] = t.x + t.off[u];
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int j = 0; j < J; ++j) acc[u][j] = V{};
   }
-  for (int64_t p = 0; p < t.rows; ++p) {
-    const float* d = t.dy + p * t.Q * t.ldy;
-    const int64_t xrow = p * t.sh * t.Wb;
+  for (int64_t ip = 0; ip < t.images * t.rows; ++ip) {
+    const float* d = t.dy + ip * t.Q * t.ldy;
+    const int64_t xrow = ip / t.rows * t.xplane + ip % t.rows * t.sh * t.Wb;
     for (int64_t q = 0; q < t.Q; ++q) {
       V dv[J];
-#pragma GCC unroll 2
+#pragma GCC unroll 3
       for (int j = 0; j < J; ++j) std::memcpy(&dv[j], d + q * t.ldy + j * L, sizeof(V));
       const int64_t xo = xrow + q * t.sw;
 #pragma GCC unroll 16
       for (int u = 0; u < T; ++u) {
         const V b = xt[u][xo] - V{};
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int j = 0; j < J; ++j) acc[u][j] += b * dv[j];
       }
     }
   }
 #pragma GCC unroll 16
   for (int u = 0; u < T; ++u) {
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int j = 0; j < J; ++j) {
       V s;
       float* at = t.sum + j * t.block + u * L;
@@ -439,13 +497,15 @@ constexpr std::array<GradTileFn, sizeof...(I)> grad_tile_row(std::index_sequence
   return {{&run_grad_tile<V, int(I) + 1, J>...}};
 }
 
-// The weight-gradient tile for T taps (1..kMaxTaps) and J blocks (1 or 2).
+// The weight-gradient tile for T taps (1..grad_taps(J)) and J blocks (1 to 3).
 template <typename V>
 GradTileFn pick_grad_tile(int64_t taps, int64_t j) {
   constexpr auto seq = std::make_index_sequence<kMaxTaps<V>>{};
+  constexpr auto seq3 = std::make_index_sequence<grad_taps<V>(3)>{};
   static constexpr std::array<GradTileFn, kMaxTaps<V>> table[2] = {grad_tile_row<V, 1>(seq),
                                                                     grad_tile_row<V, 2>(seq)};
-  return table[j - 1][taps - 1];
+  static constexpr std::array<GradTileFn, grad_taps<V>(3)> three = grad_tile_row<V, 3>(seq3);
+  return j == 3 ? three[taps - 1] : table[j - 1][taps - 1];
 }
 
 // One correlation of a batch, weights packed: out[n, gi*K + k, p, q] = bias + the sum over
@@ -468,7 +528,7 @@ template <typename V>
 TilePick<V> tile_pick(const Corr& d) {
   const bool unit = d.sw == 1 && d.dw == 1 && row_tile_width(d.S);
   const bool rows = ceil_div(d.K, kLanes<V>) == 1 && unit;
-  return TilePick<V>{rows ? d.S : 0, unit ? d.S : 0};
+  return TilePick<V>{rows ? d.S : 0, unit ? d.S : 0, d.sw == 2 && d.dw == 1 && d.S == 3};
 }
 
 // Where the weight of group gi, output channel k, input channel c and tap (r, s) of a
@@ -829,11 +889,16 @@ void store_pairs(float* y, int64_t ld, const float* ra, const float* rb, int64_t
 // in one run when every kernel row does. A row of padding adds only zeros (products with -0 or
 // +0; PyTorch's oneDNN skips them too): fashion_cnn conv2's 5x5 at padding 2 spends 6 of each
 // 70 row products of a plane on them.
-void inside_rows(Tile& t, const Corr& d, int64_t p) {
+// The kernel rows [first, second) that read a source row for output row p.
+std::pair<int64_t, int64_t> kernel_rows_inside(const Corr& d, int64_t p) {
   const int64_t top = p * d.sh - d.oh;  // the source row kernel row 0 reads
   const int64_t r0 = top >= 0 ? 0 : std::min(d.R, ceil_div(-top, d.dh));
   const int64_t last = d.H - 1 - top;  // kernel row r reads a source row while r * dh <= last
-  const int64_t r1 = last < 0 ? 0 : std::min(d.R, last / d.dh + 1);
+  return {r0, last < 0 ? 0 : std::min(d.R, last / d.dh + 1)};
+}
+
+void inside_rows(Tile& t, const Corr& d, int64_t p) {
+  const auto [r0, r1] = kernel_rows_inside(d, p);
   const int64_t RS = d.R * d.S;
   if (r0 == 0 && r1 == d.R) {
     t.runs = 1, t.len = d.C * RS, t.stride = 0, t.first = 0;
@@ -906,8 +971,8 @@ struct PartTiles {
   }
 };
 
-// Images [n0, n0 + m) of group gi, their frames fplane floats apart, in tiles of G whole rows
-// (taken in (image, row) order across them) of one correlation, or of the two column phases
+// Images [n0, n0 + m) of group gi, their frames fplane floats apart, in tiles of up to G whole
+// rows (of rows that sum the same taps, across the images) of one correlation, or of the two column phases
 // of a stride-2 input gradient (pair_columns), their results interleaved on the way out. Each
 // part's rows point at its window in the first image's frame; res holds nparts tiles' results.
 template <typename V>
@@ -916,31 +981,57 @@ void correlate_rows_item(float* out, const ItemPart<V>* parts, int nparts, int64
                          float* res) {
   constexpr int64_t L = kLanes<V>;
   const Corr& d = *parts[0].d;
-  const int64_t KB = ceil_div(d.K, L), G = parts[0].rt->G, rows = m * d.P;
+  const int64_t KB = ceil_div(d.K, L), G = parts[0].rt->G;
+  // The output rows by the kernel rows they read inside the source (inside_rows), so that a
+  // tile's rows share them and skip the padding's: class c is rows[cls[c], cls[c + 1]), taken
+  // for each image in turn. Of ResNet-18's 256 -> 512 stride-2 layer at 7x7 (4x4 outputs, a
+  // row of padding above the first and below the last) a sixth of the products are skipped:
+  // 5.25 -> 4.36 ms at batch 64 on two threads.
+  std::vector<int64_t> rows(d.P), cls{0};
+  std::iota(rows.begin(), rows.end(), int64_t(0));
+  const auto key = [&](int64_t p) {
+    return std::array<std::pair<int64_t, int64_t>, 2>{
+        kernel_rows_inside(*parts[0].d, p), kernel_rows_inside(*parts[nparts - 1].d, p)};
+  };
+  std::stable_sort(rows.begin(), rows.end(), [&](int64_t a, int64_t b) { return key(a) < key(b); });
+  for (int64_t i = 1; i <= d.P; ++i) {
+    if (i == d.P || key(rows[i]) != key(rows[i - 1])) cls.push_back(i);
+  }
   PartTiles<V> pt(parts, nparts, res);
   Tile* t = pt.t;
   int64_t at[kMaxGroups];  // output offset of each group's row (without the channel)
   for (int64_t kb = 0; kb < KB; kb += 2) {
     const int64_t J = std::min<int64_t>(2, KB - kb);
     pt.blocks(parts, bpack, gi, KB, kb);
-    for (int64_t row0 = 0; row0 < rows; row0 += G) {
-      const int64_t groups = std::min(G, rows - row0);
-      for (int64_t g = 0; g < groups; ++g) {
-        const int64_t img = (row0 + g) / d.P, p = (row0 + g) % d.P;
-        at[g] = ((n0 + img) * d.groups + gi) * d.K * d.plane() + p * d.row();
-        for (int i = 0; i < nparts; ++i) {
-          t[i].xg[g] = parts[i].rows + img * fplane + p * parts[i].d->sh * Wb;
-        }
-      }
-      for (int i = 0; i < nparts; ++i) {
-        t[i].x = t[i].xg[0];
-        parts[i].rt->pick(groups, d.Q, J, parts[i].d->sw)(t[i]);
-      }
-      for (int64_t jb = 0; jb < J; ++jb) {
-        const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
+    for (size_t c = 0; c + 1 < cls.size(); ++c) {
+      const int64_t width = cls[c + 1] - cls[c], count = m * width;
+      for (int i = 0; i < nparts; ++i) inside_rows(t[i], *parts[i].d, rows[cls[c]]);
+      // As few tiles as G rows a tile take, as even as can be (10 rows in 3, 3, 2 and 2).
+      const int64_t nt = ceil_div(count, G);
+      for (int64_t tt = 0; tt < nt; ++tt) {
+        const int64_t row0 = tt * count / nt, groups = (tt + 1) * count / nt - row0;
         for (int64_t g = 0; g < groups; ++g) {
-          pt.store(out + at[g] + (kb + jb) * L * d.plane(), d.plane(), (g * d.Q * J + jb) * L,
-                   d.Q, J * L, k1, d.ycol);
+          const int64_t img = (row0 + g) / width, p = rows[cls[c] + (row0 + g) % width];
+          at[g] = ((n0 + img) * d.groups + gi) * d.K * d.plane() + p * d.row();
+          for (int i = 0; i < nparts; ++i) {
+            t[i].xg[g] = parts[i].rows + img * fplane + p * parts[i].d->sh * Wb;
+          }
+        }
+        for (int i = 0; i < nparts; ++i) {
+          const Corr& di = *parts[i].d;
+          t[i].x = t[i].xg[0];
+          const int64_t el = std::max<int64_t>(0, di.ow);
+          const int64_t er = std::max<int64_t>(0, (di.Q - 1) * di.sw + (di.S - 1) * di.dw + 1 -
+                                                      di.ow - di.W);
+          const TileFn edge = parts[i].rt->pick.strided(groups, di.Q, J, el, er);
+          (edge ? edge : parts[i].rt->pick(groups, di.Q, J, di.sw))(t[i]);
+        }
+        for (int64_t jb = 0; jb < J; ++jb) {
+          const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
+          for (int64_t g = 0; g < groups; ++g) {
+            pt.store(out + at[g] + (kb + jb) * L * d.plane(), d.plane(),
+                     (g * d.Q * J + jb) * L, d.Q, J * L, k1, d.ycol);
+          }
         }
       }
     }
@@ -966,8 +1057,8 @@ ImagePlan plan_images(const Corr& d, int64_t plane, int threads, int64_t most) {
 }
 
 // Planes at most half a tile wide (G >= 2 whole rows fit a tile): items of whole planes of
-// several images (plan_images), each tile G rows of Q pixels taken in (image, row) order
-// across them.
+// several images (plan_images), each tile up to G rows of Q pixels across them
+// (correlate_rows_item).
 template <typename V>
 void correlate_rows(float* out, const float* src, const float* wpack, const float* bpack,
                     const Corr& d, const RowTiles<V>& rt) {
@@ -1208,24 +1299,47 @@ void run_corr(float* out, const float* src, const float* bias, const Corr& d, co
   correlate<V>(out, src, wpack.get(), pack_bias<V>(bias, d).get(), d);
 }
 
+// Images per weight-gradient item when a whole plane fits the buffer: enough output pixels
+// that a tile's sums, loaded and stored once per item, cost little beside its multiply-adds
+// (ResNet-18's 256 -> 512 stride-2 layer at 7x7: 16 pixels a plane, 28 sums in and out per 448
+// multiply-adds; at batch 64 on two threads items of one image took 9.35 ms, of up to 8 6.85).
+constexpr int64_t kGradPixels = 128;
+
 // dweight[gi*K + k, c, r, s] += the sum over images and output pixels of
 // dy[n, gi*K + k, p, q] * src[n, gi*C + c, p*sh + r*dh - oh, q*sw + s*dw - ow], for the forward
-// correlation d. Part t of the items (as many parts as threads, cut the same whoever runs
-// them) sums into its own packed copy; the copies are added in a fixed order.
+// correlation d. Items are blocks of output rows of an image (plan_rows) or, for planes of
+// fewer than kGradPixels pixels, whole planes of several images (plan_images). With pairs of
+// channel blocks enough for two per thread, part t (as many parts as threads, cut the same
+// whoever runs them) takes every item for its own pairs, into one packed copy; else its share
+// of the items for every pair, into a packed copy of its own, the copies then added in a fixed
+// order. Split by channels, every thread fills every item's buffer, but no copy is added and
+// the sums do not depend on the thread count; a small batch gains most (two threads, ResNet-18's
+// 512 x 512 3x3 at 4x4, 9.4 MB a copy: batch 1 1.57 -> 0.70 ms, batch 4 1.96 -> 1.27; its
+// 256 -> 512 stride-2 layer at 7x7 batch 4 0.75 -> 0.61, batch 64 6.4 and 6.6, within noise).
 template <typename V>
 void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Corr& d) {
   constexpr int64_t L = kLanes<V>;
   const int64_t KB = ceil_div(d.K, L), RS = d.R * d.S, CRS = d.C * RS, ldy = KB * L;
   const int64_t block = CRS * L, wsize = d.groups * KB * block, PQ = d.P * d.Q;
   const int threads = max_threads();
-  const RowPlan b = plan_rows(d, threads);
-  const int64_t ws = b.workspace, dws = b.rows * d.Q * ldy, items = b.items, Wb = b.Wb;
-  const auto sums = alloc_uninit<float>(mul_sat(threads, wsize),
+  const int64_t pairs = ceil_div(KB, 2);
+  const bool by_channels = pairs >= 2 * threads;
+  const int plan_threads = by_channels ? 1 : threads;  // the items' plan, the parts aside
+  const RowPlan b = plan_rows(d, plan_threads);
+  const int64_t hb = b.buffer_rows(d.P, d), plane = d.C * hb * b.Wb;
+  const bool whole = b.rows == d.P && PQ < kGradPixels;
+  const ImagePlan ip = plan_images(d, plane + PQ * ldy, plan_threads,
+                                   whole ? ceil_div(kGradPixels, PQ) : 1);
+  const int64_t items = whole ? ip.items : b.items, Wb = b.Wb;
+  const int64_t ws = whole ? ip.imgs * plane : b.workspace;
+  const int64_t dws = (whole ? ip.imgs * d.P : b.rows) * d.Q * ldy;
+  const int copies = by_channels ? 1 : threads;
+  const auto sums = alloc_uninit<float>(mul_sat(copies, wsize),
                                         "conv2d_backward_cpu (grad_weight, direct): part sums");
   const auto bufs = alloc_uninit<float>(mul_sat(threads, ws + dws),
                                         "conv2d_backward_cpu (grad_weight, direct): buffers");
   // The rows of a last channel block past K (its lanes zero).
-  const auto zeros = alloc_vector<float>(d.K % L ? b.rows * d.Q : 0,
+  const auto zeros = alloc_vector<float>(d.K % L ? std::max(b.rows * d.Q, PQ) : 0,
                                          "conv2d_backward_cpu (grad_weight, direct): buffers");
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
@@ -1233,59 +1347,119 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
     float* dyt = buf + ws;
     int64_t off[kMaxTaps<V>];
     Filled filled;
+    int64_t ready = 0;  // image slots of buf whose zeros are in place (fill_buffer)
 #pragma omp for schedule(static)
     for (int part = 0; part < threads; ++part) {
-      float* mine = sums.get() + part * wsize;
-      std::fill(mine, mine + wsize, 0.0f);
-      const int64_t i1 = part_begin(items, threads, part + 1);
-      for (int64_t i = part_begin(items, threads, part); i < i1; ++i) {
-        const Item it = load_item(i, b, buf, src, d, filled);
-        const int64_t rows = it.p1 - it.p0;
-        const float* dy = dout + ((it.n * d.groups + it.gi) * d.K) * PQ + it.p0 * d.Q;
+      // Items [i0, i1), channel blocks [kb0, kb1) of each group, into sum.
+      int64_t i0 = 0, i1 = items, kb0 = 0, kb1 = KB;
+      float* sum = sums.get();
+      if (by_channels) {
+        kb0 = 2 * part_begin(pairs, threads, part);
+        kb1 = std::min(KB, 2 * part_begin(pairs, threads, part + 1));
+      } else {
+        i0 = part_begin(items, threads, part), i1 = part_begin(items, threads, part + 1);
+        sum += part * wsize;
+      }
+      for (int64_t gi = 0; gi < d.groups; ++gi) {
+        std::fill(sum + (gi * KB + kb0) * block, sum + (gi * KB + kb1) * block, 0.0f);
+      }
+      for (int64_t i = i0; i < i1; ++i) {
+        // Images [n0, n0 + m) of group gi, output rows [p0, p0 + rows), the buffer hb rows.
+        int64_t n0, m, gi, p0, rows, item_hb;
+        if (whole) {
+          gi = i / ip.per_group, n0 = ip.n0(i), m = ip.count(i), p0 = 0, rows = d.P;
+          item_hb = hb;
+          for (int64_t k = 0; k < m; ++k) {
+            fill_buffer(buf + k * plane, src + ((n0 + k) * d.groups + gi) * d.C * d.H * d.W,
+                        d, -d.oh, hb, Wb, k < ready);
+          }
+          ready = std::max(ready, m);
+        } else {
+          const Item it = load_item(i, b, buf, src, d, filled);
+          n0 = it.n, m = 1, gi = it.gi, p0 = it.p0, rows = it.p1 - it.p0, item_hb = it.hb;
+        }
         // dy pixel-major: L channels by L pixels at a time through registers (a scalar
         // transposition, each store to another line, took a tenth of fashion_cnn conv2's
-        // weight gradient), the item's last E % L pixels one by one.
+        // weight gradient), each image's last E % L pixels one by one.
         const int64_t E = rows * d.Q;
         run_for<V>([&] {
-          for (int64_t kb = 0; kb < KB; ++kb) {
-            const float* ch[L];
-            for (int64_t l = 0; l < L; ++l) {
-              ch[l] = kb * L + l < d.K ? dy + (kb * L + l) * PQ : zeros.data();
-            }
-            float* to = dyt + kb * L;
-            int64_t e = 0;
-            for (; e + L <= E; e += L) transpose_block<V>(ch, e, to + e * ldy, ldy);
-            for (; e < E; ++e) {
-              for (int64_t l = 0; l < L; ++l) to[e * ldy + l] = ch[l][e];
+          for (int64_t k = 0; k < m; ++k) {
+            const float* dy = dout + ((n0 + k) * d.groups + gi) * d.K * PQ + p0 * d.Q;
+            for (int64_t kb = kb0; kb < kb1; ++kb) {
+              const float* ch[L];
+              for (int64_t l = 0; l < L; ++l) {
+                ch[l] = kb * L + l < d.K ? dy + (kb * L + l) * PQ : zeros.data();
+              }
+              float* to = dyt + k * E * ldy + kb * L;
+              int64_t e = 0;
+              for (; e + L <= E; e += L) transpose_block<V>(ch, e, to + e * ldy, ldy);
+              for (; e < E; ++e) {
+                for (int64_t l = 0; l < L; ++l) to[e * ldy + l] = ch[l][e];
+              }
             }
           }
         });
-        GradTile t{buf, nullptr, nullptr, nullptr, rows, d.Q, Wb, d.sh, d.sw, ldy, block};
-        const int64_t T = kMaxTaps<V>;
-        for (int64_t u0 = 0; u0 < CRS; u0 += T) {
-          const int64_t taps = std::min(T, CRS - u0);
-          tap_offsets(off, u0, taps, d, it.hb, Wb);
+        GradTile t{buf, nullptr, nullptr, nullptr, m, plane, rows, d.Q, Wb, d.sh, d.sw, ldy,
+                   block};
+        // Each run of taps for every pair of blocks in turn (the run's input pixels stay in
+        // L1), then an odd count's last three blocks in runs of their own.
+        const int64_t kb3 = kb1 - kb0 >= 3 && (kb1 - kb0) % 2 ? kb1 - 3 : kb1;
+        for (int64_t u0 = 0; u0 < CRS; u0 += kMaxTaps<V>) {
+          const int64_t taps = std::min<int64_t>(kMaxTaps<V>, CRS - u0);
+          tap_offsets(off, u0, taps, d, item_hb, Wb);
           t.off = off;
-          for (int64_t kb = 0; kb < KB; kb += 2) {
-            const int64_t J = std::min<int64_t>(2, KB - kb);
+          for (int64_t kb = kb0; kb < kb3; kb += 2) {
             t.dy = dyt + kb * L;
-            t.sum = mine + (it.gi * KB + kb) * block + u0 * L;
-            pick_grad_tile<V>(taps, J)(t);
+            t.sum = sum + (gi * KB + kb) * block + u0 * L;
+            pick_grad_tile<V>(taps, std::min<int64_t>(2, kb3 - kb))(t);
           }
+        }
+        for (int64_t u0 = 0; kb3 < kb1 && u0 < CRS; u0 += grad_taps<V>(3)) {
+          const int64_t taps = std::min<int64_t>(grad_taps<V>(3), CRS - u0);
+          tap_offsets(off, u0, taps, d, item_hb, Wb);
+          t.off = off;
+          t.dy = dyt + kb3 * L;
+          t.sum = sum + (gi * KB + kb3) * block + u0 * L;
+          pick_grad_tile<V>(taps, 3)(t);
         }
       }
     }
   }
-  // A row of dweight per (group, output channel): no division per element.
+  // A block of L output channels by L taps at a time: dweight's rows and the parts' lanes
+  // meet in registers (transposed, summed in the scalar order, transposed back); one element
+  // per cache line read took a quarter of ResNet-18's 256 -> 512 stride-2 weight gradient at
+  // batch 16 (4.7 MB a part).
 #pragma omp parallel for schedule(static) num_threads(threads) if (d.parallel)
-  for (int64_t gk = 0; gk < d.groups * d.K; ++gk) {
-    const int64_t gi = gk / d.K, k = gk % d.K;
-    const float* part = sums.get() + (gi * KB + k / L) * block + k % L;
-    float* dw = dweight + gk * CRS;
-    for (int64_t u = 0; u < CRS; ++u) {
-      float s = dw[u];
-      for (int p = 0; p < threads; ++p) s += part[p * wsize + u * L];
-      dw[u] = s;
+  for (int64_t gkb = 0; gkb < d.groups * KB; ++gkb) {
+    const int64_t gi = gkb / KB, kb = gkb % KB, lanes = std::min(L, d.K - kb * L);
+    const float* part = sums.get() + gkb * block;
+    float* dw = dweight + (gi * d.K + kb * L) * CRS;
+    int64_t u0 = 0;
+    run_for<V>([&] {
+      for (; u0 + L <= CRS; u0 += L) {
+        V r[L];
+        for (int64_t l = 0; l < L; ++l) {
+          r[l] = V{};
+          if (l < lanes) std::memcpy(&r[l], dw + l * CRS + u0, sizeof(V));
+        }
+        transpose_rounds<V>(r);
+        for (int p = 0; p < copies; ++p) {
+          for (int64_t i = 0; i < L; ++i) {
+            V v;
+            std::memcpy(&v, part + p * wsize + (u0 + i) * L, sizeof(V));
+            r[i] += v;
+          }
+        }
+        transpose_rounds<V>(r);
+        for (int64_t l = 0; l < lanes; ++l) std::memcpy(dw + l * CRS + u0, &r[l], sizeof(V));
+      }
+    });
+    for (int64_t l = 0; l < lanes; ++l) {
+      for (int64_t u = u0; u < CRS; ++u) {
+        float s = dw[l * CRS + u];
+        for (int p = 0; p < copies; ++p) s += part[p * wsize + u * L + l];
+        dw[l * CRS + u] = s;
+      }
     }
   }
 }
@@ -1376,8 +1550,11 @@ bool conv2d_direct_applies(ConvPass pass, const Conv2dGeom& g) {
       // (1 -> 4 3x3 1.30x, 1 -> 32 3x3 1.02x). Against a BLAS on narrower kernels than the
       // variant's the tiles take 9 taps too (OpenBLAS's Haswell kernels under AVX-512 on Zen 5,
       // two threads, batch 64 at 28x28: 1 -> 64 3x3 1.24 -> 0.77 ms, 1 -> 32 0.46 -> 0.24; with
-      // its AVX-512 kernels 0.86 -> 0.82 and 0.26 -> 0.24, within the noise).
-      return g.PQ() >= 16 && K * C * RS <= 3 * (int64_t(1) << 18) && K >= 6 &&
+      // its AVX-512 kernels 0.86 -> 0.82 and 0.26 -> 0.24, within the noise), and weight
+      // gradients of up to 3 Mi weights (512 x 512 x 3x3): ResNet-18's 256 -> 512 stride-2
+      // layer at 7x7, batch 64, 11.9 -> 6.8 ms (the batched GEMM), at 14x14, batch 16, 8.9 ->
+      // 5.3 (im2col + GEMM).
+      return g.PQ() >= 16 && K * C * RS <= (narrower_blas() ? 3 << 20 : 3 << 18) && K >= 6 &&
              C * RS >= (narrower_blas() ? 9 : 16);
   }
   return false;
