@@ -87,3 +87,21 @@ def test_weight_gradient_accumulates_and_results_do_not_depend_on_threads(case):
     for n, run in zip((2, 3), runs[1:]):
         for what, a, e in zip(("out", "grad_input", "grad_weight"), run, runs[0]):
             np.testing.assert_array_equal(a, e, err_msg=f"{what}: {n} threads vs 1")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES, ids=IDS[:len(CASES)])
+def test_bias_gradient_with_the_weight_gradient_is_the_same_as_alone(case, dtype):
+    """The weight gradient's pass sums the bias gradient on its way through dy: the same sums
+    in the same order as the bias gradient asked for alone, added into grad_bias alike."""
+    x, w, _, dout = make_data(case, dtype, stable_seed("depthwise bias", case["id"]))
+    start = np.random.default_rng(6).standard_normal(case["K"]).astype(dtype)
+    alone, both = start.copy(), start.copy()
+    F.conv2d_backward(dout, x, w, **conv_args(case), output_mask=(False, False, True),
+                      grad_bias=alone)
+    F.conv2d_backward(dout, x, w, **conv_args(case), output_mask=(False, True, True),
+                      grad_bias=both)
+    _, _, ref_b = conv2d_backward_ref(dout, x, w, **conv_args(case))
+    assert_close(both, start + ref_b, rtol_for(dtype, reduction_lengths(case)[2]),
+                 what="grad_bias +=")
+    np.testing.assert_array_equal(both, alone)

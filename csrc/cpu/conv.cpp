@@ -310,7 +310,8 @@ void backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g)
 template <typename T>
 void backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g) {
   switch (conv_algo<T>(ConvPass::grad_weight, g)) {
-    case ConvAlgo::depthwise: return depthwise_backward_weight(dweight, dout, inp, g);
+    case ConvAlgo::depthwise:
+      return depthwise_backward_weight(dweight, static_cast<T*>(nullptr), dout, inp, g);
     case ConvAlgo::direct:
       if constexpr (std::is_same_v<T, float>) {
         conv2d_direct_backward_weight(dweight, dout, inp, g, worth_threads(g));
@@ -443,6 +444,9 @@ void conv2d_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* 
                          const T* weight, const Conv2dGeom& g) {
   if (g.N == 0) return;  // an empty batch: nothing to write, nothing to accumulate
   if (dinp) backward_data(dinp, dout, weight, g);
+  if (dweight && dbias && conv_algo<T>(ConvPass::grad_weight, g) == ConvAlgo::depthwise) {
+    return depthwise_backward_weight(dweight, dbias, dout, inp, g);  // one pass through dy
+  }
   if (dweight) backward_weight(dweight, dout, inp, g);
   if (dbias) channel_sums(dbias, dout, g.N, g.K, g.PQ(), worth_threads(g));
 }

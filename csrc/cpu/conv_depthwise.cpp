@@ -9,6 +9,7 @@
 #include "cpu/isa.h"
 #include "cpu/pad.h"
 #include "cpu/parallel.h"
+#include "cpu/run_sum.h"
 
 namespace fc {
 namespace {
@@ -138,11 +139,14 @@ void depthwise_backward_data(T* dinp, const T* dout, const T* weight, const Conv
 }
 
 template <typename T>
-void depthwise_backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g) {
+void depthwise_backward_weight(T* dweight, T* dbias, const T* dout, const T* inp,
+                               const Conv2dGeom& g) {
   // dW[c, r, s] = sum over images and output pixels of dy[n, c, p, q] * x[n, c, p + r*dh - pt,
   // q + s*dw - pl]: per channel, each tap a dot product of dy with a shifted window of the
   // padded x (tap_dot), images added in order. dy's rows are copied out to whole blocks
-  // (zeros past Q), the padded x wide enough for them.
+  // (zeros past Q), the padded x wide enough for them. dbias (if not null) gets channel_sums's
+  // sums (conv.cpp), the same bits, from the dy planes this pass reads anyway: on its own that
+  // pass read MobileNet-style 16 x 128 x 56x56 dy again (0.47 of a 6.1 ms backward).
   const int64_t Qp = ceil_div(g.Q, kBlock<T>) * kBlock<T>;
   const Stencil st{g.P, Qp, g.H, g.W, g.pad_t, g.pad_l, g.R, g.S, g.dil_h, g.dil_w};
   const int64_t RS = g.RS(), BW = st.cols(), per_thread = st.buffer() + g.P * Qp;
@@ -158,6 +162,7 @@ void depthwise_backward_weight(T* dweight, const T* dout, const T* inp, const Co
     T* dyp = buf + st.buffer();
     double* total = sums.get() + thread_id() * RS;
     std::fill(total, total + RS, 0.0);
+    double bias_sum = 0;
     with_isa([&] {
       for (int64_t n = 0; n < g.N; ++n) {
         const int64_t pl = n * g.C + c;
@@ -166,6 +171,7 @@ void depthwise_backward_weight(T* dweight, const T* dout, const T* inp, const Co
           std::memcpy(dyp + p * Qp, dout + pl * g.PQ() + p * g.Q, sizeof(T) * g.Q);
           std::fill(dyp + p * Qp + g.Q, dyp + (p + 1) * Qp, T(0));
         }
+        if (dbias) bias_sum += run_sum(dout + pl * g.PQ(), g.PQ());
         for (int64_t r = 0; r < g.R; ++r) {
           for (int64_t s = 0; s < g.S; ++s) {
             total[r * g.S + s] += tap_dot(dyp, buf + r * g.dil_h * BW + s * g.dil_w, g.P, Qp, BW);
@@ -174,13 +180,14 @@ void depthwise_backward_weight(T* dweight, const T* dout, const T* inp, const Co
       }
     });
     for (int64_t u = 0; u < RS; ++u) dweight[c * RS + u] += T(total[u]);
+    if (dbias) dbias[c] += T(bias_sum);
   }
 }
 
 #define FC_DEPTHWISE_INSTANTIATE(T)                                                         \
   template void depthwise_forward<T>(T*, const T*, const T*, const T*, const Conv2dGeom&);  \
   template void depthwise_backward_data<T>(T*, const T*, const T*, const Conv2dGeom&);      \
-  template void depthwise_backward_weight<T>(T*, const T*, const T*, const Conv2dGeom&);
+  template void depthwise_backward_weight<T>(T*, T*, const T*, const T*, const Conv2dGeom&);
 FC_DEPTHWISE_INSTANTIATE(float)
 FC_DEPTHWISE_INSTANTIATE(double)
 #undef FC_DEPTHWISE_INSTANTIATE

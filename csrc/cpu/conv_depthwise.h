@@ -22,8 +22,10 @@ void depthwise_forward(T* out, const T* inp, const T* weight, const T* bias,
 template <typename T>
 void depthwise_backward_data(T* dinp, const T* dout, const T* weight, const Conv2dGeom& g);
 
-// dweight += the weight gradient.
+// dweight += the weight gradient; dbias (unless null) += the bias gradient, as conv.cpp's
+// channel_sums gives it.
 template <typename T>
-void depthwise_backward_weight(T* dweight, const T* dout, const T* inp, const Conv2dGeom& g);
+void depthwise_backward_weight(T* dweight, T* dbias, const T* dout, const T* inp,
+                               const Conv2dGeom& g);
 
 }  // namespace fc
