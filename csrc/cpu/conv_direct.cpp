@@ -341,50 +341,53 @@ constexpr std::array<std::array<TileFn, kMaxRR1<V>>, 3> edge_tile_patterns() {
            edge_tile_row<V, Row, S, 3>(seq)}};
 }
 
-// A tile of G whole rows of RR pixels at column stride 2 of a 3-wide kernel whose windows
-// start (E & 1) or end (E & 2) in a column of padding: ResNet's stride-2 3x3 layers on small
-// planes (7x7 to 4x4 skips 2 of each row's 12 products: ResNet-18's 256 -> 512 at batch 64,
-// two threads, 4.6 -> 4.0-4.3 ms, PyTorch's oneDNN 4.0-4.5, which skips them too).
-template <typename V, int G, int RR, int E>
-void run_strided_edge_tile(const Tile& t) {
+// A tile of G whole rows of RR pixels at column stride SW (1 or 2) of a 3-wide kernel whose
+// windows start (E & 1) or end (E & 2) in a column of padding: ResNet's 3x3 layers on small
+// planes, where a row's first and last pixels each skip a tap of three (7x7 to 4x4 at stride
+// 2 skips 2 of each row's 12 products: ResNet-18's 256 -> 512 at batch 64, two threads,
+// 4.6 -> 4.0-4.3 ms, PyTorch's oneDNN 4.0-4.5, which skips them too).
+template <typename V, int G, int RR, int SW, int E>
+void run_rows_edge_tile(const Tile& t) {
   if constexpr (G * RR <= kMaxRR<V>) {
-    run_for<V>([&] { edge_tile_body<V, G, RR, 2, 3, 2, E & 1, (E & 2) / 2>(t); });
+    run_for<V>([&] { edge_tile_body<V, G, RR, 2, 3, SW, E & 1, (E & 2) / 2>(t); });
   }
 }
 
-constexpr int kMaxEdgeRowRR = 7;  // row length of strided edge tiles of several rows, at most
+constexpr int kMaxEdgeRowRR = 7;  // row length of edge tiles of several rows, at most
 
-template <typename V, int G, int E, size_t... I>
-constexpr std::array<TileFn, sizeof...(I)> strided_edge_row(std::index_sequence<I...>) {
-  return {{(G * (int(I) + 1) <= kMaxRR<V> ? &run_strided_edge_tile<V, G, int(I) + 1, E>
+template <typename V, int G, int SW, int E, size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> rows_edge_row(std::index_sequence<I...>) {
+  return {{(G * (int(I) + 1) <= kMaxRR<V> ? &run_rows_edge_tile<V, G, int(I) + 1, SW, E>
                                           : nullptr)...}};
 }
 
-template <typename V, int E>
-constexpr std::array<std::array<TileFn, kMaxEdgeRowRR>, kMaxGroups> strided_edge_groups() {
+template <typename V, int SW, int E>
+constexpr std::array<std::array<TileFn, kMaxEdgeRowRR>, kMaxGroups> rows_edge_groups() {
   constexpr auto seq = std::make_index_sequence<kMaxEdgeRowRR>{};
-  return {{strided_edge_row<V, 1, E>(seq), strided_edge_row<V, 2, E>(seq),
-           strided_edge_row<V, 3, E>(seq), strided_edge_row<V, 4, E>(seq)}};
+  return {{rows_edge_row<V, 1, SW, E>(seq), rows_edge_row<V, 2, SW, E>(seq),
+           rows_edge_row<V, 3, SW, E>(seq), rows_edge_row<V, 4, SW, E>(seq)}};
 }
 
 // How a correlation's tiles are picked: row tiles of S taps (S > 0) or tap tiles; for a row
 // at the plane's edge, an edge tile where one applies (edge_s: the kernel's width, 3 or 5, at
-// unit column stride and dilation; else 0; strided_edge: a 3-wide kernel at column stride 2,
+// unit column stride and dilation; else 0; rows_edge: a 3-wide kernel at column stride 1 or 2,
 // unit dilation).
 template <typename V>
 struct TilePick {
   int64_t S = 0;
   int64_t edge_s = 0;
-  bool strided_edge = false;
-  // The strided edge tile of g rows of rr pixels, J blocks, whose windows start in el columns
-  // of padding and end in er; nullptr where none applies.
-  TileFn strided(int64_t g, int64_t rr, int64_t j, int64_t el, int64_t er) const {
-    static constexpr std::array<std::array<TileFn, kMaxEdgeRowRR>, kMaxGroups> tables[3] = {
-        strided_edge_groups<V, 1>(), strided_edge_groups<V, 2>(), strided_edge_groups<V, 3>()};
-    if (!strided_edge || j != 2 || el > 1 || er > 1 || el + er == 0 || rr > kMaxEdgeRowRR) {
+  bool rows_edge = false;
+  // The edge tile of g whole rows of rr pixels, J blocks, column stride sw, whose windows start
+  // in el columns of padding and end in er; nullptr where none applies.
+  TileFn rows(int64_t g, int64_t rr, int64_t j, int64_t sw, int64_t el, int64_t er) const {
+    using Table = std::array<std::array<TileFn, kMaxEdgeRowRR>, kMaxGroups>;
+    static constexpr Table tables[2][3] = {
+        {rows_edge_groups<V, 1, 1>(), rows_edge_groups<V, 1, 2>(), rows_edge_groups<V, 1, 3>()},
+        {rows_edge_groups<V, 2, 1>(), rows_edge_groups<V, 2, 2>(), rows_edge_groups<V, 2, 3>()}};
+    if (!rows_edge || j != 2 || el > 1 || er > 1 || el + er == 0 || rr > kMaxEdgeRowRR) {
       return nullptr;
     }
-    return tables[el + 2 * er - 1][g - 1][rr - 1];
+    return tables[sw - 1][el + 2 * er - 1][g - 1][rr - 1];
   }
   // The edge tile of rr pixels, J blocks, whose window starts in el columns of padding and ends
   // in er; nullptr where none applies (no padding in reach, a reach other than the kernel's
@@ -528,7 +531,8 @@ template <typename V>
 TilePick<V> tile_pick(const Corr& d) {
   const bool unit = d.sw == 1 && d.dw == 1 && row_tile_width(d.S);
   const bool rows = ceil_div(d.K, kLanes<V>) == 1 && unit;
-  return TilePick<V>{rows ? d.S : 0, unit ? d.S : 0, d.sw == 2 && d.dw == 1 && d.S == 3};
+  return TilePick<V>{rows ? d.S : 0, unit ? d.S : 0,
+                     (d.sw == 1 || d.sw == 2) && d.dw == 1 && d.S == 3};
 }
 
 // Where the weight of group gi, output channel k, input channel c and tap (r, s) of a
@@ -1023,7 +1027,7 @@ void correlate_rows_item(float* out, const ItemPart<V>* parts, int nparts, int64
           const int64_t el = std::max<int64_t>(0, di.ow);
           const int64_t er = std::max<int64_t>(0, (di.Q - 1) * di.sw + (di.S - 1) * di.dw + 1 -
                                                       di.ow - di.W);
-          const TileFn edge = parts[i].rt->pick.strided(groups, di.Q, J, el, er);
+          const TileFn edge = parts[i].rt->pick.rows(groups, di.Q, J, di.sw, el, er);
           (edge ? edge : parts[i].rt->pick(groups, di.Q, J, di.sw))(t[i]);
         }
         for (int64_t jb = 0; jb < J; ++jb) {

@@ -1339,10 +1339,16 @@ bool conv2d_winograd_applies(ConvPass pass, const Conv2dGeom& g) {
     const Layout L = layout_of(g.N, P, Q, kLanes2);
     return L.vectors >= kNV2 && layout_fits(L, g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
   }
-  // At least one item's worth of vectors: ResNet's 512 x 512 layer at 4x4 and batch 4 (one
-  // vector) took 3.4 ms against the batched GEMM's 2.2.
+  // At least one item's worth of vectors (ResNet's 512 x 512 layer at 4x4 and batch 4, one
+  // vector, took 3.4 ms against the batched GEMM's 2.2), two from 256 x 256 channels, whose
+  // transformed weights (4 MB and more) one item does not repay. Two threads, against the
+  // direct tiles: 512 x 512 at 4x4 and batch 16 (one item) 2.67 ms forward and 2.84 input
+  // gradient against 2.37 and 2.55, at batch 32 (two) 3.58 and 3.75 against 3.88 and 4.21;
+  // forward, 256 x 256 at 7x7 and batch 4 0.60 against 0.44, at 14x14 and batch 1 0.57
+  // against 0.47; 128 x 128 at 14x14 and batch 2 0.24 and 0.23.
   const Layout L = layout_of(g.N, P, Q);
-  return L.vectors >= kNV && layout_fits(L, g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
+  const int64_t items = C * K >= (int64_t(1) << 16) ? 2 : 1;
+  return L.vectors >= items * kNV && layout_fits(L, g.N, P, Q, g.C * g.HW(), g.K * g.PQ());
 }
 
 bool conv2d_winograd_forward(float* out, const float* inp, const float* weight, const float* bias,
