@@ -29,6 +29,12 @@ constexpr int64_t kBufBytes = int64_t(512) << 10;
 // Row vectors per tile at most: with two, each tap's KB broadcasts feed 2 * KB multiply-adds.
 constexpr int kMaxNV = 4;
 
+// ... for the variant: AVX2's 16 registers hold 12 sums, a broadcast and three vectors (a
+// fourth spilled: two threads, batch 64, 3 -> 64 channels 3x3 on 32-pixel rows 1.90 -> 1.14 ms
+// with three, 4 -> 16 channels 5x5 on 28-pixel rows 1.47 against 0.89).
+template <typename V>
+constexpr int64_t kMaxRowNV = sizeof(V) == 64 ? kMaxNV : 3;
+
 // One register tile: NV vectors of one output row (at columns col[v]) times KB channels.
 struct RowTile {
   const float* x;       // input buffer at the tile's row: channel 0, kernel tap (0, 0)
@@ -111,7 +117,7 @@ void rows_forward(float* out, const float* inp, const float* weight, const float
   // not a whole number of them: with one of 28 pixels' two AVX-512 vectors a tile, each tap's
   // 16 channels took 17 loads for 16 multiply-adds (two threads, batch 64: Inception's
   // 8 -> 16 5x5 0.91 -> 0.78 ms, fashion_cnn conv1 0.13 -> 0.11, a 1 -> 64 3x3 0.32 -> 0.25).
-  const int64_t NV = std::min<int64_t>(kMaxNV, ceil_div(g.Q, L));
+  const int64_t NV = std::min<int64_t>(kMaxRowNV<V>, ceil_div(g.Q, L));
   // Channel blocks as even as the register budget allows (16 channels: two of 8, not 12 + 4).
   const int64_t blocks = ceil_div(K, kMaxAcc<V> / NV), KB = ceil_div(K, blocks);
   // The weights as [group][channel block][tap][KB] (a last block of K % KB channels keeps
@@ -193,11 +199,13 @@ bool conv2d_rows_applies(const Conv2dGeom& g) {
   // Rows of whole vectors or nearly (28 pixels in two AVX-512 vectors: 12 % recomputed);
   // 10 pixels in two AVX2 vectors would waste more than the direct tiles' epilogue costs.
   if (4 * g.Q < 3 * ceil_div(g.Q, L) * L) return false;
-  // Measured on 2 cores against the direct tiles (im2col + GEMM where they do not apply):
-  // 0.43x at 1 x 5x5 taps (fashion_cnn conv1), 0.59-0.85x at 27-200, 1.07-1.08x at 400-576
-  // (Inception's 16 x 5x5, ResNet's 64 x 3x3); with fewer output channels than a vector the
-  // direct tiles run partly empty (0.54x at 32 x 3x3 into 8 channels).
-  return g.Cg() * g.RS() <= 256 || g.Kg() < L;
+  // Measured on 2 cores against the direct tiles (im2col + GEMM where they do not apply, under
+  // 32 taps: 0.3-0.5x the time); from about 100 taps the direct tiles are faster (Zen 5, batch
+  // 64 at 28x28, AVX-512 and AVX2: 4 x 5x5 into 16 channels 1.09 and 1.13x, 8 x 5x5 into 16
+  // 1.17 and 1.26x, 16 x 3x3 1.10 and 1.11x, 8 x 5x5 into 32 1.19 and 1.31x; at 72 taps even,
+  // 3 x 5x5 into 64 0.77x); with fewer output channels than a vector the direct tiles run
+  // partly empty (0.54x at 32 x 3x3 into 8 channels).
+  return g.Cg() * g.RS() <= 96 || g.Kg() < L;
 }
 
 void conv2d_rows_forward(float* out, const float* inp, const float* weight, const float* bias,
