@@ -98,9 +98,9 @@ CASES = [
     # weight gradient splits them between threads, with a last block of part of a vector.
     _case("strided_small_planes_odd", 3, 24, 7, 7, 136, 3, 3, stride=2, padding=1),
     _case("strided_small_planes_even", 2, 16, 8, 6, 72, 3, 3, stride=2, padding=1),
-    # A strided 1x1 layer (ResNet's downsampling): its input gradient is the unit-stride
-    # layer's on the pixels it reads (the direct tiles where the BLAS's kernels are narrower),
-    # zeros between and past them (9 and 11 at strides 2 and 3).
+    # A strided 1x1 layer (ResNet's downsampling): each pass is the unit-stride layer's on the
+    # pixels it reads (the direct tiles where the BLAS's kernels are narrower), the input
+    # gradient zero between and past them (9 and 11 at strides 2 and 3).
     _case("strided_1x1_uneven", 3, 40, 9, 11, 48, 1, 1, stride=(2, 3)),
 ]
 IDS = [c["id"] for c in CASES]
@@ -226,10 +226,10 @@ ALGORITHMS = [
     # Strided: the input gradient phase by phase; the weight gradient's per-thread sums
     # (256 x 1152 floats) stay within L2.
     ("resnet_3x3_s2", (2, 128, 28, 28), (256, 128, 3, 3), 2, 1, ("direct", "direct", "direct")),
-    # ResNet's downsampling 1x1 at stride 2: the input gradient is the unit-stride layer's
-    # (one GEMM per image in place, or the direct tiles), spread onto the frame.
+    # ResNet's downsampling 1x1 at stride 2: each pass is the unit-stride layer's on the
+    # pixels it reads (one GEMM per image in place, or the direct tiles).
     ("resnet_downsample_1x1", (16, 256, 14, 14), (512, 256, 1, 1), 2, 0,
-     ("direct", "gemm", "direct")),
+     ("gemm", "gemm", "gemm")),
     # AlexNet's first layer: its input gradient's 3 channels would fill too little of a vector.
     ("alexnet_conv1", (2, 3, 64, 64), (64, 3, 11, 11), 4, 2,
      ("direct", "im2col_gemm", "direct")),
