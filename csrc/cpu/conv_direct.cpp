@@ -1309,17 +1309,21 @@ void run_corr(float* out, const float* src, const float* bias, const Corr& d, co
 // multiply-adds; at batch 64 on two threads items of one image took 9.35 ms, of up to 8 6.85).
 constexpr int64_t kGradPixels = 128;
 
+// Output pixels of a batch up to which the weight gradient is split by channels.
+constexpr int64_t kSplitPixels = 512;
+
 // dweight[gi*K + k, c, r, s] += the sum over images and output pixels of
 // dy[n, gi*K + k, p, q] * src[n, gi*C + c, p*sh + r*dh - oh, q*sw + s*dw - ow], for the forward
 // correlation d. Items are blocks of output rows of an image (plan_rows) or, for planes of
 // fewer than kGradPixels pixels, whole planes of several images (plan_images). With pairs of
-// channel blocks enough for two per thread, part t (as many parts as threads, cut the same
-// whoever runs them) takes every item for its own pairs, into one packed copy; else its share
-// of the items for every pair, into a packed copy of its own, the copies then added in a fixed
-// order. Split by channels, every thread fills every item's buffer, but no copy is added and
-// the sums do not depend on the thread count; a small batch gains most (two threads, ResNet-18's
+// channel blocks enough for two per thread and at most kSplitPixels output pixels in all, part
+// t (as many parts as threads, cut the same whoever runs them) takes every item for its own
+// pairs, into one packed copy; else its share of the items for every pair, into a packed copy
+// of its own, the copies then added in a fixed order. Split by channels, every thread fills
+// every item's buffer, but no copy is added: a few pixels gain (two threads, ResNet-18's
 // 512 x 512 3x3 at 4x4, 9.4 MB a copy: batch 1 1.57 -> 0.70 ms, batch 4 1.96 -> 1.27; its
-// 256 -> 512 stride-2 layer at 7x7 batch 4 0.75 -> 0.61, batch 64 6.4 and 6.6, within noise).
+// 256 -> 512 stride-2 layer at 7x7 batch 4 0.75 -> 0.61), where from 784 pixels the fills
+// cost more than the copies (1.02-1.06x the time).
 template <typename V>
 void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Corr& d) {
   constexpr int64_t L = kLanes<V>;
@@ -1327,7 +1331,7 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
   const int64_t block = CRS * L, wsize = d.groups * KB * block, PQ = d.P * d.Q;
   const int threads = max_threads();
   const int64_t pairs = ceil_div(KB, 2);
-  const bool by_channels = pairs >= 2 * threads;
+  const bool by_channels = pairs >= 2 * threads && d.N * PQ <= kSplitPixels;
   const int plan_threads = by_channels ? 1 : threads;  // the items' plan, the parts aside
   const RowPlan b = plan_rows(d, plan_threads);
   const int64_t hb = b.buffer_rows(d.P, d), plane = d.C * hb * b.Wb;
