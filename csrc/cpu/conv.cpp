@@ -534,9 +534,9 @@ template <typename T>
 std::array<const char*, 3> conv2d_algorithm_cpu(const Conv2dGeom& g) {
   std::array<const char*, 3> names{};
   const ConvPass passes[3] = {ConvPass::forward, ConvPass::grad_input, ConvPass::grad_weight};
+  // A strided 1x1 layer's passes are the unit-stride layer's on the pixels it reads.
+  const Conv2dGeom pg = strided_1x1(g) ? unit_stride(g) : g;
   for (int i = 0; i < 3; ++i) {
-    // A strided 1x1 layer's passes are the unit-stride layer's on the pixels it reads.
-    const Conv2dGeom& pg = strided_1x1(g) ? unit_stride(g) : g;
     switch (conv_algo<T>(passes[i], pg)) {
       case ConvAlgo::depthwise: names[i] = "depthwise"; break;
       case ConvAlgo::linear: names[i] = "linear"; break;

@@ -44,11 +44,13 @@ def conv2d_algorithm(input, weight, stride=1, padding=0, dilation=1, groups=1):
     AVX-512, unit stride), "linear" (a window over the whole unpadded input, one output
     pixel: one GEMM over the flattened batch, in any dtype), "batched_gemm" (planes of at most
     16 pixels: one GEMM over the batch's images side by side), "gemm" (a 1x1 layer, read in
-    place) or "im2col_gemm". The choice depends on the shapes, dtype and variant alone (and,
-    under AVX-512, on whether the BLAS runs AVX-512 kernels, `blas_core` in fastconv.info():
-    when it does not, 1x1 layers and the weight gradient of layers of 9 to 15 taps, such as a
-    one-channel 3x3 first layer, take the direct tiles): it is what `cudnn.benchmark` would
-    cache, decided by rule rather than by timing.
+    place) or "im2col_gemm". A strided 1x1 layer without padding reports (and runs) the
+    unit-stride layer's algorithms on the pixels it reads. The choice depends on the shapes,
+    dtype and variant alone (and, under AVX-512, on whether the BLAS runs AVX-512 kernels,
+    `blas_core` in fastconv.info(): when it does not, 1x1 layers and the weight gradient of
+    layers of 9 to 15 taps, such as a one-channel 3x3 first layer, or of up to 3 Mi weights
+    take the direct tiles): it is what `cudnn.benchmark` would cache, decided by rule rather
+    than by timing.
     """
     input, weight = contiguous(input), contiguous(weight)
     return _C.conv2d_algorithm(input, weight,
