@@ -153,6 +153,22 @@ def test_backward_accumulates_into_given_gradients(case):
     assert_close(gb, start_b + ref_b, rtol_for(np.float32, l_dw), what="grad_bias += ")
 
 
+@pytest.mark.usefixtures("cpu_isa")
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_bias_gradient_with_the_weight_gradient_is_the_same_as_alone(case):
+    """Where the weight gradient's items hold whole planes of dy, it sums the bias gradient on
+    its way: the same sums in the same order as the bias gradient asked for alone."""
+    x, w, _, dout = make_data(case, np.float32, stable_seed("direct bias", case["id"]),
+                              bias=False)
+    start = np.random.default_rng(7).standard_normal(case["K"]).astype(np.float32)
+    alone, both = start.copy(), start.copy()
+    F.conv2d_backward(dout, x, w, **conv_args(case), output_mask=(False, False, True),
+                      grad_bias=alone)
+    F.conv2d_backward(dout, x, w, **conv_args(case), output_mask=(False, True, True),
+                      grad_bias=both)
+    np.testing.assert_array_equal(both, alone)
+
+
 # The cases with a pass on a fixed-order algorithm under the variant: a whole-window layer
 # (linear) and one input channel (im2col) run both on BLAS.
 FIXED_ORDER_CASES = [pytest.param(v, c, id=f"{v}-{c['id']}") for v in VECTOR_ISAS for c in CASES

@@ -18,6 +18,7 @@
 #include "cpu/lanes.h"
 #include "cpu/pad.h"
 #include "cpu/parallel.h"
+#include "cpu/run_sum.h"
 #include "cpu/transpose.h"
 
 namespace fc {
@@ -1323,9 +1324,12 @@ constexpr int64_t kSplitPixels = 512;
 // every item's buffer, but no copy is added: a few pixels gain (two threads, ResNet-18's
 // 512 x 512 3x3 at 4x4, 9.4 MB a copy: batch 1 1.57 -> 0.70 ms, batch 4 1.96 -> 1.27; its
 // 256 -> 512 stride-2 layer at 7x7 batch 4 0.75 -> 0.61), where from 784 pixels the fills
-// cost more than the copies (1.02-1.06x the time).
+// cost more than the copies (1.02-1.06x the time). Where items hold whole planes, dbias (unless
+// null) gets the bias gradient too, each plane's run_sum taken beside its transposition and
+// added per channel in image order, channel_sums's bits (conv.cpp); returns whether it did.
 template <typename V>
-void correlate_weight_grad(float* dweight, const float* dout, const float* src, const Corr& d) {
+bool correlate_weight_grad(float* dweight, float* dbias, const float* dout, const float* src,
+                           const Corr& d) {
   constexpr int64_t L = kLanes<V>;
   const int64_t KB = ceil_div(d.K, L), RS = d.R * d.S, CRS = d.C * RS, ldy = KB * L;
   const int64_t block = CRS * L, wsize = d.groups * KB * block, PQ = d.P * d.Q;
@@ -1341,6 +1345,9 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
   const int64_t items = whole ? ip.items : b.items, Wb = b.Wb;
   const int64_t ws = whole ? ip.imgs * plane : b.workspace;
   const int64_t dws = (whole ? ip.imgs * d.P : b.rows) * d.Q * ldy;
+  const bool bias = dbias && b.rows == d.P;  // items of whole planes (whole or one image)
+  auto plane_sums = alloc_vector<double>(bias ? d.N * d.groups * d.K : 0,
+                                         "conv2d_backward_cpu (grad_bias, direct): sums");
   const int copies = by_channels ? 1 : threads;
   const auto sums = alloc_uninit<float>(mul_sat(copies, wsize),
                                         "conv2d_backward_cpu (grad_weight, direct): part sums");
@@ -1397,6 +1404,9 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
               const float* ch[L];
               for (int64_t l = 0; l < L; ++l) {
                 ch[l] = kb * L + l < d.K ? dy + (kb * L + l) * PQ : zeros.data();
+                if (bias && kb * L + l < d.K) {
+                  plane_sums[((n0 + k) * d.groups + gi) * d.K + kb * L + l] = run_sum(ch[l], PQ);
+                }
               }
               float* to = dyt + k * E * ldy + kb * L;
               int64_t e = 0;
@@ -1470,6 +1480,14 @@ void correlate_weight_grad(float* dweight, const float* dout, const float* src, 
       }
     }
   }
+  if (bias) {
+    for (int64_t c = 0; c < d.groups * d.K; ++c) {
+      double t = 0;
+      for (int64_t n = 0; n < d.N; ++n) t += plane_sums[n * d.groups * d.K + c];
+      dbias[c] += float(t);
+    }
+  }
+  return bias;
 }
 
 // Whether a correlation of these channel counts fills the tiles well enough to beat the GEMM:
@@ -1638,13 +1656,15 @@ void conv2d_direct_backward_data(float* dinp, const float* dout, const float* we
   });
 }
 
-void conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
-                                   const Conv2dGeom& g, bool parallel) {
+bool conv2d_direct_backward_weight(float* dweight, float* dbias, const float* dout,
+                                   const float* inp, const Conv2dGeom& g, bool parallel) {
   const Corr d{g.N, g.groups, g.Cg(), g.Kg(), g.H, g.W, g.P, g.Q, g.R, g.S, g.stride_h,
                g.stride_w, g.dil_h, g.dil_w, g.pad_t, g.pad_l, parallel};
+  bool bias = false;
   dispatch([&](auto v) {
-    correlate_weight_grad<typename decltype(v)::type>(dweight, dout, inp, d);
+    bias = correlate_weight_grad<typename decltype(v)::type>(dweight, dbias, dout, inp, d);
   });
+  return bias;
 }
 
 #else
@@ -1654,7 +1674,10 @@ bool conv2d_direct_applies(ConvPass, const Conv2dGeom&) { return false; }
 void conv2d_direct_forward(float*, const float*, const float*, const float*, const Conv2dGeom&,
                            bool) {}
 void conv2d_direct_backward_data(float*, const float*, const float*, const Conv2dGeom&, bool) {}
-void conv2d_direct_backward_weight(float*, const float*, const float*, const Conv2dGeom&, bool) {}
+bool conv2d_direct_backward_weight(float*, float*, const float*, const float*, const Conv2dGeom&,
+                                   bool) {
+  return false;
+}
 
 #endif
 

@@ -38,8 +38,10 @@ void conv2d_direct_forward(float* out, const float* inp, const float* weight, co
 void conv2d_direct_backward_data(float* dinp, const float* dout, const float* weight,
                                  const Conv2dGeom& g, bool parallel);
 
-// dweight += conv2d's weight gradient for dout.
-void conv2d_direct_backward_weight(float* dweight, const float* dout, const float* inp,
-                                   const Conv2dGeom& g, bool parallel);
+// dweight += conv2d's weight gradient for dout; dbias (unless null) += its bias gradient, as
+// conv.cpp's channel_sums gives it, where the weight gradient's items hold whole planes of dy.
+// Returns whether dbias was summed.
+bool conv2d_direct_backward_weight(float* dweight, float* dbias, const float* dout,
+                                   const float* inp, const Conv2dGeom& g, bool parallel);
 
 }  // namespace fc
