@@ -59,6 +59,9 @@ CASES = [
     _case("row_tile_5x5_both_edges_one_tile", 2, 6, 9, 17, 12, 5, 5, padding=2),
     _case("edge_tiles_3x3_wide_rows", 1, 10, 5, 37, 40, 3, 3, padding=1),
     _case("edge_reach_not_half_kernel", 1, 8, 8, 30, 32, 5, 5, padding=(2, 1)),
+    # An odd count of channel blocks (40: three of 16, five of 8): the lone last block's tiles
+    # hold a kernel row's weights, its edge tiles too.
+    _case("lone_block_5x5_wide_rows", 2, 8, 9, 33, 40, 5, 5, padding=2),
     # First layers: one input channel, 25 taps; the weight gradient's tiles, 6 channels of a
     # vector's lanes.
     _case("first_layer_one_channel", 3, 1, 13, 11, 16, 5, 5, padding=2),

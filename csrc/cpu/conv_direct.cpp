@@ -918,7 +918,12 @@ void inside_rows(Tile& t, const Corr& d, int64_t p) {
 template <typename V>
 struct RowTiles {
   TilePick<V> pick;
+  // An odd block count's lone last block: row tiles where they apply (each pixel's broadcast
+  // feeds the S outputs it reaches, where a tap tile's feeds one: Inception's 16 -> 48 5x5
+  // forward 4.17 -> 3.82 ms, two threads, batch 64 at 28x28), else pick's tiles.
+  TilePick<V> lone;
   int64_t G, nt;
+  const TilePick<V>& blocks(int64_t J) const { return J == 1 ? lone : pick; }
 };
 
 template <typename V>
@@ -926,9 +931,11 @@ RowTiles<V> row_tiles(const Corr& d) {
   constexpr int64_t L = kLanes<V>;
   // A layer of one channel block runs J = 1 tiles alone, which take more pixels.
   const TilePick<V> pick = tile_pick<V>(d);
+  TilePick<V> lone = pick;
+  if (pick.edge_s) lone.S = pick.edge_s;  // unit column stride and dilation, 3 or 5 wide
   const int64_t maxrr = pick.max_rr(std::min<int64_t>(ceil_div(d.K, L), 2));
   const int64_t G = std::min<int64_t>(kMaxGroups, maxrr / d.Q);
-  return {pick, G, G >= 2 ? 0 : ceil_div(d.Q, maxrr)};
+  return {pick, lone, G, G >= 2 ? 0 : ceil_div(d.Q, maxrr)};
 }
 
 // A correlation's part in a work item: its geometry and tiles, the buffer at the window of the
@@ -1029,7 +1036,7 @@ void correlate_rows_item(float* out, const ItemPart<V>* parts, int nparts, int64
           const int64_t er = std::max<int64_t>(0, (di.Q - 1) * di.sw + (di.S - 1) * di.dw + 1 -
                                                       di.ow - di.W);
           const TileFn edge = parts[i].rt->pick.rows(groups, di.Q, J, di.sw, el, er);
-          (edge ? edge : parts[i].rt->pick(groups, di.Q, J, di.sw))(t[i]);
+          (edge ? edge : parts[i].rt->blocks(J)(groups, di.Q, J, di.sw))(t[i]);
         }
         for (int64_t jb = 0; jb < J; ++jb) {
           const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
@@ -1124,8 +1131,9 @@ void correlate_item(float* out, const ItemPart<V>* parts, int nparts, int64_t Wb
           const int64_t el = std::max<int64_t>(0, di.ow - q0 * di.sw);
           const int64_t er = std::max<int64_t>(
               0, (q0 + RR - 1) * di.sw + (di.S - 1) * di.dw + 1 - di.ow - di.W);
-          const TileFn edge = parts[i].rt->pick.edge(RR, J, el, er);
-          (edge ? edge : parts[i].rt->pick(1, RR, J, di.sw))(t[i]);
+          const TilePick<V>& pick = parts[i].rt->blocks(J);
+          const TileFn edge = pick.edge(RR, J, el, er);
+          (edge ? edge : pick(1, RR, J, di.sw))(t[i]);
         }
         for (int64_t j = 0; j < J; ++j) {
           const int64_t k1 = std::min(L, d.K - (kb + j) * L);
