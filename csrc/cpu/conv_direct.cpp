@@ -369,14 +369,16 @@ constexpr std::array<std::array<TileFn, kMaxEdgeRowRR>, kMaxGroups> rows_edge_gr
            rows_edge_row<V, 3, SW, E>(seq), rows_edge_row<V, 4, SW, E>(seq)}};
 }
 
-// How a correlation's tiles are picked: row tiles of S taps (S > 0) or tap tiles; for a row
-// at the plane's edge, an edge tile where one applies (edge_s: the kernel's width, 3 or 5, at
-// unit column stride and dilation; else 0; rows_edge: a 3-wide kernel at column stride 1 or 2,
-// unit dilation).
+// How a correlation's tiles are picked (S: the kernel's width, 3 or 5, at unit column stride
+// and dilation, else 0; rows_edge: a 3-wide kernel at column stride 1 or 2, unit dilation).
+// One channel block (a layer of one, or an odd count's lone last block) takes row tiles where
+// S is set: each pixel's broadcast feeds the S outputs it reaches, where a tap tile's feeds one
+// (Inception's 16 -> 48 5x5 forward, whose third block took tap tiles, 4.17 -> 3.82 ms, two
+// threads, batch 64 at 28x28). Two blocks take tap tiles. For a row at the plane's edge, an
+// edge tile where one applies.
 template <typename V>
 struct TilePick {
   int64_t S = 0;
-  int64_t edge_s = 0;
   bool rows_edge = false;
   // The edge tile of g whole rows of rr pixels, J blocks, column stride sw, whose windows start
   // in el columns of padding and end in er; nullptr where none applies.
@@ -390,30 +392,29 @@ struct TilePick {
     }
     return tables[sw - 1][el + 2 * er - 1][g - 1][rr - 1];
   }
-  // The edge tile of rr pixels, J blocks, whose window starts in el columns of padding and ends
-  // in er; nullptr where none applies (no padding in reach, a reach other than the kernel's
-  // half width, a lone block of a tap tile).
+  // The edge tile of rr pixels, J blocks (1 or 2), whose window starts in el columns of padding
+  // and ends in er; nullptr where none applies (no padding in reach, a reach other than the
+  // kernel's half width).
   TileFn edge(int64_t rr, int64_t j, int64_t el, int64_t er) const {
     static constexpr std::array<std::array<TileFn, kMaxRR1<V>>, 3> tables[2][2] = {
         {edge_tile_patterns<V, false, 3>(), edge_tile_patterns<V, false, 5>()},
         {edge_tile_patterns<V, true, 3>(), edge_tile_patterns<V, true, 5>()}};
-    const int64_t P = (edge_s - 1) / 2;
-    if (!edge_s || (el == 0 && er == 0) || (el != 0 && el != P) || (er != 0 && er != P) ||
-        (!S && j != 2)) {
+    const int64_t P = (S - 1) / 2;
+    if (!S || (el == 0 && er == 0) || (el != 0 && el != P) || (er != 0 && er != P)) {
       return nullptr;
     }
-    return tables[S != 0][edge_s == 5][(el ? 1 : 0) + (er ? 2 : 0) - 1][rr - 1];
+    return tables[j == 1][S == 5][(el ? 1 : 0) + (er ? 2 : 0) - 1][rr - 1];
   }
   // The most pixels a tile of J blocks takes.
   int64_t max_rr(int64_t J) const {
-    if (S == 3) return kMaxRowRR<V, 3>;
-    if (S == 5) return kMaxRowRR<V, 5>;
+    if (J == 1 && S == 3) return kMaxRowRR<V, 3>;
+    if (J == 1 && S == 5) return kMaxRowRR<V, 5>;
     return fc::max_rr<V>(J);
   }
   TileFn operator()(int64_t g, int64_t rr, int64_t j, int64_t sw) const {
     static constexpr std::array<std::array<TileFn, kMaxRR1<V>>, kMaxGroups> rows[2] = {
         row_tile_groups<V, 3>(), row_tile_groups<V, 5>()};
-    if (S) return rows[S == 5][g - 1][rr - 1];
+    if (j == 1 && S) return rows[S == 5][g - 1][rr - 1];
     return pick_tile<V>(g, rr, j, sw);
   }
 };
@@ -526,13 +527,10 @@ struct Corr {
   int64_t row() const { return yr ? yr : Q; }
 };
 
-// Row tiles for a layer of one channel block whose kernel rows they cover, else tap tiles.
 template <typename V>
 TilePick<V> tile_pick(const Corr& d) {
   const bool unit = d.sw == 1 && d.dw == 1 && row_tile_width(d.S);
-  const bool rows = ceil_div(d.K, kLanes<V>) == 1 && unit;
-  return TilePick<V>{rows ? d.S : 0, unit ? d.S : 0,
-                     (d.sw == 1 || d.sw == 2) && d.dw == 1 && d.S == 3};
+  return TilePick<V>{unit ? d.S : 0, (d.sw == 1 || d.sw == 2) && d.dw == 1 && d.S == 3};
 }
 
 // Where the weight of group gi, output channel k, input channel c and tap (r, s) of a
@@ -918,12 +916,7 @@ void inside_rows(Tile& t, const Corr& d, int64_t p) {
 template <typename V>
 struct RowTiles {
   TilePick<V> pick;
-  // An odd block count's lone last block: row tiles where they apply (each pixel's broadcast
-  // feeds the S outputs it reaches, where a tap tile's feeds one: Inception's 16 -> 48 5x5
-  // forward 4.17 -> 3.82 ms, two threads, batch 64 at 28x28), else pick's tiles.
-  TilePick<V> lone;
   int64_t G, nt;
-  const TilePick<V>& blocks(int64_t J) const { return J == 1 ? lone : pick; }
 };
 
 template <typename V>
@@ -931,11 +924,9 @@ RowTiles<V> row_tiles(const Corr& d) {
   constexpr int64_t L = kLanes<V>;
   // A layer of one channel block runs J = 1 tiles alone, which take more pixels.
   const TilePick<V> pick = tile_pick<V>(d);
-  TilePick<V> lone = pick;
-  if (pick.edge_s) lone.S = pick.edge_s;  // unit column stride and dilation, 3 or 5 wide
   const int64_t maxrr = pick.max_rr(std::min<int64_t>(ceil_div(d.K, L), 2));
   const int64_t G = std::min<int64_t>(kMaxGroups, maxrr / d.Q);
-  return {pick, lone, G, G >= 2 ? 0 : ceil_div(d.Q, maxrr)};
+  return {pick, G, G >= 2 ? 0 : ceil_div(d.Q, maxrr)};
 }
 
 // A correlation's part in a work item: its geometry and tiles, the buffer at the window of the
@@ -1036,7 +1027,7 @@ void correlate_rows_item(float* out, const ItemPart<V>* parts, int nparts, int64
           const int64_t er = std::max<int64_t>(0, (di.Q - 1) * di.sw + (di.S - 1) * di.dw + 1 -
                                                       di.ow - di.W);
           const TileFn edge = parts[i].rt->pick.rows(groups, di.Q, J, di.sw, el, er);
-          (edge ? edge : parts[i].rt->blocks(J)(groups, di.Q, J, di.sw))(t[i]);
+          (edge ? edge : parts[i].rt->pick(groups, di.Q, J, di.sw))(t[i]);
         }
         for (int64_t jb = 0; jb < J; ++jb) {
           const int64_t k1 = std::min(L, d.K - (kb + jb) * L);
@@ -1131,9 +1122,8 @@ void correlate_item(float* out, const ItemPart<V>* parts, int nparts, int64_t Wb
           const int64_t el = std::max<int64_t>(0, di.ow - q0 * di.sw);
           const int64_t er = std::max<int64_t>(
               0, (q0 + RR - 1) * di.sw + (di.S - 1) * di.dw + 1 - di.ow - di.W);
-          const TilePick<V>& pick = parts[i].rt->blocks(J);
-          const TileFn edge = pick.edge(RR, J, el, er);
-          (edge ? edge : pick(1, RR, J, di.sw))(t[i]);
+          const TileFn edge = parts[i].rt->pick.edge(RR, J, el, er);
+          (edge ? edge : parts[i].rt->pick(1, RR, J, di.sw))(t[i]);
         }
         for (int64_t j = 0; j < J; ++j) {
           const int64_t k1 = std::min(L, d.K - (kb + j) * L);
