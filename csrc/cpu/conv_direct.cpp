@@ -419,9 +419,10 @@ struct TilePick {
   }
 };
 
-// Weight-gradient tile: T kernel taps times J blocks of `lanes` output channels, summed over a
-// block of output pixels. Taps run along the flattened (c, r, s) so that a tile stays full
-// whatever the kernel's shape; each pixel loads J dy vectors and broadcasts T input pixels.
+// Weight-gradient tile: T kernel taps times J blocks of `lanes` output channels, summed over
+// the output pixels [p0, p1) x [q0, q1) of an item's rows (where one of the taps reads inside
+// the source; elsewhere all read padding, zeros). Each pixel loads J dy vectors and broadcasts
+// T input pixels.
 struct GradTile {
   const float* x;      // the item's buffer
   const int64_t* off;  // buffer offset of each tap's pixel for output pixel (0, 0)
@@ -430,6 +431,7 @@ struct GradTile {
   int64_t images;      // whole planes side by side in the buffer, xplane floats apart
   int64_t xplane;
   int64_t rows, Q, Wb, sh, sw;
+  int64_t p0, p1, q0, q1;
   int64_t ldy;    // floats per dy pixel
   int64_t block;  // floats from one block's packed sums to the next
 };
@@ -460,19 +462,33 @@ inline void grad_tile_body(const GradTile& t) {
 #pragma GCC unroll 3
     for (int j = 0; j < J; ++j) acc[u][j] = V{};
   }
-  for (int64_t ip = 0; ip < t.images * t.rows; ++ip) {
-    const float* d = t.dy + ip * t.Q * t.ldy;
-    const int64_t xrow = ip / t.rows * t.xplane + ip % t.rows * t.sh * t.Wb;
-    for (int64_t q = 0; q < t.Q; ++q) {
-      V dv[J];
+  // One output pixel: its J dy vectors (at d) times each tap's input pixel (xo past xt[u]).
+  const auto pixel = [&](const float* d, int64_t xo) __attribute__((always_inline)) {
+    V dv[J];
 #pragma GCC unroll 3
-      for (int j = 0; j < J; ++j) std::memcpy(&dv[j], d + q * t.ldy + j * L, sizeof(V));
-      const int64_t xo = xrow + q * t.sw;
+    for (int j = 0; j < J; ++j) std::memcpy(&dv[j], d + j * L, sizeof(V));
 #pragma GCC unroll 16
-      for (int u = 0; u < T; ++u) {
-        const V b = xt[u][xo] - V{};
+    for (int u = 0; u < T; ++u) {
+      const V b = xt[u][xo] - V{};
 #pragma GCC unroll 3
-        for (int j = 0; j < J; ++j) acc[u][j] += b * dv[j];
+      for (int j = 0; j < J; ++j) acc[u][j] += b * dv[j];
+    }
+  };
+  // Every pixel of the item in one loop over its rows where the run reads inside the source
+  // at all of them: nested loops over images and rows took 4 % longer (ResNet-18's 256 -> 512
+  // stride-2 layer at batch 4, two threads).
+  if (t.p0 == 0 && t.p1 == t.rows && t.q0 == 0 && t.q1 == t.Q) {
+    for (int64_t ip = 0; ip < t.images * t.rows; ++ip) {
+      const float* d = t.dy + ip * t.Q * t.ldy;
+      const int64_t xrow = ip / t.rows * t.xplane + ip % t.rows * t.sh * t.Wb;
+      for (int64_t q = 0; q < t.Q; ++q) pixel(d + q * t.ldy, xrow + q * t.sw);
+    }
+  } else {
+    for (int64_t n = 0; n < t.images; ++n) {
+      for (int64_t p = t.p0; p < t.p1; ++p) {
+        const float* d = t.dy + (n * t.rows + p) * t.Q * t.ldy;
+        const int64_t xrow = n * t.xplane + p * t.sh * t.Wb;
+        for (int64_t q = t.q0; q < t.q1; ++q) pixel(d + q * t.ldy, xrow + q * t.sw);
       }
     }
   }
@@ -684,12 +700,11 @@ void fill_buffer(float* buf, const float* src, const Corr& d, int64_t top, int64
   }
 }
 
-// off[i] = the buffer offset of tap u0 + i of the flattened (c, r, s), for i < n: where the
-// pixel that tap reads for output pixel (0, 0) sits in a buffer of hb rows of Wb. Walked as
-// (c, r, s) counters: a division per tap would cost as much as a small layer's tiles.
-void tap_offsets(int64_t* off, int64_t u0, int64_t n, const Corr& d, int64_t hb, int64_t Wb) {
-  const int64_t RS = d.R * d.S;
-  int64_t c = u0 / RS, r = u0 % RS / d.S, s = u0 % d.S;
+// off[i] = the buffer offset of tap i of the flattened (c, r, s), for i < n: where the pixel
+// that tap reads for output pixel (0, 0) sits in a buffer of hb rows of Wb. Walked as (c, r, s)
+// counters: a division per tap would cost as much as a small layer's tiles.
+void tap_offsets(int64_t* off, int64_t n, const Corr& d, int64_t hb, int64_t Wb) {
+  int64_t c = 0, r = 0, s = 0;
   for (int64_t i = 0; i < n; ++i) {
     off[i] = (c * hb + r * d.dh) * Wb + s * d.dw;
     if (++s == d.S) {
@@ -1077,7 +1092,7 @@ void correlate_rows(float* out, const float* src, const float* wpack, const floa
   {
     float* buf = bufs.get() + thread_id() * ip.imgs * plane;
     int64_t* off = offs.get() + thread_id() * taps;
-    tap_offsets(off, 0, taps, d, hb, Wb);
+    tap_offsets(off, taps, d, hb, Wb);
     alignas(64) float res[kMaxRR1<V> * kLanes<V>];
     int64_t ready = 0;  // image slots of buf whose zeros are in place (fill_buffer)
     // As correlate's items: taken as threads come free.
@@ -1159,7 +1174,7 @@ void correlate(float* out, const float* src, const float* wpack, const float* bp
     for (int64_t i = 0; i < items; ++i) {
       const Item it = load_item(i, b, buf, src, d, filled);
       // Only an item with fewer rows than the others (the last block) has a different hb.
-      if (it.hb != off_hb) tap_offsets(off, 0, taps, d, it.hb, Wb), off_hb = it.hb;
+      if (it.hb != off_hb) tap_offsets(off, taps, d, it.hb, Wb), off_hb = it.hb;
       const ItemPart<V> part{&d, &rt, buf, off, wpack};
       correlate_item<V>(out, &part, 1, Wb, bpack, it.n, it.gi, it.p0, it.p1, res);
     }
@@ -1259,7 +1274,7 @@ void correlate_phases(const std::vector<Phase>& phases, const float* src, const 
     float* buf = bufs.get() + thread_id() * ip.imgs * plane;
     int64_t* off = offs.get() + thread_id() * first[nph];
     for (int64_t i = 0; i < nph; ++i) {
-      tap_offsets(off + first[i], 0, first[i + 1] - first[i], phases[i].d, f.hb, f.Wb);
+      tap_offsets(off + first[i], first[i + 1] - first[i], phases[i].d, f.hb, f.Wb);
     }
     int64_t ready = 0;  // image slots of buf whose zeros are in place (fill_buffer)
     alignas(64) float res[2 * kMaxRR1<V> * kLanes<V>];
@@ -1300,6 +1315,127 @@ template <typename V>
 void run_corr(float* out, const float* src, const float* bias, const Corr& d, const WeightMap& m) {
   const auto wpack = pack_weights<V>(d, m);
   correlate<V>(out, src, wpack.get(), pack_bias<V>(bias, d).get(), d);
+}
+
+// The outputs [first, second) along one axis (out of them) whose window position t reads inside
+// a source of n: i * st + t * dl - pad in [0, n).
+std::pair<int64_t, int64_t> outputs_inside(int64_t t, int64_t st, int64_t dl, int64_t pad,
+                                           int64_t n, int64_t out) {
+  const int64_t lo = pad - t * dl, hi = n - 1 + pad - t * dl;  // lo <= i * st <= hi
+  if (hi < 0) return {0, 0};
+  return {std::min(out, lo <= 0 ? 0 : ceil_div(lo, st)), std::min(out, hi / st + 1)};
+}
+
+// A weight-gradient tile's taps, [u0, u0 + taps) of its plan's order, and the output pixels
+// [p0, p1) x [q0, q1) where one of them reads inside the source (none: p0 >= p1).
+struct GradRun {
+  int64_t u0, taps, p0, p1, q0, q1;
+};
+
+// The taps in the order of the packed sums, and the runs of tiles over them: `pairs` for tiles
+// of two blocks (or one), `threes` for an odd block count's last three.
+struct GradPlan {
+  std::vector<int64_t> tap;      // flattened (c, r, s) of each
+  std::vector<int64_t> channel;  // its c
+  std::vector<int64_t> within;   // its offset within a channel's buffer rows of Wb
+  std::vector<int32_t> r, s;
+  std::vector<int64_t> at;  // where each flattened (c, r, s) is in the order
+  std::vector<GradRun> pairs, threes;
+
+  void reserve(int64_t n) {
+    for (auto* v : {&tap, &channel, &within}) v->reserve(n);
+    r.reserve(n), s.reserve(n);
+  }
+  void add(const Corr& d, int64_t c, int64_t r1, int64_t s1, int64_t Wb) {
+    tap.push_back((c * d.R + r1) * d.S + s1);
+    channel.push_back(c);
+    within.push_back(r1 * d.dh * Wb + s1 * d.dw);
+    r.push_back(int32_t(r1)), s.push_back(int32_t(s1));
+  }
+};
+
+// Taps of a kernel up to which the weight gradient's tiles may take them in (r, s, c) order.
+// Runs of 14 channels at one (r, s) read 14 planes where runs of the flattened (c, r, s) read one
+// or two: with 2304 taps (ResNet-18's 256 -> 512 stride-2 layer at 7x7) that cost more than the
+// 30 % of products it left out at batch 4 and 16 (1.0-1.12x the time on two threads); with 400
+// (fashion_cnn conv2, Inception's 16 -> 32 5x5) it ran 0.91 and 0.97x.
+constexpr int64_t kReorderTaps = 512;
+
+// Tiles that leave out products with padding. The flattened (c, r, s) in runs of up to T taps
+// (each run's pixels those where one of its taps reads the source) or, for kernels of up to
+// kReorderTaps taps, the taps in (r, s, c) order cut evenly as one sequence, per kernel row or
+// per (r, s): the order and cut with the fewest estimated cycles for tiles of two blocks
+// (pixels times taps + 2, the dy loads) win, the first on a tie; tiles of three blocks take the
+// same order, their own cut (none where three_taps is 0). fashion_cnn conv2 (5x5 at padding 2
+// on 14x14, 16 % of its products with padding) takes its taps per kernel row.
+GradPlan plan_grad_runs(const Corr& d, int64_t Wb, int64_t pair_taps, int64_t three_taps) {
+  const int64_t RS = d.R * d.S, CRS = d.C * RS;
+  std::vector<std::pair<int64_t, int64_t>> rows(d.R), cols(d.S);
+  for (int64_t r = 0; r < d.R; ++r) rows[r] = outputs_inside(r, d.sh, d.dh, d.oh, d.H, d.P);
+  for (int64_t s = 0; s < d.S; ++s) cols[s] = outputs_inside(s, d.sw, d.dw, d.ow, d.W, d.Q);
+  // Built in nested loops and the runs in order without a sort: the divisions of either took
+  // 56 us of ResNet-18's 256 -> 512 stride-2 weight gradient at batch 1 (0.3 ms a call).
+  GradPlan flat, reordered;
+  flat.reserve(CRS);
+  for (int64_t c = 0; c < d.C; ++c) {
+    for (int64_t r = 0; r < d.R; ++r) {
+      for (int64_t s = 0; s < d.S; ++s) flat.add(d, c, r, s, Wb);
+    }
+  }
+  if (CRS <= kReorderTaps) reordered.reserve(CRS);
+  for (int64_t rs = 0; CRS <= kReorderTaps && rs < RS; ++rs) {
+    for (int64_t c = 0; c < d.C; ++c) reordered.add(d, c, rs / d.S, rs % d.S, Wb);
+  }
+  // The runs of T taps of o cut into segments of seg taps (even: as evenly as ceil(seg / T)
+  // runs allow, else T at a time), and their estimated cost. Runs at the same place of their
+  // segments follow each other: they read the same channels (the next kernel row or column of
+  // them), still in L1.
+  const auto cut = [&](const GradPlan& o, int64_t T, int64_t seg, bool even) {
+    std::pair<std::vector<GradRun>, int64_t> res{{}, 0};
+    const int64_t k = ceil_div(seg, T);
+    res.first.reserve(k * (CRS / seg));
+    for (int64_t i = 0; i < k; ++i) {
+      for (int64_t s0 = 0; s0 < CRS; s0 += seg) {
+        const int64_t u0 = s0 + (even ? seg * i / k : i * T);
+        const int64_t u1 = s0 + (even ? seg * (i + 1) / k : std::min(seg, (i + 1) * T));
+        GradRun g{u0, u1 - u0, d.P, 0, d.Q, 0};
+        for (int64_t u = u0; u < u1; ++u) {
+          const auto [pa, pb] = rows[o.r[u]];
+          const auto [qa, qb] = cols[o.s[u]];
+          if (pa >= pb || qa >= qb) continue;
+          g.p0 = std::min(g.p0, pa), g.p1 = std::max(g.p1, pb);
+          g.q0 = std::min(g.q0, qa), g.q1 = std::max(g.q1, qb);
+        }
+        if (g.p0 < g.p1) res.second += (g.p1 - g.p0) * (g.q1 - g.q0) * (g.taps + 2);
+        res.first.push_back(g);
+      }
+    }
+    return res;
+  };
+  // The reordered taps' cheapest cut for tiles of T taps.
+  const auto best_cut = [&](int64_t T) {
+    std::pair<std::vector<GradRun>, int64_t> best{{}, -1};
+    for (const int64_t seg : {CRS, d.C * d.S, d.C}) {
+      auto c = cut(reordered, T, seg, true);
+      if (best.second < 0 || c.second < best.second) best = std::move(c);
+    }
+    return best;
+  };
+  auto [runs, cost] = cut(flat, pair_taps, CRS, false);
+  if (!reordered.tap.empty()) {
+    auto re = best_cut(pair_taps);
+    if (re.second < cost) {
+      reordered.pairs = std::move(re.first);
+      if (three_taps) reordered.threes = best_cut(three_taps).first;
+      reordered.at.resize(CRS);
+      for (int64_t u = 0; u < CRS; ++u) reordered.at[reordered.tap[u]] = u;
+      return reordered;
+    }
+  }
+  flat.pairs = std::move(runs);
+  if (three_taps) flat.threes = cut(flat, three_taps, CRS, false).first;
+  flat.at = flat.tap;
+  return flat;
 }
 
 // Images per weight-gradient item when a whole plane fits the buffer: enough output pixels
@@ -1354,6 +1490,9 @@ bool correlate_weight_grad(float* dweight, float* dbias, const float* dout, cons
   // The rows of a last channel block past K (its lanes zero).
   const auto zeros = alloc_vector<float>(d.K % L ? std::max(b.rows * d.Q, PQ) : 0,
                                          "conv2d_backward_cpu (grad_weight, direct): buffers");
+  // An odd block count's last three blocks (kb3 below) take tiles of their own.
+  const GradPlan plan =
+      plan_grad_runs(d, Wb, kMaxTaps<V>, KB >= 3 && KB % 2 ? grad_taps<V>(3) : 0);
 #pragma omp parallel num_threads(threads) if (d.parallel)
   {
     float* buf = bufs.get() + thread_id() * (ws + dws);
@@ -1415,28 +1554,35 @@ bool correlate_weight_grad(float* dweight, float* dbias, const float* dout, cons
             }
           }
         });
-        GradTile t{buf, nullptr, nullptr, nullptr, m, plane, rows, d.Q, Wb, d.sh, d.sw, ldy,
-                   block};
+        GradTile t{buf, off, nullptr, nullptr, m, plane, rows, d.Q, Wb, d.sh, d.sw, 0, 0, 0, 0,
+                   ldy, block};
+        // Whether run g has pixels in this item's rows; if so, its offsets and pixels into t.
+        const auto place = [&](const GradRun& g) {
+          t.p0 = std::max(g.p0, p0) - p0, t.p1 = std::min(g.p1, p0 + rows) - p0;
+          if (t.p0 >= t.p1) return false;
+          t.q0 = g.q0, t.q1 = g.q1;
+          for (int64_t u = g.u0; u < g.u0 + g.taps; ++u) {
+            off[u - g.u0] = plan.channel[u] * item_hb * Wb + plan.within[u];
+          }
+          return true;
+        };
         // Each run of taps for every pair of blocks in turn (the run's input pixels stay in
         // L1), then an odd count's last three blocks in runs of their own.
         const int64_t kb3 = kb1 - kb0 >= 3 && (kb1 - kb0) % 2 ? kb1 - 3 : kb1;
-        for (int64_t u0 = 0; u0 < CRS; u0 += kMaxTaps<V>) {
-          const int64_t taps = std::min<int64_t>(kMaxTaps<V>, CRS - u0);
-          tap_offsets(off, u0, taps, d, item_hb, Wb);
-          t.off = off;
+        for (const GradRun& g : plan.pairs) {
+          if (!place(g)) continue;
           for (int64_t kb = kb0; kb < kb3; kb += 2) {
             t.dy = dyt + kb * L;
-            t.sum = sum + (gi * KB + kb) * block + u0 * L;
-            pick_grad_tile<V>(taps, std::min<int64_t>(2, kb3 - kb))(t);
+            t.sum = sum + (gi * KB + kb) * block + g.u0 * L;
+            pick_grad_tile<V>(g.taps, std::min<int64_t>(2, kb3 - kb))(t);
           }
         }
-        for (int64_t u0 = 0; kb3 < kb1 && u0 < CRS; u0 += grad_taps<V>(3)) {
-          const int64_t taps = std::min<int64_t>(grad_taps<V>(3), CRS - u0);
-          tap_offsets(off, u0, taps, d, item_hb, Wb);
-          t.off = off;
+        for (size_t ri = 0; kb3 < kb1 && ri < plan.threes.size(); ++ri) {
+          const GradRun& g = plan.threes[ri];
+          if (!place(g)) continue;
           t.dy = dyt + kb3 * L;
-          t.sum = sum + (gi * KB + kb3) * block + u0 * L;
-          pick_grad_tile<V>(taps, 3)(t);
+          t.sum = sum + (gi * KB + kb3) * block + g.u0 * L;
+          pick_grad_tile<V>(g.taps, 3)(t);
         }
       }
     }
@@ -1450,6 +1596,7 @@ bool correlate_weight_grad(float* dweight, float* dbias, const float* dout, cons
     const int64_t gi = gkb / KB, kb = gkb % KB, lanes = std::min(L, d.K - kb * L);
     const float* part = sums.get() + gkb * block;
     float* dw = dweight + (gi * d.K + kb * L) * CRS;
+    const int64_t* at = plan.at.data();  // a local: the copies below may alias the vector
     int64_t u0 = 0;
     run_for<V>([&] {
       for (; u0 + L <= CRS; u0 += L) {
@@ -1462,7 +1609,7 @@ bool correlate_weight_grad(float* dweight, float* dbias, const float* dout, cons
         for (int p = 0; p < copies; ++p) {
           for (int64_t i = 0; i < L; ++i) {
             V v;
-            std::memcpy(&v, part + p * wsize + (u0 + i) * L, sizeof(V));
+            std::memcpy(&v, part + p * wsize + at[u0 + i] * L, sizeof(V));
             r[i] += v;
           }
         }
@@ -1473,7 +1620,7 @@ bool correlate_weight_grad(float* dweight, float* dbias, const float* dout, cons
     for (int64_t l = 0; l < lanes; ++l) {
       for (int64_t u = u0; u < CRS; ++u) {
         float s = dw[l * CRS + u];
-        for (int p = 0; p < copies; ++p) s += part[p * wsize + u * L + l];
+        for (int p = 0; p < copies; ++p) s += part[p * wsize + at[u] * L + l];
         dw[l * CRS + u] = s;
       }
     }
