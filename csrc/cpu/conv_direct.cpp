@@ -1356,10 +1356,12 @@ struct GradPlan {
 
 // Taps of a kernel up to which the weight gradient's tiles may take them in (r, s, c) order.
 // Runs of 14 channels at one (r, s) read 14 planes where runs of the flattened (c, r, s) read one
-// or two: with 2304 taps (ResNet-18's 256 -> 512 stride-2 layer at 7x7) that cost more than the
-// 30 % of products it left out at batch 4 and 16 (1.0-1.12x the time on two threads); with 400
-// (fashion_cnn conv2, Inception's 16 -> 32 5x5) it ran 0.91 and 0.97x.
-constexpr int64_t kReorderTaps = 512;
+// or two: with 2304 taps (ResNet-18's 256 -> 512 stride-2 layer at 7x7, whole planes of several
+// images an item) that cost more than the 30 % of products it left out at batch 4 and 16
+// (1.0-1.12x the time on two threads). Up to 1600 it paid: fashion_cnn conv2 and Inception's
+// 16 -> 32 5x5 (400 taps) 0.91x and 0.97x, AlexNet's conv2 (1600) 0.93x, ResNet-18's stride-2
+// 3x3 layers of 576 and 1152 taps 0.95-1.0x.
+constexpr int64_t kReorderTaps = 2048;
 
 // Tiles that leave out products with padding. The flattened (c, r, s) in runs of up to T taps
 // (each run's pixels those where one of its taps reads the source) or, for kernels of up to
