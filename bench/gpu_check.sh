@@ -83,8 +83,13 @@ pytest_line() {  # the last pytest summary line of a log ("12 passed, 1 skipped 
 
 stage_prepare() {
   cd "$root"
-  local py312=${PY312:-$(command -v python3.12 2>/dev/null \
-                         || ls "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)}
+  # The first Python 3.12 that runs: a pyenv shim is on PATH but fails where 3.12 is not the
+  # selected version.
+  local py312=${PY312:-} cand
+  for cand in $(command -v python3.12 2>/dev/null) \
+              $(ls "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null); do
+    [ -z "$py312" ] && "$cand" -c '' 2>/dev/null && py312=$cand
+  done
   local venv=${PREP_VENV:-/tmp/fc-prep-py312} archs=${ARCHS:-90-real;90-virtual}
   local data=${DATA_SRC:-$root/../shared/data}
   [ -x "$py312" ] || { echo "no python3.12 here (set PY312)"; return 1; }
