@@ -1335,19 +1335,18 @@ struct GradRun {
 // The taps in the order of the packed sums, and the runs of tiles over them: `pairs` for tiles
 // of two blocks (or one), `threes` for an odd block count's last three.
 struct GradPlan {
-  std::vector<int64_t> tap;      // flattened (c, r, s) of each
-  std::vector<int64_t> channel;  // its c
+  std::vector<int64_t> channel;  // each tap's c
   std::vector<int64_t> within;   // its offset within a channel's buffer rows of Wb
   std::vector<int32_t> r, s;
   std::vector<int64_t> at;  // where each flattened (c, r, s) is in the order
   std::vector<GradRun> pairs, threes;
 
   void reserve(int64_t n) {
-    for (auto* v : {&tap, &channel, &within}) v->reserve(n);
-    r.reserve(n), s.reserve(n);
+    channel.reserve(n), within.reserve(n), r.reserve(n), s.reserve(n);
+    at.resize(n);
   }
   void add(const Corr& d, int64_t c, int64_t r1, int64_t s1, int64_t Wb) {
-    tap.push_back((c * d.R + r1) * d.S + s1);
+    at[(c * d.R + r1) * d.S + s1] = int64_t(channel.size());
     channel.push_back(c);
     within.push_back(r1 * d.dh * Wb + s1 * d.dw);
     r.push_back(int32_t(r1)), s.push_back(int32_t(s1));
@@ -1424,19 +1423,16 @@ GradPlan plan_grad_runs(const Corr& d, int64_t Wb, int64_t pair_taps, int64_t th
     return best;
   };
   auto [runs, cost] = cut(flat, pair_taps, CRS, false);
-  if (!reordered.tap.empty()) {
+  if (!reordered.channel.empty()) {
     auto re = best_cut(pair_taps);
     if (re.second < cost) {
       reordered.pairs = std::move(re.first);
       if (three_taps) reordered.threes = best_cut(three_taps).first;
-      reordered.at.resize(CRS);
-      for (int64_t u = 0; u < CRS; ++u) reordered.at[reordered.tap[u]] = u;
       return reordered;
     }
   }
   flat.pairs = std::move(runs);
   if (three_taps) flat.threes = cut(flat, three_taps, CRS, false).first;
-  flat.at = flat.tap;
   return flat;
 }
 
@@ -1579,8 +1575,8 @@ bool correlate_weight_grad(float* dweight, float* dbias, const float* dout, cons
             pick_grad_tile<V>(g.taps, std::min<int64_t>(2, kb3 - kb))(t);
           }
         }
-        for (size_t ri = 0; kb3 < kb1 && ri < plan.threes.size(); ++ri) {
-          const GradRun& g = plan.threes[ri];
+        for (const GradRun& g : plan.threes) {
+          if (kb3 == kb1) break;  // no three blocks in this part
           if (!place(g)) continue;
           t.dy = dyt + kb3 * L;
           t.sum = sum + (gi * KB + kb3) * block + g.u0 * L;
