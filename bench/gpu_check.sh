@@ -409,35 +409,15 @@ stage_torch_quick() {
 }
 
 # The selection for the sanitizers: the kernel_cover marker (every _cuda kernel launched once in
-# float32 and float64, on small shapes) when pyproject.toml registers it; otherwise the first
-# float32 and float64 case of every test function (one per function without a dtype), which
-# launches every kernel the tests reach but more than once.
-sanitizer_selection() {  # $1 memcheck|racecheck; writes the pytest arguments, one per line
+# float32 and float64, on small shapes; tests/_cuda.py).
+sanitizer_selection() {  # $1 memcheck|racecheck, $2 a -k expression or empty; one argument a line
   local files=("$root"/tests/test_cuda_*.py) k=${2:-}
   # racecheck: the files whose kernels use shared memory or warp shuffles (implicit-GEMM conv
   # and linear, channel/column sums, softmax, losses, batch norm, pooling gathers)
   [ "$1" = racecheck ] && files=("$root"/tests/test_cuda_{conv,dense,act,loss,norm,pool}.py)
-  if grep -q kernel_cover "$root/pyproject.toml"; then
-    printf '%s\n' -m kernel_cover
-    [ -n "$k" ] && printf '%s\n' -k "$k"
-    printf '%s\n' "${files[@]}"
-    return
-  fi
-  (cd /tmp && "$PY" -m pytest -q --collect-only -p no:cacheprovider \
-     -k "not large and not trains and not command and not deterministic${k:+ and ($k)}" "${files[@]}") \
-    | "$PY" -c '
-import sys
-seen, root = set(), sys.argv[1]
-for line in sys.stdin:
-    line = line.strip()
-    if "::" not in line or line.startswith(("=", "<")):
-        continue
-    func, _, params = line.partition("[")
-    tokens = set(params.rstrip("]").split("-"))
-    key = (func, "f32" if "f32" in tokens else "f64" if "f64" in tokens else "")
-    if key not in seen:
-        seen.add(key)
-        print(f"{root}/{line}")' "$root"
+  printf '%s\n' -m kernel_cover
+  [ -n "$k" ] && printf '%s\n' -k "$k"
+  printf '%s\n' "${files[@]}"
 }
 
 sanitize_with() {  # $1 tool
@@ -447,8 +427,6 @@ sanitize_with() {  # $1 tool
   mapfile -t sel < <(sanitizer_selection "$tool" "$k")
   # never an empty selection: pytest would run the whole suite under the sanitizer
   [ ${#sel[@]} -gt 0 ] || { echo "the $tool selection came out empty"; return 1; }
-  local how="-m kernel_cover"
-  grep -q kernel_cover "$root/pyproject.toml" || how="no kernel_cover marker: first f32/f64 case of each test function"
   cd /tmp
   if ! have compute-sanitizer; then
     if [ "$REHEARSE" != 1 ]; then
@@ -467,7 +445,7 @@ sanitize_with() {  # $1 tool
   local rc=${PIPESTATUS[0]}
   result "$([ $standin = 1 ] && echo "not here, the stand-in ran it: ")$(grep -aE 'ERROR SUMMARY|RACECHECK SUMMARY' \
             "$WORK/$tool.san.log" | sort | uniq -c | sed 's/=//g; s/  */ /g' | tr '\n' ';')" \
-         "pytest: $(pytest_line "$WORK/$tool.pytest.log") ($how)"
+         "pytest: $(pytest_line "$WORK/$tool.pytest.log") (-m kernel_cover)"
   [ $rc -eq 0 ] && [ $standin = 1 ] && return $NOT_HERE
   return $rc
 }

@@ -108,6 +108,13 @@ def test_sampler_interleaves_one_permutation_and_set_epoch_changes_it():
     assert list(plain) == [1, 3, 0]  # 5 padded to 6 with index 0
 
 
+def test_sampler_takes_a_negative_seed_as_torch():
+    """seed + epoch < 0 reached NumPy's generator, which refuses it, at the first iteration."""
+    s = dist.DistributedSampler(12, num_replicas=3, rank=2, seed=-5)
+    s.set_epoch(2)
+    assert s.indices().tolist() == np.random.default_rng(2**64 - 3).permutation(12)[2::3].tolist()
+
+
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(num_replicas=2, rank=2), ValueError, "rank"),
     (dict(num_replicas=0, rank=0), ValueError, "num_replicas"),

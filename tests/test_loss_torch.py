@@ -210,6 +210,28 @@ def test_loss_torch_multi_margin_edge_cases(reduction):
         _check_margin(x, np.zeros(4, np.int64), 1, 1.0, None, reduction)
 
 
+def test_loss_torch_multi_margin_takes_a_float_power():
+    """torch takes p=2.0; ours refused any float (and nn.MultiMarginLoss built with one)."""
+    x, t = _margin_data(5, 4, 1.0, np.float64, 9)
+    _check_margin(x, t, 2.0, 1.0, None, "mean")
+    _check_margin(x, t, 1.0, 1.0, None, "sum")
+
+
+@pytest.mark.parametrize("ignore_index", [0, 2, 7])
+def test_loss_torch_cross_entropy_probabilities_refuse_a_class_to_ignore(ignore_index):
+    """torch refuses ignore_index >= 0 with probability targets; ours ignored it silently."""
+    x, y = np.zeros((2, 3)), np.full((2, 3), 1 / 3)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+        TF.cross_entropy(_t(x), _t(y), ignore_index=ignore_index)
+    for call in (lambda: F.cross_entropy(x, y, ignore_index=ignore_index),
+                 lambda: F.cross_entropy_backward(1.0, x, y, ignore_index=ignore_index)):
+        with pytest.raises(ValueError, match=f"ignore_index must be negative with "
+                                             f"class-probability targets .*, got {ignore_index}"):
+            call()
+    x = np.random.default_rng(10).standard_normal((2, 3))
+    _check_ce(x, y, None, "mean", 0.0, ignore_index=-1)  # a negative one ignores nothing
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_loss_torch_cross_entropy_empty(reduction):
     """No items: 'mean' is NaN, 'sum' 0, 'none' empty, the gradient empty."""

@@ -80,7 +80,7 @@ def test_layers_reject_non_arrays_and_bad_arguments():
         nn.Sigmoid()(3.0)
     with pytest.raises(ValueError, match="between 0 and 1"):
         nn.Dropout(1.5)
-    with pytest.raises(ValueError, match="only p == 1 and p == 2"):
+    with pytest.raises(ValueError, match="MultiMarginLoss: p must be 1 or 2, got 3"):
         nn.MultiMarginLoss(p=3)
     with pytest.raises(ValueError, match="reduction"):
         nn.MSELoss(reduction="avg")
@@ -92,6 +92,49 @@ def test_layers_reject_non_arrays_and_bad_arguments():
         nn.ConvTranspose2d(3, 4, 3, groups=2)
     with pytest.raises(RuntimeError, match=r"MSELoss\(\).backward: call the loss"):
         nn.MSELoss().backward()
+
+
+@pytest.mark.parametrize("make,exc,match", [
+    # groups 0 was a ZeroDivisionError, a 1-tuple kernel an IndexError, negative groups NumPy's
+    # "negative dimensions": none named the argument
+    (lambda: nn.Conv2d(4, 4, 3, groups=0), ValueError, "Conv2d: groups must be a positive"),
+    (lambda: nn.ConvTranspose2d(4, 4, 3, groups=-2), ValueError, "groups must be a positive"),
+    (lambda: nn.Conv2d(4, 4, (3,)), ValueError, "Conv2d: kernel_size must be an int or a pair"),
+    (lambda: nn.Conv2d(4, 4, 3.0), TypeError, "Conv2d: kernel_size must be an int or a pair"),
+    (lambda: nn.Conv2d(-1, 4, 3), ValueError, "Conv2d: in_channels must be a non-negative"),
+    (lambda: nn.Conv2d(4, 4, 3, stride=0), ValueError, "Conv2d: stride must be positive"),
+    (lambda: nn.Conv2d(4, 4, 3, dilation=(1, 0)), ValueError, "dilation must be positive"),
+    (lambda: nn.Conv2d(4, 4, 3, padding=-1), ValueError, "padding must be non-negative"),
+    # torch refuses these at construction; ours waited for the first forward
+    (lambda: nn.Conv2d(4, 4, 3, padding="same", stride=2), ValueError, "'same' needs stride 1"),
+    (lambda: nn.Conv2d(4, 4, 3, padding="full"), ValueError, "padding must be 'valid', 'same'"),
+    (lambda: nn.ConvTranspose2d(4, 4, 3, padding="same"), TypeError, "ConvTranspose2d: padding"),
+    (lambda: nn.ConvTranspose2d(4, 4, 3, stride=2, output_padding=2), ValueError,
+     "output_padding must be smaller than the stride or the dilation"),
+])
+def test_conv_layers_check_their_arguments_when_built(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+@pytest.mark.parametrize("start,end,shape,expected", [
+    (1, -1, (0, 3, 4, 4), (0, 48)),
+    (0, 0, (2, 0, 3), (2, 0, 3)),
+    (-1, -1, (0, 3), (0, 3)),
+    (1, 2, (2, 0, 5, 3), (2, 0, 3)),
+])
+def test_flatten_of_zero_size_input_as_torch(start, end, shape, expected):
+    """NumPy cannot infer reshape's -1 when a size is 0: Flatten refused a batch of 0."""
+    layer = nn.Flatten(start, end)
+    x = np.zeros(shape)
+    assert layer(x).shape == expected
+    assert layer.backward(np.zeros(expected)).shape == shape
+
+
+def test_identity_takes_and_ignores_arguments_as_torch():
+    layer = nn.Identity(54, unused="x")
+    x = _x(2, 3)
+    assert layer(x) is x
 
 
 @pytest.mark.parametrize("layer,shape,exc,match", [

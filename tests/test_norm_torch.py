@@ -160,6 +160,24 @@ def test_batch_norm_torch_nan_inf(training):
     assert np.array_equal(np.isnan(rv), np.isnan(rvt.numpy()))
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (0, 3, 4), (2, 3, 0), (0, 3, 2, 2)])
+def test_batch_norm_torch_empty_batch_in_training(shape):
+    """No values per channel: torch returns the empty output, keeps the running statistics and
+    gives zero parameter gradients; fastconv refused it as if it had one value."""
+    x = np.zeros(shape)
+    rm, rv = np.full(3, 0.5), np.full(3, 2.0)
+    w, b = np.full(3, 1.5), np.full(3, 0.25)
+    out, rmt, rvt, grads = _torch_bn(x, rm.copy(), rv.copy(), w, b, True, 0.1, 1e-5, x)
+    y, mean, invstd = F.batch_norm(x, rm, rv, w, b, training=True, return_stats=True)
+    assert y.shape == out.shape == shape
+    np.testing.assert_array_equal(rm, rmt)
+    np.testing.assert_array_equal(rv, rvt)
+    dx, dw, db = F.batch_norm_backward(x, x, w, mean, invstd, training=True)
+    assert dx.shape == shape
+    np.testing.assert_array_equal(dw, grads[1])
+    np.testing.assert_array_equal(db, grads[2])
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(input=np.ones((1, 3)), training=True), "more than 1 value"),
     (dict(eps=0.0, training=True), "eps"),
@@ -238,6 +256,26 @@ def test_local_response_norm_torch_nan_inf():
     fin = np.isfinite(ref)
     assert np.isfinite(out).sum() == fin.sum()
     assert_close(out[fin], ref[fin], 1e-10)
+
+
+@pytest.mark.parametrize("alpha,beta,k", [(0.0, 0.0, 0.0), (1e-4, 0.0, 2.0), (0.0, 0.75, 1.0)])
+def test_local_response_norm_torch_backward_without_cross_term(alpha, beta, k):
+    """beta 0: the cross term was 0 times a sum that may be inf or NaN (k 0, or a non-finite
+    neighbour), NaN across the window; torch gives dy, NaN only where x itself is not finite.
+    alpha 0 (beta not): torch's product with alpha passes the neighbours' NaN on, as ours."""
+    x = rand(np.random.default_rng(46), (2, 5, 3), np.float64)
+    x[0, 2, 1] = np.nan
+    x[1, 3, 0] = np.inf
+    dy = rand(np.random.default_rng(47), x.shape, np.float64)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    out = TF.local_response_norm(xt, 3, alpha, beta, k)
+    (gx,) = torch.autograd.grad(out, (xt,), torch.from_numpy(dy))
+    ours = F.local_response_norm_backward(dy, x, 3, alpha, beta, k)
+    assert np.array_equal(np.isnan(ours), np.isnan(gx.numpy()))
+    fin = np.isfinite(gx.numpy())
+    if beta == 0:
+        assert fin.sum() == x.size - 2
+    assert_close(ours[fin], gx.numpy()[fin], 1e-12)
 
 
 def test_local_response_norm_torch_zero_denominator():

@@ -146,6 +146,16 @@ def test_optim_results_do_not_depend_on_the_thread_count():
     (lambda p: optim.Adagrad(p, lr_decay=-1), "lr_decay"),
     (lambda p: optim.AdamW(p, weight_decay=-1), "weight_decay"),
     (lambda p: optim.SGD([], lr=0.1), "empty parameter list"),
+    # NaN passed a `< 0` check (torch's Adam, RMSprop and Adagrad test `not 0.0 <= value`)
+    (lambda p: optim.Adam(p, lr=float("nan")), "learning rate: nan"),
+    (lambda p: optim.AdamW(p, eps=float("nan")), "epsilon value: nan"),
+    (lambda p: optim.RMSprop(p, alpha=float("nan")), "alpha value: nan"),
+    (lambda p: optim.RMSprop(p, momentum=float("nan")), "momentum value: nan"),
+    (lambda p: optim.Adagrad(p, initial_accumulator_value=float("nan")),
+     "initial_accumulator_value value: nan"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=float("nan")), "weight_decay value: nan"),
+    # a single beta failed only at the first step, unpacking
+    (lambda p: optim.Adam(p, betas=(0.9,)), r"betas must be a pair"),
 ])
 def test_optim_rejects_bad_hyperparameters(make, match):
     with pytest.raises(ValueError, match=match):
@@ -165,6 +175,57 @@ def test_optim_rejects_non_parameters_and_mismatched_gradients():
     p.grad = np.ones(3, dtype=np.float32)
     with pytest.raises(ValueError, match="does not match"):
         opt.step()
+
+
+def test_optim_checks_every_parameter_before_updating_any():
+    """A refusal used to come after the parameters before it were updated: a half-stepped model."""
+    a, b = Parameter(np.ones(3)), Parameter(np.ones((2, 3)))
+    b.data = np.ones((3, 2)).T  # a view: cannot be updated in place
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad, b.grad = np.ones(3), np.ones((2, 3))
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[1\].data must be "
+                                         "C-contiguous"):
+        opt.step()
+    np.testing.assert_array_equal(a.data, np.ones(3))
+    assert not opt.state
+
+
+@pytest.mark.parametrize("name,reference,kw", CONFIGS[1::3], ids=IDS[1::3])
+def test_optim_reads_a_non_contiguous_gradient_as_its_values(name, reference, kw):
+    """A transposed or strided gradient (torch steps with it) was refused."""
+    rng = np.random.default_rng(5)
+    init = rng.standard_normal((4, 3))
+    ours, plain = Parameter(init.copy()), Parameter(init.copy())
+    opt, opt2 = getattr(optim, name)([ours], **kw), getattr(optim, name)([plain], **kw)
+    for _ in range(3):
+        g = rng.standard_normal((3, 8))
+        ours.grad, plain.grad = g.T[::2], np.ascontiguousarray(g.T[::2])
+        opt.step()
+        opt2.step()
+    np.testing.assert_array_equal(ours.data, plain.data)
+
+
+def test_optim_keeps_no_state_for_a_parameter_without_any():
+    """SGD without momentum has no state: torch's state_dict has no entry (ours had {0: {}}), and
+    state[p] reads as {} before a first step, as torch's defaultdict."""
+    p = Parameter(np.ones(2))
+    opt = optim.SGD([p], lr=0.1)
+    assert opt.state[p] == {}
+    p.grad = np.ones(2)
+    opt.step()
+    opt.state.clear()
+    opt.step()
+    assert opt.state_dict()["state"] == {}
+
+
+def test_sgd_group_with_nesterov_but_no_momentum_is_plain_sgd():
+    """torch checks nesterov against the defaults only; such a group steps as plain SGD."""
+    p, q = Parameter(np.ones(2)), Parameter(np.ones(2))
+    opt = optim.SGD([{"params": [p], "momentum": 0}, {"params": [q]}], lr=0.5, momentum=0.9,
+                    nesterov=True)
+    p.grad = q.grad = np.full(2, 2.0)
+    opt.step()
+    np.testing.assert_array_equal(p.data, np.zeros(2))
 
 
 def _lrs(make_scheduler, epochs=25, metrics=None):

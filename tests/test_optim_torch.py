@@ -68,3 +68,115 @@ def test_reduce_lr_on_plateau_matches_torch():
         sched.step(m)
         tsched.step(m)
         assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-15)
+
+
+def _pair_of_optimizers(lrs=(0.1, 0.3)):
+    opt = optim.SGD([{"params": [Parameter(np.ones(1))], "lr": lr} for lr in lrs])
+    topt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": lr}
+                            for lr in lrs])
+    return opt, topt
+
+
+@pytest.mark.parametrize("name,kw", SCHEDULERS, ids=[s[0] for s in SCHEDULERS])
+def test_lr_scheduler_resumed_with_last_epoch_matches_torch(name, kw):
+    """ExponentialLR resumed with last_epoch=k multiplied by gamma once too often."""
+    opt, topt = _pair_of_optimizers()
+    for group in opt.param_groups + topt.param_groups:
+        group["initial_lr"], group["lr"] = group["lr"], group["lr"] * 0.5
+    sched = getattr(optim.lr_scheduler, name)(opt, last_epoch=4, **kw)
+    tsched = getattr(torch.optim.lr_scheduler, name)(topt, last_epoch=4, **kw)
+    for _ in range(8):
+        assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-15)
+        opt.step()
+        topt.step()
+        sched.step()
+        tsched.step()
+
+
+@pytest.mark.parametrize("name,kw", SCHEDULERS[:3], ids=[s[0] for s in SCHEDULERS[:3]])
+def test_lr_scheduler_step_with_an_epoch_takes_torchs_closed_form(name, kw):
+    opt, topt = _pair_of_optimizers()
+    sched = getattr(optim.lr_scheduler, name)(opt, **kw)
+    tsched = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    for epoch in (3, 9, 5, 5, 12):
+        with pytest.warns(UserWarning, match="deprecated"):
+            sched.step(epoch)
+        with pytest.warns(UserWarning):
+            tsched.step(epoch)
+        assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-15)
+
+
+class _Decay:
+    """A callable object: torch's LambdaLR saves its attributes in state_dict."""
+
+    def __init__(self, rate):
+        self.rate = rate
+
+    def __call__(self, epoch):
+        return self.rate ** epoch
+
+
+def test_lambda_lr_state_dict_keeps_a_callable_objects_attributes_as_torch():
+    opt, topt = _pair_of_optimizers()
+    sched = optim.lr_scheduler.LambdaLR(opt, [_Decay(0.5), lambda k: 1.0])
+    tsched = torch.optim.lr_scheduler.LambdaLR(topt, [_Decay(0.5), lambda k: 1.0])
+    state, tstate = sched.state_dict(), tsched.state_dict()
+    assert state["lr_lambdas"] == tstate["lr_lambdas"] == [{"rate": 0.5}, None]
+    other, tother = _pair_of_optimizers()
+    resumed = optim.lr_scheduler.LambdaLR(other, [_Decay(0.9), lambda k: 1.0])
+    tresumed = torch.optim.lr_scheduler.LambdaLR(tother, [_Decay(0.9), lambda k: 1.0])
+    resumed.load_state_dict(tstate)
+    tresumed.load_state_dict(tstate)
+    assert resumed.lr_lambdas[0].rate == tresumed.lr_lambdas[0].rate == 0.5
+    other.step()
+    tother.step()
+    resumed.step()
+    tresumed.step()
+    assert resumed.get_last_lr() == pytest.approx(tresumed.get_last_lr(), rel=1e-15)
+
+
+def test_schedulers_meet_a_group_added_later_as_torch():
+    """A group added after the scheduler: ReduceLROnPlateau with a scalar min_lr reduces it
+    too (ours left it alone), with a list refuses; LambdaLR refuses (ours left it alone)."""
+    opt, topt = _pair_of_optimizers(lrs=(0.1,))
+    sched = optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, min_lr=0.01)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, patience=0, min_lr=0.01)
+    opt.add_param_group({"params": [Parameter(np.ones(1))], "lr": 2.0})
+    topt.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "lr": 2.0})
+    for metric in (1.0, 2.0, 3.0):
+        sched.step(metric)
+        tsched.step(metric)
+    assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-15)
+    assert sched.get_last_lr()[1] == pytest.approx(0.02)
+    opt, _ = _pair_of_optimizers(lrs=(0.1,))
+    listed = optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, min_lr=[0.01])
+    opt.add_param_group({"params": [Parameter(np.ones(1))], "lr": 2.0})
+    listed.step(1.0)
+    with pytest.raises(ValueError, match="2 parameter groups, min_lr gave 1"):
+        listed.step(2.0)
+    opt, _ = _pair_of_optimizers(lrs=(0.1,))
+    lam = optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5)
+    opt.add_param_group({"params": [Parameter(np.ones(1))], "lr": 2.0})
+    with pytest.raises(ValueError, match="2 parameter groups, the scheduler was built for 1"):
+        lam.step()
+
+
+def test_torch_optimizer_state_dict_loads_and_continues_as_torch():
+    """torch's state (tensors, a 0-d step count) used to load as is and fail at the next step."""
+    rng = np.random.default_rng(3)
+    init = rng.standard_normal((3, 4))
+    t = torch.tensor(init, requires_grad=True)
+    topt = torch.optim.Adam([t], lr=0.01, amsgrad=True, foreach=False)
+    for _ in range(3):
+        t.grad = torch.tensor(rng.standard_normal((3, 4)))
+        topt.step()
+    p = Parameter(t.detach().numpy().copy())
+    opt = optim.Adam([p], lr=0.01, amsgrad=True)
+    opt.load_state_dict(topt.state_dict())
+    assert opt.state[p]["step"] == 3
+    for _ in range(3):
+        g = rng.standard_normal((3, 4))
+        p.grad, t.grad = g, torch.tensor(g)
+        opt.step()
+        topt.step()
+    assert_close(p.data, t.detach().numpy(), 1e-12, what="Adam after torch's state")

@@ -58,6 +58,10 @@ def test_cross_entropy_matches_reference(c):
         if c["uint8"] and 0 <= t.min(initial=0) and t.max(initial=0) < 256:
             t = t.astype(np.uint8)  # torch's Byte targets
     ii = -100 if c["ignore"] is None else c["ignore"]
+    if c["probs"] and ii >= 0:
+        with pytest.raises(ValueError, match="ignore_index must be negative"):
+            F.cross_entropy(x, t, ignore_index=ii)
+        ii = -100  # probabilities take no class to ignore, as in torch
     w = (rng.random(C) + 0.2).astype(dt) if c["weight"] else None
     kw = dict(ignore_index=ii, reduction=c["reduction"], label_smoothing=c["smoothing"])
     out = F.cross_entropy(x, t, w, **kw)
@@ -210,7 +214,7 @@ def loss_invalid_calls(draw):
     elif arg == "p":
         kw[arg], exc = draw(st.sampled_from([(3, ValueError), (0, ValueError), (-1, ValueError),
                                              (2**40, ValueError), (2**64, ValueError),
-                                             (1.0, TypeError), (True, TypeError),
+                                             (1.5, ValueError), (True, TypeError),
                                              ("1", TypeError)]))
     elif arg == "margin":
         kw[arg], exc = draw(st.sampled_from(["1", None, True, [1.0]])), TypeError

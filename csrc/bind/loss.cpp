@@ -106,6 +106,9 @@ CrossEntropy cross_entropy_args(const char* op, py::handle input, py::handle tar
   }
   a.prob = a.target.dtype != DType::i64;
   if (a.prob) {
+    // As torch: ignoring a class has no meaning for probabilities; a negative index ignores none.
+    FC_CHECK(ignore_index < 0, op, ": ignore_index must be negative with class-probability ",
+             "targets (nothing is ignored), got ", ignore_index);
     same_dtype(a.target, a.x, op, "target", "input");
     FC_CHECK(a.target.shape == xs, op,
              ": target of class probabilities must have the input's shape ", shape_str(xs),

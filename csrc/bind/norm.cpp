@@ -54,7 +54,7 @@ struct BatchNorm : OwnSignature<BatchNorm, 12> {
     FC_CHECK(rm.has_value() == rv.has_value(), op, ": running_mean and running_var must both be "
              "None or neither be None, got ", rm ? "running_var" : "running_mean", "=None");
     if (training) {
-      FC_CHECK(d.N * d.S > 1, op, ": expected more than 1 value per channel when training, got "
+      FC_CHECK(d.N * d.S != 1, op, ": expected more than 1 value per channel when training, got "
                "input of shape ", shape_str(x.shape));
       FC_CHECK(eps > 0, op, ": eps must be positive when training, got ", eps);
     } else {
@@ -65,6 +65,12 @@ struct BatchNorm : OwnSignature<BatchNorm, 12> {
     Output out = allocate(alloc, input, x, x.shape, op, "out");
     Output save_mean = allocate(alloc, input, x, {d.C}, op, "save_mean");
     Output save_invstd = allocate(alloc, input, x, {d.C}, op, "save_invstd");
+    if (training && d.N * d.S == 0) {
+      // As torch: no values, no statistics; the running ones stay as they are.
+      save_mean.array.attr("fill")(0);
+      save_invstd.array.attr("fill")(0);
+      return py::make_tuple(out.array, save_mean.array, save_invstd.array);
+    }
     Launch(x).run(x.dtype, [&](auto t) {
       using T = decltype(t);
       pick(x.device, t)(out.view.data<T>(), save_mean.view.data<T>(), save_invstd.view.data<T>(),
@@ -99,12 +105,14 @@ struct BatchNormGrad : OwnSignature<BatchNormGrad, 12> {
     channel_vector(save_invstd, x, d.C, op, "save_invstd");
     channel_vector(w, x, d.C, op, "weight");
     if (training) {
-      FC_CHECK(d.N * d.S > 1, op, ": expected more than 1 value per channel when training, got "
+      FC_CHECK(d.N * d.S != 1, op, ": expected more than 1 value per channel when training, got "
                "input of shape ", shape_str(x.shape));
     }
     const GradOutputs g = grad_outputs(alloc, zeros, input, x, op, need_input, x.shape,
                                        need_weight && w, grad_weight, {d.C}, need_bias, grad_bias,
                                        {d.C});
+    // No values: an empty grad_input, and nothing to add to the parameters' gradients.
+    if (d.N * d.S == 0) return g.arrays;
     Launch(x).run(x.dtype, [&](auto t) {
       using T = decltype(t);
       pick(x.device, t)(

@@ -456,8 +456,16 @@ void lrn_backward(T* dinp, const T* dout, const T* inp, int64_t N, int64_t C, in
           const T* dy = dout + (n * C + c) * S + s0;
           const double* p = powd + c * cols;
           T* dx = dinp + (n * C + c) * S + s0;
-          for (int64_t s = 0; s < len; ++s) {
-            dx[s] = T(double(dy[s]) / p[s] - coef * double(x[s]) * acc[s]);
+          // beta 0: the cross term is 0 * x_i, not 0 times a sum that may be inf or NaN
+          // (torch's pow backward gives an exact zero for a zero exponent), so a finite x_i
+          // gets dy_i and only a non-finite one NaN, as in torch. (alpha 0 keeps the 0 * sum:
+          // torch's product with alpha passes a neighbour's NaN on.)
+          if (beta == 0) {
+            for (int64_t s = 0; s < len; ++s) dx[s] = T(double(dy[s]) / p[s] + 0.0 * double(x[s]));
+          } else {
+            for (int64_t s = 0; s < len; ++s) {
+              dx[s] = T(double(dy[s]) / p[s] - coef * double(x[s]) * acc[s]);
+            }
           }
         }
       });

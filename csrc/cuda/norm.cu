@@ -412,7 +412,9 @@ void local_response_norm_backward_cuda(T* dinp, const T* dout, const T* inp, int
       acc += double(dycol[j * S]) * double(xcol[j * S]) / (pow_beta(den, beta, tq) * den);
     }
     const double p = pow_beta(lrn_den(xcol, C, S, c, size, scale, k), beta, tq);
-    dinp[i] = T(double(dout[i]) / p - coef * double(inp[i]) * acc);
+    // beta 0: the cross term is 0 * x_i, not 0 times an acc that may be inf or NaN (the CPU's)
+    const double cross = beta == 0 ? 0.0 * double(inp[i]) : -coef * double(inp[i]) * acc;
+    dinp[i] = T(double(dout[i]) / p + cross);
   });
 }
 

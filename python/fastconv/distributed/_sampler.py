@@ -23,7 +23,7 @@ class DistributedSampler:
     drop_last=False the index list is padded by repeating its start until it divides evenly,
     so every rank gets ceil(len / num_replicas) indices; with drop_last=True the tail is dropped
     instead (floor). num_replicas and rank default to the process group's. The permutation comes
-    from NumPy (np.random.default_rng(seed + epoch)), so the order is not torch's, but the
+    from NumPy (np.random.default_rng((seed + epoch) mod 2**64)), so the order is not torch's, but the
     sharding, padding and dropping are.
     """
 
@@ -65,7 +65,8 @@ class DistributedSampler:
         """This rank's indices for the current epoch, as an int64 array."""
         n = self.dataset_len
         if self.shuffle:
-            order = np.random.default_rng(self.seed + self.epoch).permutation(n)
+            # modulo 2**64 as torch's manual_seed takes a negative seed (NumPy's refuses one)
+            order = np.random.default_rng((self.seed + self.epoch) % 2**64).permutation(n)
         else:
             order = np.arange(n)
         if not self.drop_last:

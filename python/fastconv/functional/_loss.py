@@ -61,7 +61,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
     input (C,), (N, C) or (N, C, d1, ...) float32/float64 logits. target is either class indices
     (int64, or uint8 converted to int64; shape () , (N,) or (N, d1, ...)), in [0, C) or equal to
-    ignore_index, or class probabilities of the input's shape and dtype. weight (C,) rescales
+    ignore_index, or class probabilities of the input's shape and dtype (ignore_index must then
+    be negative: torch refuses one that names a class). weight (C,) rescales
     each class. "mean" divides by the summed weights of the non-ignored targets (NaN when every
     target is ignored); with probabilities, by the number of items. label_smoothing in [0, 1]
     mixes in the uniform distribution exactly as torch does. size_average/reduce map to a
@@ -113,6 +114,15 @@ def mse_loss_backward(grad_output, input, target, reduction="mean"):
                                 _reduction_name(reduction, "mse_loss_backward"))
 
 
+def _power(p, op):
+    """multi_margin_loss's p: 1 or 2, as an int or a float equal to one (torch takes 2.0)."""
+    if isinstance(p, numbers.Real) and not isinstance(p, bool):
+        if p not in (1, 2):
+            raise ValueError(f"{op}: p must be 1 or 2, got {p!r}")
+        return int(p)
+    return as_int(p, "p", op)  # a TypeError naming p
+
+
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
                       reduce=None, reduction="mean"):
     """Multi-class hinge loss, as torch.nn.functional.multi_margin_loss.
@@ -125,7 +135,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     reduction = _reduction_name(_reduction(size_average, reduce, reduction), op)
     input, weight = contiguous(input), contiguous(weight)
     target = contiguous(target)
-    return _C.multi_margin_loss_forward(empty, input, target, as_int(p, "p", op),
+    return _C.multi_margin_loss_forward(empty, input, target, _power(p, op),
                                         as_float(margin, "margin", op), weight, reduction)
 
 
@@ -137,6 +147,6 @@ def multi_margin_loss_backward(grad_output, input, target, p=1, margin=1.0, weig
     input, weight = contiguous(input), contiguous(weight)
     target = contiguous(target)
     grad_output = _grad_output(grad_output, input)
-    return _C.multi_margin_loss_backward(empty, grad_output, input, target, as_int(p, "p", op),
+    return _C.multi_margin_loss_backward(empty, grad_output, input, target, _power(p, op),
                                          as_float(margin, "margin", op), weight,
                                          _reduction_name(reduction, op))

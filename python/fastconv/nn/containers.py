@@ -1,5 +1,6 @@
 """Containers and shape-only layers: Sequential, Identity, Flatten."""
 
+import math
 import numbers
 
 from .._arrays import is_array
@@ -52,6 +53,11 @@ class Sequential(Module):
 
 
 class Identity(Module):
+    """Returns its input; takes and ignores any arguments, as torch.nn.Identity."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
     def forward(self, x):
         return x
 
@@ -89,7 +95,9 @@ class Flatten(Module):
         if start > end:
             raise ValueError(f"{self._name()}: start_dim comes after end_dim for input of shape "
                              f"{x.shape}")
-        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
+        # the merged size itself, not -1, which NumPy cannot infer when a size is 0
+        return x.reshape(x.shape[:start] + (math.prod(x.shape[start:end + 1]),) +
+                         x.shape[end + 1:])
 
     def backward(self, dout):
         return dout.reshape(self._shape)

@@ -5,13 +5,19 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..functional._args import as_int, as_pair, conv_padding
 from . import init
 from .module import Module
 from .parameter import Parameter, accumulating_grads
 
 
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+def _at_least(value, least, name, op):
+    """An int or (h, w) pair of ints, each at least `least`, as a pair."""
+    pair = as_pair(value, name, op)
+    if min(pair) < least:
+        raise ValueError(f"{op}: {name} must be {'positive' if least else 'non-negative'}, "
+                         f"got {value!r}")
+    return pair
 
 
 class _Conv(Module):
@@ -28,13 +34,30 @@ caused by the input is re-raised naming the layer)."""
         name = type(self).__name__
         if padding_mode != "zeros":
             raise ValueError(f"{name}: padding_mode {padding_mode!r} is not supported; only 'zeros'")
+        # Zero channels or a zero kernel construct, as in torch (an empty weight).
+        for arg, value, least in (("in_channels", in_channels, 0),
+                                  ("out_channels", out_channels, 0), ("groups", groups, 1)):
+            if as_int(value, arg, name) < least:
+                raise ValueError(f"{name}: {arg} must be a {'positive' if least else 'non-negative'}"
+                                 f" integer, got {value!r}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
-        self.dilation, self.groups = _pair(dilation), groups
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _at_least(kernel_size, 0, "kernel_size", name)
+        self.stride = _at_least(stride, 1, "stride", name)
+        self.dilation, self.groups = _at_least(dilation, 1, "dilation", name), int(groups)
+        if isinstance(padding, str) and not self._transposed:
+            mode = conv_padding(padding, name)[0]
+            if mode == "same" and self.stride != (1, 1):
+                raise ValueError(f"{name}: padding='same' needs stride 1 (as torch), got stride "
+                                 f"{stride!r}")
+            self.padding = mode
+        else:
+            if isinstance(padding, str):
+                raise TypeError(f"{name}: padding must be an int or a pair of ints, got "
+                                f"{padding!r}")
+            self.padding = _at_least(padding, 0, "padding", name)
         io = (in_channels, out_channels // groups) if self._transposed else (out_channels,
                                                                             in_channels // groups)
         shape = io + self.kernel_size
@@ -116,9 +139,14 @@ class ConvTranspose2d(_Conv):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
                  dtype=np.float32, generator=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, _pair(padding), dilation,
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, dtype, generator)
-        self.output_padding = _pair(output_padding)
+        self.output_padding = _at_least(output_padding, 0, "output_padding", "ConvTranspose2d")
+        for op, st, dl in zip(self.output_padding, self.stride, self.dilation):
+            if op >= max(st, dl):
+                raise ValueError(f"ConvTranspose2d: output_padding must be smaller than the "
+                                 f"stride or the dilation, got output_padding={output_padding!r} "
+                                 f"with stride={stride!r} and dilation={dilation!r}")
 
     def _args(self):
         return self.stride, self.padding, self.output_padding, self.groups, self.dilation

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._arrays import shared_view, device_of, is_array, module_of, to_device
 from .. import functional as F
-from ..functional._loss import _reduction
+from ..functional._loss import _power, _reduction
 from .module import Module
 
 
@@ -104,10 +104,8 @@ class MultiMarginLoss(_Loss):
     def __init__(self, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
                  reduction="mean"):
         super().__init__(size_average, reduce, reduction)
-        if p not in (1, 2):
-            raise ValueError("only p == 1 and p == 2 supported")
         self._set_weight(weight)
-        self.p, self.margin = p, margin
+        self.p, self.margin = _power(p, "MultiMarginLoss"), margin
 
     def _loss(self, input, target):
         loss = F.multi_margin_loss(input, target, self.p, self.margin, self._weight_for(input),

@@ -2,6 +2,8 @@
 the same learning rates step for step. Call ``scheduler.step()`` after ``optimizer.step()``."""
 
 import math
+import types
+import warnings
 from collections import Counter
 
 from .optimizer import Optimizer
@@ -11,8 +13,10 @@ __all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR",
 
 
 class LRScheduler:
-    """Base: records each group's initial_lr, applies get_lr() on every step() (the
-    constructor performs step 0, as torch does)."""
+    """Base: records each group's initial_lr, applies get_lr() on every step(); the constructor
+    performs a step, as torch's (during which `_initial` is set: a recurrence that multiplies
+    the current rates keeps them then, so a scheduler resumed with last_epoch=k continues from
+    the rates it finds)."""
 
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
@@ -28,7 +32,11 @@ class LRScheduler:
                                    "when resuming a scheduler with last_epoch >= 0")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
-        self.step()
+        self._initial = True
+        try:
+            self.step()
+        finally:
+            self._initial = False
 
     def get_lr(self):
         raise NotImplementedError
@@ -36,17 +44,32 @@ class LRScheduler:
     def get_last_lr(self):
         return list(self._last_lr)
 
-    def step(self):
-        self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+    def step(self, epoch=None):
+        """Advance one epoch. `epoch` (deprecated in torch, kept for its callers) sets the
+        epoch instead and takes the schedule's closed form where it has one."""
+        if epoch is None:
+            self.last_epoch += 1
+            values = self.get_lr()
+        else:
+            warnings.warn("the epoch argument of scheduler.step() is deprecated (as in torch): "
+                          "call step() once per epoch", UserWarning, stacklevel=2)
+            self.last_epoch = epoch
+            closed = getattr(self, "_closed_form", None)
+            values = closed() if closed else self.get_lr()
+        groups = self.optimizer.param_groups
+        if len(values) != len(groups):
+            raise ValueError(f"{type(self).__name__}: the optimizer has {len(groups)} parameter "
+                             f"groups, the scheduler was built for {len(values)} (a group added "
+                             "after it was built has no schedule)")
+        for group, lr in zip(groups, values):
             group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self._last_lr = [group["lr"] for group in groups]
 
     def _current(self):
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict):
         self.__dict__.update(state_dict)
@@ -68,6 +91,25 @@ class LambdaLR(LRScheduler):
     def get_lr(self):
         return [base * f(self.last_epoch) for f, base in zip(self.lr_lambdas, self.base_lrs)]
 
+    def state_dict(self):
+        """As torch's: the functions themselves are not saved, a callable object's attributes
+        are (None in place of a plain function)."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [None if isinstance(f, types.FunctionType) else dict(f.__dict__)
+                               for f in self.lr_lambdas]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        saved = state.pop("lr_lambdas", [None] * len(self.lr_lambdas))
+        if len(saved) != len(self.lr_lambdas):
+            raise ValueError(f"LambdaLR.load_state_dict: {len(saved)} lr_lambdas saved, this "
+                             f"scheduler has {len(self.lr_lambdas)}")
+        self.__dict__.update(state)
+        for f, attributes in zip(self.lr_lambdas, saved):
+            if attributes is not None:
+                f.__dict__.update(attributes)
+
 
 class StepLR(LRScheduler):
     """Multiplies the learning rate by gamma every step_size epochs."""
@@ -80,6 +122,9 @@ class StepLR(LRScheduler):
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
+
+    def _closed_form(self):
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
 
 
 class MultiStepLR(LRScheduler):
@@ -94,6 +139,10 @@ class MultiStepLR(LRScheduler):
             return self._current()
         return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in self._current()]
 
+    def _closed_form(self):
+        passed = sum(n for epoch, n in self.milestones.items() if epoch <= self.last_epoch)
+        return [base * self.gamma ** passed for base in self.base_lrs]
+
 
 class ExponentialLR(LRScheduler):
     """Multiplies the learning rate by gamma every epoch."""
@@ -103,9 +152,12 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        if self.last_epoch == 0:
+        if self._initial:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
+
+    def _closed_form(self):
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
 
 
 class ReduceLROnPlateau:
@@ -126,9 +178,9 @@ class ReduceLROnPlateau:
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != n:
                 raise ValueError(f"expected {n} min_lrs, got {len(min_lr)}")
-            self.min_lrs = list(min_lr)
+            self.default_min_lr, self.min_lrs = None, list(min_lr)
         else:
-            self.min_lrs = [min_lr] * n
+            self.default_min_lr, self.min_lrs = min_lr, [min_lr] * n
         self.optimizer = optimizer
         self.mode, self.factor, self.patience = mode, factor, patience
         self.threshold, self.threshold_mode = threshold, threshold_mode
@@ -148,9 +200,12 @@ class ReduceLROnPlateau:
             else self.best + self.threshold
         return a > bound
 
-    def step(self, metrics):
+    def step(self, metrics, epoch=None):
         current = float(metrics)
-        self.last_epoch += 1
+        if epoch is not None:
+            warnings.warn("the epoch argument of scheduler.step() is deprecated (as in torch)",
+                          UserWarning, stacklevel=2)
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         if self._is_better(current):
             self.best = current
             self.num_bad_epochs = 0
@@ -160,6 +215,7 @@ class ReduceLROnPlateau:
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
+            self._fit_min_lrs()
             for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
                 old = float(group["lr"])
                 new = max(old * self.factor, min_lr)
@@ -168,6 +224,17 @@ class ReduceLROnPlateau:
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _fit_min_lrs(self):
+        """A group added since construction: a scalar min_lr extends to it, a list cannot."""
+        n = len(self.optimizer.param_groups)
+        if len(self.min_lrs) == n:
+            return
+        if self.default_min_lr is None:
+            raise ValueError(f"ReduceLROnPlateau: the optimizer has {n} parameter groups, "
+                             f"min_lr gave {len(self.min_lrs)} (a group was added since): set "
+                             "min_lrs to one value per group")
+        self.min_lrs = [self.default_min_lr] * n
 
     def get_last_lr(self):
         return list(self._last_lr)

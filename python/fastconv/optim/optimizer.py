@@ -1,19 +1,21 @@
 """The Optimizer base: parameter groups, per-parameter state, zero_grad, state_dict."""
 
 import copy
+import numbers
+from collections import defaultdict
 
-from .._arrays import device_of, is_array, to_device, zeros
+from .._arrays import c_contiguous, device_of, is_array, to_device, zeros
 from ..nn.parameter import Parameter
 
 
 class Optimizer:
     """Holds parameter groups (dicts with "params" and hyperparameters) and per-parameter
-    state, as torch.optim.Optimizer does. Subclasses implement ``_update(p, group, state)``,
-    which calls one fused kernel for one parameter."""
+    state, as torch.optim.Optimizer does. Subclasses implement ``_update(p, grad, group,
+    state)``, which calls one fused kernel for one parameter."""
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
-        self.state = {}
+        self.state = defaultdict(dict)
         self.param_groups = []
         if isinstance(params, Parameter):
             raise TypeError(f"{type(self).__name__}: params must be an iterable of Parameters "
@@ -47,13 +49,21 @@ class Optimizer:
         self.param_groups.append(group)
 
     def _check_group(self, group):
-        """Reject invalid hyperparameters with torch's rules (subclasses extend)."""
-        if group["lr"] < 0:
-            raise ValueError(f"Invalid learning rate: {group['lr']}")
-        if group.get("weight_decay", 0) < 0:
-            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
-        if group.get("eps", 0) < 0:
-            raise ValueError(f"Invalid epsilon value: {group['eps']}")
+        """Reject invalid hyperparameters with torch's messages (subclasses extend)."""
+        self._at_least_zero(group, "lr", "learning rate")
+        if "weight_decay" in group:
+            self._at_least_zero(group, "weight_decay")
+        if "eps" in group:
+            self._at_least_zero(group, "eps", "epsilon value")
+
+    @staticmethod
+    def _at_least_zero(group, key, what=None):
+        """group[key] >= 0, NaN refused (torch's `not 0.0 <= value`)."""
+        value = group[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{key} must be a real number, got {value!r}")
+        if not 0.0 <= value:
+            raise ValueError(f"Invalid {what or key + ' value'}: {value}")
 
     def zero_grad(self, set_to_none=True):
         for group in self.param_groups:
@@ -66,20 +76,36 @@ class Optimizer:
                     p.grad[...] = 0
 
     def step(self, closure=None):
-        """One update of every parameter that has a gradient and is not frozen."""
+        """One update of every parameter that has a gradient and is not frozen. Every
+        parameter is checked before any is updated, so a refusal leaves the model as it was; a
+        gradient that is not C-contiguous (a transposed view) is read through a copy."""
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            for p in group["params"]:
+        name = type(self).__name__
+        todo = []
+        for gi, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
                 if p.grad is None or not p.requires_grad:
                     continue
+                where = f"param_groups[{gi}]['params'][{i}]"
+                if not is_array(p.grad):
+                    raise TypeError(f"{name}: the gradient of {where} must be an array, got "
+                                    f"{type(p.grad).__name__}")
                 if p.grad.shape != p.data.shape or p.grad.dtype != p.data.dtype:
-                    raise ValueError(f"{type(self).__name__}: gradient {p.grad.shape} "
-                                     f"{p.grad.dtype} does not match parameter {p.data.shape} "
-                                     f"{p.data.dtype}")
-                self._update(p, group, self.state.setdefault(p, {}))
+                    raise ValueError(f"{name}: the gradient of {where}, {p.grad.shape} "
+                                     f"{p.grad.dtype}, does not match the parameter, "
+                                     f"{p.data.shape} {p.data.dtype}")
+                if not p.data.flags.c_contiguous:
+                    raise ValueError(f"{name}: {where}.data must be C-contiguous (it is updated "
+                                     f"in place), got strides {p.data.strides}")
+                todo.append((p, c_contiguous(p.grad), group))
+        for p, grad, group in todo:
+            state = self.state.get(p, {})
+            self._update(p, grad, group, state)
+            if state:  # as torch, no entry for a parameter without state (SGD without momentum)
+                self.state[p] = state
         return loss
 
-    def _update(self, p, group, state):
+    def _update(self, p, grad, group, state):
         raise NotImplementedError
 
     @staticmethod
@@ -112,12 +138,24 @@ class Optimizer:
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(f"{name}.load_state_dict: a group of {len(saved['params'])} "
                                  f"parameters given for one of {len(group['params'])}")
-        self.state = {}
+        self.state = defaultdict(dict)
         for saved, group in zip(groups, self.param_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
             for i, p in zip(saved["params"], group["params"]):
                 if i in state_dict["state"]:
                     # arrays become copies in the parameter's dtype, on its device
-                    self.state[p] = {k: (to_device(v, device_of(p.data)).astype(p.data.dtype)
-                                         if is_array(v) else copy.deepcopy(v))
+                    self.state[p] = {k: self._loaded(v, p)
                                      for k, v in state_dict["state"][i].items()}
+
+    @staticmethod
+    def _loaded(value, p):
+        """A saved state entry for p: arrays (and torch's tensors) as copies in p's dtype on p's
+        device; a 0-d tensor (torch's step count, a float) as a Python number, an int when whole."""
+        if type(value).__module__.startswith("torch"):
+            value = value.detach().cpu().numpy()
+            if value.ndim == 0:
+                item = value.item()
+                return int(item) if isinstance(item, float) and item.is_integer() else item
+        if is_array(value):
+            return to_device(value, device_of(p.data)).astype(p.data.dtype)
+        return copy.deepcopy(value)

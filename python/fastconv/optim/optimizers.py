@@ -16,28 +16,31 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  *, maximize=False):
+        # As torch, on the defaults only: a group's nesterov without momentum is plain SGD.
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
 
     def _check_group(self, group):
         super()._check_group(group)
-        if group["momentum"] < 0:
-            raise ValueError(f"Invalid momentum value: {group['momentum']}")
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        self._at_least_zero(group, "momentum")
 
-    def _update(self, p, group, state):
+    def _update(self, p, grad, group, state):
         first = "momentum_buffer" not in state or state["momentum_buffer"] is None
         if group["momentum"] != 0 and first:
             state["momentum_buffer"] = self._zeros(p)
-        _C.sgd_step(p.data, state.get("momentum_buffer"), p.grad, group["lr"], group["momentum"],
+        _C.sgd_step(p.data, state.get("momentum_buffer"), grad, group["lr"], group["momentum"],
                     group["dampening"], group["weight_decay"], group["nesterov"],
                     group["maximize"], first)
 
 
 class Adagrad(Optimizer):
-    """Adagrad with learning-rate decay and L2 weight decay, as torch.optim.Adagrad."""
+    """Adagrad with learning-rate decay and L2 weight decay, as torch.optim.Adagrad, except
+    that a group's own initial_accumulator_value is honoured (torch starts every group's sums
+    at the constructor's value) and the sums are made at a parameter's first step, not at
+    construction (torch's state_dict has them, at step 0, before any step)."""
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, *, maximize=False):
@@ -47,19 +50,16 @@ class Adagrad(Optimizer):
 
     def _check_group(self, group):
         super()._check_group(group)
-        if group["lr_decay"] < 0:
-            raise ValueError(f"Invalid lr_decay value: {group['lr_decay']}")
-        if group["initial_accumulator_value"] < 0:
-            raise ValueError(f"Invalid initial_accumulator_value value: "
-                             f"{group['initial_accumulator_value']}")
+        self._at_least_zero(group, "lr_decay")
+        self._at_least_zero(group, "initial_accumulator_value")
 
-    def _update(self, p, group, state):
+    def _update(self, p, grad, group, state):
         if not state:
             state["step"] = 0
             state["sum"] = self._zeros(p) + group["initial_accumulator_value"]
         state["step"] += 1
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-        _C.adagrad_step(p.data, state["sum"], p.grad, clr, group["weight_decay"], group["eps"],
+        _C.adagrad_step(p.data, state["sum"], grad, clr, group["weight_decay"], group["eps"],
                         group["maximize"])
 
 
@@ -73,12 +73,10 @@ class RMSprop(Optimizer):
 
     def _check_group(self, group):
         super()._check_group(group)
-        if group["momentum"] < 0:
-            raise ValueError(f"Invalid momentum value: {group['momentum']}")
-        if group["alpha"] < 0:
-            raise ValueError(f"Invalid alpha value: {group['alpha']}")
+        self._at_least_zero(group, "momentum")
+        self._at_least_zero(group, "alpha")
 
-    def _update(self, p, group, state):
+    def _update(self, p, grad, group, state):
         if not state:
             state["step"] = 0
             state["square_avg"] = self._zeros(p)
@@ -88,7 +86,7 @@ class RMSprop(Optimizer):
                 state["grad_avg"] = self._zeros(p)
         state["step"] += 1
         _C.rmsprop_step(p.data, state["square_avg"], state.get("grad_avg"),
-                        state.get("momentum_buffer"), p.grad, group["lr"], group["alpha"],
+                        state.get("momentum_buffer"), grad, group["lr"], group["alpha"],
                         group["eps"], group["weight_decay"], group["momentum"], group["centered"],
                         group["maximize"])
 
@@ -100,7 +98,11 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, maximize=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        betas = tuple(betas)
+        if len(betas) != 2:
+            raise ValueError(f"{type(self).__name__}: betas must be a pair (beta1, beta2), got "
+                             f"{betas!r}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize))
 
@@ -110,7 +112,7 @@ class Adam(Optimizer):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
 
-    def _update(self, p, group, state):
+    def _update(self, p, grad, group, state):
         if not state:
             state["step"] = 0
             state["exp_avg"] = self._zeros(p)
@@ -122,7 +124,7 @@ class Adam(Optimizer):
         step_size = group["lr"] / (1 - beta1 ** state["step"])
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** state["step"])
         _C.adam_step(p.data, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                     p.grad, group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
+                     grad, group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
                      step_size, bias_correction2_sqrt, group["amsgrad"], group["maximize"],
                      self._decoupled)
 
