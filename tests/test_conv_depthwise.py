@@ -105,3 +105,32 @@ def test_bias_gradient_with_the_weight_gradient_is_the_same_as_alone(case, dtype
     assert_close(both, start + ref_b, rtol_for(dtype, reduction_lengths(case)[2]),
                  what="grad_bias +=")
     np.testing.assert_array_equal(both, alone)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_non_finite_values_come_out_as_in_pytorch(case, dtype):
+    """The stencils multiplied taps with the zeros around dy and dy's zeros past Q with input
+    pixels: an infinite weight or input gave NaN (a whole row of the input gradient) where
+    PyTorch forms no such product and its result is finite."""
+    torch = pytest.importorskip("torch")
+    TF = torch.nn.functional
+    x, w, b, dout = make_data(case, dtype, stable_seed("depthwise_nonfinite", case["id"]))
+    x[0, 0, 0, -1] = np.inf
+    w[-1, 0, 0, 0] = -np.inf
+    if w.shape[0] > 2:
+        w[1, 0, -1, -1] = np.nan
+    xt, wt, bt = (torch.from_numpy(a.astype(np.float64)).requires_grad_() for a in (x, w, b))
+    out = TF.conv2d(xt, wt, bt, **conv_args(case))
+    want = [out] + list(torch.autograd.grad(out, (xt, wt, bt),
+                                            torch.from_numpy(dout.astype(np.float64))))
+    got = [F.conv2d(x, w, b, **conv_args(case))] + list(
+        F.conv2d_backward(dout, x, w, **conv_args(case)))
+    for name, g, t in zip(("forward", "grad_input", "grad_weight", "grad_bias"), got, want):
+        t = t.detach().numpy()
+        assert np.array_equal(np.isnan(g), np.isnan(t)), name
+        assert np.array_equal(np.isposinf(g), np.isposinf(t)), name
+        assert np.array_equal(np.isneginf(g), np.isneginf(t)), name
+        fin = np.isfinite(t)
+        assert_close(g[fin], t[fin], 1e-4 if dtype == np.float32 else 1e-10, what=name)

@@ -3,6 +3,7 @@
 #include "cpu/conv_depthwise.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "common.h"
@@ -103,6 +104,64 @@ void for_planes(const Conv2dGeom& g, int64_t per_thread, int64_t plane_elems, F 
   }
 }
 
+// The non-finite fallbacks below. The stencils multiply a tap with the zeros around dy (the
+// input gradient) and dy's zeros past Q with input pixels (the weight gradient): with an
+// infinite or NaN weight or input those products are NaN where the GEMM path (and PyTorch)
+// forms no such product. A plane or channel whose result may hold one is computed again
+// from the products im2col and col2im form, each output pixel's taps in (r, s) order.
+
+template <typename T>
+bool finite_taps(const T* k, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(k[i])) return false;
+  }
+  return true;
+}
+
+// dx of one plane (stride 1): every output pixel's products with the taps that read inside.
+template <typename T>
+void exact_backward_data_plane(T* dx, const T* dy, const T* k, const Conv2dGeom& g) {
+  std::fill(dx, dx + g.HW(), T(0));
+  for (int64_t p = 0; p < g.P; ++p) {
+    for (int64_t q = 0; q < g.Q; ++q) {
+      const T d = dy[p * g.Q + q];
+      for (int64_t r = 0; r < g.R; ++r) {
+        const int64_t h = p + r * g.dil_h - g.pad_t;
+        if (h < 0 || h >= g.H) continue;
+        for (int64_t s = 0; s < g.S; ++s) {
+          const int64_t w = q + s * g.dil_w - g.pad_l;
+          if (w >= 0 && w < g.W) dx[h * g.W + w] += k[r * g.S + s] * d;
+        }
+      }
+    }
+  }
+}
+
+// dW of channel c into total[RS] (stride 1): dy times the padded input over the output pixels
+// only, images and pixels in order, in double as the fast path.
+template <typename T>
+void exact_backward_weight_channel(double* total, const T* dout, const T* inp, int64_t c,
+                                   const Conv2dGeom& g) {
+  for (int64_t r = 0; r < g.R; ++r) {
+    for (int64_t s = 0; s < g.S; ++s) {
+      double t = 0;
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* dy = dout + (n * g.C + c) * g.PQ();
+        const T* x = inp + (n * g.C + c) * g.HW();
+        for (int64_t p = 0; p < g.P; ++p) {
+          const int64_t h = p + r * g.dil_h - g.pad_t;
+          for (int64_t q = 0; q < g.Q; ++q) {
+            const int64_t w = q + s * g.dil_w - g.pad_l;
+            const bool inside = h >= 0 && h < g.H && w >= 0 && w < g.W;
+            t += double(dy[p * g.Q + q]) * (inside ? double(x[h * g.W + w]) : 0.0);
+          }
+        }
+      }
+      total[r * g.S + s] = t;
+    }
+  }
+}
+
 }  // namespace
 
 bool depthwise_applies(const Conv2dGeom& g) {
@@ -132,9 +191,14 @@ void depthwise_backward_data(T* dinp, const T* dout, const T* weight, const Conv
   for (int64_t c = 0; c < g.C; ++c) {
     for (int64_t u = 0; u < RS; ++u) flipped[c * RS + u] = weight[c * RS + RS - 1 - u];
   }
+  auto finite = alloc_vector<char>(g.C, "conv2d_backward_cpu (depthwise): finite kernels");
+  for (int64_t c = 0; c < g.C; ++c) finite[c] = finite_taps(weight + c * RS, RS);
   for_planes<T>(g, st.buffer(), g.PQ(), [&](int64_t pl, T* buf) {
-    stencil_plane(dinp + pl * g.HW(), dout + pl * g.PQ(), flipped.get() + (pl % g.C) * RS, T(0),
-                  st, buf);
+    const int64_t c = pl % g.C;
+    if (!finite[c]) {
+      return exact_backward_data_plane(dinp + pl * g.HW(), dout + pl * g.PQ(), weight + c * RS, g);
+    }
+    stencil_plane(dinp + pl * g.HW(), dout + pl * g.PQ(), flipped.get() + c * RS, T(0), st, buf);
   });
 }
 
@@ -179,6 +243,7 @@ void depthwise_backward_weight(T* dweight, T* dbias, const T* dout, const T* inp
         }
       }
     });
+    if (!finite_taps(total, RS)) exact_backward_weight_channel(total, dout, inp, c, g);
     for (int64_t u = 0; u < RS; ++u) dweight[c * RS + u] += T(total[u]);
     if (dbias) dbias[c] += T(bias_sum);
   }
