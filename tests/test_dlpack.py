@@ -129,3 +129,20 @@ def test_torch_cuda_tensors_stay_on_the_device():
     want = torch.nn.functional.conv2d(tensor, weight, padding=1)
     assert isinstance(got, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(got), want.cpu().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_tensor_with_torchs_negative_bit_comes_with_its_values():
+    """t.conj().imag keeps its negation as a bit that torch's DLPack export leaves out: the
+    values came with the wrong sign (relu gave [0, 4] for [2, -4])."""
+    t = torch.tensor([1 - 2j, 3 + 4j]).conj().imag
+    assert t.is_neg()
+    np.testing.assert_array_equal(F.relu(t), np.array([2.0, 0.0], np.float32))
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: torch.zeros(3, dtype=torch.bfloat16), "of dtype torch.bfloat16 refused"),
+    (lambda: torch.zeros(3, device="meta"), "has no memory to share"),
+])
+def test_tensors_numpy_cannot_view_are_refused_by_name(make, match):
+    with pytest.raises(TypeError, match=match):
+        fastconv.from_dlpack(make())

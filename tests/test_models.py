@@ -157,3 +157,11 @@ def test_summary_resnet_lists_blocks_in_execution_order(capsys):
     assert sum(r["params"] for r in rows) == net.num_parameters()
     layer4 = [r for r in rows if r["name"].startswith("layer4.")]
     assert layer4[-1]["output_shape"] == (1, 512, 4, 4)
+
+
+def test_resnet_takes_an_empty_batch():
+    """x.reshape(N, -1) cannot infer -1 from an empty batch."""
+    model = models.resnet18(10, small_input=True)
+    for training in (True, False):
+        model.train(training)
+        assert model(np.zeros((0, 3, 8, 8), np.float32)).shape == (0, 10)

@@ -243,3 +243,82 @@ def test_backward_params_skips_the_frozen_prefix_and_the_first_input_gradient(mo
     net.freeze()
     net.backward_params(np.ones((2, 5), np.float32))  # nothing trains: no layer runs
     assert calls == ["scale"]
+
+
+def test_deleting_a_child_or_parameter_unregisters_it_as_torch():
+    """Module had no __delattr__: a deleted layer still ran and stayed in state_dict."""
+    s = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4)).double()
+    delattr(s, "2")
+    assert len(s) == 2 and list(s.state_dict()) == ["0.weight", "0.bias"]
+    assert s(np.ones((1, 2))).shape == (1, 3)
+    lin = nn.Linear(2, 3)
+    del lin.bias
+    assert [n for n, _ in lin.named_parameters()] == ["weight"]
+
+
+def test_a_shared_module_counts_once_and_saves_under_each_name_as_torch():
+    lin = nn.Linear(3, 3)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = lin, lin
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    m = Twice()
+    assert [n for n, _ in m.named_parameters()] == ["a.weight", "a.bias"]
+    assert [n for n, _ in m.named_modules()] == ["", "a"]
+    assert m.num_parameters() == 12
+    assert list(m.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    fc.optim.SGD(m.parameters(), lr=0.1)  # refused a parameter "in more than one group"
+    m.load_state_dict(m.state_dict())
+    rows = fc.summary(m, (2, 3), print_fn=lambda text: None)  # wrapped it twice: refused
+    assert [r["name"] for r in rows] == ["a", "a"]
+
+
+def test_sequential_refuses_one_module_twice():
+    """Its backward keeps one forward's input: a ReLU in two places gave wrong gradients."""
+    relu = nn.ReLU()
+    with pytest.raises(ValueError, match="the module at 2, ReLU, is also at 0"):
+        nn.Sequential(relu, nn.Linear(2, 2), relu)
+    s = nn.Sequential(relu, nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="already in this Sequential"):
+        s[1] = relu
+    with pytest.raises(ValueError, match="is also at"):
+        s.append(relu)
+
+
+def test_sequential_slices_deletes_inserts_and_extends_as_torch():
+    a, b, c, d = nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2), nn.Tanh()
+    s = nn.Sequential(a, b, c)
+    head = s[0:2]
+    assert isinstance(head, nn.Sequential) and list(head) == [a, b]
+    del s[1]
+    assert list(s) == [a, c] and list(s.state_dict()) == ["0.weight", "0.bias", "1.weight",
+                                                         "1.bias"]
+    s.insert(1, d)
+    assert list(s) == [a, d, c]
+    s.extend([b])
+    assert list(s) == [a, d, c, b] and [n for n, _ in s.named_children()] == ["0", "1", "2", "3"]
+    block = nn.BasicConv2d(2, 3, kernel_size=3)
+    block[1] = nn.BatchNorm2d(3)  # a named child keeps its name
+    assert [n for n, _ in block.named_children()] == ["conv", "bn", "relu"]
+
+
+def test_register_buffer_over_a_parameter_and_train_with_a_non_bool_are_refused():
+    lin = nn.Linear(2, 3)
+    with pytest.raises(KeyError, match="'bias' already exists"):
+        lin.register_buffer("bias", np.zeros(3))
+    with pytest.raises(ValueError, match="mode must be a bool"):
+        lin.train("no")
+
+
+def test_strict_load_takes_a_checkpoint_without_the_batch_counter_as_torch():
+    bn = nn.BatchNorm2d(3)
+    bn.num_batches_tracked = np.array(5)
+    state = {k: v for k, v in nn.BatchNorm2d(3).state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    missing, unexpected = bn.load_state_dict(state)
+    assert (missing, unexpected) == ([], []) and int(bn.num_batches_tracked) == 5

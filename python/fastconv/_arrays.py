@@ -22,15 +22,23 @@ def from_dlpack(x):
     if not hasattr(x, "__dlpack__") or not hasattr(x, "__dlpack_device__"):
         raise TypeError(f"from_dlpack: expected an object with __dlpack__ (a tensor or array), "
                         f"got {type(x).__module__}.{type(x).__qualname__}")
-    device = int(x.__dlpack_device__()[0])
+    # PyTorch keeps a negation or conjugation as a bit on a view (t.conj().imag) that its
+    # DLPack export leaves out: the values would come with the wrong sign. Resolved, a copy.
+    if callable(getattr(x, "is_neg", None)) and (x.is_neg() or x.is_conj()):
+        x = x.resolve_neg().resolve_conj()
+    try:
+        device = int(x.__dlpack_device__()[0])
+    except (ValueError, RuntimeError) as e:  # torch's meta tensors, which have no memory
+        raise TypeError(f"from_dlpack: {type(x).__qualname__} has no memory to share: "
+                        f"{e}") from None
     try:
         if device in (_DL_CPU, _DL_CUDA_HOST):
             return np.from_dlpack(x)
         if device in (_DL_CUDA, _DL_CUDA_MANAGED):
             return _cupy("a CUDA tensor passed through DLPack").from_dlpack(x)
-    except BufferError as e:
-        raise TypeError(f"from_dlpack: {type(x).__qualname__} refused to share its memory: "
-                        f"{e}") from None
+    except (BufferError, RuntimeError) as e:  # RuntimeError: a dtype NumPy lacks (bfloat16)
+        raise TypeError(f"from_dlpack: {type(x).__qualname__} of dtype "
+                        f"{getattr(x, 'dtype', '?')} refused to share its memory: {e}") from None
     raise TypeError(f"from_dlpack: {type(x).__qualname__} lives on DLPack device type {device}; "
                     "fastconv takes CPU and CUDA memory")
 

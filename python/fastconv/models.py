@@ -15,11 +15,9 @@ trainable) and train; then unfreeze more of the body and fine-tune with a small 
     ...train...
     model.layer4.unfreeze()                          # fine-tune the last stage as well
 
-For an nn.Sequential model, replace the last layer by its attribute name, which is its index:
-``setattr(model, str(len(model) - 1), nn.Linear(...))`` (AlexNet's head:
-``setattr(model.classifier, "6", ...)``). Only the last one: assigning an existing attribute
-registers the new module last, and nn.Sequential runs children in registration order. AlexNet,
-ResNet and InceptionNet run a fixed order, so any of their children can be replaced.
+For an nn.Sequential model, replace a layer by its index:
+``model[-1] = nn.Linear(...)`` (AlexNet's head: ``model.classifier[6] = ...``). Assigning an
+existing attribute keeps the child's place, so any child of any model can be replaced.
 
 Frozen batch-norm layers still follow train()/eval(), as in PyTorch: put the frozen part in
 eval mode to keep its running statistics. Feature extraction: run the frozen body once in
@@ -100,9 +98,8 @@ def lenet5(input_size=32, num_classes=10, in_channels=1):
 
 
 class _Chain(nn.Module):
-    """Named children run in the fixed order `_order`, backward in reverse. The order is not
-    taken from registration because assigning an existing attribute again (model.dropout =
-    nn.Dropout(0.3)) registers the new module last."""
+    """Named children run in the fixed order `_order`, backward in reverse (not in registration
+    order: a subclass may register them in another)."""
 
     _order = ()
 
@@ -207,7 +204,7 @@ class ResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x)
         self._pooled_shape = x.shape
-        return self.fc(x.reshape(x.shape[0], -1))
+        return self.fc(x.reshape(x.shape[0], x.shape[1] * x.shape[2] * x.shape[3]))
 
     def backward(self, dout):
         d = self.fc.backward(dout).reshape(self._pooled_shape)

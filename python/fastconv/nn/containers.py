@@ -8,34 +8,73 @@ from .module import Module, backward_params_chain
 
 
 class Sequential(Module):
-    """Runs its children in order; backward runs them in reverse (composition, no tape)."""
+    """Runs its children in order; backward runs them in reverse (composition, no tape).
+
+    A module instance may appear once: its backward uses what its last forward kept, so one
+    instance in two places (a shared ReLU, as some PyTorch code writes) would give wrong
+    gradients; pass a copy of it instead. Indexing, slicing (a new Sequential of the same
+    modules), assignment, deletion (the rest renumbered), append, insert and extend are
+    PyTorch's."""
 
     def __init__(self, *modules):
         super().__init__()
+        self._fill(modules)
+
+    def _fill(self, modules):
+        """The children, renamed 0, 1, ... in order."""
+        modules = list(modules)
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
+            if any(m is other for other in modules[:i]):
+                raise ValueError(f"Sequential: the module at {i}, {type(m).__name__}, is also at "
+                                 f"{next(j for j, o in enumerate(modules) if o is m)}: its "
+                                 "backward keeps one forward's input, pass a copy")
+        for name in list(self._modules):
+            delattr(self, name)
+        for i, m in enumerate(modules):
             setattr(self, str(i), m)
 
     def __len__(self):
         return len(self._modules)
 
     def __getitem__(self, i):
-        return list(self._modules.values())[i]
+        children = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*children[i])
+        return children[i]
 
     def __setitem__(self, i, module):
         """Replace child i in place (model[-1] = nn.Linear(...) swaps the head)."""
         if not isinstance(module, Module):
             raise TypeError(f"Sequential: can only hold Modules, got {type(module).__name__}")
-        setattr(self, list(self._modules)[i], module)
+        names, children = list(self._modules), list(self._modules.values())
+        if any(module is other for j, other in enumerate(children) if j != range(len(names))[i]):
+            raise ValueError(f"Sequential: {type(module).__name__} is already in this "
+                             "Sequential: its backward keeps one forward's input, pass a copy")
+        setattr(self, names[i], module)  # the child's name and place kept, as PyTorch
+
+    def __delitem__(self, i):
+        children = list(self._modules.values())
+        del children[i]
+        self._fill(children)
 
     def __iter__(self):
         return iter(self._modules.values())
 
     def append(self, module):
+        return self.insert(len(self), module)
+
+    def insert(self, index, module):
         if not isinstance(module, Module):
-            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
-        setattr(self, str(len(self)), module)
+            raise TypeError(f"Sequential.insert: expected a Module, got {type(module).__name__}")
+        children = list(self._modules.values())
+        children.insert(index, module)
+        self._fill(children)
+        return self
+
+    def extend(self, modules):
+        self._fill(list(self._modules.values()) + list(modules))
         return self
 
     def forward(self, x):

@@ -1,9 +1,12 @@
 """Module: the explicit forward/backward layer API (Torch7-shaped, no autograd tape).
 
 ``forward(x)`` returns y and keeps what backward needs; ``backward(dy)`` returns dx and
-accumulates into the parameters' ``.grad``. Parameters and sub-modules assigned as attributes
-are registered in assignment order, which fixes the order of ``parameters()`` and the
-PyTorch-style keys of ``state_dict()`` ("features.0.weight", "bn.running_mean", ...).
+accumulates into the parameters' ``.grad``. A module keeps only its last forward's input: one
+instance called twice in a forward (a shared layer) would backpropagate through the second call
+twice, so Sequential refuses one in two places and a hand-written forward needs two instances.
+Parameters and sub-modules assigned as attributes are registered in assignment order, which
+fixes the order of ``parameters()`` and the PyTorch-style keys of ``state_dict()``
+("features.0.weight", "bn.running_mean", ...).
 """
 
 import contextlib
@@ -42,8 +45,17 @@ class Module:
             target[name] = True if target is self._buffers else value
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name):
+        # as PyTorch: deleting a parameter, child or buffer unregisters it too
+        for registry in (self._parameters, self._modules, self._buffers):
+            registry.pop(name, None)
+        object.__delattr__(self, name)
+
     def register_buffer(self, name, array):
         """A non-trainable array saved in state_dict (batch-norm running statistics)."""
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"{type(self).__name__}.register_buffer: attribute '{name}' already "
+                           "exists (a parameter or a child)")
         object.__setattr__(self, name, array)
         self._buffers[name] = True
 
@@ -74,18 +86,36 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix="", remove_duplicate=True):
+        """Every module under its dotted name, depth first; a module reachable by two names
+        (shared) once, under the first, unless remove_duplicate=False (as PyTorch)."""
+        seen = set()
+        for name, module in self._all_modules(prefix):
+            if remove_duplicate:
+                if id(module) in seen:
+                    continue
+                seen.add(id(module))
+            yield name, module
+
+    def _all_modules(self, prefix):
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child._all_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self):
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix="", recurse=True):
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """Every parameter under its dotted name; a shared one once (as PyTorch), so that an
+        optimizer built from parameters() steps it once."""
         modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        seen = set()
         for mod_prefix, module in modules:
             for name, p in module._parameters.items():
+                if remove_duplicate:
+                    if id(p) in seen:
+                        continue
+                    seen.add(id(p))
                 yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
 
     def parameters(self, recurse=True):
@@ -98,6 +128,8 @@ class Module:
 
     # -- modes and gradients ------------------------------------------------------------
     def train(self, mode=True):
+        if not isinstance(mode, (bool, np.bool_)):
+            raise ValueError(f"{type(self).__name__}.train: mode must be a bool, got {mode!r}")
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
@@ -129,7 +161,7 @@ class Module:
     def state_dict(self):
         """Copies of every parameter and buffer under PyTorch's key names, on their device."""
         out = OrderedDict()
-        for prefix, module in self.named_modules():
+        for prefix, module in self._all_modules(""):  # a shared module under each name, as torch
             for name, p in module._parameters.items():
                 out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
             for name in module._buffers:
@@ -144,7 +176,8 @@ class Module:
         device. Returns (missing_keys, unexpected_keys).
 
         strict=True requires exactly this module's keys (StateDictKeyError, a KeyError and a
-        ValueError, naming them); strict=False skips missing and unexpected keys, as PyTorch.
+        ValueError, naming them), except a batch norm's num_batches_tracked, which may be left
+        out (kept as it is), as PyTorch; strict=False skips missing and unexpected keys.
         Every loaded value must have its target's shape (ValueError) and a fitting dtype
         (TypeError): float32 or float64 for a floating parameter or buffer, an integer dtype
         that converts without loss for an integer buffer (num_batches_tracked). Everything is
@@ -156,11 +189,14 @@ class Module:
                             f"arrays, got {type(state_dict).__module__}."
                             f"{type(state_dict).__qualname__}")
         targets = OrderedDict()
-        for prefix, module in self.named_modules():
+        for prefix, module in self._all_modules(""):
             for attr in list(module._parameters) + list(module._buffers):
                 if getattr(module, attr) is not None:
                     targets[f"{prefix}.{attr}" if prefix else attr] = (module, attr)
-        missing = [k for k in targets if k not in state_dict]
+        # As PyTorch's batch norm: a checkpoint without the batch counter (older PyTorch's)
+        # loads, the counter kept.
+        missing = [k for k in targets if k not in state_dict
+                   and targets[k][1] != "num_batches_tracked"]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
             raise StateDictKeyError(f"{name}.load_state_dict: missing keys {missing}, "
@@ -288,7 +324,7 @@ def watch_forward(model, modules, record):
         return watched
 
     try:
-        for module in modules:
+        for module in dict.fromkeys(modules):  # a shared module is wrapped once
             if "forward" in module.__dict__:
                 raise ValueError(f"{type(module).__name__} already has a forward attribute of its "
                                  "own; only a class-method forward can be watched")
