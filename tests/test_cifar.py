@@ -225,6 +225,50 @@ def test_missing_files_are_clear_errors(tmp_path):
         data.CIFAR10(tmp_path / "g", check_integrity=False)
 
 
+def _deflate_span(archive):
+    """(start, end) of the compressed data of a one-member gzip file: after the header (its
+    FNAME field, which tarfile writes, ends in a zero byte) and before the 8-byte trailer."""
+    assert archive[:4] == b"\x1f\x8b\x08\x08"  # gzip, deflate, FNAME set
+    return archive.index(b"\0", 10) + 1, len(archive) - 8
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_corrupt_archive_is_refused_even_unchecked(tmp_path, archive_bytes, train):
+    # check_integrity=False skips the md5, not gzip's own CRC and length: a damaged archive
+    # must never load with wrong pixels, wherever the damage falls.
+    start, end = _deflate_span(archive_bytes)
+    path = tmp_path / "cifar-10-binary.tar.gz"
+    for at in np.linspace(start, end - 1, 12).astype(int):
+        corrupt = bytearray(archive_bytes)
+        corrupt[at] ^= 0x55
+        path.write_bytes(bytes(corrupt))
+        with pytest.raises(ValueError, match=r"cifar-10-binary\.tar\.gz: not a readable "
+                                             r"\.tar\.gz archive .*corrupt or truncated"):
+            data.CIFAR10(tmp_path, train=train, check_integrity=False)
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8, 30])
+@pytest.mark.parametrize("train", [True, False])
+def test_a_truncated_archive_is_refused_even_unchecked(tmp_path, archive_bytes, cut, train):
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive_bytes[:-cut])
+    with pytest.raises(ValueError, match=r"cifar-10-binary\.tar\.gz: not a readable \.tar\.gz "
+                                         r"archive .*corrupt or truncated"):
+        data.CIFAR10(tmp_path, train=train, check_integrity=False)
+
+
+def test_a_folder_named_like_the_archive_is_not_reported_missing(tmp_path, archive_bytes):
+    (tmp_path / "cifar10" / "cifar-10-binary.tar.gz").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"cifar10/cifar-10-binary\.tar\.gz is a folder, not "
+                                         r"a file"):
+        data.CIFAR10(tmp_path, check_integrity=False)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(archive_bytes)
+    assert len(data.CIFAR10(tmp_path, check_integrity=False)) == 7   # the real one still found
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "cifar-10-batches-bin").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"cifar-10-batches-bin is a file, not a folder"):
+        data.CIFAR10(tmp_path / "f", check_integrity=False)
+
+
 def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

@@ -127,3 +127,83 @@ def test_augmentations():
     assert crop.shape == (6, 1, 4, 4)
     with pytest.raises(ValueError, match="larger"):
         data.RandomCrop(9)(x, rng)
+
+
+def test_read_idx_names_the_file_for_any_corruption_of_the_gzip_stream(tmp_path):
+    # Depending on where the damage falls, gzip reports it as a zlib.error, a bad CRC or an
+    # early end: each is the same corrupt download to the caller.
+    gz = gzip.compress(_idx((2, 3, 4), range(24)), mtime=0)
+    path = tmp_path / "a.idx.gz"
+    for at in range(10, len(gz) - 8):  # the compressed data, between gzip's header and trailer
+        corrupt = bytearray(gz)
+        corrupt[at] ^= 0xFF
+        path.write_bytes(bytes(corrupt))
+        with pytest.raises(ValueError, match=r"a\.idx\.gz: corrupt gzip data"):
+            data.read_idx(path)
+
+
+def test_read_idx_reports_the_true_size_of_a_huge_header(tmp_path):
+    path = tmp_path / "huge.idx"
+    path.write_bytes(_idx((2 ** 32 - 1,) * 3, []))
+    promised = 16 + (2 ** 32 - 1) ** 3
+    with pytest.raises(ValueError, match=rf"huge\.idx: the header promises {promised} bytes"):
+        data.read_idx(path)
+
+
+def test_a_folder_in_place_of_an_idx_file_is_named(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte.gz").mkdir()
+    for check in (True, False):
+        with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz is a folder, not a file"):
+            data.FashionMNIST(tmp_path, train=False, check_integrity=check)
+
+
+def test_horizontal_flip_mirrors_whole_images():
+    x = np.random.default_rng(1).random((200, 3, 4, 5)).astype(np.float32)
+    out = data.RandomHorizontalFlip(0.5)(x, np.random.default_rng(0))
+    flipped = [np.array_equal(o, i[..., ::-1]) for o, i in zip(out, x)]
+    kept = [np.array_equal(o, i) for o, i in zip(out, x)]
+    assert all(f != k for f, k in zip(flipped, kept))      # every channel of an image together
+    assert 50 < sum(flipped) < 150
+
+
+def test_horizontal_flip_refuses_a_single_image():
+    # A (C, H, W) image read as a batch would have its channels flipped independently.
+    img = np.arange(18, dtype=np.float32).reshape(3, 2, 3)
+    flip = data.RandomHorizontalFlip(0.5)
+    for bad in (img, img[0], img[None, None]):
+        with pytest.raises(ValueError, match=r"RandomHorizontalFlip: expected a batch "
+                                             r"\(N, C, H, W\), got shape"):
+            flip(bad, np.random.default_rng(0))
+
+
+def test_crop_and_shift_arguments_and_shapes_are_checked():
+    x = np.zeros((2, 1, 5, 7), np.float32)
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=r"RandomCrop: padding must be an int, got \(1, 2\)"):
+        data.RandomCrop(5, padding=(1, 2))
+    with pytest.raises(ValueError, match=r"RandomCrop: padding must be >= 0, got -1"):
+        data.RandomCrop(5, padding=-1)
+    for size in (0, (5,), (5, 0), 2.5, (5, 7, 1), True):
+        with pytest.raises((TypeError, ValueError), match=r"RandomCrop: size must be"):
+            data.RandomCrop(size)
+    for shift in (-1, 1.5, (1, 2)):
+        with pytest.raises((TypeError, ValueError), match=r"RandomShift: max_shift must be"):
+            data.RandomShift(shift)
+    with pytest.raises(ValueError, match=r"RandomShift: expected a batch \(N, C, H, W\), got "
+                                         r"shape \(1, 5, 7\)"):
+        data.RandomShift(2)(x[0], rng)
+    assert data.RandomCrop(np.int64(4), padding=np.int64(1))(x, rng).shape == (2, 1, 4, 4)
+
+
+def test_augmentations_take_an_empty_batch():
+    x = np.zeros((0, 3, 5, 7), np.float32)
+    rng = np.random.default_rng(0)
+    for t, shape in [(data.RandomCrop(4, padding=1), (0, 3, 4, 4)),
+                     (data.RandomShift(2), (0, 3, 5, 7)),
+                     (data.RandomHorizontalFlip(), (0, 3, 5, 7)),
+                     (data.Compose([data.RandomCrop(5, padding=2), data.RandomHorizontalFlip()]),
+                      (0, 3, 5, 5))]:
+        out = t(x, rng)
+        assert out.shape == shape and out.dtype == x.dtype
+    with pytest.raises(ValueError, match="larger"):
+        data.RandomCrop(9)(x, rng)

@@ -13,6 +13,7 @@ runs whatever code the file names.
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import pathlib
 import shutil
@@ -41,7 +42,7 @@ def read_idx(path):
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise ValueError(f"{path}: corrupt gzip data ({err})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
@@ -50,7 +51,8 @@ def read_idx(path):
     if len(raw) < header:
         raise ValueError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    # math.prod, not np.prod: a corrupt header's dimensions can overflow int64.
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
         raise ValueError(f"{path}: the header promises {expected} bytes ({shape} of {dtype}), the "
                          f"file has {len(raw)}: truncated or corrupt")
@@ -138,6 +140,9 @@ class _IDXDataset:
 
     def _locate(self, fname, download):
         for path in self._candidates(fname):
+            if path.exists() and not path.is_file():
+                raise ValueError(f"{type(self).__name__}: {path} is a folder, not a file; move "
+                                 f"it aside and put the {fname} file there")
             if path.exists():
                 if self.check_integrity:
                     self._verify(path, fname)
@@ -207,7 +212,8 @@ class CIFAR10:
     extracted cifar-10-batches-bin/ folder; the archive is preferred when both are there, since
     only it can be checked against a published md5. check_integrity=True checks that md5, and in
     a folder, which has no published checksums, that each .bin holds the published 10,000
-    records; check_integrity=False reads any well-formed file (a download is always checked).
+    records; check_integrity=False reads any well-formed file (gzip's own CRC and length are
+    still checked, so a damaged archive is refused; a download is always checked).
     The pickled "python version" (cifar-10-python.tar.gz, cifar-10-batches-py/) is refused.
     """
 
@@ -267,6 +273,15 @@ class CIFAR10:
                 return path
             if (folder / self.folder).is_dir():
                 return folder / self.folder
+        # Found but of the wrong kind: "not found" would send the user looking elsewhere.
+        for folder in self._folders():
+            if (folder / self.archive).exists():
+                raise ValueError(f"CIFAR10: {folder / self.archive} is a folder, not a file; "
+                                 f"the {self.archive} file belongs there, or the extracted "
+                                 f"files in a folder named {self.folder}")
+            if (folder / self.folder).exists():
+                raise ValueError(f"CIFAR10: {folder / self.folder} is a file, not a folder; "
+                                 f"extract {self.archive} again")
         if download:
             path = _fetch([self.url], self.root / self.name / self.archive, type(self).__name__)
             self._verify(path)
@@ -308,6 +323,10 @@ class CIFAR10:
                     found[wanted[name]] = tar.extractfile(member).read()
                     if len(found) == len(wanted):
                         break
+                # gzip checks its CRC and length only on reaching the end of the stream, which
+                # the tar reader stops short of: without this, a damaged or cut archive loads.
+                while tar.fileobj.read(1 << 20):
+                    pass
         except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
             raise ValueError(f"{path}: not a readable .tar.gz archive ({err}): corrupt or "
                              "truncated; delete it and download it again") from None
@@ -400,14 +419,33 @@ class DataLoader:
             yield np.ascontiguousarray(x), self.labels[idx]
 
 
+def _count(value, who, name, minimum):
+    """`value` as an int >= minimum; TypeError/ValueError naming the argument otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{who}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{who}: {name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _batch(x, who):
+    # A single (C, H, W) image, or an (N, H, W) grey batch, cannot be told apart from the
+    # shape alone: per-image draws over the wrong axis would scramble it without an error.
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"{who}: expected a batch (N, C, H, W), got shape {x.shape}")
+    return x
+
+
 class RandomHorizontalFlip:
-    """Mirror each image left-right with probability p."""
+    """Mirror each image of a batch (N, C, H, W) left-right with probability p."""
 
     def __init__(self, p=0.5):
         self.p = p
 
     def __call__(self, x, rng=None):
         rng = resolve(rng, "RandomHorizontalFlip")
+        x = _batch(x, "RandomHorizontalFlip")
         flip = rng.random(len(x)) < self.p
         out = x.copy()
         out[flip] = x[flip][..., ::-1]
@@ -415,17 +453,28 @@ class RandomHorizontalFlip:
 
 
 class RandomCrop:
-    """Zero-pad each image by `padding` on every side, then cut a random size x size window
-    (the CIFAR/Fashion-MNIST 'random crop with padding')."""
+    """Zero-pad each image of a batch (N, C, H, W) by `padding` on every side, then cut a
+    random size x size window (the CIFAR/Fashion-MNIST 'random crop with padding'). size is an
+    int or an (h, w) pair."""
 
     def __init__(self, size, padding=0):
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
-        self.padding = padding
+        pair = (size, size) if isinstance(size, (int, np.integer)) else size
+        try:
+            pair = tuple(pair)
+        except TypeError:
+            pair = ()
+        if len(pair) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                                     for s in pair):
+            raise TypeError(f"RandomCrop: size must be an int or a pair (h, w) of ints, got "
+                            f"{size!r}")
+        if min(pair) < 1:
+            raise ValueError(f"RandomCrop: size must be positive, got {size!r}")
+        self.size = (int(pair[0]), int(pair[1]))
+        self.padding = _count(padding, "RandomCrop", "padding", 0)
 
     def __call__(self, x, rng=None):
         rng = resolve(rng, "RandomCrop")
-        if np.ndim(x) != 4:
-            raise ValueError(f"RandomCrop: expected a batch (N, C, H, W), got shape {np.shape(x)}")
+        x = _batch(x, "RandomCrop")
         p = self.padding
         padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
         h, w = self.size
@@ -434,17 +483,21 @@ class RandomCrop:
             raise ValueError(f"RandomCrop: crop {self.size} is larger than the padded image {(H, W)}")
         tops = rng.integers(0, H - h + 1, len(x))
         lefts = rng.integers(0, W - w + 1, len(x))
-        return np.stack([padded[i, :, t:t + h, l:l + w] for i, (t, l) in enumerate(zip(tops, lefts))])
+        out = np.empty((len(x), x.shape[1], h, w), x.dtype)
+        for i, (t, l) in enumerate(zip(tops, lefts)):
+            out[i] = padded[i, :, t:t + h, l:l + w]
+        return out
 
 
 class RandomShift:
-    """Shift each image by up to max_shift pixels in each direction, filling with zeros (the
-    size is kept)."""
+    """Shift each image of a batch (N, C, H, W) by up to max_shift pixels in each direction,
+    filling with zeros (the size is kept)."""
 
     def __init__(self, max_shift=2):
-        self.max_shift = max_shift
+        self.max_shift = _count(max_shift, "RandomShift", "max_shift", 0)
 
     def __call__(self, x, rng=None):
+        x = _batch(x, "RandomShift")
         H, W = x.shape[2:]
         return RandomCrop((H, W), padding=self.max_shift)(x, rng)
 
