@@ -108,3 +108,23 @@ def test_checkpoint_saves_the_best_model_and_it_reloads(tmp_path):
     restored.load_state_dict(fc.load(path))
     best = evaluate(restored, DataLoader(x, y, 100))["accuracy"]
     assert best >= 0.9
+
+
+def test_saved_model_commands_say_what_is_wrong_without_a_traceback(tmp_path):
+    """A missing file, another model's weights or an opset out of range ended in a traceback."""
+    from fastconv import cli, models
+
+    weights = tmp_path / "lenet5.npz"
+    fc.save(models.lenet5(28).state_dict(), weights)
+    out = str(tmp_path / "m.onnx")
+    cases = [(["evaluate", "--model-file", str(tmp_path / "none.npz"), "--model", "lenet5",
+               "--dataset", "mnist"], "no such model file"),
+             (["export", "--model-file", str(weights), "--model", "fashion_cnn", "--dataset",
+               "mnist", "--out", out], "does not hold fashion_cnn's weights for mnist")]
+    for argv, match in cases:
+        with pytest.raises(SystemExit, match=match):
+            cli.main(argv)
+    pytest.importorskip("onnx")
+    with pytest.raises(SystemExit, match="opset_version must be an int in"):
+        cli.main(["export", "--model-file", str(weights), "--model", "lenet5", "--dataset",
+                  "mnist", "--out", out, "--opset", "12"])

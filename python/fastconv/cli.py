@@ -226,6 +226,8 @@ def _saved_model(args, command, default_dataset=None):
     from . import load
 
     model_file = pathlib.Path(args.model_file)
+    if not model_file.is_file():
+        raise SystemExit(f"fastconv {command}: no such model file: {model_file}")
     run = model_file.parent / "run.json"
     saved = json.loads(run.read_text()) if run.exists() else {}
     model_name = args.model or saved.get("model")
@@ -234,7 +236,11 @@ def _saved_model(args, command, default_dataset=None):
         raise SystemExit(f"fastconv {command}: pass --model and --dataset (no run.json beside "
                          f"{model_file})")
     model = _model(model_name, dataset)
-    model.load_state_dict(load(model_file))
+    try:
+        model.load_state_dict(load(model_file))
+    except (KeyError, ValueError, TypeError) as err:  # a file of another model or dataset
+        raise SystemExit(f"fastconv {command}: {model_file} does not hold {model_name}'s weights "
+                         f"for {dataset}: {err}") from None
     return model, model_name, dataset
 
 
@@ -260,7 +266,10 @@ def _export(args):
     model, model_name, dataset = _saved_model(args, "export", "fashion-mnist")
     channels, side = IMAGE_SHAPES[dataset]
     example = np.zeros((1, channels, side, side), np.float32)
-    onnx.export(model, example, args.out, opset_version=args.opset)
+    try:
+        onnx.export(model, example, args.out, opset_version=args.opset)
+    except (ValueError, TypeError, ImportError) as err:  # an opset it cannot write, no onnx
+        raise SystemExit(f"fastconv export: {err}") from None
     print(f"wrote {args.out}: {model_name} for {channels}x{side}x{side} {dataset} images, "
           f"batch dimension symbolic")
     return 0
