@@ -85,6 +85,8 @@ class _Graph:
 class _Exporter:
     def __init__(self, graph):
         self.g = graph
+        # whether dim 0 of the value being emitted is still the input's batch
+        self.batch_kept = True
 
     def refuse(self, path, module, why):
         raise ValueError(f"fastconv.onnx.export: cannot export {path or 'the model'} "
@@ -164,19 +166,38 @@ class _Exporter:
 
     def conv_transpose(self, m, path, name, x):
         inputs = [name, self.g.const(m.weight.data, _join(path, "weight"))]
-        if m.bias is not None:
-            inputs.append(self.g.const(m.bias.data, _join(path, "bias")))
         ph, pw = m.padding
-        out = self.g.node("ConvTranspose", inputs, path or "conv_transpose",
-                          kernel_shape=list(m.kernel_size), strides=list(m.stride),
-                          pads=[ph, pw, ph, pw], dilations=list(m.dilation), group=m.groups,
-                          output_padding=list(m.output_padding))
+        attrs = dict(kernel_shape=list(m.kernel_size), strides=list(m.stride),
+                     dilations=list(m.dilation), group=m.groups)
+        if all(op < s for op, s in zip(m.output_padding, m.stride)):
+            if m.bias is not None:
+                inputs.append(self.g.const(m.bias.data, _join(path, "bias")))
+            out = self.g.node("ConvTranspose", inputs, path or "conv_transpose",
+                              pads=[ph, pw, ph, pw], output_padding=list(m.output_padding),
+                              **attrs)
+            return out, m(x)
+        # ONNX Runtime refuses an output_padding of the stride or more (torch allows it below
+        # the dilation), so its rows are spelled out: those the end padding would have cropped
+        # hold products like any other row (a smaller end pad keeps them), those past the full
+        # transposed convolution are zeros (a Pad), and the bias comes last to cover both.
+        cut = [min(op, p) for op, p in zip(m.output_padding, m.padding)]
+        extra = [op - c for op, c in zip(m.output_padding, cut)]
+        out = self.g.node("ConvTranspose", inputs, _join(path, "conv_transpose"),
+                          pads=[ph, pw, ph - cut[0], pw - cut[1]], **attrs)
+        if any(extra):
+            out = self.g.node("Pad", [out, self.g.ints([0, 0, 0, 0, 0, 0, *extra],
+                                                       _join(path, "pads"))],
+                              _join(path, "pad"), mode="constant")
+        if m.bias is not None:
+            bias = to_numpy(m.bias.data).reshape(-1, 1, 1)
+            out = self.g.node("Add", [out, self.g.const(bias, _join(path, "bias"))],
+                              path or "conv_transpose")
         return out, m(x)
 
     def linear(self, m, path, name, x):
         y = m(x)
-        w = self.g.const(m.weight.data, _join(path, "weight"))
         if x.ndim == 2:
+            w = self.g.const(m.weight.data, _join(path, "weight"))
             inputs = [name, w] + ([self.g.const(m.bias.data, _join(path, "bias"))]
                                   if m.bias is not None else [])
             return self.g.node("Gemm", inputs, path or "linear", transB=1), y
@@ -200,17 +221,30 @@ class _Exporter:
         pads = [ph, pw, _end_pad(H, kh, sh, ph, ph, dh, P), _end_pad(W, kw, sw, pw, pw, dw, Q)]
         return dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=pads), (dh, dw)
 
-    def max_pool(self, m, path, name, x, hint=None):
+    def _max_pool(self, m, path, name, x, hint):
         attrs, dil = self._window(m, x, m.padding, m.dilation, m.ceil_mode)
+        kernel, pads = attrs["kernel_shape"], attrs["pads"]
+        if any(p >= k for p, k in zip(pads, kernel + kernel)):
+            # ONNX Runtime wants every pad below the kernel, and the end pad that gives a
+            # dilated window ceil_mode's count can reach it: that padding becomes a Pad node's
+            # -inf, which no max picks over a value, as implicit max-pool padding.
+            name = self.g.node("Pad", [name, self.g.ints([0, 0, pads[0], pads[1],
+                                                          0, 0, pads[2], pads[3]],
+                                                         _join(path, "pads")),
+                                       self.g.const(-np.inf, _join(path, "neg_inf"))],
+                               _join(path, "pad"), mode="constant")
+            attrs["pads"] = [0, 0, 0, 0]
+        return self.g.node("MaxPool", [name], hint, dilations=list(dil), **attrs)
+
+    def max_pool(self, m, path, name, x, hint=None):
         y = m(x)
-        out = self.g.node("MaxPool", [name], hint or path or "max_pool", dilations=list(dil),
-                          **attrs)
+        out = self._max_pool(m, path, name, x, hint or path or "max_pool")
         return out, (y[0] if isinstance(y, tuple) else y)
 
     def min_pool(self, m, path, name, x):
+        # min = -max(-x), so any explicit padding of the max pooling is -inf too
         neg = self.g.node("Neg", [name], _join(path, "neg_in"))
-        attrs, dil = self._window(m, x, m.padding, m.dilation, m.ceil_mode)
-        pooled = self.g.node("MaxPool", [neg], _join(path, "max"), dilations=list(dil), **attrs)
+        pooled = self._max_pool(m, path, neg, x, _join(path, "max"))
         y = m(x)
         return self.g.node("Neg", [pooled], path or "min_pool"), (y[0] if isinstance(y, tuple)
                                                                    else y)
@@ -250,17 +284,15 @@ class _Exporter:
             a = self.g.node("Abs", [name], _join(path, "abs"))
             attrs, _ = self._window(m, x, 0, 1, m.ceil_mode)
             return self.g.node("MaxPool", [a], path or "lp_pool", **attrs), y
-        # torch: sign(s) * relu(|s|)^(1/p) with s = avg_pool(x^p) * kh * kw
+        # torch: (sign(s) * relu(|s|))^(1/p) with s = avg_pool(x^p) * kh * kw, the root taken
+        # of s itself, so a negative sum (odd p) is NaN there, as Pow makes it here
         kh, kw = _pair(m.kernel_size)
         xp = self.g.node("Pow", [name, self.g.const(p, _join(path, "p"))], _join(path, "pow"))
         avg = self._avg(path, xp, x, m.kernel_size, m.stride, 0, m.ceil_mode, True,
                         _join(path, "avg"))
         s = self.g.node("Mul", [avg, self.g.const(kh * kw, _join(path, "area"))],
                         _join(path, "sum"))
-        mag = self.g.node("Pow", [self.g.node("Abs", [s], _join(path, "abs")),
-                                  self.g.const(1.0 / p, _join(path, "inv_p"))],
-                          _join(path, "root"))
-        return self.g.node("Mul", [self.g.node("Sign", [s], _join(path, "sign")), mag],
+        return self.g.node("Pow", [s, self.g.const(1.0 / p, _join(path, "inv_p"))],
                            path or "lp_pool"), y
 
     def mixed_pool(self, m, path, name, x):
@@ -342,14 +374,23 @@ class _Exporter:
 
     def lrn(self, m, path, name, x):
         y = m(x)
+        if x.ndim == 4:
+            return self._lrn(m, path, name, x.shape[1], path or "lrn"), y
+        # ONNX's LRN and the band convolution take (N, C, H, W) only; the window runs across
+        # channels alone, so (N, C, *) is that with every other dimension in H
+        flat = self.g.node("Reshape", [name, self.g.ints([0, 0, -1, 1], _join(path, "shape_4d"))],
+                           _join(path, "as_4d"))
+        out = self._lrn(m, path, flat, x.shape[1], _join(path, "lrn_4d"))
+        return self.g.node("Reshape", [out, self.g.ints([0, 0, *x.shape[2:]],
+                                                        _join(path, "shape"))],
+                           path or "lrn"), y
+
+    def _lrn(self, m, path, name, C, hint):
         if m.size % 2 == 1:
-            return self.g.node("LRN", [name], path or "lrn", size=m.size, alpha=float(m.alpha),
-                               beta=float(m.beta), bias=float(m.k)), y
+            return self.g.node("LRN", [name], hint, size=m.size, alpha=float(m.alpha),
+                               beta=float(m.beta), bias=float(m.k))
         # An even window is not centred the same way as ONNX's LRN (torch puts the extra
         # channel before): the window sums as a 1x1 convolution with a band of ones.
-        if x.ndim != 4:
-            self.refuse(path, m, f"an even size is exported for 4-D input, got {x.ndim}-D")
-        C = x.shape[1]
         band = np.zeros((C, C, 1, 1))
         for c in range(C):
             band[c, max(0, c - m.size // 2):min(C, c + (m.size - 1) // 2 + 1), 0, 0] = 1.0
@@ -362,7 +403,7 @@ class _Exporter:
                                               _join(path, "scaled"))], _join(path, "den"))
         powd = self.g.node("Pow", [den, self.g.const(float(m.beta), _join(path, "beta"))],
                            _join(path, "den_pow"))
-        return self.g.node("Div", [name, powd], path or "lrn"), y
+        return self.g.node("Div", [name, powd], hint)
 
     def leaky_relu(self, m, path, name, x):
         return self.g.node("LeakyRelu", [name], path or "leaky_relu",
@@ -402,6 +443,8 @@ class _Exporter:
     def flatten(self, m, path, name, x):
         y = m(x)
         start, end = m._dim("start_dim", x), m._dim("end_dim", x)
+        if start == 0 and math.prod(x.shape[1:end + 1]) != 1:
+            self.batch_kept = False
         if start == 1 and end == x.ndim - 1:  # ONNX's Flatten always makes 2-D
             return self.g.node("Flatten", [name], path or "flatten", axis=1), y
         shape = [0] * start + [-1] + list(x.shape[end + 1:])
@@ -472,6 +515,9 @@ def export(model, example_input, path, opset_version=None, input_names=None, out
         if len(given) != 1 or not isinstance(given[0], str) or not given[0]:
             raise ValueError(f"export: {what} must hold one non-empty name, got {given!r}")
         names.append(given[0])
+    if names[0] == names[1]:
+        raise ValueError(f"export: output_names must differ from input_names, both are "
+                         f"{names[0]!r}")
     x = np.ascontiguousarray(to_numpy(example_input))
     if x.dtype not in (np.float32, np.float64) or x.ndim < 1:
         raise ValueError(f"export: example_input must be a float32 or float64 array with a batch "
@@ -483,14 +529,20 @@ def export(model, example_input, path, opset_version=None, input_names=None, out
     try:
         graph = _Graph(onnx, x.dtype, opset)
         graph.names.update(names)
-        out_name, y = _Exporter(graph).emit(model, "", names[0], x)
+        exporter = _Exporter(graph)
+        out_name, y = exporter.emit(model, "", names[0], x)
     finally:
         model.train(was_training)
         model.to(device)
     elem = onnx.helper.np_dtype_to_tensor_dtype(x.dtype)
     batch = "batch" if dynamic_batch else x.shape[0]
     inp = onnx.helper.make_tensor_value_info(names[0], elem, [batch, *x.shape[1:]])
-    outp = onnx.helper.make_tensor_value_info(names[1], elem, [batch, *np.shape(y)[1:]])
+    out_shape = list(np.shape(y))
+    if dynamic_batch and out_shape:
+        # a layer that merged the batch into other dimensions leaves dim 0 a size ONNX can
+        # compute but not name
+        out_shape[0] = batch if exporter.batch_kept else None
+    outp = onnx.helper.make_tensor_value_info(names[1], elem, out_shape)
     graph.nodes.append(onnx.helper.make_node("Identity", [out_name], [names[1]],
                                              name=names[1]))
     opset_id = onnx.helper.make_opsetid("", opset)
