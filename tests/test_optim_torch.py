@@ -37,6 +37,12 @@ SCHEDULERS = [
     ("MultiStepLR", dict(milestones=[2, 5, 5, 9], gamma=0.3)),
     ("ExponentialLR", dict(gamma=0.93)),
     ("LambdaLR", dict(lr_lambda=lambda k: 0.95 ** k + 0.01 * k)),
+    ("MultiplicativeLR", dict(lr_lambda=lambda k: 0.9 + 0.01 * (k % 3))),
+    ("ConstantLR", dict(factor=0.4, total_iters=6)),
+    ("LinearLR", dict(start_factor=0.2, end_factor=0.9, total_iters=7)),
+    ("PolynomialLR", dict(total_iters=9, power=1.7)),
+    ("CosineAnnealingLR", dict(T_max=5, eta_min=0.01)),
+    ("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2, eta_min=0.001)),
 ]
 
 
@@ -93,7 +99,11 @@ def test_lr_scheduler_resumed_with_last_epoch_matches_torch(name, kw):
         tsched.step()
 
 
-@pytest.mark.parametrize("name,kw", SCHEDULERS[:3], ids=[s[0] for s in SCHEDULERS[:3]])
+CLOSED_FORMS = [s for s in SCHEDULERS if s[0] not in ("LambdaLR", "MultiplicativeLR",
+                                                      "CosineAnnealingWarmRestarts")]
+
+
+@pytest.mark.parametrize("name,kw", CLOSED_FORMS, ids=[s[0] for s in CLOSED_FORMS])
 def test_lr_scheduler_step_with_an_epoch_takes_torchs_closed_form(name, kw):
     opt, topt = _pair_of_optimizers()
     sched = getattr(optim.lr_scheduler, name)(opt, **kw)
@@ -180,3 +190,86 @@ def test_torch_optimizer_state_dict_loads_and_continues_as_torch():
         opt.step()
         topt.step()
     assert_close(p.data, t.detach().numpy(), 1e-12, what="Adam after torch's state")
+
+
+def _twins(make):
+    """Our scheduler and torch's, each made by make(module, optimizer) on an SGD of two groups
+    (momentum, for OneCycleLR's cycling)."""
+    opt, topt = _pair_of_optimizers()
+    for o in (opt, topt):
+        for group in o.param_groups:
+            group["momentum"] = 0.9
+        o.defaults["momentum"] = 0.9
+    return (make(optim.lr_scheduler, opt), make(torch.optim.lr_scheduler, topt), opt, topt)
+
+
+def _run_twins(sched, tsched, opt, topt, steps):
+    for _ in range(steps):
+        opt.step()
+        topt.step()
+        sched.step()
+        tsched.step()
+        assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-13, abs=1e-18)
+        for g, t in zip(opt.param_groups, topt.param_groups):
+            assert g["momentum"] == pytest.approx(t["momentum"], rel=1e-13)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(max_lr=0.5, total_steps=40),
+    dict(max_lr=[0.5, 1.0], epochs=4, steps_per_epoch=10, pct_start=0.25,
+         anneal_strategy="linear", div_factor=10.0, final_div_factor=100.0),
+    dict(max_lr=0.5, total_steps=40, three_phase=True, base_momentum=0.8, max_momentum=0.9),
+    dict(max_lr=0.5, total_steps=40, cycle_momentum=False),
+], ids=["cos", "linear_per_group", "three_phase", "no_momentum"])
+def test_one_cycle_lr_matches_torch(kw):
+    sched, tsched, opt, topt = _twins(lambda m, o: m.OneCycleLR(o, **kw))
+    _run_twins(sched, tsched, opt, topt, 39)
+    with pytest.raises(ValueError, match="Tried to step 41 times"):
+        sched.step()
+        sched.step()
+
+
+def test_one_cycle_lr_cycles_adams_beta1_as_torch():
+    p, t = Parameter(np.ones(2)), torch.zeros(2, requires_grad=True)
+    opt, topt = optim.Adam([p], lr=0.1), torch.optim.Adam([t], lr=0.1)
+    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.3, total_steps=12)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.3, total_steps=12)
+    for _ in range(11):
+        opt.step()
+        topt.step()
+        sched.step()
+        tsched.step()
+        assert opt.param_groups[0]["betas"] == pytest.approx(topt.param_groups[0]["betas"])
+        assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-13)
+
+
+@pytest.mark.parametrize("which", ["sequential", "chained"])
+def test_sequential_and_chained_schedulers_match_torch(which):
+    def make(m, o):
+        warm = m.LinearLR(o, start_factor=0.1, total_iters=4)
+        decay = m.CosineAnnealingLR(o, T_max=10, eta_min=0.001)
+        if which == "sequential":
+            return m.SequentialLR(o, [warm, m.ExponentialLR(o, 0.9), decay], milestones=[4, 9])
+        return m.ChainedScheduler([warm, m.ExponentialLR(o, 0.95)])
+
+    sched, tsched, opt, topt = _twins(make)
+    assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-13)
+    _run_twins(sched, tsched, opt, topt, 20)
+    state = sched.state_dict()
+    resumed, tresumed, ropt, rtopt = _twins(make)
+    resumed.load_state_dict(state)
+    tresumed.load_state_dict(tsched.state_dict())
+    for group, saved in zip(ropt.param_groups, opt.param_groups):
+        group["lr"] = saved["lr"]
+    for group, saved in zip(rtopt.param_groups, topt.param_groups):
+        group["lr"] = saved["lr"]
+    _run_twins(resumed, tresumed, ropt, rtopt, 5)
+
+
+def test_warm_restarts_with_fractional_epochs_match_torch():
+    sched, tsched, opt, topt = _twins(
+        lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=4, T_mult=2, eta_min=0.01))
+    for epoch in (0.5, 1.25, 3.9, 4.0, 7.5, 12.0, 13.3, 30.0, 2.0):
+        sched.step(epoch)
+        tsched.step(epoch)
+        assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-13)
