@@ -382,6 +382,24 @@ def test_clip_grad_norm_float32_and_nonfinite():
         nn.utils.clip_grad_norm_(ours, 1.0, error_if_nonfinite=True)
 
 
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+def test_clip_grad_norm_with_a_nan_gradient_as_torch(norm_type):
+    """A NaN norm left the gradients as they were (min(1.0, nan) is 1.0; torch makes them NaN),
+    and with norm_type inf a NaN after the first gradient was dropped (Python's max), so
+    error_if_nonfinite did not raise."""
+    ours, theirs = _grads_pair(np.random.default_rng(11), [(2,), (3,)])
+    ours[1].grad[1] = np.nan
+    theirs[1].grad[1] = float("nan")
+    with pytest.raises(RuntimeError, match="non-finite"):
+        nn.utils.clip_grad_norm_(ours, 1.0, norm_type, error_if_nonfinite=True)
+    total = nn.utils.clip_grad_norm_(ours, 1.0, norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0, norm_type)
+    assert math.isnan(total) and math.isnan(expected.item())
+    for p, t in zip(ours, theirs):
+        assert np.array_equal(np.isnan(p.grad), np.isnan(t.grad.numpy()))
+        assert np.isnan(p.grad).all()
+
+
 def test_clip_grad_value_matches_torch():
     rng = np.random.default_rng(11)
     ours, theirs = _grads_pair(rng, [(4, 5), (7,)])

@@ -20,6 +20,39 @@ def _predictions(logits):
     return to_numpy(logits.argmax(axis=1))
 
 
+def _scored(loss_fn, y):
+    """Which samples of a NumPy batch of labels count in the accuracy and the loss's mean: a
+    label that names a class and is not the loss's ignore_index (PyTorch's -100 by default).
+    Class probabilities (a float target per class) all count."""
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        return np.ones(len(y), bool)
+    keep = y >= 0
+    ignore = getattr(loss_fn, "ignore_index", None)
+    return keep if ignore is None else keep & (y != ignore)
+
+
+def _loss_weight(loss_fn, y, keep):
+    """What a batch's loss value is divided by, to be added back up into the set's mean as
+    torch's mean over the whole set: the counted samples, each by its class weight (a "mean"
+    reduction), or their count (a "sum", whose value is not divided)."""
+    weight = getattr(loss_fn, "weight", None)
+    if weight is None or getattr(loss_fn, "reduction", "mean") == "sum" or y.ndim != 1:
+        return float(keep.sum())  # probabilities: torch's mean divides by the items
+    return float(to_numpy(weight)[y[keep]].sum())
+
+
+def _truth(y):
+    """The true classes of a NumPy batch: the labels, or the most probable class of each row
+    of class probabilities."""
+    return y if y.ndim == 1 else y.argmax(axis=1)
+
+
+def _batch_loss(loss_fn, value, y, keep):
+    """(the batch's part of the loss sum, its weight in the mean)."""
+    w = _loss_weight(loss_fn, y, keep)
+    return (value if getattr(loss_fn, "reduction", "mean") == "sum" else value * w), w
+
+
 def _sharded(loader):
     """Whether loader yields this rank's shard (a DistributedSampler in a process group of
     more than one), so that its counts must be summed over the ranks."""
@@ -43,7 +76,7 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
     device = model.device
     was_training = model.training
     model.eval()
-    preds, targets, loss_sum = [], [], 0.0
+    preds, targets, loss_sum, loss_weight = [], [], 0.0, 0.0
     try:
         # A sharded loader's padding (repeated samples at the end of each shard) is not scored.
         remaining = loader.sampler.real_count if _sharded(loader) else None
@@ -53,15 +86,23 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
                 if len(y) == 0:
                     continue
             logits = model(to_device(x, device))
+            y = to_numpy(y)
+            keep = _scored(loss_fn, y)
             if loss_fn is not None:
-                loss_sum += float(loss_fn(logits, to_device(y, device))) * len(y)
-            preds.append(_predictions(logits))
-            targets.append(to_numpy(y))
+                part, w = _batch_loss(loss_fn, float(loss_fn(logits, to_device(y, device))), y,
+                                      keep)
+                loss_sum, loss_weight = loss_sum + part, loss_weight + w
+            preds.append(_predictions(logits)[keep])
+            targets.append(_truth(y)[keep])
+            classes = logits.shape[1] if logits.ndim == 2 else 0
     finally:
         model.train(was_training)
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     true = np.concatenate(targets) if targets else np.zeros(0, np.int64)
-    k = num_classes or int(max(pred.max(initial=-1), true.max(initial=-1)) + 1)
+    # the model's classes (its logits' width), so that a class absent from the set still has
+    # its row and column
+    k = num_classes or max(classes if preds else 0,
+                           int(max(pred.max(initial=-1), true.max(initial=-1)) + 1))
     sharded = _sharded(loader)
     if sharded:
         from . import distributed as dist
@@ -72,10 +113,10 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (true, pred), 1)
     if sharded:
-        totals = np.array([loss_sum])
+        totals = np.array([loss_sum, loss_weight])
         dist.all_reduce(confusion)
         dist.all_reduce(totals)
-        loss_sum = float(totals[0])
+        loss_sum, loss_weight = float(totals[0]), float(totals[1])
     true_count = int(confusion.sum())
     tp = np.diag(confusion).astype(np.float64)
     predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
@@ -83,15 +124,19 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
         precision = np.where(predicted > 0, tp / predicted, 0.0)
         recall = np.where(support > 0, tp / support, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    # Macro figures over the classes that occur among the targets or the predictions, as
+    # scikit-learn's default: a class the set never mentions has no precision or recall to
+    # average in.
+    seen = (support > 0) | (predicted > 0)
     out = {
         "accuracy": float(tp.sum() / max(true_count, 1)),
-        "precision": float(precision.mean()), "recall": float(recall.mean()),
-        "f1": float(f1.mean()),
+        "precision": float(precision[seen].mean()), "recall": float(recall[seen].mean()),
+        "f1": float(f1[seen].mean()),
         "per_class": {"precision": precision, "recall": recall, "f1": f1, "support": support},
         "confusion_matrix": confusion,
     }
     if loss_fn is not None:
-        out["loss"] = loss_sum / max(true_count, 1)
+        out["loss"] = loss_sum / loss_weight if loss_weight else float("nan")
     return out
 
 
@@ -160,8 +205,11 @@ class Checkpoint(Callback):
         from .distributed import is_main_process
         from .serialize import save
 
+        if self.best_only and self.monitor not in record:  # it would never save
+            raise KeyError(f"Checkpoint: the epoch record has no {self.monitor!r} (keys: "
+                           f"{sorted(record)}); pass a val_loader to fit or another monitor")
         value = record.get(self.monitor)
-        if not self.best_only or (value is not None and _better(self.mode, value, self.best, 0)):
+        if not self.best_only or _better(self.mode, value, self.best, 0):
             if value is not None:
                 self.best = value
             if is_main_process():  # data-parallel ranks hold the same model: one file
@@ -256,31 +304,38 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
         if distributed:
             train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, loss_weight, correct, counted, seen = 0.0, 0.0, 0, 0, 0
         bar = _progress(len(train_loader), f"epoch {epoch}/{epochs}", progress)
         for x, y in train_loader:
+            y_host = to_numpy(y)
             x, y = to_device(x, device), to_device(y, device)
             logits = net(x)
             loss = float(loss_fn(logits, y))
             net.backward_params(loss_fn.backward())
             optimizer.step()
             optimizer.zero_grad()
-            loss_sum += loss * len(y)
-            correct += int((logits.argmax(axis=1) == y).sum())
-            seen += len(y)
+            keep = _scored(loss_fn, y_host)
+            part, w = _batch_loss(loss_fn, loss, y_host, keep)
+            loss_sum, loss_weight = loss_sum + part, loss_weight + w
+            correct += int((_predictions(logits) == _truth(y_host))[keep].sum())
+            counted += int(keep.sum())
+            seen += len(y_host)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                bar.set_postfix(loss=f"{loss_sum / max(loss_weight, 1e-300):.4f}",
+                                acc=f"{correct / max(counted, 1):.4f}",
                                 img_s=f"{seen / (time.perf_counter() - start):.0f}")
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - start
         if distributed:
-            loss_sum, correct, seen = _reduced([loss_sum, correct, seen])
-            correct, seen = int(correct), int(seen)
+            loss_sum, loss_weight, correct, counted, seen = _reduced(
+                [loss_sum, loss_weight, correct, counted, seen])
+            correct, counted, seen = int(correct), int(counted), int(seen)
             elapsed = float(_reduced([elapsed], "max")[0])
-        record = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1),
-                  "train_acc": correct / max(seen, 1),
+        record = {"epoch": epoch,
+                  "train_loss": loss_sum / loss_weight if loss_weight else float("nan"),
+                  "train_acc": correct / max(counted, 1),
                   "lr": optimizer.param_groups[0]["lr"], "time": elapsed,
                   "images_per_s": seen / elapsed if elapsed > 0 else float("nan")}
         if val_loader is not None:

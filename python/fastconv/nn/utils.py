@@ -38,7 +38,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not grads:
         return 0.0
     if norm_type == math.inf:
-        total = max(float(abs(g).max()) if g.size else 0.0 for g in grads)
+        # np.max, not max(): Python's max drops a NaN that does not come first
+        total = float(np.max([float(abs(g).max()) if g.size else 0.0 for g in grads]))
     else:
         # The norm of the per-gradient norms equals the norm of everything concatenated.
         norms = [float(module_of(g).linalg.norm(g.ravel().astype(np.float64), ord=norm_type))
@@ -49,7 +50,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
                            "`parameters` is non-finite, so it cannot be clipped. To disable "
                            "this error and scale the gradients by the non-finite norm anyway, "
                            "set `error_if_nonfinite=False`")
-    scale = min(1.0, float(max_norm) / (total + 1e-6))
+    # A NaN norm scales by NaN, as torch's clamp keeps it (min(1.0, nan) would be 1.0): the
+    # gradients become NaN rather than a step on the finite ones.
+    scale = float(max_norm) / (total + 1e-6)
+    scale = scale if math.isnan(scale) else min(1.0, scale)
     for g in grads:
         g *= g.dtype.type(scale)
     return total
