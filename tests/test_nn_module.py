@@ -322,3 +322,13 @@ def test_strict_load_takes_a_checkpoint_without_the_batch_counter_as_torch():
              if not k.endswith("num_batches_tracked")}
     missing, unexpected = bn.load_state_dict(state)
     assert (missing, unexpected) == ([], []) and int(bn.num_batches_tracked) == 5
+
+
+@pytest.mark.parametrize("layer,shape", [(nn.Conv2d(2, 3, 3), (1, 3, 2, 2)),
+                                         (nn.MaxPool2d(2), (1, 2, 2, 2)),
+                                         (nn.BatchNorm2d(2), (1, 2, 2, 2))])
+def test_backward_before_forward_says_so(layer, shape):
+    """It was an AttributeError about '_input' or '_split', naming neither layer nor cause."""
+    with pytest.raises(AttributeError, match=rf"{type(layer).__name__} has no _\w+ \(kept by "
+                                             r"forward\(\): was backward\(\) called before it\?\)"):
+        layer.backward(np.zeros(shape, np.float32))

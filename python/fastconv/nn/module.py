@@ -45,6 +45,14 @@ class Module:
             target[name] = True if target is self._buffers else value
         object.__setattr__(self, name, value)
 
+    def __getattr__(self, name):
+        # Reached only for a missing attribute: a private one is most often what a forward
+        # keeps for its backward, read by a backward called first.
+        if name.startswith("_") and not name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__} has no {name} (kept by forward(): was "
+                                 "backward() called before it?)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __delattr__(self, name):
         # as PyTorch: deleting a parameter, child or buffer unregisters it too
         for registry in (self._parameters, self._modules, self._buffers):
