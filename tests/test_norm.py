@@ -543,3 +543,14 @@ def test_batch_norm_backward_paths_agree_bitwise(shape):
     want = batch_norm_backward_ref(dy, x, w, mean, invstd, True)
     for got, ref, what in zip(results[0], want, ("grad_input", "grad_weight", "grad_bias")):
         assert_close(got, ref, _rtol(np.float32), what=what)
+
+
+def test_batch_norm_refuses_a_read_only_strided_statistic_before_updating_either():
+    """It ran, updated running_var, then failed writing running_mean back (NumPy's message)."""
+    x = np.random.default_rng(0).standard_normal((8, 3, 5)).astype(np.float32)
+    rm = np.zeros(6, np.float32)[::2]
+    rm.flags.writeable = False
+    rv = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="batch_norm: running_mean must be writeable"):
+        F.batch_norm(x, rm, rv, training=True)
+    np.testing.assert_array_equal(rv, np.ones(3, np.float32))

@@ -205,6 +205,48 @@ def test_optim_reads_a_non_contiguous_gradient_as_its_values(name, reference, kw
     np.testing.assert_array_equal(ours.data, plain.data)
 
 
+def test_optim_checks_the_state_of_every_parameter_before_updating_any():
+    """A malformed state array was refused by the kernel after the parameters before it were
+    updated (and its step count already raised)."""
+    a, b = Parameter(np.ones(4, np.float32)), Parameter(np.ones(3, np.float32))
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad, b.grad = np.full(4, 0.5, np.float32), np.full(3, 0.5, np.float32)
+    opt.step()
+    before = a.data.copy()
+    opt.state[b]["exp_avg"] = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match=r"state\['exp_avg'\] of param_groups\[0\]\['params'\]"
+                                         r"\[1\] must be \(3,\) float32"):
+        opt.step()
+    np.testing.assert_array_equal(a.data, before)
+    assert opt.state[b]["step"] == 1
+    opt.state[b]["exp_avg"] = b.data
+    with pytest.raises(ValueError, match="is the parameter or its gradient itself"):
+        opt.step()
+
+
+@pytest.mark.parametrize("edit,exc,match", [
+    (lambda sd: sd["param_groups"][0].update(lr=-1.0), ValueError, "Invalid learning rate"),
+    (lambda sd: sd["param_groups"][0].update(betas=(float("nan"), 0.999)), ValueError, "beta"),
+    (lambda sd: sd["state"][0].update(step=-1), ValueError, r"state\['step'\].*whole number"),
+    (lambda sd: sd["state"][0].update(step=float("nan")), ValueError, "whole number"),
+    (lambda sd: sd["state"][0].update(exp_avg=np.zeros(2)), ValueError, "must be"),
+    (lambda sd: sd["state"].update({0: [1, 2]}), TypeError, r"state\[0\] must be a dict"),
+    (lambda sd: sd.pop("param_groups"), TypeError, "'param_groups'"),
+])
+def test_optim_load_state_dict_checks_what_it_loads(edit, exc, match):
+    """Loaded settings and state went unchecked: NaN parameters, ZeroDivisionError, KeyError."""
+    p = Parameter(np.ones(3))
+    opt = optim.Adam([p], lr=0.1)
+    p.grad = np.ones(3)
+    opt.step()
+    state = opt.state_dict()
+    edit(state)
+    fresh = optim.Adam([Parameter(np.ones(3))], lr=0.1)
+    with pytest.raises(exc, match=match):
+        fresh.load_state_dict(state)
+    assert fresh.param_groups[0]["lr"] == 0.1 and not fresh.state
+
+
 def test_optim_keeps_no_state_for_a_parameter_without_any():
     """SGD without momentum has no state: torch's state_dict has no entry (ours had {0: {}}), and
     state[p] reads as {} before a first step, as torch's defaultdict."""

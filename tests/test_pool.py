@@ -597,3 +597,12 @@ def test_pool_kernels_refuse_geometry_they_cannot_honour():
         _C.lp_pool2d_forward(empty, x, (3, 3), (2, 2), (1, 1), (1, 1), False, 2.0)
     with pytest.raises(ValueError, match="ceil_mode"):
         _C.mixed_pool2d_forward(empty, x, (2, 2), (2, 2), (0, 0), (1, 1), True, 0.5)
+
+
+def test_lp_pool_with_infinite_norm_refuses_complex_input():
+    """abs() turned complex input into magnitudes before the dtype check: pooled silently."""
+    z = (np.arange(16).reshape(1, 1, 4, 4) * (1 + 1j)).astype(np.complex64)
+    with pytest.raises(TypeError, match="lp_pool2d"):
+        F.lp_pool2d(z, float("inf"), 2)
+    with pytest.raises(TypeError, match="lp_pool2d_backward"):
+        F.lp_pool2d_backward(np.ones((1, 1, 2, 2), np.complex64), z, float("inf"), 2)

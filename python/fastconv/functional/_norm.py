@@ -32,6 +32,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     return_stats = as_bool(return_stats, "return_stats", op)
     running_mean, running_var = shared_view(running_mean), shared_view(running_var)
     rm, rv = contiguous(running_mean), contiguous(running_var)
+    if training:
+        # A strided statistic is updated in a contiguous copy and written back afterwards: one
+        # that cannot take the write-back must be refused before either is updated.
+        for name, stat, buf in (("running_mean", running_mean, rm),
+                                ("running_var", running_var, rv)):
+            flags = getattr(stat, "flags", None)
+            if buf is not stat and flags is not None and not flags.writeable:
+                raise ValueError(f"{op}: {name} must be writeable when training (it is updated "
+                                 "in place), got a read-only array")
     out, save_mean, save_invstd = _C.batch_norm_forward(empty, rm, rv, input, weight, bias,
                                                         training, momentum, eps)
     if training:

@@ -44,7 +44,8 @@ def _abs(input):
     """|input| for lp_pool2d's norm_type=inf; anything else goes to the extension as is, which
     refuses it by name."""
     input = shared_view(input)
-    return abs(input) if is_array(input) else input
+    # only a float array: abs would turn a complex one into its float magnitudes
+    return abs(input) if is_array(input) and input.dtype.kind == "f" else input
 
 
 def _extreme(forward, op, input, window, return_indices):

@@ -97,6 +97,7 @@ class Optimizer:
                 if not p.data.flags.c_contiguous:
                     raise ValueError(f"{name}: {where}.data must be C-contiguous (it is updated "
                                      f"in place), got strides {p.data.strides}")
+                self._check_state(self.state.get(p, {}), p, where)
                 todo.append((p, c_contiguous(p.grad), group))
         for p, grad, group in todo:
             state = self.state.get(p, {})
@@ -107,6 +108,35 @@ class Optimizer:
 
     def _update(self, p, grad, group, state):
         raise NotImplementedError
+
+    def _check_state(self, state, p, where):
+        """p's state as its kernel reads it (set by hand or loaded): every array the
+        parameter's shape, dtype and device, C-contiguous, writeable, and not the parameter or
+        its gradient; a step count a whole number >= 0."""
+        name = type(self).__name__
+        for key, value in state.items():
+            if key == "step":
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                        not (value >= 0 and float(value).is_integer()):
+                    raise ValueError(f"{name}: state['step'] of {where} must be a whole number "
+                                     f">= 0, got {value!r}")
+                continue
+            if value is None:
+                continue
+            if not is_array(value):
+                raise TypeError(f"{name}: state[{key!r}] of {where} must be an array, got "
+                                f"{type(value).__name__}")
+            if (value.shape != p.data.shape or value.dtype != p.data.dtype
+                    or device_of(value) != device_of(p.data)):
+                raise ValueError(f"{name}: state[{key!r}] of {where} must be "
+                                 f"{p.data.shape} {p.data.dtype} on {device_of(p.data)}, got "
+                                 f"{value.shape} {value.dtype} on {device_of(value)}")
+            if not (value.flags.c_contiguous and value.flags.writeable):
+                raise ValueError(f"{name}: state[{key!r}] of {where} must be a C-contiguous, "
+                                 "writeable array (it is updated in place)")
+            if value is p.data or value is p.grad:
+                raise ValueError(f"{name}: state[{key!r}] of {where} is the parameter or its "
+                                 "gradient itself")
 
     @staticmethod
     def _zeros(p):
@@ -129,7 +159,14 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
+        """torch's layout (what state_dict() returns, ours or torch's). The hyperparameters are
+        checked as the constructor checks them, the state as step() does, before anything is
+        replaced."""
         name = type(self).__name__
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("state"), dict) \
+                or not isinstance(state_dict.get("param_groups"), list):
+            raise TypeError(f"{name}.load_state_dict: expected a dict with 'state' (a dict) and "
+                            f"'param_groups' (a list), as state_dict() returns")
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"{name}.load_state_dict: {len(groups)} parameter groups given, "
@@ -138,14 +175,23 @@ class Optimizer:
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(f"{name}.load_state_dict: a group of {len(saved['params'])} "
                                  f"parameters given for one of {len(group['params'])}")
-        self.state = defaultdict(dict)
-        for saved, group in zip(groups, self.param_groups):
-            group.update({k: v for k, v in saved.items() if k != "params"})
-            for i, p in zip(saved["params"], group["params"]):
+        new_groups, new_state = [], defaultdict(dict)
+        for gi, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            merged = dict(group, **{k: v for k, v in saved.items() if k != "params"})
+            self._check_group(merged)
+            new_groups.append(merged)
+            for j, (i, p) in enumerate(zip(saved["params"], group["params"])):
                 if i in state_dict["state"]:
+                    entry = state_dict["state"][i]
+                    if not isinstance(entry, dict):
+                        raise TypeError(f"{name}.load_state_dict: state[{i}] must be a dict, got "
+                                        f"{type(entry).__name__}")
                     # arrays become copies in the parameter's dtype, on its device
-                    self.state[p] = {k: self._loaded(v, p)
-                                     for k, v in state_dict["state"][i].items()}
+                    new_state[p] = {k: self._loaded(v, p) for k, v in entry.items()}
+                    self._check_state(new_state[p], p, f"param_groups[{gi}]['params'][{j}]")
+        for group, merged in zip(self.param_groups, new_groups):
+            group.update(merged)
+        self.state = new_state
 
     @staticmethod
     def _loaded(value, p):
