@@ -332,3 +332,54 @@ def test_backward_before_forward_says_so(layer, shape):
     with pytest.raises(AttributeError, match=rf"{type(layer).__name__} has no _\w+ \(kept by "
                                              r"forward\(\): was backward\(\) called before it\?\)"):
         layer.backward(np.zeros(shape, np.float32))
+
+
+@pytest.mark.parametrize("shape,groups", [((4, 2, 3, 3), 2), ((6, 3, 5), 1), ((3, 5, 2, 4, 3), 3),
+                                          ((2, 7, 1, 1), 1)])
+def test_eye_and_dirac_match_torch(shape, groups):
+    torch = pytest.importorskip("torch")
+    w = np.full(shape, 7.0)
+    expected = torch.nn.init.dirac_(torch.full(shape, 7.0, dtype=torch.float64), groups)
+    np.testing.assert_array_equal(nn.init.dirac_(w, groups), expected.numpy())
+    for rows, cols in ((3, 5), (5, 3), (4, 4)):
+        np.testing.assert_array_equal(nn.init.eye_(np.ones((rows, cols))),
+                                      torch.nn.init.eye_(torch.ones(rows, cols)).numpy())
+    with pytest.raises(ValueError, match="dim 0 .* divisible by groups"):
+        nn.init.dirac_(np.empty((5, 2, 3, 3)), 2)
+    with pytest.raises(ValueError, match="only arrays with 2 dimensions"):
+        nn.init.eye_(np.empty(3))
+
+
+@pytest.mark.parametrize("shape,gain", [((5, 8), 1.0), ((8, 3, 2), 2.0), ((6, 6), 0.5)])
+def test_orthogonal_gives_orthonormal_rows_or_columns_times_the_gain(shape, gain):
+    w = nn.init.orthogonal_(np.empty(shape), gain, generator=np.random.default_rng(0))
+    flat = w.reshape(shape[0], -1)
+    small = min(flat.shape)
+    product = flat @ flat.T if flat.shape[0] == small else flat.T @ flat
+    assert_close(product, gain ** 2 * np.eye(small), 1e-12)
+
+
+@pytest.mark.parametrize("mean,std,a,b", [(0.0, 1.0, -2.0, 2.0), (0.0, 1.0, 2.0, 3.0),
+                                          (1.0, 0.5, 0.0, 1.2)])
+def test_trunc_normal_has_the_truncated_distributions_moments(mean, std, a, b):
+    """Both of torch's samplers: redrawn normals (most of the mass inside) and uniform draws
+    kept by the density (little of it, [2, 3] for N(0, 1))."""
+    t = nn.init.trunc_normal_(np.empty(400_000), mean, std, a, b,
+                              generator=np.random.default_rng(1))
+    phi = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    cdf = lambda z: (1 + math.erf(z / math.sqrt(2))) / 2  # noqa: E731
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    mass = cdf(beta) - cdf(alpha)
+    expected_mean = mean + std * (phi(alpha) - phi(beta)) / mass
+    expected_var = std ** 2 * (1 + (alpha * phi(alpha) - beta * phi(beta)) / mass
+                               - ((phi(alpha) - phi(beta)) / mass) ** 2)
+    assert a <= t.min() and t.max() <= b
+    assert abs(t.mean() - expected_mean) < 5 * math.sqrt(expected_var / t.size)
+    assert abs(t.var() / expected_var - 1) < 0.02
+
+
+def test_calculate_gain_refuses_a_slope_that_is_not_a_number():
+    with pytest.raises(ValueError, match="negative_slope True not a valid number"):
+        nn.init.calculate_gain("leaky_relu", True)
+    with pytest.raises(ValueError, match="not a valid number"):
+        nn.init.calculate_gain("leaky_relu", "0.2")
