@@ -272,6 +272,8 @@ def test_a_shared_module_counts_once_and_saves_under_each_name_as_torch():
     assert [n for n, _ in m.named_modules()] == ["", "a"]
     assert m.num_parameters() == 12
     assert list(m.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert [n for n, _ in m.named_parameters(remove_duplicate=False)] == [
+        "a.weight", "a.bias", "b.weight", "b.bias"]
     fc.optim.SGD(m.parameters(), lr=0.1)  # refused a parameter "in more than one group"
     m.load_state_dict(m.state_dict())
     rows = fc.summary(m, (2, 3), print_fn=lambda text: None)  # wrapped it twice: refused
@@ -295,6 +297,9 @@ def test_sequential_slices_deletes_inserts_and_extends_as_torch():
     s = nn.Sequential(a, b, c)
     head = s[0:2]
     assert isinstance(head, nn.Sequential) and list(head) == [a, b]
+    assert [n for n, _ in s[1:].named_children()] == ["1", "2"]  # torch keeps the names
+    with pytest.raises(IndexError, match="index 5 out of range for 3 modules"):
+        s.insert(5, nn.Tanh())
     del s[1]
     assert list(s) == [a, c] and list(s.state_dict()) == ["0.weight", "0.bias", "1.weight",
                                                          "1.bias"]
@@ -311,6 +316,11 @@ def test_register_buffer_over_a_parameter_and_train_with_a_non_bool_are_refused(
     lin = nn.Linear(2, 3)
     with pytest.raises(KeyError, match="'bias' already exists"):
         lin.register_buffer("bias", np.zeros(3))
+    lin.note = 1
+    with pytest.raises(KeyError, match="'note' already exists"):
+        lin.register_buffer("note", np.zeros(3))
+    with pytest.raises(KeyError, match="without '.'"):
+        lin.register_buffer("a.b", np.zeros(3))
     with pytest.raises(ValueError, match="mode must be a bool"):
         lin.train("no")
 

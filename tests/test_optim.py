@@ -225,7 +225,8 @@ def test_optim_checks_the_state_of_every_parameter_before_updating_any():
 
 
 @pytest.mark.parametrize("edit,exc,match", [
-    (lambda sd: sd["param_groups"][0].update(lr=-1.0), ValueError, "Invalid learning rate"),
+    (lambda sd: sd["param_groups"][0].update(lr=float("nan")), ValueError,
+     "Invalid learning rate: nan"),
     (lambda sd: sd["param_groups"][0].update(betas=(float("nan"), 0.999)), ValueError, "beta"),
     (lambda sd: sd["state"][0].update(step=-1), ValueError, r"state\['step'\].*whole number"),
     (lambda sd: sd["state"][0].update(step=float("nan")), ValueError, "whole number"),
@@ -245,6 +246,19 @@ def test_optim_load_state_dict_checks_what_it_loads(edit, exc, match):
     with pytest.raises(exc, match=match):
         fresh.load_state_dict(state)
     assert fresh.param_groups[0]["lr"] == 0.1 and not fresh.state
+
+
+def test_optim_loads_a_learning_rate_its_schedule_left_a_rounding_below_zero():
+    """LinearLR to 0 ends at -5.6e-18; the optimizer refused its own state_dict (torch checks
+    only the constructor's lr)."""
+    opt = optim.SGD([Parameter(np.ones(2))], lr=1.0)
+    sched = optim.lr_scheduler.LinearLR(opt, start_factor=0.1, end_factor=0.0, total_iters=4)
+    for _ in range(4):
+        sched.step()
+    assert opt.param_groups[0]["lr"] < 0
+    fresh = optim.SGD([Parameter(np.ones(2))], lr=1.0)
+    fresh.load_state_dict(opt.state_dict())
+    assert fresh.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
 
 
 def test_optim_keeps_no_state_for_a_parameter_without_any():

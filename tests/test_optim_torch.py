@@ -273,3 +273,21 @@ def test_warm_restarts_with_fractional_epochs_match_torch():
         sched.step(epoch)
         tsched.step(epoch)
         assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-13)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+@pytest.mark.parametrize("shape", ["sequential_in_sequential", "chained_in_sequential"])
+def test_nested_sequential_schedulers_match_torch(shape):
+    """Only the outer SequentialLR's direct members were stepped back (torch goes down to the
+    leaves): a nested one ran an epoch ahead, a ChainedScheduler inside had no last_epoch."""
+    def make(m, o):
+        if shape == "sequential_in_sequential":
+            inner = m.SequentialLR(o, [m.LinearLR(o, start_factor=1.0, end_factor=0.5,
+                                                  total_iters=5)], [])
+            return m.SequentialLR(o, [inner, m.ExponentialLR(o, 0.9)], [4])
+        return m.SequentialLR(o, [m.ChainedScheduler([m.ExponentialLR(o, 0.5)]),
+                                  m.StepLR(o, 2)], [3])
+
+    sched, tsched, opt, topt = _twins(make)
+    assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-13)
+    _run_twins(sched, tsched, opt, topt, 8)

@@ -110,6 +110,26 @@ def test_evaluate_and_fit_leave_out_ignored_labels_and_weigh_the_loss_as_torch()
     assert history[0]["train_loss"] == pytest.approx(expected, rel=1e-6)
 
 
+def test_evaluate_takes_a_batch_with_nothing_counted_and_per_pixel_labels():
+    """A batch of ignored labels made the loss 0/0 and the set's loss NaN; per-pixel labels
+    (N, H, W) were argmaxed as if they were probabilities (IndexError)."""
+    torch = pytest.importorskip("torch")
+
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return x
+
+    x = np.random.default_rng(8).standard_normal((4, 3, 2, 5))
+    y = np.random.default_rng(9).integers(0, 3, (4, 2, 5))
+    y[:2] = -100  # the first batch has nothing to count
+    scores = evaluate(Fixed(), DataLoader(x, y, 2), nn.CrossEntropyLoss())
+    expected = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(y)).item()
+    assert scores["loss"] == pytest.approx(expected, rel=1e-12)
+    kept = y != -100
+    assert scores["accuracy"] == pytest.approx((x.argmax(1) == y)[kept].mean())
+    assert scores["confusion_matrix"].sum() == kept.sum()
+
+
 def test_checkpoint_refuses_a_monitor_the_record_lacks():
     """It saved nothing, silently, without a val_loader (EarlyStopping raised)."""
     from fastconv.train import Checkpoint

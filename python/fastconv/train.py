@@ -21,11 +21,12 @@ def _predictions(logits):
 
 
 def _scored(loss_fn, y):
-    """Which samples of a NumPy batch of labels count in the accuracy and the loss's mean: a
-    label that names a class and is not the loss's ignore_index (PyTorch's -100 by default).
-    Class probabilities (a float target per class) all count."""
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        return np.ones(len(y), bool)
+    """Which items of a NumPy batch of targets count in the accuracy and the loss's mean: a
+    class label (of an image, or of each pixel) that names a class and is not the loss's
+    ignore_index (PyTorch's -100 by default); class probabilities (float targets, the class
+    axis 1) all count."""
+    if y.dtype.kind not in "iu":
+        return np.ones(y.shape[:1] + y.shape[2:], bool)
     keep = y >= 0
     ignore = getattr(loss_fn, "ignore_index", None)
     return keep if ignore is None else keep & (y != ignore)
@@ -36,20 +37,24 @@ def _loss_weight(loss_fn, y, keep):
     torch's mean over the whole set: the counted samples, each by its class weight (a "mean"
     reduction), or their count (a "sum", whose value is not divided)."""
     weight = getattr(loss_fn, "weight", None)
-    if weight is None or getattr(loss_fn, "reduction", "mean") == "sum" or y.ndim != 1:
+    if weight is None or getattr(loss_fn, "reduction", "mean") == "sum" or \
+            y.dtype.kind not in "iu":
         return float(keep.sum())  # probabilities: torch's mean divides by the items
     return float(to_numpy(weight)[y[keep]].sum())
 
 
 def _truth(y):
-    """The true classes of a NumPy batch: the labels, or the most probable class of each row
-    of class probabilities."""
-    return y if y.ndim == 1 else y.argmax(axis=1)
+    """The true classes of a NumPy batch: the labels, or the most probable class of each item
+    of class probabilities (class axis 1)."""
+    return y if y.dtype.kind in "iu" else y.argmax(axis=1)
 
 
 def _batch_loss(loss_fn, value, y, keep):
-    """(the batch's part of the loss sum, its weight in the mean)."""
+    """(the batch's part of the loss sum, its weight in the mean); nothing from a batch with
+    nothing counted, whose mean is 0/0."""
     w = _loss_weight(loss_fn, y, keep)
+    if w == 0:
+        return 0.0, 0.0
     return (value if getattr(loss_fn, "reduction", "mean") == "sum" else value * w), w
 
 
@@ -94,7 +99,7 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
                 loss_sum, loss_weight = loss_sum + part, loss_weight + w
             preds.append(_predictions(logits)[keep])
             targets.append(_truth(y)[keep])
-            classes = logits.shape[1] if logits.ndim == 2 else 0
+            classes = logits.shape[1] if logits.ndim >= 2 else 0
     finally:
         model.train(was_training)
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)

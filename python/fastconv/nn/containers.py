@@ -14,7 +14,7 @@ class Sequential(Module):
     instance in two places (a shared ReLU, as some PyTorch code writes) would give wrong
     gradients; pass a copy of it instead. Indexing, slicing (a new Sequential of the same
     modules), assignment, deletion (the rest renumbered), append, insert and extend are
-    PyTorch's."""
+    PyTorch's (a slice keeps the children's names, as torch's)."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -39,10 +39,12 @@ class Sequential(Module):
         return len(self._modules)
 
     def __getitem__(self, i):
-        children = list(self._modules.values())
-        if isinstance(i, slice):
-            return Sequential(*children[i])
-        return children[i]
+        if isinstance(i, slice):  # the same modules under their names here, as torch's
+            part = Sequential()
+            for name, m in list(self._modules.items())[i]:
+                setattr(part, name, m)
+            return part
+        return list(self._modules.values())[i]
 
     def __setitem__(self, i, module):
         """Replace child i in place (model[-1] = nn.Linear(...) swaps the head)."""
@@ -69,6 +71,9 @@ class Sequential(Module):
         if not isinstance(module, Module):
             raise TypeError(f"Sequential.insert: expected a Module, got {type(module).__name__}")
         children = list(self._modules.values())
+        if not -len(children) <= index <= len(children):
+            raise IndexError(f"Sequential.insert: index {index} out of range for "
+                             f"{len(children)} modules")
         children.insert(index, module)
         self._fill(children)
         return self

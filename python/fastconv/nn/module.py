@@ -61,9 +61,13 @@ class Module:
 
     def register_buffer(self, name, array):
         """A non-trainable array saved in state_dict (batch-norm running statistics)."""
-        if name in self._parameters or name in self._modules:
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{type(self).__name__}.register_buffer: a buffer name must be a "
+                           f"non-empty str without '.', got {name!r}")
+        if name not in self._buffers and (name in self.__dict__ or name in self._parameters
+                                          or name in self._modules):
             raise KeyError(f"{type(self).__name__}.register_buffer: attribute '{name}' already "
-                           "exists (a parameter or a child)")
+                           "exists")
         object.__setattr__(self, name, array)
         self._buffers[name] = True
 
@@ -116,7 +120,7 @@ class Module:
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         """Every parameter under its dotted name; a shared one once (as PyTorch), so that an
         optimizer built from parameters() steps it once."""
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
         seen = set()
         for mod_prefix, module in modules:
             for name, p in module._parameters.items():

@@ -446,6 +446,16 @@ def _same_optimizer(name, schedulers, optimizer):
                              f"but got scheduler {type(s).__name__} at index {i} with another")
 
 
+def _undo_step(schedulers):
+    """One epoch back on every scheduler at the bottom of nested Sequential and Chained ones
+    (torch's recursive_undo)."""
+    for s in schedulers:
+        if hasattr(s, "_schedulers"):
+            _undo_step(s._schedulers)
+        elif hasattr(s, "last_epoch"):
+            s.last_epoch -= 1
+
+
 class SequentialLR(LRScheduler):
     """schedulers[i] runs from milestones[i - 1] on (the first from the start); at a milestone
     the next one restarts from its closed form at epoch 0, as torch's."""
@@ -464,8 +474,7 @@ class SequentialLR(LRScheduler):
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"]
-        for s in self._schedulers:  # their constructors each took a step: undone
-            s.last_epoch -= 1
+        _undo_step(self._schedulers)  # their constructors each took a step
         first = self._schedulers[bisect.bisect_right(self._milestones, 0)]
         first._initial_step()
         self._last_lr = first.get_last_lr()

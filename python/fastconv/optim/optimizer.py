@@ -178,7 +178,12 @@ class Optimizer:
         new_groups, new_state = [], defaultdict(dict)
         for gi, (saved, group) in enumerate(zip(groups, self.param_groups)):
             merged = dict(group, **{k: v for k, v in saved.items() if k != "params"})
-            self._check_group(merged)
+            checked = dict(merged)
+            if isinstance(checked.get("lr"), numbers.Real) and checked["lr"] < 0:
+                # torch checks only the constructor's lr, and a schedule may end a rounding
+                # below zero (LinearLR to 0): its own state must load back
+                checked["lr"] = 0.0
+            self._check_group(checked)
             new_groups.append(merged)
             for j, (i, p) in enumerate(zip(saved["params"], group["params"])):
                 if i in state_dict["state"]:
