@@ -316,6 +316,8 @@ def test_register_buffer_over_a_parameter_and_train_with_a_non_bool_are_refused(
     lin = nn.Linear(2, 3)
     with pytest.raises(KeyError, match="'bias' already exists"):
         lin.register_buffer("bias", np.zeros(3))
+    with pytest.raises(TypeError, match="cannot assign a ndarray as parameter 'weight'"):
+        lin.weight = np.zeros((3, 2))  # it was unregistered silently
     lin.note = 1
     with pytest.raises(KeyError, match="'note' already exists"):
         lin.register_buffer("note", np.zeros(3))

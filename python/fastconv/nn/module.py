@@ -30,6 +30,11 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  "before assigning attributes")
+        if name in self._parameters and value is not None and not isinstance(value, Parameter):
+            # as torch: an array here would quietly stop being trained and saved
+            raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} as "
+                            f"parameter {name!r} (a Parameter or None expected; set "
+                            f"{name}.data to change its values)")
         if isinstance(value, Parameter):
             target = self._parameters
         elif isinstance(value, Module):
