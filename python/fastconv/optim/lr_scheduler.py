@@ -333,7 +333,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
 
 class OneCycleLR(LRScheduler):
-    """The 1cycle policy (Smith and Topsom): up from max_lr / div_factor to max_lr over
+    """The 1cycle policy (Smith and Topin, 2017): up from max_lr / div_factor to max_lr over
     pct_start of total_steps, then down to initial_lr / final_div_factor (three_phase: back to
     initial_lr first), momentum (or Adam's beta1) cycled the other way; step() once per batch."""
 
