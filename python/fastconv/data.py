@@ -25,6 +25,7 @@ import zlib
 import numpy as np
 
 from ._random import resolve
+from .functional._args import as_int
 
 __all__ = ["read_idx", "FashionMNIST", "MNIST", "CIFAR10", "DataLoader", "RandomHorizontalFlip",
            "RandomCrop", "RandomShift", "Normalize", "Compose", "default_root"]
@@ -421,11 +422,10 @@ class DataLoader:
 
 def _count(value, who, name, minimum):
     """`value` as an int >= minimum; TypeError/ValueError naming the argument otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{who}: {name} must be an int, got {value!r}")
+    value = as_int(value, name, who)
     if value < minimum:
         raise ValueError(f"{who}: {name} must be >= {minimum}, got {value!r}")
-    return int(value)
+    return value
 
 
 def _batch(x, who):

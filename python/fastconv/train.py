@@ -32,17 +32,6 @@ def _scored(loss_fn, y):
     return keep if ignore is None else keep & (y != ignore)
 
 
-def _loss_weight(loss_fn, y, keep):
-    """What a batch's loss value is divided by, to be added back up into the set's mean as
-    torch's mean over the whole set: the counted samples, each by its class weight (a "mean"
-    reduction), or their count (a "sum", whose value is not divided)."""
-    weight = getattr(loss_fn, "weight", None)
-    if weight is None or getattr(loss_fn, "reduction", "mean") == "sum" or \
-            y.dtype.kind not in "iu":
-        return float(keep.sum())  # probabilities: torch's mean divides by the items
-    return float(to_numpy(weight)[y[keep]].sum())
-
-
 def _truth(y):
     """The true classes of a NumPy batch: the labels, or the most probable class of each item
     of class probabilities (class axis 1)."""
@@ -50,12 +39,19 @@ def _truth(y):
 
 
 def _batch_loss(loss_fn, value, y, keep):
-    """(the batch's part of the loss sum, its weight in the mean); nothing from a batch with
-    nothing counted, whose mean is 0/0."""
-    w = _loss_weight(loss_fn, y, keep)
+    """(the batch's part of the loss sum, its weight), added up over batches into torch's mean
+    over the whole set: a "mean" value times the counted items, each by its class weight
+    (probabilities: by the items, as torch's mean divides), a "sum" value as it is with the
+    count; nothing from a batch with nothing counted, whose mean is 0/0."""
+    summed = getattr(loss_fn, "reduction", "mean") == "sum"
+    weight = getattr(loss_fn, "weight", None)
+    if weight is None or summed or y.dtype.kind not in "iu":
+        w = float(keep.sum())
+    else:
+        w = float(to_numpy(weight)[y[keep]].sum())
     if w == 0:
         return 0.0, 0.0
-    return (value if getattr(loss_fn, "reduction", "mean") == "sum" else value * w), w
+    return (value if summed else value * w), w
 
 
 def _sharded(loader):

@@ -23,13 +23,14 @@ class Sequential(Module):
     def _fill(self, modules):
         """The children, renamed 0, 1, ... in order."""
         modules = list(modules)
+        first = {}
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
-            if any(m is other for other in modules[:i]):
+            j = first.setdefault(id(m), i)
+            if j != i:
                 raise ValueError(f"Sequential: the module at {i}, {type(m).__name__}, is also at "
-                                 f"{next(j for j, o in enumerate(modules) if o is m)}: its "
-                                 "backward keeps one forward's input, pass a copy")
+                                 f"{j}: its backward keeps one forward's input, pass a copy")
         for name in list(self._modules):
             delattr(self, name)
         for i, m in enumerate(modules):
@@ -51,7 +52,8 @@ class Sequential(Module):
         if not isinstance(module, Module):
             raise TypeError(f"Sequential: can only hold Modules, got {type(module).__name__}")
         names, children = list(self._modules), list(self._modules.values())
-        if any(module is other for j, other in enumerate(children) if j != range(len(names))[i]):
+        i = range(len(names))[i]
+        if any(module is other for j, other in enumerate(children) if j != i):
             raise ValueError(f"Sequential: {type(module).__name__} is already in this "
                              "Sequential: its backward keeps one forward's input, pass a copy")
         setattr(self, names[i], module)  # the child's name and place kept, as PyTorch

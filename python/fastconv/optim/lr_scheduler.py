@@ -456,7 +456,23 @@ def _undo_step(schedulers):
             s.last_epoch -= 1
 
 
-class SequentialLR(LRScheduler):
+class _Composite(LRScheduler):
+    """A scheduler made of schedulers: its state holds each member's."""
+
+    def state_dict(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        saved = state.pop("_schedulers")
+        self.__dict__.update(state)
+        for s, one in zip(self._schedulers, saved):
+            s.load_state_dict(one)
+
+
+class SequentialLR(_Composite):
     """schedulers[i] runs from milestones[i - 1] on (the first from the start); at a milestone
     the next one restarts from its closed form at epoch 0, as torch's."""
 
@@ -489,20 +505,7 @@ class SequentialLR(LRScheduler):
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
 
-    def state_dict(self):
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
-
-    def load_state_dict(self, state_dict):
-        state = dict(state_dict)
-        saved = state.pop("_schedulers")
-        self.__dict__.update(state)
-        for s, one in zip(self._schedulers, saved):
-            s.load_state_dict(one)
-
-
-class ChainedScheduler(SequentialLR):
+class ChainedScheduler(_Composite):
     """Steps every scheduler in turn at each step(): their factors multiply."""
 
     def __init__(self, schedulers, optimizer=None):
