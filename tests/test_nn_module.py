@@ -395,3 +395,79 @@ def test_calculate_gain_refuses_a_slope_that_is_not_a_number():
         nn.init.calculate_gain("leaky_relu", True)
     with pytest.raises(ValueError, match="not a valid number"):
         nn.init.calculate_gain("leaky_relu", "0.2")
+
+
+def test_a_parameter_set_to_none_keeps_its_slot_as_torch():
+    conv = nn.Conv2d(2, 3, 3)
+    conv.weight = None
+    assert [n for n, _ in conv.named_parameters()] == ["bias"]
+    assert list(conv.state_dict()) == ["bias"]
+    conv.to(np.float64)  # an empty slot is skipped, not cast
+    conv.weight = nn.Parameter(np.ones((3, 2, 3, 3)))
+    assert [n for n, _ in conv.named_parameters()] == ["weight", "bias"]
+    assert list(conv.state_dict()) == ["weight", "bias"]
+
+
+def test_registration_and_lookup_by_torchs_names():
+    net = small_net()
+    net.register_parameter("scale", nn.Parameter(np.full(1, 2.0)))
+    net.register_parameter("spare", None)
+    net.add_module("head", nn.ReLU())
+    net[0].register_buffer("seen", np.zeros(3))
+    assert [n for n, _ in net.named_parameters()][0] == "scale"  # its own first, as torch
+    assert net.get_parameter("scale") is net.scale
+    assert net.get_parameter("2.weight") is net[2].weight
+    assert net.get_submodule("head") is net.head and net.get_submodule("") is net
+    assert net.get_buffer("0.seen") is net[0].seen
+    assert [n for n, _ in net.named_buffers()] == ["0.seen"]
+    assert list(net.buffers(recurse=False)) == []
+    for call, error in [(lambda: net.get_submodule("0.nothing"), AttributeError),
+                        (lambda: net.get_parameter("spare"), AttributeError),
+                        (lambda: net.get_parameter("0.seen"), AttributeError),
+                        (lambda: net.get_buffer("0.weight"), AttributeError),
+                        (lambda: net.register_parameter("a.b", None), KeyError),
+                        (lambda: net.register_parameter("training", None), KeyError),
+                        (lambda: net.register_parameter(3, None), TypeError),
+                        (lambda: net.register_parameter("w", np.ones(2)), TypeError),
+                        (lambda: net.add_module("scale", nn.ReLU()), KeyError),
+                        (lambda: net.add_module("x", np.ones(2)), TypeError),
+                        (lambda: net.requires_grad_("no"), TypeError)]:
+        with pytest.raises(error):
+            call()
+    assert net.requires_grad_(False) is net
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_apply_visits_children_before_their_parent_as_torch():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.ReLU(), nn.Linear(2, 2)))
+    seen = []
+    assert net.apply(lambda m: seen.append(type(m).__name__)) is net
+    assert seen == ["Conv2d", "ReLU", "Linear", "Sequential", "Sequential"]
+
+
+def test_forward_hooks_see_and_replace_inputs_and_outputs_in_order():
+    net = nn.Sequential(nn.Linear(3, 2), nn.ReLU()).to(np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    calls = []
+    net[1].register_forward_hook(lambda m, args, out: calls.append(("second", out.copy())))
+    handle = net[1].register_forward_hook(lambda m, args, out: calls.append(("first", m)),
+                                          prepend=True)
+    pre = net[0].register_forward_pre_hook(lambda m, args: 2 * args[0])
+    y = net(x)
+    expected = np.maximum(2 * x @ net[0].weight.data.T + net[0].bias.data, 0)
+    assert_close(y, expected, 1e-15)
+    assert [c[0] for c in calls] == ["first", "second"] and calls[0][1] is net[1]
+    assert_close(calls[1][1], expected, 0)
+    handle.remove()
+    handle.remove()  # a second remove() is harmless
+    pre.remove()
+    with net.register_forward_hook(lambda m, args, out: out + 1):
+        assert_close(net(x), np.maximum(x @ net[0].weight.data.T + net[0].bias.data, 0) + 1, 0)
+    assert len(calls) == 2 + 1 and not net._forward_hooks
+    loss_args = []
+    loss = nn.CrossEntropyLoss()
+    loss.register_forward_hook(lambda m, args, out: loss_args.append(len(args)))
+    loss(np.zeros((2, 3)), np.array([0, 2]))
+    assert loss_args == [2]
+    with pytest.raises(TypeError, match="callable"):
+        net.register_forward_hook("not a function")

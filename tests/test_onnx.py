@@ -249,6 +249,15 @@ def test_layers_that_cannot_be_exported_are_named(model, match, tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_model_with_forward_hooks_is_refused_until_they_are_removed(tmp_path):
+    model = nn.Sequential(nn.ReLU(), nn.Sequential(nn.Tanh()))
+    handle = model[1][0].register_forward_hook(lambda m, args, out: out * 2)
+    with pytest.raises(ValueError, match=r"Tanh at '1\.0' has forward hooks"):
+        fonnx.export(model, np.zeros((2, 3), np.float32), tmp_path / "m.onnx")
+    handle.remove()
+    fonnx.export(model, np.zeros((2, 3), np.float32), tmp_path / "m.onnx")
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(opset_version=12), "opset_version"), (dict(opset_version="17"), "opset_version"),
     (dict(input_names=["a", "b"]), "input_names"), (dict(output_names=[""]), "output_names"),

@@ -522,6 +522,11 @@ def export(model, example_input, path, opset_version=None, input_names=None, out
     if x.dtype not in (np.float32, np.float64) or x.ndim < 1:
         raise ValueError(f"export: example_input must be a float32 or float64 array with a batch "
                          f"dimension, got {x.dtype} of shape {x.shape}")
+    for path_name, m in model.named_modules():
+        if m.__dict__.get("_forward_hooks") or m.__dict__.get("_forward_pre_hooks"):
+            # a hook may change what flows on, which the graph of the layers would not say
+            raise ValueError(f"export: {type(m).__name__} at {path_name or 'the top'!r} has "
+                             "forward hooks; remove them (handle.remove()) before exporting")
     device = getattr(model, "device", "cpu")
     was_training = model.training
     model.eval()

@@ -23,9 +23,9 @@ def _inplace_repr(inplace):
 
 class _Elementwise(Module):
     """The functional op checks the input (once, in the extension); a layer only renames a
-    non-array's error after the fact, in __call__."""
+    non-array's error after the fact, when called."""
 
-    def __call__(self, x):
+    def _call(self, x):
         x = shared_view(x)
         try:
             return self.forward(x)

@@ -40,7 +40,7 @@ class _Loss(Module):
             return self.weight
         return to_device(self.weight, device_of(input)).astype(input.dtype, copy=False)
 
-    def __call__(self, input, target):
+    def _call(self, input, target):
         return self.forward(shared_view(input), shared_view(target))
 
     def forward(self, input, target):

@@ -10,6 +10,7 @@ fixes the order of ``parameters()`` and the PyTorch-style keys of ``state_dict()
 """
 
 import contextlib
+import itertools
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -25,6 +26,8 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -35,7 +38,8 @@ class Module:
             raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} as "
                             f"parameter {name!r} (a Parameter or None expected; set "
                             f"{name}.data to change its values)")
-        if isinstance(value, Parameter):
+        if isinstance(value, Parameter) or (value is None and name in self._parameters):
+            # None keeps a parameter's slot (as torch): a Parameter assigned later takes it back
             target = self._parameters
         elif isinstance(value, Module):
             target = self._modules
@@ -92,9 +96,53 @@ class Module:
         backward is not run at all). Any other module runs backward and drops its result."""
         self.backward(dout)
 
-    def __call__(self, x):
+    def __call__(self, *args):
+        pre, post = self.__dict__.get("_forward_pre_hooks"), self.__dict__.get("_forward_hooks")
+        if not pre and not post:
+            return self._call(*args)
+        for hook in list(pre.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = self._call(*args)
+        for hook in list(post.values()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    def _call(self, x):
         # A PyTorch/JAX tensor is viewed as NumPy/CuPy through DLPack, without a copy.
         return self.forward(shared_view(x))
+
+    # -- hooks ----------------------------------------------------------------------------
+    def register_forward_pre_hook(self, hook, *, prepend=False):
+        """hook(module, args) runs before each call's forward (args: the call's arguments as
+        a tuple); what it returns, if not None, replaces them (a non-tuple as the single
+        argument). Returns a handle whose remove() takes the hook away, as PyTorch's."""
+        return self._add_hook("_forward_pre_hooks", hook, prepend)
+
+    def register_forward_hook(self, hook, *, prepend=False):
+        """hook(module, args, output) runs after each call's forward; what it returns, if not
+        None, replaces the output, as PyTorch's. There is no tape: backward() still runs this
+        module's own backward, so a hook that changes the output also has to be undone in the
+        gradient by the caller. Reading outputs (features for transfer learning, pictures of
+        activations) needs none of that. Returns a handle whose remove() takes the hook away."""
+        return self._add_hook("_forward_hooks", hook, prepend)
+
+    def _add_hook(self, registry, hook, prepend):
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}.register{registry[:-1]}: hook must be "
+                            f"callable, got {type(hook).__name__}")
+        hooks = self.__dict__.get(registry)
+        if hooks is None:  # a module whose __init__ predates hooks (unpickled)
+            hooks = OrderedDict()
+            object.__setattr__(self, registry, hooks)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
 
     # -- traversal ----------------------------------------------------------------------
     def named_children(self):
@@ -122,6 +170,9 @@ class Module:
     def modules(self):
         return (m for _, m in self.named_modules())
 
+    def _own_parameters(self):
+        return [p for p in self._parameters.values() if p is not None]
+
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         """Every parameter under its dotted name; a shared one once (as PyTorch), so that an
         optimizer built from parameters() steps it once."""
@@ -129,6 +180,8 @@ class Module:
         seen = set()
         for mod_prefix, module in modules:
             for name, p in module._parameters.items():
+                if p is None:
+                    continue
                 if remove_duplicate:
                     if id(p) in seen:
                         continue
@@ -138,10 +191,84 @@ class Module:
     def parameters(self, recurse=True):
         return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self, prefix=""):
-        for mod_prefix, module in self.named_modules(prefix):
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        """Every buffer that holds an array, under its dotted name (None ones left out, as
+        PyTorch)."""
+        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
+        for mod_prefix, module in modules:
             for name in module._buffers:
-                yield (f"{mod_prefix}.{name}" if mod_prefix else name), getattr(module, name)
+                value = getattr(module, name)
+                if value is not None:
+                    yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
+
+    def buffers(self, recurse=True):
+        return (b for _, b in self.named_buffers(recurse=recurse))
+
+    # -- registration and look-up (PyTorch's names) ---------------------------------------
+    def _check_new_name(self, name, what, registry):
+        if not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}.{what}: name must be a str, got "
+                            f"{type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"{type(self).__name__}.{what}: name must be non-empty and without "
+                           f"'.', got {name!r}")
+        if name not in registry and hasattr(self, name):
+            raise KeyError(f"{type(self).__name__}.{what}: attribute {name!r} already exists")
+
+    def register_parameter(self, name, param):
+        """Add a Parameter (or None: an empty slot) under `name`, as PyTorch's."""
+        self._check_new_name(name, "register_parameter", self._parameters)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"{type(self).__name__}.register_parameter: {name!r} must be a "
+                            f"Parameter or None, got {type(param).__name__}")
+        setattr(self, name, param)
+        self._parameters[name] = param
+
+    def add_module(self, name, module):
+        """Add a child module under `name` (None: a plain attribute, no child), as PyTorch's."""
+        self._check_new_name(name, "add_module", self._modules)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}.add_module: {name!r} must be a Module or "
+                            f"None, got {type(module).__name__}")
+        setattr(self, name, module)
+
+    register_module = add_module
+
+    def get_submodule(self, target):
+        """The module at dotted path `target` ("" is this one); AttributeError naming the
+        first part that is not a child."""
+        module = self
+        for part in target.split(".") if target else []:
+            child = module._modules.get(part)
+            if child is None:
+                raise AttributeError(f"{type(module).__name__} has no child module {part!r} "
+                                     f"(looking up {target!r})")
+            module = child
+        return module
+
+    def get_parameter(self, target):
+        module, _, name = target.rpartition(".")
+        owner = self.get_submodule(module)
+        if owner._parameters.get(name) is None:
+            raise AttributeError(f"{type(owner).__name__} has no parameter {name!r} (looking "
+                                 f"up {target!r})")
+        return owner._parameters[name]
+
+    def get_buffer(self, target):
+        module, _, name = target.rpartition(".")
+        owner = self.get_submodule(module)
+        if name not in owner._buffers:
+            raise AttributeError(f"{type(owner).__name__} has no buffer {name!r} (looking up "
+                                 f"{target!r})")
+        return getattr(owner, name)
+
+    def apply(self, fn):
+        """fn(module) on every child (recursively), then on this one; returns self. The usual
+        way to initialise weights: model.apply(init_fn)."""
+        for child in self._modules.values():
+            child.apply(fn)
+        fn(self)
+        return self
 
     # -- modes and gradients ------------------------------------------------------------
     def train(self, mode=True):
@@ -165,13 +292,18 @@ class Module:
     def freeze(self):
         """Stop training these parameters (requires_grad=False): backward skips their gradient
         work and optimizers skip them. Batch-norm statistics still follow train()/eval()."""
-        for p in self.parameters():
-            p.requires_grad = False
-        return self
+        return self.requires_grad_(False)
 
     def unfreeze(self):
+        return self.requires_grad_(True)
+
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad on every parameter (False: freeze()); returns self."""
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}.requires_grad_: requires_grad must be a "
+                            f"bool, got {requires_grad!r}")
         for p in self.parameters():
-            p.requires_grad = True
+            p.requires_grad = bool(requires_grad)
         return self
 
     # -- state ----------------------------------------------------------------------------
@@ -180,7 +312,8 @@ class Module:
         out = OrderedDict()
         for prefix, module in self._all_modules(""):  # a shared module under each name, as torch
             for name, p in module._parameters.items():
-                out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
+                if p is not None:
+                    out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
             for name in module._buffers:
                 if getattr(module, name) is not None:
                     value = getattr(module, name)
@@ -249,7 +382,7 @@ class Module:
             raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, "
                             f"got {dtype}")
         for module in self.modules():
-            for p in module._parameters.values():
+            for p in module._own_parameters():
                 p.data = p.data.astype(dtype)
                 p.grad = None
             for name in module._buffers:
@@ -263,7 +396,7 @@ class Module:
             from .._runtime import require_cuda
             require_cuda(f"{type(self).__name__}.to('cuda')")
         for module in self.modules():
-            for p in module._parameters.values():
+            for p in module._own_parameters():
                 p.data = to_device(p.data, device)
                 if p.grad is not None:
                     p.grad = to_device(p.grad, device)
@@ -379,6 +512,26 @@ def backward_params_chain(modules, dout, links=None):
         if links and i - 1 in links:
             dout = links[i - 1](dout)
     modules[first].backward_params(dout)
+
+
+class RemovableHandle:
+    """What register_forward_hook returns: remove() (or leaving a with-block) takes the hook
+    away; removing twice is harmless, as PyTorch's handle."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks):
+        self._hooks = hooks
+        self.id = next(RemovableHandle._ids)
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 class StateDictKeyError(KeyError, ValueError):

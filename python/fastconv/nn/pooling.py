@@ -12,9 +12,9 @@ from .module import Module
 
 class _Pool2d(Module):
     """The functional op checks the input (once, in the extension); a layer only renames an
-    input's error after the fact, in __call__."""
+    input's error after the fact, when called."""
 
-    def __call__(self, x):
+    def _call(self, x):
         x = shared_view(x)
         try:
             return self.forward(x)
