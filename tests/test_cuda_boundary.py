@@ -76,3 +76,46 @@ def test_cpu_only_build_refuses_cuda_arrays():
         _C.relu_forward(FakeCudaArray((3,)), FakeCudaArray((3,)))
     with pytest.raises(RuntimeError, match="built without CUDA"):
         F.relu_backward(np.ones(3, np.float32), FakeCudaArray((3,)))
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("interface, match", [
+    (dict(shape=(3,), typestr="<f4", version=3), r"KeyError: 'data'"),
+    (dict(shape=(3,), typestr="<f4", data=(0x10000,), version=3),
+     r"data must be \(pointer, read_only\)"),
+    (dict(shape=(3,), typestr="<f4", data=(-1, False), version=3), "a field of the wrong type"),
+    (dict(shape=(3,), typestr=4, data=(0x10000, False), version=3), "a field of the wrong type"),
+    (dict(shape=(2, 3), typestr="<f4", data=(0x10000, False), strides=(4,), version=3),
+     r"1 strides for shape \(2, 3\)"),
+])
+def test_a_malformed_interface_is_a_value_error_naming_the_argument(interface, match):
+    bad = type("Producer", (), {"__cuda_array_interface__": interface})()
+    with pytest.raises(ValueError, match=rf"relu: input \(.*\) has a malformed "
+                                         rf"__cuda_array_interface__: {match}"):
+        _C.relu_forward(FakeCudaArray((2, 3)), bad)
+
+
+class _CpuTensorWithInterface:
+    """A CPU tensor that also claims the CUDA interface, as a framework's CUDA tensor has both:
+    its DLPack export says where its memory is, and fastconv must take that route (the only
+    objects passed on as they are are CuPy's arrays and producers without DLPack)."""
+
+    def __init__(self, array):
+        self._array = array
+        self.__cuda_array_interface__ = {"shape": array.shape, "typestr": array.dtype.str,
+                                         "data": (0x10000, False), "version": 3}
+
+    def __dlpack__(self, **kwargs):
+        return self._array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._array.__dlpack_device__()
+
+
+def test_a_framework_tensor_with_both_interfaces_is_viewed_through_dlpack():
+    array = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+    view = fastconv.from_dlpack(_CpuTensorWithInterface(array))
+    assert type(view) is np.ndarray and np.shares_memory(view, array)
+    np.testing.assert_array_equal(F.relu(_CpuTensorWithInterface(array)), np.maximum(array, 0))
+    only = FakeCudaArray((2, 3))
+    assert fastconv.from_dlpack(only) is only

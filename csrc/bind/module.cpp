@@ -34,16 +34,10 @@ DType accepted_dtype(Have have, bool is_float32, bool is_float64, bool is_int64,
   throw TypeError(str(op, ": ", name, " must be ", want, ", got ", have()));
 }
 
-// A GPU array through its __cuda_array_interface__ (version 2 or 3): CuPy's, or any producer's.
-Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable,
-                 unsigned accept) {
-#ifndef FC_CUDA
-  (void)writable;
-  (void)accept;
-  throw std::runtime_error(str(op, ": ", name, " is a CUDA array (", type_name(obj),
-                               ") but this fastconv was built without CUDA; reinstall with nvcc "
-                               "on PATH, or pass a numpy.ndarray"));
-#else
+#ifdef FC_CUDA
+// The interface's fields, read as the protocol defines them (version 2 or 3).
+Tensor read_interface(py::handle obj, const char* op, const char* name, bool writable,
+                      unsigned accept) {
   py::dict cai = obj.attr("__cuda_array_interface__");
   Tensor t;
   t.device = Device::cuda;
@@ -64,12 +58,18 @@ Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable
                            le && code == "u1", accept, op, name);
   const size_t item = t.dtype == DType::f64 || t.dtype == DType::i64 ? 8 : t.dtype == DType::f32 ? 4 : 1;
   py::tuple data = cai["data"];
+  FC_CHECK(data.size() == 2, op, ": ", name, " (a CUDA array) has a malformed "
+           "__cuda_array_interface__: data must be (pointer, read_only), got ",
+           std::string(py::repr(data)));
   t.ptr = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
   const bool readonly = data[1].cast<bool>();
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     // C order, ignoring the stride of any size-1 dimension (as NumPy's C_CONTIGUOUS flag does).
     int64_t expect = int64_t(item);
     py::tuple strides = cai["strides"];
+    FC_CHECK(strides.size() == t.shape.size(), op, ": ", name, " (a CUDA array) has a "
+             "malformed __cuda_array_interface__: ", strides.size(), " strides for shape ",
+             shape_str(t.shape));
     bool ok = t.numel() == 0;
     if (!ok) {
       ok = true;
@@ -85,6 +85,31 @@ Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable
     t.stream = cai["stream"].cast<std::uintptr_t>();
   }
   return t;
+}
+#endif
+
+// A GPU array through its __cuda_array_interface__: CuPy's, or any producer's.
+Tensor cuda_view(py::handle obj, const char* op, const char* name, bool writable,
+                 unsigned accept) {
+#ifndef FC_CUDA
+  (void)writable;
+  (void)accept;
+  throw std::runtime_error(str(op, ": ", name, " is a CUDA array (", type_name(obj),
+                               ") but this fastconv was built without CUDA; reinstall with nvcc "
+                               "on PATH, or pass a numpy.ndarray"));
+#else
+  // A producer's dict may lack a field or hold the wrong type in one: Python's KeyError or
+  // IndexError, or a failed cast naming no argument, would say nothing of which array it was.
+  try {
+    return read_interface(obj, op, name, writable, accept);
+  } catch (py::error_already_set& e) {
+    throw std::invalid_argument(str(op, ": ", name, " (", type_name(obj), ") has a malformed "
+                                    "__cuda_array_interface__: ", e.what()));
+  } catch (py::cast_error& e) {
+    throw std::invalid_argument(str(op, ": ", name, " (", type_name(obj), ") has a malformed "
+                                    "__cuda_array_interface__: a field of the wrong type (",
+                                    e.what(), ")"));
+  }
 #endif
 }
 

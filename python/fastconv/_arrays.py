@@ -6,6 +6,8 @@ with CuPy (on its current device, from its memory pool). Other tensors (PyTorch,
 enter through DLPack: shared_view/from_dlpack view their memory as NumPy or CuPy, no copy.
 """
 
+import sys
+
 import numpy as np
 
 
@@ -16,8 +18,10 @@ _DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
 def from_dlpack(x):
     """x as a NumPy array (CPU memory) or a CuPy array (CUDA memory) sharing its memory, for
     any object with __dlpack__ (PyTorch and JAX tensors, ...); NumPy and CuPy arrays, and
-    other objects with __cuda_array_interface__, come back as they are."""
-    if isinstance(x, np.ndarray) or is_cuda(x):
+    objects with only __cuda_array_interface__ (no __dlpack__), come back as they are."""
+    if isinstance(x, np.ndarray) or _is_cupy(x):
+        return x
+    if is_cuda(x) and not hasattr(x, "__dlpack__"):
         return x
     if not hasattr(x, "__dlpack__") or not hasattr(x, "__dlpack_device__"):
         raise TypeError(f"from_dlpack: expected an object with __dlpack__ (a tensor or array), "
@@ -46,9 +50,17 @@ def from_dlpack(x):
 def shared_view(x):
     """x itself when it is a NumPy/CUDA array or not array-like at all (the extension then
     refuses it by name); a NumPy or CuPy view of it when it speaks DLPack."""
-    if isinstance(x, np.ndarray) or is_cuda(x) or not hasattr(x, "__dlpack__"):
+    if isinstance(x, np.ndarray) or _is_cupy(x) or not hasattr(x, "__dlpack__"):
         return x
     return from_dlpack(x)
+
+
+def _is_cupy(x):
+    # A CUDA tensor of another framework (PyTorch's) has __cuda_array_interface__ too, but not
+    # CuPy's methods: it is viewed through DLPack as a cupy.ndarray. Without CuPy imported, no
+    # array can be one of its.
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
 
 
 def is_cuda(x):

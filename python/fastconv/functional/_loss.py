@@ -43,7 +43,7 @@ def _reduction_name(reduction, op):
 def _class_indices(target):
     """torch takes int64 (Long) or uint8 (Byte) class indices; the kernels read int64."""
     target = contiguous(target)
-    if is_array(target) and target.dtype == np.uint8:
+    if is_array(target) and getattr(target, "dtype", None) == np.uint8:
         return target.astype(np.int64)
     return target
 
@@ -51,7 +51,7 @@ def _class_indices(target):
 def _grad_output(grad_output, input):
     """A Python number becomes a 0-d array of the input's dtype; arrays are checked as given."""
     if isinstance(grad_output, numbers.Real) and is_array(input):
-        return module_of(input).asarray(grad_output, dtype=input.dtype)
+        return module_of(input).asarray(grad_output, dtype=getattr(input, "dtype", None))
     return contiguous(grad_output)
 
 

@@ -45,7 +45,8 @@ def _abs(input):
     refuses it by name."""
     input = shared_view(input)
     # only a float array: abs would turn a complex one into its float magnitudes
-    return abs(input) if is_array(input) and input.dtype.kind == "f" else input
+    kind = getattr(getattr(input, "dtype", None), "kind", None)
+    return abs(input) if is_array(input) and kind == "f" else input
 
 
 def _extreme(forward, op, input, window, return_indices):
