@@ -170,8 +170,7 @@ def check_conv2d_passes(case, dtype, seed):
         assert_close(g, r, rtol_for(dtype, n), what=name)
 
 
-# The algorithms whose outputs are each one chain of multiply-adds in a fixed order, whoever
-# computes them; the BLAS paths cut their GEMMs by the thread count, and a BLAS may round a
+# The algorithms whose outputs are each summed in a fixed order, whoever computes them; the BLAS paths cut their GEMMs by the thread count, and a BLAS may round a
 # product of another shape differently (README, "What the thread count changes": OpenBLAS's
 # Haswell kernels did at batch 1, its SkylakeX kernels did not).
 FIXED_ORDER_ALGORITHMS = {"direct", "direct_rows", "winograd", "depthwise"}

@@ -10,8 +10,8 @@
 // gradient (and conv_transpose2d's forward): the latter is the forward of dy with the kernel
 // flipped and its channel roles swapped, at stride s one such correlation per phase of the
 // input (the pixels s apart, each reached by every s-th kernel row and column). Each output
-// element is one chain of multiply-adds in a fixed order, so results do not depend on the
-// thread count.
+// element sums its taps in a fixed order (chains of about 128 multiply-adds, added one after
+// the other: chunk_taps), so results do not depend on the thread count.
 //
 // `parallel`: whether the call is worth waking the thread team (cpu/conv.cpp's worth_threads).
 #pragma once

@@ -47,9 +47,16 @@ void column_sums(T* dbias, const T* dout, int64_t M, int64_t OUT) {
 // register tile holds 6 output features times the whole batch (up to 4 vectors of 16 rows) and
 // walks the input features, broadcasting 6 weights (one from each feature's row, read straight
 // from W, which streams through once) against the batch's column of the transposed input (in
-// L2): 24 multiply-adds per 4 vector loads and 6 broadcasts. Each output is the bias plus one
-// chain of multiply-adds in input-feature order, so the bits do not depend on the thread count.
+// L2): 24 multiply-adds per 4 vector loads and 6 broadcasts. Each output is the bias plus
+// chains of multiply-adds in input-feature order, so the bits do not depend on the thread count.
 #define FC_AVX512 FC_TARGET_AVX512
+
+// Terms a register sum takes before it is added to the result and restarts from zero. One
+// float32 chain over all of a long dot product lost a bit every few hundred terms: 16 x 16384 ->
+// 1000 came 5e-6 of the largest output off the float64 product, ten times PyTorch's float32
+// (its GEMM sums in K blocks); in chunks of 128 it is at PyTorch's. (conv_direct.cpp's tiles
+// do the same, with the same measure.)
+constexpr int64_t kChunk = 128;
 
 constexpr int64_t kTileRows = 6;   // output features per register tile
 constexpr int64_t kMaxBatch = 64;  // rows of the input a tile takes: 4 vectors
@@ -80,17 +87,24 @@ FC_AVX512 void linear_tile(float* out, int64_t OUT, int64_t o0, int64_t nr, cons
     const __m512 b = _mm512_set1_ps(bias ? bias[o0 + r] : 0.0f);
     for (int j = 0; j < NJ; ++j) acc[i][j] = b;
   }
-  for (int64_t k = 0; k < IN; ++k) {
-    __m512 x[NJ];
-    for (int j = 0; j < NJ; ++j) x[j] = _mm512_loadu_ps(xt + k * ldx + 16 * j);
-    for (int i = 0; i < kTileRows; ++i) {
-      const __m512 b = _mm512_set1_ps(row[i][k]);
-      for (int j = 0; j < NJ; ++j) acc[i][j] = _mm512_fmadd_ps(b, x[j], acc[i][j]);
-    }
-  }
   alignas(64) float y[kTileRows][NJ * 16];
-  for (int i = 0; i < kTileRows; ++i) {
-    for (int j = 0; j < NJ; ++j) _mm512_store_ps(&y[i][16 * j], acc[i][j]);
+  for (int64_t k0 = 0; k0 < IN; k0 += kChunk) {
+    for (int64_t k = k0; k < std::min(IN, k0 + kChunk); ++k) {
+      __m512 x[NJ];
+      for (int j = 0; j < NJ; ++j) x[j] = _mm512_loadu_ps(xt + k * ldx + 16 * j);
+      for (int i = 0; i < kTileRows; ++i) {
+        const __m512 b = _mm512_set1_ps(row[i][k]);
+        for (int j = 0; j < NJ; ++j) acc[i][j] = _mm512_fmadd_ps(b, x[j], acc[i][j]);
+      }
+    }
+    // The first chunk's sums (from the bias) are stored, the others added.
+    for (int i = 0; i < kTileRows; ++i) {
+      for (int j = 0; j < NJ; ++j) {
+        float* o = &y[i][16 * j];
+        _mm512_store_ps(o, k0 == 0 ? acc[i][j] : _mm512_add_ps(_mm512_load_ps(o), acc[i][j]));
+        acc[i][j] = _mm512_setzero_ps();
+      }
+    }
   }
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t i = 0; i < nr; ++i) out[m * OUT + o0 + i] = y[i][m];
@@ -127,9 +141,9 @@ void linear_small_batch(float* out, const float* inp, const float* weight, const
 // and dW = dy^T · x has OUT rows, shapes OpenBLAS ran at a third of the machine's rate (72 us
 // on one thread, PyTorch 41). One parallel region walks blocks of 64 input features; for each,
 // register tiles of dx (4 rows x 4 vectors: a chain of OUT multiply-adds per element, in
-// output order) and of dW (OUT rows x 2 vectors: a chain over the batch's rows in order, then
-// added to dW). Each element is one chain whoever computes it: the bits do not depend on the
-// thread count.
+// output order) and of dW (OUT rows x 2 vectors: chains over kChunk rows of the batch each,
+// in order, each added to dW). Each element is summed the same way whoever computes it: the
+// bits do not depend on the thread count.
 constexpr int64_t kNarrowMaxOut = 14;  // dW's tile: OUT x 2 vectors of sums in 28 registers
 constexpr int64_t kNarrowCols = 64;    // input features per work item: 4 vectors
 constexpr int64_t kNarrowAhead = 8;    // rows of x prefetched ahead of dW's tile
@@ -189,34 +203,37 @@ FC_AVX512 void narrow_dw_tile(float* dw, const float* dy, const float* x, int64_
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[k][v] = _mm512_setzero_ps();
   }
-  for (int64_t m = 0; m < M; ++m) {
-    // x's rows are IN floats apart, each its own page when IN >= 1024: the hardware
-    // prefetchers, bound to a page, do not follow (at batch 256 the tiles ran at a fifth of
-    // their rate on one thread, 1.6 MB of x read a miss at a time).
-    if (m + kNarrowAhead < M) {
+  for (int64_t m0 = 0; m0 < M; m0 += kChunk) {
+    for (int64_t m = m0; m < std::min(M, m0 + kChunk); ++m) {
+      // x's rows are IN floats apart, each its own page when IN >= 1024: the hardware
+      // prefetchers, bound to a page, do not follow (at batch 256 the tiles ran at a fifth of
+      // their rate on one thread, 1.6 MB of x read a miss at a time).
+      if (m + kNarrowAhead < M) {
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) {
-        _mm_prefetch(reinterpret_cast<const char*>(x + (m + kNarrowAhead) * IN + 16 * v),
-                     _MM_HINT_T0);
+        for (int v = 0; v < NV; ++v) {
+          _mm_prefetch(reinterpret_cast<const char*>(x + (m + kNarrowAhead) * IN + 16 * v),
+                       _MM_HINT_T0);
+        }
+      }
+      __m512 xv[NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) xv[v] = load_part<NV>(x + m * IN, v, last);
+#pragma GCC unroll 16
+      for (int k = 0; k < NK; ++k) {
+        const __m512 b = _mm512_set1_ps(dy[m * NK + k]);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) acc[k][v] = _mm512_fmadd_ps(b, xv[v], acc[k][v]);
       }
     }
-    __m512 xv[NV];
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) xv[v] = load_part<NV>(x + m * IN, v, last);
 #pragma GCC unroll 16
     for (int k = 0; k < NK; ++k) {
-      const __m512 b = _mm512_set1_ps(dy[m * NK + k]);
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) acc[k][v] = _mm512_fmadd_ps(b, xv[v], acc[k][v]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int k = 0; k < NK; ++k) {
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
-      float* o = dw + k * IN + 16 * v;
-      _mm512_mask_storeu_ps(o, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, o), acc[k][v]));
+      for (int v = 0; v < NV; ++v) {
+        const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
+        float* o = dw + k * IN + 16 * v;
+        _mm512_mask_storeu_ps(o, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, o), acc[k][v]));
+        acc[k][v] = _mm512_setzero_ps();
+      }
     }
   }
 }
