@@ -434,3 +434,40 @@ def test_l1_penalty_value_and_gradient_match_torch_autograd():
     assert math.isclose(value, expected.item(), rel_tol=1e-12)
     for p, t in zip(ours, theirs):
         assert_close(p.grad, t.grad.numpy(), 1e-12)
+
+
+@pytest.mark.parametrize("stride, padding, dilation, in_hw, output_size", [
+    (2, 1, 1, (5, 6), (10, 11)),
+    (3, (1, 0), 1, (4, 5), (2, 3, 12, 16)),  # the whole shape, as a skip connection's
+    (2, 0, (2, 1), (3, 4), (9, 10)),
+])
+def test_conv_transpose_output_size_picks_torchs_output_padding(stride, padding, dilation,
+                                                                in_hw, output_size):
+    """layer(x, output_size=...) as torch's: the output padding that gives that size, used by
+    the backward too; a size out of the stride's reach is refused as torch refuses it."""
+    fc.manual_seed(3)
+    ours = nn.ConvTranspose2d(4, 3, 3, stride=stride, padding=padding, dilation=dilation,
+                              ).to(np.float64)
+    theirs = TN.ConvTranspose2d(4, 3, 3, stride=stride, padding=padding, dilation=dilation,
+                                ).double()
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(4).standard_normal((2, 4) + in_hw)
+    xt = torch.tensor(x, requires_grad=True)
+    expected = theirs(xt, output_size=list(output_size))
+    got = ours(x, output_size=output_size)
+    assert got.shape == tuple(expected.shape)
+    assert_close(got, expected.detach().numpy(), 1e-12)
+    dy = np.random.default_rng(5).standard_normal(got.shape)
+    expected.backward(torch.tensor(dy))
+    assert_close(ours.backward(dy), xt.grad.numpy(), 1e-12)
+    assert_close(ours.weight.grad, theirs.weight.grad.numpy(), 1e-12)
+    plain = ours(x)  # without output_size: the layer's own output_padding again
+    assert plain.shape == tuple(theirs(xt).shape)
+    too_big = tuple(s + 3 * (stride if isinstance(stride, int) else 1)
+                    for s in output_size[-2:])
+    with pytest.raises(ValueError, match="valid sizes range from"):
+        theirs(xt, output_size=list(too_big))
+    with pytest.raises(ValueError, match="valid sizes range from"):
+        ours(x, output_size=too_big)
+    with pytest.raises(ValueError, match="2 or 4 elements"):
+        ours(x, output_size=(5,))

@@ -7,6 +7,7 @@ import numpy as np
 from .. import functional as F
 from ..functional._args import as_int, as_pair, conv_padding
 from . import init
+from .._arrays import shared_view
 from .module import Module
 from .parameter import Parameter, accumulating_grads
 
@@ -130,7 +131,10 @@ class Conv2d(_Conv):
 
 class ConvTranspose2d(_Conv):
     """2-D transposed convolution over (N, C_in, H, W) input; weight (in, out/groups, kH, kW),
-    bias (out,), as torch.nn.ConvTranspose2d (forward takes no output_size)."""
+    bias (out,), as torch.nn.ConvTranspose2d. Called as layer(x, output_size=(H, W)) (or the
+    whole (N, C, H, W) shape, as a skip connection's), it picks the output padding that gives
+    that size, as torch's (a size out of the stride's reach is a ValueError); the backward
+    then uses it too."""
 
     _transposed = True
     _forward = staticmethod(F.conv_transpose2d)
@@ -148,5 +152,39 @@ class ConvTranspose2d(_Conv):
                                  f"stride or the dilation, got output_padding={output_padding!r} "
                                  f"with stride={stride!r} and dilation={dilation!r}")
 
+    def _call(self, x, output_size=None):
+        return self.forward(shared_view(x), output_size)
+
+    def forward(self, x, output_size=None):
+        padding = self.output_padding
+        if output_size is not None:
+            self._expect(x, 4, "(N, C, H, W)")
+            padding = self._output_padding(x, output_size)
+        object.__setattr__(self, "_used_padding", padding)
+        return super().forward(x)
+
+    def _output_padding(self, x, output_size):
+        """torch's rule: the output padding that makes the output output_size, each side in
+        [the size without it, that + stride - 1]."""
+        name = self._name()
+        try:
+            size = [as_int(v, "output_size", name) for v in output_size]
+        except TypeError:
+            raise TypeError(f"{name}: output_size must be a sequence of ints, got "
+                            f"{output_size!r}") from None
+        if len(size) == 4:
+            size = size[2:]
+        if len(size) != 2:
+            raise ValueError(f"{name}: output_size must have 2 or 4 elements, got {output_size!r}")
+        least = [(x.shape[2 + d] - 1) * self.stride[d] - 2 * self.padding[d]
+                 + self.dilation[d] * (self.kernel_size[d] - 1) + 1 for d in range(2)]
+        most = [least[d] + self.stride[d] - 1 for d in range(2)]
+        if any(not least[d] <= size[d] <= most[d] for d in range(2)):
+            raise ValueError(f"{name}: requested an output size of {tuple(size)}, but valid "
+                             f"sizes range from {tuple(least)} to {tuple(most)} (for an input "
+                             f"of {tuple(x.shape[2:])})")
+        return tuple(size[d] - least[d] for d in range(2))
+
     def _args(self):
-        return self.stride, self.padding, self.output_padding, self.groups, self.dilation
+        padding = self.__dict__.get("_used_padding", self.output_padding)
+        return self.stride, self.padding, padding, self.groups, self.dilation

@@ -96,15 +96,15 @@ class Module:
         backward is not run at all). Any other module runs backward and drops its result."""
         self.backward(dout)
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         pre, post = self.__dict__.get("_forward_pre_hooks"), self.__dict__.get("_forward_hooks")
         if not pre and not post:
-            return self._call(*args)
+            return self._call(*args, **kwargs)
         for hook in list(pre.values()):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
-        output = self._call(*args)
+        output = self._call(*args, **kwargs)
         for hook in list(post.values()):
             result = hook(self, args, output)
             if result is not None:
