@@ -205,32 +205,29 @@ class Module:
         return (b for _, b in self.named_buffers(recurse=recurse))
 
     # -- registration and look-up (PyTorch's names) ---------------------------------------
-    def _check_new_name(self, name, what, registry):
+    def _register(self, what, name, value, registry, kind):
+        """setattr(name, value) for register_parameter/add_module, with PyTorch's checks."""
+        owner = type(self).__name__
         if not isinstance(name, str):
-            raise TypeError(f"{type(self).__name__}.{what}: name must be a str, got "
-                            f"{type(name).__name__}")
+            raise TypeError(f"{owner}.{what}: name must be a str, got {type(name).__name__}")
         if not name or "." in name:
-            raise KeyError(f"{type(self).__name__}.{what}: name must be non-empty and without "
-                           f"'.', got {name!r}")
+            raise KeyError(f"{owner}.{what}: name must be non-empty and without '.', got "
+                           f"{name!r}")
         if name not in registry and hasattr(self, name):
-            raise KeyError(f"{type(self).__name__}.{what}: attribute {name!r} already exists")
+            raise KeyError(f"{owner}.{what}: attribute {name!r} already exists")
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{owner}.{what}: {name!r} must be a {kind.__name__} or None, got "
+                            f"{type(value).__name__}")
+        setattr(self, name, value)
 
     def register_parameter(self, name, param):
         """Add a Parameter (or None: an empty slot) under `name`, as PyTorch's."""
-        self._check_new_name(name, "register_parameter", self._parameters)
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"{type(self).__name__}.register_parameter: {name!r} must be a "
-                            f"Parameter or None, got {type(param).__name__}")
-        setattr(self, name, param)
+        self._register("register_parameter", name, param, self._parameters, Parameter)
         self._parameters[name] = param
 
     def add_module(self, name, module):
         """Add a child module under `name` (None: a plain attribute, no child), as PyTorch's."""
-        self._check_new_name(name, "add_module", self._modules)
-        if module is not None and not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__}.add_module: {name!r} must be a Module or "
-                            f"None, got {type(module).__name__}")
-        setattr(self, name, module)
+        self._register("add_module", name, module, self._modules, Module)
 
     register_module = add_module
 
