@@ -175,6 +175,25 @@ def test_large_values_keep_their_relative_accuracy():
 
 
 @pytest.mark.usefixtures("cpu_isa")
+def test_channel_sums_stay_at_pytorchs_float32_accuracy():
+    """The transformed-domain products summed over the input channels in passes of 64, each
+    from zero and then added (continuing one float32 chain over all C, 256 channels came 5.7e-7
+    of the largest output off float64 and the weight gradient's item sums 1.2e-6, 2-4x
+    PyTorch's float32 error): both within 4-5e-7."""
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal((2, 256, 12, 12)).astype(np.float32)
+    w = (rng.standard_normal((32, 256, 3, 3)) / 48).astype(np.float32)
+    assert_close(F.conv2d(x, w, padding=1), conv2d_ref(x, w, None, 1, 1, 1, 1), 4e-7,
+                 what="forward, 256 channels")
+    x = rng.standard_normal((8, 64, 28, 28)).astype(np.float32)
+    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+    dy = rng.standard_normal((8, 64, 28, 28)).astype(np.float32)
+    _, dw, _ = F.conv2d_backward(dy, x, w, padding=1, output_mask=(False, True, False))
+    assert_close(dw, conv2d_backward_ref(dy, x, w, 1, 1, 1, 1)[1], 5e-7,
+                 what="weight gradient over 8 x 28 x 28 pixels")
+
+
+@pytest.mark.usefixtures("cpu_isa")
 @pytest.mark.parametrize("where", ["input", "grad_output"])
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan], ids=["inf", "-inf", "nan"])
 def test_an_infinity_or_nan_comes_out_where_and_as_the_reference_has_it(value, where):

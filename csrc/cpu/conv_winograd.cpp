@@ -309,15 +309,16 @@ FC_AVX512 __attribute__((always_inline)) inline __mmask16 scatter_points(float* 
 }
 
 // m[i * ldm + j * 16 + l] (+)= sum over c < C of u[c * us + i * ui] * v[c * vcs + j * 16 + l],
-// for the tile's 6 rows i and NJ vectors j: one chain of multiply-adds per output, in c order.
+// for the tile's 6 rows i and NJ vectors j: one chain of multiply-adds per output, in c order,
+// from zero, then added to m. (Continuing m's chain instead, the forward's passes of kCChunk
+// channels made one float32 sum over all C, whose error grows with C: 512 channels came 3-4x
+// PyTorch's float32 error; the addition costs what the load at the start did.)
 template <int NJ>
 FC_AVX512 inline void gemm_tile(float* m, int64_t ldm, const float* u, int64_t us, int64_t ui,
                                 const float* v, int64_t vcs, int64_t C, bool add) {
   __m512 acc[kKR][NJ];
   for (int i = 0; i < kKR; ++i) {
-    for (int j = 0; j < NJ; ++j) {
-      acc[i][j] = add ? _mm512_load_ps(m + i * ldm + j * kLanes) : _mm512_setzero_ps();
-    }
+    for (int j = 0; j < NJ; ++j) acc[i][j] = _mm512_setzero_ps();
   }
   for (int64_t c = 0; c < C; ++c) {
     const float* vc = v + c * vcs;
@@ -331,7 +332,10 @@ FC_AVX512 inline void gemm_tile(float* m, int64_t ldm, const float* u, int64_t u
     }
   }
   for (int i = 0; i < kKR; ++i) {
-    for (int j = 0; j < NJ; ++j) _mm512_store_ps(m + i * ldm + j * kLanes, acc[i][j]);
+    for (int j = 0; j < NJ; ++j) {
+      float* o = m + i * ldm + j * kLanes;
+      _mm512_store_ps(o, add ? _mm512_add_ps(_mm512_load_ps(o), acc[i][j]) : acc[i][j]);
+    }
   }
 }
 
@@ -1024,9 +1028,7 @@ FC_AVX2 inline void gemm_tile2(float* m, int64_t ldm, const float* u, int64_t us
                                const float* v, int64_t vcs, int64_t C, bool add) {
   __m256 acc[kKR][NJ];
   for (int i = 0; i < kKR; ++i) {
-    for (int j = 0; j < NJ; ++j) {
-      acc[i][j] = add ? _mm256_load_ps(m + i * ldm + j * kLanes2) : _mm256_setzero_ps();
-    }
+    for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   for (int64_t c = 0; c < C; ++c) {
     const float* vc = v + c * vcs;
@@ -1040,7 +1042,10 @@ FC_AVX2 inline void gemm_tile2(float* m, int64_t ldm, const float* u, int64_t us
     }
   }
   for (int i = 0; i < kKR; ++i) {
-    for (int j = 0; j < NJ; ++j) _mm256_store_ps(m + i * ldm + j * kLanes2, acc[i][j]);
+    for (int j = 0; j < NJ; ++j) {
+      float* o = m + i * ldm + j * kLanes2;
+      _mm256_store_ps(o, add ? _mm256_add_ps(_mm256_load_ps(o), acc[i][j]) : acc[i][j]);
+    }
   }
 }
 
