@@ -7,6 +7,24 @@ from . import cuda  # noqa: F401
 
 __version__ = "emu"
 
+# What NumPy has and CuPy 14.2 does not (hasattr on both modules and on both array types): a
+# NumPy-only routine reached by fastconv's GPU path would fail on a GPU, so it fails here too
+# instead of quietly running NumPy's.
+_NOT_IN_CUPY = frozenset("""
+    False_ ScalarType True_ asmatrix block bmat busday_count busday_offset busdaycalendar bytes_
+    char character clongdouble complex256 core ctypeslib datetime64 datetime_as_string
+    datetime_data dtypes einsum_path emath errstate f2py flexible float128 frompyfunc fromregex
+    geomspace get_include getbufsize geterr geterrcall histogram_bin_edges info insert is_busday
+    isnat little_endian longdouble ma matrix matvec memmap nanpercentile nanquantile ndenumerate
+    nditer nested_iters object_ polyder polydiv polyint rec recarray record sctypeDict
+    setbufsize seterr seterrcall show_runtime spacing str_ strings test timedelta64 typecodes
+    unstack vecdot vecmat void""".split())
+_NOT_ON_CUPY_ARRAYS = frozenset("ctypes getfield resize setfield setflags to_device".split())
+
+
+def _absent(owner, name):
+    return AttributeError(f"{owner} has no attribute {name!r} (NumPy's has it, CuPy 14's not)")
+
 
 def _un(x):
     if isinstance(x, ndarray):
@@ -55,6 +73,8 @@ class ndarray:
         return self._a.copy()
 
     def __getattr__(self, name):
+        if name in _NOT_ON_CUPY_ARRAYS:
+            raise _absent("'cupy.ndarray' object", name)
         attr = getattr(self._a, name)
         if not callable(attr):
             return _wr(attr)
@@ -125,6 +145,8 @@ def asnumpy(a):
 
 
 def __getattr__(name):
+    if name in _NOT_IN_CUPY:
+        raise _absent("module 'cupy'", name)
     fn = getattr(np, name)
     if not callable(fn) or isinstance(fn, type):
         return fn
