@@ -44,7 +44,16 @@ namespace fc {
   E(X, T, sigmoid, ElementwiseGradOut, (), ())                                             \
   E(X, T, tanh, ElementwiseGradOut, (), ())                                                \
   E(X, T, softplus, ElementwiseGrad, (, double beta, double threshold), (beta, threshold))    \
-  E(X, T, gelu, ElementwiseGrad, (), ())
+  E(X, T, gelu, ElementwiseGrad, (), ())                                                   \
+  E(X, T, gelu_tanh, ElementwiseGrad, (), ())                                              \
+  E(X, T, silu, ElementwiseGrad, (), ())                                                   \
+  E(X, T, mish, ElementwiseGrad, (), ())                                                   \
+  E(X, T, hardswish, ElementwiseGrad, (), ())                                              \
+  E(X, T, hardsigmoid, ElementwiseGrad, (), ())                                            \
+  E(X, T, hardtanh, ElementwiseGrad, (, double min_val, double max_val), (min_val, max_val)) \
+  E(X, T, relu6, ElementwiseGrad, (), ())                                                  \
+  E(X, T, selu, ElementwiseGrad, (), ())                                                   \
+  E(X, T, celu, ElementwiseGrad, (, double alpha), (alpha))
 
 #define FC_ACT_UNPAREN(...) __VA_ARGS__
 #define FC_ACT_ELEMENTWISE_OPS(X, T, op, bkind, decls, names)                              \
@@ -162,6 +171,130 @@ struct gelu {
     const T cdf = T(0.5) * (T(1) + M::erf(x * T(0.70710678118654752440)));
     const T pdf = T(0.39894228040143267794) * M::exp(x * x * T(-0.5));
     return g * (cdf + x * pdf);
+  }
+};
+
+// PyTorch's approximate='tanh': x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) and its
+// derivative, in its operation order.
+template <typename M, typename T>
+struct gelu_tanh {
+  static constexpr bool kCheap = false;
+  static constexpr T kBeta = T(0.79788456080286535588);  // sqrt(2 / pi)
+  static constexpr T kKappa = T(0.044715);
+  FC_HOST_DEVICE T forward(T x) const {
+    const T inner = kBeta * (x + kKappa * (x * x * x));
+    return T(0.5) * x * (T(1) + M::tanh(inner));
+  }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    const T x_sq = x * x;
+    const T t = M::tanh(kBeta * (x + kKappa * (x_sq * x)));
+    const T left = T(0.5) * x, right = T(1) + t;
+    const T dleft = T(0.5) * right;
+    const T dright = left * (T(1) - t * t) * kBeta * (T(1) + T(3) * kKappa * x_sq);
+    return g * (dleft + dright);
+  }
+};
+
+// x * sigmoid(x) as PyTorch's x / (1 + exp(-x)): silu(-inf) and silu'(+-inf) are NaN there too.
+template <typename M, typename T>
+struct silu {
+  static constexpr bool kCheap = false;
+  FC_HOST_DEVICE T forward(T x) const { return x / (T(1) + M::exp(-x)); }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    const T s = T(1) / (T(1) + M::exp(-x));
+    return g * s * (T(1) + x * (T(1) - s));
+  }
+};
+
+// x * tanh(softplus(x)) with softplus log1p(exp(x)) (no threshold), as PyTorch's.
+template <typename M, typename T>
+struct mish {
+  static constexpr bool kCheap = false;
+  FC_HOST_DEVICE T forward(T x) const { return x * M::tanh(M::log1p_exp(x)); }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    const T s = T(1) / (T(1) + M::exp(-x));
+    const T t = M::tanh(M::log1p_exp(x));
+    return g * (t + x * s * (T(1) - t * t));
+  }
+};
+
+// min(max(v, 0), 6) keeping a NaN (a select on each compare, false for NaN), as PyTorch's
+// vectorised clamps do.
+template <typename M, typename T>
+FC_HOST_DEVICE T clamp_0_6(T v) {
+  v = M::select(v < T(0), T(0), v);
+  return M::select(v > T(6), T(6), v);
+}
+
+// x * relu6(x + 3) / 6. The gradient is 0 at and below -3, g at and above 3, as PyTorch's; a
+// NaN input gives NaN (its vectorised loop's blends; its scalar tail passes g).
+template <typename M, typename T>
+struct hardswish {
+  static constexpr bool kCheap = true;
+  FC_HOST_DEVICE T forward(T x) const { return x * clamp_0_6<M>(x + T(3)) / T(6); }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    const T inside = g * (x / T(3) + T(0.5));
+    return M::select(x <= T(-3), T(0), M::select(x >= T(3), g, inside));
+  }
+};
+
+// relu6(x + 3) / 6; the gradient g / 6 strictly inside (-3, 3), else 0 (NaN included). The
+// gradient's 1/6 is PyTorch's float literal 1.0f / 6.0f in both dtypes (in float64 3e-8 off
+// the exact sixth: its float64 hardsigmoid_backward is that far from g / 6, and so is this).
+template <typename M, typename T>
+struct hardsigmoid {
+  static constexpr bool kCheap = true;
+  FC_HOST_DEVICE T forward(T x) const { return clamp_0_6<M>(x + T(3)) / T(6); }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    return M::select(x > T(-3) && x < T(3), g * T(1.0f / 6.0f), T(0));
+  }
+};
+
+// clamp(x, min_val, max_val) keeping NaN; the gradient g strictly inside, else 0 (NaN
+// included: PyTorch's vectorised loop). relu6 is hardtanh(0, 6).
+template <typename M, typename T>
+struct hardtanh {
+  static constexpr bool kCheap = true;
+  T lo, hi;
+  FC_HOST_DEVICE hardtanh(double min_val, double max_val) : lo(T(min_val)), hi(T(max_val)) {}
+  FC_HOST_DEVICE T forward(T x) const {
+    return M::select(x < lo, lo, M::select(x > hi, hi, x));
+  }
+  FC_HOST_DEVICE T backward(T g, T x) const { return M::select(x > lo && x < hi, g, T(0)); }
+};
+
+template <typename M, typename T>
+struct relu6 : hardtanh<M, T> {
+  FC_HOST_DEVICE relu6() : hardtanh<M, T>(0.0, 6.0) {}
+};
+
+// scale * elu(x, alpha) with SELU's constants, the negative side's coefficient alpha * scale
+// rounded to T first, as PyTorch's elu kernel forms it.
+template <typename M, typename T>
+struct selu {
+  static constexpr bool kCheap = false;
+  static constexpr T kScale = T(1.0507009873554804934193349852946);
+  static constexpr T kNeg = T(1.6732632423543772848170429916717) * kScale;
+  FC_HOST_DEVICE T forward(T x) const {
+    return M::select(x > T(0), x * kScale, M::expm1(x) * kNeg);
+  }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    return M::select(x > T(0), g * kScale, g * kNeg * M::exp(x));
+  }
+};
+
+// elu with the input scaled by 1 / alpha on the negative side: alpha * expm1(x / alpha), as
+// PyTorch's celu (elu(x, alpha, 1, 1 / alpha), 1 / alpha rounded to T). Its backward's input
+// scale is 1 / float(alpha) (derivatives.yaml: 1.0 / alpha.toFloat()), so this one's is too.
+template <typename M, typename T>
+struct celu {
+  static constexpr bool kCheap = false;
+  T a, inv, inv_grad;
+  FC_HOST_DEVICE explicit celu(double alpha)
+      : a(T(alpha)), inv(T(1.0 / alpha)), inv_grad(T(1.0 / double(float(alpha)))) {}
+  FC_HOST_DEVICE T forward(T x) const { return M::select(x > T(0), x, M::expm1(x * inv) * a); }
+  FC_HOST_DEVICE T backward(T g, T x) const {
+    return M::select(x > T(0), g, g * inv_grad * a * M::exp(x * inv_grad));
   }
 };
 

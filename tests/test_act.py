@@ -117,13 +117,29 @@ def test_act_backward_matches_finite_differences(op):
     assert_close(df(g, x, **kw), numeric, 1e-7, atol=1e-8, what=f"{op} finite differences")
 
 
-def test_act_gelu_rejects_the_tanh_approximation():
+def test_act_gelu_takes_torchs_two_forms_only():
     x = np.ones(3)
-    for call in (lambda: F.gelu(x, approximate="tanh"),
-                 lambda: F.gelu_backward(x, x, approximate="tanh"), lambda: nn.GELU("tanh")):
-        with pytest.raises(ValueError, match="approximate must be 'none'.*got 'tanh'"):
+    for call in (lambda: F.gelu(x, approximate="exact"),
+                 lambda: F.gelu_backward(x, x, approximate="exact"), lambda: nn.GELU("exact")):
+        with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'.*'exact'"):
             call()
     assert repr(nn.GELU()) == "GELU(approximate='none')"
+    assert repr(nn.GELU("tanh")) == "GELU(approximate='tanh')"
+
+
+def test_act_scalar_arguments_are_checked_as_torch():
+    x = np.ones(3)
+    for call in (lambda: F.hardtanh(x, 2.0, 1.0), lambda: F.hardtanh_backward(x, x, 2.0, 1.0),
+                 lambda: nn.Hardtanh(2.0, 1.0)):
+        with pytest.raises(ValueError, match="min_val must not be greater than max_val"):
+            call()
+    for call in (lambda: F.celu(x, 0.0), lambda: F.celu_backward(x, x, 0.0),
+                 lambda: nn.CELU(0.0)):
+        with pytest.raises(ValueError, match="alpha must be nonzero"):
+            call()
+    assert repr(nn.ReLU6(inplace=True)) == "ReLU6(inplace=True)"
+    assert repr(nn.Hardtanh()) == "Hardtanh(min_val=-1.0, max_val=1.0)"
+    assert repr(nn.CELU(0.5)) == "CELU(alpha=0.5)" and repr(nn.SiLU()) == "SiLU()"
 
 
 NONFINITE = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -100.0, 1e4, -1e4, 1.5, -1.5,

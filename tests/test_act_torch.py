@@ -228,3 +228,28 @@ def test_act_torch_softmax_dtype_and_noncontiguous(name):
     assert_close(y, t, 1e-12)
     xs = x.astype(np.float64).transpose(2, 0, 1)[:, ::2]
     assert_close(f(xs, 0), tf(_t(xs), 0).numpy(), 1e-12)
+
+
+LAYERS = [("SiLU", ()), ("Mish", ()), ("Hardswish", ()), ("Hardsigmoid", ()),
+          ("Hardtanh", (-0.5, 2.0)), ("ReLU6", ()), ("SELU", ()), ("CELU", (0.7,))]
+LAYER_CASES = ([pytest.param(n, a, i, id=f"{n}-{'inplace' if i else 'copy'}")
+                for n, a in LAYERS for i in (False, True)]
+               + [pytest.param("GELU", ("tanh",), False, id="GELU_tanh")])
+
+
+@pytest.mark.parametrize("name, args, inplace", LAYER_CASES)
+def test_act_torch_layers(name, args, inplace):
+    """The layers against torch.nn's: forward, and backward from the layer's saved input (a
+    copy of it in place, where the forward overwrites it)."""
+    from fastconv import nn
+
+    kw = {"inplace": True} if inplace else {}
+    ours, theirs = getattr(nn, name)(*args, **kw), getattr(torch.nn, name)(*args)
+    x, g = _data((2, 3, 9, 11), np.float64, 600)
+    ty, tdx = torch_fwd_bwd(lambda t: theirs(t), x, g, {})
+    given = x.copy()
+    y = ours(given)
+    assert (y is given) == inplace
+    assert_matches(y, ty, 1e-15, f"{name} forward")
+    assert_matches(ours.backward(g), tdx, 1e-15, f"{name} backward")
+    assert repr(ours).split("(")[0] == repr(theirs).split("(")[0]

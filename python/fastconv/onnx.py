@@ -114,7 +114,10 @@ class _Exporter:
             act.ReLU: self.unary("Relu"), act.Sigmoid: self.unary("Sigmoid"),
             act.Tanh: self.unary("Tanh"), act.LeakyReLU: self.leaky_relu, act.ELU: self.elu,
             act.Softplus: self.softplus, act.GELU: self.gelu, act.Softmax: self.softmax,
-            act.LogSoftmax: self.softmax,
+            act.LogSoftmax: self.softmax, act.SiLU: self.silu, act.Mish: self.mish,
+            act.Hardswish: self.hardswish, act.Hardsigmoid: self.hardsigmoid,
+            act.Hardtanh: self.hardtanh, act.ReLU6: self.hardtanh, act.SELU: self.selu,
+            act.CELU: self.celu,
             blocks.BasicBlock: self.residual, blocks.Bottleneck: self.residual,
             blocks.Inception: self.inception, models.ResNet: self.resnet,
         }
@@ -424,14 +427,58 @@ class _Exporter:
         return self.g.node("Where", [over, name, soft], path or "softplus"), m(x)
 
     def gelu(self, m, path, name, x):
-        # exact form: x * (1 + erf(x / sqrt(2))) / 2
-        e = self.g.node("Erf", [self.g.node("Mul", [name, self.g.const(1 / math.sqrt(2),
-                                                                       _join(path, "rsqrt2"))],
-                                            _join(path, "scaled"))], _join(path, "erf"))
+        # exact form: x * (1 + erf(x / sqrt(2))) / 2; tanh form: x * (1 + tanh(sqrt(2 / pi) *
+        # (x + 0.044715 x^3))) / 2 (ONNX's Gelu op arrived with opset 20)
+        if m.approximate == "tanh":
+            cube = self.g.node("Mul", [name, self.g.node("Mul", [name, name], _join(path, "sq"))],
+                               _join(path, "cube"))
+            inner = self.g.node("Add", [name, self.g.node(
+                "Mul", [cube, self.g.const(0.044715, _join(path, "kappa"))],
+                _join(path, "kappa_cube"))], _join(path, "inner"))
+            e = self.g.node("Tanh", [self.g.node(
+                "Mul", [inner, self.g.const(math.sqrt(2 / math.pi), _join(path, "beta"))],
+                _join(path, "scaled"))], _join(path, "tanh"))
+        else:
+            e = self.g.node("Erf", [self.g.node(
+                "Mul", [name, self.g.const(1 / math.sqrt(2), _join(path, "rsqrt2"))],
+                _join(path, "scaled"))], _join(path, "erf"))
         one = self.g.node("Add", [e, self.g.const(1.0, _join(path, "one"))], _join(path, "1p"))
         half = self.g.node("Mul", [name, self.g.const(0.5, _join(path, "half"))],
                            _join(path, "half_x"))
         return self.g.node("Mul", [half, one], path or "gelu"), m(x)
+
+    def silu(self, m, path, name, x):
+        return self.g.node("Mul", [name, self.g.node("Sigmoid", [name], _join(path, "sigmoid"))],
+                           path or "silu"), m(x)
+
+    def mish(self, m, path, name, x):
+        # x * tanh(softplus(x)) (ONNX's Mish op arrived with opset 18)
+        t = self.g.node("Tanh", [self.g.node("Softplus", [name], _join(path, "softplus"))],
+                        _join(path, "tanh"))
+        return self.g.node("Mul", [name, t], path or "mish"), m(x)
+
+    def _hard_sigmoid(self, path, name, hint):
+        # relu6(x + 3) / 6 = clip(x / 6 + 1 / 2, 0, 1)
+        return self.g.node("HardSigmoid", [name], hint, alpha=1 / 6, beta=0.5)
+
+    def hardsigmoid(self, m, path, name, x):
+        return self._hard_sigmoid(path, name, path or "hardsigmoid"), m(x)
+
+    def hardswish(self, m, path, name, x):
+        # x * hardsigmoid(x) (ONNX's HardSwish op arrived with opset 14)
+        return self.g.node("Mul", [name, self._hard_sigmoid(path, name, _join(path, "gate"))],
+                           path or "hardswish"), m(x)
+
+    def hardtanh(self, m, path, name, x):
+        return self.g.node("Clip", [name, self.g.const(float(m.min_val), _join(path, "min")),
+                                    self.g.const(float(m.max_val), _join(path, "max"))],
+                           path or "hardtanh"), m(x)
+
+    def selu(self, m, path, name, x):
+        return self.g.node("Selu", [name], path or "selu"), m(x)
+
+    def celu(self, m, path, name, x):
+        return self.g.node("Celu", [name], path or "celu", alpha=float(m.alpha)), m(x)
 
     def softmax(self, m, path, name, x):
         from .nn import activation as act

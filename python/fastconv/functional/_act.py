@@ -1,5 +1,6 @@
-"""Activations and softmax: relu, leaky_relu, elu, sigmoid, tanh, softplus, gelu, softmax and
-log_softmax, with torch.nn.functional's signatures, and their backwards.
+"""Activations and softmax: relu, leaky_relu, elu, sigmoid, tanh, softplus, gelu, silu, mish,
+hardswish, hardsigmoid, hardtanh, relu6, selu, celu, softmax and log_softmax, with
+torch.nn.functional's signatures, and their backwards.
 
 Elementwise ops take arrays of any shape (0-d included); non-contiguous inputs are copied,
 except with inplace=True, which writes into the input and so needs it writable and
@@ -15,9 +16,12 @@ from .._arrays import shared_view, empty, is_array
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
-__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "softmax",
+__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "silu", "mish",
+           "hardswish", "hardsigmoid", "hardtanh", "relu6", "selu", "celu", "softmax",
            "log_softmax", "relu_backward", "leaky_relu_backward", "elu_backward",
            "sigmoid_backward", "tanh_backward", "softplus_backward", "gelu_backward",
+           "silu_backward", "mish_backward", "hardswish_backward", "hardsigmoid_backward",
+           "hardtanh_backward", "relu6_backward", "selu_backward", "celu_backward",
            "softmax_backward", "log_softmax_backward"]
 
 
@@ -78,18 +82,61 @@ def softplus(input, beta=1.0, threshold=20.0):
     return _C.softplus_forward(_like(input), input, beta, threshold)
 
 
-def _approximate(approximate, op):
-    if approximate != "none":
-        raise ValueError(f"{op}: approximate must be 'none' (the exact erf form; 'tanh' is not "
-                         f"implemented), got {approximate!r}")
+def _gelu_kernel(approximate, op, direction):
+    """The kernel of gelu's form: 'none' (erf) or 'tanh'."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"{op}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return getattr(_C, ("gelu_" if approximate == "none" else "gelu_tanh_") + direction)
 
 
 def gelu(input, approximate="none"):
     """input * cdf(input), cdf the standard normal's: (1 + erf(input / sqrt(2))) / 2, as
-    torch.nn.functional.gelu with approximate='none' (the only form here)."""
-    _approximate(approximate, "gelu")
+    torch.nn.functional.gelu; approximate='tanh' is its tanh form,
+    input / 2 * (1 + tanh(sqrt(2 / pi) * (input + 0.044715 * input**3)))."""
+    kernel = _gelu_kernel(approximate, "gelu", "forward")
     input = contiguous(input)
-    return _C.gelu_forward(_like(input), input)
+    return kernel(_like(input), input)
+
+
+def _plain(name, doc):
+    """The functional form of an activation without scalar arguments: name(input, inplace)."""
+    kernel = getattr(_C, name + "_forward")
+
+    def op(input, inplace=False):
+        input, out = _forward(name, input, inplace)
+        return kernel(out, input)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+silu = _plain("silu", "input * sigmoid(input), as torch.nn.functional.silu (input / (1 + "
+                      "exp(-input))).")
+mish = _plain("mish", "input * tanh(log1p(exp(input))), as torch.nn.functional.mish.")
+hardswish = _plain("hardswish", "input * relu6(input + 3) / 6, as "
+                                "torch.nn.functional.hardswish.")
+hardsigmoid = _plain("hardsigmoid", "relu6(input + 3) / 6, as torch.nn.functional.hardsigmoid.")
+relu6 = _plain("relu6", "min(max(input, 0), 6): hardtanh(input, 0, 6), as "
+                        "torch.nn.functional.relu6.")
+selu = _plain("selu", "scale * elu(input, alpha) with SELU's alpha = 1.6732632423543772 and "
+                      "scale = 1.0507009873554805, as torch.nn.functional.selu.")
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """input clamped to [min_val, max_val] (NaN kept), as torch.nn.functional.hardtanh;
+    min_val must not be greater than max_val."""
+    min_val = as_float(min_val, "min_val", "hardtanh")
+    max_val = as_float(max_val, "max_val", "hardtanh")
+    input, out = _forward("hardtanh", input, inplace)
+    return _C.hardtanh_forward(out, input, min_val, max_val)
+
+
+def celu(input, alpha=1.0, inplace=False):
+    """input where input > 0, else alpha * expm1(input / alpha), as torch.nn.functional.celu;
+    alpha must be nonzero."""
+    alpha = as_float(alpha, "alpha", "celu")
+    input, out = _forward("celu", input, inplace)
+    return _C.celu_forward(out, input, alpha)
 
 
 def _dim(dim, op):
@@ -194,10 +241,64 @@ def softplus_backward(grad_output, input, beta=1.0, threshold=20.0):
 
 
 def gelu_backward(grad_output, input, approximate="none"):
-    """Gradient of gelu: grad_output * (cdf(input) + input * exp(-input**2 / 2) / sqrt(2 pi))."""
-    _approximate(approximate, "gelu_backward")
+    """Gradient of gelu: grad_output * (cdf(input) + input * exp(-input**2 / 2) / sqrt(2 pi)),
+    or of its tanh form with approximate='tanh' (PyTorch's formula)."""
+    kernel = _gelu_kernel(approximate, "gelu_backward", "backward")
     grad_output, input = contiguous(grad_output), contiguous(input)
-    return _C.gelu_backward(_like(input), grad_output, input)
+    return kernel(_like(input), grad_output, input)
+
+
+def _from_input(kernel, grad_output, input, *scalars):
+    grad_output, input = contiguous(grad_output), contiguous(input)
+    return kernel(_like(input), grad_output, input, *scalars)
+
+
+def silu_backward(grad_output, input):
+    """Gradient of silu: grad_output * s * (1 + input * (1 - s)), s = sigmoid(input)."""
+    return _from_input(_C.silu_backward, grad_output, input)
+
+
+def mish_backward(grad_output, input):
+    """Gradient of mish: grad_output * (t + input * sigmoid(input) * (1 - t * t)), t =
+    tanh(log1p(exp(input)))."""
+    return _from_input(_C.mish_backward, grad_output, input)
+
+
+def hardswish_backward(grad_output, input):
+    """Gradient of hardswish: 0 where input <= -3, grad_output where input >= 3, else
+    grad_output * (input / 3 + 1 / 2) (PyTorch's conventions at the kinks; NaN for NaN)."""
+    return _from_input(_C.hardswish_backward, grad_output, input)
+
+
+def hardsigmoid_backward(grad_output, input):
+    """Gradient of hardsigmoid: grad_output / 6 strictly inside (-3, 3), else 0."""
+    return _from_input(_C.hardsigmoid_backward, grad_output, input)
+
+
+def hardtanh_backward(grad_output, input, min_val=-1.0, max_val=1.0):
+    """Gradient of hardtanh: grad_output strictly inside (min_val, max_val), else 0 (NaN
+    inputs included)."""
+    op = "hardtanh_backward"
+    min_val, max_val = as_float(min_val, "min_val", op), as_float(max_val, "max_val", op)
+    return _from_input(_C.hardtanh_backward, grad_output, input, min_val, max_val)
+
+
+def relu6_backward(grad_output, input):
+    """Gradient of relu6: grad_output strictly inside (0, 6), else 0."""
+    return _from_input(_C.relu6_backward, grad_output, input)
+
+
+def selu_backward(grad_output, input):
+    """Gradient of selu from its input: grad_output * scale where input > 0, else
+    grad_output * alpha * scale * exp(input)."""
+    return _from_input(_C.selu_backward, grad_output, input)
+
+
+def celu_backward(grad_output, input, alpha=1.0):
+    """Gradient of celu from its input: grad_output where input > 0, else
+    grad_output * exp(input / alpha)."""
+    alpha = as_float(alpha, "alpha", "celu_backward")
+    return _from_input(_C.celu_backward, grad_output, input, alpha)
 
 
 def softmax_backward(grad_output, output, dim):

@@ -1,5 +1,5 @@
-"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, GELU, Softmax,
-LogSoftmax.
+"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, GELU, SiLU, Mish,
+Hardswish, Hardsigmoid, Hardtanh, ReLU6, SELU, CELU, Softmax, LogSoftmax.
 
 Elementwise layers take arrays of any shape. Each forward keeps the one array its backward
 reads: the input, or the output where the gradient is a function of it (Sigmoid, Tanh,
@@ -13,7 +13,8 @@ from .._arrays import shared_view, is_array
 from .. import functional as F
 from .module import Module
 
-__all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "GELU", "Softmax",
+__all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "GELU", "SiLU", "Mish",
+           "Hardswish", "Hardsigmoid", "Hardtanh", "ReLU6", "SELU", "CELU", "Softmax",
            "LogSoftmax"]
 
 
@@ -129,9 +130,8 @@ class Softplus(_Elementwise):
 class GELU(_Elementwise):
     def __init__(self, approximate="none"):
         super().__init__()
-        if approximate != "none":
-            raise ValueError(f"GELU: approximate must be 'none' (the exact erf form; 'tanh' is "
-                             f"not implemented), got {approximate!r}")
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
     def extra_repr(self):
@@ -139,10 +139,83 @@ class GELU(_Elementwise):
 
     def forward(self, x):
         self._input = x
-        return F.gelu(x)
+        return F.gelu(x, self.approximate)
 
     def backward(self, dout):
-        return F.gelu_backward(dout, self._input)
+        return F.gelu_backward(dout, self._input, self.approximate)
+
+
+class _FromInput(_Elementwise):
+    """A layer whose gradient is a function of its input, `_op`(x, *scalars, inplace=) and
+    `_grad`(dout, x, *scalars), the scalars the attributes named in `_params`; in place, the
+    input is copied before it is overwritten."""
+
+    _params = ()
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def _scalars(self):
+        return tuple(getattr(self, p) for p in self._params)
+
+    def extra_repr(self):
+        return ", ".join([f"{p}={getattr(self, p)}" for p in self._params]
+                         + (["inplace=True"] if self.inplace else []))
+
+    def forward(self, x):
+        self._input = x.copy() if self.inplace else x
+        return type(self)._op(x, *self._scalars(), inplace=self.inplace)
+
+    def backward(self, dout):
+        return type(self)._grad(dout, self._input, *self._scalars())
+
+
+class SiLU(_FromInput):
+    _op, _grad = F.silu, F.silu_backward
+
+
+class Mish(_FromInput):
+    _op, _grad = F.mish, F.mish_backward
+
+
+class Hardswish(_FromInput):
+    _op, _grad = F.hardswish, F.hardswish_backward
+
+
+class Hardsigmoid(_FromInput):
+    _op, _grad = F.hardsigmoid, F.hardsigmoid_backward
+
+
+class SELU(_FromInput):
+    _op, _grad = F.selu, F.selu_backward
+
+
+class CELU(_FromInput):
+    _op, _grad, _params = F.celu, F.celu_backward, ("alpha",)
+
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__(inplace)
+        if alpha == 0:
+            raise ValueError("CELU: alpha must be nonzero (it divides the input), got 0")
+        self.alpha = alpha
+
+
+class Hardtanh(_FromInput):
+    _op, _grad, _params = F.hardtanh, F.hardtanh_backward, ("min_val", "max_val")
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+        super().__init__(inplace)
+        if min_val > max_val:
+            raise ValueError(f"Hardtanh: min_val must not be greater than max_val, got "
+                             f"{min_val} and {max_val}")
+        self.min_val, self.max_val = min_val, max_val
+
+
+class ReLU6(_FromInput):
+    """hardtanh(x, 0, 6); min_val and max_val read 0.0 and 6.0, as torch's."""
+    _op, _grad = F.relu6, F.relu6_backward
+    min_val, max_val = 0.0, 6.0
 
 
 class _SoftmaxBase(_Elementwise):
