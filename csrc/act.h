@@ -250,15 +250,18 @@ struct hardsigmoid {
   }
 };
 
-// clamp(x, min_val, max_val) keeping NaN; the gradient g strictly inside, else 0 (NaN
-// included: PyTorch's vectorised loop). relu6 is hardtanh(0, 6).
+// clamp(x, min_val, max_val) keeping NaN, and all NaN for a NaN bound (PyTorch's clamp); the
+// gradient g strictly inside, else 0 (NaN included: PyTorch's vectorised loop). relu6 is
+// hardtanh(0, 6).
 template <typename M, typename T>
 struct hardtanh {
   static constexpr bool kCheap = true;
   T lo, hi;
-  FC_HOST_DEVICE hardtanh(double min_val, double max_val) : lo(T(min_val)), hi(T(max_val)) {}
+  bool nan_bound;
+  FC_HOST_DEVICE hardtanh(double min_val, double max_val)
+      : lo(T(min_val)), hi(T(max_val)), nan_bound(min_val != min_val || max_val != max_val) {}
   FC_HOST_DEVICE T forward(T x) const {
-    return M::select(x < lo, lo, M::select(x > hi, hi, x));
+    return M::select(nan_bound, lo + hi, M::select(x < lo, lo, M::select(x > hi, hi, x)));
   }
   FC_HOST_DEVICE T backward(T g, T x) const { return M::select(x > lo && x < hi, g, T(0)); }
 };

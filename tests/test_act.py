@@ -129,10 +129,14 @@ def test_act_gelu_takes_torchs_two_forms_only():
 
 def test_act_scalar_arguments_are_checked_as_torch():
     x = np.ones(3)
-    for call in (lambda: F.hardtanh(x, 2.0, 1.0), lambda: F.hardtanh_backward(x, x, 2.0, 1.0),
-                 lambda: nn.Hardtanh(2.0, 1.0)):
-        with pytest.raises(ValueError, match="min_val must not be greater than max_val"):
-            call()
+    with pytest.raises(ValueError, match="min_val must not be greater than max_val"):
+        F.hardtanh(x, 2.0, 1.0)
+    for lo in (1.0, 2.0, np.nan):
+        with pytest.raises(ValueError, match="max_val must be greater than min_val"):
+            nn.Hardtanh(lo, 1.0)
+    # as torch: a NaN bound gives NaN; the backward of a reversed range is zeros
+    assert np.isnan(F.hardtanh(x, np.nan, 1.0)).all()
+    assert not F.hardtanh_backward(x, x, 2.0, 1.0).any()
     for call in (lambda: F.celu(x, 0.0), lambda: F.celu_backward(x, x, 0.0),
                  lambda: nn.CELU(0.0)):
         with pytest.raises(ValueError, match="alpha must be nonzero"):
@@ -140,6 +144,7 @@ def test_act_scalar_arguments_are_checked_as_torch():
     assert repr(nn.ReLU6(inplace=True)) == "ReLU6(inplace=True)"
     assert repr(nn.Hardtanh()) == "Hardtanh(min_val=-1.0, max_val=1.0)"
     assert repr(nn.CELU(0.5)) == "CELU(alpha=0.5)" and repr(nn.SiLU()) == "SiLU()"
+    assert repr(nn.Hardswish(inplace=True)) == "Hardswish()"  # as torch's
 
 
 NONFINITE = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -100.0, 1e4, -1e4, 1.5, -1.5,

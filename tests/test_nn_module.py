@@ -471,3 +471,56 @@ def test_forward_hooks_see_and_replace_inputs_and_outputs_in_order():
     assert loss_args == [2]
     with pytest.raises(TypeError, match="callable"):
         net.register_forward_hook("not a function")
+
+
+def test_a_child_set_to_none_keeps_its_slot_and_refuses_other_values_as_torch():
+    net = nn.Module()
+    net.a, net.b = nn.ReLU(), nn.Linear(2, 2)
+    net.a = None
+    assert [n for n, _ in net.named_children()] == ["b"]
+    net.a = nn.Linear(3, 3)
+    assert [n for n, _ in net.named_children()] == ["a", "b"]
+    assert list(net.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    with pytest.raises(TypeError, match="cannot assign a ndarray as child module 'a'"):
+        net.a = np.zeros(1)
+    net.add_module("c", None)
+    with pytest.raises(TypeError, match="child module 'c'"):
+        net.c = 5
+    with pytest.raises(TypeError, match="must be a Module"):  # the value first, as torch
+        net.add_module("x.y", 5)
+
+
+def test_a_module_or_buffer_under_two_names_is_visited_once_as_torch():
+    shared = nn.ReLU()
+    net = nn.Module()
+    net.x, net.y = shared, shared
+    seen = []
+    net.apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["ReLU", "Module"] and len(list(net.children())) == 1
+    a = np.zeros(2)
+    net.register_buffer("u", a)
+    net.register_buffer("v", a)
+    assert [n for n, _ in net.named_buffers()] == ["u"]
+
+
+def test_register_buffer_takes_torchs_persistent_and_checks_its_arguments():
+    net = nn.Module()
+    net.register_buffer("kept", np.ones(2))
+    net.register_buffer("scratch", np.zeros(2), persistent=False)
+    assert list(net.state_dict()) == ["kept"]
+    net.load_state_dict({"kept": np.full(2, 3.0)})
+    assert [n for n, _ in net.named_buffers()] == ["kept", "scratch"]
+    with pytest.raises(TypeError, match="must be an array or None"):
+        net.register_buffer("count", 5)
+    with pytest.raises(TypeError, match="must be a str"):
+        net.register_buffer(3, np.ones(1))
+
+
+def test_hooks_on_a_module_whose_init_predates_them():
+    """An unpickled module of an older fastconv has no hook registries: registering one
+    creates its own, and the call does not need the other."""
+    relu = nn.ReLU()
+    del relu.__dict__["_forward_pre_hooks"], relu.__dict__["_forward_hooks"]
+    assert np.array_equal(relu(np.array([-1.0, 2.0])), [0.0, 2.0])
+    relu.register_forward_hook(lambda m, args, out: out * 3)
+    assert np.array_equal(relu(np.array([-1.0, 2.0])), [0.0, 6.0])

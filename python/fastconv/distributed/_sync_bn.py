@@ -96,6 +96,8 @@ def convert_sync_batchnorm(module):
         converted.__dict__.update(module.__dict__)
         return converted
     for name, child in list(module._modules.items()):
+        if child is None:
+            continue
         new = convert_sync_batchnorm(child)
         if new is not child:
             setattr(module, name, new)

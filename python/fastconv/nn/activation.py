@@ -182,8 +182,11 @@ class Mish(_FromInput):
 class Hardswish(_FromInput):
     _op, _grad = F.hardswish, F.hardswish_backward
 
+    def extra_repr(self):
+        return ""  # torch's repr leaves inplace out for these two
 
-class Hardsigmoid(_FromInput):
+
+class Hardsigmoid(Hardswish):
     _op, _grad = F.hardsigmoid, F.hardsigmoid_backward
 
 
@@ -206,9 +209,9 @@ class Hardtanh(_FromInput):
 
     def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
         super().__init__(inplace)
-        if min_val > max_val:
-            raise ValueError(f"Hardtanh: min_val must not be greater than max_val, got "
-                             f"{min_val} and {max_val}")
+        if not max_val > min_val:  # torch's layer asserts a non-empty range
+            raise ValueError(f"Hardtanh: max_val must be greater than min_val, got "
+                             f"min_val={min_val} and max_val={max_val}")
         self.min_val, self.max_val = min_val, max_val
 
 

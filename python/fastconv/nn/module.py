@@ -38,10 +38,14 @@ class Module:
             raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} as "
                             f"parameter {name!r} (a Parameter or None expected; set "
                             f"{name}.data to change its values)")
+        if name in self._modules and value is not None and not isinstance(value, Module):
+            raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} as "
+                            f"child module {name!r} (a Module or None expected)")
+        # None keeps a parameter's or a child's slot (as torch): what is assigned later takes
+        # it back, in its place.
         if isinstance(value, Parameter) or (value is None and name in self._parameters):
-            # None keeps a parameter's slot (as torch): a Parameter assigned later takes it back
             target = self._parameters
-        elif isinstance(value, Module):
+        elif isinstance(value, Module) or (value is None and name in self._modules):
             target = self._modules
         else:
             # A plain value assigned to a buffer's name replaces the buffer, as in PyTorch.
@@ -68,17 +72,30 @@ class Module:
             registry.pop(name, None)
         object.__delattr__(self, name)
 
-    def register_buffer(self, name, array):
-        """A non-trainable array saved in state_dict (batch-norm running statistics)."""
-        if not isinstance(name, str) or not name or "." in name:
-            raise KeyError(f"{type(self).__name__}.register_buffer: a buffer name must be a "
-                           f"non-empty str without '.', got {name!r}")
+    def register_buffer(self, name, array, persistent=True):
+        """A non-trainable array (or None) saved in state_dict (batch-norm running statistics),
+        unless persistent=False, as PyTorch's."""
+        owner = type(self).__name__
+        if not isinstance(name, str):
+            raise TypeError(f"{owner}.register_buffer: a buffer name must be a str, got "
+                            f"{type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"{owner}.register_buffer: a buffer name must be non-empty and "
+                           f"without '.', got {name!r}")
         if name not in self._buffers and (name in self.__dict__ or name in self._parameters
                                           or name in self._modules):
-            raise KeyError(f"{type(self).__name__}.register_buffer: attribute '{name}' already "
-                           "exists")
+            raise KeyError(f"{owner}.register_buffer: attribute '{name}' already exists")
+        if array is not None and not is_array(array):
+            raise TypeError(f"{owner}.register_buffer: {name!r} must be an array or None, got "
+                            f"{type(array).__name__}")
         object.__setattr__(self, name, array)
         self._buffers[name] = True
+        transient = self.__dict__.setdefault("_non_persistent", set())
+        (transient.discard if persistent else transient.add)(name)
+
+    def _persistent_buffers(self):
+        transient = self.__dict__.get("_non_persistent", ())
+        return [b for b in self._buffers if b not in transient]
 
     # -- computation --------------------------------------------------------------------
     def forward(self, x):
@@ -97,7 +114,8 @@ class Module:
         self.backward(dout)
 
     def __call__(self, *args, **kwargs):
-        pre, post = self.__dict__.get("_forward_pre_hooks"), self.__dict__.get("_forward_hooks")
+        pre = self.__dict__.get("_forward_pre_hooks") or {}
+        post = self.__dict__.get("_forward_hooks") or {}
         if not pre and not post:
             return self._call(*args, **kwargs)
         for hook in list(pre.values()):
@@ -146,10 +164,15 @@ class Module:
 
     # -- traversal ----------------------------------------------------------------------
     def named_children(self):
-        return iter(self._modules.items())
+        """Each child once, under its first name (None slots left out), as PyTorch's."""
+        seen = set()
+        for name, child in self._modules.items():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
 
     def children(self):
-        return iter(self._modules.values())
+        return (child for _, child in self.named_children())
 
     def named_modules(self, prefix="", remove_duplicate=True):
         """Every module under its dotted name, depth first; a module reachable by two names
@@ -165,7 +188,8 @@ class Module:
     def _all_modules(self, prefix):
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child._all_modules(f"{prefix}.{name}" if prefix else name)
+            if child is not None:
+                yield from child._all_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self):
         return (m for _, m in self.named_modules())
@@ -192,22 +216,29 @@ class Module:
         return (p for _, p in self.named_parameters(recurse=recurse))
 
     def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
-        """Every buffer that holds an array, under its dotted name (None ones left out, as
-        PyTorch)."""
+        """Every buffer that holds an array, under its dotted name (None ones left out, and an
+        array under two names once, as PyTorch)."""
         modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
+        seen = set()
         for mod_prefix, module in modules:
             for name in module._buffers:
                 value = getattr(module, name)
-                if value is not None:
-                    yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
+                if value is None or (remove_duplicate and id(value) in seen):
+                    continue
+                seen.add(id(value))
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
 
     def buffers(self, recurse=True):
         return (b for _, b in self.named_buffers(recurse=recurse))
 
     # -- registration and look-up (PyTorch's names) ---------------------------------------
     def _register(self, what, name, value, registry, kind):
-        """setattr(name, value) for register_parameter/add_module, with PyTorch's checks."""
+        """setattr(name, value) for register_parameter/add_module, with PyTorch's checks (the
+        value's type first, then the name's)."""
         owner = type(self).__name__
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{owner}.{what}: {name!r} must be a {kind.__name__} or None, got "
+                            f"{type(value).__name__}")
         if not isinstance(name, str):
             raise TypeError(f"{owner}.{what}: name must be a str, got {type(name).__name__}")
         if not name or "." in name:
@@ -215,18 +246,15 @@ class Module:
                            f"{name!r}")
         if name not in registry and hasattr(self, name):
             raise KeyError(f"{owner}.{what}: attribute {name!r} already exists")
-        if value is not None and not isinstance(value, kind):
-            raise TypeError(f"{owner}.{what}: {name!r} must be a {kind.__name__} or None, got "
-                            f"{type(value).__name__}")
+        registry[name] = value  # a None child keeps its slot, as a None parameter does
         setattr(self, name, value)
 
     def register_parameter(self, name, param):
         """Add a Parameter (or None: an empty slot) under `name`, as PyTorch's."""
         self._register("register_parameter", name, param, self._parameters, Parameter)
-        self._parameters[name] = param
 
     def add_module(self, name, module):
-        """Add a child module under `name` (None: a plain attribute, no child), as PyTorch's."""
+        """Add a child module under `name` (None: an empty slot), as PyTorch's."""
         self._register("add_module", name, module, self._modules, Module)
 
     register_module = add_module
@@ -237,7 +265,7 @@ class Module:
         module = self
         for part in target.split(".") if target else []:
             child = module._modules.get(part)
-            if child is None:
+            if child is None:  # no child, or an empty slot
                 raise AttributeError(f"{type(module).__name__} has no child module {part!r} "
                                      f"(looking up {target!r})")
             module = child
@@ -262,7 +290,7 @@ class Module:
     def apply(self, fn):
         """fn(module) on every child (recursively), then on this one; returns self. The usual
         way to initialise weights: model.apply(init_fn)."""
-        for child in self._modules.values():
+        for child in self.children():
             child.apply(fn)
         fn(self)
         return self
@@ -311,7 +339,7 @@ class Module:
             for name, p in module._parameters.items():
                 if p is not None:
                     out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
-            for name in module._buffers:
+            for name in module._persistent_buffers():
                 if getattr(module, name) is not None:
                     value = getattr(module, name)
                     out[f"{prefix}.{name}" if prefix else name] = module_of(value).array(value)
@@ -337,7 +365,7 @@ class Module:
                             f"{type(state_dict).__qualname__}")
         targets = OrderedDict()
         for prefix, module in self._all_modules(""):
-            for attr in list(module._parameters) + list(module._buffers):
+            for attr in list(module._parameters) + module._persistent_buffers():
                 if getattr(module, attr) is not None:
                     targets[f"{prefix}.{attr}" if prefix else attr] = (module, attr)
         # As PyTorch's batch norm: a checkpoint without the batch counter (older PyTorch's)
