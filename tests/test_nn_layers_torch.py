@@ -471,3 +471,5 @@ def test_conv_transpose_output_size_picks_torchs_output_padding(stride, padding,
         ours(x, output_size=too_big)
     with pytest.raises(ValueError, match="2 or 4 elements"):
         ours(x, output_size=(5,))
+    as_tensor = torch.tensor(list(output_size))
+    assert ours(x, output_size=as_tensor).shape == got.shape

@@ -1,6 +1,7 @@
 """Conv2d and ConvTranspose2d: torch.nn's arguments, default initialisation and state_dict keys."""
 
 import math
+import operator
 
 import numpy as np
 
@@ -168,7 +169,8 @@ class ConvTranspose2d(_Conv):
         [the size without it, that + stride - 1]."""
         name = self._name()
         try:
-            size = [as_int(v, "output_size", name) for v in output_size]
+            # a shape's entries may be 0-d integer tensors (torch.tensor(x.shape)), as torch's
+            size = [as_int(operator.index(v), "output_size", name) for v in output_size]
         except TypeError:
             raise TypeError(f"{name}: output_size must be a sequence of ints, got "
                             f"{output_size!r}") from None
