@@ -524,3 +524,14 @@ def test_hooks_on_a_module_whose_init_predates_them():
     assert np.array_equal(relu(np.array([-1.0, 2.0])), [0.0, 2.0])
     relu.register_forward_hook(lambda m, args, out: out * 3)
     assert np.array_equal(relu(np.array([-1.0, 2.0])), [0.0, 6.0])
+
+
+def test_a_module_of_several_inputs_takes_them_all_as_torch():
+    torch = pytest.importorskip("torch")
+
+    class Blend(nn.Module):
+        def forward(self, x, y, weight=0.5):
+            return weight * x + (1 - weight) * y
+
+    got = Blend()(np.ones(3), torch.zeros(3), weight=0.25)  # a tensor viewed through DLPack
+    assert isinstance(got, np.ndarray) and np.array_equal(got, np.full(3, 0.25))

@@ -129,9 +129,10 @@ class Module:
                 output = result
         return output
 
-    def _call(self, x):
-        # A PyTorch/JAX tensor is viewed as NumPy/CuPy through DLPack, without a copy.
-        return self.forward(shared_view(x))
+    def _call(self, *args, **kwargs):
+        # A PyTorch/JAX tensor is viewed as NumPy/CuPy through DLPack, without a copy. A module
+        # of several inputs (a forward(x, y) of one's own) takes them all so.
+        return self.forward(*(shared_view(a) for a in args), **kwargs)
 
     # -- hooks ----------------------------------------------------------------------------
     def register_forward_pre_hook(self, hook, *, prepend=False):
