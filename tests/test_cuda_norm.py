@@ -316,6 +316,21 @@ def test_dropout_inplace_and_deterministic_gpu():
     assert F.dropout(dev(np.ones((0, 3))), 0.5).shape == (0, 3)
 
 
+def test_dropout2d_matches_cpu_bit_for_bit_gpu():
+    """Channel dropout on the device: the same mask as the CPU's for one seed, the output and
+    gradient the same products, all CuPy arrays."""
+    x = rand(np.random.default_rng(28), (4, 6, 5, 3), np.float32)
+    out, mask = F.dropout2d(dev(x), 0.4, generator=np.random.default_rng(6), return_mask=True)
+    out_cpu, mask_cpu = F.dropout2d(x, 0.4, generator=np.random.default_rng(6),
+                                    return_mask=True)
+    _on_gpu(out, mask)
+    assert mask.shape == (4, 6, 1, 1) and np.array_equal(host(mask), mask_cpu)
+    assert np.array_equal(host(out), out_cpu)
+    dx = F.dropout2d_backward(dev(x), mask, 0.4)
+    _on_gpu(dx)
+    assert np.array_equal(host(dx), F.dropout2d_backward(x, mask_cpu, 0.4))
+
+
 # ---------------------------------------------------------------------------
 # devices do not mix
 # ---------------------------------------------------------------------------

@@ -335,3 +335,51 @@ def test_dropout_torch_rejects_alike(p):
         TF.dropout(torch.ones(3), p)
     with pytest.raises(ValueError, match="p "):
         F.dropout(np.ones(3), p)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])
+def test_dropout2d_torch_arithmetic(p, dtype):
+    """Whole (sample, channel) planes: torch's feature dropout (input * noise, noise the mask
+    divided by 1 - p) applied to fastconv's mask gives fastconv's output bit for bit, and the
+    backward is grad_output * noise."""
+    x = rand(np.random.default_rng(49), (5, 7, 3, 4), dtype)
+    x.ravel()[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, np.inf]
+    out, mask = F.dropout2d(x, p, return_mask=True)
+    assert mask.shape == (5, 7, 1, 1) and mask.dtype == np.uint8
+    xt = torch.from_numpy(x)
+    if p in (0.0, 1.0):  # torch's shortcuts: the input itself, input * 0
+        ref = TF.dropout2d(xt, p)
+        assert mask.all() if p == 0 else not mask.any()
+    else:
+        noise = torch.from_numpy(mask).to(xt.dtype).div_(1 - p)
+        ref = xt * noise
+    assert np.array_equal(out, ref.numpy(), equal_nan=True)
+    dy = rand(np.random.default_rng(50), x.shape, dtype)
+    if 0 < p < 1:
+        assert np.array_equal(F.dropout2d_backward(dy, mask, p), (torch.from_numpy(dy)
+                                                                  * noise).numpy())
+
+
+def test_dropout2d_torch_keep_rate_ranks_and_layer():
+    n = 20_000
+    kept = float(F.dropout2d(np.ones((n, 5, 2, 2), np.float32), 0.4,
+                             generator=np.random.default_rng(1), return_mask=True)[1].mean())
+    assert abs(kept - 0.6) < 5 * (0.4 * 0.6 / (5 * n)) ** 0.5
+    with pytest.warns(UserWarning, match=r"\(N, C, L\)"):
+        out, mask = F.dropout2d(np.ones((3, 4, 6)), 0.5, return_mask=True)
+    assert mask.shape == (3, 4, 1)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):  # torch: RuntimeError
+        F.dropout2d(np.ones(5), 0.5)
+    from fastconv import nn
+    layer = nn.Dropout2d(0.25)
+    assert repr(layer) == repr(torch.nn.Dropout2d(0.25))
+    x = rand(np.random.default_rng(51), (4, 6, 3, 3), np.float64)
+    y = layer(x)
+    planes = y.reshape(24, 9)
+    assert all((row == 0).all() or np.allclose(row, x.reshape(24, 9)[i] / 0.75)
+               for i, row in enumerate(planes))
+    dy = np.ones_like(x)
+    assert np.array_equal(layer.backward(dy) == 0, y == 0)
+    layer.eval()
+    assert layer(x) is x and layer.backward(dy) is dy

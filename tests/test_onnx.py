@@ -143,6 +143,7 @@ LAYERS = [
     ("lrn_even_5d", lambda: nn.LocalResponseNorm(4, alpha=0.2, beta=0.6, k=1.5), (5, 3, 2, 3)),
     ("dropout_identity_flatten", lambda: nn.Sequential(nn.Dropout(0.4), nn.Identity(),
                                                        nn.Flatten(1, 2)), (3, 4, 5)),
+    ("dropout2d", lambda: nn.Dropout2d(0.3), (3, 4, 5)),
     ("basic_block", lambda: nn.BasicBlock(4, 6, stride=2), (4, 9, 8)),
     ("bottleneck", lambda: nn.Bottleneck(8, 3, stride=2), (8, 7, 7)),
     ("inception_double3x3", lambda: nn.Inception(5, 2, 3, 4, 2, 3, 2, five_by_five="double3x3"),

@@ -24,7 +24,7 @@ from fastconv._opinfo.loss import (cross_entropy_backward_ref, cross_entropy_ref
                                    multi_margin_loss_backward_ref, multi_margin_loss_ref)
 from fastconv._opinfo.norm import (batch_norm_backward_ref, batch_norm_ref,
                                    local_response_norm_backward_ref, local_response_norm_ref)
-from fastconv._opinfo.dropout import dropout_ref
+from fastconv._opinfo.dropout import dropout2d_ref, dropout_ref
 
 
 # ---------------------------------------------------------------------------
@@ -401,10 +401,15 @@ def test_block_forward_backward_match_reference(made, dtype, training, seed):
     check_layer(block, x, seed, rtol, training, atol=rtol)
 
 
-@given(st.sampled_from(["train", "eval"]), st.sampled_from([0.0, 0.3, 1.0]) | st.floats(0, 1),
+@given(st.sampled_from([(nn.Dropout, dropout_ref, 1), (nn.Dropout2d, dropout2d_ref, 2)]),
+       st.sampled_from(["train", "eval"]), st.sampled_from([0.0, 0.3, 1.0]) | st.floats(0, 1),
        st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple), dtypes, seeds)
-def test_dropout_layer_uses_one_mask_for_forward_and_backward(mode, p, shape, dtype, seed):
-    d = nn.Dropout(p).train(mode == "train")
+def test_dropout_layers_use_one_mask_for_forward_and_backward(layer, mode, p, shape, dtype,
+                                                             seed):
+    """Dropout (a mask of the input's shape) and Dropout2d ((N, C, 1, 1): shape made 4-D)."""
+    cls, ref, planes = layer
+    shape = shape if planes == 1 else (shape + (2, 3, 1))[:4]
+    d = cls(p).train(mode == "train")
     x = rand(np.random.default_rng(seed), shape, dtype)
     fastconv.manual_seed(seed)
     y = d(x)
@@ -413,10 +418,11 @@ def test_dropout_layer_uses_one_mask_for_forward_and_backward(mode, p, shape, dt
         assert y is x and d.backward(g) is g
         return
     mask = d._mask
-    assert_close(y, dropout_ref(x, mask, p), rtol_for(dtype), what="forward")
-    assert_close(d.backward(g), dropout_ref(g, mask, p), rtol_for(dtype), what="backward")
+    assert mask.shape == (shape if planes == 1 else shape[:2] + (1, 1))
+    assert_close(y, ref(x, mask, p), rtol_for(dtype), what="forward")
+    assert_close(d.backward(g), ref(g, mask, p), rtol_for(dtype), what="backward")
     fastconv.manual_seed(seed)
-    np.testing.assert_array_equal(nn.Dropout(p)(x), y)  # reproducible from fastconv's seed
+    np.testing.assert_array_equal(cls(p)(x), y)  # reproducible from fastconv's seed
 
 
 # ---------------------------------------------------------------------------

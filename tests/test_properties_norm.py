@@ -7,6 +7,7 @@ rejected by name.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from _props import (Call, NOT_REALS, assert_close_nonfinite, bad_arrays, budget,
 from _util import assert_close, rtol_for
 from fastconv._opinfo.norm import (batch_norm_backward_ref, batch_norm_ref,
                                    local_response_norm_backward_ref, local_response_norm_ref)
-from fastconv._opinfo.dropout import dropout_ref
+from fastconv._opinfo.dropout import dropout2d_ref, dropout_ref
 
 pytestmark = pytest.mark.usefixtures("poisoned_outputs")
 
@@ -102,12 +103,27 @@ def test_local_response_norm_matches_reference(shape, size, alpha, beta, k, dt, 
 # ---------------------------------------------------------------------------
 
 @st.composite
-def dropout_cases(draw):
-    return dict(shape=tuple(draw(st.lists(st.sampled_from([1, 2, 3, 7, 0]), max_size=4))),
+def dropout_cases(draw, min_dims=0, max_dims=4):
+    return dict(shape=tuple(draw(st.lists(st.sampled_from([1, 2, 3, 7, 0]), min_size=min_dims,
+                                          max_size=max_dims))),
                 p=draw(st.sampled_from([0.0, 1.0, 0.5]) | st.floats(0, 1)),
                 training=draw(st.sampled_from([True, True, False])), dtype=draw(dtypes),
                 layout=draw(layouts), seed=draw(seeds), inplace=draw(st.booleans()),
                 specials=draw(st.booleans()))
+
+
+def _expected_dropout(x0, mask, c):
+    """(p as the call applied it, its scale, the exact output): x * (1 / (1 - p)) with the
+    scale rounded to the dtype where kept, as PyTorch, x * 0 where dropped (NaN for an inf);
+    evaluation is dropout with p = 0, the identity."""
+    p = c["p"] if c["training"] else 0.0
+    if p == 0:
+        assert mask.all()
+    if p == 1:
+        assert not mask.any()
+    scale = x0.dtype.type(1 / (1 - p)) if p < 1 else x0.dtype.type(0)
+    with np.errstate(invalid="ignore"):
+        return p, scale, np.where(mask == 1, x0 * scale, x0 * x0.dtype.type(0))
 
 
 @given(dropout_cases())
@@ -125,17 +141,9 @@ def test_dropout_structure_scaling_and_reproducibility(c):
     else:
         assert out is not x
         np.testing.assert_array_equal(x, x0)
-    p = c["p"] if c["training"] else 0.0  # evaluation is dropout with p = 0: the identity
-    if p == 0:
-        assert mask.all()
-    if p == 1:
-        assert not mask.any()
-    # Exactly x * mask * (1 / (1 - p)) with the scale rounded to the dtype, as PyTorch; a
-    # dropped inf gives NaN.
-    scale = x.dtype.type(1 / (1 - p)) if p < 1 else x.dtype.type(0)
+    p, scale, want = _expected_dropout(x0, mask, c)
+    np.testing.assert_array_equal(out, want)
     with np.errstate(invalid="ignore"):
-        want = np.where(mask == 1, x0 * scale, x0 * x.dtype.type(0))
-        np.testing.assert_array_equal(out, want)
         ref = dropout_ref(x0, mask, p)
     assert_close_nonfinite(out, ref, rtol_for(c["dtype"]))
 
@@ -153,6 +161,37 @@ def test_dropout_structure_scaling_and_reproducibility(c):
     finally:
         fastconv.set_num_threads(before)
     np.testing.assert_array_equal(again, mask)
+
+
+@given(dropout_cases(min_dims=2, max_dims=5))
+def test_dropout2d_drops_whole_planes_with_exact_scaling(c):
+    """Each (sample, channel) plane is kept, times 1 / (1 - p) rounded to the dtype, or zeroed
+    (a dropped inf gives NaN); the mask is (N, C, 1, ...); one mask per generator state; the
+    backward is grad_output times the same factor."""
+    x = np.asarray(data(c["seed"], c["shape"], c["dtype"], c["layout"]))
+    if c["specials"] and x.size:
+        x.reshape(-1)[:: max(1, x.size // 3)] = np.inf
+    x0 = x.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTorch's warnings for 3-D and 5-D
+        out, mask = F.dropout2d(x, c["p"], c["training"], c["inplace"],
+                                generator=np.random.default_rng(c["seed"]), return_mask=True)
+        again = F.dropout2d(x0, c["p"], c["training"],
+                            generator=np.random.default_rng(c["seed"]), return_mask=True)[1]
+    plane = x.shape[:2] + (1,) * (x.ndim - 2)
+    assert out.dtype == x.dtype and out.shape == x.shape
+    assert mask.dtype == np.uint8 and mask.shape == plane and set(np.unique(mask)) <= {0, 1}
+    assert (out is x) == c["inplace"]
+    if not c["inplace"]:
+        np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(again, mask)
+    p, scale, want = _expected_dropout(x0, mask, c)
+    np.testing.assert_array_equal(out, want)
+    with np.errstate(invalid="ignore"):
+        assert_close_nonfinite(out, dropout2d_ref(x0, mask, p), rtol_for(c["dtype"]))
+        g = data(c["seed"] + 1, c["shape"], c["dtype"], c["layout"])
+        np.testing.assert_array_equal(F.dropout2d_backward(g, mask, p),
+                                      np.where(mask == 1, g * scale, g * x.dtype.type(0)))
 
 
 @budget(0.5)
@@ -173,6 +212,21 @@ def test_dropout_mask_statistics(p, n, seed):
 
 NORM_OPS = ["batch_norm", "batch_norm_backward", "local_response_norm",
             "local_response_norm_backward", "dropout", "dropout_backward"]
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: F.dropout2d([[1.0]], 0.5), TypeError, "input must be a numpy.ndarray"),
+    (lambda: F.dropout2d(np.ones((2, 3), np.int64), 0.5), TypeError, "float32 or float64"),
+    (lambda: F.dropout2d(np.ones(4), 0.5), ValueError, "at least 2 dimensions"),
+    (lambda: F.dropout2d(np.ones((2, 3)), 1.5), ValueError, r"p \(the probability"),
+    (lambda: F.dropout2d(np.ones((2, 3)), "0.5"), TypeError, "p must be"),
+    (lambda: F.dropout2d_backward(np.ones((2, 3, 4, 4)), [1, 0], 0.5), TypeError, "mask"),
+    (lambda: F.dropout2d_backward(np.ones((2, 3, 4, 4)), np.ones((2, 3), np.uint8), 0.5),
+     ValueError, r"mask must have shape \(N, C, 1, ...\) \(2, 3, 1, 1\)"),
+])
+def test_dropout2d_refuses_bad_calls_by_name(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 @st.composite

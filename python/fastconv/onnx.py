@@ -109,7 +109,7 @@ class _Exporter:
             nn.LPPool2d: self.lp_pool, nn.MixedPool2d: self.mixed_pool,
             nn.AdaptiveAvgPool2d: self.adaptive_avg, nn.AdaptiveMaxPool2d: self.adaptive_max,
             nn.BatchNorm1d: self.batch_norm, nn.BatchNorm2d: self.batch_norm,
-            nn.LocalResponseNorm: self.lrn, nn.Dropout: self.identity,
+            nn.LocalResponseNorm: self.lrn, nn.Dropout: self.identity, nn.Dropout2d: self.identity,
             containers.Identity: self.identity, nn.Flatten: self.flatten,
             act.ReLU: self.unary("Relu"), act.Sigmoid: self.unary("Sigmoid"),
             act.Tanh: self.unary("Tanh"), act.LeakyReLU: self.leaky_relu, act.ELU: self.elu,

@@ -5,7 +5,7 @@ from .activation import *  # noqa: F401,F403
 from .blocks import BasicBlock, BasicConv2d, Bottleneck, Inception
 from .containers import Flatten, Identity, Sequential
 from .conv import Conv2d, ConvTranspose2d
-from .dropout import Dropout
+from .dropout import Dropout, Dropout2d
 from .linear import Linear
 from .loss import CrossEntropyLoss, MSELoss, MultiMarginLoss
 from .module import Module
@@ -20,7 +20,7 @@ __all__ = [
     "MaxPool2d", "MinPool2d", "AvgPool2d", "LPPool2d", "MixedPool2d", "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
     *activation.__all__,
-    "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Dropout",
+    "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Dropout", "Dropout2d",
     "CrossEntropyLoss", "MSELoss", "MultiMarginLoss",
     "BasicBlock", "Bottleneck", "BasicConv2d", "Inception",
     "init", "utils",

@@ -1,5 +1,5 @@
-"""Dropout (torch.nn.Dropout): in train() zeroes each element with probability p and scales
-the rest by 1 / (1 - p); in eval() it is the identity. The mask drawn in forward is kept for
+"""Dropout and Dropout2d (torch.nn's): in train() zero each element (each channel's plane) with
+probability p and scale the rest by 1 / (1 - p); in eval() they are the identity. The mask drawn in forward is kept for
 backward. Each mask's seed comes from `generator` (a numpy.random.Generator, settable later as
 the `generator` attribute), or from fastconv's global generator (fastconv.manual_seed) when it
 is None; give each thread's model its own for reproducible concurrent training."""
@@ -10,6 +10,8 @@ from .module import Module
 
 
 class Dropout(Module):
+    _op, _grad = staticmethod(F.dropout), staticmethod(F.dropout_backward)
+
     def __init__(self, p=0.5, inplace=False, generator=None):
         super().__init__()
         if not 0.0 <= p <= 1.0:
@@ -26,11 +28,17 @@ class Dropout(Module):
         self._mask = None
         if not self.training:
             return x
-        out, self._mask = F.dropout(x, self.p, True, self.inplace, generator=self.generator,
-                                    return_mask=True)
+        out, self._mask = self._op(x, self.p, True, self.inplace, generator=self.generator,
+                                   return_mask=True)
         return out
 
     def backward(self, dout):
         if self._mask is None:  # eval: the forward was the identity
             return dout
-        return F.dropout_backward(dout, self._mask, self.p)
+        return self._grad(dout, self._mask, self.p)
+
+
+class Dropout2d(Dropout):
+    """Whole channels dropped (F.dropout2d): (N, C, H, W) input, torch.nn.Dropout2d."""
+
+    _op, _grad = staticmethod(F.dropout2d), staticmethod(F.dropout2d_backward)
