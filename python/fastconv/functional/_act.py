@@ -187,16 +187,14 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 def relu_backward(grad_output, input):
     """Gradient of relu: grad_output where input > 0, else 0 (relu'(0) = 0; a NaN input passes
     the gradient, as PyTorch's threshold_backward)."""
-    grad_output, input = contiguous(grad_output), contiguous(input)
-    return _C.relu_backward(_like(input), grad_output, input)
+    return _from_input(_C.relu_backward, grad_output, input)
 
 
 def leaky_relu_backward(grad_output, input, negative_slope=0.01):
     """Gradient of leaky_relu: grad_output where input > 0, else grad_output * negative_slope
     (the slope at 0 is negative_slope, as PyTorch)."""
     negative_slope = as_float(negative_slope, "negative_slope", "leaky_relu_backward")
-    grad_output, input = contiguous(grad_output), contiguous(input)
-    return _C.leaky_relu_backward(_like(input), grad_output, input, negative_slope)
+    return _from_input(_C.leaky_relu_backward, grad_output, input, negative_slope)
 
 
 def elu_backward(grad_output, input, alpha=1.0):
@@ -204,8 +202,12 @@ def elu_backward(grad_output, input, alpha=1.0):
     grad_output * alpha * exp(input) (elu'(0) = alpha, as torch's elu_backward with
     is_result=False)."""
     alpha = as_float(alpha, "alpha", "elu_backward")
+    return _from_input(_C.elu_backward, grad_output, input, alpha)
+
+
+def _from_input(kernel, grad_output, input, *scalars):
     grad_output, input = contiguous(grad_output), contiguous(input)
-    return _C.elu_backward(_like(input), grad_output, input, alpha)
+    return kernel(_like(input), grad_output, input, *scalars)
 
 
 def _from_output(op, grad_output, input, output):
@@ -236,21 +238,13 @@ def softplus_backward(grad_output, input, beta=1.0, threshold=20.0):
     grad_output itself where beta * input > threshold."""
     op = "softplus_backward"
     beta, threshold = as_float(beta, "beta", op), as_float(threshold, "threshold", op)
-    grad_output, input = contiguous(grad_output), contiguous(input)
-    return _C.softplus_backward(_like(input), grad_output, input, beta, threshold)
+    return _from_input(_C.softplus_backward, grad_output, input, beta, threshold)
 
 
 def gelu_backward(grad_output, input, approximate="none"):
     """Gradient of gelu: grad_output * (cdf(input) + input * exp(-input**2 / 2) / sqrt(2 pi)),
     or of its tanh form with approximate='tanh' (PyTorch's formula)."""
-    kernel = _gelu_kernel(approximate, "gelu_backward", "backward")
-    grad_output, input = contiguous(grad_output), contiguous(input)
-    return kernel(_like(input), grad_output, input)
-
-
-def _from_input(kernel, grad_output, input, *scalars):
-    grad_output, input = contiguous(grad_output), contiguous(input)
-    return kernel(_like(input), grad_output, input, *scalars)
+    return _from_input(_gelu_kernel(approximate, "gelu_backward", "backward"), grad_output, input)
 
 
 def silu_backward(grad_output, input):

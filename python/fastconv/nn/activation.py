@@ -76,23 +76,6 @@ class LeakyReLU(_Elementwise):
         return F.leaky_relu_backward(dout, self._input, self.negative_slope)
 
 
-class ELU(_Elementwise):
-    def __init__(self, alpha=1.0, inplace=False):
-        super().__init__()
-        self.alpha, self.inplace = alpha, inplace
-
-    def extra_repr(self):
-        return f"alpha={self.alpha}{_inplace_repr(self.inplace)}"
-
-    def forward(self, x):
-        # elu_backward reads the input; in-place keeps a copy of it before it is overwritten.
-        self._input = x.copy() if self.inplace else x
-        return F.elu(x, self.alpha, inplace=self.inplace)
-
-    def backward(self, dout):
-        return F.elu_backward(dout, self._input, self.alpha)
-
-
 class Sigmoid(_Elementwise):
     def forward(self, x):
         self._output = F.sigmoid(x)
@@ -169,6 +152,14 @@ class _FromInput(_Elementwise):
 
     def backward(self, dout):
         return type(self)._grad(dout, self._input, *self._scalars())
+
+
+class ELU(_FromInput):
+    _op, _grad, _params = F.elu, F.elu_backward, ("alpha",)
+
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__(inplace)
+        self.alpha = alpha
 
 
 class SiLU(_FromInput):
