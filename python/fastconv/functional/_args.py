@@ -25,11 +25,17 @@ def ndarray(x, name, op):
     """x as a C-contiguous NumPy or CuPy array; dtype and shape are checked by the extension."""
     if type(x) is np.ndarray and x.flags.c_contiguous:  # as contiguous's
         return x
+    return c_contiguous(array_of(x, name, op))
+
+
+def array_of(x, name, op):
+    """x as a NumPy or CuPy array as it is (a DLPack tensor viewed, nothing copied), or
+    TypeError naming it."""
     x = shared_view(x)
     if not is_array(x):
         raise TypeError(f"{op}: {name} must be a numpy.ndarray or a cupy.ndarray, got "
                         f"{type(x).__module__}.{type(x).__qualname__}")
-    return c_contiguous(x)
+    return x
 
 
 def as_array(x, ndim, layout, name, op):

@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 
 from .. import _random
-from .._arrays import shared_view, empty, is_array, module_of
+from .._arrays import empty, is_array, module_of
 from .._loader import _C
-from ._args import as_bool, as_float, contiguous, ndarray
+from ._args import array_of, as_bool, as_float, contiguous, ndarray
 
 __all__ = ["dropout", "dropout_backward", "dropout2d", "dropout2d_backward"]
 
@@ -24,10 +24,7 @@ def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, retur
     torch) returns (out, mask), mask a uint8 0/1 array of input's shape for dropout_backward.
     """
     op = "dropout"
-    input = shared_view(input)
-    if not is_array(input):
-        raise TypeError(f"{op}: input must be a numpy.ndarray or a cupy.ndarray, got "
-                        f"{type(input).__module__}.{type(input).__qualname__}")
+    input = array_of(input, "input", op)
     p = as_float(p, "p", op)
     training = as_bool(training, "training", op)
     inplace = as_bool(inplace, "inplace", op)
@@ -73,10 +70,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False, *, generator=None,
     dropout2d_backward. training=False or p = 0 return input (a copy unless inplace=True).
     """
     op = "dropout2d"
-    input = shared_view(input)
-    if not is_array(input):
-        raise TypeError(f"{op}: input must be a numpy.ndarray or a cupy.ndarray, got "
-                        f"{type(input).__module__}.{type(input).__qualname__}")
+    input = array_of(input, "input", op)
     if input.dtype not in (np.float32, np.float64):
         raise TypeError(f"{op}: input must be float32 or float64, got {input.dtype}")
     if input.ndim < 2:
