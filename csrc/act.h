@@ -125,7 +125,9 @@ struct elu {
   static constexpr bool kCheap = false;
   T a;
   FC_HOST_DEVICE explicit elu(double alpha) : a(T(alpha)) {}
-  FC_HOST_DEVICE T forward(T x) const { return M::select(x > T(0), x, M::expm1(x) * a); }
+  // x >= 0 takes the positive side, as PyTorch's vectorised elu kernel: elu(0) is 0 also for an
+  // infinite or NaN alpha (0 * alpha would be NaN).
+  FC_HOST_DEVICE T forward(T x) const { return M::select(x >= T(0), x, M::expm1(x) * a); }
   // elu'(0) = alpha and elu'(NaN) = NaN, as PyTorch's elu_backward (is_result=False).
   FC_HOST_DEVICE T backward(T g, T x) const {
     return M::select(x > T(0), g, g * a * M::exp(x));
@@ -279,7 +281,7 @@ struct selu {
   static constexpr T kScale = T(1.0507009873554804934193349852946);
   static constexpr T kNeg = T(1.6732632423543772848170429916717) * kScale;
   FC_HOST_DEVICE T forward(T x) const {
-    return M::select(x > T(0), x * kScale, M::expm1(x) * kNeg);
+    return M::select(x >= T(0), x * kScale, M::expm1(x) * kNeg);
   }
   FC_HOST_DEVICE T backward(T g, T x) const {
     return M::select(x > T(0), g * kScale, g * kNeg * M::exp(x));
@@ -287,15 +289,16 @@ struct selu {
 };
 
 // elu with the input scaled by 1 / alpha on the negative side: alpha * expm1(x / alpha), as
-// PyTorch's celu (elu(x, alpha, 1, 1 / alpha), 1 / alpha rounded to T). Its backward's input
-// scale is 1 / float(alpha) (derivatives.yaml: 1.0 / alpha.toFloat()), so this one's is too.
+// PyTorch's celu (elu(x, alpha, 1, 1 / alpha), 1 / alpha rounded to T; elu's x >= 0 side). Its
+// backward's input scale is 1 / float(alpha) (derivatives.yaml: 1.0 / alpha.toFloat()), so this
+// one's is too.
 template <typename M, typename T>
 struct celu {
   static constexpr bool kCheap = false;
   T a, inv, inv_grad;
   FC_HOST_DEVICE explicit celu(double alpha)
       : a(T(alpha)), inv(T(1.0 / alpha)), inv_grad(T(1.0 / double(float(alpha)))) {}
-  FC_HOST_DEVICE T forward(T x) const { return M::select(x > T(0), x, M::expm1(x * inv) * a); }
+  FC_HOST_DEVICE T forward(T x) const { return M::select(x >= T(0), x, M::expm1(x * inv) * a); }
   FC_HOST_DEVICE T backward(T g, T x) const {
     return M::select(x > T(0), g, g * inv_grad * a * M::exp(x * inv_grad));
   }

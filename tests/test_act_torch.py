@@ -114,6 +114,24 @@ def test_act_torch_nonfinite_and_extremes(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op, alpha", [(op, a) for op in ("elu", "celu") for a in (np.inf, -np.inf, np.nan)]
+                         + [("elu", 1e300)])
+def test_act_torch_non_finite_alpha(op, alpha, dtype):
+    """An infinite or NaN alpha: PyTorch takes x >= 0 (signed zeros included) on the positive
+    side, so elu(0) is 0 where alpha * expm1(0) would be NaN. (torch's celu refuses an alpha
+    float32 cannot hold, also in float64.)"""
+    with np.errstate(over="ignore"):
+        x = np.tile(np.array(SPECIAL, dtype=dtype), 4)
+    g = np.random.default_rng(301).standard_normal(x.shape).astype(dtype)
+    g[-len(SPECIAL):] = np.nan  # PyTorch's scalar tail differs from its vector loop at NaN
+    if dtype == np.float32 and alpha == 1e300:
+        alpha = np.float32(np.inf)  # torch refuses an alpha float32 cannot hold; ours rounds
+    ty, tdx = torch_fwd_bwd(getattr(TF, op), x, g, {"alpha": alpha})
+    assert_matches(getattr(F, op)(x, alpha), ty, 2e-6, f"{op} forward")
+    assert_matches(getattr(F, f"{op}_backward")(g, x, alpha), tdx, 2e-6, f"{op} backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("name", ["sigmoid", "tanh"])
 def test_act_torch_backward_from_output(name, dtype):
     f, df, tf, kw = CASES[name]

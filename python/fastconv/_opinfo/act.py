@@ -51,7 +51,7 @@ def leaky_relu_backward_ref(g, x, negative_slope=0.01):
 def elu_ref(x, alpha=1.0):
     (x,) = _f64(x)
     with np.errstate(invalid="ignore"):
-        return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)) * alpha)
+        return np.where(x >= 0, x, np.expm1(np.minimum(x, 0.0)) * alpha)
 
 
 def elu_backward_ref(g, x, alpha=1.0):
@@ -209,7 +209,7 @@ _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804
 def selu_ref(x):
     (x,) = _f64(x)
     with np.errstate(invalid="ignore"):
-        return _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
+        return _SELU_SCALE * np.where(x >= 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
 
 
 def selu_backward_ref(g, x):
@@ -222,7 +222,7 @@ def selu_backward_ref(g, x):
 def celu_ref(x, alpha=1.0):
     (x,) = _f64(x)
     with np.errstate(invalid="ignore", over="ignore"):
-        return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0) / alpha))
+        return np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0.0) / alpha))
 
 
 def celu_backward_ref(g, x, alpha=1.0):
