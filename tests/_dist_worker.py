@@ -10,6 +10,7 @@ import numpy as np
 import fastconv
 import fastconv.distributed as dist
 from fastconv import nn, optim
+from fastconv.distributed._sampler import randperm_like_torch
 
 
 def _model(dtype):
@@ -80,7 +81,7 @@ def _exact_case(dtype, opt_name, bn_mode, n, per_rank, steps):
     ref_opt = _optimizer(opt_name, ref.parameters())
     batch, done, epoch = world * per_rank, 0, 0
     while done < steps:
-        order = np.random.default_rng(7 + epoch).permutation(n)
+        order = randperm_like_torch(n, 7 + epoch)  # the sampler's order, one process
         for start in range(0, n, batch):
             idx = order[start:start + batch]
             _steps(ref, ref_opt, [(x[idx], y[idx])])

@@ -97,22 +97,47 @@ def test_sampler_real_count_marks_the_padding(n, replicas):
 def test_sampler_interleaves_one_permutation_and_set_epoch_changes_it():
     s0 = dist.DistributedSampler(20, num_replicas=2, rank=0, seed=1)
     s1 = dist.DistributedSampler(20, num_replicas=2, rank=1, seed=1)
-    order = np.random.default_rng(1).permutation(20)
-    assert s0.indices().tolist() == order[0::2].tolist()
-    assert s1.indices().tolist() == order[1::2].tolist()
+    order = np.stack([s0.indices(), s1.indices()], axis=1).ravel()
+    assert sorted(order.tolist()) == list(range(20)) and order.tolist() != list(range(20))
     first = s0.indices().tolist()
     s0.set_epoch(1)
     assert s0.indices().tolist() != first
-    assert s0.indices().tolist() == np.random.default_rng(2).permutation(20)[0::2].tolist()
     plain = dist.DistributedSampler(range(5), num_replicas=2, rank=1, shuffle=False)
     assert list(plain) == [1, 3, 0]  # 5 padded to 6 with index 0
 
 
-def test_sampler_takes_a_negative_seed_as_torch():
-    """seed + epoch < 0 reached NumPy's generator, which refuses it, at the first iteration."""
-    s = dist.DistributedSampler(12, num_replicas=3, rank=2, seed=-5)
-    s.set_epoch(2)
-    assert s.indices().tolist() == np.random.default_rng(2**64 - 3).permutation(12)[2::3].tolist()
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 1000, 60000])
+def test_randperm_like_torch_is_torchs(n):
+    torch = pytest.importorskip("torch")
+    from fastconv.distributed._sampler import randperm_like_torch
+
+    for seed in (0, 1, 7, -5, 2**32 + 3, 2**63 + 11, 2**64 - 1, -(2**63)):
+        g = torch.Generator()
+        g.manual_seed(seed)
+        expect = torch.randperm(n, generator=g).numpy()
+        got = randperm_like_torch(n, seed)
+        assert got.dtype == np.int64 and np.array_equal(got, expect), (n, seed)
+
+
+def test_sampler_index_lists_are_torchs():
+    """Every rank's list for each epoch equals torch.utils.data.DistributedSampler's, shuffled or
+    not, padded or dropped, negative seeds included."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DistributedSampler as TorchSampler
+
+    rng = np.random.default_rng(17)
+    for _ in range(150):
+        n, replicas = int(rng.integers(0, 300)), int(rng.integers(1, 6))
+        kw = dict(shuffle=bool(rng.integers(2)), seed=int(rng.integers(-50, 1000)),
+                  drop_last=bool(rng.integers(2)))
+        for rank in range(replicas):
+            ours = dist.DistributedSampler(n, num_replicas=replicas, rank=rank, **kw)
+            theirs = TorchSampler(range(n), num_replicas=replicas, rank=rank, **kw)
+            for epoch in (0, 3):
+                ours.set_epoch(epoch)
+                theirs.set_epoch(epoch)
+                assert list(ours) == list(theirs) and len(ours) == len(theirs), (n, replicas,
+                                                                                rank, kw, epoch)
 
 
 @pytest.mark.parametrize("kw, exc, match", [

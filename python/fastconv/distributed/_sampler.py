@@ -8,6 +8,34 @@ import numpy as np
 from . import _group as G
 
 
+# torch.randperm switches to another algorithm (64-bit draws, an inside-out shuffle) at and
+# above this many elements; datasets that large use NumPy's permutation instead.
+_RANDPERM_SMALL = (2**32 - 1) // 20
+
+
+def randperm_like_torch(n, seed):
+    """torch.randperm(n, generator=torch.Generator().manual_seed(seed)) without torch, as an
+    int64 array, for n below about 2**32 / 20.
+
+    torch's CPU generator is MT19937 seeded with the seed's low 32 bits by the reference
+    init_genrand, as NumPy's legacy RandomState(seed); randperm then swaps element i with
+    element i + r_i mod (n - i) for i = 0 .. n - 2, r_i the generator's successive 32-bit
+    outputs (which RandomState.randint over [0, 2**32) returns unchanged).
+    """
+    seed %= 2**64  # torch's manual_seed takes a negative seed modulo 2**64
+    if n >= _RANDPERM_SMALL:
+        return np.random.default_rng(seed).permutation(n)
+    if n <= 1:
+        return np.arange(n, dtype=np.int64)
+    draws = np.random.RandomState(seed & 0xFFFFFFFF).randint(0, 2**32, size=n - 1,
+                                                             dtype=np.uint32)
+    partners = draws.astype(np.int64) % np.arange(n, 1, -1) + np.arange(n - 1)
+    order = list(range(n))
+    for i, j in enumerate(partners.tolist()):
+        order[i], order[j] = order[j], order[i]
+    return np.array(order, dtype=np.int64)
+
+
 def _count(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"DistributedSampler: {name} must be an int, got {value!r}")
@@ -22,9 +50,9 @@ class DistributedSampler:
     each epoch for a new order) and takes every num_replicas-th index starting at its rank. With
     drop_last=False the index list is padded by repeating its start until it divides evenly,
     so every rank gets ceil(len / num_replicas) indices; with drop_last=True the tail is dropped
-    instead (floor). num_replicas and rank default to the process group's. The permutation comes
-    from NumPy (np.random.default_rng((seed + epoch) mod 2**64)), so the order is not torch's, but the
-    sharding, padding and dropping are.
+    instead (floor). num_replicas and rank default to the process group's. The permutation is
+    torch's: the index lists equal torch.utils.data.DistributedSampler's for the same arguments
+    and epoch (see randperm_like_torch).
     """
 
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
@@ -65,8 +93,7 @@ class DistributedSampler:
         """This rank's indices for the current epoch, as an int64 array."""
         n = self.dataset_len
         if self.shuffle:
-            # modulo 2**64 as torch's manual_seed takes a negative seed (NumPy's refuses one)
-            order = np.random.default_rng((self.seed + self.epoch) % 2**64).permutation(n)
+            order = randperm_like_torch(n, self.seed + self.epoch)
         else:
             order = np.arange(n)
         if not self.drop_last:
