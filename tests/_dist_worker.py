@@ -226,6 +226,11 @@ def shapes():
     return {}
 
 
+def reduce_ops():
+    dist.all_reduce(np.zeros(3), op="sum" if dist.get_rank() == 0 else "max")
+    return {}
+
+
 def leaves():
     """Rank 1 returns early and exits normally: the final agreement must fail the job."""
     if dist.get_rank() == 1:

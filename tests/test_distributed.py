@@ -283,9 +283,12 @@ def test_bad_arguments_are_refused_before_any_collective():
 
 @needs_mpi
 @pytest.mark.parametrize("scenario, words", [
-    ("raises", ["rank 1", "ValueError", "rank 1 broke on purpose", "aborting the job"]),
+    ("raises", ["rank 1 of 2: uncaught ValueError after barrier #1; the other ranks wait in or "
+                "before collective #2; aborting the job", "rank 1 broke on purpose"]),
     ("skips", ["disagree at collective #1", "rank 0: all_reduce #1", "rank 1: barrier #1"]),
     ("shapes", ["all_reduce #1 of a float64 array (3,)", "all_reduce #1 of a float64 array (4,)"]),
+    ("reduce_ops", ["rank 0: all_reduce #1 of a float64 array (3,) with op 'sum'",
+                    "rank 1: all_reduce #1 of a float64 array (3,) with op 'max'"]),
     ("leaves", ["rank 1: finish #1", "rank 0: all_reduce #1"]),
 ])
 def test_a_failing_rank_ends_the_job(scenario, words):

@@ -2,7 +2,7 @@
 NCCL through CuPy (CuPy arrays, reduced on the device), with a watchdog on every collective.
 
 Every collective first agrees on what is being called: each rank contributes a small header
-(sequence number, operation, dtype, shape, root) to one all-gather, and all ranks compare all
+(sequence number, operation, reduce op, dtype, shape, root) to one all-gather, and all ranks compare all
 headers. A rank that called something else, or the same thing with another shape, makes every
 rank raise DistributedError naming each rank's call, instead of MPI pairing unrelated buffers.
 Every wait polls against a deadline (FASTCONV_DIST_TIMEOUT seconds, DEFAULT_TIMEOUT unless
@@ -26,8 +26,8 @@ from .._arrays import is_cuda
 DEFAULT_TIMEOUT = 600.0
 _ENV_TIMEOUT = "FASTCONV_DIST_TIMEOUT"
 DONE_FILE_ENV = "FASTCONV_DIST_DONE_FILE"
-_HEADER = 12  # int64 words: seq, op, dtype, ndim, root, numel, then up to 6 dimensions
-_MAX_DIMS = _HEADER - 6
+_HEADER = 13  # int64 words: seq, op, dtype, ndim, root, numel, reduce op, up to 6 dimensions
+_MAX_DIMS = _HEADER - 7
 _OPS = ("finish", "barrier", "all_reduce", "broadcast", "all_gather")
 _REDUCE_OPS = ("sum", "prod", "min", "max", "avg")
 _DTYPES = ("none", "float32", "float64", "int64", "int32", "uint8", "float16")
@@ -99,6 +99,7 @@ class _Group:
         local.Free()
         self.timeout = timeout
         self.seq = 0
+        self.last = None  # the last collective called, for the messages
         self.backend = backend
         self.nccl = None
         if backend == "nccl":
@@ -170,19 +171,21 @@ class _Group:
         self._wait(request.Test, what)
 
     # -- agreement ------------------------------------------------------------------------
-    def agree(self, op, array=None, root=-1):
-        """Check that every rank calls the same collective (seq, op, dtype, shape, root); returns
-        the description used in messages."""
+    def agree(self, op, array=None, root=-1, reduce_op=None):
+        """Check that every rank calls the same collective (seq, op, reduce op, dtype, shape,
+        root); returns the description used in messages."""
         self.seq += 1
         header = np.full(_HEADER, -1, np.int64)
         header[0], header[1], header[4] = self.seq, _OPS.index(op), root
+        if reduce_op is not None:
+            header[6] = _REDUCE_OPS.index(reduce_op)
         if array is not None:
             name = str(array.dtype)
             header[2] = _DTYPES.index(name) if name in _DTYPES else 0
             header[3], header[5] = array.ndim, array.size
             for d, s in enumerate(array.shape[:_MAX_DIMS]):
-                header[6 + d] = s
-        what = f"{op} #{self.seq}"
+                header[7 + d] = s
+        what = self.last = f"{op} #{self.seq}"
         headers = np.empty((self.size, _HEADER), np.int64)
         self._wait_request(self.comm.Iallgather(header, headers), what + " (agreement)")
         if not (headers == header).all():
@@ -196,12 +199,14 @@ class _Group:
         op = _OPS[h[1]] if 0 <= h[1] < len(_OPS) else f"op {h[1]}"
         text = f"{op} #{h[0]}"
         if h[3] >= 0:
-            dims = [int(d) for d in h[6:6 + min(h[3], _MAX_DIMS)]]
+            dims = [int(d) for d in h[7:7 + min(h[3], _MAX_DIMS)]]
             shape = "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + \
                 ("...)" if h[3] > _MAX_DIMS else ")")
             text += f" of a {_DTYPES[h[2]] if 0 < h[2] < len(_DTYPES) else 'other'} array {shape}"
         if h[4] >= 0:
             text += f" from rank {h[4]}"
+        if 0 <= h[6] < len(_REDUCE_OPS):
+            text += f" with op {_REDUCE_OPS[h[6]]!r}"
         return text
 
     # -- collectives ----------------------------------------------------------------------
@@ -210,7 +215,7 @@ class _Group:
         self._wait_request(self.comm.Ibarrier(), what)
 
     def all_reduce(self, array, op):
-        what = self.agree("all_reduce", array)
+        what = self.agree("all_reduce", array, reduce_op=op)
         if self.size == 1:
             return
         if is_cuda(array) and self.nccl is not None:
@@ -287,7 +292,9 @@ def _excepthook(kind, value, tb):
     group = _group
     traceback.print_exception(kind, value, tb)
     if group is not None and group.size > 1:
-        group.abort(f"uncaught {kind.__name__}")
+        where = f"after {group.last}" if group.last else "before any collective"
+        group.abort(f"uncaught {kind.__name__} {where}; the other ranks wait in or before "
+                    f"collective #{group.seq + 1}")
 
 
 def _at_exit():
