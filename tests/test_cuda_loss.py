@@ -194,6 +194,24 @@ def test_mse_loss_gpu(shape, dtype, poisoned):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_mse_loss_gpu_weighted(dtype, poisoned):
+    """The weight stays on the device: the squared errors times weight, reduced there."""
+    rng = np.random.default_rng(43)
+    x, y = rand(rng, (3, 4, 5), dtype), rand(rng, (3, 4, 5), dtype)
+    w = rng.uniform(0.0, 2.0, x.shape).astype(dtype)
+    xd, yd, wd = dev(x, y, w)
+    for reduction in REDUCTIONS:
+        L = 1 if reduction == "none" else x.size
+        _check(F.mse_loss(xd, yd, reduction=reduction, weight=wd),
+               F.mse_loss(x, y, reduction=reduction, weight=w),
+               mse_loss_ref(x, y, reduction, w), dtype, L, f"{reduction} forward")
+        g = upstream_grad(rng, x.shape, reduction, dtype)
+        _check(F.mse_loss_backward(dev(g), xd, yd, reduction=reduction, weight=wd),
+               F.mse_loss_backward(g, x, y, reduction=reduction, weight=w),
+               mse_loss_backward_ref(g, x, y, reduction, w), dtype, L, f"{reduction} grad_input")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_mse_loss_gpu_nonfinite_and_empty(dtype, poisoned):
     x = np.array([np.nan, np.inf, 1.0, -np.inf, np.inf], dtype)
     y = np.array([0.0, 0.0, np.inf, 1.0, np.inf], dtype)

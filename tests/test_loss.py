@@ -275,6 +275,38 @@ def test_mse_loss(shape, reduction, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mse_loss_weighted(reduction, dtype):
+    rng = np.random.default_rng(41)
+    shape = (3, 5, 7)
+    x, y = rand(rng, shape, dtype), rand(rng, shape, dtype)
+    w = rng.uniform(0.0, 2.0, shape).astype(dtype)
+    out = F.mse_loss(x, y, reduction=reduction, weight=w)
+    _check_result(out, dtype, shape if reduction == "none" else ())
+    L = 1 if reduction == "none" else x.size
+    assert_close(out, mse_loss_ref(x, y, reduction, w), rtol_for(dtype, L), what="forward")
+    g = upstream_grad(rng, shape, reduction, dtype)
+    dx = F.mse_loss_backward(g, x, y, reduction=reduction, weight=w)
+    _check_result(dx, dtype, shape)
+    assert_close(dx, mse_loss_backward_ref(g, x, y, reduction, w), rtol_for(dtype, L),
+                 what="grad_input")
+    ones = np.ones(shape, dtype)
+    assert_close(F.mse_loss(x, y, reduction=reduction, weight=ones),
+                 F.mse_loss(x, y, reduction=reduction), rtol_for(dtype, L))
+
+
+def test_mse_loss_weighted_reference_matches_finite_differences():
+    rng = np.random.default_rng(42)
+    x, y, w = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), rng.uniform(0, 2, (3, 4))
+    h, num = 1e-6, np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        num[i] = (mse_loss_ref(x + e, y, "mean", w) - mse_loss_ref(x - e, y, "mean", w)) / (2 * h)
+    assert_close(mse_loss_backward_ref(1.0, x, y, "mean", w), num, 1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_mse_loss_nonfinite_and_empty(dtype):
     x = np.array([np.nan, np.inf, 1.0, -np.inf, np.inf], dtype)
     y = np.array([0.0, 0.0, np.inf, 1.0, np.inf], dtype)
@@ -515,6 +547,11 @@ T = np.array([0, 1, 3])
     (lambda: F.mse_loss(X, np.zeros(4)), ValueError, r"target .*\(3, 4\).*\(4,\)"),
     (lambda: F.mse_loss(X, np.zeros((3, 4), np.float32)), TypeError, "target"),
     (lambda: F.mse_loss(X, X, reduction="elementwise_mean"), ValueError, "reduction"),
+    (lambda: F.mse_loss(X, X, weight=np.ones(4)), ValueError, r"weight .*\(3, 4\).*\(4,\)"),
+    (lambda: F.mse_loss(X, X, weight=np.ones((3, 4), np.float32)), TypeError, "weight"),
+    (lambda: F.mse_loss(X, X, weight=[1.0] * 12), TypeError, "weight"),
+    (lambda: F.mse_loss(X, X, reduction="avg", weight=X), ValueError, "reduction"),
+    (lambda: F.mse_loss_backward(1.0, X, X, weight=X[:2]), ValueError, "weight"),
     (lambda: F.mse_loss_backward(np.zeros((3, 3)), X, X, reduction="none"), ValueError, "grad_output"),
     (lambda: F.multi_margin_loss(X, T, p=3), ValueError, "p must be 1 or 2, got 3"),
     (lambda: F.multi_margin_loss(X, T, p=1.5), ValueError, "p must be 1 or 2, got 1.5"),

@@ -120,6 +120,24 @@ def test_loss_torch_cross_entropy_edge_cases(eps, reduction, dtype):
               np.array([0.0, 0.0, 1.0, 1.0], dtype), reduction, eps)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_loss_torch_cross_entropy_unbatched_with_a_one_element_target(reduction, dtype):
+    """torch's forward takes a target of shape (1,) for an input (C,): a 0-d loss for every
+    reduction (its autograd then refuses the sizes); the gradient is the 0-d target's."""
+    rng = np.random.default_rng(6)
+    x, w = rand(rng, (5,), dtype), rng.uniform(0.2, 2.0, 5).astype(dtype)
+    for t, weight in ((np.array([3]), None), (np.array([1]), w)):
+        want = TF.cross_entropy(_t(x), _t(t), _t(weight), reduction=reduction).numpy()
+        for target in (t, t.astype(np.uint8)):
+            got = F.cross_entropy(x, target, weight, reduction=reduction)
+            assert got.shape == () and got.dtype == dtype
+            _compare(got, want, rtol_for(dtype, 5), "forward")
+            assert np.array_equal(
+                F.cross_entropy_backward(1.0, x, target, weight, reduction=reduction),
+                F.cross_entropy_backward(1.0, x, t.reshape(()), weight, reduction=reduction))
+
+
 def test_loss_torch_cross_entropy_uint8_targets_and_legacy_args():
     rng = np.random.default_rng(4)
     x = rand(rng, (5, 4), np.float64)
@@ -146,6 +164,25 @@ def test_loss_torch_mse(shape, reduction, dtype):
     L = 1 if reduction == "none" else max(1, x.size)
     _compare(F.mse_loss(x, y, reduction=reduction), want, rtol_for(dtype, L), "forward")
     _compare(F.mse_loss_backward(g, x, y, reduction=reduction), want_dx, rtol_for(dtype), "grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(), (7,), (3, 4, 5), (0, 3)], ids=["0d", "1d", "3d", "empty"])
+def test_loss_torch_mse_weighted(shape, reduction, dtype):
+    """torch 2.13's weight: products summed, "mean" divided by the summed weights (negative
+    weights included; NaN for an empty input)."""
+    rng = np.random.default_rng(stable_seed(shape) + 1)
+    x, y, w = (rand(rng, shape, dtype) for _ in range(3))
+    g = upstream_grad(rng, shape, reduction, dtype)
+    want, want_dx = _torch(TF.mse_loss, x, g, _t(y), reduction=reduction, weight=_t(w))
+    L = 1 if reduction == "none" else max(1, x.size)
+    got = F.mse_loss(x, y, reduction=reduction, weight=w)
+    assert got.dtype == dtype and isinstance(got, np.ndarray)
+    _compare(got, want, rtol_for(dtype, L), "forward")
+    got_dx = F.mse_loss_backward(g, x, y, reduction=reduction, weight=w)
+    assert got_dx.dtype == dtype
+    _compare(got_dx, want_dx, rtol_for(dtype, L), "grad")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

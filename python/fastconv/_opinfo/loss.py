@@ -126,21 +126,25 @@ def cross_entropy_backward_ref(grad_output, input, target, weight=None, ignore_i
         return _from_rows(dx, np.shape(input))
 
 
-def mse_loss_ref(input, target, reduction="mean"):
+def mse_loss_ref(input, target, reduction="mean", weight=None):
     x = np.asarray(input, dtype=np.float64)
     y = np.asarray(target, dtype=np.float64)
     with np.errstate(all="ignore"):
-        return _reduce((x - y) ** 2, reduction, x.size)
+        if weight is None:
+            return _reduce((x - y) ** 2, reduction, x.size)
+        w = np.asarray(weight, dtype=np.float64)
+        return _reduce((x - y) ** 2 * w, reduction, np.sum(w))
 
 
-def mse_loss_backward_ref(grad_output, input, target, reduction="mean"):
+def mse_loss_backward_ref(grad_output, input, target, reduction="mean", weight=None):
     x = np.asarray(input, dtype=np.float64)
     y = np.asarray(target, dtype=np.float64)
     g = np.asarray(grad_output, dtype=np.float64)
+    w = np.ones_like(x) if weight is None else np.asarray(weight, dtype=np.float64)
     with np.errstate(all="ignore"):
         if reduction == "mean":
-            g = g / x.size
-        return 2.0 * (x - y) * g
+            g = g / (x.size if weight is None else np.sum(w))
+        return 2.0 * (x - y) * g * w
 
 
 def _margin_rows(input, target):

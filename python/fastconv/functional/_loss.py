@@ -40,12 +40,15 @@ def _reduction_name(reduction, op):
     return reduction
 
 
-def _class_indices(target):
-    """torch takes int64 (Long) or uint8 (Byte) class indices; the kernels read int64."""
+def _class_indices(target, input):
+    """torch takes int64 (Long) or uint8 (Byte) class indices; the kernels read int64. For an
+    unbatched input (C,) torch also takes a target of shape (1,), as the 0-d one."""
     target = contiguous(target)
-    if is_array(target) and getattr(target, "dtype", None) == np.uint8:
-        return target.astype(np.int64)
-    return target
+    if not is_array(target) or getattr(target, "dtype", None) not in (np.int64, np.uint8):
+        return target
+    if target.shape == (1,) and getattr(input, "ndim", None) == 1:
+        target = target.reshape(())
+    return target.astype(np.int64) if target.dtype == np.uint8 else target
 
 
 def _grad_output(grad_output, input):
@@ -60,7 +63,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """Cross entropy of logits, as torch.nn.functional.cross_entropy (fused log-softmax + NLL).
 
     input (C,), (N, C) or (N, C, d1, ...) float32/float64 logits. target is either class indices
-    (int64, or uint8 converted to int64; shape () , (N,) or (N, d1, ...)), in [0, C) or equal to
+    (int64, or uint8 converted to int64; shape () or (1,) for input (C,), (N,) or (N, d1, ...);
+    the loss of an input (C,) is 0-d for every reduction), in [0, C) or equal to
     ignore_index, or class probabilities of the input's shape and dtype (ignore_index must then
     be negative: torch refuses one that names a class). weight (C,) rescales
     each class. "mean" divides by the summed weights of the non-ignored targets (NaN when every
@@ -71,7 +75,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     op = "cross_entropy"
     reduction = _reduction_name(_reduction(size_average, reduce, reduction), op)
     input, weight = contiguous(input), contiguous(weight)
-    target = _class_indices(target)
+    target = _class_indices(target, input)
     return _C.cross_entropy_forward(empty, input, target, weight,
                                     as_int(ignore_index, "ignore_index", op),
                                     as_float(label_smoothing, "label_smoothing", op), reduction)
@@ -86,7 +90,7 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
     """
     op = "cross_entropy_backward"
     input, weight = contiguous(input), contiguous(weight)
-    target = _class_indices(target)
+    target = _class_indices(target, input)
     grad_output = _grad_output(grad_output, input)
     return _C.cross_entropy_backward(empty, grad_output, input, target, weight,
                                      as_int(ignore_index, "ignore_index", op),
@@ -94,24 +98,73 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
                                      _reduction_name(reduction, op))
 
 
-def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+def _mse_weight(weight, input, op):
+    """mse_loss's weight: an array of the input's shape and dtype (torch: "Weights and input
+    must have the same size")."""
+    weight = contiguous(weight)
+    if not is_array(weight):
+        raise TypeError(f"{op}: weight must be an array or None, got {type(weight).__name__}")
+    if weight.shape != input.shape:
+        raise ValueError(f"{op}: weight must have the input's shape {tuple(input.shape)}, "
+                         f"got {tuple(weight.shape)}")
+    if weight.dtype != input.dtype:
+        raise TypeError(f"{op}: weight has dtype {weight.dtype} but input has {input.dtype}")
+    return weight
+
+
+def _weighted(loss, weight, reduction):
+    """torch's weighted mse: the squared errors times weight, summed, or divided by the sum of
+    the weights for "mean"."""
+    loss *= weight
+    if reduction == "none":
+        return loss
+    xp = module_of(loss)
+    total = xp.asarray(loss.sum(), dtype=loss.dtype)
+    if reduction == "sum":
+        return total
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 is NaN, as torch's
+        return xp.asarray(total / weight.sum(), dtype=loss.dtype)
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean squared error, as torch.nn.functional.mse_loss.
 
     input and target must have the same shape and dtype: unlike torch (which warns and
-    broadcasts), a different target shape is a ValueError.
+    broadcasts), a different target shape is a ValueError. weight (the input's shape and dtype)
+    scales each squared error as torch's: "sum" adds the products and "mean" divides that sum
+    by the sum of the weights.
     """
-    reduction = _reduction_name(_reduction(size_average, reduce, reduction), "mse_loss")
+    op = "mse_loss"
+    reduction = _reduction_name(_reduction(size_average, reduce, reduction), op)
     input, target = contiguous(input), contiguous(target)
-    return _C.mse_loss_forward(empty, input, target, reduction)
+    if weight is None:
+        return _C.mse_loss_forward(empty, input, target, reduction)
+    weight = _mse_weight(weight, input, op)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return _weighted(_C.mse_loss_forward(empty, input, target, "none"), weight, reduction)
 
 
-def mse_loss_backward(grad_output, input, target, reduction="mean"):
+def mse_loss_backward(grad_output, input, target, reduction="mean", weight=None):
     """Gradient of mse_loss with respect to input: 2 (input - target) grad_output (/ numel for
-    "mean"). The gradient with respect to target is its negative."""
+    "mean"), times weight (and / sum(weight) for "mean" instead) when given. The gradient with
+    respect to target is its negative."""
+    op = "mse_loss_backward"
     input, target = contiguous(input), contiguous(target)
     grad_output = _grad_output(grad_output, input)
-    return _C.mse_loss_backward(empty, grad_output, input, target,
-                                _reduction_name(reduction, "mse_loss_backward"))
+    reduction = _reduction_name(reduction, op)
+    if weight is None:
+        return _C.mse_loss_backward(empty, grad_output, input, target, reduction)
+    weight = _mse_weight(weight, input, op)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            grad_output = module_of(input).asarray(grad_output / weight.sum(), dtype=input.dtype)
+    grad = _C.mse_loss_backward(empty, grad_output, input, target,
+                                "none" if reduction == "none" else "sum")
+    grad *= weight
+    return grad
 
 
 def _power(p, op):
