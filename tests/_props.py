@@ -124,13 +124,14 @@ def bad_ints(draw, low):
 
 
 @st.composite
-def bad_pairs(draw, low):
-    """An invalid value for an int-or-pair argument whose entries must be >= low."""
+def bad_pairs(draw, low, single=False):
+    """An invalid value for an int-or-pair argument whose entries must be >= low (single: the
+    op also takes a sequence of one int, as torch's convolution and max/avg pooling do)."""
     kind = draw(st.sampled_from(["scalar", "entry", "entry", "length"]))
     if kind == "scalar":
         return draw(bad_ints(low))
     if kind == "length":
-        n = draw(st.sampled_from([0, 1, 3, 4]))
+        n = draw(st.sampled_from([0, 3, 4] if single else [0, 1, 3, 4]))
         return draw(st.sampled_from([tuple, list]))([low + 1] * n), ValueError
     bad, exc = draw(bad_ints(low))
     good = draw(st.integers(low, low + 2))

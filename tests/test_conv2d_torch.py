@@ -166,3 +166,23 @@ def test_conv2d_random_geometries_match_torch():
         actual = (F.conv2d(x, w, b, *args), *F.conv2d_backward(G, x, w, *args))
         for name, a, t in zip(("output", "grad_input", "grad_weight", "grad_bias"), actual, expected):
             assert_close(a, t.detach().numpy(), 1e-12, what=f"{name} {x.shape} {w.shape} {args}")
+
+
+def test_conv_one_element_sequences_mean_both_sides_as_torch():
+    """torch's convolutions take stride, padding, dilation and output_padding as a sequence of
+    one int, for both sides."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 3, 9, 8))
+    w, wt = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal((3, 4, 3, 2))
+    kw = dict(stride=(2,), padding=[1], dilation=(2,))
+    want = TF.conv2d(_t(x), _t(w), **kw).numpy()
+    assert_close(F.conv2d(x, w, **kw), want, 1e-12)
+    assert np.array_equal(F.conv2d(x, w, **kw), F.conv2d(x, w, stride=2, padding=1, dilation=2))
+    dy = rng.standard_normal(want.shape)
+    assert np.array_equal(F.conv2d_backward(dy, x, w, **kw)[0],
+                          F.conv2d_backward(dy, x, w, stride=2, padding=1, dilation=2)[0])
+    kw = dict(stride=[2], padding=(1,), output_padding=(1,), dilation=[1])
+    assert_close(F.conv_transpose2d(x, wt, **kw), TF.conv_transpose2d(_t(x), _t(wt), **kw).numpy(),
+                 1e-12)
+    with pytest.raises(ValueError, match="stride must be an int or one or two ints"):
+        F.conv2d(x, w, stride=(1, 1, 1))

@@ -271,3 +271,14 @@ def test_max_pool2d_empty_dilated_windows_follow_torch_inside_the_plane():
     torch.nn.functional.max_pool2d(xt, *args).backward(torch.tensor(g))
     np.testing.assert_array_equal(F.max_pool2d_backward(g, x, *args), xt.grad.numpy())
     np.testing.assert_array_equal(F.max_pool2d_backward(g, x, *args, indices=idx), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("op", ["max_pool2d", "avg_pool2d"])
+def test_pool_one_element_sequences_mean_both_sides_as_torch(op):
+    """torch's max and avg pooling take kernel_size, stride, padding (and dilation) as a
+    sequence of one int."""
+    x = rand(np.random.default_rng(22), (2, 3, 9, 8), np.float64)
+    kw = dict(stride=(2,), padding=[1]) | ({"dilation": (2,)} if op == "max_pool2d" else {})
+    want = getattr(TF, op)(_t(x), (3,), **kw).numpy()
+    assert_close(getattr(F, op)(x, (3,), **kw), want, 1e-12)
+    assert getattr(F, op)(x, [3]).shape == getattr(TF, op)(_t(x), [3]).shape

@@ -276,10 +276,10 @@ def conv2d_invalid_calls(draw):
         if kw["bias"] is None:
             kw["bias"], exc = np.zeros(K + 1, dt), ValueError
     elif arg in ("stride", "dilation"):
-        kw[arg], exc = draw(bad_pairs(1))
+        kw[arg], exc = draw(bad_pairs(1, single=True))
     elif arg == "padding":
         kw["padding"], exc = draw(st.one_of(
-            bad_pairs(0), st.sampled_from([("full", ValueError), ("SAME", ValueError),
+            bad_pairs(0, single=True), st.sampled_from([("full", ValueError), ("SAME", ValueError),
                                            ("", ValueError)])))
         if isinstance(kw["padding"], str):  # a str is a padding mode: an unknown one
             exc = ValueError
@@ -344,16 +344,16 @@ def conv_transpose2d_invalid_calls(draw):
     elif arg == "bias":
         kw["bias"], exc = draw(bad_arrays((Cout,), dt))
     elif arg in ("stride", "dilation"):
-        kw[arg], exc = draw(bad_pairs(1))
+        kw[arg], exc = draw(bad_pairs(1, single=True))
         # output_padding 1 must stay below stride or dilation: with the other one at 1, a
         # valid-looking 1 here is an output_padding error.
         names = (arg, "output_padding")
     elif arg == "padding":
-        kw["padding"], exc = draw(st.one_of(bad_pairs(0), st.just(("same", TypeError)),
+        kw["padding"], exc = draw(st.one_of(bad_pairs(0, single=True), st.just(("same", TypeError)),
                                             st.just((5, ValueError))))  # output size below 1
         names = ("padding", "output size")
     elif arg == "output_padding":
-        kw["output_padding"], exc = draw(st.one_of(bad_pairs(0), st.sampled_from(
+        kw["output_padding"], exc = draw(st.one_of(bad_pairs(0, single=True), st.sampled_from(
             [(2, ValueError), ((0, 3), ValueError)])))  # not below stride 2 nor dilation 1
     elif arg == "groups":
         kw["groups"], exc = draw(st.one_of(bad_ints(1), st.sampled_from(

@@ -238,13 +238,13 @@ def pool_invalid_calls(draw):
             x_bad, exc = data(seed, (2, 1, 6, 7)[-x_bad.ndim:-2] + (0, 7), dt), ValueError
         kw["input"] = x_bad
     elif arg in ("kernel_size", "dilation"):
-        kw[arg], exc = draw(bad_pairs(1))
+        kw[arg], exc = draw(bad_pairs(1, single=True))
         names = (arg, "padding")  # padding 1 must stay at most half of kernel_size
     elif arg == "stride":  # None and [] mean the kernel size
-        kw["stride"], exc = draw(bad_pairs(1).filter(
+        kw["stride"], exc = draw(bad_pairs(1, single=True).filter(
             lambda v: v[0] is not None and not (isinstance(v[0], (list, tuple)) and not v[0])))
     elif arg == "padding":
-        kw["padding"], exc = draw(st.one_of(bad_pairs(0), st.sampled_from(
+        kw["padding"], exc = draw(st.one_of(bad_pairs(0, single=True), st.sampled_from(
             [(2, ValueError), ((1, 2), ValueError)])))  # more than half of kernel_size (3, 2)
     elif arg in ("ceil_mode", "count_include_pad", "return_indices"):
         kw[arg], exc = draw(st.sampled_from(NOT_BOOLS)), TypeError

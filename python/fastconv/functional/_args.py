@@ -89,11 +89,15 @@ def as_int(value, name, op):
     return value
 
 
-def as_pair(value, name, op):
-    """An int or a pair of ints -> (h, w)."""
+def as_pair(value, name, op, single=False):
+    """An int or a pair of ints -> (h, w); with single, also a sequence of one int, as torch's
+    convolution and max/avg pooling take it (unfold, fold, LP and adaptive pooling do not)."""
     if isinstance(value, (tuple, list)):
+        if single and len(value) == 1:
+            value = (value[0], value[0])
         if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+            what = "an int or one or two ints" if single else "an int or a pair of ints"
+            raise ValueError(f"{op}: {name} must be {what}, got {value!r}")
         return (as_int(value[0], name, op), as_int(value[1], name, op))
     try:
         v = as_int(value, name, op)
@@ -109,4 +113,4 @@ def conv_padding(value, op):
             raise ValueError(
                 f"{op}: padding must be 'valid', 'same', an int or a pair of ints, got {value!r}")
         return value, (0, 0)
-    return "explicit", as_pair(value, "padding", op)
+    return "explicit", as_pair(value, "padding", op, single=True)

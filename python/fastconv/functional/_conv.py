@@ -14,8 +14,8 @@ __all__ = ["conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_ba
 
 def _conv2d_scalars(op, stride, padding, dilation, groups):
     mode, pad = conv_padding(padding, op)
-    return (as_pair(stride, "stride", op), mode, pad, as_pair(dilation, "dilation", op),
-            as_int(groups, "groups", op))
+    return (as_pair(stride, "stride", op, single=True), mode, pad,
+            as_pair(dilation, "dilation", op, single=True), as_int(groups, "groups", op))
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -107,9 +107,10 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
 
 
 def _conv_transpose2d_scalars(op, stride, padding, output_padding, groups, dilation):
-    return (as_pair(stride, "stride", op), as_pair(padding, "padding", op),
-            as_pair(output_padding, "output_padding", op), as_pair(dilation, "dilation", op),
-            as_int(groups, "groups", op))
+    return (as_pair(stride, "stride", op, single=True),
+            as_pair(padding, "padding", op, single=True),
+            as_pair(output_padding, "output_padding", op, single=True),
+            as_pair(dilation, "dilation", op, single=True), as_int(groups, "groups", op))
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,

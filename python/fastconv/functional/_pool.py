@@ -24,12 +24,12 @@ __all__ = [
 
 def _window(op, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     """The window arguments of a pooling call, as the extension takes them."""
-    kernel = as_pair(kernel_size, "kernel_size", op)
+    kernel = as_pair(kernel_size, "kernel_size", op, single=True)
     # torch: stride=None (or an empty list) means the kernel size.
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
-        else as_pair(stride, "stride", op)
-    return (kernel, stride, as_pair(padding, "padding", op), as_pair(dilation, "dilation", op),
-            as_bool(ceil_mode, "ceil_mode", op))
+        else as_pair(stride, "stride", op, single=True)
+    return (kernel, stride, as_pair(padding, "padding", op, single=True),
+            as_pair(dilation, "dilation", op, single=True), as_bool(ceil_mode, "ceil_mode", op))
 
 
 def _output_size(value, op):
