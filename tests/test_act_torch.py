@@ -244,6 +244,10 @@ def test_act_torch_softmax_dtype_and_noncontiguous(name):
     y = f(x, 1, dtype=np.float64)
     assert y.dtype == np.float64
     assert_close(y, t, 1e-12)
+    assert np.array_equal(f(x, 1, dtype=torch.float64), y)  # torch's dtype objects too
+    assert f(x.astype(np.float64), 1, dtype=torch.float32).dtype == np.float32
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        f(x, 1, dtype=torch.int64)
     xs = x.astype(np.float64).transpose(2, 0, 1)[:, ::2]
     assert_close(f(xs, 0), tf(_t(xs), 0).numpy(), 1e-12)
 

@@ -150,6 +150,8 @@ def _cast(input, dtype, op):
     """input cast to dtype (None: unchanged) before the op, like torch's dtype= argument."""
     input = shared_view(input)
     if dtype is not None:
+        if type(dtype).__module__ == "torch":  # torch.float32 names NumPy's float32
+            dtype = str(dtype).removeprefix("torch.")
         try:
             dt = np.dtype(dtype)
         except TypeError:
@@ -165,7 +167,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """exp(input) / sum(exp(input)) along dim, as torch.nn.functional.softmax.
 
     dim is required (any dim, negative counts from the end; a 0-d input takes dim 0 or -1).
-    dtype (a NumPy float dtype) casts the input first. Stable for any logits: the row maximum
+    dtype (a NumPy float dtype, or torch.float32/float64) casts the input first. Stable for any logits: the row maximum
     is subtracted; -inf entries give 0 and a row of -inf gives NaN, as PyTorch. softmax_backward
     takes this function's output. _stacklevel is accepted for signature compatibility.
     """
