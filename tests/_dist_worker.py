@@ -145,8 +145,45 @@ def collectives():
     b = np.full(4, rank, np.float64)
     dist.broadcast(b, src=world - 1)
     dist.barrier()
+
+    class Scaled(nn.Module):  # a forward of several inputs, passed on by the wrapper
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2).double()
+
+        def forward(self, x, shift, scale=1.0):
+            return self.lin(x) * scale + shift
+
+    ddp = dist.DistributedDataParallel(Scaled())
+    x = np.ones((4, 3))
+    out = ddp(x, np.full((4, 2), 0.5), scale=2.0)
+    inputs = bool(np.array_equal(out, ddp.module.lin(x) * 2.0 + 0.5)) and ddp._batch == 4
     return {"sum": a.tolist(), "max": m.tolist(), "avg": avg.tolist(), "bcast": b.tolist(),
-            "world": world, "local_rank": dist.get_local_rank(), "backend": dist.get_backend()}
+            "world": world, "local_rank": dist.get_local_rank(), "backend": dist.get_backend(),
+            "ddp_inputs": inputs}
+
+
+def sync_bn_empty():
+    """Rank 1's batch is empty: SyncBatchNorm on rank 0 must equal plain batch norm on rank 0's
+    batch (the global one), and rank 1 gets empty results."""
+    rank = dist.get_rank()
+    x = np.random.default_rng(8).standard_normal((6, 3, 4, 5))
+    dy = np.random.default_rng(9).standard_normal(x.shape)
+    mine = slice(None) if rank == 0 else slice(0, 0)
+    fastconv.manual_seed(1)
+    sync = dist.SyncBatchNorm(3, momentum=0.3).double()
+    sync.weight.data[:] = [0.5, 1.5, -2.0]
+    out, dx = sync(x[mine]), sync.backward(dy[mine])
+    if rank == 1:
+        assert out.shape == dx.shape == (0, 3, 4, 5)
+        return None
+    plain = nn.BatchNorm2d(3, momentum=0.3).double()
+    plain.weight.data[:] = sync.weight.data
+    want, want_dx = plain(x), plain.backward(dy)
+    return {k: float(np.abs(a - b).max()) for k, a, b in [
+        ("out", out, want), ("dx", dx, want_dx), ("mean", sync.running_mean, plain.running_mean),
+        ("var", sync.running_var, plain.running_var),
+        ("dw", sync.weight.grad, plain.weight.grad), ("db", sync.bias.grad, plain.bias.grad)]}
 
 
 def errors():

@@ -155,6 +155,15 @@ def test_sampler_errors(kw, exc, match):
 def test_sampler_needs_a_group_for_its_defaults():
     with pytest.raises(RuntimeError, match="init_process_group"):
         dist.DistributedSampler(10)
+    data_set = list(range(7))
+    assert dist.DistributedSampler(data_set, num_replicas=2, rank=0).dataset is data_set
+
+
+def test_convert_sync_batchnorm_takes_only_the_default_group():
+    with pytest.raises(ValueError, match="process_group must be None"):
+        dist.convert_sync_batchnorm(nn.BatchNorm2d(3), process_group="group")
+    assert isinstance(dist.convert_sync_batchnorm(nn.BatchNorm2d(3), process_group=None),
+                      dist.SyncBatchNorm)
 
 
 def test_loader_draws_the_samplers_indices():
@@ -174,8 +183,9 @@ def test_without_a_group():
     for call in (dist.get_rank, dist.get_world_size, dist.barrier,
                  lambda: dist.all_reduce(np.zeros(2)),
                  lambda: dist.DistributedDataParallel(nn.Linear(2, 2))):
-        with pytest.raises(RuntimeError, match="init_process_group"):
-            call()
+        for kind in (RuntimeError, ValueError):  # torch.distributed raises ValueError
+            with pytest.raises(kind, match="init_process_group"):
+                call()
 
 
 def test_ddp_arguments_are_checked_first():
@@ -238,6 +248,13 @@ def test_collectives_on_two_ranks():
     assert r["max"] == [1, 0]
     assert r["avg"] == [0.5, 0.5, 0.5]
     assert r["bcast"] == [1.0] * 4
+    assert r["ddp_inputs"]
+
+
+@needs_mpi
+def test_sync_batchnorm_with_an_empty_batch_on_one_rank():
+    diffs = _result("sync_bn_empty")
+    assert max(diffs.values()) <= 1e-12, diffs
 
 
 @needs_mpi
@@ -275,7 +292,7 @@ def test_bad_arguments_are_refused_before_any_collective():
     expect = [("TypeError", "array must be a numpy.ndarray"), ("ValueError", "C-contiguous"),
               ("ValueError", "op must be one of"), ("TypeError", "'avg' needs a float array"),
               ("TypeError", "dtype must be one of"), ("ValueError", "src must be a rank"),
-              ("RuntimeError", "already initialised")]
+              ("GroupStateError", "already initialised")]
     assert len(out) == len(expect)
     for (kind, message), (got_kind, got) in zip(expect, out):
         assert got_kind == kind and message in got, (kind, message, got_kind, got)

@@ -57,11 +57,12 @@ class DistributedDataParallel(Module):
         if buffers:
             self._sync(buffers)
 
-    def forward(self, x):
+    def forward(self, x, *args, **kwargs):
+        """The module's forward; the first input's leading dimension is this rank's batch."""
         if self.broadcast_buffers and self.training:
             self._sync_buffers()
         object.__setattr__(self, "_batch", int(x.shape[0]) if getattr(x, "ndim", 0) else 1)
-        return self.module(x)
+        return self.module(x, *args, **kwargs)
 
     def backward(self, dout):
         if self._batch is None:

@@ -43,6 +43,11 @@ class DistributedError(RuntimeError):
     """The ranks disagree about a collective (another operation, dtype or shape on some rank)."""
 
 
+class GroupStateError(RuntimeError, ValueError):
+    """A collective before init_process_group, or a second init: torch.distributed raises
+    ValueError there, fastconv used to raise RuntimeError; this is both."""
+
+
 class ReduceOp:
     """torch.distributed.ReduceOp's names for all_reduce's op argument."""
     SUM, PRODUCT, MIN, MAX, AVG = "sum", "prod", "min", "max", "avg"
@@ -313,7 +318,7 @@ def init_process_group(backend="auto", timeout=None):
     """
     global _group
     if _group is not None:
-        raise RuntimeError("init_process_group: the process group is already initialised "
+        raise GroupStateError("init_process_group: the process group is already initialised "
                            "(destroy_process_group first)")
     if backend not in ("auto", "mpi", "nccl"):
         raise ValueError(f"init_process_group: backend must be 'auto', 'mpi' or 'nccl', "
@@ -347,7 +352,7 @@ def is_initialized():
 
 def _require(op):
     if _group is None:
-        raise RuntimeError(f"{op}: the default process group is not initialised "
+        raise GroupStateError(f"{op}: the default process group is not initialised "
                            "(call fastconv.distributed.init_process_group() first)")
     return _group
 

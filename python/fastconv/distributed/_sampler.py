@@ -69,6 +69,7 @@ class DistributedSampler:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"DistributedSampler: rank must be in [0, {num_replicas - 1}], "
                              f"got {rank}")
+        self.dataset = dataset
         self.dataset_len, self.num_replicas, self.rank = n, num_replicas, rank
         self.shuffle, self.seed, self.drop_last = bool(shuffle), _count(seed, "seed"), drop_last
         self.epoch = 0

@@ -33,7 +33,8 @@ class SyncBatchNorm(_BatchNorm):
         momentum = self._step(x)
         xp = module_of(x)
         C = x.shape[1]
-        x64 = x.astype(np.float64).reshape(x.shape[0], C, -1)
+        # the spatial size spelled out: a rank's batch may be empty (NumPy cannot infer -1 then)
+        x64 = x.astype(np.float64).reshape(x.shape[0], C, int(np.prod(x.shape[2:])))
         sums = xp.zeros(C + 2, np.float64)
         sums[:C] = x64.sum(axis=(0, 2))
         sums[C], sums[C + 1] = x64.shape[0] * x64.shape[2], x.shape[0]
@@ -79,18 +80,23 @@ class SyncBatchNorm(_BatchNorm):
             gb += sdy.astype(gb.dtype)
         sums = xp.concatenate([sdy, sdyx]) * local
         G.all_reduce(sums)
-        sums *= (batch / local) / (batch * count)
+        # A rank with an empty batch still takes part in the reduction; it has no dx to scale.
+        sums *= (batch / local) / (batch * count) if local else 0.0
         w = 1.0 if self.weight is None else self.weight.data.astype(np.float64)[None, :, None]
         dx = (w * invstd[None, :, None]) * (dy - sums[None, :C, None]
                                             - xhat * sums[None, C:, None])
         return dx.reshape(dout.shape).astype(dout.dtype)
 
 
-def convert_sync_batchnorm(module):
+def convert_sync_batchnorm(module, process_group=None):
     """Every BatchNorm1d/BatchNorm2d in `module` (the module itself included) replaced by a
     SyncBatchNorm that keeps its parameters, buffers and settings (the same arrays, so an
     optimizer made before still updates them); returns the converted module, as
-    torch.nn.SyncBatchNorm.convert_sync_batchnorm."""
+    torch.nn.SyncBatchNorm.convert_sync_batchnorm. fastconv has one process group, the
+    default: process_group must be None."""
+    if process_group is not None:
+        raise ValueError("convert_sync_batchnorm: process_group must be None (fastconv reduces "
+                         f"over the default group only), got {process_group!r}")
     if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
         converted = object.__new__(SyncBatchNorm)
         converted.__dict__.update(module.__dict__)
