@@ -248,6 +248,10 @@ class _Custom(nn.Module):
     (nn.Sequential(nn.ReLU(), nn.MixedPool2d(2, alpha=None)), r"1 \(MixedPool2d\): alpha=None"),
     (nn.Sequential(nn.Sequential(nn.ReLU(), _Custom())), r"0\.1 \(_Custom\)"),
     (nn.Sequential(nn.BatchNorm2d(1, track_running_stats=False)), r"0 \(BatchNorm2d\)"),
+    (nn.MaxPool2d(2, return_indices=True), r"the model \(MaxPool2d\): return_indices=True"),
+    (nn.Sequential(nn.MinPool2d(2, return_indices=True)), r"0 \(MinPool2d\): return_indices"),
+    (nn.Sequential(nn.ReLU(), nn.AdaptiveMaxPool2d(2, return_indices=True)),
+     r"1 \(AdaptiveMaxPool2d\): return_indices"),
 ])
 def test_layers_that_cannot_be_exported_are_named(model, match, tmp_path):
     with pytest.raises(ValueError, match=match):

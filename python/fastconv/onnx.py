@@ -239,13 +239,21 @@ class _Exporter:
             attrs["pads"] = [0, 0, 0, 0]
         return self.g.node("MaxPool", [name], hint, dilations=list(dil), **attrs)
 
+    def _values_only(self, m, path):
+        """A pooling layer that also returns indices has a second output the graph would drop."""
+        if getattr(m, "return_indices", False):
+            self.refuse(path, m, "return_indices=True: its indices would be left out (ONNX's "
+                        "MaxPool counts them across the whole tensor, torch per plane)")
+
     def max_pool(self, m, path, name, x, hint=None):
+        self._values_only(m, path)
         y = m(x)
         out = self._max_pool(m, path, name, x, hint or path or "max_pool")
         return out, (y[0] if isinstance(y, tuple) else y)
 
     def min_pool(self, m, path, name, x):
         # min = -max(-x), so any explicit padding of the max pooling is -inf too
+        self._values_only(m, path)
         neg = self.g.node("Neg", [name], _join(path, "neg_in"))
         pooled = self._max_pool(m, path, neg, x, _join(path, "max"))
         y = m(x)
@@ -333,6 +341,7 @@ class _Exporter:
                            path or "adaptive_avg"), y
 
     def adaptive_max(self, m, path, name, x):
+        self._values_only(m, path)
         y = m(x)
         y = y[0] if isinstance(y, tuple) else y
         P, Q = y.shape[-2:]
