@@ -75,6 +75,17 @@ def test_backwards_take_torch_tensors():
     logits = rng.standard_normal((5, 4)).astype(np.float32)
     y = np.array([0, 3, 1, 1, 2])
     _same(F.cross_entropy_backward(1.0, logits, y), F.cross_entropy_backward(1.0, t(logits), t(y)))
+    # gradients accumulated into the caller's tensors, in place
+    _, dw, db = F.conv2d_backward(g, x, w, stride=2)
+    tw, tb = torch.zeros(4, 3, 3, 3), torch.zeros(4)
+    F.conv2d_backward(t(g), t(x), t(w), stride=2, grad_weight=tw, grad_bias=tb)
+    _same((dw, db), (tw.numpy(), tb.numpy()))
+    a, lw = rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((3, 5))
+    lw, gy = lw.astype(np.float32), rng.standard_normal((6, 3)).astype(np.float32)
+    _, dlw, dlb = F.linear_backward(gy, a, lw)
+    tlw, tlb = torch.zeros(3, 5), torch.zeros(3)
+    F.linear_backward(t(gy), t(a), t(lw), grad_weight=tlw, grad_bias=tlb)
+    _same((dlw, dlb), (tlw.numpy(), tlb.numpy()))
 
 
 def test_memory_is_shared_not_copied():

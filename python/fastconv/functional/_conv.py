@@ -4,7 +4,7 @@ Each op parses its Python scalars and crosses into the extension once, passing i
 (looked up at call time): the binding computes the geometry, allocates and returns the outputs.
 """
 
-from .._arrays import empty, zeros
+from .._arrays import empty, shared_view, zeros
 from .._loader import _C
 from ._args import as_array, as_int, as_mask, as_pair, contiguous, conv_padding
 
@@ -64,7 +64,8 @@ def _backward(kernel, op, grad_output, input, weight, scalars, output_mask, grad
     False; fresh parameter gradients are zeros for the kernel to accumulate into."""
     need_input, need_weight, need_bias = as_mask(output_mask, op)
     return kernel(empty, zeros, contiguous(grad_output), contiguous(input), contiguous(weight),
-                  need_input, need_weight, need_bias, grad_weight, grad_bias, *scalars(op))
+                  need_input, need_weight, need_bias, shared_view(grad_weight),
+                  shared_view(grad_bias), *scalars(op))
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1,

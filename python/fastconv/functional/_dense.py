@@ -1,6 +1,6 @@
 """Dense ops: linear and its backward."""
 
-from .._arrays import empty, zeros
+from .._arrays import empty, shared_view, zeros
 from .._loader import _C
 from ._args import as_mask, contiguous
 
@@ -31,4 +31,4 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True), 
     need_input, need_weight, need_bias = as_mask(output_mask, "linear_backward")
     return _C.linear_backward(empty, zeros, contiguous(grad_output), contiguous(input),
                               contiguous(weight), need_input, need_weight, need_bias,
-                              grad_weight, grad_bias)
+                              shared_view(grad_weight), shared_view(grad_bias))
