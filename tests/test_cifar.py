@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import pickle
+import re
 import tarfile
 import urllib.error
 
@@ -319,15 +320,89 @@ def test_normalize_transform_matches_numpy():
 
 
 def test_normalize_rejects_mismatched_channels():
-    with pytest.raises(ValueError, match="2 means and 3 stds"):
+    with pytest.raises(ValueError, match="one value per channel each, or one for all channels, "
+                                         "got 2 means and 3 stds"):
         data.Normalize([0.5, 0.5], [0.2, 0.2, 0.2])
-    with pytest.raises(ValueError, match="non-zero"):
-        data.Normalize([0.5, 0.5], [0.2, 0.0])
+    for std in ([0.2, 0.0], (0.0,), 0):
+        with pytest.raises(ValueError, match="non-zero"):
+            data.Normalize([0.5, 0.5], std)
+    for bad in ([], [[0.5, 0.5]]):
+        with pytest.raises(ValueError, match=r"Normalize: mean must be a number or a flat "
+                                             r"sequence of at least one number"):
+            data.Normalize(bad, 1.0)
+    with pytest.raises(TypeError, match=r"Normalize: std must be a number or a sequence of "
+                                        r"numbers, got 'a'"):
+        data.Normalize(0.5, "a")
     t = data.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-    with pytest.raises(ValueError, match=r"3 means and stds for 1 channels"):
+    with pytest.raises(ValueError, match=r"3 means and 3 stds for 1 channels .*one per channel, "
+                                         r"or one for all"):
         t(np.zeros((2, 1, 32, 32), np.float32))
+    with pytest.raises(ValueError, match=r"1 means and 2 stds for 3 channels"):
+        data.Normalize([0.5], [0.2, 0.3])(np.zeros((3, 4, 4), np.float32))
+    # torchvision refuses a std that is 0 in the input's dtype: here float32, not float64.
+    tiny = data.Normalize(0.0, 1e-50)
+    with pytest.raises(ValueError, match=r"std \(1e-50,\) is 0 in float32"):
+        tiny(np.ones((1, 2, 2), np.float32))
+    np.testing.assert_array_equal(tiny(np.ones((1, 2, 2))), np.full((1, 2, 2), 1e50))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(C, H, W\)"):
         t(np.zeros((32, 32), np.float32))
+
+
+def test_normalize_broadcasts_one_mean_and_std_over_every_channel():
+    # torchvision's Normalize((0.5,), (0.5,)) on colour images: (x - 0.5) / 0.5 on each
+    # channel, computed in the input's dtype.
+    rng = np.random.default_rng(13)
+    batch = rng.random((4, 3, 6, 5)).astype(np.float32)
+    image = batch[1]
+    half = np.float32(0.5)
+    np.testing.assert_array_equal(data.Normalize((0.5,), (0.5,))(batch), (batch - half) / half)
+    np.testing.assert_array_equal(data.Normalize([0.5], [0.5])(image), (image - half) / half)
+    np.testing.assert_array_equal(data.Normalize(0.5, 0.5)(image), (image - half) / half)
+    means, stds = np.array([0.1, 0.2, 0.3]), np.array([0.7, 0.8, 0.9])
+    np.testing.assert_array_equal(
+        data.Normalize([0.25], stds)(batch),
+        (batch - np.float32(0.25)) / stds.astype(np.float32).reshape(3, 1, 1))
+    np.testing.assert_array_equal(
+        data.Normalize(means, (2.0,))(batch),
+        (batch - means.astype(np.float32).reshape(3, 1, 1)) / np.float32(2))
+    grey = rng.random((2, 1, 3, 3))
+    np.testing.assert_array_equal(data.Normalize((0.5,), (0.25,))(grey), (grey - 0.5) / 0.25)
+
+
+def test_normalize_inplace_writes_into_the_input_and_returns_it():
+    rng = np.random.default_rng(14)
+    mean, std = (0.1, -0.2, 0.3), (0.5, 2.0, 0.25)
+    batch = rng.random((3, 3, 4, 5)).astype(np.float32)
+    expected = data.Normalize(mean, std)(batch)
+    t = data.Normalize(mean, std, inplace=True)
+    assert t(batch) is batch
+    np.testing.assert_array_equal(batch, expected)
+    # A view writes through to the array it views: an image of a batch, a strided slice.
+    colour = rng.random((2, 3, 4, 4))
+    before = colour.copy()
+    t(colour[1])
+    np.testing.assert_array_equal(colour[0], before[0])
+    np.testing.assert_array_equal(colour[1], data.Normalize(mean, std)(before[1]))
+    wide = rng.random((3, 4, 8))
+    before = wide.copy()
+    t(wide[:, :, ::2])
+    np.testing.assert_array_equal(wide[:, :, 1::2], before[:, :, 1::2])
+    np.testing.assert_array_equal(wide[:, :, ::2], data.Normalize(mean, std)(before[:, :, ::2]))
+    np.testing.assert_array_equal(data.Normalize(0.5, 0.5, inplace=True)(batch[0]),
+                                  (expected[0] - np.float32(0.5)) / np.float32(0.5))
+    assert data.Normalize(mean, std).inplace is False
+    with pytest.raises(TypeError, match=r"Normalize: inplace=True needs a floating "
+                                        r"numpy.ndarray to write into, got ndarray of uint8"):
+        t(np.zeros((3, 2, 2), np.uint8))
+    with pytest.raises(TypeError, match=r"Normalize: inplace=True needs a floating "
+                                        r"numpy.ndarray to write into, got list"):
+        t(np.zeros((3, 2, 2)).tolist())
+    frozen = np.zeros((3, 2, 2), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match=r"Normalize: inplace=True needs a writable array"):
+        t(frozen)
+    with pytest.raises(TypeError, match=r"Normalize: inplace must be a bool, got 1"):
+        data.Normalize(mean, std, inplace=1)
 
 
 def _offsets(out, x, padding):
@@ -354,8 +429,30 @@ def test_random_crop_with_padding_on_colour_batches():
     assert any(t != 4 or l != 4 for t, l in offsets) and (out == 0).any()   # zeros came in
     np.testing.assert_array_equal(crop(x, np.random.default_rng(11)), out)
     assert not np.array_equal(crop(x, np.random.default_rng(12)), out)
-    with pytest.raises(ValueError, match=r"batch \(N, C, H, W\)"):
-        crop(x[0], np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("size,padding", [(None, 3), (32, 4), ([28], (1, 2, 3, 4))])
+def test_crop_and_shift_take_a_single_colour_image_as_one_image(size, padding):
+    # torchvision users hand transforms one (C, H, W) image: it is cut at one offset for all
+    # its channels, with the draws of a batch of one, and comes back 3-D. size None: a shift.
+    x = np.random.default_rng(15).random((3, 32, 32)).astype(np.float32) + 0.5
+    if size is None:
+        transform, (left, top, right, bottom) = data.RandomShift(padding), (padding,) * 4
+    else:
+        transform = data.RandomCrop(size, padding=padding)
+        left, top, right, bottom = transform.padding
+    padded = np.zeros((3, 32 + top + bottom, 32 + left + right), np.float32)
+    padded[:, top:top + 32, left:left + 32] = x
+    offsets = set()
+    for seed in range(30):
+        out = transform(x, np.random.default_rng(seed))
+        assert out.ndim == 3 and out.shape[0] == 3 and out.dtype == x.dtype
+        np.testing.assert_array_equal(out, transform(x[None], np.random.default_rng(seed))[0])
+        windows = np.lib.stride_tricks.sliding_window_view(padded, out.shape[1:], axis=(1, 2))
+        found = np.argwhere((windows == out[:, None, None]).all(axis=(0, 3, 4)))
+        assert len(found) == 1                   # the same window of every channel
+        offsets.add(tuple(found[0]))
+    assert len(offsets) > 10
 
 
 def test_random_crop_reaches_every_offset_independently_per_image():
@@ -400,8 +497,13 @@ def test_cli_trains_and_evaluates_on_cifar10(archive_root, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "cifar10", "--model", "resnet18", "--epochs", "1", "--limit", "16",
             "--batch-size", "8", "--augment", "--data", str(archive_root), "--out", str(out)]
-    with pytest.raises(ValueError, match="does not match the published"):
+    with pytest.raises(SystemExit) as refused:
         cli.main(argv)
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastconv train: ") and err.count("\n") == 1
+    assert "does not match the published" in err and "--no-integrity-check reads it" in err
+    assert "check_integrity=False" not in err
     assert cli.main(argv + ["--no-integrity-check"]) == 0
     assert json.loads((out / "run.json").read_text()) == {"model": "resnet18",
                                                          "dataset": "cifar10"}
@@ -411,3 +513,34 @@ def test_cli_trains_and_evaluates_on_cifar10(archive_root, tmp_path, capsys):
                      str(archive_root), "--no-integrity-check"]) == 0
     printed = capsys.readouterr().out
     assert "on the cifar10 test set (3 images)" in printed and "airplane" in printed
+
+
+def test_cli_dataset_errors_are_one_line_with_status_2(tmp_path, capsys, archive_bytes):
+    """Missing or damaged data ended `fastconv train` in a traceback that named Python
+    arguments (root=, download=True, check_integrity=False) instead of the command's options."""
+    weights = tmp_path / "m.npz"
+    fc.save(cli._model("fashion_cnn", "mnist").state_dict(), weights)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "cifar-10-binary.tar.gz").write_bytes(archive_bytes[:-40])
+    (tmp_path / "empty").mkdir()
+    empty = str(tmp_path / "empty")
+    cases = [(["train", "cifar10", "--data", empty], "train",
+              r"CIFAR10: cifar-10-binary\.tar\.gz not found.*Pass --data the folder"),
+             (["train", "fashion-mnist", "--data", empty], "train",
+              r"FashionMNIST: train-images-idx3-ubyte\.gz not found, nor "
+              r"train-images-idx3-ubyte .*Pass --data the folder"),
+             (["evaluate", "--model-file", str(weights), "--model", "fashion_cnn", "--dataset",
+               "mnist", "--data", empty], "evaluate", r"MNIST: t10k-images-idx3-ubyte\.gz not "
+                                                      r"found.*set FASTCONV_DATA"),
+             (["train", "cifar10", "--data", str(damaged), "--no-integrity-check"], "train",
+              r"cifar-10-binary\.tar\.gz: not a readable \.tar\.gz archive")]
+    for argv, command, match in cases:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        assert stop.value.code == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1
+        assert captured.err.startswith(f"fastconv {command}: ")
+        assert re.search(match, captured.err), captured.err
+        assert "root=" not in captured.err and "Traceback" not in captured.err

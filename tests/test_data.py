@@ -38,7 +38,8 @@ def test_root_comes_from_fastconv_data_when_not_given(monkeypatch):
 
 
 def test_missing_files_say_where_they_were_looked_for(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\.gz not found.*"
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\.gz not found, nor "
+                                                r"t10k-images-idx3-ubyte \(looked in .*"
                                                 r"download=True"):
         data.FashionMNIST(tmp_path, train=False)
 
@@ -166,32 +167,55 @@ def test_horizontal_flip_mirrors_whole_images():
     assert 50 < sum(flipped) < 150
 
 
-def test_horizontal_flip_refuses_a_single_image():
-    # A (C, H, W) image read as a batch would have its channels flipped independently.
-    img = np.arange(18, dtype=np.float32).reshape(3, 2, 3)
+def test_horizontal_flip_takes_a_single_image_as_one_image():
+    # As torchvision reads it: a (C, H, W) image is mirrored whole, never channel by channel,
+    # with the draw a batch of one would take.
+    img = np.random.default_rng(2).random((3, 4, 5)).astype(np.float32)
     flip = data.RandomHorizontalFlip(0.5)
-    for bad in (img, img[0], img[None, None]):
-        with pytest.raises(ValueError, match=r"RandomHorizontalFlip: expected a batch "
-                                             r"\(N, C, H, W\), got shape"):
+    outcomes = []
+    for seed in range(40):
+        out = flip(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == img.dtype
+        np.testing.assert_array_equal(out, flip(img[None], np.random.default_rng(seed))[0])
+        mirrored = np.array_equal(out, img[:, :, ::-1])
+        assert mirrored or np.array_equal(out, img)
+        outcomes.append(mirrored)
+    assert 5 < sum(outcomes) < 35
+    np.testing.assert_array_equal(data.RandomHorizontalFlip(1.0)(img), img[:, :, ::-1])
+    for bad in (img[0], img[None, None]):
+        with pytest.raises(ValueError, match=r"RandomHorizontalFlip: expected an image "
+                                             r"\(C, H, W\) or a batch \(N, C, H, W\), got "
+                                             r"shape"):
             flip(bad, np.random.default_rng(0))
 
 
 def test_crop_and_shift_arguments_and_shapes_are_checked():
     x = np.zeros((2, 1, 5, 7), np.float32)
     rng = np.random.default_rng(0)
-    with pytest.raises(TypeError, match=r"RandomCrop: padding must be an int, got \(1, 2\)"):
-        data.RandomCrop(5, padding=(1, 2))
-    with pytest.raises(ValueError, match=r"RandomCrop: padding must be >= 0, got -1"):
-        data.RandomCrop(5, padding=-1)
-    for size in (0, (5,), (5, 0), 2.5, (5, 7, 1), True):
+    for padding in ((1, 2, 3), (), 1.5, True, (1, 2.0), "1"):
+        with pytest.raises(TypeError, match=r"RandomCrop: padding must be None, an int or a "
+                                            r"sequence of 1, 2 or 4 ints, got"):
+            data.RandomCrop(5, padding=padding)
+    for padding in (-1, (1, -1), (0, 0, 0, -2)):
+        with pytest.raises(ValueError, match=r"RandomCrop: padding must be >= 0, got"):
+            data.RandomCrop(5, padding=padding)
+    for size in (0, (), (5, 0), 2.5, (5, 7, 1), True, (True,)):
         with pytest.raises((TypeError, ValueError), match=r"RandomCrop: size must be"):
             data.RandomCrop(size)
+    with pytest.raises(TypeError, match=r"RandomCrop: pad_if_needed must be a bool, got 1"):
+        data.RandomCrop(5, pad_if_needed=1)
+    for fill in ("0", None, True, (0, 0, 0)):
+        with pytest.raises(TypeError, match=r"RandomCrop: fill must be a real number"):
+            data.RandomCrop(5, fill=fill)
+    with pytest.raises(ValueError, match=r"RandomCrop: padding_mode must be one of constant, "
+                                         r"edge, reflect, symmetric, got 'wrap'"):
+        data.RandomCrop(5, padding_mode="wrap")
     for shift in (-1, 1.5, (1, 2)):
         with pytest.raises((TypeError, ValueError), match=r"RandomShift: max_shift must be"):
             data.RandomShift(shift)
-    with pytest.raises(ValueError, match=r"RandomShift: expected a batch \(N, C, H, W\), got "
-                                         r"shape \(1, 5, 7\)"):
-        data.RandomShift(2)(x[0], rng)
+    with pytest.raises(ValueError, match=r"RandomShift: expected an image \(C, H, W\) or a "
+                                         r"batch \(N, C, H, W\), got shape \(5, 7\)"):
+        data.RandomShift(2)(x[0, 0], rng)
     assert data.RandomCrop(np.int64(4), padding=np.int64(1))(x, rng).shape == (2, 1, 4, 4)
 
 
@@ -207,3 +231,131 @@ def test_augmentations_take_an_empty_batch():
         assert out.shape == shape and out.dtype == x.dtype
     with pytest.raises(ValueError, match="larger"):
         data.RandomCrop(9)(x, rng)
+
+
+def _pad_reference(img, left, top, right, bottom, mode, fill=0):
+    """img (C, H, W) padded as torchvision's modes are documented, by index arithmetic: edge
+    repeats the border pixel; reflect mirrors about it ([1, 2, 3] -> 3 2 | 1 2 3 | 2 1);
+    symmetric mirrors with it ([1, 2, 3] -> 2 1 | 1 2 3 | 3 2). Pads below the size only."""
+    _, H, W = img.shape
+    rows, cols = np.arange(-top, H + bottom), np.arange(-left, W + right)
+
+    def source(k, n):
+        if mode == "reflect":
+            return np.where(k < 0, -k, np.where(k >= n, 2 * (n - 1) - k, k))
+        if mode == "symmetric":
+            return np.where(k < 0, -k - 1, np.where(k >= n, 2 * n - 1 - k, k))
+        return np.clip(k, 0, n - 1)  # edge; constant overwrites the border below
+    out = img[:, source(rows, H)][:, :, source(cols, W)]
+    if mode == "constant":
+        inside = ((rows >= 0) & (rows < H))[:, None] & (cols >= 0) & (cols < W)
+        out = np.where(inside, out, np.asarray(fill, img.dtype))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "symmetric"])
+def test_random_crop_padding_follows_torchvision_order_and_modes(mode):
+    # torchvision: an int pads every side, (a,) too, (a, b) is left/right a and top/bottom b,
+    # (l, t, r, b) is left, top, right, bottom. A crop of the whole padded size shows the pad.
+    img = np.random.default_rng(4).random((3, 5, 6)).astype(np.float32) + 1
+    for padding, (l, t, r, b) in [(2, (2, 2, 2, 2)), ([3], (3, 3, 3, 3)), ((1, 3), (1, 3, 1, 3)),
+                                  ([1, 2, 3, 4], (1, 2, 3, 4)), ((0, 4, 2, 0), (0, 4, 2, 0)),
+                                  (None, (0, 0, 0, 0))]:
+        expected = _pad_reference(img, l, t, r, b, mode, fill=-7)
+        crop = data.RandomCrop(expected.shape[1:], padding=padding, fill=-7, padding_mode=mode)
+        np.testing.assert_array_equal(crop(img, np.random.default_rng(0)), expected)
+        np.testing.assert_array_equal(crop(np.stack([img, img + 1])),
+                                      np.stack([expected, _pad_reference(
+                                          img + 1, l, t, r, b, mode, fill=-7)]))
+
+
+def _window_offsets(out, padded):
+    """Every (top, left) of padded (C, H', W') whose window equals out (C, h, w)."""
+    windows = np.lib.stride_tricks.sliding_window_view(padded, out.shape[1:], axis=(1, 2))
+    return list(zip(*np.nonzero((windows == out[:, None, None]).all(axis=(0, 3, 4)))))
+
+
+def test_random_crop_windows_of_sequence_padding_and_fill_reach_every_offset():
+    x = np.random.default_rng(6).random((400, 2, 4, 5)).astype(np.float32) + 1
+    crop = data.RandomCrop([4], padding=(1, 0, 2, 3), fill=0.5)
+    out = crop(x, np.random.default_rng(1))
+    assert out.shape == (400, 2, 4, 4)
+    seen = set()
+    for o, i in zip(out, x):
+        found = _window_offsets(o, _pad_reference(i, 1, 0, 2, 3, "constant", fill=0.5))
+        assert len(found) == 1
+        seen.add(found[0])
+    assert seen == {(t, l) for t in range(4) for l in range(5)}   # 7x8 padded, 4x4 window
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_random_crop_pad_if_needed_pads_the_shortfall_on_both_sides_after_padding(mode):
+    # torchvision pads by `padding` first, then an axis still short of size by its shortfall
+    # on both sides, as a second pad: a window of 5x8 from 3x4 padded by 1 on the left only.
+    x = np.random.default_rng(8).random((300, 1, 3, 4)).astype(np.float32) + 1
+    crop = data.RandomCrop((5, 8), padding=(1, 0, 0, 0), pad_if_needed=True, padding_mode=mode)
+    out = crop(x, np.random.default_rng(2))
+    assert out.shape == (300, 1, 5, 8)
+    seen = set()
+    for o, i in zip(out, x):
+        once = _pad_reference(i, 1, 0, 0, 0, mode)                       # 3 x 5
+        padded = _pad_reference(_pad_reference(once, 3, 0, 3, 0, mode), 0, 2, 0, 2, mode)
+        found = _window_offsets(o, padded)                                 # 7 x 11
+        assert len(found) == 1
+        seen.add(found[0])
+    assert seen == {(t, l) for t in range(3) for l in range(4)}
+    with pytest.raises(ValueError, match="larger"):
+        data.RandomCrop((5, 8), padding=(1, 0, 0, 0))(x, np.random.default_rng(2))
+
+
+def test_idx_datasets_read_decompressed_files_when_the_gz_is_absent(tmp_path):
+    # torchvision keeps the files decompressed; they have no published md5, so they are read
+    # with check_integrity=True, checked by the IDX reader alone.
+    pixels = np.random.default_rng(9).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(_idx((3, 28, 28), pixels.ravel().tolist()))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx((3,), [9, 0, 4]))
+    fm = data.FashionMNIST(tmp_path, train=False)
+    np.testing.assert_array_equal(fm.images, pixels[:, None].astype(np.float32) / 255)
+    np.testing.assert_array_equal(fm.labels, [9, 0, 4])
+    # The published .gz, when there, is preferred in its folder, and md5-checked.
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx((3, 28, 28),
+                                                                          [0] * 3 * 784)))
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz: md5 .*"
+                                         r"\(check_integrity=False reads it anyway\)"):
+        data.FashionMNIST(tmp_path, train=False)
+    assert not data.FashionMNIST(tmp_path, train=False, check_integrity=False).images.any()
+    (folder / "t10k-images-idx3-ubyte.gz").unlink()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(_idx((3, 28, 28), [1] * (3 * 784 - 1)))
+    with pytest.raises(ValueError, match=r"fashion-mnist/t10k-images-idx3-ubyte: the header "
+                                         r"promises .* truncated"):
+        data.FashionMNIST(tmp_path, train=False)
+    (folder / "t10k-images-idx3-ubyte").unlink()
+    (folder / "t10k-images-idx3-ubyte").mkdir()
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte is a folder, not a file"):
+        data.FashionMNIST(tmp_path, train=False)
+
+
+@needs_data
+def test_decompressed_real_files_read_like_the_published_gz(tmp_path):
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        gz = ROOT / "mnist" / (name + ".gz")
+        (tmp_path / name).write_bytes(gzip.decompress(gz.read_bytes()))
+    raw, gz = data.MNIST(tmp_path, train=False), data.MNIST(ROOT, train=False)
+    np.testing.assert_array_equal(raw.images, gz.images)
+    np.testing.assert_array_equal(raw.labels, gz.labels)
+
+
+def test_dataset_errors_keep_their_problem_apart_from_the_python_advice(tmp_path):
+    with pytest.raises(data.DatasetNotFoundError) as missing:
+        data.MNIST(tmp_path)
+    assert isinstance(missing.value, FileNotFoundError)
+    assert "root=" in str(missing.value) and "root=" not in missing.value.problem
+    assert missing.value.problem.startswith("MNIST: train-images-idx3-ubyte.gz not found")
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx((0, 28, 28), [])))
+    with pytest.raises(data.IntegrityError) as unpublished:
+        data.MNIST(tmp_path)
+    assert isinstance(unpublished.value, ValueError)
+    assert str(unpublished.value) == (unpublished.value.problem
+                                      + " (check_integrity=False reads it anyway)")

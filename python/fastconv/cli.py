@@ -56,11 +56,29 @@ def _optimizer(name, params, lr):
     return optim.Adagrad(params, lr=lr)
 
 
-def _dataset(name, root, train, check_integrity=True):
+def _fail(command, message):
+    """End `fastconv command` on a problem of the user's files: one line on stderr, status 2."""
+    print(f"fastconv {command}: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _dataset(name, root, train, check_integrity, command):
+    """The dataset, normalised; missing, damaged or unpublished files end the command with
+    advice in terms of its options (the errors' own advice names Python arguments)."""
     from . import data
 
-    return getattr(data, DATASETS[name])(root, train=train, normalize=True,
-                                         check_integrity=check_integrity)
+    cls = DATASETS[name]
+    try:
+        return getattr(data, cls)(root, train=train, normalize=True,
+                                  check_integrity=check_integrity)
+    except data.IntegrityError as err:
+        _fail(command, f"{err.problem}; --no-integrity-check reads it anyway")
+    except data.DatasetNotFoundError as err:
+        _fail(command, f"{err.problem}. Pass --data the folder holding the files or set "
+                       f"FASTCONV_DATA; in Python, fastconv.data.{cls}(folder, download=True) "
+                       "fetches them")
+    except (OSError, ValueError) as err:  # unreadable, truncated or corrupt files, named
+        _fail(command, str(err))
 
 
 def _model(name, dataset):
@@ -149,10 +167,10 @@ def _train(args):
     opt_name = args.optimizer or opt_name
     lr = args.lr if args.lr is not None else lr
     epochs = args.epochs if args.epochs is not None else epochs
-    train_set = _dataset(args.dataset, args.data, True, not args.no_integrity_check)
+    train_set = _dataset(args.dataset, args.data, True, not args.no_integrity_check, "train")
     if args.limit:
         train_set.images, train_set.labels = train_set.images[:args.limit], train_set.labels[:args.limit]
-    test_set = _dataset(args.dataset, args.data, False, not args.no_integrity_check)
+    test_set = _dataset(args.dataset, args.data, False, not args.no_integrity_check, "train")
     transform = None
     if args.augment and args.dataset == "cifar10":
         transform = data.Compose([data.RandomCrop(32, padding=4), data.RandomHorizontalFlip()])
@@ -249,7 +267,7 @@ def _evaluate(args):
 
     model, model_name, dataset = _saved_model(args, "evaluate")
     model.to(args.device)
-    test_set = _dataset(dataset, args.data, False, not args.no_integrity_check)
+    test_set = _dataset(dataset, args.data, False, not args.no_integrity_check, "evaluate")
     scores = train.evaluate(model, data.DataLoader(test_set.images, test_set.labels, 500),
                             nn.CrossEntropyLoss(), num_classes=len(test_set.classes))
     print(f"{model_name} from {args.model_file} on the {dataset} test set ({len(test_set)} "

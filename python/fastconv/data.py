@@ -25,12 +25,41 @@ import zlib
 import numpy as np
 
 from ._random import resolve
-from .functional._args import as_int
+from .functional._args import as_bool, as_float, as_int
 
 __all__ = ["read_idx", "FashionMNIST", "MNIST", "CIFAR10", "DataLoader", "RandomHorizontalFlip",
-           "RandomCrop", "RandomShift", "Normalize", "Compose", "default_root"]
+           "RandomCrop", "RandomShift", "Normalize", "Compose", "default_root",
+           "DatasetNotFoundError", "IntegrityError"]
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are in none of the places looked in. The message ends in advice given
+    in this module's terms (root=, download=True); `problem` is the message without it, for
+    callers such as the command line that give their own."""
+
+    def __init__(self, message, problem=None):
+        super().__init__(message)
+        self.problem = message if problem is None else problem
+
+
+class IntegrityError(ValueError):
+    """A well-formed dataset file that is not the published one: its md5, or the record count
+    of a CIFAR-10 .bin, differs. The message ends in the advice that check_integrity=False
+    reads it anyway; `problem` is the message without it, as for DatasetNotFoundError."""
+
+    def __init__(self, message, problem=None):
+        super().__init__(message)
+        self.problem = message if problem is None else problem
+
+
+def _not_found(problem, advice):
+    return DatasetNotFoundError(f"{problem}. {advice}", problem)
+
+
+def _not_published(problem):
+    return IntegrityError(f"{problem} (check_integrity=False reads it anyway)", problem)
 
 
 def read_idx(path):
@@ -100,8 +129,12 @@ def _fetch(urls, target, who):
 class _IDXDataset:
     """Images (N, 1, 28, 28) float32 in [0, 1] (or normalised) and labels (N,) int64.
 
-    check_integrity=False skips the md5 check of files found on disk (a download is always
-    checked)."""
+    Each file is read as published (train-images-idx3-ubyte.gz, ...) or, when that is absent
+    from a folder, decompressed under the same name less ".gz", as torchvision keeps them.
+    check_integrity=True checks a .gz file's md5 (check_integrity=False skips that; a download is
+    always checked). A decompressed file has no published md5: it is checked only as every file
+    is, by the IDX reader's header and size checks and the dataset's shape and label checks.
+    """
 
     name = ""
     urls = ()
@@ -140,28 +173,30 @@ class _IDXDataset:
         return [self.root / self.name / fname, self.root / fname]
 
     def _locate(self, fname, download):
-        for path in self._candidates(fname):
-            if path.exists() and not path.is_file():
-                raise ValueError(f"{type(self).__name__}: {path} is a folder, not a file; move "
-                                 f"it aside and put the {fname} file there")
-            if path.exists():
-                if self.check_integrity:
-                    self._verify(path, fname)
-                return path
+        raw = fname.removesuffix(".gz")
+        for gz in self._candidates(fname):
+            for path in (gz, gz.with_name(raw)):
+                if path.exists() and not path.is_file():
+                    raise ValueError(f"{type(self).__name__}: {path} is a folder, not a file; "
+                                     f"move it aside and put the {path.name} file there")
+                if path.exists():
+                    if self.check_integrity and path == gz:
+                        self._verify(path, fname)
+                    return path
         if download:
             return self._download(fname)
-        looked = ", ".join(str(p) for p in self._candidates(fname))
-        raise FileNotFoundError(
-            f"{type(self).__name__}: {fname} not found (looked in {looked}). Pass root= the "
-            f"folder holding the {self.name} files, set FASTCONV_DATA, or use download=True to "
-            f"fetch them into {self.root / self.name}.")
+        looked = ", ".join(str(p.parent) for p in self._candidates(fname))
+        raise _not_found(
+            f"{type(self).__name__}: {fname} not found, nor {raw} (looked in {looked})",
+            f"Pass root= the folder holding the {self.name} files, set FASTCONV_DATA, or use "
+            f"download=True to fetch them into {self.root / self.name}.")
 
     def _verify(self, path, fname):
         digest = _md5(path)
         if digest != self.files[fname]:
-            raise ValueError(f"{path}: md5 {digest} does not match the published "
-                             f"{self.files[fname]}: the file is corrupt or not the original; "
-                             "delete it and download it again")
+            raise _not_published(f"{path}: md5 {digest} does not match the published "
+                                 f"{self.files[fname]}: the file is corrupt or not the "
+                                 "original; delete it and download it again")
 
     def _download(self, fname):
         # Bytes from the network are always checked, check_integrity or not.
@@ -289,23 +324,24 @@ class CIFAR10:
             return path
         pickled = [f / p for f in self._folders() for p in self._pickled if (f / p).exists()]
         if pickled:
-            raise FileNotFoundError(
+            raise _not_found(
                 f"CIFAR10: {pickled[0]} is CIFAR-10's Python version, which fastconv refuses to "
-                f"read: it is pickled, and unpickling a file runs whatever code it names. Get the "
-                f"binary version instead, {self.archive} ({self.url}, md5 {self.md5}), into "
-                f"{self.root / self.name}, or use download=True.")
+                f"read: it is pickled, and unpickling a file runs whatever code it names; it "
+                f"reads the binary version, {self.archive} ({self.url}, md5 {self.md5})",
+                f"Put that into {self.root / self.name}, or use download=True.")
         looked = ", ".join(str(f / n) for f in self._folders() for n in (self.archive, self.folder))
-        raise FileNotFoundError(
+        raise _not_found(
             f"CIFAR10: {self.archive} not found, nor its extracted {self.folder}/ folder (looked "
-            f"for {looked}). Pass root= the folder holding it, set FASTCONV_DATA, or use "
-            f"download=True to fetch it into {self.root / self.name}.")
+            f"for {looked})",
+            f"Pass root= the folder holding it, set FASTCONV_DATA, or use download=True to fetch "
+            f"it into {self.root / self.name}.")
 
     def _verify(self, path):
         digest = _md5(path)
         if digest != self.md5:
-            raise ValueError(f"{path}: md5 {digest} does not match the published {self.md5}: "
-                             "the file is corrupt or not the original; delete it and download it "
-                             "again (check_integrity=False reads it anyway)")
+            raise _not_published(f"{path}: md5 {digest} does not match the published "
+                                 f"{self.md5}: the file is corrupt or not the original; delete "
+                                 "it and download it again")
 
     def _read_archive(self, path, files):
         """[(where, bytes)] of `files` and (where, bytes) of the class names (None when absent),
@@ -357,9 +393,8 @@ class CIFAR10:
                              "truncated or corrupt")
         records = np.frombuffer(blob, np.uint8).reshape(-1, self.record_size)
         if self.check_integrity and len(records) != self.records_per_file:
-            raise ValueError(f"{where}: {len(records)} records, the published file has "
-                             f"{self.records_per_file}: truncated or not the original "
-                             "(check_integrity=False reads it anyway)")
+            raise _not_published(f"{where}: {len(records)} records, the published file has "
+                                 f"{self.records_per_file}: truncated or not the original")
         bad = np.flatnonzero(records[:, 0] >= len(type(self).classes))
         if bad.size:
             raise ValueError(f"{where}: record {int(bad[0])} has label {int(records[bad[0], 0])}; "
@@ -428,107 +463,203 @@ def _count(value, who, name, minimum):
     return value
 
 
-def _batch(x, who):
-    # A single (C, H, W) image, or an (N, H, W) grey batch, cannot be told apart from the
-    # shape alone: per-image draws over the wrong axis would scramble it without an error.
+def _images(x, who):
+    """(x as a batch (N, C, H, W), whether it came as one image). A 3-D array is one image
+    (C, H, W), as torchvision reads it, and takes the draws of a batch of one; a grey batch
+    therefore needs its channel axis, (N, 1, H, W), or it would be flipped or cropped as one
+    many-channel image."""
     x = np.asarray(x)
+    if x.ndim == 3:
+        return x[None], True
     if x.ndim != 4:
-        raise ValueError(f"{who}: expected a batch (N, C, H, W), got shape {x.shape}")
-    return x
+        raise ValueError(f"{who}: expected an image (C, H, W) or a batch (N, C, H, W), got "
+                         f"shape {x.shape}")
+    return x, False
 
 
 class RandomHorizontalFlip:
-    """Mirror each image of a batch (N, C, H, W) left-right with probability p."""
+    """Mirror an image (C, H, W), or each image of a batch (N, C, H, W), left-right with
+    probability p; all channels of an image together."""
 
     def __init__(self, p=0.5):
         self.p = p
 
     def __call__(self, x, rng=None):
         rng = resolve(rng, "RandomHorizontalFlip")
-        x = _batch(x, "RandomHorizontalFlip")
+        x, single = _images(x, "RandomHorizontalFlip")
         flip = rng.random(len(x)) < self.p
         out = x.copy()
         out[flip] = x[flip][..., ::-1]
-        return out
+        return out[0] if single else out
+
+
+def _sides(padding):
+    """padding as torchvision reads it -> (left, top, right, bottom); None when malformed."""
+    if padding is None:
+        return (0, 0, 0, 0)
+    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+        return (padding,) * 4
+    if not isinstance(padding, (tuple, list)) or not all(
+            isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in padding):
+        return None
+    if len(padding) == 1:
+        return tuple(padding) * 4
+    if len(padding) == 2:  # (left and right, top and bottom)
+        return tuple(padding) * 2
+    return tuple(padding) if len(padding) == 4 else None
 
 
 class RandomCrop:
-    """Zero-pad each image of a batch (N, C, H, W) by `padding` on every side, then cut a
-    random size x size window (the CIFAR/Fashion-MNIST 'random crop with padding'). size is an
-    int or an (h, w) pair."""
+    """Pad an image (C, H, W), or each image of a batch (N, C, H, W), then cut a random
+    window of `size` from it (the CIFAR/Fashion-MNIST 'random crop with padding'); offsets are
+    drawn per image. The arguments are torchvision's:
 
-    def __init__(self, size, padding=0):
+    size: an int (square), or a sequence (h, w) or (s,) of ints.
+    padding: None or an int (every side), or a sequence of ints: (all sides,),
+    (left and right, top and bottom) or (left, top, right, bottom).
+    pad_if_needed: pad an image still smaller than size, after padding, by the shortfall on
+    both sides of that axis, so the window lands at a random offset (else that is an error).
+    fill: the value of constant padding.
+    padding_mode: "constant" (fill), "edge" (the border pixel repeated), "reflect" (mirrored
+    about the border pixel, which is not repeated) or "symmetric" (mirrored with it).
+    """
+
+    _modes = ("constant", "edge", "reflect", "symmetric")
+
+    def __init__(self, size, padding=None, pad_if_needed=False, fill=0, padding_mode="constant"):
         pair = (size, size) if isinstance(size, (int, np.integer)) else size
         try:
             pair = tuple(pair)
         except TypeError:
             pair = ()
+        if len(pair) == 1:
+            pair = pair * 2
         if len(pair) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
                                      for s in pair):
-            raise TypeError(f"RandomCrop: size must be an int or a pair (h, w) of ints, got "
-                            f"{size!r}")
+            raise TypeError(f"RandomCrop: size must be an int or a sequence (h, w) or (size,) of "
+                            f"ints, got {size!r}")
         if min(pair) < 1:
             raise ValueError(f"RandomCrop: size must be positive, got {size!r}")
         self.size = (int(pair[0]), int(pair[1]))
-        self.padding = _count(padding, "RandomCrop", "padding", 0)
+        sides = _sides(padding)
+        if sides is None:
+            raise TypeError(f"RandomCrop: padding must be None, an int or a sequence of 1, 2 or "
+                            f"4 ints, got {padding!r}")
+        if min(sides) < 0:
+            raise ValueError(f"RandomCrop: padding must be >= 0, got {padding!r}")
+        self.padding = tuple(int(p) for p in sides)
+        self.pad_if_needed = as_bool(pad_if_needed, "pad_if_needed", "RandomCrop")
+        as_float(fill, "fill", "RandomCrop")
+        self.fill = fill  # as given: an int fills integer images exactly
+        if padding_mode not in self._modes:
+            raise ValueError(f"RandomCrop: padding_mode must be one of {', '.join(self._modes)}, "
+                             f"got {padding_mode!r}")
+        self.padding_mode = padding_mode
+
+    def _pad(self, x, top, bottom, left, right):
+        if top == bottom == left == right == 0:
+            return x
+        extra = {"constant_values": self.fill} if self.padding_mode == "constant" else {}
+        return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), self.padding_mode,
+                      **extra)
 
     def __call__(self, x, rng=None):
         rng = resolve(rng, "RandomCrop")
-        x = _batch(x, "RandomCrop")
-        p = self.padding
-        padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        x, single = _images(x, "RandomCrop")
+        left, top, right, bottom = self.padding
+        padded = self._pad(x, top, bottom, left, right)
         h, w = self.size
+        # As torchvision: `padding` first, then the shortfall, as separate pads; for the
+        # mirroring modes that differs from one pad by the sum.
+        if self.pad_if_needed and padded.shape[3] < w:
+            short = w - padded.shape[3]
+            padded = self._pad(padded, 0, 0, short, short)
+        if self.pad_if_needed and padded.shape[2] < h:
+            short = h - padded.shape[2]
+            padded = self._pad(padded, short, short, 0, 0)
         H, W = padded.shape[2:]
         if h > H or w > W:
-            raise ValueError(f"RandomCrop: crop {self.size} is larger than the padded image {(H, W)}")
+            raise ValueError(f"RandomCrop: crop {self.size} is larger than the padded image "
+                             f"{(H, W)} (pad_if_needed=True pads it to the size)")
         tops = rng.integers(0, H - h + 1, len(x))
         lefts = rng.integers(0, W - w + 1, len(x))
         out = np.empty((len(x), x.shape[1], h, w), x.dtype)
         for i, (t, l) in enumerate(zip(tops, lefts)):
             out[i] = padded[i, :, t:t + h, l:l + w]
-        return out
+        return out[0] if single else out
 
 
 class RandomShift:
-    """Shift each image of a batch (N, C, H, W) by up to max_shift pixels in each direction,
-    filling with zeros (the size is kept)."""
+    """Shift an image (C, H, W), or each image of a batch (N, C, H, W), by up to max_shift
+    pixels in each direction, filling with zeros (the size is kept)."""
 
     def __init__(self, max_shift=2):
         self.max_shift = _count(max_shift, "RandomShift", "max_shift", 0)
 
     def __call__(self, x, rng=None):
-        x = _batch(x, "RandomShift")
+        x, single = _images(x, "RandomShift")
         H, W = x.shape[2:]
-        return RandomCrop((H, W), padding=self.max_shift)(x, rng)
+        out = RandomCrop((H, W), padding=self.max_shift)(x, rng)
+        return out[0] if single else out
+
+
+def _per_channel(values, name):
+    """mean or std as a 1-D float64 array of at least one value, or ValueError/TypeError."""
+    try:
+        values = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise TypeError(f"Normalize: {name} must be a number or a sequence of numbers, got "
+                        f"{values!r}") from None
+    if values.ndim != 1 or not len(values):
+        raise ValueError(f"Normalize: {name} must be a number or a flat sequence of at least one "
+                         f"number, got {values.tolist()!r}")
+    return values
 
 
 class Normalize:
-    """Standardise each channel, (x - mean[c]) / std[c], as torchvision's Normalize: one mean
-    and one std per channel, for batches (N, C, H, W) or single images (C, H, W). Floating
-    input keeps its dtype, integer input comes out float32; the input is not modified. rng is
-    accepted so that it composes with the random transforms, and not used."""
+    """Standardise each channel, (x - mean[c]) / std[c], as torchvision's Normalize: mean and
+    std each hold one value per channel, or one for all channels; for batches (N, C, H, W) or
+    single images (C, H, W). Floating input keeps its dtype and is computed in it, integer input
+    comes out float32. inplace=False returns a new array; inplace=True writes into x, which must
+    then be a writable floating NumPy array, and returns it. rng is accepted so that it
+    composes with the random transforms, and not used."""
 
-    def __init__(self, mean, std):
-        mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-        std = np.atleast_1d(np.asarray(std, dtype=np.float64))
-        if mean.ndim != 1 or std.ndim != 1 or len(mean) != len(std):
-            raise ValueError(f"Normalize: mean and std need one value per channel each, got "
-                             f"{len(mean)} means and {len(std)} stds")
+    def __init__(self, mean, std, inplace=False):
+        mean, std = _per_channel(mean, "mean"), _per_channel(std, "std")
+        if len(mean) != len(std) and 1 not in (len(mean), len(std)):
+            raise ValueError(f"Normalize: mean and std need one value per channel each, or one "
+                             f"for all channels, got {len(mean)} means and {len(std)} stds")
         if not (np.isfinite(mean).all() and np.isfinite(std).all()) or (std == 0).any():
             raise ValueError(f"Normalize: mean must be finite and std finite and non-zero, got "
                              f"mean {tuple(mean.tolist())}, std {tuple(std.tolist())}")
         self.mean, self.std = tuple(mean.tolist()), tuple(std.tolist())
+        self.inplace = as_bool(inplace, "inplace", "Normalize")
 
     def __call__(self, x, rng=None):
+        if self.inplace and not (isinstance(x, np.ndarray)
+                                 and np.issubdtype(x.dtype, np.floating)):
+            raise TypeError(f"Normalize: inplace=True needs a floating numpy.ndarray to write "
+                            f"into, got {type(x).__name__}"
+                            + (f" of {x.dtype}" if isinstance(x, np.ndarray) else ""))
+        if self.inplace and not x.flags.writeable:
+            raise ValueError("Normalize: inplace=True needs a writable array, got a read-only one")
         x = np.asarray(x)
         if x.ndim not in (3, 4):
             raise ValueError(f"Normalize: expected (N, C, H, W) or (C, H, W), got shape {x.shape}")
-        if x.shape[-3] != len(self.mean):
-            raise ValueError(f"Normalize: {len(self.mean)} means and stds for {x.shape[-3]} "
-                             f"channels (input of shape {x.shape})")
+        n = max(len(self.mean), len(self.std))
+        if n not in (1, x.shape[-3]):
+            raise ValueError(f"Normalize: {len(self.mean)} means and {len(self.std)} stds for "
+                             f"{x.shape[-3]} channels (input of shape {x.shape}): give one per "
+                             "channel, or one for all")
         dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
         mean = np.asarray(self.mean, dtype).reshape(-1, 1, 1)
         std = np.asarray(self.std, dtype).reshape(-1, 1, 1)
+        if (std == 0).any():  # a std too small for float16 or float32, as torchvision refuses
+            raise ValueError(f"Normalize: std {self.std} is 0 in {dtype}, the dtype it is "
+                             "computed in")
+        if self.inplace:
+            np.subtract(x, mean, out=x)
+            return np.divide(x, std, out=x)
         return (x.astype(dtype, copy=False) - mean) / std
 
     def __repr__(self):
