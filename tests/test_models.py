@@ -54,7 +54,7 @@ def test_models_output_shapes(build, shape, out):
 
 
 def test_models_reject_wrong_input_naming_the_layer():
-    with pytest.raises(ValueError, match=r"Conv2d\(1, 16.*expected input with 1 channels"):
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 16.*expected input with 1 channel,"):
         models.fashion_cnn()(_x((2, 3, 28, 28)))
     with pytest.raises(ValueError, match="Linear"):
         models.fashion_cnn()(_x((2, 1, 32, 32)))           # 32x8x8 is not 1568 features
@@ -64,7 +64,7 @@ def test_models_reject_wrong_input_naming_the_layer():
         models.lenet5(input_size=30)
     with pytest.raises(ValueError, match=r"LeNet5\(input_size=32.*\(2, 1, 28, 28\).*input_size=28"):
         models.lenet5()(_x((2, 1, 28, 28)))
-    with pytest.raises(ValueError, match=r"Conv2d\(1, 6.*1 channels"):
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 6.*1 channel,"):
         models.lenet5(input_size=28)(_x((2, 3, 28, 28)))
     with pytest.raises(ValueError, match="sizes"):
         models.mlp([10])

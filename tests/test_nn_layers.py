@@ -11,7 +11,9 @@ import pytest
 
 import fastconv as fc
 from fastconv import nn
+from fastconv._arrays import is_cuda
 
+from _cuda import REASON
 from _util import assert_close
 
 
@@ -59,6 +61,117 @@ def test_layer_rejects_wrong_input_shape_naming_the_layer(make, shape, message):
     layer = make().double()
     with pytest.raises(ValueError, match=message):
         layer(np.zeros(shape))
+
+
+TOO_SMALL = [
+    (lambda: nn.Conv2d(3, 4, 3), (2, 3, 2, 2), "conv2d: output size would be (0, 0)"),
+    (lambda: nn.ConvTranspose2d(3, 4, 3, padding=3), (2, 3, 1, 1),
+     "conv_transpose2d: output size would be (-3, -3)"),
+    (lambda: nn.MaxPool2d(5), (1, 1, 3, 3), "max_pool2d: output size would be (0, 0)"),
+    (lambda: nn.MinPool2d(5), (1, 1, 3, 3), "min_pool2d: output size would be (0, 0)"),
+    (lambda: nn.AvgPool2d(5), (1, 1, 3, 3), "avg_pool2d: output size would be (0, 0)"),
+    (lambda: nn.LPPool2d(2, 5), (1, 1, 3, 3), "lp_pool2d: output size would be (0, 0)"),
+    (lambda: nn.MixedPool2d(5), (1, 1, 3, 3), "mixed_pool2d: output size would be (0, 0)"),
+    (lambda: nn.AdaptiveAvgPool2d(2), (1, 1, 0, 3), "adaptive_avg_pool2d: input must have"),
+    (lambda: nn.AdaptiveMaxPool2d(2), (1, 1, 0, 3), "adaptive_max_pool2d: input must have"),
+    (lambda: nn.BatchNorm1d(3), (1, 3), "batch_norm: expected more than 1 value per channel"),
+    (lambda: nn.BatchNorm2d(3), (1, 3, 1, 1), "batch_norm: expected more than 1 value"),
+    (lambda: nn.Dropout2d(), (4,), "dropout2d: feature dropout needs at least 2 dimensions"),
+]
+
+
+@pytest.mark.parametrize("make,shape,message", TOO_SMALL,
+                         ids=[m.split(":")[0] for _, _, m in TOO_SMALL])
+def test_layer_names_itself_when_its_op_refuses_the_input(make, shape, message):
+    """The functional op's ValueError (an input too small for the kernel) said which op, not
+    which of a network's layers: the layer's name now comes first, the op's message after it,
+    and the op's error is the cause."""
+    layer = make()
+    with pytest.raises(ValueError) as info:
+        layer(np.zeros(shape, np.float32))
+    assert str(info.value).startswith(layer._name() + ": " + message)
+    assert type(info.value.__cause__) is ValueError and str(info.value.__cause__).startswith(
+        message)
+
+
+def test_layer_error_is_named_once_by_the_innermost_layer():
+    conv = nn.Conv2d(3, 4, 3)
+    inner = "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1)): conv2d: output size would be"
+    with pytest.raises(ValueError) as info:  # containers pass it on
+        nn.Sequential(nn.ReLU(), nn.Sequential(conv))(np.zeros((2, 3, 2, 2), np.float32))
+    assert str(info.value).startswith(inner) and "Sequential" not in str(info.value)
+
+    class Wrapper(nn.Module):  # a leaf that calls a layer it does not register
+        def __init__(self):
+            super().__init__()
+            object.__setattr__(self, "hidden", nn.Conv2d(3, 4, 3))
+
+        def forward(self, x):
+            return self.hidden(x)
+    with pytest.raises(ValueError) as info:
+        Wrapper()(np.zeros((2, 3, 2, 2), np.float32))
+    assert str(info.value).startswith(inner) and "Wrapper" not in str(info.value)
+    # a message that already names the layer is left as it is
+    with pytest.raises(ValueError) as info:
+        nn.Linear(3, 2)(np.zeros((2, 4), np.float32))
+    assert str(info.value).count("Linear(") == 1
+
+
+@pytest.mark.parametrize("make,channels,expected", [
+    (lambda c: nn.Conv2d(c, 16, 3), 1, "Conv2d(1, 16, kernel_size=(3, 3), stride=(1, 1)) "
+                                       "expected input with 1 channel, got (8, 3, 28, 28)"),
+    (lambda c: nn.Conv2d(c, 16, 3), 2, "expected input with 2 channels, got (8, 3, 28, 28)"),
+    (lambda c: nn.ConvTranspose2d(c, 2, 3), 1, "expected input with 1 channel, got"),
+    (lambda c: nn.BatchNorm2d(c), 1, "expected input with 1 channel, got"),
+    (lambda c: nn.BatchNorm1d(c), 1, "expected input with 1 channel, got"),
+    (lambda c: nn.BasicBlock(c, 2), 1, "expected input with 1 channel, got"),
+    (lambda c: nn.Inception(c, 1, 1, 1, 1, 1, 1), 1, "expected input with 1 channel, got"),
+], ids=["Conv2d", "Conv2d-2", "ConvTranspose2d", "BatchNorm2d", "BatchNorm1d", "BasicBlock",
+        "Inception"])
+def test_layer_counts_one_channel_in_the_singular(make, channels, expected):
+    """The issue's example, `Conv2d(1, 16, ...) expected input with 1 channel, got (8, 3, 28,
+    28)`: fastconv said "1 channels"."""
+    layer = make(channels)
+    shape = (8, 3, 28, 28) if not isinstance(layer, nn.BatchNorm1d) else (8, 3)
+    with pytest.raises(ValueError) as info:
+        layer(np.zeros(shape, np.float32))
+    assert expected in str(info.value) and str(info.value).startswith(layer._name())
+
+
+FACTORIES = {
+    "Conv2d": lambda **kw: nn.Conv2d(2, 4, 3, **kw),
+    "ConvTranspose2d": lambda **kw: nn.ConvTranspose2d(2, 4, 3, **kw),
+    "Linear": lambda **kw: nn.Linear(3, 5, **kw),
+    "BatchNorm1d": lambda **kw: nn.BatchNorm1d(3, **kw),
+    "BatchNorm2d": lambda **kw: nn.BatchNorm2d(3, **kw),
+}
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_layer_dtype_and_device_arguments(name):
+    """dtype=None was float64 (None reached np.empty); device was not an argument."""
+    make = FACTORIES[name]
+    floats = [v for v in make(dtype=None).state_dict().values() if v.dtype.kind == "f"]
+    assert floats and all(v.dtype == np.float32 for v in floats)
+    with pytest.raises(TypeError, match=f"{name}: dtype must be float32 or float64, got int32"):
+        make(dtype=np.int32)
+    with pytest.raises(TypeError, match=f"{name}: dtype must be float32 or float64, got 'x'"):
+        make(dtype="x")
+    assert make(device="cpu").device == "cpu"
+    with pytest.raises(ValueError, match=f"{name}: device must be 'cpu' or 'cuda', got 'cuda:1'; "
+                                         "select the GPU with cupy.cuda.Device"):
+        make(device="cuda:1")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'tpu'"):
+        make(device="tpu")
+    with pytest.raises(TypeError, match="device must be 'cpu', 'cuda' or None, got "):
+        make(device=np.float64)  # a dtype where torch's order has the device
+    if REASON is None:
+        layer = make(device="cuda")  # built, then moved as .to("cuda") moves it
+        assert layer.device == "cuda" and all(p.device == "cuda" for p in layer.parameters())
+        assert all(is_cuda(b) for b in layer.buffers() if b.dtype.kind == "f")
+    else:  # refused before anything is built, as .to("cuda") refuses it
+        with pytest.raises(RuntimeError, match=rf"{name}\(device='cuda'\): .*(CUDA|CuPy)"):
+            make(device="cuda")
 
 
 @pytest.mark.parametrize("loss_fn,x,y,message", [

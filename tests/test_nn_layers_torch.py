@@ -6,7 +6,9 @@ forward output, the input gradient and every parameter gradient: ours in float64
 Inputs are random normals (no ties for max/min pooling, no zeros at ReLU's kink).
 """
 
+import inspect
 import math
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -473,3 +475,200 @@ def test_conv_transpose_output_size_picks_torchs_output_padding(stride, padding,
         ours(x, output_size=(5,))
     as_tensor = torch.tensor(list(output_size))
     assert ours(x, output_size=as_tensor).shape == got.shape
+
+
+# -- torch's factory arguments and Module API signatures -------------------------------------
+
+FACTORY_LAYERS = [
+    (lambda **kw: nn.Conv2d(2, 4, 3, **kw), lambda **kw: TN.Conv2d(2, 4, 3, **kw)),
+    (lambda **kw: nn.ConvTranspose2d(2, 4, 3, **kw),
+     lambda **kw: TN.ConvTranspose2d(2, 4, 3, **kw)),
+    (lambda **kw: nn.Linear(3, 5, **kw), lambda **kw: TN.Linear(3, 5, **kw)),
+    (lambda **kw: nn.BatchNorm1d(3, **kw), lambda **kw: TN.BatchNorm1d(3, **kw)),
+    (lambda **kw: nn.BatchNorm2d(3, **kw), lambda **kw: TN.BatchNorm2d(3, **kw)),
+]
+FACTORY_IDS = ["Conv2d", "ConvTranspose2d", "Linear", "BatchNorm1d", "BatchNorm2d"]
+
+
+def _floats(module):
+    """dtype names of every parameter and floating buffer, in state_dict order."""
+    return [str(v.dtype).replace("torch.", "") for v in module.state_dict().values()
+            if str(v.dtype).replace("torch.", "").startswith("float")]
+
+
+@pytest.mark.parametrize("ours,theirs", FACTORY_LAYERS, ids=FACTORY_IDS)
+def test_layer_dtype_none_is_the_default_float32_as_torch(ours, theirs):
+    """dtype=None reached np.empty, which made float64 parameters; torch's None is float32."""
+    assert _floats(ours(dtype=None)) == _floats(theirs(dtype=None))
+    assert set(_floats(ours(dtype=None))) == {"float32"}
+    assert set(_floats(ours(dtype=np.float64))) == {"float64"}
+
+
+@pytest.mark.parametrize("ours,theirs", FACTORY_LAYERS, ids=FACTORY_IDS)
+def test_layer_takes_device_before_dtype_as_torch(ours, theirs):
+    sig_ours = inspect.signature(type(ours()).__init__).parameters
+    sig_theirs = inspect.signature(type(theirs()).__init__).parameters
+    # torch's arguments in torch's order and with its defaults; ours may add more after them
+    mine = [(p.name, p.kind, p.default) for p in sig_ours.values()][:len(sig_theirs)]
+    assert mine == [(p.name, p.kind, p.default) for p in sig_theirs.values()]
+    for device in (None, "cpu"):
+        layer = ours(device=device)
+        assert layer.device == "cpu" and all(isinstance(v, np.ndarray)
+                                             for v in layer.state_dict().values())
+
+
+def test_sequential_of_an_ordered_dict_names_the_children_as_torch():
+    fc.manual_seed(0)
+
+    def build(lib):
+        return lib.Sequential(OrderedDict([("conv", lib.Conv2d(2, 3, 3)),
+                                           ("bn", lib.BatchNorm2d(3)), ("relu", lib.ReLU()),
+                                           ("flat", lib.Flatten())]))
+    ours, theirs = build(nn).double(), build(TN).double()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert repr(ours).splitlines()[1] == "  (conv): " + repr(ours.conv)
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5))
+    assert_close(ours(x), theirs(torch.tensor(x)).detach().numpy(), 1e-12)
+    # append adds the next number and keeps the names; deleting renumbers, both as torch
+    ours.append(nn.Linear(27, 2))
+    theirs.append(TN.Linear(27, 2))
+    assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()]
+    del ours[1]
+    del theirs[1]
+    assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()]
+    for lib in (nn, TN):
+        with pytest.raises(TypeError, match="dict"):
+            lib.Sequential({"conv": lib.ReLU()})  # only an OrderedDict names, in both
+        with pytest.raises(KeyError, match="a.b"):
+            lib.Sequential(OrderedDict([("a.b", lib.ReLU())]))
+
+
+def test_load_state_dict_returns_torchs_named_pair():
+    def build(lib):
+        return lib.Sequential(lib.Linear(3, 2), lib.BatchNorm1d(2))
+    ours, theirs = build(nn), build(TN)
+    sd = {k: v.numpy() for k, v in theirs.state_dict().items()}
+    got, expected = ours.load_state_dict(sd), theirs.load_state_dict(theirs.state_dict())
+    assert type(got).__name__ == type(expected).__name__ == "_IncompatibleKeys"
+    assert got._fields == expected._fields and repr(got) == repr(expected)
+    del sd["0.bias"]
+    sd["extra"] = np.zeros(1)
+    tsd = theirs.state_dict()
+    del tsd["0.bias"]
+    tsd["extra"] = torch.zeros(1)
+    got, expected = ours.load_state_dict(sd, strict=False), theirs.load_state_dict(tsd, False)
+    assert repr(got) == repr(expected)
+    assert got.missing_keys == expected.missing_keys == ["0.bias"]
+    assert got.unexpected_keys == expected.unexpected_keys == ["extra"]
+    missing, unexpected = got
+    assert (missing, unexpected) == (["0.bias"], ["extra"])
+
+
+class _Shared:
+    """A module holding one child under two names, and a child of that child, in `lib`."""
+
+    @staticmethod
+    def build(lib):
+        class Net(lib.Module):
+            def __init__(self):
+                super().__init__()
+                self.block = lib.Sequential(lib.Linear(2, 2), lib.BatchNorm1d(2))
+                self.head = lib.Linear(2, 1)
+                self.again = self.block
+        return Net()
+
+
+def _names(pairs):
+    return [name for name, _ in pairs]
+
+
+def test_named_modules_memo_prefix_and_duplicates_as_torch():
+    ours, theirs = _Shared.build(nn), _Shared.build(TN)
+    for kw in (dict(), dict(remove_duplicate=False), dict(prefix="net"),
+               dict(prefix="net", remove_duplicate=False)):
+        assert _names(ours.named_modules(**kw)) == _names(theirs.named_modules(**kw))
+    assert (_names(ours.named_modules(None, "p", False))
+            == _names(theirs.named_modules(None, "p", False)))
+    assert (_names(ours.named_modules(memo={ours.head}))
+            == _names(theirs.named_modules(memo={theirs.head})))
+    assert len(list(ours.modules(remove_duplicate=False))) == len(
+        list(theirs.modules(remove_duplicate=False))) == 8
+    assert len(list(ours.modules())) == len(list(theirs.modules())) == 5
+
+
+def test_state_dict_prefix_destination_and_keep_vars_as_torch():
+    ours, theirs = _Shared.build(nn), _Shared.build(TN)
+    assert list(ours.state_dict(prefix="model.")) == list(theirs.state_dict(prefix="model."))
+    dest, tdest = {"other": 1}, {"other": 1}
+    assert ours.state_dict(destination=dest, prefix="m.") is dest
+    theirs.state_dict(destination=tdest, prefix="m.")
+    assert list(dest) == list(tdest)
+    kept, tkept = ours.state_dict(keep_vars=True), theirs.state_dict(keep_vars=True)
+    assert list(kept) == list(tkept)
+    assert kept["head.weight"] is ours.head.weight and tkept["head.weight"] is theirs.head.weight
+    assert kept["block.1.running_mean"] is ours.block[1].running_mean
+    copied = ours.state_dict()
+    assert isinstance(copied["head.weight"], np.ndarray)
+    assert not np.shares_memory(copied["head.weight"], ours.head.weight.data)
+
+
+def test_load_state_dict_assign_takes_the_arrays_as_torch():
+    def build(lib):
+        return lib.Sequential(lib.Linear(3, 2), lib.BatchNorm1d(2))
+    ours, theirs = build(nn), build(TN)
+    tsd = {k: (v.double() if v.is_floating_point() else v)
+           for k, v in theirs.state_dict().items()}
+    sd = {k: v.numpy().copy() for k, v in tsd.items()}
+    weight = ours[0].weight
+    weight.grad = np.ones((2, 3), np.float32)
+    opt = fc.optim.SGD(ours.parameters(), lr=0.5)
+    theirs.load_state_dict(tsd, assign=True)
+    assert ours.load_state_dict(sd, assign=True) == ([], [])
+    # the state dict's arrays and dtypes, as torch's; the Parameter object kept
+    assert ours[0].weight is weight and weight.data is sd["0.weight"] and weight.grad is None
+    assert ours[1].running_var is sd["1.running_var"]
+    assert _floats(ours) == _floats(theirs) and set(_floats(ours)) == {"float64"}
+    weight.grad = np.ones((2, 3))
+    opt.step()  # an optimizer built before the load steps the loaded array
+    assert_close(sd["0.weight"], tsd["0.weight"].numpy() - 0.5, 1e-15)
+    view = torch.zeros(2, dtype=torch.float64)
+    ours.load_state_dict(dict(sd, **{"0.bias": view}), assign=True)
+    assert np.shares_memory(ours[0].bias.data, view.numpy())  # a tensor viewed, not copied
+    frozen = np.zeros((2, 3))
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="0.weight is read-only"):
+        ours.load_state_dict(dict(sd, **{"0.weight": frozen}), assign=True)
+    with pytest.raises(ValueError, match="0.weight has shape"):
+        ours.load_state_dict(dict(sd, **{"0.weight": np.zeros((3, 2))}), assign=True)
+    with pytest.raises(TypeError, match="assign must be a bool"):
+        ours.load_state_dict(sd, assign="yes")
+
+
+@pytest.mark.parametrize("args,kwargs", [
+    (("cpu",), {}), ((np.float64,), {}), (("cpu", np.float64), {}), ((), dict(dtype=np.float64)),
+    ((), dict(device="cpu")), ((), dict(device="cpu", dtype=np.float64)),
+    (("cpu",), dict(dtype=np.float64)), ((None,), {}),
+], ids=["device", "dtype", "device-dtype", "kw-dtype", "kw-device", "kw-both", "device-kw-dtype",
+        "none"])
+def test_module_to_takes_torchs_forms(args, kwargs):
+    ours, theirs = nn.Linear(3, 2), TN.Linear(3, 2)
+    as_torch = tuple(torch.float64 if a is np.float64 else a for a in args)
+    tkwargs = {k: torch.float64 if v is np.float64 else v for k, v in kwargs.items()}
+    assert ours.to(*args, **kwargs) is ours
+    theirs.to(*as_torch, **tkwargs)
+    assert _floats(ours) == _floats(theirs) and ours.device == "cpu"
+
+
+def test_module_to_an_array_takes_its_dtype_and_device_as_torch():
+    ours, theirs = nn.Linear(3, 2), TN.Linear(3, 2)
+    ours.to(np.zeros(2))
+    theirs.to(torch.zeros(2, dtype=torch.float64))
+    assert _floats(ours) == _floats(theirs) == ["float64", "float64"]
+    ours.to(torch.zeros(1, dtype=torch.float32))  # a DLPack tensor too
+    assert _floats(ours) == ["float32", "float32"]
+    with pytest.raises(TypeError, match="float32 or float64, got int64"):
+        ours.to(np.zeros(2, np.int64))
+    with pytest.raises(TypeError):
+        theirs.to(torch.zeros(2, dtype=torch.int64))

@@ -1,6 +1,7 @@
 """The Module API: registration, traversal, state_dict, freezing, dtype, Conv2d, init."""
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -117,7 +118,7 @@ def test_module_to_changes_dtype_and_train_eval_recurse():
 
 def test_conv2d_layer_rejects_wrong_input_naming_the_layer():
     conv = nn.Conv2d(1, 16, 5, padding=2)
-    with pytest.raises(ValueError, match=r"Conv2d\(1, 16, .*expected input with 1 channels, "
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 16, .*expected input with 1 channel, "
                                          r"got \(8, 3, 28, 28\)"):
         conv(np.zeros((8, 3, 28, 28), dtype=np.float32))
     with pytest.raises(ValueError, match=r"Conv2d\(1, 16.*4-D"):
@@ -535,3 +536,59 @@ def test_a_module_of_several_inputs_takes_them_all_as_torch():
 
     got = Blend()(np.ones(3), torch.zeros(3), weight=0.25)  # a tensor viewed through DLPack
     assert isinstance(got, np.ndarray) and np.array_equal(got, np.full(3, 0.25))
+
+
+@pytest.mark.parametrize("args,kwargs,exc,match", [
+    (("cpu", np.int32), {}, TypeError, r"Sequential.to: dtype must be float32 or float64, got "
+                                       "int32"),
+    (("cuda:1", np.float32), {}, ValueError, "cupy.cuda.Device"),
+    ((np.float64, "cpu"), {}, TypeError, "device must be 'cpu', 'cuda' or None"),
+    (("tpu",), {}, ValueError, r"expected a device \('cpu' or 'cuda'\) or a dtype \(float32 "
+                               r"or float64\), got 'tpu'"),
+    (("cpu", np.float32, 1), {}, TypeError, "at most 2 positional arguments"),
+    ((np.float64,), dict(dtype=np.float32), TypeError, "dtype both as an argument and as a "
+                                                       "keyword"),
+    ((np.zeros(2),), dict(device="cpu"), TypeError, "an array comes alone"),
+    ((), dict(non_blocking=True), TypeError, "unexpected keyword argument 'non_blocking'"),
+    ((), dict(device="cpu", dtype="int8"), TypeError, "got int8"),
+], ids=["int-dtype", "cuda-n", "swapped", "unknown", "three", "twice", "array-and-device",
+        "keyword", "kw-int-dtype"])
+def test_module_to_checks_both_arguments_before_changing_anything(args, kwargs, exc, match):
+    net = small_net(np.float32)
+    before = {k: (v.dtype, v.copy()) for k, v in net.state_dict().items()}
+    with pytest.raises(exc, match=match):
+        net.to(*args, **kwargs)
+    for k, v in net.state_dict().items():
+        assert v.dtype == before[k][0]
+        np.testing.assert_array_equal(v, before[k][1])
+
+
+def test_module_to_device_and_dtype_together():
+    net = small_net(np.float32)
+    assert net.to("cpu", np.float64) is net and {p.dtype for p in net.parameters()} == {
+        np.dtype(np.float64)}
+    net.to(device="cpu", dtype="float32")
+    assert {p.dtype for p in net.parameters()} == {np.dtype(np.float32)}
+    net.to(np.zeros((), np.float64))
+    assert {p.dtype for p in net.parameters()} == {np.dtype(np.float64)}
+    if REASON is not None:  # "cuda" refused before the cast: nothing changed
+        with pytest.raises(RuntimeError, match="CUDA|CuPy"):
+            net.to("cuda", np.float32)
+        assert {p.dtype for p in net.parameters()} == {np.dtype(np.float64)}
+
+
+def test_sequential_of_an_ordered_dict_keeps_its_names_when_extended():
+    a, b, c = nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)
+    s = nn.Sequential(OrderedDict([("fc", a), ("act", b)]))
+    assert s.fc is a and s[1] is b and list(s.state_dict()) == ["fc.weight", "fc.bias"]
+    s.append(c)
+    assert [n for n, _ in s.named_children()] == ["fc", "act", "2"]
+    with pytest.raises(ValueError, match="is also at 0"):
+        nn.Sequential(OrderedDict([("x", a), ("y", a)]))
+    with pytest.raises(TypeError, match="argument y is a int, not a Module"):
+        nn.Sequential(OrderedDict([("x", a), ("y", 3)]))
+    with pytest.raises(KeyError, match="attribute 'training' already exists"):
+        nn.Sequential(OrderedDict([("training", a)]))
+    tail = nn.Sequential(a, b, c)[1:]  # named "1" and "2": the next is numbered afresh
+    tail.append(nn.Tanh())
+    assert [n for n, _ in tail.named_children()] == ["0", "1", "2"] and len(tail) == 3

@@ -316,3 +316,40 @@ def test_reduce_lr_on_plateau_waits_for_patience_then_cools_down():
     # one epoch of counting (cooldown), never below min_lr.
     np.testing.assert_allclose(lrs, [0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.03, 0.03,
                                      0.03, 0.03])
+
+
+def test_optim_takes_named_parameters_and_keeps_the_names():
+    """model.named_parameters() (torch 2.x takes it) was a TypeError: tuples are not Parameters."""
+    net = fc.nn.Sequential(fc.nn.Linear(3, 2), fc.nn.ReLU(), fc.nn.Linear(2, 1))
+    opt = optim.SGD(net.named_parameters(), lr=0.1, momentum=0.9)
+    assert opt.param_groups[0]["param_names"] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert opt.param_groups[0]["params"] == list(net.parameters())
+    groups = optim.Adam([{"params": net[0].named_parameters(), "lr": 0.5},
+                         {"params": [("head.weight", net[2].weight)]}], lr=0.1)
+    assert [g["param_names"] for g in groups.param_groups] == [["weight", "bias"],
+                                                               ["head.weight"]]
+    for p in net.parameters():
+        p.grad = np.ones_like(p.data)
+    opt.step()
+    saved = opt.state_dict()
+    assert saved["param_groups"][0]["param_names"] == ["0.weight", "0.bias", "2.weight",
+                                                       "2.bias"]
+    again = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    again.load_state_dict(saved)  # the saved names replace none, as torch
+    assert again.param_groups[0]["param_names"] == saved["param_groups"][0]["param_names"]
+
+
+@pytest.mark.parametrize("groups,exc,match", [
+    (lambda n: [("a", n[0].weight), n[0].bias], ValueError, "some names are missing"),
+    (lambda n: [{"params": n[0].named_parameters()}, {"params": [n[2].weight]}], ValueError,
+     "cannot add a group without names"),
+    (lambda n: [{"params": [n[2].weight]}, {"params": n[0].named_parameters()}], ValueError,
+     "cannot add a group with names"),
+    (lambda n: [("a", n[0].weight, 1)], TypeError, r"a \(name, Parameter\) pair, got a tuple "
+                                                   "of 3"),
+    (lambda n: [("a", np.ones(2))], TypeError, "can only optimize fastconv.nn.Parameter"),
+], ids=["partly-named", "unnamed-after-named", "named-after-unnamed", "triple", "array"])
+def test_optim_refuses_named_parameters_mixed_with_unnamed_as_torch(groups, exc, match):
+    net = fc.nn.Sequential(fc.nn.Linear(3, 2), fc.nn.ReLU(), fc.nn.Linear(2, 1))
+    with pytest.raises(exc, match=match):
+        optim.SGD(groups(net), lr=0.1)

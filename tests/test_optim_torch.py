@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastconv import optim  # noqa: E402
+from fastconv import nn, optim  # noqa: E402
 from fastconv.nn import Parameter  # noqa: E402
 
 from _util import assert_close  # noqa: E402
@@ -291,3 +291,40 @@ def test_nested_sequential_schedulers_match_torch(shape):
     sched, tsched, opt, topt = _twins(make)
     assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-13)
     _run_twins(sched, tsched, opt, topt, 8)
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)),
+                                     ("Adam", dict(lr=0.01))])
+def test_optim_of_named_parameters_matches_torch(name, kw):
+    """torch 2.x takes model.named_parameters() and keeps the names in "param_names"."""
+    ours = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(),
+                                 torch.nn.Linear(4, 2)).double()
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    opt = getattr(optim, name)([{"params": ours[0].named_parameters(), "lr": 0.05},
+                                {"params": ours[2].named_parameters()}], **kw)
+    topt = getattr(torch.optim, name)([{"params": theirs[0].named_parameters(), "lr": 0.05},
+                                       {"params": theirs[2].named_parameters()}],
+                                      foreach=False, **kw)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        for (_, p), (_, t) in zip(ours.named_parameters(), theirs.named_parameters()):
+            g = rng.standard_normal(p.shape)
+            p.grad, t.grad = g, torch.tensor(g)
+        opt.step()
+        topt.step()
+    for p, t in zip(ours.parameters(), theirs.parameters()):
+        assert_close(p.data, t.detach().numpy(), 1e-12)
+    ours_groups, their_groups = opt.state_dict()["param_groups"], topt.state_dict()["param_groups"]
+    for g, t in zip(ours_groups, their_groups):
+        assert g["param_names"] == t["param_names"] and g["params"] == t["params"]
+    with pytest.raises(ValueError, match="with/without names"):
+        topt.add_param_group({"params": [torch.zeros(1, requires_grad=True)]})
+    with pytest.raises(ValueError, match="with names or all without"):
+        opt.add_param_group({"params": [Parameter(np.zeros(1))]})
+    fresh = getattr(optim, name)(ours.parameters(), **kw)  # torch's names load into ours
+    tsd = torch.optim.SGD(theirs.named_parameters(), lr=0.1).state_dict()
+    fresh_sd = fresh.state_dict()
+    fresh_sd["param_groups"][0]["param_names"] = tsd["param_groups"][0]["param_names"]
+    fresh.load_state_dict(fresh_sd)
+    assert fresh.param_groups[0]["param_names"] == [n for n, _ in theirs.named_parameters()]

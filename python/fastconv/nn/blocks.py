@@ -12,7 +12,7 @@ from .._arrays import module_of
 from .activation import ReLU
 from .containers import Sequential
 from .conv import Conv2d
-from .module import Module
+from .module import Module, counted
 from .normalization import BatchNorm2d
 from .pooling import MaxPool2d
 
@@ -32,8 +32,8 @@ class _Residual(Module):
     def _check(self, x):
         self._expect(x, 4, "(N, C, H, W)")
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"{self._name()} expected input with {self.in_channels} channels, "
-                             f"got {x.shape}")
+            raise ValueError(f"{self._name()} expected input with "
+                             f"{counted(self.in_channels, 'channel')}, got {x.shape}")
 
     def forward(self, x):
         self._check(x)
@@ -164,8 +164,8 @@ class Inception(Module):
     def forward(self, x):
         self._expect(x, 4, "(N, C, H, W)")
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"{self._name()} expected input with {self.in_channels} channels, "
-                             f"got {x.shape}")
+            raise ValueError(f"{self._name()} expected input with "
+                             f"{counted(self.in_channels, 'channel')}, got {x.shape}")
         outs = [branch(x) for branch in self._branches()]
         self._split = np.cumsum([o.shape[1] for o in outs])[:-1]
         return module_of(x).concatenate(outs, axis=1)

@@ -2,6 +2,7 @@
 
 import math
 import numbers
+from collections import OrderedDict
 
 from .._arrays import is_array
 from .module import Module, backward_params_chain
@@ -12,29 +13,34 @@ class Sequential(Module):
 
     A module instance may appear once: its backward uses what its last forward kept, so one
     instance in two places (a shared ReLU, as some PyTorch code writes) would give wrong
-    gradients; pass a copy of it instead. Indexing, slicing (a new Sequential of the same
-    modules), assignment, deletion (the rest renumbered), append, insert and extend are
-    PyTorch's (a slice keeps the children's names, as torch's)."""
+    gradients; pass a copy of it instead. Sequential(OrderedDict([("conv", ...), ...])) names
+    the children (the keys of state_dict), as torch's. Indexing, slicing (a new Sequential of
+    the same modules), assignment, deletion (the rest renumbered), append, insert and extend
+    are PyTorch's (a slice keeps the children's names, as torch's)."""
 
     def __init__(self, *modules):
         super().__init__()
-        self._fill(modules)
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            self._fill(modules[0].items())
+        else:
+            self._fill(_numbered(modules))
 
-    def _fill(self, modules):
-        """The children, renamed 0, 1, ... in order."""
-        modules = list(modules)
+    def _fill(self, named):
+        """The children, as (name, module) pairs in order, in place of the present ones."""
+        named = list(named)
         first = {}
-        for i, m in enumerate(modules):
+        for i, (name, m) in enumerate(named):
             if not isinstance(m, Module):
-                raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
+                raise TypeError(f"Sequential: argument {name} is a {type(m).__name__}, not a "
+                                "Module")
             j = first.setdefault(id(m), i)
             if j != i:
                 raise ValueError(f"Sequential: the module at {i}, {type(m).__name__}, is also at "
                                  f"{j}: its backward keeps one forward's input, pass a copy")
         for name in list(self._modules):
             delattr(self, name)
-        for i, m in enumerate(modules):
-            setattr(self, str(i), m)
+        for name, m in named:
+            self.add_module(name, m)
 
     def __len__(self):
         return len(self._modules)
@@ -61,13 +67,13 @@ class Sequential(Module):
     def __delitem__(self, i):
         children = list(self._modules.values())
         del children[i]
-        self._fill(children)
+        self._fill(_numbered(children))
 
     def __iter__(self):
         return iter(self._modules.values())
 
     def append(self, module):
-        return self.insert(len(self), module)
+        return self.extend([module])
 
     def insert(self, index, module):
         if not isinstance(module, Module):
@@ -77,11 +83,19 @@ class Sequential(Module):
             raise IndexError(f"Sequential.insert: index {index} out of range for "
                              f"{len(children)} modules")
         children.insert(index, module)
-        self._fill(children)
+        self._fill(_numbered(children))
         return self
 
     def extend(self, modules):
-        self._fill(list(self._modules.values()) + list(modules))
+        """Each module added under the next number, the present names kept (a named
+        Sequential's keys stay), as torch's append."""
+        named = list(self._modules.items())
+        named += [(str(len(named) + i), m) for i, m in enumerate(modules)]
+        if len({name for name, _ in named}) < len(named):
+            # A slice's numbers ("1", "2") collide with the next ones, which torch's append
+            # would overwrite: numbered afresh instead.
+            named = _numbered(m for _, m in named)
+        self._fill(named)
         return self
 
     def forward(self, x):
@@ -96,6 +110,10 @@ class Sequential(Module):
 
     def backward_params(self, dout):
         backward_params_chain(self._modules.values(), dout)
+
+
+def _numbered(modules):
+    return [(str(i), m) for i, m in enumerate(modules)]
 
 
 class Identity(Module):

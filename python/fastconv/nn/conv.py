@@ -9,7 +9,7 @@ from .. import functional as F
 from ..functional._args import as_int, as_pair, conv_padding
 from . import init
 from .._arrays import shared_view
-from .module import Module
+from .module import Module, counted, layer_device, layer_dtype
 from .parameter import Parameter, accumulating_grads
 
 
@@ -26,14 +26,16 @@ class _Conv(Module):
     """What both convolutions share: arguments, torch's initialisation (kaiming_uniform_ with
     a=sqrt(5) for the weight, U(+-1/sqrt(fan_in)) for the bias, fan_in from weight.shape[1:]),
     and forward/backward through their functional pair, whose binding checks the input (a refusal
-caused by the input is re-raised naming the layer)."""
+caused by the input is re-raised naming the layer). device ('cpu', 'cuda') and dtype (float32,
+float64) are torch's factory arguments: None is 'cpu' and float32."""
 
     _transposed = False
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                 bias, padding_mode, dtype, generator):
+                 bias, padding_mode, device, dtype, generator):
         super().__init__()
         name = type(self).__name__
+        device, dtype = layer_device(device, name), layer_dtype(dtype, name)
         if padding_mode != "zeros":
             raise ValueError(f"{name}: padding_mode {padding_mode!r} is not supported; only 'zeros'")
         # Zero channels or a zero kernel construct, as in torch (an empty weight).
@@ -67,6 +69,8 @@ caused by the input is re-raised naming the layer)."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
         fan_in = shape[1] * shape[2] * shape[3]
         self.bias = init.default_bias(out_channels, fan_in, dtype, generator) if bias else None
+        if device != "cpu":
+            self._move(device)
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -95,8 +99,8 @@ caused by the input is re-raised naming the layer)."""
         in_channels channels), say so naming this layer."""
         self._expect(x, 4, "(N, C, H, W)")
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"{self._name()} expected input with {self.in_channels} channels, "
-                             f"got {x.shape}") from error
+            raise ValueError(f"{self._name()} expected input with "
+                             f"{counted(self.in_channels, 'channel')}, got {x.shape}") from error
 
     def backward(self, dout):
         gw, gb = accumulating_grads(self.weight, self.bias)
@@ -122,9 +126,10 @@ class Conv2d(_Conv):
     _backward = staticmethod(F.conv2d_backward)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", dtype=np.float32, generator=None):
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None,
+                 generator=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                         bias, padding_mode, dtype, generator)
+                         bias, padding_mode, device, dtype, generator)
 
     def _args(self):
         return self.stride, self.padding, self.dilation, self.groups
@@ -143,9 +148,9 @@ class ConvTranspose2d(_Conv):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
-                 dtype=np.float32, generator=None):
+                 device=None, dtype=None, generator=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, dtype, generator)
+                         groups, bias, padding_mode, device, dtype, generator)
         self.output_padding = _at_least(output_padding, 0, "output_padding", "ConvTranspose2d")
         for op, st, dl in zip(self.output_padding, self.stride, self.dilation):
             if op >= max(st, dl):

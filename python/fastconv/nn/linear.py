@@ -11,19 +11,24 @@ import numpy as np
 from .._arrays import is_array
 from .. import functional as F
 from . import init
-from .module import Module
+from .module import Module, layer_device, layer_dtype
 from .parameter import Parameter, accumulating_grads
 
 
 class Linear(Module):
-    """y = x · weight^T + bias over (*, in_features) input; weight (out, in), bias (out,)."""
+    """y = x · weight^T + bias over (*, in_features) input; weight (out, in), bias (out,).
+    device ('cpu', 'cuda') and dtype (float32, float64): None is 'cpu' and float32, as torch's."""
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, generator=None):
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None,
+                 generator=None):
         super().__init__()
+        device, dtype = layer_device(device, "Linear"), layer_dtype(dtype, "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
         init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
         self.bias = init.default_bias(out_features, in_features, dtype, generator) if bias else None
+        if device != "cpu":
+            self._move(device)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

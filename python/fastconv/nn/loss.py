@@ -45,11 +45,7 @@ class _Loss(Module):
 
     def forward(self, input, target):
         self._input, self._target = input, target
-        try:
-            loss = self._loss(input, target)
-        except ValueError as e:
-            # Say which layer was called; the functional's message names the shapes.
-            raise ValueError(f"{self._name()}: {e}") from None
+        loss = self._loss(input, target)
         return loss if self.reduction == "none" else float(loss)
 
     def backward(self, grad_output=None):

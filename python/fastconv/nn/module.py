@@ -11,12 +11,13 @@ fixes the order of ``parameters()`` and the PyTorch-style keys of ``state_dict()
 
 import contextlib
 import itertools
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections import OrderedDict, namedtuple
+from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
-from .._arrays import shared_view, is_array, module_of, to_device, to_numpy
+from .._arrays import (c_contiguous, device_of, shared_view, is_array, module_of, to_device,
+                       to_numpy)
 from .parameter import Parameter
 
 
@@ -117,17 +118,33 @@ class Module:
         pre = self.__dict__.get("_forward_pre_hooks") or {}
         post = self.__dict__.get("_forward_hooks") or {}
         if not pre and not post:
-            return self._call(*args, **kwargs)
+            return self._named_call(args, kwargs)
         for hook in list(pre.values()):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
-        output = self._call(*args, **kwargs)
+        output = self._named_call(args, kwargs)
         for hook in list(post.values()):
             result = hook(self, args, output)
             if result is not None:
                 output = result
         return output
+
+    def _named_call(self, args, kwargs):
+        """_call, with a layer's refusal named after the layer: a functional op's ValueError
+        (an input too small for the kernel) says which op, not which of a network's layers
+        called it. Only a leaf layer renames; a container passes its children's errors on,
+        and an error that already names its layer (or a subclass of ValueError) is left as
+        it is, so a nested call is named once, by the innermost layer."""
+        try:
+            return self._call(*args, **kwargs)
+        except ValueError as error:
+            if type(error) is not ValueError or self._modules:
+                raise
+            name = self._name()
+            if str(error).startswith(name):
+                raise
+            raise LayerError(f"{name}: {error}") from error
 
     def _call(self, *args, **kwargs):
         # A PyTorch/JAX tensor is viewed as NumPy/CuPy through DLPack, without a copy. A module
@@ -175,16 +192,21 @@ class Module:
     def children(self):
         return (child for _, child in self.named_children())
 
-    def named_modules(self, prefix="", remove_duplicate=True):
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
         """Every module under its dotted name, depth first; a module reachable by two names
-        (shared) once, under the first, unless remove_duplicate=False (as PyTorch)."""
-        seen = set()
-        for name, module in self._all_modules(prefix):
-            if remove_duplicate:
-                if id(module) in seen:
-                    continue
-                seen.add(id(module))
-            yield name, module
+        (shared) once, under the first, unless remove_duplicate=False; the modules in `memo`
+        (a set, filled as it goes) left out with what is under them, as PyTorch's."""
+        if memo is None:
+            memo = set()
+        if self in memo:
+            return
+        if remove_duplicate:
+            memo.add(self)
+        yield prefix, self
+        for name, child in self._modules.items():
+            if child is not None:
+                yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name,
+                                               remove_duplicate)
 
     def _all_modules(self, prefix):
         yield prefix, self
@@ -192,8 +214,8 @@ class Module:
             if child is not None:
                 yield from child._all_modules(f"{prefix}.{name}" if prefix else name)
 
-    def modules(self):
-        return (m for _, m in self.named_modules())
+    def modules(self, remove_duplicate=True):
+        return (m for _, m in self.named_modules(remove_duplicate=remove_duplicate))
 
     def _own_parameters(self):
         return [p for p in self._parameters.values() if p is not None]
@@ -201,7 +223,8 @@ class Module:
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         """Every parameter under its dotted name; a shared one once (as PyTorch), so that an
         optimizer built from parameters() steps it once."""
-        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
         seen = set()
         for mod_prefix, module in modules:
             for name, p in module._parameters.items():
@@ -219,7 +242,8 @@ class Module:
     def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
         """Every buffer that holds an array, under its dotted name (None ones left out, and an
         array under two names once, as PyTorch)."""
-        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
         seen = set()
         for mod_prefix, module in modules:
             for name in module._buffers:
@@ -333,23 +357,33 @@ class Module:
         return self
 
     # -- state ----------------------------------------------------------------------------
-    def state_dict(self):
-        """Copies of every parameter and buffer under PyTorch's key names, on their device."""
-        out = OrderedDict()
-        for prefix, module in self._all_modules(""):  # a shared module under each name, as torch
+    def state_dict(self, *, destination=None, prefix="", keep_vars=False):
+        """Every parameter and buffer under PyTorch's key names (each after `prefix`, as
+        torch's: "model." gives "model.0.weight"), put into `destination` when given (and
+        returned). Copies on their device; keep_vars=True gives the Parameters and buffer
+        arrays themselves."""
+        owner = f"{type(self).__name__}.state_dict"
+        if not isinstance(prefix, str):
+            raise TypeError(f"{owner}: prefix must be a str, got {type(prefix).__name__}")
+        if destination is not None and not isinstance(destination, MutableMapping):
+            raise TypeError(f"{owner}: destination must be a mutable mapping or None, got "
+                            f"{type(destination).__name__}")
+        out = OrderedDict() if destination is None else destination
+        for path, module in self._all_modules(""):  # a shared module under each name, as torch
+            head = prefix + (f"{path}." if path else "")
             for name, p in module._parameters.items():
                 if p is not None:
-                    out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
+                    out[head + name] = p if keep_vars else p.data.copy()
             for name in module._persistent_buffers():
-                if getattr(module, name) is not None:
-                    value = getattr(module, name)
-                    out[f"{prefix}.{name}" if prefix else name] = module_of(value).array(value)
+                value = getattr(module, name)
+                if value is not None:
+                    out[head + name] = value if keep_vars else module_of(value).array(value)
         return out
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy arrays (NumPy, CuPy, or anything np.asarray takes: converted PyTorch tensors)
         into this module's parameters and buffers, cast to their dtype and kept on their
-        device. Returns (missing_keys, unexpected_keys).
+        device. Returns the named pair (missing_keys, unexpected_keys), as PyTorch's.
 
         strict=True requires exactly this module's keys (StateDictKeyError, a KeyError and a
         ValueError, naming them), except a batch norm's num_batches_tracked, which may be left
@@ -358,12 +392,19 @@ class Module:
         (TypeError): float32 or float64 for a floating parameter or buffer, an integer dtype
         that converts without loss for an integer buffer (num_batches_tracked). Everything is
         checked before anything is copied: after an error the module is unchanged.
+
+        assign=True copies nothing: each given array (a DLPack tensor viewed, not copied)
+        becomes the parameter's data or the buffer, with its own dtype and device, as
+        PyTorch's; a parameter stays the same Parameter object (an optimizer built before
+        still steps it, where torch's would be a new one) and loses its gradient.
         """
         name = type(self).__name__
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"{name}.load_state_dict: state_dict must be a mapping of names to "
                             f"arrays, got {type(state_dict).__module__}."
                             f"{type(state_dict).__qualname__}")
+        if not isinstance(assign, (bool, np.bool_)):
+            raise TypeError(f"{name}.load_state_dict: assign must be a bool, got {assign!r}")
         targets = OrderedDict()
         for prefix, module in self._all_modules(""):
             for attr in list(module._parameters) + module._persistent_buffers():
@@ -384,29 +425,70 @@ class Module:
                 current = getattr(module, attr)
                 current = current.data if isinstance(current, Parameter) else current
                 loads.append((module, attr, current,
-                              _loadable(state_dict[key], current, key, name)))
+                              _loadable(state_dict[key], current, key, name, assign)))
         for module, attr, current, value in loads:
-            if is_array(current):
-                current[...] = value
-            else:
+            param = module._parameters.get(attr)
+            if assign and param is not None:
+                param.data, param.grad = value, None
+            elif assign or not is_array(current):
                 module.register_buffer(attr, value)
-        return missing, unexpected
+            else:
+                current[...] = value
+        return _IncompatibleKeys(missing, unexpected)
 
-    def to(self, dtype_or_device):
-        """Cast every floating parameter and buffer to float32 or float64 (gradients are
-        dropped), or move them to a device: "cpu" (NumPy) or "cuda" (CuPy, on CuPy's current
-        device; "cuda:N" is not taken: select the GPU with cupy.cuda.Device(N)). Gradients
-        move with their parameters; integer buffers (batch counters) stay on the host, where
-        Python reads them. Returns self."""
-        if isinstance(dtype_or_device, str) and dtype_or_device in ("cpu", "cuda"):
-            return self._move(dtype_or_device)
-        if isinstance(dtype_or_device, str) and dtype_or_device.startswith("cuda:"):
-            raise ValueError(f"{type(self).__name__}.to: device must be 'cpu' or 'cuda', got "
-                             f"{dtype_or_device!r}; select the GPU with cupy.cuda.Device(N)")
-        dtype = np.dtype(dtype_or_device)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, "
-                            f"got {dtype}")
+    def to(self, *args, **kwargs):
+        """PyTorch's forms: to(device), to(dtype), to(device, dtype), to(array) (that array's
+        device and dtype: NumPy, CuPy, or a tensor that speaks DLPack), and the keywords
+        device= and dtype=. A device is "cpu" (NumPy) or "cuda" (CuPy, on CuPy's current
+        device; "cuda:N" is not taken: select the GPU with cupy.cuda.Device(N)); gradients
+        move with their parameters, and integer buffers (batch counters) stay on the host,
+        where Python reads them. A dtype, float32 or float64, is what every floating parameter
+        and buffer is cast to (gradients are dropped). Both are checked before anything
+        changes. Returns self."""
+        device, dtype = self._to_args(args, kwargs)
+        if device is not None:
+            self._move(device)
+        if dtype is not None:
+            self._cast(dtype)
+        return self
+
+    def _to_args(self, args, kwargs):
+        """to()'s arguments as (device or None, dtype or None), each checked."""
+        owner = f"{type(self).__name__}.to"
+        unknown = sorted(set(kwargs) - {"device", "dtype"})
+        if unknown:
+            raise TypeError(f"{owner}: unexpected keyword argument {unknown[0]!r} (device and "
+                            "dtype are taken)")
+        if len(args) > 2:
+            raise TypeError(f"{owner}: takes at most 2 positional arguments (device, dtype), "
+                            f"got {len(args)}")
+        given = dict(kwargs)
+        if args:
+            first = shared_view(args[0])
+            if is_array(first):  # to(array): where it lives and its dtype
+                if len(args) > 1 or given:
+                    raise TypeError(f"{owner}: an array comes alone, without device or dtype")
+                given = {"device": device_of(first), "dtype": first.dtype}
+            else:
+                is_device = first is None or (isinstance(first, str) and first.split(":")[0]
+                                              in ("cpu", "cuda"))
+                if isinstance(first, str) and not is_device and not _names_dtype(first):
+                    raise ValueError(f"{owner}: expected a device ('cpu' or 'cuda') or a dtype "
+                                     f"(float32 or float64), got {first!r}")
+                keys = ["device", "dtype"] if is_device or len(args) == 2 else ["dtype"]
+                for key, value in zip(keys, args):
+                    if key in given:
+                        raise TypeError(f"{owner}: got {key} both as an argument and as a "
+                                        "keyword")
+                    given[key] = value
+        device, dtype = given.get("device"), given.get("dtype")
+        if device is not None:
+            device = parse_device(device, owner)
+        if dtype is not None:
+            dtype = _float_dtype(dtype, owner)
+        return device, dtype
+
+    def _cast(self, dtype):
         for module in self.modules():
             for p in module._own_parameters():
                 p.data = p.data.astype(dtype)
@@ -415,7 +497,6 @@ class Module:
                 value = getattr(module, name)
                 if _is_float_array(value):
                     object.__setattr__(module, name, value.astype(dtype))
-        return self
 
     def _move(self, device):
         if device == "cuda":
@@ -519,6 +600,63 @@ def _is_float_array(value):
     return is_array(value) and value.dtype.kind == "f"
 
 
+def counted(n, noun):
+    """'1 channel', '3 channels': a count in a message."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def parse_device(device, owner):
+    """'cpu' or 'cuda' from a device argument (None: 'cpu'); ValueError or TypeError naming
+    `owner` for anything else."""
+    if device is None:
+        return "cpu"
+    if not isinstance(device, str):
+        raise TypeError(f"{owner}: device must be 'cpu', 'cuda' or None, got {device!r}")
+    if device.startswith("cuda:"):
+        raise ValueError(f"{owner}: device must be 'cpu' or 'cuda', got {device!r}; select the "
+                         "GPU with cupy.cuda.Device(N)")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"{owner}: device must be 'cpu' or 'cuda', got {device!r}")
+    return device
+
+
+def _names_dtype(text):
+    """Whether NumPy reads the string `text` as a dtype ("float64", "f4")."""
+    try:
+        np.dtype(text)
+    except TypeError:
+        return False
+    return True
+
+
+def _float_dtype(dtype, owner):
+    """dtype as np.float32 or np.float64, else TypeError naming `owner`."""
+    try:
+        parsed = np.dtype(dtype)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed not in (np.float32, np.float64):
+        raise TypeError(f"{owner}: dtype must be float32 or float64, got "
+                        f"{repr(dtype) if parsed is None else parsed}")
+    return parsed
+
+
+def layer_dtype(dtype, owner):
+    """A layer constructor's dtype argument: None is float32, as torch's None is its default
+    dtype (float32 unless changed); float32 and float64 are taken."""
+    return np.dtype(np.float32) if dtype is None else _float_dtype(dtype, owner)
+
+
+def layer_device(device, owner):
+    """A layer constructor's device argument, checked before the layer is built: 'cuda' is
+    refused here, as .to('cuda') refuses it, where it cannot run; 'cpu' for None."""
+    device = parse_device(device, owner)
+    if device == "cuda":
+        from .._runtime import require_cuda
+        require_cuda(f"{owner}(device='cuda')")
+    return device
+
+
 def trains(module):
     """Whether module holds a parameter that requires a gradient."""
     return any(p.requires_grad for p in module.parameters())
@@ -560,6 +698,24 @@ class RemovableHandle:
         self.remove()
 
 
+class LayerError(ValueError):
+    """A ValueError raised in a layer's forward, renamed after the layer (its message starts
+    with the layer's name; the op's own error is its __cause__)."""
+
+
+class _IncompatibleKeys(namedtuple("_IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What load_state_dict returns, as PyTorch's: a (missing_keys, unexpected_keys) pair."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
 class StateDictKeyError(KeyError, ValueError):
     """Missing or unexpected keys in load_state_dict(strict=True): a KeyError, as it has always
     been, and a ValueError (a bad argument)."""
@@ -568,12 +724,14 @@ class StateDictKeyError(KeyError, ValueError):
         return str(self.args[0])
 
 
-def _loadable(value, current, key, name):
+def _loadable(value, current, key, name, assign=False):
     """value as the array to copy into `current` (converted to its dtype, on its device), or
-    TypeError/ValueError naming `key` when it does not fit."""
+    with assign, as the array to put in its place (value itself, or a view of a DLPack
+    tensor); TypeError/ValueError naming `key` when it does not fit."""
     op = f"{name}.load_state_dict"
     try:
-        array = to_numpy(value)
+        array = shared_view(value) if assign else to_numpy(value)
+        array = array if is_array(array) else np.asarray(array)
     except Exception as e:
         raise TypeError(f"{op}: {key} must be an array, got "
                         f"{type(value).__module__}.{type(value).__qualname__} ({e})") from e
@@ -589,5 +747,10 @@ def _loadable(value, current, key, name):
                         f"{target} of this module's {key}); convert it explicitly first")
     if array.shape != np.shape(current):
         raise ValueError(f"{op}: {key} has shape {array.shape}, expected {np.shape(current)}")
+    if assign:
+        if not getattr(array.flags, "writeable", True):
+            raise ValueError(f"{op}: {key} is read-only; with assign=True it becomes this "
+                             "module's own array, which training and batch norm write in place")
+        return c_contiguous(array)
     array = array.astype(target, copy=False)
     return module_of(current).asarray(array) if is_array(current) else array

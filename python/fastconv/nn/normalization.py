@@ -11,17 +11,22 @@ import numpy as np
 
 from .._arrays import is_array
 from .. import functional as F
-from .module import Module
+from .module import Module, counted, layer_device, layer_dtype
 from .parameter import Parameter, accumulating_grads
 
 
 class _BatchNorm(Module):
+    """device ('cpu', 'cuda') and dtype (float32, float64): None is 'cpu' and float32, as
+    torch's."""
+
     _dims = ()  # accepted input ranks
     _layout = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32, *, bias=True):
+                 track_running_stats=True, device=None, dtype=None, *, bias=True):
         super().__init__()
+        name = type(self).__name__
+        device, dtype = layer_device(device, name), layer_dtype(dtype, name)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = self.bias = None
@@ -36,6 +41,8 @@ class _BatchNorm(Module):
         else:
             # As torch: no buffers (and no state_dict entries); batch statistics always.
             self.running_mean = self.running_var = self.num_batches_tracked = None
+        if device != "cpu":
+            self._move(device)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -55,8 +62,8 @@ class _BatchNorm(Module):
             raise ValueError(f"{self._name()} expected {self._layout} input, got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
         if x.shape[1] != self.num_features:
-            raise ValueError(f"{self._name()} expected input with {self.num_features} channels, "
-                             f"got {x.shape}")
+            raise ValueError(f"{self._name()} expected input with "
+                             f"{counted(self.num_features, 'channel')}, got {x.shape}")
         momentum = self.momentum
         if self.training and self.track_running_stats:
             # In place: the 0-d buffer must stay the registered array.

@@ -10,7 +10,9 @@ from ..nn.parameter import Parameter
 
 class Optimizer:
     """Holds parameter groups (dicts with "params" and hyperparameters) and per-parameter
-    state, as torch.optim.Optimizer does. Subclasses implement ``_update(p, grad, group,
+    state, as torch.optim.Optimizer does. Parameters may come named, as (name, Parameter)
+    pairs (model.named_parameters()): the group then keeps the names in "param_names", as
+    torch's, and state_dict() saves them. Subclasses implement ``_update(p, grad, group,
     state)``, which calls one fused kernel for one parameter."""
 
     def __init__(self, params, defaults):
@@ -35,10 +37,27 @@ class Optimizer:
         group = dict(group)
         params = group.get("params")
         params = [params] if isinstance(params, Parameter) else list(params or ())
+        named = [p for p in params if isinstance(p, tuple)]
+        if named:
+            if len(named) != len(params):
+                raise ValueError(f"{name}: all parameters of a group must come with names or "
+                                 "all without; some names are missing")
+            odd = next((pair for pair in named if len(pair) != 2), None)
+            if odd is not None:
+                raise TypeError(f"{name}: a named parameter must be a (name, Parameter) pair, "
+                                f"got a tuple of {len(odd)}")
+            group["param_names"] = [n for n, _ in named]
+            params = [p for _, p in named]
         for p in params:
             if not isinstance(p, Parameter):
                 raise TypeError(f"{name} can only optimize fastconv.nn.Parameter objects, got "
                                 f"{type(p).__name__}")
+        # as torch: the names are all or nothing, across groups too
+        has_names = "param_names" in group
+        if self.param_groups and ("param_names" in self.param_groups[0]) != has_names:
+            raise ValueError(f"{name}: all parameter groups must come with names or all "
+                             f"without; cannot add a group {'with' if has_names else 'without'} "
+                             "names to this optimizer")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
             raise ValueError(f"{name}: a parameter appears in more than one group")
