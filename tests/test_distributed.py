@@ -164,6 +164,13 @@ def test_convert_sync_batchnorm_takes_only_the_default_group():
         dist.convert_sync_batchnorm(nn.BatchNorm2d(3), process_group="group")
     assert isinstance(dist.convert_sync_batchnorm(nn.BatchNorm2d(3), process_group=None),
                       dist.SyncBatchNorm)
+    # torch's spelling and signature: nn.SyncBatchNorm, process_group before device and dtype
+    assert nn.SyncBatchNorm is dist.SyncBatchNorm
+    layer = nn.SyncBatchNorm(3, 1e-3, 0.2, True, True, None, "cpu", np.float64)
+    assert (layer.eps, layer.momentum, layer.weight.dtype) == (1e-3, 0.2, np.float64)
+    with pytest.raises(ValueError, match="process_group must be None"):
+        nn.SyncBatchNorm(3, process_group="group")
+    assert isinstance(nn.SyncBatchNorm.convert_sync_batchnorm(nn.BatchNorm1d(2)), nn.SyncBatchNorm)
 
 
 def test_loader_draws_the_samplers_indices():

@@ -22,6 +22,13 @@ class SyncBatchNorm(_BatchNorm):
     _dims = (2, 3, 4, 5)
     _layout = "(N, C, *) with 2 to 5 dimensions"
 
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, process_group=None, device=None, dtype=None, *,
+                 bias=True):
+        _default_group_only(process_group, "SyncBatchNorm")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats,
+                         device=device, dtype=dtype, bias=bias)
+
     def _synced(self):
         group = G.group()
         return self.training and group is not None and group.size > 1
@@ -88,15 +95,19 @@ class SyncBatchNorm(_BatchNorm):
         return dx.reshape(dout.shape).astype(dout.dtype)
 
 
+def _default_group_only(process_group, who):
+    if process_group is not None:
+        raise ValueError(f"{who}: process_group must be None (fastconv reduces over the default "
+                         f"group only), got {process_group!r}")
+
+
 def convert_sync_batchnorm(module, process_group=None):
     """Every BatchNorm1d/BatchNorm2d in `module` (the module itself included) replaced by a
     SyncBatchNorm that keeps its parameters, buffers and settings (the same arrays, so an
     optimizer made before still updates them); returns the converted module, as
     torch.nn.SyncBatchNorm.convert_sync_batchnorm. fastconv has one process group, the
     default: process_group must be None."""
-    if process_group is not None:
-        raise ValueError("convert_sync_batchnorm: process_group must be None (fastconv reduces "
-                         f"over the default group only), got {process_group!r}")
+    _default_group_only(process_group, "convert_sync_batchnorm")
     if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
         converted = object.__new__(SyncBatchNorm)
         converted.__dict__.update(module.__dict__)

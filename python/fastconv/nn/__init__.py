@@ -25,3 +25,12 @@ __all__ = [
     "BasicBlock", "Bottleneck", "BasicConv2d", "Inception",
     "init", "utils",
 ]
+
+
+def __getattr__(name):
+    # torch spells it torch.nn.SyncBatchNorm; here it lives with the process group it needs,
+    # imported on first use (fastconv.distributed imports this package).
+    if name == "SyncBatchNorm":
+        from ..distributed import SyncBatchNorm
+        return SyncBatchNorm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
