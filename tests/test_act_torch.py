@@ -152,6 +152,12 @@ def test_act_torch_inplace(name, dtype):
     out = f(x, inplace=True, **kw)
     assert out is x
     assert_matches(x, xt.numpy(), 2e-6 if dtype == np.float32 else 1e-15, f"{name} inplace")
+    # through a strided view, as torch writes through one
+    y, _ = _data((5, 8, 6), dtype, 501)
+    yt = _t(y)
+    tf(yt[:, ::3].transpose(1, 2), inplace=True, **kw)
+    assert f(y[:, ::3].transpose(0, 2, 1), inplace=True, **kw).base is not None
+    assert_matches(y, yt.numpy(), 2e-6 if dtype == np.float32 else 1e-15, f"{name} view")
 
 
 @pytest.mark.parametrize("name", ["relu", "elu_0.3", "sigmoid", "softplus_2_5"])

@@ -54,6 +54,12 @@ def test_inplace_gpu(name):
     out = fwd(xd, inplace=True, **kw)
     assert out is xd
     assert_matches(host(xd), ref(x.astype(np.float64), **kw), np.float32, name)
+    yd = dev(x)  # a strided view is written through, the elements between kept
+    view = yd[:, ::2]
+    assert fwd(view, inplace=True, **kw) is view
+    want = x.copy()
+    want[:, ::2] = ref(x[:, ::2].astype(np.float64), **kw)
+    assert_matches(host(yd), want, np.float32, f"{name} through a view")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

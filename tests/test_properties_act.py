@@ -150,10 +150,13 @@ def act_invalid_calls(draw):
     if arg == "none":
         exc = None
     elif arg in ("input", "output"):
-        kind = draw(st.sampled_from(["nonarray", "dtype", "strided_inplace", "readonly_inplace"]
+        kind = draw(st.sampled_from(["nonarray", "dtype", "strided_readonly_inplace",
+                                     "readonly_inplace"]
                                     if "inplace" in args else ["nonarray", "dtype"]))
-        if kind == "strided_inplace":
-            kw.update(input=data(seed, shape + (2,), dt)[..., 0], inplace=True)
+        if kind == "strided_readonly_inplace":  # a writable strided view is written through
+            strided = data(seed, shape + (2,), dt)
+            strided.flags.writeable = False
+            kw.update(input=strided[..., 0], inplace=True)
             exc = ValueError
         elif kind == "readonly_inplace":
             x.flags.writeable = False

@@ -2,9 +2,10 @@
 hardswish, hardsigmoid, hardtanh, relu6, selu, celu, softmax and log_softmax, with
 torch.nn.functional's signatures, and their backwards.
 
-Elementwise ops take arrays of any shape (0-d included); non-contiguous inputs are copied,
-except with inplace=True, which writes into the input and so needs it writable and
-C-contiguous. Backward functions return the input gradient as a new array.
+Elementwise ops take arrays of any shape (0-d included); non-contiguous inputs are copied.
+inplace=True writes into the input (which must be writable) and returns it; a strided one (a
+slice, a transpose) is computed in a contiguous copy and written back, as PyTorch writes
+through a view. Backward functions return the input gradient as a new array.
 
 Each call crosses into the extension once: the result is allocated here, with the input's array
 module (NumPy or CuPy), and the extension checks every argument, writes the result and returns it.
@@ -12,7 +13,7 @@ module (NumPy or CuPy), and the extension checks every argument, writes the resu
 
 import numpy as np
 
-from .._arrays import shared_view, empty, is_array
+from .._arrays import c_contiguous, empty, is_array, module_of, shared_view
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
@@ -30,35 +31,40 @@ def _like(x):
     return empty(x, x.shape) if is_array(x) else None
 
 
-def _forward(op, input, inplace):
-    """(input, out) of a forward: out is the input itself when inplace."""
+def _forward(op, kernel, input, inplace, *scalars):
+    """kernel(out, input, *scalars) into a new array, or into the input itself when inplace."""
     if not isinstance(inplace, (bool, np.bool_)):
         raise TypeError(f"{op}: inplace must be a bool, got {inplace!r}")
-    if inplace:
-        input = shared_view(input)  # a DLPack tensor is written through its shared memory
-        return input, input
-    input = contiguous(input)
-    return input, _like(input)
+    if not inplace:
+        input = contiguous(input)
+        return kernel(_like(input), input, *scalars)
+    target = shared_view(input)  # a DLPack tensor is written through its shared memory
+    flags = getattr(target, "flags", None)
+    if flags is None or flags.c_contiguous:
+        return kernel(target, target, *scalars)  # the extension checks the rest
+    if not getattr(flags, "writeable", True):  # CuPy's flags have no writeable: always so
+        raise ValueError(f"{op}: input must be writable for inplace=True, got a read-only view")
+    work = c_contiguous(target)
+    kernel(work, work, *scalars)
+    module_of(target).copyto(target, work)
+    return target
 
 
 def relu(input, inplace=False):
     """max(input, 0) elementwise, as torch.nn.functional.relu; relu(NaN) is NaN."""
-    input, out = _forward("relu", input, inplace)
-    return _C.relu_forward(out, input)
+    return _forward("relu", _C.relu_forward, input, inplace)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """input where input > 0, else input * negative_slope (torch.nn.functional.leaky_relu)."""
     negative_slope = as_float(negative_slope, "negative_slope", "leaky_relu")
-    input, out = _forward("leaky_relu", input, inplace)
-    return _C.leaky_relu_forward(out, input, negative_slope)
+    return _forward("leaky_relu", _C.leaky_relu_forward, input, inplace, negative_slope)
 
 
 def elu(input, alpha=1.0, inplace=False):
     """input where input > 0, else alpha * expm1(input) (torch.nn.functional.elu)."""
     alpha = as_float(alpha, "alpha", "elu")
-    input, out = _forward("elu", input, inplace)
-    return _C.elu_forward(out, input, alpha)
+    return _forward("elu", _C.elu_forward, input, inplace, alpha)
 
 
 def sigmoid(input):
@@ -103,8 +109,7 @@ def _plain(name, doc):
     kernel = getattr(_C, name + "_forward")
 
     def op(input, inplace=False):
-        input, out = _forward(name, input, inplace)
-        return kernel(out, input)
+        return _forward(name, kernel, input, inplace)
     op.__name__ = op.__qualname__ = name
     op.__doc__ = doc
     return op
@@ -127,16 +132,14 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     min_val must not be greater than max_val."""
     min_val = as_float(min_val, "min_val", "hardtanh")
     max_val = as_float(max_val, "max_val", "hardtanh")
-    input, out = _forward("hardtanh", input, inplace)
-    return _C.hardtanh_forward(out, input, min_val, max_val)
+    return _forward("hardtanh", _C.hardtanh_forward, input, inplace, min_val, max_val)
 
 
 def celu(input, alpha=1.0, inplace=False):
     """input where input > 0, else alpha * expm1(input / alpha), as torch.nn.functional.celu;
     alpha must be nonzero."""
     alpha = as_float(alpha, "alpha", "celu")
-    input, out = _forward("celu", input, inplace)
-    return _C.celu_forward(out, input, alpha)
+    return _forward("celu", _C.celu_forward, input, inplace, alpha)
 
 
 def _dim(dim, op):
