@@ -103,6 +103,12 @@ def zeros(like, shape, dtype=None):
     return module_of(like).zeros(shape, dtype=like.dtype if dtype is None else dtype)
 
 
+def writable(x):
+    """Whether x can be written in place: NumPy's writeable flag; CuPy's flags have none (its
+    arrays are always writable), so reading NumPy's flag on one is an AttributeError."""
+    return getattr(getattr(x, "flags", None), "writeable", True)
+
+
 def c_contiguous(x):
     """x itself when C-contiguous, else a C-ordered copy on the same device (0-d stays 0-d).
     A CUDA array without NumPy-style flags passes as is; the extension checks its strides."""

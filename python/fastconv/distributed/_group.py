@@ -21,7 +21,7 @@ import traceback
 
 import numpy as np
 
-from .._arrays import is_cuda
+from .._arrays import is_cuda, writable
 
 DEFAULT_TIMEOUT = 600.0
 _ENV_TIMEOUT = "FASTCONV_DIST_TIMEOUT"
@@ -396,7 +396,7 @@ def _collective_array(array, op):
                         f"{type(array).__module__}.{type(array).__qualname__}")
     if not array.flags.c_contiguous:
         raise ValueError(f"{op}: array must be C-contiguous (collectives work in place)")
-    if hasattr(array.flags, "writeable") and not array.flags.writeable:
+    if not writable(array):
         raise ValueError(f"{op}: array must be writable (collectives work in place)")
     if str(array.dtype) not in _DTYPES[1:]:
         raise TypeError(f"{op}: array dtype must be one of {', '.join(_DTYPES[1:])}, "

@@ -13,7 +13,7 @@ module (NumPy or CuPy), and the extension checks every argument, writes the resu
 
 import numpy as np
 
-from .._arrays import c_contiguous, empty, is_array, module_of, shared_view
+from .._arrays import c_contiguous, empty, is_array, module_of, shared_view, writable
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
@@ -42,7 +42,7 @@ def _forward(op, kernel, input, inplace, *scalars):
     flags = getattr(target, "flags", None)
     if flags is None or flags.c_contiguous:
         return kernel(target, target, *scalars)  # the extension checks the rest
-    if not getattr(flags, "writeable", True):  # CuPy's flags have no writeable: always so
+    if not writable(target):
         raise ValueError(f"{op}: input must be writable for inplace=True, got a read-only view")
     work = c_contiguous(target)
     kernel(work, work, *scalars)

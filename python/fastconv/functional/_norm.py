@@ -1,6 +1,6 @@
 """Normalisation: batch_norm, local_response_norm and their backwards."""
 
-from .._arrays import shared_view, empty, module_of, zeros
+from .._arrays import empty, module_of, shared_view, writable, zeros
 from .._loader import _C
 from ._args import as_bool, as_float, as_int, as_mask, contiguous, ndarray
 
@@ -37,8 +37,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         # that cannot take the write-back must be refused before either is updated.
         for name, stat, buf in (("running_mean", running_mean, rm),
                                 ("running_var", running_var, rv)):
-            flags = getattr(stat, "flags", None)
-            if buf is not stat and flags is not None and not flags.writeable:
+            if buf is not stat and not writable(stat):
                 raise ValueError(f"{op}: {name} must be writeable when training (it is updated "
                                  "in place), got a read-only array")
     out, save_mean, save_invstd = _C.batch_norm_forward(empty, rm, rv, input, weight, bias,

@@ -17,7 +17,7 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 
 from .._arrays import (c_contiguous, device_of, shared_view, is_array, module_of, to_device,
-                       to_numpy)
+                       to_numpy, writable)
 from .parameter import Parameter
 
 
@@ -748,7 +748,7 @@ def _loadable(value, current, key, name, assign=False):
     if array.shape != np.shape(current):
         raise ValueError(f"{op}: {key} has shape {array.shape}, expected {np.shape(current)}")
     if assign:
-        if not getattr(array.flags, "writeable", True):
+        if not writable(array):
             raise ValueError(f"{op}: {key} is read-only; with assign=True it becomes this "
                              "module's own array, which training and batch norm write in place")
         return c_contiguous(array)

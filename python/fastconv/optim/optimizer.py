@@ -4,7 +4,7 @@ import copy
 import numbers
 from collections import defaultdict
 
-from .._arrays import c_contiguous, device_of, is_array, to_device, zeros
+from .._arrays import c_contiguous, device_of, is_array, to_device, writable, zeros
 from ..nn.parameter import Parameter
 
 
@@ -150,7 +150,7 @@ class Optimizer:
                 raise ValueError(f"{name}: state[{key!r}] of {where} must be "
                                  f"{p.data.shape} {p.data.dtype} on {device_of(p.data)}, got "
                                  f"{value.shape} {value.dtype} on {device_of(value)}")
-            if not (value.flags.c_contiguous and value.flags.writeable):
+            if not (value.flags.c_contiguous and writable(value)):
                 raise ValueError(f"{name}: state[{key!r}] of {where} must be a C-contiguous, "
                                  "writeable array (it is updated in place)")
             if value is p.data or value is p.grad:

@@ -46,6 +46,19 @@ def _wr(r):
     return r
 
 
+class _Flags:
+    """CuPy's ndarray.flags: c_contiguous, f_contiguous and owndata only (no writeable: a CuPy
+    array is always writable), so code reading another NumPy flag fails here as on a GPU."""
+
+    def __init__(self, flags):
+        self.c_contiguous, self.f_contiguous = flags.c_contiguous, flags.f_contiguous
+        self.owndata = flags.owndata
+
+    def __getitem__(self, key):
+        return {"C_CONTIGUOUS": self.c_contiguous, "F_CONTIGUOUS": self.f_contiguous,
+                "OWNDATA": self.owndata}[key]
+
+
 class ndarray:
     __module__ = "cupy"
 
@@ -65,7 +78,7 @@ class ndarray:
     ndim = property(lambda self: self._a.ndim)
     size = property(lambda self: self._a.size)
     strides = property(lambda self: self._a.strides)
-    flags = property(lambda self: self._a.flags)
+    flags = property(lambda self: _Flags(self._a.flags))
     nbytes = property(lambda self: self._a.nbytes)
     T = property(lambda self: ndarray(self._a.T))
 
