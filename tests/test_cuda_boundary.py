@@ -79,6 +79,20 @@ def test_cpu_only_build_refuses_cuda_arrays():
 
 
 @needs_cuda_build
+@pytest.mark.parametrize("typestr, ptr, size", [("<f4", 0x10002, 4), ("<f4", 0x10001, 4),
+                                                 ("<f8", 0x10004, 8)])
+def test_a_misaligned_pointer_is_refused_before_any_launch(typestr, ptr, size):
+    """A GPU faults on a misaligned element load, and that fault ends the CUDA context."""
+    with pytest.raises(ValueError, match=rf"input \(a CUDA array\) starts at address "
+                                         rf"0x{ptr:x}, which is not a multiple of its "
+                                         rf"{size}-byte element size"):
+        _C.relu_forward(FakeCudaArray((2, 3)), FakeCudaArray((2, 3), typestr, ptr=ptr))
+    # an empty array points nowhere in particular: nothing to load, nothing launched
+    empty = FakeCudaArray((0,))
+    assert _C.relu_forward(empty, FakeCudaArray((0,), "<f4", ptr=0x10002)) is empty
+
+
+@needs_cuda_build
 @pytest.mark.parametrize("interface, match", [
     (dict(shape=(3,), typestr="<f4", version=3), r"KeyError: 'data'"),
     (dict(shape=(3,), typestr="<f4", data=(0x10000,), version=3),

@@ -83,6 +83,8 @@ def test_eval_forward_output_is_cupy_on_the_current_stream():
     model = models.fashion_cnn().to("cuda").eval()
     x, _ = _batch((4, 1, 28, 28), 7)
     stream = cp.cuda.Stream(non_blocking=True)
+    # The weights went up on the null stream, which a non-blocking stream does not wait for.
+    cp.cuda.Stream.null.synchronize()
     with stream:
         out = model(dev(x))
     stream.synchronize()

@@ -61,8 +61,14 @@ Tensor read_interface(py::handle obj, const char* op, const char* name, bool wri
   FC_CHECK(data.size() == 2, op, ": ", name, " (a CUDA array) has a malformed "
            "__cuda_array_interface__: data must be (pointer, read_only), got ",
            std::string(py::repr(data)));
-  t.ptr = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
+  const std::uintptr_t address = data[0].cast<std::uintptr_t>();
+  t.ptr = reinterpret_cast<void*>(address);
   const bool readonly = data[1].cast<bool>();
+  // A GPU faults on an element load from a misaligned address, and the fault is sticky: it
+  // ends the CUDA context for the rest of the process (a host CPU would read it silently).
+  FC_CHECK(t.numel() == 0 || address % item == 0, op, ": ", name, " (a CUDA array) starts at ",
+           "address 0x", std::hex, address, std::dec, ", which is not a multiple of its ",
+           item, "-byte element size");
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     // C order, ignoring the stride of any size-1 dimension (as NumPy's C_CONTIGUOUS flag does).
     int64_t expect = int64_t(item);

@@ -28,10 +28,17 @@ int sm_count();
     if (fc_err_ != cudaSuccess) ::fc::cuda::fail(fc_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
+// FASTCONV_CUDA_SYNC=1: every launch waits for its kernel, so a fault in it (an illegal
+// address) is reported with that kernel's name instead of at a later, unrelated call. For
+// diagnosis only: it serialises the host with the GPU.
+bool sync_launches();
+
 // After a launch: configuration errors and missing device code surface here, named.
 #define FC_CUDA_LAUNCHED(kernel_name)                                   \
   do {                                                                  \
     cudaError_t fc_err_ = cudaGetLastError();                           \
+    if (fc_err_ == cudaSuccess && ::fc::cuda::sync_launches())          \
+      fc_err_ = cudaStreamSynchronize(::fc::cuda::stream());            \
     if (fc_err_ != cudaSuccess) ::fc::cuda::fail(fc_err_, kernel_name, __FILE__, __LINE__); \
   } while (0)
 

@@ -3,7 +3,10 @@
 // needed; without one these calls report why instead of failing.
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "common.h"
@@ -25,10 +28,12 @@ std::string cuda_device() {
   }
   if (count == 0) return "none (no CUDA device visible)";
   int dev = 0, driver = 0;
-  cudaGetDevice(&dev);
   cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, dev) != cudaSuccess) return "unknown (cudaGetDeviceProperties failed)";
-  cudaDriverGetVersion(&driver);
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+    cudaGetLastError();  // as above: not to be blamed on the next kernel
+    return "unknown (cudaGetDeviceProperties failed)";
+  }
+  if (cudaDriverGetVersion(&driver) != cudaSuccess) cudaGetLastError();
   return str(prop.name, " (sm_", prop.major, prop.minor, "), driver ", driver / 1000, '.',
              (driver % 1000) / 10, ", ", count, " device", count > 1 ? "s" : "");
 }
@@ -55,6 +60,14 @@ std::string device_name() {
 void set_stream(std::uintptr_t s) { current_stream = reinterpret_cast<cudaStream_t>(s); }
 
 cudaStream_t stream() { return current_stream; }
+
+bool sync_launches() {
+  static const bool sync = [] {
+    const char* v = std::getenv("FASTCONV_CUDA_SYNC");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return sync;
+}
 
 int sm_count() {
   static std::mutex mu;
@@ -84,8 +97,36 @@ void fail(cudaError_t err, const char* what, const char* file, int line) {
                                file, ":", line, hint));
 }
 
+namespace {
+
+// The device's default memory pool hands its free memory back to the driver at every
+// synchronisation (release threshold 0), so each training step's scratch would be mapped
+// again after the step's host reads; it is kept for reuse instead, once per device.
+void retain_pool_memory() {
+  static std::mutex mu;
+  static std::vector<char> done;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();  // Scratch's allocation reports the problem, named
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (int(done.size()) <= dev) done.resize(dev + 1, 0);
+  if (done[dev]) return;
+  done[dev] = 1;
+  cudaMemPool_t pool;
+  if (cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) {
+    std::uint64_t keep = UINT64_MAX;
+    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+  }
+  cudaGetLastError();  // a device without memory pools: cudaMallocAsync says so, named
+}
+
+}  // namespace
+
 Scratch::Scratch(size_t bytes, const char* what) {
   if (bytes == 0) return;
+  retain_pool_memory();
   cudaError_t err = cudaMallocAsync(&ptr_, bytes, stream());
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // not sticky: the next call must not see it
@@ -99,7 +140,8 @@ Scratch::Scratch(size_t bytes, const char* what) {
 }
 
 Scratch::~Scratch() {
-  if (ptr_) cudaFreeAsync(ptr_, stream());
+  // A destructor cannot throw; a failed free must not be reported as the next kernel's error.
+  if (ptr_ && cudaFreeAsync(ptr_, stream()) != cudaSuccess) cudaGetLastError();
 }
 
 }  // namespace cuda

@@ -98,6 +98,13 @@ namespace cuda {
 namespace { thread_local cudaStream_t current_stream = nullptr; }
 void set_stream(std::uintptr_t s) { current_stream = reinterpret_cast<cudaStream_t>(s); }
 cudaStream_t stream() { return current_stream; }
+bool sync_launches() {  // as runtime.cu's: the launches here are synchronous anyway
+  static const bool sync = [] {
+    const char* v = std::getenv("FASTCONV_CUDA_SYNC");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return sync;
+}
 int sm_count() { int v; cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, 0); return v; }
 void fail(cudaError_t err, const char* what, const char* file, int line) {
   throw std::runtime_error(str("emu CUDA error ", err, " in ", what, " at ", file, ":", line));

@@ -19,6 +19,9 @@ class Stream:
         pass
 
 
+Stream.null = Stream()
+
+
 def get_current_stream():
     return Stream()
 
