@@ -192,7 +192,11 @@ def test_horizontal_flip_takes_a_single_image_as_one_image():
 def test_crop_and_shift_arguments_and_shapes_are_checked():
     x = np.zeros((2, 1, 5, 7), np.float32)
     rng = np.random.default_rng(0)
-    for padding in ((1, 2, 3), (), 1.5, True, (1, 2.0), "1"):
+    for padding in ((1, 2, 3), ()):  # torchvision: a ValueError for the length
+        with pytest.raises(ValueError, match=r"RandomCrop: padding must be a sequence of 1, 2 "
+                                             r"or 4 ints, got [03]"):
+            data.RandomCrop(5, padding=padding)
+    for padding in (1.5, True, (1, 2.0), "1"):
         with pytest.raises(TypeError, match=r"RandomCrop: padding must be None, an int or a "
                                             r"sequence of 1, 2 or 4 ints, got"):
             data.RandomCrop(5, padding=padding)
@@ -334,6 +338,20 @@ def test_idx_datasets_read_decompressed_files_when_the_gz_is_absent(tmp_path):
     (folder / "t10k-images-idx3-ubyte").unlink()
     (folder / "t10k-images-idx3-ubyte").mkdir()
     with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte is a folder, not a file"):
+        data.FashionMNIST(tmp_path, train=False)
+
+
+def test_idx_datasets_read_torchvisions_folder_layout(tmp_path):
+    """torchvision keeps the decompressed files in root/MNIST/raw (root/FashionMNIST/raw)."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    pixels = np.random.default_rng(10).integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(_idx((2, 28, 28), pixels.ravel().tolist()))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(_idx((2,), [7, 2]))
+    mnist = data.MNIST(tmp_path, train=False)
+    np.testing.assert_array_equal(mnist.images, pixels[:, None].astype(np.float32) / 255)
+    np.testing.assert_array_equal(mnist.labels, [7, 2])
+    with pytest.raises(FileNotFoundError, match="FashionMNIST/raw"):
         data.FashionMNIST(tmp_path, train=False)
 
 

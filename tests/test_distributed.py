@@ -117,6 +117,11 @@ def test_randperm_like_torch_is_torchs(n):
         expect = torch.randperm(n, generator=g).numpy()
         got = randperm_like_torch(n, seed)
         assert got.dtype == np.int64 and np.array_equal(got, expect), (n, seed)
+    for seed in (2**64, -(2**63) - 1):  # torch's manual_seed overflows there
+        with pytest.raises((RuntimeError, ValueError), match="Overflow"):
+            torch.Generator().manual_seed(seed)
+        with pytest.raises(ValueError, match="seed must be in"):
+            randperm_like_torch(n, seed)
 
 
 def test_sampler_index_lists_are_torchs():

@@ -293,6 +293,10 @@ def test_mse_loss_weighted(reduction, dtype):
     ones = np.ones(shape, dtype)
     assert_close(F.mse_loss(x, y, reduction=reduction, weight=ones),
                  F.mse_loss(x, y, reduction=reduction), rtol_for(dtype, L))
+    if reduction == "mean":  # all weights 0: 0 / 0, NaN (as torch), without a warning
+        zeros = np.zeros(shape, dtype)
+        assert np.isnan(F.mse_loss(x, y, weight=zeros))
+        assert np.isnan(F.mse_loss_backward(1.0, x, y, weight=zeros)).all()
 
 
 def test_mse_loss_weighted_reference_matches_finite_differences():

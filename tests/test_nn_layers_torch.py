@@ -672,3 +672,47 @@ def test_module_to_an_array_takes_its_dtype_and_device_as_torch():
         ours.to(np.zeros(2, np.int64))
     with pytest.raises(TypeError):
         theirs.to(torch.zeros(2, dtype=torch.int64))
+
+
+def test_torchs_own_dtype_and_device_objects_are_taken():
+    """PyTorch code passes torch.float64 and torch.device("cpu"), and non_blocking=True."""
+    ours, theirs = nn.Linear(3, 2), TN.Linear(3, 2)
+    for args, kwargs in [((torch.float64,), {}), ((), {"dtype": torch.float32}),
+                         ((torch.device("cpu"), torch.float64), {"non_blocking": True}),
+                         (("cpu:0",), {}), ((), {"device": torch.device("cpu", 0)})]:
+        assert ours.to(*args, **kwargs) is ours
+        theirs.to(*args, **kwargs)
+        assert _floats(ours) == _floats(theirs) and ours.device == "cpu"
+    assert nn.Conv2d(1, 2, 3, dtype=torch.float64).weight.dtype == np.float64
+    assert nn.BatchNorm2d(2, device=torch.device("cpu")).weight.dtype == np.float32
+    with pytest.raises(TypeError, match="dtype must be float32 or float64, got int64"):
+        ours.to(torch.int64)
+    with pytest.raises(TypeError, match="non_blocking must be a bool"):
+        ours.to("cpu", non_blocking="yes")
+
+
+def test_a_state_dict_of_parameters_loads_back_as_torch():
+    """state_dict(keep_vars=True) holds the Parameters themselves; torch loads it back."""
+    def build(lib):
+        return lib.Sequential(lib.Conv2d(1, 2, 3), lib.BatchNorm2d(2))
+    ours, theirs = build(nn), build(TN)
+    for assign in (False, True):
+        theirs.load_state_dict(theirs.state_dict(keep_vars=True), assign=assign)
+        before = {k: v.copy() for k, v in ours.state_dict().items()}
+        result = ours.load_state_dict(ours.state_dict(keep_vars=True), assign=assign)
+        assert result == ([], [])
+        assert all(np.array_equal(before[k], v) for k, v in ours.state_dict().items())
+
+
+def test_conv_layers_take_one_element_sequences_as_torch():
+    x = np.random.default_rng(3).standard_normal((2, 4, 9, 9))
+    fc.manual_seed(0)
+    ours = nn.Conv2d(4, 2, 3, stride=[2], padding=(1,), dilation=(2,)).double()
+    theirs = TN.Conv2d(4, 2, 3, stride=[2], padding=(1,), dilation=(2,)).double()
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    assert_close(ours(x), theirs(torch.tensor(x)).detach().numpy(), 1e-12)
+    assert nn.ConvTranspose2d(4, 2, 3, stride=2, output_padding=[1])(x.astype(np.float32)).shape \
+        == TN.ConvTranspose2d(4, 2, 3, stride=2, output_padding=[1])(
+            torch.tensor(x, dtype=torch.float32)).shape
+    with pytest.raises(ValueError, match="kernel_size"):  # torch's weight would be 3-D
+        nn.Conv2d(4, 2, [3])

@@ -549,7 +549,8 @@ def test_a_module_of_several_inputs_takes_them_all_as_torch():
     ((np.float64,), dict(dtype=np.float32), TypeError, "dtype both as an argument and as a "
                                                        "keyword"),
     ((np.zeros(2),), dict(device="cpu"), TypeError, "an array comes alone"),
-    ((), dict(non_blocking=True), TypeError, "unexpected keyword argument 'non_blocking'"),
+    ((), dict(memory_format="channels_last"), TypeError,
+     "unexpected keyword argument 'memory_format'"),
     ((), dict(device="cpu", dtype="int8"), TypeError, "got int8"),
 ], ids=["int-dtype", "cuda-n", "swapped", "unknown", "three", "twice", "array-and-device",
         "keyword", "kw-int-dtype"])

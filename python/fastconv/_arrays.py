@@ -103,6 +103,15 @@ def zeros(like, shape, dtype=None):
     return module_of(like).zeros(shape, dtype=like.dtype if dtype is None else dtype)
 
 
+def torch_spelled(value):
+    """A torch.dtype as its NumPy name (torch.float32 -> "float32") and a torch.device as its
+    string ("cpu", "cuda:0"), so the arguments PyTorch code passes read as fastconv's; anything
+    else unchanged. torch is not imported: only objects of its module are recognised."""
+    if type(value).__module__ == "torch" and type(value).__name__ in ("dtype", "device"):
+        return str(value).removeprefix("torch.")
+    return value
+
+
 def writable(x):
     """Whether x can be written in place: NumPy's writeable flag; CuPy's flags have none (its
     arrays are always writable), so reading NumPy's flag on one is an AttributeError."""

@@ -170,7 +170,9 @@ class _IDXDataset:
         return self.images[i], self.labels[i]
 
     def _candidates(self, fname):
-        return [self.root / self.name / fname, self.root / fname]
+        # the last: torchvision's layout, root/MNIST/raw (files there are kept decompressed)
+        return [self.root / self.name / fname, self.root / fname,
+                self.root / type(self).__name__ / "raw" / fname]
 
     def _locate(self, fname, download):
         raw = fname.removesuffix(".gz")
@@ -506,7 +508,10 @@ def _sides(padding):
         return tuple(padding) * 4
     if len(padding) == 2:  # (left and right, top and bottom)
         return tuple(padding) * 2
-    return tuple(padding) if len(padding) == 4 else None
+    if len(padding) != 4:  # the right kind, the wrong length: torchvision's ValueError
+        raise ValueError(f"RandomCrop: padding must be a sequence of 1, 2 or 4 ints, got "
+                         f"{len(padding)}: {padding!r}")
+    return tuple(padding)
 
 
 class RandomCrop:

@@ -22,6 +22,9 @@ def randperm_like_torch(n, seed):
     element i + r_i mod (n - i) for i = 0 .. n - 2, r_i the generator's successive 32-bit
     outputs (which RandomState.randint over [0, 2**32) returns unchanged).
     """
+    if not -2**63 <= seed < 2**64:
+        raise ValueError(f"randperm_like_torch: seed must be in [-2**63, 2**64) as torch's "
+                         f"manual_seed takes it, got {seed}")
     seed %= 2**64  # torch's manual_seed takes a negative seed modulo 2**64
     if n >= _RANDPERM_SMALL:
         return np.random.default_rng(seed).permutation(n)
@@ -52,7 +55,9 @@ class DistributedSampler:
     so every rank gets ceil(len / num_replicas) indices; with drop_last=True the tail is dropped
     instead (floor). num_replicas and rank default to the process group's. The permutation is
     torch's: the index lists equal torch.utils.data.DistributedSampler's for the same arguments
-    and epoch (see randperm_like_torch).
+    and epoch (see randperm_like_torch), up to 2**32 / 20 (214,748,364) samples; a larger
+    dataset's order is NumPy's permutation. seed + epoch must be in [-2**63, 2**64), as for
+    torch's manual_seed.
     """
 
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,

@@ -13,7 +13,8 @@ module (NumPy or CuPy), and the extension checks every argument, writes the resu
 
 import numpy as np
 
-from .._arrays import c_contiguous, empty, is_array, module_of, shared_view, writable
+from .._arrays import (c_contiguous, empty, is_array, module_of, shared_view, torch_spelled,
+                       writable)
 from .._loader import _C
 from ._args import as_float, as_int, contiguous
 
@@ -153,10 +154,8 @@ def _cast(input, dtype, op):
     """input cast to dtype (None: unchanged) before the op, like torch's dtype= argument."""
     input = shared_view(input)
     if dtype is not None:
-        if type(dtype).__module__ == "torch":  # torch.float32 names NumPy's float32
-            dtype = str(dtype).removeprefix("torch.")
         try:
-            dt = np.dtype(dtype)
+            dt = np.dtype(torch_spelled(dtype))
         except TypeError:
             raise TypeError(f"{op}: dtype must be float32 or float64, got {dtype!r}") from None
         if dt not in (np.float32, np.float64):

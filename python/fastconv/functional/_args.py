@@ -91,7 +91,8 @@ def as_int(value, name, op):
 
 def as_pair(value, name, op, single=False):
     """An int or a pair of ints -> (h, w); with single, also a sequence of one int, as torch's
-    convolution and max/avg pooling take it (unfold, fold, LP and adaptive pooling do not)."""
+    convolution and max/avg pooling take it (and so, here, LP and mixed pooling, which share
+    their window arguments; torch's unfold, fold and adaptive pooling do not, nor do ours)."""
     if isinstance(value, (tuple, list)):
         if single and len(value) == 1:
             value = (value[0], value[0])

@@ -163,7 +163,8 @@ def mse_loss_backward(grad_output, input, target, reduction="mean", weight=None)
             grad_output = module_of(input).asarray(grad_output / weight.sum(), dtype=input.dtype)
     grad = _C.mse_loss_backward(empty, grad_output, input, target,
                                 "none" if reduction == "none" else "sum")
-    grad *= weight
+    with np.errstate(invalid="ignore"):  # inf * 0 (all weights 0 under "mean") is NaN, as torch
+        grad *= weight
     return grad
 
 

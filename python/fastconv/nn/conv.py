@@ -14,8 +14,10 @@ from .parameter import Parameter, accumulating_grads
 
 
 def _at_least(value, least, name, op):
-    """An int or (h, w) pair of ints, each at least `least`, as a pair."""
-    pair = as_pair(value, name, op)
+    """An int or (h, w) pair of ints, each at least `least`, as a pair. A sequence of one int
+    serves both sides, as torch's layers take it, except for kernel_size (torch's weight
+    would then be 3-D)."""
+    pair = as_pair(value, name, op, single=name != "kernel_size")
     if min(pair) < least:
         raise ValueError(f"{op}: {name} must be {'positive' if least else 'non-negative'}, "
                          f"got {value!r}")

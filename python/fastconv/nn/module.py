@@ -17,7 +17,7 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 
 from .._arrays import (c_contiguous, device_of, shared_view, is_array, module_of, to_device,
-                       to_numpy, writable)
+                       to_numpy, torch_spelled, writable)
 from .parameter import Parameter
 
 
@@ -455,15 +455,22 @@ class Module:
     def _to_args(self, args, kwargs):
         """to()'s arguments as (device or None, dtype or None), each checked."""
         owner = f"{type(self).__name__}.to"
-        unknown = sorted(set(kwargs) - {"device", "dtype"})
+        unknown = sorted(set(kwargs) - {"device", "dtype", "non_blocking"})
         if unknown:
-            raise TypeError(f"{owner}: unexpected keyword argument {unknown[0]!r} (device and "
-                            "dtype are taken)")
+            raise TypeError(f"{owner}: unexpected keyword argument {unknown[0]!r} (device, "
+                            "dtype and non_blocking are taken)")
+        # torch's copy hint: fastconv's copies to and from the GPU are ordered on the stream
+        # anyway, so it is only checked
+        if "non_blocking" in kwargs and not isinstance(kwargs["non_blocking"], (bool, np.bool_)):
+            raise TypeError(f"{owner}: non_blocking must be a bool, got "
+                            f"{kwargs['non_blocking']!r}")
+        kwargs = {k: torch_spelled(v) for k, v in kwargs.items() if k != "non_blocking"}
         if len(args) > 2:
             raise TypeError(f"{owner}: takes at most 2 positional arguments (device, dtype), "
                             f"got {len(args)}")
         given = dict(kwargs)
         if args:
+            args = [torch_spelled(a) for a in args]
             first = shared_view(args[0])
             if is_array(first):  # to(array): where it lives and its dtype
                 if len(args) > 1 or given:
@@ -610,6 +617,9 @@ def parse_device(device, owner):
     `owner` for anything else."""
     if device is None:
         return "cpu"
+    device = torch_spelled(device)
+    if device == "cpu:0":  # torch.device("cpu", 0): there is one host
+        device = "cpu"
     if not isinstance(device, str):
         raise TypeError(f"{owner}: device must be 'cpu', 'cuda' or None, got {device!r}")
     if device.startswith("cuda:"):
@@ -630,9 +640,9 @@ def _names_dtype(text):
 
 
 def _float_dtype(dtype, owner):
-    """dtype as np.float32 or np.float64, else TypeError naming `owner`."""
+    """dtype as np.float32 or np.float64 (or torch's), else TypeError naming `owner`."""
     try:
-        parsed = np.dtype(dtype)
+        parsed = np.dtype(torch_spelled(dtype))
     except (TypeError, ValueError):
         parsed = None
     if parsed not in (np.float32, np.float64):
@@ -729,6 +739,8 @@ def _loadable(value, current, key, name, assign=False):
     with assign, as the array to put in its place (value itself, or a view of a DLPack
     tensor); TypeError/ValueError naming `key` when it does not fit."""
     op = f"{name}.load_state_dict"
+    if isinstance(value, Parameter):  # state_dict(keep_vars=True) gives the Parameters
+        value = value.data
     try:
         array = shared_view(value) if assign else to_numpy(value)
         array = array if is_array(array) else np.asarray(array)
