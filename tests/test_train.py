@@ -196,3 +196,23 @@ def test_saved_model_commands_say_what_is_wrong_without_a_traceback(tmp_path):
     with pytest.raises(SystemExit, match="opset_version must be an int in"):
         cli.main(["export", "--model-file", str(weights), "--model", "lenet5", "--dataset",
                   "mnist", "--out", out, "--opset", "12"])
+
+
+def test_a_closed_output_pipe_ends_the_command_without_a_traceback():
+    """`fastconv evaluate ... | head` closed the pipe under a command still printing."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from fastconv import cli\n"
+            "def printing(argv):\n"
+            "    for i in range(100000):\n"
+            "        print('line', i)\n"
+            "cli._main = printing\n"
+            "sys.exit(cli.main([]))\n")
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as run:
+        run.stdout.readline()
+        run.stdout.close()  # as head does after its lines
+        err = run.stderr.read().decode()
+        assert run.wait(timeout=60) == 1 and "Traceback" not in err, err

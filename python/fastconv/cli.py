@@ -294,6 +294,16 @@ def _export(args):
 
 
 def main(argv=None):
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`fastconv evaluate ... | head`): no traceback, and none at exit
+        # either, when Python flushes stdout into the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv):
     from . import bench
 
     parser = argparse.ArgumentParser(prog="fastconv", description="fastconv command line")

@@ -77,9 +77,10 @@ def _describe(result, name):
     if peers:
         lines.append(f"Peers: {peers}. {RATIO_NOTE}.")
     t = result["timing"]
+    turns = "fastconv's and its peers' taken in turns" if peers else "fastconv's alone"
     lines.append(f"float32; median (min-max) of {t['repeats']} samples after {t['warmup']} "
-                 "warm-up calls, fastconv's and PyTorch's taken in turns; every output "
-                 "checked against a float64 NumPy reference before it was timed.")
+                 f"warm-up calls, {turns}; every output checked against a float64 NumPy "
+                 "reference before it was timed.")
     return lines
 
 
