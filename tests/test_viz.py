@@ -48,3 +48,18 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
         viz.plot_history([{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5}], tmp_path / "h.png")
+
+
+def test_history_legend_names_the_held_out_set(monkeypatch, tmp_path):
+    """`fastconv train` passes the test set as fit's val_loader: its curves say "test"."""
+    pytest.importorskip("matplotlib")
+    figures = []
+    monkeypatch.setattr(viz, "_save", lambda fig, path: figures.append(fig) or path)
+    history = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.1, "val_acc": 0.4}]
+    viz.plot_history(history, tmp_path / "h.png")
+    viz.plot_history(history, tmp_path / "t.png", val_label="test")
+    labels = [[t.get_text() for t in fig.axes[1].get_legend().get_texts()] for fig in figures]
+    assert labels == [["train accuracy", "validation accuracy"], ["train accuracy", "test accuracy"]]
+    import matplotlib.pyplot as plt
+    for fig in figures:
+        plt.close(fig)

@@ -225,7 +225,8 @@ def _train(args):
     pictures = [out / "history.png", out / "confusion.png", out / "filters.png",
                 out / "feature_maps.png"]
     try:
-        viz.plot_history(history, pictures[0], f"{args.model} on {args.dataset}")
+        viz.plot_history(history, pictures[0], f"{args.model} on {args.dataset}",
+                         val_label="test")
         viz.plot_confusion_matrix(scores["confusion_matrix"], pictures[1], test_set.classes)
         first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
         if first_conv is not None:

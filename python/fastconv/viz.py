@@ -37,15 +37,18 @@ def _save(fig, path):
     return path
 
 
-def plot_history(history, path, title="Training"):
-    """Loss and accuracy per epoch (train, and validation when recorded) from fit()'s history."""
+def plot_history(history, path, title="Training", val_label="validation"):
+    """Loss and accuracy per epoch (train, and validation when recorded) from fit()'s history;
+    val_label names the held-out set in the legend ("test" when fit's val_loader was the test
+    set, as for `fastconv train`)."""
     plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
         ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label=f"train {label}")
         if all(f"val_{key}" in r for r in history):
-            ax.plot(epochs, [r[f"val_{key}"] for r in history], "s--", label=f"validation {label}")
+            ax.plot(epochs, [r[f"val_{key}"] for r in history], "s--",
+                    label=f"{val_label} {label}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_xticks(epochs)
