@@ -129,10 +129,14 @@ def test_optim_gpu_empty_parameter():
 
 
 def test_optim_devices_do_not_mix():
-    p = Parameter(cp.ones(3))
-    p.grad = np.ones(3)
-    with pytest.raises(ValueError, match="grad is on the CPU"):
-        optim.Adam([p]).step()
+    # checked before any parameter is updated: the first, well placed, is left as it was
+    a, p = Parameter(cp.ones(3)), Parameter(cp.ones(3))
+    a.grad, p.grad = cp.ones(3), np.ones(3)
+    opt = optim.Adam([a, p], lr=0.1)
+    with pytest.raises(ValueError, match=r"the gradient of param_groups\[0\]\['params'\]\[1\] "
+                                         r"is on cpu, the parameter on cuda"):
+        opt.step()
+    assert (host(a.data) == 1).all() and a not in opt.state
     with pytest.raises(ValueError, match="momentum_buffer is on the CPU"):
         _C.sgd_step(cp.ones(3), np.zeros(3), cp.ones(3), 0.1, 0.9, 0.0, 0.0, False, False, True)
     with pytest.raises(ValueError, match="exp_avg_sq is on the CPU"):

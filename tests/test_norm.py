@@ -551,6 +551,6 @@ def test_batch_norm_refuses_a_read_only_strided_statistic_before_updating_either
     rm = np.zeros(6, np.float32)[::2]
     rm.flags.writeable = False
     rv = np.ones(3, np.float32)
-    with pytest.raises(ValueError, match="batch_norm: running_mean must be writeable"):
+    with pytest.raises(ValueError, match="batch_norm: running_mean must be writable"):
         F.batch_norm(x, rm, rv, training=True)
     np.testing.assert_array_equal(rv, np.ones(3, np.float32))

@@ -38,7 +38,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         for name, stat, buf in (("running_mean", running_mean, rm),
                                 ("running_var", running_var, rv)):
             if buf is not stat and not writable(stat):
-                raise ValueError(f"{op}: {name} must be writeable when training (it is updated "
+                raise ValueError(f"{op}: {name} must be writable when training (it is updated "
                                  "in place), got a read-only array")
     out, save_mean, save_invstd = _C.batch_norm_forward(empty, rm, rv, input, weight, bias,
                                                         training, momentum, eps)

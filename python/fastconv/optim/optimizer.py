@@ -113,6 +113,10 @@ class Optimizer:
                     raise ValueError(f"{name}: the gradient of {where}, {p.grad.shape} "
                                      f"{p.grad.dtype}, does not match the parameter, "
                                      f"{p.data.shape} {p.data.dtype}")
+                if device_of(p.grad) != device_of(p.data):
+                    raise ValueError(f"{name}: the gradient of {where} is on "
+                                     f"{device_of(p.grad)}, the parameter on "
+                                     f"{device_of(p.data)}")
                 if not p.data.flags.c_contiguous:
                     raise ValueError(f"{name}: {where}.data must be C-contiguous (it is updated "
                                      f"in place), got strides {p.data.strides}")
@@ -130,7 +134,7 @@ class Optimizer:
 
     def _check_state(self, state, p, where):
         """p's state as its kernel reads it (set by hand or loaded): every array the
-        parameter's shape, dtype and device, C-contiguous, writeable, and not the parameter or
+        parameter's shape, dtype and device, C-contiguous, writable, and not the parameter or
         its gradient; a step count a whole number >= 0."""
         name = type(self).__name__
         for key, value in state.items():
@@ -152,7 +156,7 @@ class Optimizer:
                                  f"{value.shape} {value.dtype} on {device_of(value)}")
             if not (value.flags.c_contiguous and writable(value)):
                 raise ValueError(f"{name}: state[{key!r}] of {where} must be a C-contiguous, "
-                                 "writeable array (it is updated in place)")
+                                 "writable array (it is updated in place)")
             if value is p.data or value is p.grad:
                 raise ValueError(f"{name}: state[{key!r}] of {where} is the parameter or its "
                                  "gradient itself")
