@@ -396,3 +396,20 @@ def test_loss_gpu_is_deterministic_and_leaves_inputs_alone():
         assert np.array_equal(u, v, equal_nan=True), f"result {i} differs between two calls"
     for i, (v, c) in enumerate(zip(args, copies)):
         assert bool(cp.array_equal(v, c)), f"input {i} was modified"
+
+
+@pytest.mark.parametrize("name", ["CrossEntropyLoss", "MultiMarginLoss"])
+def test_loss_modules_take_class_weights_on_the_gpu(name):
+    """A CuPy weight stays on the device: NumPy cannot read one implicitly (np.asarray of a
+    CuPy array is a TypeError), so the module must not try."""
+    from fastconv import nn
+
+    rng = np.random.default_rng(44)
+    w = rng.uniform(0.5, 2.0, 5).astype(np.float32)
+    x, t = rand(rng, (6, 5), np.float32), rng.integers(0, 5, 6)
+    on_gpu = getattr(nn, name)(weight=dev(w))
+    assert isinstance(on_gpu.weight, cp.ndarray)
+    on_cpu = getattr(nn, name)(weight=w)
+    got = on_gpu(dev(x), dev(t))
+    assert abs(got - on_cpu(x, t)) <= 1e-6 * max(1.0, abs(got))
+    assert_loss_close(host(on_gpu.backward()), on_cpu.backward(), 1e-6, what=name)

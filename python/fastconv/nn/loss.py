@@ -27,7 +27,11 @@ class _Loss(Module):
         if weight is None:
             self.weight = None
             return
-        weight = np.array(weight, dtype=np.result_type(np.asarray(weight).dtype, np.float32))
+        weight = shared_view(weight)
+        # A CuPy weight stays on the GPU (NumPy cannot take one implicitly); anything else is
+        # read into NumPy. Either way a copy of at least float32, as torch's float weights.
+        xp = module_of(weight) if is_array(weight) else np
+        weight = xp.array(weight, dtype=np.result_type(xp.asarray(weight).dtype, np.float32))
         if weight.ndim != 1:
             raise ValueError(f"{type(self).__name__}: weight must be 1-D (C,), got shape "
                              f"{weight.shape}")

@@ -19,7 +19,10 @@ _NOT_IN_CUPY = frozenset("""
     nditer nested_iters object_ polyder polydiv polyint rec recarray record sctypeDict
     setbufsize seterr seterrcall show_runtime spacing str_ strings test timedelta64 typecodes
     unstack vecdot vecmat void""".split())
-_NOT_ON_CUPY_ARRAYS = frozenset("ctypes getfield resize setfield setflags to_device".split())
+# NumPy's host-memory protocols too: NumPy reads them before __array__, so np.asarray of a fake
+# array would quietly succeed where CuPy's refuses the implicit copy.
+_NOT_ON_CUPY_ARRAYS = frozenset("ctypes getfield resize setfield setflags to_device "
+                                "__array_interface__ __array_struct__".split())
 
 
 def _absent(owner, name):
