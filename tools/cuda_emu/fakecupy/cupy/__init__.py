@@ -22,7 +22,8 @@ _NOT_IN_CUPY = frozenset("""
 # NumPy's host-memory protocols too: NumPy reads them before __array__, so np.asarray of a fake
 # array would quietly succeed where CuPy's refuses the implicit copy.
 _NOT_ON_CUPY_ARRAYS = frozenset("ctypes getfield resize setfield setflags to_device "
-                                "__array_interface__ __array_struct__".split())
+                                "__array_interface__ __array_struct__ __array_namespace__ "
+                                "__array_wrap__".split())
 
 
 def _absent(owner, name):
