@@ -34,24 +34,23 @@ __all__ = ["read_idx", "FashionMNIST", "MNIST", "CIFAR10", "DataLoader", "Random
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are in none of the places looked in. The message ends in advice given
-    in this module's terms (root=, download=True); `problem` is the message without it, for
-    callers such as the command line that give their own."""
+class _Advised:
+    """An error whose message ends in advice given in this module's terms (root=,
+    download=True, check_integrity=False); `problem` is the message without it, for callers
+    such as the command line that give their own."""
 
     def __init__(self, message, problem=None):
         super().__init__(message)
         self.problem = message if problem is None else problem
 
 
-class IntegrityError(ValueError):
+class DatasetNotFoundError(_Advised, FileNotFoundError):
+    """A dataset's files are in none of the places looked in."""
+
+
+class IntegrityError(_Advised, ValueError):
     """A well-formed dataset file that is not the published one: its md5, or the record count
-    of a CIFAR-10 .bin, differs. The message ends in the advice that check_integrity=False
-    reads it anyway; `problem` is the message without it, as for DatasetNotFoundError."""
-
-    def __init__(self, message, problem=None):
-        super().__init__(message)
-        self.problem = message if problem is None else problem
+    of a CIFAR-10 .bin, differs."""
 
 
 def _not_found(problem, advice):

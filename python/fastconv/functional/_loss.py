@@ -98,9 +98,12 @@ def cross_entropy_backward(grad_output, input, target, weight=None, ignore_index
                                      _reduction_name(reduction, op))
 
 
-def _mse_weight(weight, input, op):
+def _mse_weight(weight, input, reduction, op):
     """mse_loss's weight: an array of the input's shape and dtype (torch: "Weights and input
-    must have the same size")."""
+    must have the same size"); the reduction, which the extension checks on the unweighted
+    path, is checked here."""
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
     weight = contiguous(weight)
     if not is_array(weight):
         raise TypeError(f"{op}: weight must be an array or None, got {type(weight).__name__}")
@@ -139,9 +142,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     input, target = contiguous(input), contiguous(target)
     if weight is None:
         return _C.mse_loss_forward(empty, input, target, reduction)
-    weight = _mse_weight(weight, input, op)
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    weight = _mse_weight(weight, input, reduction, op)
     return _weighted(_C.mse_loss_forward(empty, input, target, "none"), weight, reduction)
 
 
@@ -155,9 +156,7 @@ def mse_loss_backward(grad_output, input, target, reduction="mean", weight=None)
     reduction = _reduction_name(reduction, op)
     if weight is None:
         return _C.mse_loss_backward(empty, grad_output, input, target, reduction)
-    weight = _mse_weight(weight, input, op)
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    weight = _mse_weight(weight, input, reduction, op)
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):
             grad_output = module_of(input).asarray(grad_output / weight.sum(), dtype=input.dtype)

@@ -464,13 +464,13 @@ class Module:
         if "non_blocking" in kwargs and not isinstance(kwargs["non_blocking"], (bool, np.bool_)):
             raise TypeError(f"{owner}: non_blocking must be a bool, got "
                             f"{kwargs['non_blocking']!r}")
-        kwargs = {k: torch_spelled(v) for k, v in kwargs.items() if k != "non_blocking"}
+        kwargs = {k: v for k, v in kwargs.items() if k != "non_blocking"}
         if len(args) > 2:
             raise TypeError(f"{owner}: takes at most 2 positional arguments (device, dtype), "
                             f"got {len(args)}")
         given = dict(kwargs)
         if args:
-            args = [torch_spelled(a) for a in args]
+            args = [torch_spelled(a) for a in args]  # a torch.device read as its string below
             first = shared_view(args[0])
             if is_array(first):  # to(array): where it lives and its dtype
                 if len(args) > 1 or given:
